@@ -1,0 +1,30 @@
+# Two entry points on a fresh machine: `make demo` and `make test`. Each creates .venv itself.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+CATALOG ?= synthetic:2000
+BUNDLE ?= models/demo
+
+.PHONY: install demo test bench clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/recsys build --catalog $(CATALOG) --out $(BUNDLE)
+	$(VENV)/bin/recsys similar --bundle $(BUNDLE) $$($(VENV)/bin/recsys items --bundle $(BUNDLE) --limit 2) --k 8
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/bench_towers.py
+	$(PY) benchmarks/bench_annoy.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

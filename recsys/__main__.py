@@ -1,0 +1,4 @@
+"""``python -m recsys`` runs the CLI."""
+from recsys.cli import main
+
+main()

@@ -1,0 +1,157 @@
+"""Command line: ``recsys build | similar | items``."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from recsys.errors import BundleError, ConfigError, RecsysError
+from recsys.settings import Settings, load_settings
+
+__all__ = ["main", "cli"]
+
+logger = logging.getLogger(__name__)
+_DISPLAY = ["title", "category", "price"]
+
+
+def _exit_code(exc: RecsysError) -> int:
+    return 1 if isinstance(exc, BundleError) else 2
+
+
+class _Group(click.Group):
+    """Turns RecsysError into one clear line on stderr and an exit code, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RecsysError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(_exit_code(exc))
+
+
+def _setup_logging(verbose: int) -> None:
+    root = logging.getLogger()
+    if not root.handlers:  # never clobber a host's logging set-up
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    root.setLevel([logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)])
+    logging.captureWarnings(True)
+
+
+@click.group(cls=_Group)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="RECSYS_CONFIG", help="YAML settings file (environment variables override it).")
+@click.option("-v", "--verbose", count=True, help="-v for progress logs, -vv for debug.")
+@click.version_option(package_name="recsys")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
+    """recsys: multimodal recommendations (image, text, tabular) with Annoy and Redis."""
+    _setup_logging(verbose)
+    ctx.obj = {"config_file": config_file}
+
+
+def _settings(ctx: click.Context) -> Settings:
+    if "settings" not in ctx.obj:
+        ctx.obj["settings"] = load_settings(config_file=ctx.obj["config_file"])
+    return ctx.obj["settings"]
+
+
+@cli.command()
+@click.option("--catalog", required=True, metavar="SOURCE",
+              help="PATH.csv, PATH.parquet, movielens:DIR or synthetic:N")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="models/NAME: the new version is written inside")
+@click.option("--seed", type=int, default=None, help="seed (default: settings.seed)")
+@click.option("--progress/--no-progress", default=True, help="progress bars")
+@click.pass_context
+def build(ctx: click.Context, catalog: str, out: Path, seed: int | None, progress: bool) -> None:
+    """Embed a catalog, build its indexes and write a model bundle."""
+    from recsys.data import load_catalog
+    from recsys.pipeline import build_item_bundle
+
+    settings = _settings(ctx)
+    seed = settings.seed if seed is None else seed
+    frame = load_catalog(catalog, seed=seed, state_dir=settings.state_dir, show_progress=progress)
+    report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress)
+    for message in dict.fromkeys(report.warnings):
+        click.echo(f"warning: {message}", err=True)
+    click.echo(report.summary())
+
+
+def _load(bundle: Path):
+    from recsys.bundle import read_bundle
+    from recsys.service import Recommender
+
+    return Recommender(read_bundle(bundle))
+
+
+def _rows(recommender, scored) -> list[dict]:
+    items = recommender.bundle.items
+    ids = recommender.bundle.item_ids
+    out = []
+    for s in scored:
+        meta = items.iloc[ids.row(s.item_id)]
+        out.append({"item_id": s.item_id, "score": round(s.score, 4),
+                    **{c: _plain(meta[c]) for c in _DISPLAY if c in items.columns}})
+    return out
+
+
+def _plain(value):
+    return None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
+
+
+@cli.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path),
+              help="a bundle version directory, or models/NAME for the newest")
+@click.argument("item_ids", nargs=-1, required=True)
+@click.option("--k", default=10, show_default=True, type=int, help="neighbours per item (1..1000)")
+@click.option("--weights", default=None, metavar="SPEC",
+              help="per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def similar(bundle: Path, item_ids: tuple[str, ...], k: int, weights: str | None, as_json: bool) -> None:
+    """Items most similar to each ITEM_ID."""
+    from recsys.towers.item import parse_weights
+
+    recommender = _load(bundle)
+    parsed = parse_weights(weights, tuple(recommender.bundle.vectors.blocks)) if weights else None
+    results = {i: _rows(recommender, recommender.similar_items(i, n=k, weights=parsed)) for i in item_ids}
+    if as_json:
+        click.echo(json.dumps({"version": recommender.version, "weights": parsed or
+                               recommender.bundle.vectors.weights, "results": results}, indent=1))
+        return
+    items = recommender.bundle.items
+    for item_id, rows in results.items():
+        meta = _rows(recommender, [type("S", (), {"item_id": item_id, "score": 1.0})])[0]
+        label = " | ".join(str(meta[c]) for c in _DISPLAY if c in meta and meta[c] not in (None, ""))
+        click.echo(f"\nsimilar to {item_id}: {label}")
+        if rows:
+            frame = pd.DataFrame(rows)
+            frame.index = range(1, len(frame) + 1)
+            click.echo(frame.to_string(max_colwidth=48))
+        else:
+            click.echo("  (no similar items)")
+    del items
+
+
+@cli.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100000))
+@click.option("--json", "as_json", is_flag=True)
+def items(bundle: Path, limit: int, as_json: bool) -> None:
+    """List item ids of a bundle (the first LIMIT), one per line."""
+    from recsys.bundle import read_bundle
+
+    ids = read_bundle(bundle).item_ids.ids[:limit].tolist()
+    click.echo(json.dumps(ids) if as_json else "\n".join(ids))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(args=argv, prog_name="recsys")
+    except ConfigError as exc:  # raised while reading settings before a command runs
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(2)

@@ -1,0 +1,50 @@
+"""Opening catalog images from local paths or URLs with Pillow."""
+from __future__ import annotations
+
+import io
+import urllib.request
+from pathlib import Path
+
+from PIL import Image
+
+__all__ = ["open_image", "image_key", "IMAGE_ERRORS"]
+
+# what an unreadable, missing, truncated or unreachable image raises
+IMAGE_ERRORS = (OSError, ValueError, Image.DecompressionBombError, SyntaxError)
+_URL_TIMEOUT_S = 10
+
+
+def open_image(source: str, *, draft_size: int | None = None) -> Image.Image:
+    """Open and fully decode an image as RGB.
+
+    Args:
+        source: local path or http(s) URL.
+        draft_size: let JPEG decoding downscale to about this size (much faster for big photos).
+
+    Raises:
+        One of ``IMAGE_ERRORS`` when the image is missing, unreachable or corrupt.
+    """
+    if source.startswith(("http://", "https://")):
+        with urllib.request.urlopen(source, timeout=_URL_TIMEOUT_S) as response:
+            image = Image.open(io.BytesIO(response.read()))
+    else:
+        image = Image.open(source)
+    if draft_size:
+        image.draft("RGB", (draft_size, draft_size))
+    image.load()
+    return image.convert("RGB")
+
+
+def image_key(source: str) -> str | None:
+    """Content key of an image: the file's sha256, or the URL itself; None when absent/unreadable."""
+    from recsys._hashing import sha256_file, sha256_text
+
+    if not source:
+        return None
+    if "://" in source:
+        return "url:" + sha256_text(source)
+    path = Path(source)
+    try:
+        return sha256_file(path)
+    except OSError:
+        return None

@@ -1,0 +1,224 @@
+"""Validation of catalog and interaction frames, with errors that name file, row and column."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from recsys.data import schema as S
+from recsys.errors import DataError, RecsysWarning
+
+__all__ = ["validate_catalog", "validate_interactions"]
+
+
+def _where(source: str, row: int) -> str:
+    # row numbers are 1-based data rows (the header is not counted)
+    return f"{source} row {row + 1}"
+
+
+def _require_columns(frame: pd.DataFrame, required: tuple[str, ...], source: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing required column(s) {', '.join(repr(c) for c in missing)}; "
+            f"found {', '.join(repr(c) for c in frame.columns) or 'no columns'}",
+            missing=missing,
+        )
+
+
+def _check_ids(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    values = frame[column]
+    bad = values.isna() | (values.astype(str).str.strip() == "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{_where(source, row)}: column {column!r} is empty; every row needs one")
+    ids = values.map(_id_text)
+    too_long = ids.str.len() > S.MAX_ID_LENGTH
+    unprintable = ~ids.map(str.isprintable)
+    for mask, why in ((too_long, f"is longer than {S.MAX_ID_LENGTH} characters"),
+                      (unprintable, "has non-printable characters")):
+        if mask.any():
+            row = int(np.flatnonzero(mask.to_numpy())[0])
+            raise DataError(f"{_where(source, row)}: column {column!r} {why} ({ids.iloc[row]!r})")
+    return ids
+
+
+def _id_text(value: object) -> str:
+    # 12.0 read from a float column is the id "12", not "12.0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _numeric(frame: pd.DataFrame, column: str, source: str, minimum: float | None) -> pd.Series:
+    raw = frame[column]
+    numbers = pd.to_numeric(raw, errors="coerce")
+    bad = numbers.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{_where(source, row)}: column {column!r} must be a number (got {raw.iloc[row]!r})"
+        )
+    if minimum is not None:
+        low = numbers < minimum
+        if low.any():
+            row = int(np.flatnonzero(low.to_numpy())[0])
+            raise DataError(
+                f"{_where(source, row)}: column {column!r} must be >= {minimum:g} "
+                f"(got {numbers.iloc[row]:g})"
+            )
+    return numbers.astype("float64")
+
+
+def _text(series: pd.Series) -> pd.Series:
+    return series.fillna("").astype(str).str.strip()
+
+
+def validate_catalog(
+    frame: pd.DataFrame, source: str = "catalog", base_dir: str | Path | None = None
+) -> pd.DataFrame:
+    """Check a catalog frame and return a clean copy.
+
+    Args:
+        frame: one row per item; only ``item_id`` is required.
+        source: the file name used in error messages.
+        base_dir: relative image paths are resolved against it (the catalog file's folder).
+
+    Returns:
+        pd.DataFrame: ``item_id`` as str; text columns as str ("" when absent); ``price`` and
+        ``year`` float (NaN when absent); ``category`` normalised to ``a/b/c`` lower case; other
+        columns kept as they are.
+
+    Raises:
+        DataError: missing ``item_id`` column, empty or duplicated ids, non-numeric or negative
+        prices. The message names the source, the 1-based data row and the column.
+
+    Example:
+        >>> validate_catalog(pd.DataFrame({"item_id": [1, 2], "price": [3, 4]}))["item_id"].tolist()
+        ['1', '2']
+    """
+    _require_columns(frame, S.CATALOG_REQUIRED, source)
+    out = frame.reset_index(drop=True).copy()
+    out[S.ITEM_ID] = _check_ids(out, S.ITEM_ID, source)
+    dup = out[S.ITEM_ID].duplicated(keep="first")
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        value = out[S.ITEM_ID].iloc[row]
+        first = int(np.flatnonzero((out[S.ITEM_ID] == value).to_numpy())[0])
+        raise DataError(
+            f"{_where(source, row)}: column 'item_id' is duplicated ({value!r} also on row "
+            f"{first + 1}); item ids must be unique",
+            item_id=value,
+        )
+    for column in S.CATALOG_TEXT_COLUMNS:
+        if column in out.columns:
+            out[column] = _text(out[column])
+    if S.PRICE in out.columns:
+        out[S.PRICE] = _numeric(out, S.PRICE, source, minimum=0.0)
+    if S.YEAR in out.columns:
+        out[S.YEAR] = _numeric(out, S.YEAR, source, minimum=None)
+    if S.CATEGORY in out.columns:
+        out[S.CATEGORY] = out[S.CATEGORY].map(normalise_category)
+    if S.IMAGE in out.columns and base_dir is not None:
+        out[S.IMAGE] = out[S.IMAGE].map(lambda p: _resolve_image(p, Path(base_dir)))
+    return out
+
+
+def normalise_category(value: str) -> str:
+    """``" Women / Shoes/Sneakers "`` -> ``"women/shoes/sneakers"``; ``""`` stays empty."""
+    parts = [p.strip().lower() for p in str(value).replace(">", "/").split("/")]
+    return "/".join(p for p in parts if p)
+
+
+def _resolve_image(path: str, base_dir: Path) -> str:
+    if not path or "://" in path or Path(path).is_absolute():
+        return path
+    return str((base_dir / path).resolve())
+
+
+def validate_interactions(
+    frame: pd.DataFrame,
+    source: str = "interactions",
+    item_ids: pd.Series | None = None,
+    unknown_items: Literal["error", "drop"] = "error",
+) -> pd.DataFrame:
+    """Check an interactions frame and return a clean copy.
+
+    Args:
+        frame: one row per event with ``user_id``, ``item_id``, ``event``; optional ``value``
+            (float) and ``timestamp`` (epoch seconds or anything pandas parses as a date).
+        source: the file name used in error messages.
+        item_ids: the catalog's ids; when given, an event naming another item is an error.
+        unknown_items: ``"drop"`` drops such events instead, with a :class:`RecsysWarning` that
+            names the first row and the count (never silently).
+
+    Returns:
+        pd.DataFrame: ids as str, ``event`` lower case, ``value`` float (NaN when absent),
+        ``timestamp`` as UTC datetimes (NaT when absent).
+
+    Raises:
+        DataError: missing columns, empty ids, unknown events or items, unparsable values.
+    """
+    _require_columns(frame, S.INTERACTIONS_REQUIRED, source)
+    out = frame.reset_index(drop=True).copy()
+    out[S.USER_ID] = _check_ids(out, S.USER_ID, source)
+    out[S.ITEM_ID] = _check_ids(out, S.ITEM_ID, source)
+    events = _text(out[S.EVENT]).str.lower()
+    unknown = ~events.isin(S.EVENTS)
+    if unknown.any():
+        row = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise DataError(
+            f"{_where(source, row)}: column 'event' has unknown value {events.iloc[row]!r}; "
+            f"use one of: {', '.join(S.EVENTS)}",
+            choices=list(S.EVENTS),
+        )
+    out[S.EVENT] = events
+    out[S.VALUE] = (
+        _numeric(out, S.VALUE, source, minimum=None) if S.VALUE in out.columns else np.nan
+    )
+    out[S.TIMESTAMP] = _timestamps(out, source)
+    if item_ids is not None:
+        known = out[S.ITEM_ID].isin(set(item_ids))
+        if not known.all():
+            rows = np.flatnonzero(~known.to_numpy())
+            sample = ", ".join(repr(out[S.ITEM_ID].iloc[r]) for r in rows[:5])
+            where = f"{_where(source, int(rows[0]))}: column 'item_id' names items not in the catalog"
+            if unknown_items == "drop":
+                warnings.warn(f"{where} ({len(rows):,} rows, e.g. {sample}); dropped them",
+                              RecsysWarning, stacklevel=2)
+                return out[known.to_numpy()].reset_index(drop=True)
+            raise DataError(
+                f"{where} ({len(rows):,} rows, e.g. {sample}); add them to the catalog or drop "
+                "those rows",
+                unknown_count=int(len(rows)),
+            )
+    return out
+
+
+def _timestamps(frame: pd.DataFrame, source: str) -> pd.Series:
+    if S.TIMESTAMP not in frame.columns:
+        return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    raw = frame[S.TIMESTAMP]
+    if pd.api.types.is_numeric_dtype(raw):
+        parsed = pd.to_datetime(raw, unit="s", utc=True, errors="coerce")
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "could not infer format" noise
+            parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+    bad = parsed.isna() & raw.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{_where(source, row)}: column 'timestamp' is not a date or epoch seconds "
+            f"(got {raw.iloc[row]!r})"
+        )
+    return parsed
+
+
+def warn_count(count: int, message: str) -> None:
+    """Warn once for ``count`` items that were handled softly (no-op when zero)."""
+    if count:
+        warnings.warn(message.format(count=count), RecsysWarning, stacklevel=3)

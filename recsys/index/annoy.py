@@ -1,0 +1,116 @@
+"""Annoy indexes over unit item vectors: build, query, save, load; scores are cosines."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from annoy import AnnoyIndex
+
+from recsys.errors import BundleError
+
+__all__ = ["AnnIndex", "measure_recall"]
+
+logger = logging.getLogger(__name__)
+
+
+class AnnIndex:
+    """An angular Annoy index over a subset of item rows.
+
+    Annoy only sees dense ids ``0..m-1``; ``rows[j]`` is the item row of Annoy id ``j``, so items
+    without the modality are simply absent rather than zero vectors.
+
+    Args:
+        annoy: a built or loaded ``AnnoyIndex``.
+        rows: ``(m,)`` int64 item rows.
+        search_k: Annoy's ``search_k`` (-1: ``n_trees * n``).
+    """
+
+    def __init__(self, annoy: AnnoyIndex, rows: np.ndarray, dim: int, n_trees: int, search_k: int = -1):
+        self.annoy, self.rows, self.dim = annoy, np.asarray(rows, dtype=np.int64), dim
+        self.n_trees, self.search_k = n_trees, search_k
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, rows: np.ndarray | None = None, *, n_trees: int = 50,
+              seed: int = 0, search_k: int = -1) -> AnnIndex:
+        """Index ``vectors[rows]`` (all rows when ``rows`` is None).
+
+        Example:
+            >>> index = AnnIndex.build(np.eye(3, dtype=np.float32), n_trees=2)
+            >>> index.query(np.array([1, 0, 0], np.float32), n=1)
+            (array([0]), array([1.], dtype=float32))
+        """
+        rows = np.arange(len(vectors)) if rows is None else np.asarray(rows, dtype=np.int64)
+        dim = int(vectors.shape[1])
+        annoy = AnnoyIndex(dim, "angular")
+        annoy.set_seed(seed)
+        for j, row in enumerate(rows):
+            annoy.add_item(j, vectors[row])
+        annoy.build(n_trees, n_jobs=1)
+        logger.debug("built angular index: %d x %d, %d trees", len(rows), dim, n_trees)
+        return cls(annoy, rows, dim, n_trees, search_k)
+
+    def query(self, vector: np.ndarray, n: int = 10, exclude: set[int] | np.ndarray | None = None,
+              search_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` nearest item rows to ``vector``, best first.
+
+        Returns:
+            (rows, scores): ``(<=n,)`` int64 item rows and float32 cosines
+            (Annoy's angular distance ``d`` converted with ``1 - d**2 / 2``).
+        """
+        exclude = set() if exclude is None else {int(r) for r in exclude}
+        k = search_k if search_k is not None else self.search_k
+        ids, dist = self.annoy.get_nns_by_vector(vector, n + len(exclude), search_k=k,
+                                                 include_distances=True)
+        rows = self.rows[np.asarray(ids, dtype=np.int64)] if ids else np.zeros(0, np.int64)
+        scores = 1.0 - np.asarray(dist, dtype=np.float32) ** 2 / 2.0
+        keep = np.array([r not in exclude for r in rows], dtype=bool) if exclude else np.ones(len(rows), bool)
+        return rows[keep][:n], scores[keep][:n]
+
+    def save(self, path: str | Path) -> list[Path]:
+        """Write ``path`` (the Annoy file) and ``path.rows.npy``; returns both paths."""
+        path = Path(path)
+        self.annoy.save(str(path))
+        rows_path = path.with_suffix(".rows.npy")
+        np.save(rows_path, self.rows, allow_pickle=False)
+        return [path, rows_path]
+
+    @classmethod
+    def load(cls, path: str | Path, dim: int, n_trees: int, search_k: int = -1) -> AnnIndex:
+        """mmap an index written by :meth:`save` (workers share one page cache)."""
+        path = Path(path)
+        annoy = AnnoyIndex(dim, "angular")
+        try:
+            annoy.load(str(path))
+        except OSError as exc:
+            raise BundleError(f"cannot load index {path}: {exc}") from exc
+        rows = np.load(path.with_suffix(".rows.npy"), allow_pickle=False)
+        if annoy.get_n_items() != len(rows):
+            raise BundleError(f"index {path} holds {annoy.get_n_items()} items but its rows file "
+                              f"{len(rows)}")
+        return cls(annoy, rows, dim, n_trees, search_k)
+
+
+def measure_recall(index: AnnIndex, vectors: np.ndarray, *, k: int = 10, sample: int = 200,
+                   seed: int = 0) -> float:
+    """Mean recall@k of the index against exact inner-product search, over sampled queries.
+
+    Queries are indexed items themselves (as "similar items" asks), the query excluded from
+    both lists.
+    """
+    if len(index) <= k or sample <= 0:
+        return 1.0
+    rng = np.random.default_rng(seed)
+    queries = rng.choice(index.rows, size=min(sample, len(index)), replace=False)
+    indexed = vectors[index.rows]
+    hits = 0
+    for q in queries:
+        scores = indexed @ vectors[q]
+        scores[index.rows == q] = -np.inf
+        exact = set(index.rows[np.argpartition(-scores, k)[:k]].tolist())
+        approx, _ = index.query(vectors[q], n=k, exclude={int(q)})
+        hits += len(exact & set(approx.tolist()))
+    return hits / (k * len(queries))

@@ -1,0 +1,90 @@
+"""Embedding cache: vectors keyed by (encoder id, content hash) in one SQLite file, no pickle."""
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.towers.base import Tower, TowerOutput
+
+__all__ = ["EmbeddingCache", "encode_cached"]
+
+logger = logging.getLogger(__name__)
+_CHUNK = 500
+
+
+class EmbeddingCache:
+    """Stores float32 vectors as raw bytes; safe to share between processes (SQLite WAL).
+
+    Args:
+        path: the SQLite file; its folder is created.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS emb (encoder TEXT, key TEXT, vector BLOB, "
+            "PRIMARY KEY (encoder, key))"
+        )
+
+    def get(self, encoder: str, keys: list[str], dim: int) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for key, blob in self._db.execute(
+                f"SELECT key, vector FROM emb WHERE encoder = ? AND key IN ({marks})",
+                [encoder, *chunk],
+            ):
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape == (dim,):
+                    found[key] = vector
+        return found
+
+    def put(self, encoder: str, keys: list[str], vectors: np.ndarray) -> None:
+        rows = [(encoder, k, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                for k, v in zip(keys, vectors)]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?, ?)", rows)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def encode_cached(
+    tower: Tower, catalog: pd.DataFrame, cache: EmbeddingCache | None, *, show_progress: bool = True
+) -> tuple[TowerOutput, dict]:
+    """Encode a catalog, re-embedding only rows whose content (or encoder) changed.
+
+    Returns:
+        (output, stats): the tower output in catalog order, and counts
+        ``{"cached": .., "encoded": .., "missing": ..}``.
+    """
+    keys = tower.content_keys(catalog)
+    n = len(catalog)
+    present = np.array([k is not None for k in keys], dtype=bool)
+    vectors = np.zeros((n, tower.dim), dtype=np.float32)
+    mask = np.zeros(n, dtype=bool)
+    encoder = tower.encoder_id()
+    hits = cache.get(encoder, [k for k in keys if k is not None], tower.dim) if cache else {}
+    todo = [i for i in range(n) if present[i] and keys[i] not in hits]
+    for i in range(n):
+        if present[i] and keys[i] in hits:
+            vectors[i], mask[i] = hits[keys[i]], True
+    if todo:
+        out = tower.encode(catalog.iloc[todo], show_progress=show_progress)
+        vectors[todo], mask[todo] = out.vectors, out.mask
+        if cache:
+            ok = [j for j, good in enumerate(out.mask) if good]
+            cache.put(encoder, [keys[todo[j]] for j in ok], out.vectors[ok])
+    stats = {"cached": int(len(hits) and present.sum() - len(todo)), "encoded": len(todo),
+             "missing": int(n - mask.sum())}
+    logger.debug("%s: %s", tower.modality, stats)
+    return TowerOutput(vectors, mask), stats
