@@ -23,8 +23,7 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	$(PY) benchmarks/bench_towers.py
-	$(PY) benchmarks/bench_annoy.py
+	cd benchmarks && ../$(PY) bench_towers.py && ../$(PY) bench_annoy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -121,9 +121,8 @@ class _YamlSource(PydanticBaseSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource):
         super().__init__(settings_cls)
-        self._path = getattr(init_settings, "init_kwargs", {}).get("config_file") or os.environ.get(
-            "RECSYS_CONFIG"
-        )
+        self._path = (getattr(init_settings, "init_kwargs", {}).get("config_file")
+                      or os.environ.get("RECSYS_CONFIG") or os.environ.get("RECSYS_CONFIG_FILE"))
 
     def get_field_value(self, field, field_name):  # pragma: no cover - __call__ does the work
         return None, field_name, False

@@ -59,11 +59,18 @@ def colour_distribution(lab: np.ndarray, sharpness: float) -> np.ndarray:
 
 
 def parse_colour(text: str) -> list[tuple[int, int, int]] | None:
-    parts = [p.strip() for p in text.replace("&", "/").replace(",", "/").replace(" and ", "/").split("/")]
+    """RGB of a colour attribute: palette names first (a shopper's "brown" is not CSS's reddish
+    brown), then CSS names and hex codes; "red/white" and "red and white" give both. None if any
+    part is unknown."""
+    parts = [p.strip().lower() for p in text.replace("&", "/").replace(",", "/").replace(" and ", "/").split("/")]
     rgbs = []
     for part in filter(None, parts):
+        name = part.replace("gray", "grey")
+        if name in PALETTE:
+            rgbs.append(PALETTE[name])
+            continue
         try:
-            rgbs.append(ImageColor.getrgb(part.replace(" ", "").lower())[:3])
+            rgbs.append(ImageColor.getrgb(part.replace(" ", ""))[:3])
         except ValueError:
             return None
     return rgbs or None

@@ -1,0 +1,78 @@
+"""Shared fixtures: real offline models loaded once, a synthetic shop built once."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from recsys.data import validate_catalog
+from recsys.data.synthetic import make_catalog
+from recsys.settings import load_settings
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
+
+
+@pytest.fixture(scope="session")
+def _image_tower():
+    from recsys.towers import create_tower
+
+    return create_tower("image")
+
+
+@pytest.fixture(scope="session")
+def _text_tower():
+    from recsys.towers import create_tower
+
+    return create_tower("text")
+
+
+@pytest.fixture
+def image_tower(_image_tower):
+    _image_tower.net  # noqa: B018 - load once, then hand out cheap copies sharing the weights
+    return copy.copy(_image_tower)
+
+
+@pytest.fixture
+def text_tower(_text_tower):
+    _text_tower.model  # noqa: B018
+    return copy.copy(_text_tower)
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("recsys")
+
+
+@pytest.fixture(scope="session")
+def shop(session_dir):
+    """A 600-item synthetic catalog with rendered images (validated, ground truth kept)."""
+    frame = make_catalog(600, seed=3, image_dir=session_dir / "images")
+    return validate_catalog(frame, source="synthetic:600")
+
+
+def make_settings(tmp: Path, **overrides):
+    return load_settings(state_dir=tmp / "state", models_dir=tmp / "models",
+                         index={"n_trees": 20, "recall_sample": 100}, **overrides)
+
+
+@pytest.fixture(scope="session")
+def built(session_dir, shop, _image_tower, _text_tower):
+    """The shop built into a bundle once; returns (BuildReport, Recommender)."""
+    from recsys.bundle import read_bundle
+    from recsys.pipeline import build_item_bundle
+    from recsys.service import Recommender
+    from recsys.towers import create_tower
+
+    settings = make_settings(session_dir)
+    towers = {"image": _image_tower, "text": _text_tower, "tabular": create_tower("tabular")}
+    report = build_item_bundle(shop, settings, session_dir / "models" / "shop", show_progress=False,
+                               towers=towers)
+    return report, Recommender(read_bundle(report.path))
+
+
+@pytest.fixture(scope="session")
+def ml_dir():
+    if not (SHARED_DATA / "ratings.csv").is_file():
+        pytest.skip(f"MovieLens ml-latest-small not found at {SHARED_DATA}")
+    return SHARED_DATA

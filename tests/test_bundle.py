@@ -1,0 +1,74 @@
+"""Bundles: round trip, atomic versions, corrupt or partial bundles refused."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from recsys.bundle import read_bundle, resolve_bundle_path
+from recsys.errors import BundleError
+
+
+def test_round_trip(built):
+    report, recommender = built
+    bundle = recommender.bundle
+    manifest = bundle.manifest
+    assert manifest["counts"]["items"] == 600 == len(bundle.items)
+    assert set(manifest["modalities"]) == {"image", "text", "tabular"}
+    assert manifest["default_weights"] == {"image": 0.4, "text": 0.4, "tabular": 0.2}
+    assert manifest["indexes"]["combined"]["recall@10"] > 0.9
+    assert all(len(meta["sha256"]) == 64 for meta in manifest["files"].values())
+    assert bundle.vectors.combined.shape == (600, manifest["dims"]["combined"])
+    assert bundle.tabular_state["parts"] == ["colour", "price", "category"]
+    assert manifest["encoders"]["image"]["weights"] == "offline"
+
+
+@pytest.fixture
+def copy_of(built, tmp_path):
+    source = built[0].path
+    target = tmp_path / "shop" / source.name
+    shutil.copytree(source, target)
+    return target
+
+
+def test_flipped_byte_is_refused(copy_of):
+    path = copy_of / "vectors" / "text.npy"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="vectors/text.npy does not match its sha256"):
+        read_bundle(copy_of)
+
+
+def test_missing_file_and_bad_manifest(copy_of):
+    (copy_of / "index" / "image.ann").unlink()
+    with pytest.raises(BundleError, match="incomplete: index/image.ann is missing"):
+        read_bundle(copy_of)
+    (copy_of / "manifest.json").write_text("{")
+    with pytest.raises(BundleError, match="unreadable"):
+        read_bundle(copy_of)
+
+
+def test_unknown_format(copy_of):
+    manifest = json.loads((copy_of / "manifest.json").read_text())
+    manifest["format"] = 99
+    (copy_of / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="format 99 is not supported"):
+        read_bundle(copy_of)
+
+
+def test_parent_resolves_newest_and_ignores_partial(copy_of):
+    parent = copy_of.parent
+    (parent / ".tmp-29990101T000000Z-1").mkdir()  # a write in progress: never picked
+    (parent / "29990101T000000Z").mkdir()  # a directory without a manifest: never picked
+    newer = parent / "20991231T000000Z"
+    shutil.copytree(copy_of, newer)
+    assert resolve_bundle_path(parent) == newer
+    assert read_bundle(parent).path == newer
+    with pytest.raises(BundleError, match="holds no complete bundle"):
+        resolve_bundle_path(parent / "29990101T000000Z")
+
+
+def test_vectors_are_mmapped_read_only(built):
+    vectors = built[1].bundle.vectors.blocks["image"].vectors
+    assert isinstance(vectors, np.memmap) and not vectors.flags.writeable

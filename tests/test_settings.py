@@ -1,0 +1,45 @@
+"""Settings: defaults need no configuration; YAML below env below keyword arguments."""
+import pytest
+
+from recsys.errors import ConfigError
+from recsys.settings import load_settings
+
+
+def test_embedded_defaults(monkeypatch):
+    for name in ("RECSYS_CONFIG", "RECSYS_INDEX__N_TREES", "RECSYS_STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.towers.image.model == "tf_efficientnet_lite0"
+    assert settings.towers.text.model is None  # the packaged all-MiniLM-L6-v2
+    assert settings.weights == {"image": 0.4, "text": 0.4, "tabular": 0.2}
+
+
+def test_precedence(tmp_path, monkeypatch):
+    config = tmp_path / "recsys.yaml"
+    config.write_text("index:\n  n_trees: 7\n  search_k: 100\ntowers:\n  image:\n    model: resnet50\n")
+    monkeypatch.setenv("RECSYS_INDEX__N_TREES", "9")
+    settings = load_settings(config_file=config)
+    assert settings.index.n_trees == 9  # env beats YAML
+    assert settings.index.search_k == 100  # YAML beats defaults
+    assert settings.towers.image.model == "resnet50"
+    assert load_settings(config_file=config, index={"n_trees": 3}).index.n_trees == 3
+
+
+def test_all_problems_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSYS_INDEX__N_TREES", "0")
+    monkeypatch.setenv("RECSYS_TOWERS__IMAGE__BATCH_SIZE", "many")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "RECSYS_INDEX__N_TREES" in str(info.value) and "RECSYS_TOWERS__IMAGE__BATCH_SIZE" in str(info.value)
+
+
+def test_bad_files_and_weights(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(config_file=tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("index: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(config_file=tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="RECSYS_WEIGHTS.*unknown modality 'colour'"):
+        load_settings(weights={"colour": 1.0})
+    with pytest.raises(ConfigError, match="RECSYS_UNKNOWN_OPTION"):
+        load_settings(unknown_option=1)

@@ -1,0 +1,127 @@
+"""Similar items on the synthetic shop: neighbours match the ground truth far above chance.
+
+The shop has 10 categories, 14 colours and 3 price bands, so chance agreement is about 0.10,
+0.07 and 0.35. The measured figures are printed (pytest -s) and recorded as test properties.
+"""
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.errors import InvalidRequest, NotFound
+
+K = 10
+
+
+def agreement(recommender, shop, weights=None, queries=None, attributes=("category", "true_colour", "price_band")):
+    truth = shop.set_index("item_id")
+    queries = queries if queries is not None else shop["item_id"].iloc[::4]
+    hits = {a: [] for a in attributes}
+    for item_id in queries:
+        found = [s.item_id for s in recommender.similar_items(item_id, n=K, weights=weights)]
+        assert len(found) == K and item_id not in found
+        for a in attributes:
+            hits[a].append(np.mean(truth.loc[found, a].to_numpy() == truth.loc[item_id, a]))
+    return {a: float(np.mean(h)) for a, h in hits.items()}
+
+
+def chance(shop, attribute):
+    return float((shop[attribute].value_counts(normalize=True) ** 2).sum())
+
+
+def test_default_weights_neighbours(built, shop, record_property):
+    rates = agreement(built[1], shop)
+    record_property("agreement_default", rates)
+    print("\ndefault weights:", rates)
+    assert rates["category"] > 0.8
+    assert rates["true_colour"] > 4 * chance(shop, "true_colour")
+
+
+def test_image_weight_finds_same_silhouette_and_colour(built, shop, record_property):
+    has_image = shop[shop["image"] != ""]["item_id"].iloc[::4]
+    rates = agreement(built[1], shop, {"image": 1.0}, queries=has_image)
+    record_property("agreement_image", rates)
+    print("\nimage only:", rates)
+    assert rates["category"] > 5 * chance(shop, "category")
+    assert rates["true_colour"] > 4 * chance(shop, "true_colour")
+
+
+def test_tabular_weight_finds_same_colour_and_price_band(built, shop, record_property):
+    rates = agreement(built[1], shop, {"tabular": 1.0})
+    record_property("agreement_tabular", rates)
+    print("\ntabular only:", rates)
+    assert rates["true_colour"] > 4 * chance(shop, "true_colour")
+    assert rates["price_band"] > 2 * chance(shop, "price_band")
+
+
+def test_text_weight_finds_items_that_say_the_same_thing(built, shop, record_property):
+    # titles use synonyms ("trainers", "sneakers", "kicks"): the text tower must see through them
+    has_text = shop[shop["title"] != ""]["item_id"].iloc[::4]
+    rates = agreement(built[1], shop, {"text": 1.0}, queries=has_text)
+    record_property("agreement_text", rates)
+    print("\ntext only:", rates)
+    assert rates["category"] > 0.8
+    truth = shop.set_index("item_id")
+    nouns = {c: set(v[1]) for c, v in __import__("recsys.data.synthetic", fromlist=["x"]).CATEGORIES.items()}
+    query = has_text.iloc[0]
+    found = built[1].similar_items(query, n=K, weights={"text": 1.0})
+    words = {n for n in nouns[truth.loc[query, "category"]]}
+    assert sum(any(w in truth.loc[s.item_id, "title"].lower() for w in words) for s in found) >= 8
+
+
+def test_weights_change_the_ranking(built, shop):
+    item = shop[(shop["image"] != "") & (shop["title"] != "")]["item_id"].iloc[0]
+    looks = [s.item_id for s in built[1].similar_items(item, n=K, weights={"image": 1.0})]
+    words = [s.item_id for s in built[1].similar_items(item, n=K, weights={"text": 1.0})]
+    assert looks != words
+
+
+def test_items_missing_a_modality_still_get_neighbours(built, shop):
+    no_image = shop[shop["image"] == ""]["item_id"]
+    no_text = shop[shop["title"] == ""]["item_id"]
+    assert len(no_image) and len(no_text)
+    truth = shop.set_index("item_id")
+    for item_id in [*no_image.iloc[:5], *no_text.iloc[:5]]:
+        found = built[1].similar_items(item_id, n=K)
+        same = np.mean([truth.loc[s.item_id, "category"] == truth.loc[item_id, "category"] for s in found])
+        assert same >= 0.5, (item_id, same)
+    with pytest.raises(InvalidRequest, match="has no image data"):
+        built[1].similar_items(no_image.iloc[0], weights={"image": 1.0})
+
+
+def test_scores_sorted_and_exact(built, shop):
+    recommender = built[1]
+    found = recommender.similar_items("SKU-000010", n=20, weights={"image": 0.2, "text": 0.5, "tabular": 0.3})
+    scores = [s.score for s in found]
+    assert scores == sorted(scores, reverse=True)
+    assert all(-1.0 <= s <= 1.0 + 1e-6 for s in scores)
+
+
+def test_bad_queries(built):
+    recommender = built[1]
+    with pytest.raises(NotFound, match="unknown item_id 'nope' \\(600 items known\\)"):
+        recommender.similar_items("nope")
+    for k in (0, 1001, 2.5, True):
+        with pytest.raises(InvalidRequest, match="k must be an integer from 1 to 1000"):
+            recommender.similar_items("SKU-000001", n=k)
+
+
+def test_text_only_catalog(tmp_path, text_tower, image_tower):
+    from recsys.bundle import read_bundle
+    from recsys.pipeline import build_item_bundle
+    from recsys.service import Recommender
+    from recsys.towers import create_tower
+    from tests.conftest import make_settings
+
+    catalog = pd.DataFrame({"item_id": [f"b{i}" for i in range(8)], "title": [
+        "red running shoes", "crimson trainers", "blue sneakers for jogging", "ceramic coffee mug",
+        "tea cup with saucer", "espresso cup", "desk lamp", "reading light"]})
+    towers = {"image": image_tower, "text": text_tower, "tabular": create_tower("tabular")}
+    report = build_item_bundle(catalog, make_settings(tmp_path), tmp_path / "models" / "books",
+                               show_progress=False, towers=towers)
+    assert list(report.modalities) == ["text"]
+    recommender = Recommender(read_bundle(report.path))
+    assert recommender.bundle.manifest["default_weights"] == {"text": 0.4}
+    top = [s.item_id for s in recommender.similar_items("b0", n=2)]
+    assert set(top) == {"b1", "b2"}
+    with pytest.raises(InvalidRequest, match="unknown modality 'image'"):
+        recommender.similar_items("b0", weights={"image": 1.0})

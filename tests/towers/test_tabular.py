@@ -1,0 +1,76 @@
+"""Tabular tower: cosine on each part means closeness in that attribute."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.errors import NotReady
+from recsys.towers.tabular import TabularTower
+from tests.towers.contract import TowerContract
+
+
+@pytest.fixture
+def shop_sample(shop):
+    return shop.iloc[:12]
+
+
+class TestTabularTower(TowerContract):
+    @pytest.fixture
+    def tower(self, shop):
+        return TabularTower().fit(shop)
+
+
+def _cos(tower, frame):
+    v = tower.encode(frame, show_progress=False).vectors
+    return v @ v.T
+
+
+def test_colour_is_perceptual():
+    frame = pd.DataFrame({"item_id": list("abcd"), "colour": ["red", "#8b0000", "navy", "Dark Red"]})
+    cos = _cos(TabularTower().fit(frame), frame)
+    assert cos[0, 1] > cos[0, 2] + 0.3  # red ~ dark red, not navy
+    assert cos[1, 3] > 0.99  # "#8b0000" is CSS darkred
+    frame = pd.DataFrame({"item_id": list("ab"), "colour": ["Gray", "grey"]})
+    assert _cos(TabularTower().fit(frame), frame)[0, 1] > 0.99
+
+
+def test_price_is_smooth_in_log_price():
+    prices = [10.0, 12.0, 40.0, 400.0]
+    frame = pd.DataFrame({"item_id": list("abcd"), "price": prices})
+    tower = TabularTower().fit(pd.DataFrame({"item_id": range(50), "price": np.geomspace(2, 500, 50)}))
+    cos = _cos(tower, frame)
+    assert cos[0, 1] > cos[0, 2] > cos[0, 3]
+    assert cos[0, 1] > 0.9 and cos[0, 3] < 0.05
+
+
+def test_category_hierarchy():
+    frame = pd.DataFrame({"item_id": list("abcd"), "category": [
+        "women/shoes/sneakers", "women/shoes/boots", "women/dresses", "home/mugs"]})
+    cos = _cos(TabularTower().fit(frame), frame)
+    assert cos[0, 1] > cos[0, 2] > cos[0, 3]
+    assert cos[0, 3] == 0
+
+
+def test_colour_from_image_when_attribute_missing(shop):
+    with_attr = shop[(shop["colour"] != "") & (shop["image"] != "")].iloc[:40]
+    without = with_attr.assign(colour="")
+    tower = TabularTower().fit(shop[["item_id", "colour", "image"]])
+    a = tower.encode(with_attr, show_progress=False).vectors
+    b = tower.encode(without, show_progress=False).vectors
+    assert np.mean(np.sum(a * b, axis=1)) > 0.8  # the image's colour agrees with the label
+
+
+def test_unknown_colour_name_warns_and_falls_back(shop):
+    from recsys.errors import RecsysWarning
+
+    frame = shop.iloc[:2].assign(colour=["blurple", "red"])
+    with pytest.warns(RecsysWarning, match="1 items have a colour name"):
+        out = TabularTower().fit(frame).encode(frame, show_progress=False)
+    assert out.mask.all()
+
+
+def test_state_round_trip_and_not_fitted(shop):
+    tower = TabularTower().fit(shop)
+    again = TabularTower(state=tower.get_state())
+    np.testing.assert_array_equal(tower.encode(shop.iloc[:5]).vectors, again.encode(shop.iloc[:5]).vectors)
+    with pytest.raises(NotReady):
+        TabularTower().encode(shop.iloc[:1])

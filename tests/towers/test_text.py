@@ -1,0 +1,40 @@
+"""Text tower on the packaged all-MiniLM-L6-v2."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.errors import ConfigError
+from recsys.towers.text import TextTower, item_texts
+from tests.towers.contract import TowerContract
+
+
+@pytest.fixture
+def shop_sample(shop):
+    return shop[shop["title"] != ""].iloc[:12]
+
+
+class TestTextTower(TowerContract):
+    @pytest.fixture
+    def tower(self, text_tower):
+        return text_tower
+
+
+def test_semantics(text_tower):
+    vectors = text_tower.encode_texts(["red running shoes", "crimson trainers", "ceramic coffee mug"])
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+def test_fields_are_configurable(text_tower):
+    frame = pd.DataFrame({"item_id": ["a"], "title": ["Mug"], "description": [""], "tags": ["gift"]})
+    assert item_texts(frame, ["title", "description", "tags"]) == ["Mug. gift"]
+    assert item_texts(frame, ["title", "missing_column"]) == ["Mug"]
+
+
+def test_unloadable_model_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot load sentence model"):
+        TextTower(model=str(tmp_path / "no-model")).dim
+
+
+def test_offline_model_dimension(text_tower):
+    assert text_tower.dim == 384
+    assert np.isclose(np.linalg.norm(text_tower.encode_texts(["x"])[0]), 1.0, atol=1e-5)
