@@ -122,9 +122,10 @@ def similar(bundle: Path, item_ids: tuple[str, ...], k: int, weights: str | None
         click.echo(json.dumps({"version": recommender.version, "weights": parsed or
                                recommender.bundle.vectors.weights, "results": results}, indent=1))
         return
-    items = recommender.bundle.items
+    from recsys.service import Scored
+
     for item_id, rows in results.items():
-        meta = _rows(recommender, [type("S", (), {"item_id": item_id, "score": 1.0})])[0]
+        meta = _rows(recommender, [Scored(item_id, 1.0)])[0]
         label = " | ".join(str(meta[c]) for c in _DISPLAY if c in meta and meta[c] not in (None, ""))
         click.echo(f"\nsimilar to {item_id}: {label}")
         if rows:
@@ -133,7 +134,6 @@ def similar(bundle: Path, item_ids: tuple[str, ...], k: int, weights: str | None
             click.echo(frame.to_string(max_colwidth=48))
         else:
             click.echo("  (no similar items)")
-    del items
 
 
 @cli.command()

@@ -36,21 +36,18 @@ def test_default_weights_neighbours(built, shop, record_property):
     assert rates["true_colour"] > 4 * chance(shop, "true_colour")
 
 
-def test_image_weight_finds_same_silhouette_and_colour(built, shop, record_property):
-    has_image = shop[shop["image"] != ""]["item_id"].iloc[::4]
-    rates = agreement(built[1], shop, {"image": 1.0}, queries=has_image)
-    record_property("agreement_image", rates)
-    print("\nimage only:", rates)
-    assert rates["category"] > 5 * chance(shop, "category")
-    assert rates["true_colour"] > 4 * chance(shop, "true_colour")
-
-
-def test_tabular_weight_finds_same_colour_and_price_band(built, shop, record_property):
-    rates = agreement(built[1], shop, {"tabular": 1.0})
-    record_property("agreement_tabular", rates)
-    print("\ntabular only:", rates)
-    assert rates["true_colour"] > 4 * chance(shop, "true_colour")
-    assert rates["price_band"] > 2 * chance(shop, "price_band")
+@pytest.mark.parametrize("modality, needs, floors", [
+    # image: same silhouette and colour; tabular: same colour and price band (multiples of chance)
+    ("image", "image", {"category": 5, "true_colour": 4}),
+    ("tabular", None, {"true_colour": 4, "price_band": 2}),
+])
+def test_single_modality_weights_steer(built, shop, record_property, modality, needs, floors):
+    queries = shop[shop[needs] != ""]["item_id"].iloc[::4] if needs else None
+    rates = agreement(built[1], shop, {modality: 1.0}, queries=queries)
+    record_property(f"agreement_{modality}", rates)
+    print(f"\n{modality} only:", rates)
+    for attribute, times in floors.items():
+        assert rates[attribute] > times * chance(shop, attribute), (attribute, rates)
 
 
 def test_text_weight_finds_items_that_say_the_same_thing(built, shop, record_property):
