@@ -217,8 +217,3 @@ def _timestamps(frame: pd.DataFrame, source: str) -> pd.Series:
         )
     return parsed
 
-
-def warn_count(count: int, message: str) -> None:
-    """Warn once for ``count`` items that were handled softly (no-op when zero)."""
-    if count:
-        warnings.warn(message.format(count=count), RecsysWarning, stacklevel=3)

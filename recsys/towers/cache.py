@@ -84,7 +84,7 @@ def encode_cached(
         if cache:
             ok = [j for j, good in enumerate(out.mask) if good]
             cache.put(encoder, [keys[todo[j]] for j in ok], out.vectors[ok])
-    stats = {"cached": int(len(hits) and present.sum() - len(todo)), "encoded": len(todo),
+    stats = {"cached": int(present.sum()) - len(todo), "encoded": len(todo),
              "missing": int(n - mask.sum())}
     logger.debug("%s: %s", tower.modality, stats)
     return TowerOutput(vectors, mask), stats

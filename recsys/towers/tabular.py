@@ -26,8 +26,6 @@ from recsys.towers.registry import register_tower
 
 __all__ = ["TabularTower"]
 
-_PART_NAMES = ("colour", "price", "year", "category", "genres")
-
 
 def _rbf(values: np.ndarray, centres: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
     ok = np.isfinite(values)
