@@ -9,6 +9,17 @@ Layout of ``models/<name>/<version>/``::
     towers/tabular.json        fitted tabular state (ranges, vocabularies)
     index/<name>.ann           Annoy (angular) for "combined" and each modality; <name>.rows.npy
 
+A trained version (``recsys train``) adds the user tower beside a byte-identical copy of the item side:
+
+    collab/users.parquet       user ids in row order
+    collab/user_items.npz      users x items CSR of event strengths (indptr, indices, data, shape)
+                               and last_seen (epoch seconds per stored entry)
+    collab/user_factors.npy    (users, f) float32
+    collab/item_factors.npy    (items, f) float32; trained, or projected from content (cold items)
+    collab/item_state.npy      (items,) int8: 0 no factors, 1 trained, 2 projected from content
+    collab/popularity.npy      (items,) float32, the no-history fallback ranking
+    index/cf.ann               Annoy over the augmented item factors (inner product search)
+
 Nothing is pickled: arrays are ``.npy`` read with ``allow_pickle=False``.
 """
 from __future__ import annotations
@@ -23,20 +34,55 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys._hashing import sha256_file
+from recsys.collab.als import UserItems
 from recsys.data.ids import IdMap
-from recsys.data.schema import ITEM_ID
+from recsys.data.schema import ITEM_ID, USER_ID
 from recsys.errors import BundleError
 from recsys.index.annoy import AnnIndex
+from recsys.index.mips import SEARCH_EFFORT
 from recsys.towers.base import TowerOutput
 from recsys.towers.item import ItemVectors
 
-__all__ = ["Bundle", "write_bundle", "read_bundle", "resolve_bundle_path", "FORMAT"]
+__all__ = ["Bundle", "Collab", "write_bundle", "write_user_tower", "read_bundle",
+           "resolve_bundle_path", "FORMAT", "TRAINED", "PROJECTED"]
 
 logger = logging.getLogger(__name__)
 FORMAT = 1
 MANIFEST = "manifest.json"
+# item_state values
+TRAINED, PROJECTED = 1, 2
+_COLLAB_ARRAYS = ("user_factors", "item_factors", "item_state", "popularity")
+
+
+@dataclass
+class Collab:
+    """The user tower of a bundle.
+
+    Attributes:
+        user_items: the training interactions (users, strengths, recency).
+        user_factors: ``(users, f)`` float32.
+        item_factors: ``(items, f)`` float32, zero where ``item_state`` is 0.
+        item_state: ``(items,)`` int8: 0 no factors, :data:`TRAINED`, :data:`PROJECTED` (a cold
+            item placed by its content).
+        popularity: ``(items,)`` float32, higher is more popular.
+        index: inner-product index over the item factors (:mod:`recsys.index.mips`).
+        params: the manifest's ``collab`` section (model, factors, regularization, alpha, ...).
+    """
+
+    user_items: UserItems
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    item_state: np.ndarray
+    popularity: np.ndarray
+    index: AnnIndex
+    params: dict
+
+    @property
+    def user_ids(self) -> IdMap:
+        return self.user_items.user_ids
 
 
 @dataclass
@@ -50,6 +96,7 @@ class Bundle:
     vectors: ItemVectors
     indexes: dict[str, AnnIndex]
     tabular_state: dict | None
+    collab: Collab | None = None
 
     @property
     def version(self) -> str:
@@ -65,6 +112,30 @@ def _new_version(parent: Path) -> str:
     return version
 
 
+def _write_version(out_dir: Path, fill, manifest: dict) -> Path:
+    """Create ``out_dir/<new version>``: ``fill(tmp)`` writes the files, then checksums, manifest
+    and one rename make it visible, so a reader never sees a partial bundle."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    version = _new_version(out_dir)
+    tmp = out_dir / f".tmp-{version}-{os.getpid()}"
+    try:
+        tmp.mkdir()
+        fill(tmp)
+        files = {
+            str(p.relative_to(tmp)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for p in sorted(tmp.rglob("*")) if p.is_file()
+        }
+        full = {"format": FORMAT, "name": out_dir.name, "version": version,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                **manifest, "files": files}
+        (tmp / MANIFEST).write_text(json.dumps(full, indent=1, default=_json_default))
+        os.rename(tmp, out_dir / version)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir / version
+
+
 def write_bundle(
     out_dir: str | Path,
     *,
@@ -74,19 +145,11 @@ def write_bundle(
     tabular_state: dict | None,
     manifest: dict,
 ) -> Path:
-    """Write a new version under ``out_dir`` (``models/<name>``) and return its directory.
+    """Write a new item-side version under ``out_dir`` (``models/<name>``); returns its directory."""
 
-    Everything goes to a hidden temporary directory first, then one rename makes it visible, so a
-    reader never sees a partial bundle.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    version = _new_version(out_dir)
-    tmp = out_dir / f".tmp-{version}-{os.getpid()}"
-    try:
-        (tmp / "vectors").mkdir(parents=True)
-        (tmp / "index").mkdir()
-        (tmp / "towers").mkdir()
+    def fill(tmp: Path) -> None:
+        for sub in ("vectors", "index", "towers"):
+            (tmp / sub).mkdir()
         items.to_parquet(tmp / "items.parquet", index=False)
         for name, block in [*vectors.blocks.items(),
                             ("combined", TowerOutput(vectors.combined, vectors.mask))]:
@@ -96,29 +159,71 @@ def write_bundle(
             index.save(tmp / "index" / f"{name}.ann")
         if tabular_state is not None:
             (tmp / "towers" / "tabular.json").write_text(json.dumps(tabular_state, indent=1))
-        files = {
-            str(p.relative_to(tmp)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-            for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
-        full = {
-            "format": FORMAT, "name": out_dir.name, "version": version,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **manifest,
-            "modalities": list(vectors.blocks),
-            "dims": {**{m: b.dim for m, b in vectors.blocks.items()}, "combined": int(vectors.combined.shape[1])},
-            "default_weights": vectors.weights,
-            "indexes": {**manifest.get("indexes", {}),
-                        **{name: {**manifest.get("indexes", {}).get(name, {}), "items": len(ix),
-                                  "n_trees": ix.n_trees} for name, ix in indexes.items()}},
-            "files": files,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(full, indent=1, default=_json_default))
-        os.rename(tmp, out_dir / version)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.info("bundle written: %s (%d items)", out_dir / version, len(items))
-    return out_dir / version
+
+    full = {
+        **manifest,
+        "modalities": list(vectors.blocks),
+        "dims": {**{m: b.dim for m, b in vectors.blocks.items()}, "combined": int(vectors.combined.shape[1])},
+        "default_weights": vectors.weights,
+        "indexes": {**manifest.get("indexes", {}),
+                    **{name: {**manifest.get("indexes", {}).get(name, {}), "items": len(ix),
+                              "n_trees": ix.n_trees} for name, ix in indexes.items()}},
+    }
+    path = _write_version(Path(out_dir), fill, full)
+    logger.info("bundle written: %s (%d items)", path, len(items))
+    return path
+
+
+def _is_collab_file(rel: str) -> bool:
+    return rel.startswith("collab/") or rel.startswith("index/cf.")
+
+
+def write_user_tower(source: Bundle, collab: Collab, collab_manifest: dict) -> Path:
+    """Write a new version beside ``source`` with its item side and a (new) user tower.
+
+    The item-side files are hard-linked (copied across file systems) from ``source``, so they stay
+    byte-identical and nothing is recomputed; an older user tower in ``source`` is replaced.
+
+    Args:
+        source: the bundle whose items the user tower was trained on.
+        collab: the trained user tower.
+        collab_manifest: the manifest's ``collab`` section (parameters, counts, timings).
+
+    Returns:
+        Path: the new version directory.
+    """
+
+    def fill(tmp: Path) -> None:
+        for rel in source.manifest["files"]:
+            if _is_collab_file(rel):
+                continue
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(source.path / rel, target)
+            except OSError:
+                shutil.copy2(source.path / rel, target)
+        (tmp / "collab").mkdir()
+        (tmp / "index").mkdir(exist_ok=True)
+        ui = collab.user_items
+        pd.DataFrame({USER_ID: ui.user_ids.ids.astype(str)}).to_parquet(tmp / "collab" / "users.parquet",
+                                                                         index=False)
+        np.savez(tmp / "collab" / "user_items.npz", indptr=ui.matrix.indptr, indices=ui.matrix.indices,
+                 data=ui.matrix.data, shape=np.asarray(ui.matrix.shape), last_seen=ui.last_seen)
+        for name in _COLLAB_ARRAYS:
+            np.save(tmp / "collab" / f"{name}.npy", getattr(collab, name), allow_pickle=False)
+        collab.index.save(tmp / "index" / "cf.ann")
+
+    keep = {k: v for k, v in source.manifest.items()
+            if k not in ("format", "name", "version", "created", "files", "collab")}
+    manifest = {**keep, "parent": source.version,
+                "counts": {**keep.get("counts", {}), "users": len(collab.user_ids)},
+                "collab": {**collab_manifest, "factors": int(collab.item_factors.shape[1]),
+                           "index": {"items": len(collab.index), "n_trees": collab.index.n_trees,
+                                     **collab_manifest.get("index", {})}}}
+    path = _write_version(source.path.parent, fill, manifest)
+    logger.info("bundle written: %s (%d users, parent %s)", path, len(collab.user_ids), source.version)
+    return path
 
 
 def _json_default(value):
@@ -182,12 +287,13 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
         }
         tabular_file = path / "towers" / "tabular.json"
         tabular_state = json.loads(tabular_file.read_text()) if tabular_file.is_file() else None
+        collab = _load_collab(path, manifest["collab"]) if "collab" in manifest else None
     except (OSError, KeyError, ValueError) as exc:
         raise BundleError(f"bundle {path} cannot be loaded: {exc}") from exc
     vectors = ItemVectors(blocks=blocks, weights=manifest["default_weights"],
                           combined=combined.vectors, mask=combined.mask)
     return Bundle(path=path, manifest=manifest, items=items, item_ids=IdMap(items[ITEM_ID]),
-                  vectors=vectors, indexes=indexes, tabular_state=tabular_state)
+                  vectors=vectors, indexes=indexes, tabular_state=tabular_state, collab=collab)
 
 
 def _load_block(path: Path, name: str) -> TowerOutput:
@@ -195,3 +301,17 @@ def _load_block(path: Path, name: str) -> TowerOutput:
     vectors = np.load(path / "vectors" / f"{name}.npy", mmap_mode="r", allow_pickle=False)
     mask = np.load(path / "vectors" / f"{name}.mask.npy", allow_pickle=False)
     return TowerOutput(vectors, mask)
+
+
+def _load_collab(path: Path, params: dict) -> Collab:
+    folder = path / "collab"
+    users = pd.read_parquet(folder / "users.parquet")[USER_ID]
+    with np.load(folder / "user_items.npz", allow_pickle=False) as z:
+        matrix = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+        last_seen = z["last_seen"]
+    arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in _COLLAB_ARRAYS}
+    index = AnnIndex.load(path / "index" / "cf.ann", int(arrays["item_factors"].shape[1]) + 1,
+                          params["index"]["n_trees"])
+    index.search_effort = SEARCH_EFFORT
+    return Collab(user_items=UserItems(IdMap(users, kind="user"), matrix, last_seen), index=index,
+                  params=params, **arrays)

@@ -1,4 +1,4 @@
-"""Command line: ``recsys build | similar | items``."""
+"""Command line: ``recsys build | train | similar | recommend | items``."""
 from __future__ import annotations
 
 import json
@@ -16,6 +16,7 @@ __all__ = ["main", "cli"]
 
 logger = logging.getLogger(__name__)
 _DISPLAY = ["title", "category", "price"]
+ANONYMOUS = "anonymous"  # the key of a --recent-only feed in the output
 
 
 def _exit_code(exc: RecsysError) -> int:
@@ -81,22 +82,88 @@ def build(ctx: click.Context, catalog: str, out: Path, seed: int | None, progres
     click.echo(report.summary())
 
 
-def _load(bundle: Path):
+@cli.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path),
+              help="a bundle version directory, or models/NAME for the newest")
+@click.option("--interactions", required=True, metavar="SOURCE",
+              help="PATH.csv, PATH.parquet, movielens:DIR or synthetic (for synthetic:N catalogs)")
+@click.option("--model", type=click.Choice(["als", "bpr"]), default=None,
+              help="collaborative model (default: settings.collab.model)")
+@click.option("--seed", type=int, default=None, help="seed (default: settings.seed)")
+@click.option("--progress/--no-progress", default=True, help="progress bars")
+@click.pass_context
+def train(ctx: click.Context, bundle: Path, interactions: str, model: str | None, seed: int | None,
+          progress: bool) -> None:
+    """Fit the user tower on interactions and write it as a new bundle version."""
+    from recsys.bundle import read_bundle
+    from recsys.data import load_interactions
+    from recsys.pipeline import train_user_tower
+
+    settings = _settings(ctx)
+    if model is not None:
+        settings = settings.model_copy(update={"collab": settings.collab.model_copy(update={"model": model})})
+    seed = settings.seed if seed is None else seed
+    settings = settings.model_copy(update={"seed": seed})
+    source = read_bundle(bundle)
+    events = load_interactions(interactions, catalog=source.items, seed=seed)
+    report = train_user_tower(source, events, settings, source=interactions, show_progress=progress)
+    click.echo(report.summary())
+
+
+def _load(bundle: Path, settings: Settings):
     from recsys.bundle import read_bundle
     from recsys.service import Recommender
 
-    return Recommender(read_bundle(bundle))
+    return Recommender(read_bundle(bundle), content_weight=settings.collab.content_weight,
+                       history_items=settings.collab.history_items,
+                       exact_budget=settings.index.exact_budget)
 
 
-def _rows(recommender, scored) -> list[dict]:
+def _filter_options(command):
+    """The filter options every query command shares."""
+    options = [
+        click.option("--category", default=None, help="category path prefix, e.g. women/shoes"),
+        click.option("--min-price", type=float, default=None, help="lowest price (inclusive)"),
+        click.option("--max-price", type=float, default=None, help="highest price (inclusive)"),
+        click.option("--include", default=None, metavar="ID,ID", help="only these items"),
+        click.option("--exclude", default=None, metavar="ID,ID", help="never these items"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _split_ids(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _item_filter(category, min_price, max_price, include, exclude):
+    from recsys.filters import ItemFilter
+
+    return ItemFilter.create(category=category, min_price=min_price, max_price=max_price,
+                             include=_split_ids(include), exclude=_split_ids(exclude))
+
+
+def _rows(recommender, scored, extra: tuple[str, ...] = ()) -> list[dict]:
     items = recommender.bundle.items
     ids = recommender.bundle.item_ids
     out = []
     for s in scored:
         meta = items.iloc[ids.row(s.item_id)]
         out.append({"item_id": s.item_id, "score": round(s.score, 4),
+                    **{c: getattr(s, c) for c in extra},
                     **{c: _plain(meta[c]) for c in _DISPLAY if c in items.columns}})
     return out
+
+
+def _print_table(title: str, rows: list[dict], empty: str) -> None:
+    click.echo(f"\n{title}")
+    if rows:
+        frame = pd.DataFrame(rows)
+        frame.index = range(1, len(frame) + 1)
+        click.echo(frame.to_string(max_colwidth=48))
+    else:
+        click.echo(f"  ({empty})")
 
 
 def _plain(value):
@@ -110,30 +177,67 @@ def _plain(value):
 @click.option("--k", default=10, show_default=True, type=int, help="neighbours per item (1..1000)")
 @click.option("--weights", default=None, metavar="SPEC",
               help="per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1")
+@_filter_options
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def similar(bundle: Path, item_ids: tuple[str, ...], k: int, weights: str | None, as_json: bool) -> None:
+@click.pass_context
+def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], k: int, weights: str | None,
+            category, min_price, max_price, include, exclude, as_json: bool) -> None:
     """Items most similar to each ITEM_ID."""
+    from recsys.service import Scored
     from recsys.towers.item import parse_weights
 
-    recommender = _load(bundle)
+    recommender = _load(bundle, _settings(ctx))
+    item_filter = _item_filter(category, min_price, max_price, include, exclude)
     parsed = parse_weights(weights, tuple(recommender.bundle.vectors.blocks)) if weights else None
-    results = {i: _rows(recommender, recommender.similar_items(i, n=k, weights=parsed)) for i in item_ids}
+    results = {i: _rows(recommender, recommender.similar_items(i, n=k, weights=parsed, filters=item_filter))
+               for i in item_ids}
     if as_json:
         click.echo(json.dumps({"version": recommender.version, "weights": parsed or
-                               recommender.bundle.vectors.weights, "results": results}, indent=1))
+                               recommender.bundle.vectors.weights, "filters": item_filter.describe(),
+                               "results": results}, indent=1))
         return
-    from recsys.service import Scored
-
     for item_id, rows in results.items():
         meta = _rows(recommender, [Scored(item_id, 1.0)])[0]
         label = " | ".join(str(meta[c]) for c in _DISPLAY if c in meta and meta[c] not in (None, ""))
-        click.echo(f"\nsimilar to {item_id}: {label}")
-        if rows:
-            frame = pd.DataFrame(rows)
-            frame.index = range(1, len(frame) + 1)
-            click.echo(frame.to_string(max_colwidth=48))
-        else:
-            click.echo("  (no similar items)")
+        _print_table(f"similar to {item_id}: {label}", rows, "no similar items")
+
+
+@cli.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path),
+              help="a trained bundle version directory, or models/NAME for the newest")
+@click.argument("user_ids", nargs=-1)
+@click.option("--k", default=20, show_default=True, type=int, help="items per feed (1..1000)")
+@click.option("--recent", default=None, metavar="ID,ID",
+              help="items touched since training, most recent first; alone: an anonymous session")
+@click.option("--include-seen", is_flag=True, help="keep items the user already interacted with")
+@_filter_options
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def recommend(ctx: click.Context, bundle: Path, user_ids: tuple[str, ...], k: int, recent: str | None,
+              include_seen: bool, category, min_price, max_price, include, exclude, as_json: bool) -> None:
+    """Personalised feeds for each USER_ID (or for an anonymous session with --recent only)."""
+    recent_items = _split_ids(recent)
+    if not user_ids and not recent_items:
+        raise click.UsageError("give at least one USER_ID, or --recent ITEM,ITEM for an anonymous session")
+    recommender = _load(bundle, _settings(ctx))
+    item_filter = _item_filter(category, min_price, max_price, include, exclude)
+    feeds = {user: recommender.recommend(None if user == ANONYMOUS else user, n=k,
+                                         recent_items=recent_items, exclude_seen=not include_seen,
+                                         filters=item_filter)
+             for user in (user_ids or (ANONYMOUS,))}
+    results = {user: _rows(recommender, feed.items, extra=("cold",)) for user, feed in feeds.items()}
+    if as_json:
+        click.echo(json.dumps({
+            "version": recommender.version, "k": k, "filters": item_filter.describe(),
+            "results": results,
+            "strategy": {user: feed.strategy for user, feed in feeds.items()},
+            "messages": {user: feed.message for user, feed in feeds.items() if feed.message},
+        }, indent=1))
+        return
+    for user, feed in feeds.items():
+        if feed.message:
+            click.echo(f"note: {feed.message}", err=True)
+        _print_table(f"feed for {user} ({feed.strategy})", results[user], "no items match")
 
 
 @cli.command()

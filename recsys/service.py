@@ -1,23 +1,58 @@
-"""The one façade the CLI and the API call: similar items (and, later, feeds) over a bundle."""
+"""The one façade the CLI and the API call: similar items and personalised feeds over a bundle."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
-from recsys.bundle import Bundle
-from recsys.errors import InvalidRequest
+from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab
+from recsys.collab.foldin import fold_in, gramian
+from recsys.errors import InvalidRequest, NotReady
+from recsys.filters import FilterColumns, ItemFilter
+from recsys.index.annoy import MIN_CANDIDATES, AnnIndex
+from recsys.index.mips import augment_query
 from recsys.towers.item import check_weights, weighted_scores
 
-__all__ = ["Recommender", "Scored", "MAX_K"]
+__all__ = ["Recommender", "Scored", "Feed", "MAX_K", "check_k"]
 
 MAX_K = 1000
 
 
 @dataclass(frozen=True)
 class Scored:
+    """One recommended item.
+
+    Attributes:
+        item_id: the catalog id.
+        score: higher is better (see the method that returned it for its scale).
+        cold: nobody interacted with the item when the user tower was trained; its collaborative
+            factors were projected from its content.
+    """
+
     item_id: str
     score: float
+    cold: bool = False
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A personalised feed and how it was made.
+
+    Attributes:
+        items: best first.
+        strategy: ``"collaborative"`` (a trained user, with any recent items folded in),
+            ``"fold-in"`` (a user the model has not seen, placed by their recent items) or
+            ``"popular"`` (no history at all: the recent-window popularity ranking).
+        message: why a fallback was used (an unknown user, an empty history); ``None`` otherwise.
+    """
+
+    items: list[Scored]
+    strategy: Literal["collaborative", "fold-in", "popular"]
+    message: str | None = None
+    filters: dict = field(default_factory=dict)
 
 
 def check_k(n: int) -> int:
@@ -31,19 +66,40 @@ class Recommender:
 
     Args:
         bundle: the loaded bundle.
-        overfetch: candidates gathered per index for a per-request re-rank, as a multiple of ``n``
-            (at least 50).
+        overfetch: candidates gathered per index, as a multiple of ``n`` (at least 50); a filter
+            that keeps a share ``s`` of the items divides the over-fetch by ``s``.
+        content_weight: share of a feed score from content similarity to the user's recent items
+            (``settings.collab.content_weight``).
+        history_items: how many recent items form the content query.
+        exact_budget: score every allowed item exactly, skipping Annoy, when allowed items x
+            vector dimensions is at most this (``settings.index.exact_budget``).
     """
 
-    def __init__(self, bundle: Bundle, overfetch: int = 10):
+    def __init__(self, bundle: Bundle, *, overfetch: int = 10, content_weight: float = 0.3,
+                 history_items: int = 20, exact_budget: int = 1_000_000):
+        if not 0.0 <= content_weight <= 1.0:
+            raise InvalidRequest(f"content_weight must be between 0 and 1 (got {content_weight!r})")
         self.bundle = bundle
         self.overfetch = overfetch
+        self.content_weight = content_weight
+        self.history_items = history_items
+        self.exact_budget = exact_budget
+        self.columns = FilterColumns(bundle.items, bundle.item_ids)
+        collab = bundle.collab
+        if collab is not None:
+            self._yty = gramian(collab.item_factors[collab.item_state == TRAINED])
+            data = collab.user_items.matrix.data
+            # a recent item counts as much as a typical training interaction
+            self._recent_strength = float(data.mean()) if len(data) else 1.0
 
     @property
     def version(self) -> str:
         return self.bundle.version
 
-    def similar_items(self, item_id: str, n: int = 10, weights: dict[str, float] | None = None) -> list[Scored]:
+    # -- similar items --------------------------------------------------------------------------
+
+    def similar_items(self, item_id: str, n: int = 10, weights: dict[str, float] | None = None,
+                      filters: ItemFilter | None = None) -> list[Scored]:
         """Items most similar to ``item_id``, best first, the item itself excluded.
 
         Args:
@@ -52,6 +108,9 @@ class Recommender:
             weights: per-request modality weights; ``None`` uses the bundle's defaults through
                 the combined index. Other weights gather candidates from the combined index and
                 the index of every weighted modality, then re-rank them exactly.
+            filters: category prefix, price range, include and exclude lists. When at least ``n``
+                items pass, ``n`` are returned (exact search over the filtered set if the indexes
+                do not yield enough).
 
         Returns:
             list[Scored]: scores are the weighted cosine described in
@@ -59,7 +118,8 @@ class Recommender:
 
         Raises:
             NotFound: unknown item id.
-            InvalidRequest: bad ``n`` or weights, or weights that leave the item nothing to compare.
+            InvalidRequest: bad ``n``, weights or filters, or weights that leave the item nothing
+                to compare.
         """
         n = check_k(n)
         vectors = self.bundle.vectors
@@ -73,17 +133,183 @@ class Recommender:
             raise InvalidRequest(f"item {item_id!r} has no {lacking} data, so these weights leave "
                                  "nothing to compare; give weight to another modality",
                                  item_id=item_id)
-        fetch = max(50, self.overfetch * n)
-        candidates = []
+        allowed = self._allowed(filters)
+        allowed[row] = False
+        searches: list[tuple[AnnIndex, np.ndarray]] = []
         if vectors.mask[row]:
-            rows, _ = self.bundle.indexes["combined"].query(vectors.combined[row], fetch, exclude={row})
-            candidates.append(rows)
+            searches.append((self.bundle.indexes["combined"], vectors.combined[row]))
         if not default or not vectors.mask[row]:
-            for m in usable:
-                rows, _ = self.bundle.indexes[m].query(query[m], fetch, exclude={row})
-                candidates.append(rows)
-        rows = np.unique(np.concatenate(candidates)) if candidates else np.zeros(0, np.int64)
-        scores = weighted_scores(vectors.blocks, query, rows, weights)
-        order = np.argsort(-scores, kind="stable")[:n]
+            searches += [(self.bundle.indexes[m], query[m]) for m in usable]
+        dim = sum(vectors.blocks[m].dim for m in usable)
+        rows, scores = self._top(n, searches, allowed,
+                                 lambda r: weighted_scores(vectors.blocks, query, r, weights), dim)
         ids = self.bundle.item_ids.ids
-        return [Scored(str(ids[rows[i]]), float(scores[i])) for i in order]
+        return [Scored(str(ids[r]), float(s)) for r, s in zip(rows, scores)]
+
+    # -- feeds ----------------------------------------------------------------------------------
+
+    def recommend(self, user_id: str | None = None, n: int = 10, *,
+                  recent_items: Sequence[str] = (), exclude_seen: bool = True,
+                  filters: ItemFilter | None = None) -> Feed:
+        """A personalised feed for a user, a session's recent items, or both.
+
+        A trained user is scored by ``user factors . item factors``; recent items (not yet in the
+        model) are folded in with the ALS user solve, as is a user the model has not seen. With
+        neither a known user nor recent items the feed is the popularity fallback. Candidates come
+        from the inner-product index (and, with ``content_weight > 0``, from the content index
+        near the user's recent items) and are re-scored exactly:
+        ``(1 - content_weight) * cf + content_weight * cosine(item, mean of recent items)``.
+        Items nobody interacted with can appear through their projected factors
+        (``Scored.cold``).
+
+        Args:
+            user_id: a user id, or ``None`` for an anonymous session.
+            n: how many (1..1000).
+            recent_items: item ids the user touched since training, most recent first.
+            exclude_seen: leave out the user's training items and ``recent_items``.
+            filters: as in :meth:`similar_items`.
+
+        Returns:
+            Feed: items best first, the strategy used, and a message when it fell back.
+
+        Raises:
+            NotReady: the bundle has no user tower (run ``recsys train``).
+            InvalidRequest: bad ``n`` or filters, or a recent item the bundle does not know.
+        """
+        n = check_k(n)
+        collab = self._collab()
+        recent = self._recent_rows(recent_items)
+        hist_rows = np.zeros(0, np.int64)
+        hist_strength = np.zeros(0, np.float32)
+        known = user_id is not None and user_id in collab.user_ids
+        message = None
+        if known:
+            user_row = collab.user_ids.row(user_id)
+            hist_rows, hist_strength = collab.user_items.history(user_row)
+        elif user_id is not None:
+            message = (f"unknown user_id {user_id!r} (not in the trained model): "
+                       + ("placed by the recent items given" if len(recent)
+                          else "showing popular items; send recent_items to personalise"))
+        elif not len(recent):
+            message = "no user and no recent items: showing popular items"
+        allowed = self._allowed(filters)
+        if exclude_seen:
+            allowed[hist_rows] = False
+            allowed[recent] = False
+        if not known and not len(recent):
+            rows, scores = self._popular(n, allowed, collab)
+            return Feed(self._scored(rows, scores, collab), "popular", message, _describe(filters))
+
+        if known and not len(recent):
+            user = collab.user_factors[user_row]
+        else:
+            rows, strength = _merge(recent, self._recent_strength, hist_rows, hist_strength)
+            placed = collab.item_state[rows] > 0
+            user = fold_in(collab.item_factors, rows[placed],
+                           1.0 + collab.params.get("alpha", 1.0) * strength[placed],
+                           regularization=collab.params.get("regularization", 0.0), yty=self._yty)
+        history = np.concatenate([recent, hist_rows])
+        content_query = self._content_query(history) if self.content_weight > 0 else None
+        beta = self.content_weight if content_query is not None else 0.0
+        allowed &= collab.item_state > 0
+        searches = [(collab.index, augment_query(user))]
+        if beta > 0:
+            searches.append((self.bundle.indexes["combined"], content_query))
+        combined = self.bundle.vectors.combined
+
+        def score(rows: np.ndarray) -> np.ndarray:
+            cf = collab.item_factors[rows] @ user
+            if beta == 0:
+                return cf
+            return (1.0 - beta) * cf + beta * (combined[rows] @ content_query)
+
+        dim = collab.item_factors.shape[1] + (combined.shape[1] if beta > 0 else 0)
+        rows, scores = self._top(n, searches, allowed, score, dim)
+        strategy = "collaborative" if known else "fold-in"
+        return Feed(self._scored(rows, scores, collab), strategy, message, _describe(filters))
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _collab(self) -> Collab:
+        if self.bundle.collab is None:
+            raise NotReady(f"bundle {self.version} has no user tower; run `recsys train --bundle "
+                           f"{self.bundle.path.parent} --interactions ...` to add one")
+        return self.bundle.collab
+
+    def _recent_rows(self, recent_items: Sequence[str]) -> np.ndarray:
+        if isinstance(recent_items, str):
+            raise InvalidRequest("recent_items must be a list of item ids, not one string")
+        ids = list(dict.fromkeys(str(i) for i in recent_items))
+        unknown = [i for i in ids if i not in self.bundle.item_ids]
+        if unknown:
+            raise InvalidRequest(f"recent_items names unknown item_id {unknown[0]!r}"
+                                 + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+                                 + f"; bundle {self.version} has {len(self.bundle.item_ids):,} items",
+                                 unknown=unknown[:20])
+        return self.bundle.item_ids.rows(ids)
+
+    def _allowed(self, filters: ItemFilter | None) -> np.ndarray:
+        mask = self.columns.mask(filters)
+        return np.ones(len(self.bundle.item_ids), dtype=bool) if mask is None else mask.copy()
+
+    def _content_query(self, history: np.ndarray) -> np.ndarray | None:
+        vectors = self.bundle.vectors
+        rows = [r for r in dict.fromkeys(history.tolist()) if vectors.mask[r]][: self.history_items]
+        if not rows:
+            return None
+        mean = np.asarray(vectors.combined[rows], dtype=np.float32).mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        return mean / norm if norm > 0 else None
+
+    def _top(self, n: int, searches: list[tuple[AnnIndex, np.ndarray]], allowed: np.ndarray,
+             score: Callable[[np.ndarray], np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Best ``n`` allowed rows: ANN candidates re-scored exactly, or an exact search over the
+        allowed set when that is cheap (``exact_budget``) or the candidates fall short of ``n``."""
+        n_allowed = int(allowed.sum())
+        fetch = max(MIN_CANDIDATES, self.overfetch * n)
+        if n_allowed <= fetch or n_allowed * dim <= self.exact_budget or not searches:
+            rows = np.flatnonzero(allowed)
+        else:
+            share = n_allowed / len(allowed)
+            found = []
+            for index, vector in searches:
+                want = min(len(index), math.ceil(fetch / share))
+                found.append(index.query(vector, want)[0])
+            rows = np.unique(np.concatenate(found))
+            rows = rows[allowed[rows]]
+            if len(rows) < n:  # the indexes came up short: search the filtered set exactly
+                rows = np.flatnonzero(allowed)
+        return _best(n, rows, np.asarray(score(rows), dtype=np.float32))
+
+    @staticmethod
+    def _popular(n: int, allowed: np.ndarray, collab: Collab) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.flatnonzero(allowed)
+        return _best(n, rows, collab.popularity[rows])
+
+    def _scored(self, rows: np.ndarray, scores: np.ndarray, collab: Collab) -> list[Scored]:
+        ids = self.bundle.item_ids.ids
+        cold = collab.item_state[rows] == PROJECTED
+        return [Scored(str(ids[r]), float(s), bool(c)) for r, s, c in zip(rows, scores, cold)]
+
+
+def _best(n: int, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best rows by score, best first; ties keep row order."""
+    if len(rows) > n:
+        keep = np.argpartition(-scores, n - 1)[:n]
+        keep.sort()  # row order again, so the stable sort below breaks ties by row
+        rows, scores = rows[keep], scores[keep]
+    order = np.argsort(-scores, kind="stable")
+    return rows[order], scores[order]
+
+
+def _merge(recent: np.ndarray, recent_strength: float, rows: np.ndarray,
+           strength: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Union of the training history and the recent items, strengths added per item."""
+    all_rows = np.concatenate([rows, recent]).astype(np.int64)
+    all_strength = np.concatenate([strength, np.full(len(recent), recent_strength, np.float32)])
+    unique, inverse = np.unique(all_rows, return_inverse=True)
+    return unique, np.bincount(inverse, weights=all_strength, minlength=len(unique)).astype(np.float32)
+
+
+def _describe(filters: ItemFilter | None) -> dict:
+    return filters.describe() if filters is not None else {}

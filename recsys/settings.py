@@ -76,7 +76,67 @@ class IndexSettings(_Section):
     n_trees: int = Field(50, gt=0, description="Annoy trees per index")
     search_k: int = Field(-1, description="Annoy search_k at query time; -1 = n_trees * n")
     recall_sample: int = Field(200, ge=0, description="queries used to measure recall@10 at build")
+    exact_budget: int = Field(
+        1_000_000, ge=0, description="a query scores all allowed items exactly instead of asking "
+        "Annoy when items x dimensions is at most this (exact is as fast there); 0 = always Annoy",
+    )
     seed: int = Field(0, description="Annoy build seed")
+
+
+# view < click < add_to_cart < purchase; a rating of 4 counts 4
+_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0, "rating": 1.0}
+
+
+class CollabSettings(_Section):
+    model: Literal["als", "bpr"] = Field("als", description="implicit model of the user tower")
+    factors: int = Field(64, gt=0, description="latent factors per user and item")
+    regularization: float = Field(20.0, ge=0, description="L2 regularisation of the factors")
+    iterations: int = Field(15, gt=0, description="ALS sweeps (BPR: epochs; 100 is typical)")
+    alpha: float = Field(
+        0.5, ge=0, description="ALS confidence of an interaction: 1 + alpha * strength"
+    )
+    learning_rate: float = Field(0.01, gt=0, description="BPR learning rate")
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(_EVENT_WEIGHTS),
+        description="strength of one event of each type; a rating counts weight x rating value; "
+        "repeated events add up; types left out keep their defaults",
+    )
+    half_life_days: float | None = Field(
+        None, gt=0, description="time decay: an event's strength halves every this many days "
+        "before the newest event; unset = no decay",
+    )
+    projection_regularization: float = Field(
+        1.0, gt=0, description="ridge penalty of the content -> CF projection for cold items"
+    )
+    cold_norm_quantile: float = Field(
+        0.5, ge=0, le=1, description="cold items (no interactions) get factors projected from "
+        "their content, scaled to this quantile of the trained items' factor norms: 0.5 treats a "
+        "new item as typical, 0.9 promotes new arrivals, 0.1 keeps them in the tail",
+    )
+    content_weight: float = Field(
+        0.3, ge=0, le=1, description="share of the feed score from content similarity to the "
+        "user's recent items (0 = pure collaborative)",
+    )
+    history_items: int = Field(
+        20, gt=0, description="most recent items of a user used for the content blend and fold-in"
+    )
+    popularity_window_days: float = Field(
+        30.0, gt=0, description="window before the newest event that ranks the popularity fallback"
+    )
+    num_threads: int = Field(0, ge=0, description="implicit fitting threads; 0 = all cores")
+
+    @field_validator("event_weights")
+    @classmethod
+    def _check_event_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        from recsys.data.schema import EVENTS
+
+        unknown = sorted(set(value) - set(EVENTS))
+        if unknown:
+            raise ValueError(f"unknown event type(s) {unknown}; use: {', '.join(EVENTS)}")
+        negative = sorted(k for k, v in value.items() if not v >= 0)
+        if negative:
+            raise ValueError(f"event weights must be >= 0 ({', '.join(negative)})")
+        return {**_EVENT_WEIGHTS, **value}
 
 
 class Settings(BaseSettings):
@@ -96,6 +156,7 @@ class Settings(BaseSettings):
     )
     towers: TowersSettings = Field(default_factory=TowersSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    collab: CollabSettings = Field(default_factory=CollabSettings)
 
     @field_validator("weights")
     @classmethod

@@ -76,3 +76,51 @@ def ml_dir():
     if not (SHARED_DATA / "ratings.csv").is_file():
         pytest.skip(f"MovieLens ml-latest-small not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def market(session_dir, _text_tower):
+    """A 3,000-item shop without images (text and tabular towers), built once: the feed tests need
+    enough items per taste that excluding what a user has seen leaves matches to find."""
+    from recsys.bundle import read_bundle
+    from recsys.pipeline import build_item_bundle
+    from recsys.towers import create_tower
+
+    catalog = validate_catalog(make_catalog(3000, seed=11), source="synthetic:3000")
+    towers = {"text": _text_tower, "tabular": create_tower("tabular")}
+    report = build_item_bundle(catalog, make_settings(session_dir), session_dir / "models" / "market",
+                               show_progress=False, towers=towers)
+    return read_bundle(report.path)
+
+
+@pytest.fixture(scope="session")
+def market_events(market):
+    """2,000 synthetic users with known tastes browsing the market: (interactions, users)."""
+    from recsys.data import validate_interactions
+    from recsys.data.synthetic import make_interactions
+
+    events, users = make_interactions(market.items, 2000, seed=5, taste_strength=3.0)
+    return validate_interactions(events, source="synthetic", item_ids=market.items["item_id"]), users
+
+
+def train(bundle, events, tmp: Path, **collab):
+    """Train the user tower on ``bundle`` into a copy under ``tmp`` (the session bundle stays as is)."""
+    import shutil
+
+    from recsys.bundle import read_bundle
+    from recsys.pipeline import train_user_tower
+
+    target = tmp / "models" / bundle.path.parent.name / bundle.path.name
+    if not target.exists():
+        shutil.copytree(bundle.path, target)
+    report = train_user_tower(read_bundle(target), events, make_settings(tmp, collab=collab),
+                              show_progress=False)
+    return read_bundle(report.path)
+
+
+@pytest.fixture(scope="session")
+def feeds(tmp_path_factory, market, market_events):
+    """The market with its user tower (default settings): a Recommender."""
+    from recsys.service import Recommender
+
+    return Recommender(train(market, market_events[0], tmp_path_factory.mktemp("trained")))

@@ -9,9 +9,12 @@ from annoy import AnnoyIndex
 
 from recsys.errors import BundleError
 
-__all__ = ["AnnIndex", "measure_recall"]
+__all__ = ["AnnIndex", "measure_recall", "MIN_CANDIDATES"]
 
 logger = logging.getLogger(__name__)
+
+# queries gather at least this many candidates before an exact re-rank
+MIN_CANDIDATES = 50
 
 
 class AnnIndex:
@@ -23,12 +26,15 @@ class AnnIndex:
     Args:
         annoy: a built or loaded ``AnnoyIndex``.
         rows: ``(m,)`` int64 item rows.
-        search_k: Annoy's ``search_k`` (-1: ``n_trees * n``).
+        search_k: Annoy's ``search_k`` (-1: ``n_trees * n * search_effort``).
+        search_effort: how many more nodes than Annoy's default a query inspects when ``search_k``
+            is -1 (inner-product indexes need more, see :mod:`recsys.index.mips`).
     """
 
-    def __init__(self, annoy: AnnoyIndex, rows: np.ndarray, dim: int, n_trees: int, search_k: int = -1):
+    def __init__(self, annoy: AnnoyIndex, rows: np.ndarray, dim: int, n_trees: int, search_k: int = -1,
+                 search_effort: float = 1.0):
         self.annoy, self.rows, self.dim = annoy, np.asarray(rows, dtype=np.int64), dim
-        self.n_trees, self.search_k = n_trees, search_k
+        self.n_trees, self.search_k, self.search_effort = n_trees, search_k, search_effort
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -63,6 +69,8 @@ class AnnIndex:
         """
         exclude = set() if exclude is None else {int(r) for r in exclude}
         k = search_k if search_k is not None else self.search_k
+        if k == -1 and self.search_effort != 1.0:
+            k = int(self.n_trees * (n + len(exclude)) * self.search_effort)
         ids, dist = self.annoy.get_nns_by_vector(vector, n + len(exclude), search_k=k,
                                                  include_distances=True)
         rows = self.rows[np.asarray(ids, dtype=np.int64)] if ids else np.zeros(0, np.int64)

@@ -132,7 +132,7 @@ class TabularTower:
 
     def content_keys(self, catalog: pd.DataFrame) -> list[str | None]:
         columns = [c for c in (S.COLOUR, S.IMAGE, S.PRICE, S.YEAR, S.CATEGORY, S.GENRES) if c in catalog.columns]
-        rows = catalog[columns].astype(str).agg("\x1f".join, axis=1) if columns else pd.Series([""] * len(catalog))
+        rows = catalog[columns].map(str).agg("\x1f".join, axis=1) if columns else pd.Series([""] * len(catalog))
         return [sha256_text(r) for r in rows]
 
     def _colour_block(self, catalog: pd.DataFrame, show_progress: bool) -> TowerOutput:

@@ -74,3 +74,15 @@ def test_state_round_trip_and_not_fitted(shop):
     np.testing.assert_array_equal(tower.encode(shop.iloc[:5]).vectors, again.encode(shop.iloc[:5]).vectors)
     with pytest.raises(NotReady):
         TabularTower().encode(shop.iloc[:1])
+
+
+def test_missing_numbers_keep_content_keys_and_encode():
+    # regression: MovieLens titles without a year gave NaN, and the cache key join failed
+    frame = pd.DataFrame({"item_id": ["a", "b", "c"], "year": [1995.0, np.nan, 1996.0],
+                          "genres": ["Comedy", "Drama", "Comedy|Drama"]})
+    tower = TabularTower().fit(frame)
+    keys = tower.content_keys(frame)
+    assert len(set(keys)) == 3
+    out = tower.encode(frame, show_progress=False)
+    assert out.mask.all()
+    np.testing.assert_allclose(np.linalg.norm(out.vectors, axis=1), 1.0, atol=1e-5)

@@ -1,0 +1,137 @@
+"""Filters on every feed and similar-items query: category prefix, price range, include, exclude."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from recsys.data import schema as S
+from recsys.data.ids import IdMap
+from recsys.data.validate import normalise_category
+from recsys.errors import InvalidRequest
+
+__all__ = ["ItemFilter", "FilterColumns"]
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    """Which items a result may contain.
+
+    Attributes:
+        category: a category path prefix matched on whole segments: ``"women/shoes"`` keeps
+            ``women/shoes`` and ``women/shoes/sneakers``, not ``women/shoestrings``.
+        min_price, max_price: inclusive bounds; items without a price fail a price bound.
+        include: when not empty, only these item ids.
+        exclude: never these item ids (ids the bundle does not know are ignored).
+
+    Example:
+        >>> ItemFilter.create(category="Women / Shoes", max_price=50).category
+        'women/shoes'
+    """
+
+    category: str | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    include: tuple[str, ...] = field(default_factory=tuple)
+    exclude: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def create(cls, *, category: str | None = None, min_price: float | None = None,
+               max_price: float | None = None, include: Iterable[str] | None = None,
+               exclude: Iterable[str] | None = None) -> ItemFilter:
+        """Validate and normalise filter values.
+
+        Raises:
+            InvalidRequest: a price that is not a finite number >= 0, ``min_price > max_price``,
+                or an empty category.
+        """
+        prices = {}
+        for name, value in (("min_price", min_price), ("max_price", max_price)):
+            if value is None:
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise InvalidRequest(f"{name} must be a number (got {value!r})") from None
+            if not math.isfinite(number) or number < 0:
+                raise InvalidRequest(f"{name} must be a finite number >= 0 (got {value!r})")
+            prices[name] = number
+        if len(prices) == 2 and prices["min_price"] > prices["max_price"]:
+            raise InvalidRequest(f"min_price ({prices['min_price']:g}) is above max_price "
+                                 f"({prices['max_price']:g})")
+        if category is not None:
+            category = normalise_category(str(category))
+            if not category:
+                raise InvalidRequest("category must name a category path such as women/shoes")
+        return cls(category=category, include=tuple(dict.fromkeys(include or ())),
+                   exclude=tuple(dict.fromkeys(exclude or ())), **prices)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.category or self.include or self.exclude
+                    or self.min_price is not None or self.max_price is not None)
+
+    def describe(self) -> dict:
+        """The non-empty fields, for responses and cache keys."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()
+                if v not in (None, ())}
+
+
+class FilterColumns:
+    """A bundle's filterable columns in array form, so a filter costs a few vector operations.
+
+    Args:
+        items: the bundle's item frame.
+        item_ids: its id map.
+    """
+
+    def __init__(self, items: pd.DataFrame, item_ids: IdMap):
+        self.item_ids = item_ids
+        n = len(items)
+        if S.CATEGORY in items.columns:
+            codes, self._categories = pd.factorize(items[S.CATEGORY].fillna("").astype(str))
+            self._category_codes = codes
+        else:
+            self._category_codes, self._categories = np.full(n, -1), pd.Index([])
+        price = items[S.PRICE] if S.PRICE in items.columns else pd.Series(np.nan, index=items.index)
+        self._price = pd.to_numeric(price, errors="coerce").to_numpy(dtype=np.float64)
+        self._prefix_cache = lru_cache(maxsize=1024)(self._category_mask)
+
+    def _category_mask(self, prefix: str) -> np.ndarray:
+        names = np.asarray(self._categories, dtype=object)
+        hits = [i for i, name in enumerate(names) if name == prefix or name.startswith(prefix + "/")]
+        mask = np.isin(self._category_codes, hits)
+        mask.flags.writeable = False
+        return mask
+
+    def mask(self, item_filter: ItemFilter | None) -> np.ndarray | None:
+        """``(items,)`` bool of the items the filter keeps, or ``None`` when it keeps everything.
+
+        Raises:
+            InvalidRequest: ``include`` names ids the bundle does not have.
+        """
+        if item_filter is None or not item_filter.active:
+            return None
+        keep = np.ones(len(self.item_ids), dtype=bool)
+        if item_filter.category:
+            keep &= self._prefix_cache(item_filter.category)
+        if item_filter.min_price is not None:
+            keep &= self._price >= item_filter.min_price  # NaN prices compare False
+        if item_filter.max_price is not None:
+            keep &= self._price <= item_filter.max_price
+        if item_filter.include:
+            unknown = [i for i in item_filter.include if i not in self.item_ids]
+            if unknown:
+                raise InvalidRequest(f"include names unknown item_id(s): "
+                                     f"{', '.join(map(repr, unknown[:5]))}", unknown=unknown[:20])
+            only = np.zeros_like(keep)
+            only[self.item_ids.rows(item_filter.include)] = True
+            keep &= only
+        if item_filter.exclude:
+            known = [i for i in item_filter.exclude if i in self.item_ids]
+            keep[self.item_ids.rows(known)] = False
+        return keep
