@@ -72,3 +72,27 @@ def test_parent_resolves_newest_and_ignores_partial(copy_of):
 def test_vectors_are_mmapped_read_only(built):
     vectors = built[1].bundle.vectors.blocks["image"].vectors
     assert isinstance(vectors, np.memmap) and not vectors.flags.writeable
+
+
+def test_user_tower_version_reuses_the_item_side(feeds, market):
+    trained = feeds.bundle
+    manifest = trained.manifest
+    assert manifest["parent"] == market.version and manifest["counts"]["users"] == 2000
+    assert manifest["collab"]["model"] == "als" and manifest["collab"]["counts"]["items_trained"] > 2500
+    for rel, meta in market.manifest["files"].items():
+        assert manifest["files"][rel]["sha256"] == meta["sha256"], rel
+    collab = trained.collab
+    assert collab.user_factors.shape == (2000, manifest["collab"]["factors"])
+    assert collab.item_factors.shape[0] == len(trained.items)
+    assert collab.index.search_effort > 1
+
+
+def test_corrupt_user_tower_is_refused(feeds, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(feeds.bundle.path, target)
+    path = target / "collab" / "user_factors.npy"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="collab/user_factors.npy does not match its sha256"):
+        read_bundle(target)

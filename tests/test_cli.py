@@ -1,5 +1,6 @@
-"""The CLI through click's runner: build, similar (table and --json), items, and clear errors."""
+"""The CLI through click's runner: build, train, similar, recommend (table and --json), items, errors."""
 import json
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -41,6 +42,11 @@ def test_build_then_similar(runner, tmp_path):
     (["similar", "--bundle", "{bundle}", "SKU-000001", "--k", "0"], 2, "k must be an integer from 1 to 1000"),
     (["similar", "--bundle", "{missing}", "x"], 1, "error: bundle not found"),
     (["build", "--catalog", "{missing}/cat.csv", "--out", "{missing}"], 2, "catalog file not found"),
+    (["recommend", "--bundle", "{bundle}", "U1"], 2, "has no user tower; run `recsys train"),
+    (["similar", "--bundle", "{bundle}", "SKU-000001", "--min-price", "9", "--max-price", "1"], 2,
+     "min_price (9) is above max_price (1)"),
+    (["train", "--bundle", "{bundle}", "--interactions", "{missing}/events.csv"], 2,
+     "interactions file not found"),
 ])
 def test_errors_are_one_clear_line(runner, built, tmp_path, args, code, message):
     args = [a.format(bundle=built[0].path, missing=tmp_path / "missing") for a in args]
@@ -55,3 +61,45 @@ def test_bad_settings_name_the_variable(runner, monkeypatch, tmp_path):
     result = runner.invoke(cli, ["build", "--catalog", "synthetic:100", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "RECSYS_INDEX__N_TREES: Input should be greater than 0" in result.output
+
+
+@pytest.fixture
+def shop_copy(built, tmp_path):
+    """The session shop bundle copied, so training adds versions beside the copy only."""
+    target = tmp_path / "models" / "shop" / built[0].path.name
+    shutil.copytree(built[0].path, target)
+    return target.parent
+
+
+def test_train_then_recommend(runner, shop_copy):
+    result = runner.invoke(cli, ["train", "--bundle", str(shop_copy), "--interactions", "synthetic",
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    for line in ("users     150", "items     ", "cold (placed by content)", "recall@10 cf:", "time      fit"):
+        assert line in result.output
+    assert len([p for p in shop_copy.iterdir() if not p.name.startswith(".")]) == 2  # a new version
+
+    result = runner.invoke(cli, ["recommend", "--bundle", str(shop_copy), "U000001", "stranger",
+                                 "--k", "7", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert set(payload["results"]) == {"U000001", "stranger"}
+    assert all(len(rows) == 7 for rows in payload["results"].values())
+    assert payload["strategy"] == {"U000001": "collaborative", "stranger": "popular"}
+    assert "unknown user_id 'stranger'" in payload["messages"]["stranger"]
+    assert {"item_id", "score", "cold", "title", "category", "price"} <= set(payload["results"]["U000001"][0])
+
+    result = runner.invoke(cli, ["recommend", "--bundle", str(shop_copy), "--recent", "SKU-000010,SKU-000011",
+                                 "--k", "5", "--category", "home", "--max-price", "100"])
+    assert result.exit_code == 0, result.output
+    assert "feed for anonymous (fold-in)" in result.output
+    assert result.output.count("home/") >= 5
+
+    result = runner.invoke(cli, ["recommend", "--bundle", str(shop_copy), "--recent", "SKU-000010,NOPE"])
+    assert result.exit_code == 2 and "recent_items names unknown item_id 'NOPE'" in result.output
+    result = runner.invoke(cli, ["recommend", "--bundle", str(shop_copy)])
+    assert result.exit_code == 2 and "give at least one USER_ID" in result.output
+    result = runner.invoke(cli, ["similar", "--bundle", str(shop_copy), "SKU-000001", "--k", "4",
+                                 "--category", "women", "--json"])
+    rows = json.loads(result.output)["results"]["SKU-000001"]
+    assert len(rows) == 4 and all(r["category"].startswith("women/") for r in rows)

@@ -41,3 +41,21 @@ def test_subset_rows_and_round_trip(tmp_path, clustered):
     np.save(tmp_path / "bad.rows.npy", rows)
     with pytest.raises(BundleError):
         AnnIndex.load(tmp_path / "bad.ann", 32, 5)
+
+
+def test_mips_augmentation_ranks_by_inner_product():
+    from recsys.index.mips import augment_items, augment_query, build_mips_index
+
+    rng = np.random.default_rng(1)
+    factors = rng.normal(size=(500, 16)).astype(np.float32) * rng.lognormal(0, 1, (500, 1)).astype(np.float32)
+    augmented = augment_items(factors)
+    norms = np.linalg.norm(augmented, axis=1)
+    np.testing.assert_allclose(norms, norms.max(), rtol=1e-5)
+    user = rng.normal(size=16).astype(np.float32)
+    # the angle to an augmented item orders items exactly as the inner product does
+    cosines = augmented @ augment_query(user) / norms
+    np.testing.assert_array_equal(np.argsort(-cosines)[:20], np.argsort(-(factors @ user))[:20])
+    index = build_mips_index(factors, np.arange(500), n_trees=20, seed=0)
+    rows, _ = index.query(augment_query(user), n=50)
+    exact = set(np.argsort(-(factors @ user))[:10].tolist())
+    assert len(exact & set(rows.tolist())) >= 9

@@ -43,3 +43,19 @@ def test_bad_files_and_weights(tmp_path):
         load_settings(weights={"colour": 1.0})
     with pytest.raises(ConfigError, match="RECSYS_UNKNOWN_OPTION"):
         load_settings(unknown_option=1)
+
+
+def test_collab_settings(monkeypatch):
+    monkeypatch.setenv("RECSYS_COLLAB__EVENT_WEIGHTS", '{"purchase": 20}')
+    monkeypatch.setenv("RECSYS_COLLAB__MODEL", "bpr")
+    settings = load_settings()
+    assert settings.collab.model == "bpr"
+    # event types left out keep their defaults
+    assert settings.collab.event_weights == {"view": 1.0, "click": 2.0, "add_to_cart": 4.0,
+                                             "purchase": 20.0, "rating": 1.0}
+    monkeypatch.setenv("RECSYS_COLLAB__EVENT_WEIGHTS", '{"like": 1}')
+    monkeypatch.setenv("RECSYS_COLLAB__CONTENT_WEIGHT", "1.5")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "RECSYS_COLLAB__EVENT_WEIGHTS: Value error, unknown event type(s) ['like']" in info.value.message
+    assert "RECSYS_COLLAB__CONTENT_WEIGHT" in info.value.message

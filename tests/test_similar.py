@@ -122,3 +122,27 @@ def test_text_only_catalog(tmp_path, text_tower, image_tower):
     assert set(top) == {"b1", "b2"}
     with pytest.raises(InvalidRequest, match="unknown modality 'image'"):
         recommender.similar_items("b0", weights={"image": 1.0})
+
+
+@pytest.mark.parametrize("budget", [0, 10**9], ids=["annoy", "exact"])
+def test_filters_hold_and_fill_k(built, shop, budget):
+    from recsys.filters import ItemFilter
+    from recsys.service import Recommender
+
+    recommender = Recommender(built[1].bundle, exact_budget=budget)
+    meta = shop.set_index("item_id")
+    query = "SKU-000005"
+    cases = {
+        "category": (ItemFilter.create(category="accessories"), lambda m: m["category"].str.startswith("accessories/")),
+        "price": (ItemFilter.create(min_price=30, max_price=60), lambda m: m["price"].between(30, 60)),
+        "narrow": (ItemFilter.create(category="home/kitchen/mugs", max_price=10),
+                   lambda m: (m["category"] == "home/kitchen/mugs") & (m["price"] <= 10)),
+    }
+    for name, (item_filter, holds) in cases.items():
+        matching = int(holds(meta.drop(index=query)).sum())
+        items = recommender.similar_items(query, 25, filters=item_filter)
+        assert len(items) == min(25, matching), name
+        assert holds(meta.loc[[s.item_id for s in items]]).all(), name
+    plain = [s.item_id for s in recommender.similar_items(query, 5)]
+    excluded = recommender.similar_items(query, 5, filters=ItemFilter.create(exclude=plain[:2]))
+    assert [s.item_id for s in excluded][:3] == plain[2:]

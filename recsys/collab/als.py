@@ -105,10 +105,9 @@ def interaction_matrix(
 
 
 def _epoch_seconds(timestamps: pd.Series) -> np.ndarray:
+    # through total_seconds: the integer view depends on the column's resolution (s, ms, us, ns)
     values = pd.to_datetime(timestamps, utc=True)
-    seconds = (values.astype("int64") / 1e9).to_numpy(dtype=np.float64, copy=True)
-    seconds[values.isna().to_numpy()] = np.nan
-    return seconds
+    return (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64, copy=True)
 
 
 def _latest_per_cell(rows: np.ndarray, cols: np.ndarray, seconds: np.ndarray,
