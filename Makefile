@@ -4,8 +4,10 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 CATALOG ?= synthetic:2000
 BUNDLE ?= models/demo
+INTERACTIONS ?= synthetic
+FEED_USER ?= U000001
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench quality clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +20,17 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/recsys build --catalog $(CATALOG) --out $(BUNDLE)
 	$(VENV)/bin/recsys similar --bundle $(BUNDLE) $$($(VENV)/bin/recsys items --bundle $(BUNDLE) --limit 2) --k 8
+	$(VENV)/bin/recsys train --bundle $(BUNDLE) --interactions $(INTERACTIONS)
+	$(VENV)/bin/recsys recommend --bundle $(BUNDLE) $(FEED_USER) --k 8
 
 test: install
 	$(PY) -m pytest
 
 bench: install
-	cd benchmarks && ../$(PY) bench_towers.py && ../$(PY) bench_annoy.py
+	cd benchmarks && ../$(PY) bench_towers.py && ../$(PY) bench_annoy.py && ../$(PY) bench_collab.py
+
+quality: install
+	$(PY) benchmarks/quality_movielens.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -76,7 +76,7 @@ class Recommender:
     """
 
     def __init__(self, bundle: Bundle, *, overfetch: int = 10, content_weight: float = 0.3,
-                 history_items: int = 20, exact_budget: int = 1_000_000):
+                 history_items: int = 20, exact_budget: int = 4_000_000):
         if not 0.0 <= content_weight <= 1.0:
             raise InvalidRequest(f"content_weight must be between 0 and 1 (got {content_weight!r})")
         self.bundle = bundle
@@ -218,10 +218,10 @@ class Recommender:
         combined = self.bundle.vectors.combined
 
         def score(rows: np.ndarray) -> np.ndarray:
-            cf = collab.item_factors[rows] @ user
+            cf = _dot(collab.item_factors, rows, user)
             if beta == 0:
                 return cf
-            return (1.0 - beta) * cf + beta * (combined[rows] @ content_query)
+            return (1.0 - beta) * cf + beta * _dot(combined, rows, content_query)
 
         dim = collab.item_factors.shape[1] + (combined.shape[1] if beta > 0 else 0)
         rows, scores = self._top(n, searches, allowed, score, dim)
@@ -290,6 +290,14 @@ class Recommender:
         ids = self.bundle.item_ids.ids
         cold = collab.item_state[rows] == PROJECTED
         return [Scored(str(ids[r]), float(s), bool(c)) for r, s, c in zip(rows, scores, cold)]
+
+
+def _dot(matrix: np.ndarray, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """``matrix[rows] @ vector``; for most of the rows one pass over the whole (memory-mapped)
+    matrix is cheaper than gathering them first."""
+    if len(rows) * 2 > len(matrix):
+        return (matrix @ vector)[rows]
+    return matrix[rows] @ vector
 
 
 def _best(n: int, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -77,8 +77,9 @@ class IndexSettings(_Section):
     search_k: int = Field(-1, description="Annoy search_k at query time; -1 = n_trees * n")
     recall_sample: int = Field(200, ge=0, description="queries used to measure recall@10 at build")
     exact_budget: int = Field(
-        1_000_000, ge=0, description="a query scores all allowed items exactly instead of asking "
-        "Annoy when items x dimensions is at most this (exact is as fast there); 0 = always Annoy",
+        4_000_000, ge=0, description="a query scores all allowed items exactly instead of asking "
+        "Annoy when items x dimensions is at most this (exact is as fast or faster there); "
+        "0 = always Annoy",
     )
     seed: int = Field(0, description="Annoy build seed")
 
@@ -118,7 +119,7 @@ class CollabSettings(_Section):
         "user's recent items (0 = pure collaborative)",
     )
     history_items: int = Field(
-        20, gt=0, description="most recent items of a user used for the content blend and fold-in"
+        20, gt=0, description="most recent items of a user that form the content query of the feed blend"
     )
     popularity_window_days: float = Field(
         30.0, gt=0, description="window before the newest event that ranks the popularity fallback"
@@ -234,3 +235,24 @@ def load_settings(**overrides: Any) -> Settings:
             got_text = "" if isinstance(got, dict) else f" (got {got!r})"
             lines.append(f"{_env_name(err['loc'])}: {err['msg']}{got_text}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines), problems=lines) from None
+
+
+def settings_table() -> str:
+    """The README's settings table (markdown), generated from the fields' defaults and descriptions."""
+    rows = ["| variable | default | meaning |", "|---|---|---|",
+            "| `RECSYS_CONFIG` | unset | YAML settings file, read below the environment (also `--config FILE`) |"]
+
+    def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
+        for name, field in model.model_fields.items():
+            if name == "config_file":
+                continue
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                walk(type(default), (*prefix, name))
+                continue
+            if isinstance(default, Path):
+                default = str(default)
+            rows.append(f"| `{_env_name((*prefix, name))}` | `{default}` | {field.description} |")
+
+    walk(Settings, ())
+    return "\n".join(rows)

@@ -59,3 +59,13 @@ def test_collab_settings(monkeypatch):
         load_settings()
     assert "RECSYS_COLLAB__EVENT_WEIGHTS: Value error, unknown event type(s) ['like']" in info.value.message
     assert "RECSYS_COLLAB__CONTENT_WEIGHT" in info.value.message
+
+
+def test_readme_settings_table_matches_the_code():
+    from pathlib import Path
+
+    from recsys.settings import settings_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [row for row in settings_table().splitlines() if row not in readme]
+    assert not missing, "README settings table is stale; paste recsys.settings.settings_table():\n" + "\n".join(missing)

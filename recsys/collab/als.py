@@ -66,7 +66,7 @@ def interaction_matrix(
         half_life_days: time decay; ``None`` for none.
 
     Returns:
-        UserItems: users in order of first appearance.
+        UserItems: users in sorted id order.
 
     Raises:
         DataError: an event names an item the bundle does not have, or nothing has positive
@@ -75,14 +75,16 @@ def interaction_matrix(
     if len(interactions) == 0:
         raise DataError("interactions are empty; the user tower needs at least one event")
     items = pd.Index(item_ids.ids)
-    cols = items.get_indexer(interactions[S.ITEM_ID].to_numpy())
+    cols = items.get_indexer(interactions[S.ITEM_ID])
     if (cols < 0).any():
-        unknown = interactions[S.ITEM_ID].to_numpy()[cols < 0]
+        unknown = interactions[S.ITEM_ID].to_numpy()[cols < 0]  # only on the error path
         raise DataError(f"interactions name {len(unknown):,} event(s) on items not in the bundle "
                         f"(e.g. {unknown[0]!r}); rebuild the bundle with those items or drop them")
-    users, user_codes = np.unique(interactions[S.USER_ID].to_numpy(dtype=str), return_inverse=True)
-    strength = interactions[S.EVENT].map(event_weights).fillna(0.0).to_numpy(dtype=np.float64)
-    is_rating = (interactions[S.EVENT] == "rating").to_numpy()
+    # factorize hashes; sorting 1M strings (np.unique) cost a third of the fit time
+    user_codes, users = pd.factorize(interactions[S.USER_ID], sort=True)
+    event_codes, events = pd.factorize(interactions[S.EVENT])
+    strength = np.array([event_weights.get(e, 0.0) for e in events], np.float64)[event_codes]
+    is_rating = event_codes == (events.get_loc("rating") if "rating" in events else -1)
     if is_rating.any():
         values = interactions[S.VALUE].to_numpy(dtype=np.float64)
         strength = np.where(is_rating, strength * np.nan_to_num(values, nan=1.0), strength)
@@ -112,8 +114,9 @@ def _epoch_seconds(timestamps: pd.Series) -> np.ndarray:
 
 def _latest_per_cell(rows: np.ndarray, cols: np.ndarray, seconds: np.ndarray,
                      matrix: sp.csr_matrix) -> np.ndarray:
-    # groupby sorts by (row, col): the order of a CSR matrix with sorted indices
-    latest = pd.DataFrame({"r": rows, "c": cols, "t": seconds}).groupby(["r", "c"], sort=True)["t"].max()
+    # one int64 key per cell, sorted: the order of a CSR matrix with sorted indices
+    key = rows.astype(np.int64) * matrix.shape[1] + cols
+    latest = pd.Series(seconds).groupby(key, sort=True).max()
     assert len(latest) == matrix.nnz
     return latest.to_numpy(dtype=np.float64)
 
