@@ -48,14 +48,15 @@ def training(events: pd.DataFrame, item_ids: IdMap, settings, repeat: int) -> di
 
     model = CollabModel(factors=opts.factors, regularization=opts.regularization,
                         iterations=opts.iterations, alpha=opts.alpha, seed=0)
+    reg, iterations = model.regularization, model.iterations
     strengths = interaction_matrix(events, item_ids, event_weights=opts.event_weights).matrix
     confidence = strengths.copy()
     confidence.data = model.confidence(confidence.data)
 
     def bare():
         with threadpool_limits(1, "blas"):
-            AlternatingLeastSquares(factors=opts.factors, regularization=opts.regularization,
-                                    iterations=opts.iterations, random_state=0, use_gpu=False
+            AlternatingLeastSquares(factors=opts.factors, regularization=reg,
+                                    iterations=iterations, random_state=0, use_gpu=False
                                     ).fit(confidence, show_progress=False)
 
     t_ours, t_bare = best_of(ours, repeat), best_of(bare, repeat)

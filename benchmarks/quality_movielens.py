@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
 
 from recsys.bundle import read_bundle, resolve_bundle_path  # noqa: E402
-from recsys.collab.als import interaction_matrix  # noqa: E402
+from recsys.collab.als import CollabModel, interaction_matrix  # noqa: E402
 from recsys.data import load_catalog, load_interactions  # noqa: E402
 from recsys.data import schema as S  # noqa: E402
 from recsys.evaluation import ndcg_at_k, recall_at_k, temporal_split  # noqa: E402
@@ -116,10 +116,11 @@ def main() -> None:
     started = time.perf_counter()
     tuned = ratings.matrix.copy()
     tuned.data = 1.0 + settings.collab.alpha * tuned.data
-    lists = raw_als_lists(tuned, user_rows, n, factors, args.seed, False,
-                          regularization=settings.collab.regularization)
+    regularization = CollabModel().regularization if settings.collab.regularization is None \
+        else settings.collab.regularization
+    lists = raw_als_lists(tuned, user_rows, n, factors, args.seed, False, regularization=regularization)
     record(f"implicit ALS with our alpha {settings.collab.alpha:g} / regularization "
-           f"{settings.collab.regularization:g}", lists, time.perf_counter() - started)
+           f"{regularization:g}", lists, time.perf_counter() - started)
 
     started = time.perf_counter()
     report = train_user_tower(bundle, train, settings, source="ml-latest-small train split",

@@ -256,7 +256,8 @@ def train_user_tower(
                     item_state=state, popularity=popularity(user_items, opts.popularity_window_days),
                     index=index, params={})
     manifest = {
-        **opts.model_dump(mode="json"), "seed": settings.seed, "source": source,
+        **opts.model_dump(mode="json"), "regularization": model.regularization,
+        "iterations": model.iterations, "seed": settings.seed, "source": source,
         "data_fingerprint": _fingerprint(interactions[[S.USER_ID, S.ITEM_ID, S.EVENT]]),
         "counts": {"users": len(user_items.user_ids), "events": len(interactions),
                    "pairs": int(user_items.matrix.nnz), "items_trained": int(trained.sum()),

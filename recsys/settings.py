@@ -91,8 +91,13 @@ _EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 8.0
 class CollabSettings(_Section):
     model: Literal["als", "bpr"] = Field("als", description="implicit model of the user tower")
     factors: int = Field(64, gt=0, description="latent factors per user and item")
-    regularization: float = Field(20.0, ge=0, description="L2 regularisation of the factors")
-    iterations: int = Field(15, gt=0, description="ALS sweeps (BPR: epochs; 100 is typical)")
+    regularization: float | None = Field(
+        None, ge=0, description="L2 regularisation of the factors; unset: 20 for ALS (chosen on a "
+        "MovieLens validation split), 0.01 for BPR",
+    )
+    iterations: int | None = Field(
+        None, gt=0, description="ALS sweeps or BPR epochs; unset: 15 for ALS, 100 for BPR"
+    )
     alpha: float = Field(
         0.5, ge=0, description="ALS confidence of an interaction: 1 + alpha * strength"
     )

@@ -177,3 +177,13 @@ def test_bad_input(feeds, built):
         ItemFilter.create(max_price=-1)
     with pytest.raises(NotReady, match="no user tower; run `recsys train"):
         built[1].recommend("U000001", 5)
+
+
+def test_bpr_user_tower(market, market_events, tmp_path):
+    events, users = market_events
+    trained = train(market, events, tmp_path, model="bpr", num_threads=1)
+    assert trained.manifest["collab"]["model"] == "bpr"
+    assert trained.manifest["collab"]["regularization"] == 0.01  # BPR's own default, not ALS's
+    got, chance = _taste_shares(Recommender(trained, content_weight=0.0), market.items, users.iloc[:100])
+    print(f"\nBPR feed (collaborative only): category {got[0]:.2f} (chance {chance[0]:.2f})")
+    assert got[0] > 3 * chance[0]
