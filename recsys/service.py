@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -52,7 +52,6 @@ class Feed:
     items: list[Scored]
     strategy: Literal["collaborative", "fold-in", "popular"]
     message: str | None = None
-    filters: dict = field(default_factory=dict)
 
 
 def check_k(n: int) -> int:
@@ -198,7 +197,7 @@ class Recommender:
             allowed[recent] = False
         if not known and not len(recent):
             rows, scores = self._popular(n, allowed, collab)
-            return Feed(self._scored(rows, scores, collab), "popular", message, _describe(filters))
+            return Feed(self._scored(rows, scores, collab), "popular", message)
 
         if known and not len(recent):
             user = collab.user_factors[user_row]
@@ -226,7 +225,7 @@ class Recommender:
         dim = collab.item_factors.shape[1] + (combined.shape[1] if beta > 0 else 0)
         rows, scores = self._top(n, searches, allowed, score, dim)
         strategy = "collaborative" if known else "fold-in"
-        return Feed(self._scored(rows, scores, collab), strategy, message, _describe(filters))
+        return Feed(self._scored(rows, scores, collab), strategy, message)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -318,6 +317,3 @@ def _merge(recent: np.ndarray, recent_strength: float, rows: np.ndarray,
     unique, inverse = np.unique(all_rows, return_inverse=True)
     return unique, np.bincount(inverse, weights=all_strength, minlength=len(unique)).astype(np.float32)
 
-
-def _describe(filters: ItemFilter | None) -> dict:
-    return filters.describe() if filters is not None else {}

@@ -31,13 +31,17 @@ def copy_of(built, tmp_path):
     return target
 
 
-def test_flipped_byte_is_refused(copy_of):
-    path = copy_of / "vectors" / "text.npy"
+def _flip_byte_and_expect_refusal(bundle_dir, rel):
+    path = bundle_dir / rel
     data = bytearray(path.read_bytes())
     data[-5] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="vectors/text.npy does not match its sha256"):
-        read_bundle(copy_of)
+    with pytest.raises(BundleError, match=f"{rel} does not match its sha256"):
+        read_bundle(bundle_dir)
+
+
+def test_flipped_byte_is_refused(copy_of):
+    _flip_byte_and_expect_refusal(copy_of, "vectors/text.npy")
 
 
 def test_missing_file_and_bad_manifest(copy_of):
@@ -90,9 +94,4 @@ def test_user_tower_version_reuses_the_item_side(feeds, market):
 def test_corrupt_user_tower_is_refused(feeds, tmp_path):
     target = tmp_path / "copy"
     shutil.copytree(feeds.bundle.path, target)
-    path = target / "collab" / "user_factors.npy"
-    data = bytearray(path.read_bytes())
-    data[-3] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(BundleError, match="collab/user_factors.npy does not match its sha256"):
-        read_bundle(target)
+    _flip_byte_and_expect_refusal(target, "collab/user_factors.npy")
