@@ -316,4 +316,3 @@ def _merge(recent: np.ndarray, recent_strength: float, rows: np.ndarray,
     all_strength = np.concatenate([strength, np.full(len(recent), recent_strength, np.float32)])
     unique, inverse = np.unique(all_rows, return_inverse=True)
     return unique, np.bincount(inverse, weights=all_strength, minlength=len(unique)).astype(np.float32)
-
