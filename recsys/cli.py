@@ -1,4 +1,4 @@
-"""Command line: ``recsys build | train | similar | recommend | items``."""
+"""Command line: ``recsys build | train | similar | recommend | items | publish | serve``."""
 from __future__ import annotations
 
 import json
@@ -86,7 +86,8 @@ def build(ctx: click.Context, catalog: str, out: Path, seed: int | None, progres
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="a bundle version directory, or models/NAME for the newest")
 @click.option("--interactions", required=True, metavar="SOURCE",
-              help="PATH.csv, PATH.parquet, movielens:DIR or synthetic (for synthetic:N catalogs)")
+              help="PATH.csv, PATH.parquet, movielens:DIR, synthetic (for synthetic:N catalogs) "
+                   "or redis (the interaction log the API wrote)")
 @click.option("--model", type=click.Choice(["als", "bpr"]), default=None,
               help="collaborative model (default: settings.collab.model)")
 @click.option("--seed", type=int, default=None, help="seed (default: settings.seed)")
@@ -105,9 +106,49 @@ def train(ctx: click.Context, bundle: Path, interactions: str, model: str | None
     seed = settings.seed if seed is None else seed
     settings = settings.model_copy(update={"seed": seed})
     source = read_bundle(bundle)
-    events = load_interactions(interactions, catalog=source.items, seed=seed)
+    if interactions == "redis":
+        events = _logged_interactions(settings, source)
+    else:
+        events = load_interactions(interactions, catalog=source.items, seed=seed)
     report = train_user_tower(source, events, settings, source=interactions, show_progress=progress)
     click.echo(report.summary())
+
+
+class _RedisSession:
+    """The configured Redis, or the embedded one started for the length of a command."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.embedded = None
+
+    def __enter__(self):
+        from recsys.store import EmbeddedRedis, connect
+
+        url = self.settings.redis.url
+        if url is None:
+            self.embedded = EmbeddedRedis(self.settings.state_dir / "redis").start()
+            url = self.embedded.url
+        return connect(url, socket_timeout=30)
+
+    def __exit__(self, *exc):
+        if self.embedded is not None:
+            self.embedded.stop()
+
+
+def _logged_interactions(settings: Settings, source) -> pd.DataFrame:
+    import redis as redis_py
+
+    from recsys.data.validate import validate_interactions
+    from recsys.store import ActivityStore
+
+    try:
+        with _RedisSession(settings) as client:
+            frame = ActivityStore(client, prefix=settings.redis.prefix).log_frame()
+    except redis_py.RedisError as exc:
+        raise ConfigError(f"cannot read the interaction log from Redis: {exc}") from exc
+    click.echo(f"interaction log: {len(frame):,} events", err=True)
+    return validate_interactions(frame, source="redis interaction log",
+                                 item_ids=source.items["item_id"], unknown_items="drop")
 
 
 def _load(bundle: Path, settings: Settings):
@@ -250,6 +291,57 @@ def items(bundle: Path, limit: int, as_json: bool) -> None:
 
     ids = read_bundle(bundle).item_ids.ids[:limit].tolist()
     click.echo(json.dumps(ids) if as_json else "\n".join(ids))
+
+
+@cli.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path),
+              help="a bundle version directory, or models/NAME for the newest")
+@click.option("--no-activate", is_flag=True, help="upload only; workers keep serving the active version")
+@click.option("--keep", type=click.IntRange(1, None), default=None,
+              help="then delete all but the KEEP newest versions from Redis")
+@click.pass_context
+def publish(ctx: click.Context, bundle: Path, no_activate: bool, keep: int | None) -> None:
+    """Upload a bundle to Redis (verified, chunked, sha256) and make it the active version."""
+    import redis as redis_py
+
+    from recsys.store import RedisStore
+
+    settings = _settings(ctx)
+    try:
+        with _RedisSession(settings) as client:
+            store = RedisStore(client, prefix=settings.redis.prefix,
+                               chunk_bytes=settings.redis.chunk_bytes)
+            version = store.publish(bundle, activate=not no_activate)
+            removed = store.prune(keep) if keep else []
+    except redis_py.RedisError as exc:
+        raise ConfigError(f"cannot publish: Redis is unreachable ({exc})") from exc
+    click.echo(f"published {version}" + ("" if no_activate else " (active)"))
+    if removed:
+        click.echo(f"removed {len(removed)} older version(s): {', '.join(removed)}")
+
+
+@cli.command()
+@click.option("--host", default=None, help="bind address (default: settings.api.host)")
+@click.option("--port", type=click.IntRange(0, 65535), default=None,
+              help="port (default: settings.api.port)")
+@click.option("--bundle", type=click.Path(path_type=Path), default=None,
+              help="publish this bundle first (and serve it from disk if Redis is down)")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="gunicorn workers (default: settings.api.workers)")
+@click.option("--dev", is_flag=True, help="Flask's development server (one process, reloads nothing)")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, bundle: Path | None,
+          workers: int | None, dev: bool) -> None:
+    """Serve the HTTP API under gunicorn."""
+    from recsys.api.server import serve as run
+
+    settings = _settings(ctx)
+    if workers is not None:
+        settings = settings.model_copy(update={"api": settings.api.model_copy(update={"workers": workers})})
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    run(settings, host=host or settings.api.host, port=settings.api.port if port is None else port,
+        bundle=bundle, dev=dev)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -108,11 +108,16 @@ class FilterColumns:
         mask.flags.writeable = False
         return mask
 
-    def mask(self, item_filter: ItemFilter | None) -> np.ndarray | None:
+    def mask(self, item_filter: ItemFilter | None, known_elsewhere=()) -> np.ndarray | None:
         """``(items,)`` bool of the items the filter keeps, or ``None`` when it keeps everything.
 
+        Args:
+            item_filter: the filter.
+            known_elsewhere: ids ``include`` may name that are not in these columns (items put
+                since the bundle).
+
         Raises:
-            InvalidRequest: ``include`` names ids the bundle does not have.
+            InvalidRequest: ``include`` names ids known nowhere.
         """
         if item_filter is None or not item_filter.active:
             return None
@@ -124,12 +129,13 @@ class FilterColumns:
         if item_filter.max_price is not None:
             keep &= self._price <= item_filter.max_price
         if item_filter.include:
-            unknown = [i for i in item_filter.include if i not in self.item_ids]
+            unknown = [i for i in item_filter.include
+                       if i not in self.item_ids and i not in known_elsewhere]
             if unknown:
                 raise InvalidRequest(f"include names unknown item_id(s): "
                                      f"{', '.join(map(repr, unknown[:5]))}", unknown=unknown[:20])
             only = np.zeros_like(keep)
-            only[self.item_ids.rows(item_filter.include)] = True
+            only[self.item_ids.rows([i for i in item_filter.include if i in self.item_ids])] = True
             keep &= only
         if item_filter.exclude:
             known = [i for i in item_filter.exclude if i in self.item_ids]

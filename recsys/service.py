@@ -1,6 +1,8 @@
 """The one façade the CLI and the API call: similar items and personalised feeds over a bundle."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,8 +12,9 @@ import numpy as np
 
 from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab
 from recsys.collab.foldin import fold_in, gramian
-from recsys.errors import InvalidRequest, NotReady
+from recsys.errors import InvalidRequest, NotFound, NotReady
 from recsys.filters import FilterColumns, ItemFilter
+from recsys.fresh import ItemChanges
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex
 from recsys.index.mips import augment_query
 from recsys.towers.item import check_weights, weighted_scores
@@ -84,6 +87,7 @@ class Recommender:
         self.history_items = history_items
         self.exact_budget = exact_budget
         self.columns = FilterColumns(bundle.items, bundle.item_ids)
+        self.changes = ItemChanges.build(bundle)
         collab = bundle.collab
         if collab is not None:
             self._yty = gramian(collab.item_factors[collab.item_state == TRAINED])
@@ -94,6 +98,33 @@ class Recommender:
     @property
     def version(self) -> str:
         return self.bundle.version
+
+    def with_changes(self, changes: ItemChanges) -> Recommender:
+        """A recommender over the same bundle that also serves put items and hides deleted ones
+        (cheap: shares everything else with ``self``)."""
+        other = copy.copy(self)
+        other.changes = changes
+        return other
+
+    def item(self, item_id: str) -> dict:
+        """An item's attributes (a put item's latest ones) with ``fresh``: whether it was put since
+        the bundle.
+
+        Raises:
+            NotFound: unknown or deleted item.
+        """
+        changes = self.changes
+        if item_id in changes.ids:
+            return {**_plain_row(changes.items.iloc[changes.ids.row(item_id)]), "fresh": True}
+        if item_id in changes.deleted_ids:
+            raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
+        row = self.bundle.item_ids.row(item_id)
+        return {**_plain_row(self.bundle.items.iloc[row]), "fresh": False}
+
+    def knows(self, item_id: str) -> bool:
+        """Whether ``item_id`` can be served (in the bundle or put since, and not deleted)."""
+        return item_id in self.changes.ids or (item_id in self.bundle.item_ids
+                                               and item_id not in self.changes.deleted_ids)
 
     # -- similar items --------------------------------------------------------------------------
 
@@ -121,11 +152,21 @@ class Recommender:
                 to compare.
         """
         n = check_k(n)
-        vectors = self.bundle.vectors
-        row = self.bundle.item_ids.row(item_id)
+        vectors, changes = self.bundle.vectors, self.changes
         default = weights is None
         weights = vectors.weights if default else check_weights(weights, tuple(vectors.blocks))
-        query = {m: (np.asarray(b.vectors[row]) if b.mask[row] else None) for m, b in vectors.blocks.items()}
+        row = None
+        if item_id in changes.ids:
+            query = changes.query(item_id)
+            combined_query = changes.vectors.combined[changes.ids.row(item_id)]
+            has_combined = bool(changes.vectors.mask[changes.ids.row(item_id)])
+        elif item_id in changes.deleted_ids:
+            raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
+        else:
+            row = self.bundle.item_ids.row(item_id)
+            query = {m: (np.asarray(b.vectors[row]) if b.mask[row] else None)
+                     for m, b in vectors.blocks.items()}
+            combined_query, has_combined = vectors.combined[row], bool(vectors.mask[row])
         usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
         if not usable:
             lacking = ", ".join(m for m, w in weights.items() if w > 0)
@@ -133,17 +174,29 @@ class Recommender:
                                  "nothing to compare; give weight to another modality",
                                  item_id=item_id)
         allowed = self._allowed(filters)
-        allowed[row] = False
+        allowed &= ~changes.hidden
+        if row is not None:
+            allowed[row] = False
         searches: list[tuple[AnnIndex, np.ndarray]] = []
-        if vectors.mask[row]:
-            searches.append((self.bundle.indexes["combined"], vectors.combined[row]))
-        if not default or not vectors.mask[row]:
+        if has_combined:
+            searches.append((self.bundle.indexes["combined"], combined_query))
+        if not default or not has_combined:
             searches += [(self.bundle.indexes[m], query[m]) for m in usable]
         dim = sum(vectors.blocks[m].dim for m in usable)
         rows, scores = self._top(n, searches, allowed,
                                  lambda r: weighted_scores(vectors.blocks, query, r, weights), dim)
         ids = self.bundle.item_ids.ids
-        return [Scored(str(ids[r]), float(s)) for r, s in zip(rows, scores)]
+        found = [Scored(str(ids[r]), float(s)) for r, s in zip(rows, scores)]
+        if len(changes):  # put items are few: score them all exactly, then merge
+            keep = changes.columns.mask(_without_include(filters), known_elsewhere=self.bundle.item_ids)
+            fresh_rows = np.flatnonzero(np.ones(len(changes), bool) if keep is None else keep)
+            fresh_rows = fresh_rows[changes.ids.ids[fresh_rows] != item_id]
+            if filters is not None and filters.include:
+                fresh_rows = fresh_rows[np.isin(changes.ids.ids[fresh_rows], filters.include)]
+            fresh_scores = weighted_scores(changes.vectors.blocks, query, fresh_rows, weights)
+            found += [Scored(str(changes.ids.ids[r]), float(sc)) for r, sc in zip(fresh_rows, fresh_scores)]
+            found = sorted(found, key=lambda x: -x.score)[:n]
+        return found
 
     # -- feeds ----------------------------------------------------------------------------------
 
@@ -192,6 +245,7 @@ class Recommender:
         elif not len(recent):
             message = "no user and no recent items: showing popular items"
         allowed = self._allowed(filters)
+        allowed &= ~self.changes.deleted
         if exclude_seen:
             allowed[hist_rows] = False
             allowed[recent] = False
@@ -239,16 +293,17 @@ class Recommender:
         if isinstance(recent_items, str):
             raise InvalidRequest("recent_items must be a list of item ids, not one string")
         ids = list(dict.fromkeys(str(i) for i in recent_items))
-        unknown = [i for i in ids if i not in self.bundle.item_ids]
+        unknown = [i for i in ids if i not in self.bundle.item_ids and i not in self.changes.ids]
         if unknown:
             raise InvalidRequest(f"recent_items names unknown item_id {unknown[0]!r}"
                                  + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
                                  + f"; bundle {self.version} has {len(self.bundle.item_ids):,} items",
                                  unknown=unknown[:20])
-        return self.bundle.item_ids.rows(ids)
+        # put items have no collaborative factors until the next training: they cannot place a user
+        return self.bundle.item_ids.rows([i for i in ids if i in self.bundle.item_ids])
 
     def _allowed(self, filters: ItemFilter | None) -> np.ndarray:
-        mask = self.columns.mask(filters)
+        mask = self.columns.mask(filters, known_elsewhere=self.changes.ids)
         return np.ones(len(self.bundle.item_ids), dtype=bool) if mask is None else mask.copy()
 
     def _content_query(self, history: np.ndarray) -> np.ndarray | None:
@@ -316,3 +371,23 @@ def _merge(recent: np.ndarray, recent_strength: float, rows: np.ndarray,
     all_strength = np.concatenate([strength, np.full(len(recent), recent_strength, np.float32)])
     unique, inverse = np.unique(all_rows, return_inverse=True)
     return unique, np.bincount(inverse, weights=all_strength, minlength=len(unique)).astype(np.float32)
+
+
+def _plain_row(row) -> dict:
+    """A frame row as JSON-ready values (NaN -> None, numpy scalars -> Python)."""
+    out = {}
+    for key, value in row.items():
+        if key.startswith("true_"):  # synthetic ground truth stays internal
+            continue
+        if isinstance(value, float) and math.isnan(value):
+            value = None
+        elif hasattr(value, "item"):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def _without_include(filters: ItemFilter | None) -> ItemFilter | None:
+    if filters is None or not filters.include:
+        return filters
+    return dataclasses.replace(filters, include=())

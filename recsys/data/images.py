@@ -1,6 +1,8 @@
 """Opening catalog images from local paths or URLs with Pillow."""
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import urllib.request
 from pathlib import Path
@@ -18,7 +20,7 @@ def open_image(source: str, *, draft_size: int | None = None) -> Image.Image:
     """Open and fully decode an image as RGB.
 
     Args:
-        source: local path or http(s) URL.
+        source: local path, http(s) URL, or ``data:image/...;base64,...`` URL.
         draft_size: let JPEG decoding downscale to about this size (much faster for big photos).
 
     Raises:
@@ -27,6 +29,14 @@ def open_image(source: str, *, draft_size: int | None = None) -> Image.Image:
     if source.startswith(("http://", "https://")):
         with urllib.request.urlopen(source, timeout=_URL_TIMEOUT_S) as response:
             image = Image.open(io.BytesIO(response.read()))
+    elif source.startswith("data:"):
+        header, _, payload = source.partition(",")
+        if not header.endswith(";base64"):
+            raise ValueError("a data: image URL must be base64-encoded (data:image/png;base64,...)")
+        try:
+            image = Image.open(io.BytesIO(base64.b64decode(payload, validate=True)))
+        except binascii.Error as exc:
+            raise ValueError(f"the data: image URL is not valid base64 ({exc})") from exc
     else:
         image = Image.open(source)
     if draft_size:
@@ -41,7 +51,7 @@ def image_key(source: str) -> str | None:
 
     if not source:
         return None
-    if "://" in source:
+    if "://" in source or source.startswith("data:"):
         return "url:" + sha256_text(source)
     path = Path(source)
     try:

@@ -1,0 +1,51 @@
+"""Prometheus metrics of the API: latency per endpoint, cache hits, bundle version, fresh items.
+
+Under gunicorn every worker writes its samples to ``PROMETHEUS_MULTIPROC_DIR`` (``recsys serve``
+sets it) and ``/metrics`` adds them up across workers; without it each app has its own registry.
+"""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+__all__ = ["Metrics", "CONTENT_TYPE"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+
+class Metrics:
+    """The API's metrics, registered in a registry of their own."""
+
+    def __init__(self):
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.latency = Histogram("recsys_request_seconds", "request latency", ["endpoint", "status"],
+                                 buckets=_BUCKETS, registry=r)
+        self.cache = Counter("recsys_cache_total", "result cache lookups", ["endpoint", "result"],
+                             registry=r)
+        self.interactions = Counter("recsys_interactions_total", "interactions accepted", registry=r)
+        self.bundle = Gauge("recsys_bundle_info", "1 for the bundle version a worker serves",
+                            ["version"], registry=r, multiprocess_mode="liveall")
+        self.fresh = Gauge("recsys_fresh_items", "items put since the bundle (served exactly)",
+                           registry=r, multiprocess_mode="livemax")
+        self.redis_up = Gauge("recsys_redis_up", "1 when Redis answered the last call",
+                              registry=r, multiprocess_mode="livemin")
+        self._version: str | None = None
+
+    def serving(self, version: str, fresh_items: int) -> None:
+        if self._version is not None and self._version != version:
+            self.bundle.labels(self._version).set(0)
+        self._version = version
+        self.bundle.labels(version).set(1)
+        self.fresh.set(fresh_items)
+
+    def render(self) -> bytes:
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

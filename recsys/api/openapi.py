@@ -1,0 +1,176 @@
+"""The OpenAPI 3 document of the API (``GET /openapi.json``).
+
+Request bodies come from the pydantic models that validate them; a test checks that every route
+of the app is documented here and that every documented path exists, and a fuzz test checks the
+responses against this document.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from recsys import __version__
+from recsys.api.schemas import EventIn, InteractionsIn, ItemIn, SessionIn
+from recsys.data.schema import MAX_ID_LENGTH
+from recsys.service import MAX_K
+
+__all__ = ["document"]
+
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+_NUMBER = {"type": "number", "minimum": 0}
+
+
+def _param(name: str, where: str, schema: dict, description: str, required: bool = False) -> dict:
+    return {"name": name, "in": where, "required": required or where == "path", "schema": schema,
+            "description": description}
+
+
+_K = lambda default: _param("k", "query", {"type": "integer", "minimum": 1, "maximum": MAX_K,  # noqa: E731
+                                           "default": default}, "how many items")
+_FILTERS = [
+    _param("category", "query", {"type": "string", "minLength": 1, "maxLength": 500},
+           "category path prefix, matched on whole segments (women/shoes)"),
+    _param("min_price", "query", _NUMBER, "lowest price, inclusive"),
+    _param("max_price", "query", _NUMBER, "highest price, inclusive"),
+    _param("exclude", "query", {"type": "string"}, "comma-separated item ids never to return"),
+]
+_ITEM_ID = _param("item_id", "path", _ID, "catalog item id")
+_USER_ID = _param("user_id", "path", _ID, "user id")
+
+
+def _ok(schema_ref: str, description: str = "OK", status: str = "200") -> dict:
+    return {status: {"description": description, "headers": {"X-Recsys-Version": {"$ref": "#/components/headers/Version"}},
+                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}}
+
+
+def _errors(*statuses: int) -> dict:
+    text = {400: "bad input", 401: "missing or wrong API key", 403: "writes disabled (no API key set)",
+            404: "unknown item, user or endpoint", 405: "method not allowed",
+            413: "body too large", 503: "not ready, or Redis down (Retry-After)"}
+    return {str(s): {"description": text[s], "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}} for s in statuses}
+
+
+_READ_ERRORS = (400, 404, 405, 503)
+_WRITE_ERRORS = (400, 401, 403, 405, 413, 503)
+_SECURITY = [{"bearer": []}, {"apiKey": []}]
+
+
+def _body(model) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+
+
+def _schemas() -> dict:
+    result_item = {"type": "object", "required": ["item_id", "score"], "properties": {
+        "item_id": {"type": "string"}, "score": {"type": "number"},
+        "title": {"type": ["string", "null"]}, "category": {"type": ["string", "null"]},
+        "price": {"type": ["number", "null"]}, "colour": {"type": ["string", "null"]},
+        "cold": {"type": "boolean", "description": "placed by content: nobody interacted with it"}}}
+    version = {"type": "string", "description": "the bundle version that produced the response"}
+    filters = {"type": "object", "description": "the filters applied, normalised"}
+    feed = {"type": "object", "required": ["version", "k", "strategy", "items"], "properties": {
+        "version": version, "user_id": {"type": "string"}, "k": {"type": "integer"},
+        "recent": {"type": "integer", "description": "recent items from the activity log used"},
+        "strategy": {"type": "string", "enum": ["collaborative", "fold-in", "popular"]},
+        "message": {"type": ["string", "null"]}, "filters": filters,
+        "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}}
+    schemas = {
+        "ResultItem": result_item,
+        "Similar": {"type": "object", "required": ["version", "item_id", "k", "weights", "items"],
+                    "properties": {"version": version, "item_id": {"type": "string"},
+                                   "k": {"type": "integer"},
+                                   "weights": {"type": "object", "additionalProperties": {"type": "number"}},
+                                   "filters": filters,
+                                   "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}},
+        "Feed": feed,
+        "Item": {"type": "object", "required": ["version", "item"], "properties": {
+            "version": version, "item": {"type": "object", "required": ["item_id", "fresh"],
+                                         "properties": {"item_id": {"type": "string"},
+                                                        "fresh": {"type": "boolean"}}}}},
+        "ItemWritten": {"type": "object", "required": ["version", "item", "created"], "properties": {
+            "version": version, "item": {"type": "object"}, "created": {"type": "boolean"},
+            "modalities": {"type": "array", "items": {"type": "string"}},
+            "warnings": {"type": "array", "items": {"type": "string"}}}},
+        "ItemDeleted": {"type": "object", "required": ["version", "item_id", "deleted"], "properties": {
+            "version": version, "item_id": {"type": "string"}, "deleted": {"type": "boolean"}}},
+        "Accepted": {"type": "object", "required": ["version", "accepted", "ids"], "properties": {
+            "version": version, "accepted": {"type": "integer"},
+            "ids": {"type": "array", "items": {"type": "string"}, "description": "log stream ids"}}},
+        "Health": {"type": "object", "required": ["status"], "properties": {
+            "status": {"type": "string"}, "version": {"type": ["string", "null"]}}},
+        "Ready": {"type": "object", "required": ["status", "reasons"], "properties": {
+            "status": {"type": "string", "enum": ["ready", "degraded", "not_ready"]},
+            "version": {"type": ["string", "null"]},
+            "reasons": {"type": "array", "items": {"type": "string"}}}},
+        "Error": {"type": "object", "required": ["error"], "properties": {
+            "error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}},
+            "version": {"type": "string"}}},
+    }
+    for model in (EventIn, InteractionsIn, SessionIn, ItemIn):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    schemas["InteractionsBody"] = {"oneOf": [
+        {"$ref": "#/components/schemas/EventIn"}, {"$ref": "#/components/schemas/InteractionsIn"},
+        {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/EventIn"}}]}
+    return schemas
+
+
+@lru_cache(maxsize=1)
+def document() -> dict:
+    """The OpenAPI 3.1 document, as a dict."""
+    paths = {
+        "/v1/items/{item_id}/similar": {"get": {
+            "summary": "Items similar to an item (the product-page widget)",
+            "parameters": [_ITEM_ID, _K(10), _param(
+                "weights", "query", {"type": "string", "pattern": r"^[a-z]+:[0-9.eE+-]+(,[a-z]+:[0-9.eE+-]+)*$"},
+                "per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1"), *_FILTERS],
+            "responses": {**_ok("Similar"), **_errors(*_READ_ERRORS)}}},
+        "/v1/users/{user_id}/recommendations": {"get": {
+            "summary": "A user's personalised feed (recent activity folded in)",
+            "parameters": [_USER_ID, _K(20), _param("exclude_seen", "query", {"type": "boolean", "default": True},
+                                                   "leave out items the user interacted with"), *_FILTERS],
+            "responses": {**_ok("Feed"), **_errors(*_READ_ERRORS)}}},
+        "/v1/recommendations": {"post": {
+            "summary": "A feed for an anonymous session from its recent items",
+            "requestBody": _body(SessionIn),
+            "responses": {**_ok("Feed"), **_errors(400, 405, 413, 503)}}},
+        "/v1/interactions": {"post": {
+            "summary": "Log one event, a list of events, or {\"events\": [...]}",
+            "security": _SECURITY,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/InteractionsBody"}}}},
+            "responses": {**_ok("Accepted", "stored in the log", "202"), **_errors(*_WRITE_ERRORS)}}},
+        "/v1/items/{item_id}": {
+            "get": {"summary": "An item's attributes", "parameters": [_ITEM_ID],
+                    "responses": {**_ok("Item"), **_errors(*_READ_ERRORS)}},
+            "put": {"summary": "Add or change an item; embedded now, findable at once",
+                    "security": _SECURITY, "parameters": [_ITEM_ID], "requestBody": _body(ItemIn),
+                    "responses": {**_ok("ItemWritten", "changed"), **_ok("ItemWritten", "created", "201"),
+                                  **_errors(*_WRITE_ERRORS)}},
+            "delete": {"summary": "Hide an item from every result at once", "security": _SECURITY,
+                       "parameters": [_ITEM_ID],
+                       "responses": {**_ok("ItemDeleted"), **_errors(404, *_WRITE_ERRORS)}}},
+        "/healthz": {"get": {"summary": "The process is alive", "responses": _ok("Health")}},
+        "/readyz": {"get": {"summary": "A bundle is loaded; Redis reachable, or degraded with reasons",
+                            "responses": {**_ok("Ready"), "503": {"description": "not ready",
+                                          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}}}}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
+            "description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
+            "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "recsys", "version": __version__,
+                 "description": "Similar items, personalised feeds, interactions and item writes. "
+                                "Every response carries the bundle version (body `version`, header "
+                                "`X-Recsys-Version`); errors are `{\"error\": {\"code\", \"message\"}}`."},
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "headers": {"Version": {"description": "bundle version", "schema": {"type": "string"}}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
+    }

@@ -1,0 +1,391 @@
+"""The endpoints: similar items, feeds, interactions, item writes, health, metrics, OpenAPI.
+
+JSON shaping lives here only. Every response carries the bundle version that produced it, in the
+body (``version``) and in the ``X-Recsys-Version`` header.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import time
+import warnings
+from typing import Any
+
+import pandas as pd
+import redis
+from flask import Blueprint, Response, current_app, g, json, request
+
+from recsys.api.errors import Forbidden, Unauthorized, Unavailable
+from recsys.api.schemas import (EventIn, InteractionsIn, ItemIn, QueryArgs, SessionIn, check_id,
+                                parse_body)
+from recsys.api.state import Serving
+from recsys.data import schema as S
+from recsys.data.validate import validate_catalog
+from recsys.errors import InvalidRequest, NotFound, RecsysWarning
+from recsys.fresh import ITEM_FIELDS, make_entry
+from recsys.service import Recommender, Scored
+from recsys.store.activity import Event
+from recsys.store.redis import cache_field
+
+__all__ = ["bp", "DISPLAY_FIELDS"]
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("recsys", __name__)
+
+# item attributes every result row carries, so a widget can render without another call
+DISPLAY_FIELDS = (S.TITLE, S.CATEGORY, S.PRICE, S.COLOUR)
+FILTER_ARGS = ("category", "min_price", "max_price", "exclude")
+
+
+def _serving() -> Serving:
+    return current_app.extensions["recsys"]
+
+
+def _use(recommender: Recommender) -> Recommender:
+    g.version = recommender.version
+    return recommender
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+# -- auth ---------------------------------------------------------------------------------------
+
+
+def _presented_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("X-API-Key")
+
+
+def require_key() -> None:
+    """Check the API key (constant-time).
+
+    Raises:
+        Forbidden: no key is configured, so writes are disabled.
+        Unauthorized: the key is missing or wrong.
+    """
+    configured = _serving().settings.api.api_key
+    if configured is None:
+        raise Forbidden("writes are disabled: this server has no API key; set RECSYS_API_KEY")
+    presented = _presented_key()
+    if presented is None:
+        raise Unauthorized("this endpoint needs the API key: send 'Authorization: Bearer KEY' or "
+                           "'X-API-Key: KEY'")
+    if not hmac.compare_digest(presented.encode(), configured.get_secret_value().encode()):
+        raise Unauthorized("the API key is not valid")
+
+
+def _check_read_access() -> None:
+    if _serving().settings.api.protect_reads:
+        require_key()
+
+
+# -- result rows --------------------------------------------------------------------------------
+
+
+def _rows(recommender: Recommender, scored: list[Scored], cold: bool = False) -> list[dict]:
+    display = _display_table(recommender)
+    changes = recommender.changes
+    out = []
+    for s in scored:
+        if s.item_id in changes.ids:
+            meta = {k: v for k, v in recommender.item(s.item_id).items() if k in DISPLAY_FIELDS}
+        else:
+            meta = display[s.item_id]
+        row = {"item_id": s.item_id, "score": round(s.score, 5), **meta}
+        if cold:
+            row["cold"] = s.cold
+        out.append(row)
+    return out
+
+
+def _display_table(recommender: Recommender) -> dict[str, dict]:
+    """Display attributes by item id, built once per bundle."""
+    bundle = recommender.bundle
+    table = getattr(bundle, "_display", None)
+    if table is None:
+        columns = [c for c in DISPLAY_FIELDS if c in bundle.items.columns]
+        frame = bundle.items[[S.ITEM_ID, *columns]].astype(object)
+        frame = frame.where(frame.notna(), None)
+        table = {r[S.ITEM_ID]: {c: r[c] for c in columns} for r in frame.to_dict("records")}
+        bundle._display = table
+    return table
+
+
+def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, recent_user: str | None = None):
+    """Answer from the result cache, or compute (with the user's recent items) and cache."""
+    serving = _serving()
+    recommender = serving.recommender()
+    ttl = serving.settings.redis.cache_ttl
+    key = serving.store.keys.result(kind, owner) if serving.store is not None else None
+    field = cache_field(recommender.version, recommender.changes.gen, query)
+    snap = serving.snapshot(key if ttl else None, field, recent_user)
+    recommender = _use(serving.recommender())  # item changes may have been reloaded
+    metrics = current_app.extensions["recsys.metrics"]
+    if snap.cached is not None and snap.gen == recommender.changes.gen:
+        metrics.cache.labels(endpoint, "hit").inc()
+        return Response(snap.cached, mimetype="application/json")
+    body = json.dumps(compute(recommender, snap.recent or []))
+    if snap.gen is not None and ttl and key is not None:
+        metrics.cache.labels(endpoint, "miss").inc()
+        field = cache_field(recommender.version, recommender.changes.gen, query)
+        serving.breaker.call(lambda: serving.store.cached(key, field, ttl)(body.encode()))
+    else:
+        metrics.cache.labels(endpoint, "skip").inc()
+    return Response(body, mimetype="application/json")
+
+
+# -- reads --------------------------------------------------------------------------------------
+
+
+@bp.get("/v1/items/<item_id>/similar")
+def similar(item_id: str):
+    _check_read_access()
+    check_id(item_id, "item")
+    args = QueryArgs(request.args, ("k", "weights", *FILTER_ARGS))
+    recommender = _use(_serving().recommender())
+    k = args.k(10)
+    weights = args.weights(tuple(recommender.bundle.vectors.blocks))
+    item_filter = args.item_filter()
+    query = {"k": k, "w": weights, "f": item_filter.describe()}
+
+    def compute(rec: Recommender, _recent) -> dict:
+        found = rec.similar_items(item_id, n=k, weights=weights, filters=item_filter)
+        return {"version": rec.version, "item_id": item_id, "k": k,
+                "weights": weights or rec.bundle.vectors.weights,
+                "filters": item_filter.describe(), "items": _rows(rec, found)}
+
+    return _cached("similar", "item", item_id, query, compute)
+
+
+@bp.get("/v1/users/<user_id>/recommendations")
+def user_feed(user_id: str):
+    _check_read_access()
+    check_id(user_id, "user")
+    args = QueryArgs(request.args, ("k", "exclude_seen", *FILTER_ARGS))
+    _use(_serving().recommender())
+    k = args.k(20)
+    exclude_seen = args.flag("exclude_seen", True)
+    item_filter = args.item_filter()
+    query = {"k": k, "s": exclude_seen, "f": item_filter.describe()}
+
+    def compute(rec: Recommender, recent: list[str]) -> dict:
+        recent = [i for i in recent if i in rec.bundle.item_ids][: rec.history_items * 5]
+        feed = rec.recommend(user_id, n=k, recent_items=recent, exclude_seen=exclude_seen,
+                             filters=item_filter)
+        return _feed_body(rec, feed, k, item_filter, user_id=user_id, recent=len(recent))
+
+    return _cached("feed", "user", user_id, query, compute, recent_user=user_id)
+
+
+def _feed_body(rec: Recommender, feed, k: int, item_filter, **extra: Any) -> dict:
+    return {"version": rec.version, **extra, "k": k, "strategy": feed.strategy,
+            "message": feed.message, "filters": item_filter.describe(),
+            "items": _rows(rec, feed.items, cold=True)}
+
+
+@bp.post("/v1/recommendations")
+def session_feed():
+    _check_read_access()
+    body = parse_body(SessionIn, _json_body())
+    recommender = _use(_serving().recommender())
+    _serving().snapshot()  # pick up item changes before answering
+    recommender = _use(_serving().recommender())
+    item_filter = body.item_filter()
+    feed = recommender.recommend(None, n=body.k, recent_items=body.recent_items,
+                                 exclude_seen=body.exclude_seen, filters=item_filter)
+    return _json(_feed_body(recommender, feed, body.k, item_filter))
+
+
+@bp.get("/v1/items/<item_id>")
+def get_item(item_id: str):
+    _check_read_access()
+    check_id(item_id, "item")
+    QueryArgs(request.args, ())
+    _serving().snapshot()
+    recommender = _use(_serving().recommender())
+    return _json({"version": recommender.version, "item": recommender.item(item_id)})
+
+
+# -- writes -------------------------------------------------------------------------------------
+
+
+def _json_body() -> Any:
+    data = request.get_json(silent=True, force=False)
+    if data is None:
+        if not request.is_json:
+            raise InvalidRequest("send a JSON body with Content-Type: application/json")
+        raise InvalidRequest("the request body is not valid JSON")
+    return data
+
+
+def _redis_down(what: str) -> Unavailable:
+    serving = _serving()
+    retry = serving.settings.redis.retry_after
+    return Unavailable(f"Redis is unavailable, so {what} cannot be stored now; nothing was stored, "
+                       f"retry in {max(1, round(retry))} s", retry_after=retry)
+
+
+@bp.post("/v1/interactions")
+def post_interactions():
+    require_key()
+    serving = _serving()
+    recommender = _use(serving.recommender())
+    data = _json_body()
+    if isinstance(data, list):
+        data = {"events": data}
+    elif isinstance(data, dict) and "events" not in data:
+        data = {"events": [data]}
+    if isinstance(data, dict) and isinstance(data.get("events"), list) \
+            and len(data["events"]) > serving.settings.api.max_batch:
+        raise InvalidRequest(f"at most {serving.settings.api.max_batch} events per request "
+                             f"(got {len(data['events'])}); split the batch")
+    batch = parse_body(InteractionsIn, data)
+    unknown = sorted({e.item_id for e in batch.events if not recommender.knows(e.item_id)
+                      and e.item_id not in recommender.changes.deleted_ids})
+    if unknown:
+        raise InvalidRequest(f"unknown item_id(s) {', '.join(map(repr, unknown[:5]))}"
+                             f"{' ...' if len(unknown) > 5 else ''}; no event was stored",
+                             unknown=unknown[:20])
+    if serving.activity is None:
+        raise _redis_down("interactions")
+    now = time.time()
+    events = [Event(e.user_id, e.item_id, e.event, e.timestamp if e.timestamp is not None else now,
+                    e.value) for e in batch.events]
+    if serving.breaker.open:
+        raise _redis_down("interactions")
+    try:
+        ids = serving.activity.append(events)
+    except (redis.RedisError, OSError) as exc:
+        serving.breaker.fail(exc)
+        raise _redis_down("interactions") from None
+    current_app.extensions["recsys.metrics"].interactions.inc(len(events))
+    return _json({"version": recommender.version, "accepted": len(ids), "ids": ids}, status=202)
+
+
+@bp.put("/v1/items/<item_id>")
+def put_item(item_id: str):
+    require_key()
+    check_id(item_id, "item")
+    serving = _serving()
+    body = parse_body(ItemIn, _json_body())
+    recommender = _use(serving.recommender())
+    if serving.store is None or serving.breaker.open:
+        raise _redis_down("the item")
+    fields = body.model_dump()
+    frame = validate_catalog(_frame(item_id, fields), source="request body")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", RecsysWarning)
+        outputs = serving.embedder.embed(frame)
+    if not any(o.mask[0] for o in outputs.values()):
+        raise InvalidRequest("the item has nothing to embed: give a title, description, tags, "
+                             "image, colour, price or category"
+                             + (f" ({seen[0].message})" if seen else ""))
+    existed = recommender.knows(item_id)
+    item = {k: _plain(frame.iloc[0][k]) for k in ITEM_FIELDS if k in frame.columns}
+    try:
+        serving.store.put_item(item_id, make_entry(item, outputs))
+    except (redis.RedisError, OSError) as exc:
+        serving.breaker.fail(exc)
+        raise _redis_down("the item") from None
+    serving.sync_items()
+    recommender = _use(serving.recommender())
+    modalities = [m for m, o in outputs.items() if o.mask[0]]
+    return _json({"version": recommender.version, "item": recommender.item(item_id),
+                  "modalities": modalities, "warnings": [str(w.message) for w in seen],
+                  "created": not existed}, status=200 if existed else 201)
+
+
+def _frame(item_id: str, fields: dict) -> pd.DataFrame:
+    return pd.DataFrame([{S.ITEM_ID: item_id, **{k: v for k, v in fields.items() if v is not None}}])
+
+
+def _plain(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+@bp.delete("/v1/items/<item_id>")
+def delete_item(item_id: str):
+    require_key()
+    check_id(item_id, "item")
+    serving = _serving()
+    serving.snapshot()
+    recommender = _use(serving.recommender())
+    if not recommender.knows(item_id):
+        raise NotFound(f"unknown item_id {item_id!r} (not in bundle {recommender.version} and "
+                       "not put since)", item_id=item_id)
+    if serving.store is None or serving.breaker.open:
+        raise _redis_down("the deletion")
+    try:
+        serving.store.delete_item(item_id)
+    except (redis.RedisError, OSError) as exc:
+        serving.breaker.fail(exc)
+        raise _redis_down("the deletion") from None
+    serving.sync_items()
+    recommender = _use(serving.recommender())
+    return _json({"version": recommender.version, "item_id": item_id, "deleted": True})
+
+
+# -- operations ---------------------------------------------------------------------------------
+
+
+@bp.get("/healthz")
+def healthz():
+    current = _serving().current
+    if current is not None:
+        g.version = current.version
+    return _json({"status": "ok", "version": g.get("version")})
+
+
+@bp.get("/readyz")
+def readyz():
+    serving = _serving()
+    ready, reasons = serving.readiness()
+    if serving.current is not None:
+        g.version = serving.current.version
+    status = "not_ready" if not ready else ("degraded" if reasons else "ready")
+    return _json({"status": status, "version": g.get("version"), "reasons": reasons},
+                 status=200 if ready else 503)
+
+
+@bp.get("/metrics")
+def metrics():
+    current = _serving().current
+    if current is not None:
+        g.version = current.version
+    from recsys.api.metrics import CONTENT_TYPE
+
+    return Response(current_app.extensions["recsys.metrics"].render(), content_type=CONTENT_TYPE)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    from recsys.api.openapi import document
+
+    current = _serving().current
+    if current is not None:
+        g.version = current.version
+    return _json(document())
+
+
+# keep the names used in the OpenAPI document next to the code they describe
+ENDPOINTS = {
+    ("GET", "/v1/items/{item_id}/similar"): similar,
+    ("GET", "/v1/users/{user_id}/recommendations"): user_feed,
+    ("POST", "/v1/recommendations"): session_feed,
+    ("POST", "/v1/interactions"): post_interactions,
+    ("GET", "/v1/items/{item_id}"): get_item,
+    ("PUT", "/v1/items/{item_id}"): put_item,
+    ("DELETE", "/v1/items/{item_id}"): delete_item,
+    ("GET", "/healthz"): healthz,
+    ("GET", "/readyz"): readyz,
+    ("GET", "/metrics"): metrics,
+    ("GET", "/openapi.json"): openapi,
+}
+_ = EventIn  # documented as the single-event body form

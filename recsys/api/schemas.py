@@ -1,0 +1,206 @@
+"""Request bodies and query parameters of the HTTP API, validated at the boundary.
+
+The pydantic models double as the OpenAPI schemas (``model_json_schema``), so the document and
+the validation cannot drift apart.
+"""
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from recsys.data.schema import EVENTS, MAX_ID_LENGTH
+from recsys.errors import InvalidRequest
+from recsys.filters import ItemFilter
+from recsys.service import MAX_K
+from recsys.towers.item import parse_weights
+
+__all__ = ["Id", "EventIn", "InteractionsIn", "SessionIn", "ItemIn", "check_id", "parse_body",
+           "QueryArgs"]
+
+# printable, no whitespace at the ends, bounded: what every id at the API boundary must be
+_ID_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN)]
+
+
+def check_id(value: str, kind: str) -> str:
+    """Validate an id from a URL path.
+
+    Raises:
+        InvalidRequest: empty, longer than 200 characters, or with control characters or
+            surrounding whitespace.
+    """
+    if not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise InvalidRequest(f"{kind}_id must be 1 to {MAX_ID_LENGTH} characters (got {len(value)})")
+    if not value.isprintable() or value != value.strip():
+        raise InvalidRequest(f"{kind}_id must be printable characters without surrounding spaces "
+                             f"(got {value!r})")
+    return value
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventIn(_Body):
+    """One interaction."""
+
+    user_id: Id
+    item_id: Id
+    event: str = Field("click", description=f"one of: {', '.join(EVENTS)}")
+    value: float | None = Field(None, description="a rating or quantity")
+    timestamp: float | None = Field(
+        None, description="epoch seconds; unset = when the server received it"
+    )
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, value: str) -> str:
+        value = value.lower()
+        if value not in EVENTS:
+            raise ValueError(f"unknown event {value!r}; use one of: {', '.join(EVENTS)}")
+        return value
+
+    @field_validator("value", "timestamp")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class InteractionsIn(_Body):
+    """A batch of interactions."""
+
+    events: list[EventIn] = Field(min_length=1)
+
+
+class _FilterFields(_Body):
+    category: str | None = Field(None, max_length=500, description="category path prefix")
+    min_price: float | None = Field(None, ge=0)
+    max_price: float | None = Field(None, ge=0)
+    exclude: list[Id] = Field(default_factory=list, max_length=MAX_K, description="never these items")
+
+    def item_filter(self) -> ItemFilter:
+        return ItemFilter.create(category=self.category, min_price=self.min_price,
+                                 max_price=self.max_price, exclude=self.exclude)
+
+
+class SessionIn(_FilterFields):
+    """An anonymous session's feed request."""
+
+    recent_items: list[Id] = Field(default_factory=list, max_length=MAX_K,
+                                   description="items the visitor touched, most recent first")
+    k: int = Field(20, ge=1, le=MAX_K)
+    exclude_seen: bool = True
+
+
+class ItemIn(_Body):
+    """A new or changed catalog item."""
+
+    title: str | None = Field(None, max_length=1000)
+    description: str | None = Field(None, max_length=20_000)
+    tags: str | None = Field(None, max_length=2000)
+    image: str | None = Field(
+        None, max_length=900_000,
+        description="http(s) URL or data:image/...;base64,... URL (local paths are refused)",
+    )
+    colour: str | None = Field(None, max_length=100)
+    price: float | None = Field(None, ge=0)
+    category: str | None = Field(None, max_length=500)
+    year: float | None = None
+    genres: str | None = Field(None, max_length=1000, description="|-separated")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://", "data:image/")):
+            raise ValueError("image must be an http(s) URL or a data:image/...;base64 URL")
+        return value
+
+    @field_validator("price", "year")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+def _message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def parse_body(model: type[BaseModel], data: Any) -> BaseModel:
+    """Validate a JSON body against ``model``.
+
+    Raises:
+        InvalidRequest: naming each bad field (at most five) and the rule it breaks.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(f"invalid request body: {_message(exc)}") from None
+
+
+class QueryArgs:
+    """Query-string parameters of one endpoint, each validated with a message that names it.
+
+    Args:
+        args: ``request.args``.
+        allowed: the parameter names this endpoint takes; any other is an error (a typo such as
+            ``?kk=5`` must not be silently ignored).
+    """
+
+    def __init__(self, args, allowed: tuple[str, ...]):
+        unknown = sorted(set(args) - set(allowed))
+        if unknown:
+            raise InvalidRequest(f"unknown query parameter(s) {', '.join(unknown)}; this endpoint "
+                                 f"takes: {', '.join(allowed)}", allowed=list(allowed))
+        repeated = [name for name in args if len(args.getlist(name)) > 1]
+        if repeated:
+            raise InvalidRequest(f"query parameter {repeated[0]!r} is given more than once")
+        self.args = args
+
+    def k(self, default: int) -> int:
+        raw = self.args.get("k")
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidRequest(f"k must be an integer from 1 to {MAX_K} (got {raw!r})") from None
+        if not 1 <= value <= MAX_K:
+            raise InvalidRequest(f"k must be an integer from 1 to {MAX_K} (got {raw!r})")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.args.get(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes"):
+            return True
+        if raw.lower() in ("0", "false", "no"):
+            return False
+        raise InvalidRequest(f"{name} must be true or false (got {raw!r})")
+
+    def weights(self, available: tuple[str, ...]) -> dict[str, float] | None:
+        raw = self.args.get("weights")
+        return parse_weights(raw, available) if raw is not None else None
+
+    def item_filter(self) -> ItemFilter:
+        exclude = [p.strip() for p in self.args.get("exclude", "").split(",") if p.strip()]
+        if len(exclude) > MAX_K:
+            raise InvalidRequest(f"exclude names more than {MAX_K} items")
+        for item_id in exclude:
+            check_id(item_id, "exclude item")
+        category = self.args.get("category")
+        if category is not None and len(category) > 500:
+            raise InvalidRequest("category must be at most 500 characters")
+        return ItemFilter.create(category=category, min_price=self.args.get("min_price"),
+                                 max_price=self.args.get("max_price"), exclude=exclude)

@@ -1,0 +1,235 @@
+"""What one API worker serves: the active bundle (hot-swapped), item changes, and Redis health.
+
+A request takes one :class:`Recommender` reference at its start and uses it to the end, so every
+response comes from exactly one bundle version. A new version is downloaded, verified and loaded
+beside the old one by a background thread, then swapped in with one assignment; a version that
+fails to load is remembered and the old one keeps serving.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from recsys.bundle import read_bundle
+from recsys.errors import BundleError, NotFound, NotReady, RecsysError
+from recsys.fresh import ItemChanges, ItemEmbedder
+from recsys.service import Recommender
+from recsys.settings import Settings
+from recsys.store.activity import ActivityStore
+from recsys.store.redis import Breaker, RedisStore, connect
+
+__all__ = ["Serving", "Snapshot"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What Redis said at the start of a request (one round trip), or ``None`` values when it
+    could not be asked."""
+
+    active: str | None = None
+    gen: int | None = None
+    cached: bytes | None = None
+    recent: list[str] | None = None
+
+
+class Serving:
+    """The serving state of one worker process.
+
+    Args:
+        settings: validated settings; ``settings.redis.url`` must be set (``create_app`` starts
+            the embedded server when it is not).
+        client: a redis-py client, or ``None`` to run without Redis (a local bundle only).
+    """
+
+    def __init__(self, settings: Settings, client: redis.Redis | None):
+        self.settings = settings
+        rs = settings.redis
+        self.client = client
+        self.store = (RedisStore(client, prefix=rs.prefix, chunk_bytes=rs.chunk_bytes,
+                                 cache_ttl=rs.cache_ttl) if client is not None else None)
+        self.activity = (ActivityStore(client, prefix=rs.prefix, recent_items=rs.recent_items,
+                                       recent_ttl=rs.recent_ttl_days * 86400)
+                         if client is not None else None)
+        self.breaker = Breaker(rs.retry_after)
+        self.current: Recommender | None = None
+        self.embedder: ItemEmbedder | None = None
+        self.failed: dict[str, str] = {}  # version -> why it was refused
+        self.load_error: str | None = None
+        self.cache_dir = Path(settings.state_dir) / "bundles"
+        self._swap_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_change = lambda recommender: None  # metrics hook
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> Serving:
+        """Load what there is to serve now, then follow Redis from a background thread."""
+        self.refresh()
+        if self.store is not None:
+            self._thread = threading.Thread(target=self._follow, name="recsys-follow", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.api.poll_interval)
+            self._wake.clear()
+            try:
+                self.refresh()
+            except Exception:  # the loop must survive anything; the old state keeps serving
+                logger.exception("refreshing the serving state failed")
+
+    def refresh(self) -> None:
+        """Switch to the active version if it changed; reload item changes if they moved."""
+        active = self.breaker.call(self.store.active_version) if self.store is not None else None
+        current = self.current
+        if active is not None and (current is None or active != current.version) \
+                and active not in self.failed:
+            self._load_version(active)
+        elif current is None and self.settings.api.bundle is not None:
+            self._load_local(self.settings.api.bundle)
+        current = self.current
+        if current is not None and self.store is not None:
+            gen = self.breaker.call(lambda: int(self.client.get(self.store.keys.items_gen) or 0))
+            if gen is not None and gen != current.changes.gen:
+                self.sync_items()
+
+    def _install(self, bundle) -> None:
+        s = self.settings
+        recommender = Recommender(bundle, content_weight=s.collab.content_weight,
+                                  history_items=s.collab.history_items,
+                                  exact_budget=s.index.exact_budget)
+        if self.store is not None:
+            changes = self.breaker.call(self.store.item_changes)
+            if changes is not None:
+                recommender = recommender.with_changes(ItemChanges.build(bundle, *changes))
+        with self._swap_lock:
+            self.current = recommender
+            self.embedder = ItemEmbedder(bundle)
+            self.load_error = None
+        logger.info("serving bundle %s (%d items)", bundle.version, len(bundle.item_ids))
+        self.on_change(recommender)
+
+    def _load_version(self, version: str) -> None:
+        try:
+            path = self.store.download(version, self.cache_dir)
+            bundle = read_bundle(path)
+        except (BundleError, NotFound) as exc:
+            self.failed[version] = exc.message
+            self.load_error = f"bundle {version} refused: {exc.message}"
+            logger.error("bundle %s refused, still serving %s: %s", version,
+                         self.current.version if self.current else "nothing", exc.message)
+            return
+        except (redis.RedisError, OSError) as exc:
+            self.breaker.fail(exc)
+            return
+        self._install(bundle)
+
+    def _load_local(self, path: Path) -> None:
+        try:
+            self._install(read_bundle(path))
+        except BundleError as exc:
+            self.load_error = exc.message
+            logger.error("cannot load local bundle: %s", exc.message)
+
+    def sync_items(self) -> None:
+        """Rebuild the item changes of the current bundle from Redis (no-op when Redis is down)."""
+        with self._swap_lock:
+            current = self.current
+            if current is None or self.store is None:
+                return
+            changes = self.breaker.call(self.store.item_changes)
+            if changes is None:
+                return
+            self.current = current.with_changes(ItemChanges.build(current.bundle, *changes))
+        self.on_change(self.current)
+
+    # -- per request ----------------------------------------------------------------------------
+
+    def recommender(self) -> Recommender:
+        """The recommender a request should use.
+
+        Raises:
+            NotReady: nothing loaded yet; the message says why.
+        """
+        current = self.current
+        if current is None:
+            reason = self.load_error or (
+                "no bundle is active in Redis; run `recsys publish --bundle DIR`"
+                if self.store is not None else "no bundle configured; start with --bundle DIR")
+            raise NotReady(f"not ready: {reason}")
+        return current
+
+    def snapshot(self, cache_key: str | None = None, field: str | None = None,
+                 recent_user: str | None = None) -> Snapshot:
+        """One pipelined round trip: the active version, the item generation, a cached result and
+        a user's recent items. When the generation moved the item changes are reloaded before
+        returning, so a put or deleted item shows in this very response."""
+        if self.store is None:
+            return Snapshot()
+        keys = self.store.keys
+
+        def ask():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.get(keys.active)
+            pipe.get(keys.items_gen)
+            if cache_key is not None:
+                pipe.hget(cache_key, field)
+            if recent_user is not None:
+                pipe.lrange(keys.recent(recent_user), 0, self.settings.redis.recent_items - 1)
+            return pipe.execute()
+
+        result = self.breaker.call(ask)
+        if result is None:
+            return Snapshot()
+        active = result[0].decode() if result[0] is not None else None
+        gen = int(result[1] or 0)
+        cached = result[2] if cache_key is not None else None
+        recent = None
+        if recent_user is not None:
+            recent = list(dict.fromkeys(r.decode() for r in result[-1]))
+        current = self.current
+        if active is not None and current is not None and active != current.version \
+                and active not in self.failed:
+            self._wake.set()  # the background thread loads it; this request uses what is loaded
+        if current is not None and gen != current.changes.gen:
+            self.sync_items()
+            cached = None  # computed against other item changes
+        return Snapshot(active=active, gen=gen, cached=cached, recent=recent)
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """``(ready, reasons it is degraded or not ready)``."""
+        reasons = []
+        ready = self.current is not None
+        if not ready:
+            try:
+                self.recommender()
+            except RecsysError as exc:
+                reasons.append(exc.message)
+        if self.store is None:
+            reasons.append("no Redis configured: no cache, interaction log or hot swap")
+        else:
+            ok = self.breaker.call(self.client.ping, default=False)
+            if not ok:
+                reasons.append(f"Redis unreachable ({self.breaker.error}): serving the loaded "
+                               "bundle without cache; interactions and item writes are refused")
+        if self.load_error and ready:
+            reasons.append(self.load_error)
+        return ready, reasons
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    """The client for ``settings.redis.url`` (which must be set)."""
+    return connect(settings.redis.url, socket_timeout=settings.redis.socket_timeout)

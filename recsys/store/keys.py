@@ -1,0 +1,86 @@
+"""The only place Redis key strings are built. Every key starts with the namespace prefix.
+
+Layout (``P`` is the prefix, ``recsys`` by default)::
+
+    P:bundle:active                 string  the active bundle version
+    P:bundle:versions               zset    published versions, scored by publish time
+    P:bundle:<version>:manifest     string  manifest.json as published
+    P:bundle:<version>:file:<path>  list    the file's chunks, in order
+    P:bundle:events                 channel a version was activated (workers also poll)
+    P:items:gen                     string  counter bumped by every item write (result cache epoch)
+    P:items:fresh                   hash    item_id -> JSON of an item put since the bundle
+    P:items:deleted                 set     item ids hidden from every result
+    P:log                           stream  the interaction log the next training reads
+    P:recent:<user_id>              list    the user's recent item ids, newest first
+    P:result:<kind>:<owner>         hash    cached response bodies of one item, user or session;
+                                            field = bundle version | item generation | query
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one namespace.
+
+    Example:
+        >>> Keys("recsys").result("user", "u42")
+        'recsys:result:user:u42'
+    """
+
+    prefix: str = "recsys"
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    @property
+    def active(self) -> str:
+        return self._key("bundle", "active")
+
+    @property
+    def versions(self) -> str:
+        return self._key("bundle", "versions")
+
+    @property
+    def events(self) -> str:
+        return self._key("bundle", "events")
+
+    def manifest(self, version: str) -> str:
+        return self._key("bundle", version, "manifest")
+
+    def file(self, version: str, path: str) -> str:
+        return self._key("bundle", version, "file", path)
+
+    def bundle_pattern(self, version: str) -> str:
+        return self._key("bundle", version, "*")
+
+    @property
+    def items_gen(self) -> str:
+        return self._key("items", "gen")
+
+    @property
+    def fresh(self) -> str:
+        return self._key("items", "fresh")
+
+    @property
+    def deleted(self) -> str:
+        return self._key("items", "deleted")
+
+    @property
+    def log(self) -> str:
+        return self._key("log")
+
+    def recent(self, user_id: str) -> str:
+        return self._key("recent", user_id)
+
+    def result(self, kind: str, owner: str) -> str:
+        """Cached results of one owner; the hash field carries the bundle version and the query,
+        so a new version never serves an old result, and deleting the key forgets them all."""
+        return self._key("result", kind, owner)
+
+    @property
+    def all_pattern(self) -> str:
+        return self._key("*")

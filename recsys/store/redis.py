@@ -1,0 +1,309 @@
+"""Step 6 of the flow: bundles, item changes and cached results in Redis.
+
+Nothing read from Redis is unpickled: manifests and item entries are JSON, bundle files are the
+bundle's own bytes checked against the manifest's sha256, vectors are raw float32.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import redis
+
+from recsys.bundle import MANIFEST, read_bundle, resolve_bundle_path
+from recsys.errors import BundleError, NotFound
+from recsys.store.keys import Keys
+
+__all__ = ["RedisStore", "connect", "Breaker", "redact"]
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def redact(url: str) -> str:
+    """A Redis URL without its password, for logs and messages."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def connect(url: str, *, socket_timeout: float = 0.5) -> redis.Redis:
+    """A redis-py client that fails fast (no retries) so a caller can degrade instead of hang."""
+    return redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                socket_connect_timeout=socket_timeout, retry_on_timeout=False,
+                                retry=None, health_check_interval=10)
+
+
+class Breaker:
+    """Stops calling Redis for ``retry_after`` seconds after a failure, so a dead server costs one
+    timeout per interval instead of one per request.
+
+    Attributes:
+        error: the last failure, ``None`` while healthy.
+    """
+
+    def __init__(self, retry_after: float = 1.0):
+        self.retry_after = retry_after
+        self.error: str | None = None
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def open(self) -> bool:
+        """True while calls are being skipped."""
+        return time.monotonic() < self._until
+
+    def call(self, fn: Callable[[], T], default: T = None) -> T:
+        """``fn()``, or ``default`` when Redis failed now or recently (never raises RedisError)."""
+        if self.open:
+            return default
+        try:
+            result = fn()
+        except (redis.RedisError, OSError) as exc:
+            self.fail(exc)
+            return default
+        if self.error is not None:
+            with self._lock:
+                logger.warning("Redis is reachable again")
+                self.error = None
+        return result
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                logger.warning("Redis unavailable (%s: %s); serving without it", type(exc).__name__, exc)
+            self.error = f"{type(exc).__name__}: {exc}"
+            self._until = time.monotonic() + self.retry_after
+
+
+def cache_field(*parts: object) -> str:
+    """A cache hash field from a version, a generation and a normalised query (sorted JSON)."""
+    text = "|".join(p if isinstance(p, str) else json.dumps(p, sort_keys=True, separators=(",", ":"))
+                    for p in parts)
+    return text if len(text) <= 200 else hashlib.sha256(text.encode()).hexdigest()
+
+
+class RedisStore:
+    """Published bundles, item changes and the result cache under one key namespace.
+
+    Args:
+        client: a redis-py client (see :func:`connect`).
+        prefix: key namespace (``settings.redis.prefix``).
+        chunk_bytes: size of the chunks bundle files are stored in.
+        cache_ttl: seconds a cached result lives (0 disables the cache).
+
+    Example:
+        >>> store = RedisStore(connect("redis://127.0.0.1:6379"))  # doctest: +SKIP
+        >>> store.publish("models/shop")  # doctest: +SKIP
+        '20261122T100000Z'
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "recsys", chunk_bytes: int = 4 << 20,
+                 cache_ttl: int = 300):
+        self.client = client
+        self.keys = Keys(prefix)
+        self.chunk_bytes = chunk_bytes
+        self.cache_ttl = cache_ttl
+
+    # -- bundles --------------------------------------------------------------------------------
+
+    def publish(self, path: str | Path, *, activate: bool = True) -> str:
+        """Upload a bundle (verified first) and make it the active version.
+
+        Uploading a version that is already stored only re-activates it. Item changes that the new
+        bundle supersedes (fresh entries written before the bundle was created) are dropped.
+
+        Args:
+            path: a bundle version directory, or ``models/<name>`` for its newest version.
+            activate: mark it active and tell the workers.
+
+        Returns:
+            str: the version.
+
+        Raises:
+            BundleError: the bundle is incomplete or corrupt; nothing is uploaded.
+        """
+        bundle = read_bundle(path)  # refuses a bad bundle before anything reaches Redis
+        version, keys = bundle.version, self.keys
+        manifest_text = (bundle.path / MANIFEST).read_text()
+        if self.client.get(keys.manifest(version)) != manifest_text.encode():
+            for rel in bundle.manifest["files"]:
+                self._upload(keys.file(version, rel), bundle.path / rel)
+            self.client.set(keys.manifest(version), manifest_text)
+            logger.info("bundle %s uploaded (%d files)", version, len(bundle.manifest["files"]))
+        self.client.zadd(keys.versions, {version: time.time()})
+        if activate:
+            self.activate(version)
+            self._drop_superseded(bundle)
+        return version
+
+    def _upload(self, key: str, file: Path) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(key)
+        with open(file, "rb") as handle:
+            while chunk := handle.read(self.chunk_bytes):
+                pipe.rpush(key, chunk)
+        pipe.execute()
+
+    def activate(self, version: str) -> None:
+        """Make a published version the one every worker serves."""
+        if not self.client.exists(self.keys.manifest(version)):
+            raise NotFound(f"bundle version {version!r} is not published in Redis; "
+                           f"published: {', '.join(self.versions()) or 'none'}", version=version)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self.keys.active, version)
+        pipe.publish(self.keys.events, json.dumps({"active": version}))
+        pipe.execute()
+        logger.info("bundle %s is active", version)
+
+    def active_version(self) -> str | None:
+        value = self.client.get(self.keys.active)
+        return value.decode() if value is not None else None
+
+    def versions(self) -> list[str]:
+        """Published versions, oldest first."""
+        return [v.decode() for v in self.client.zrange(self.keys.versions, 0, -1)]
+
+    def manifest(self, version: str) -> dict:
+        raw = self.client.get(self.keys.manifest(version))
+        if raw is None:
+            raise NotFound(f"bundle version {version!r} is not published in Redis", version=version)
+        return json.loads(raw)
+
+    def download(self, version: str, cache_dir: str | Path) -> Path:
+        """Copy a published version into ``cache_dir/<name>/<version>``, verified, atomically.
+
+        A complete copy already there is reused (after :func:`read_bundle` checks it).
+
+        Raises:
+            NotFound: the version is not published.
+            BundleError: a file is missing in Redis or does not match its sha256.
+        """
+        manifest = self.manifest(version)
+        target = Path(cache_dir) / manifest.get("name", "bundle") / version
+        if (target / MANIFEST).is_file():
+            return target
+        tmp = target.parent / f".tmp-{version}-{os.getpid()}-{threading.get_ident()}"
+        try:
+            for rel, meta in manifest["files"].items():
+                file = tmp / rel
+                file.parent.mkdir(parents=True, exist_ok=True)
+                digest = hashlib.sha256()
+                key = self.keys.file(version, rel)
+                n_chunks = self.client.llen(key)
+                if n_chunks == 0 and meta["bytes"] > 0:
+                    raise BundleError(f"bundle {version} in Redis is incomplete: {rel} is missing; "
+                                      "publish it again")
+                with open(file, "wb") as handle:
+                    for i in range(n_chunks):
+                        chunk = self.client.lindex(key, i)
+                        digest.update(chunk)
+                        handle.write(chunk)
+                if digest.hexdigest() != meta["sha256"]:
+                    raise BundleError(f"bundle {version} in Redis is corrupt: {rel} does not match "
+                                      "its sha256; publish it again")
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            try:
+                os.rename(tmp, target)
+            except OSError:  # another worker finished the same download first
+                if not (target / MANIFEST).is_file():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        logger.info("bundle %s downloaded to %s", version, target)
+        return target
+
+    def remove(self, version: str) -> None:
+        """Delete a published version that is not active."""
+        if version == self.active_version():
+            raise BundleError(f"bundle {version} is active; activate another version first")
+        keys = [*self.client.scan_iter(self.keys.bundle_pattern(version), count=1000)]
+        pipe = self.client.pipeline(transaction=True)
+        if keys:
+            pipe.delete(*keys)
+        pipe.zrem(self.keys.versions, version)
+        pipe.execute()
+
+    def prune(self, keep: int) -> list[str]:
+        """Keep the ``keep`` newest versions (and the active one); returns the removed ones."""
+        active = self.active_version()
+        removed = [v for v in self.versions()[:-keep] if v != active] if keep > 0 else []
+        for version in removed:
+            self.remove(version)
+        return removed
+
+    # -- item changes since the bundle ----------------------------------------------------------
+
+    def put_item(self, item_id: str, entry: dict) -> int:
+        """Store a new or changed item (JSON-serialisable ``entry``); returns the new generation."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.keys.fresh, item_id, json.dumps(entry, separators=(",", ":")))
+        pipe.srem(self.keys.deleted, item_id)
+        pipe.incr(self.keys.items_gen)
+        gen = pipe.execute()[-1]
+        self.client.publish(self.keys.events, json.dumps({"items": gen}))
+        return int(gen)
+
+    def delete_item(self, item_id: str) -> int:
+        """Hide an item from every result; returns the new generation."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.keys.fresh, item_id)
+        pipe.sadd(self.keys.deleted, item_id)
+        pipe.incr(self.keys.items_gen)
+        gen = pipe.execute()[-1]
+        self.client.publish(self.keys.events, json.dumps({"items": gen}))
+        return int(gen)
+
+    def item_changes(self) -> tuple[int, dict[str, dict], set[str]]:
+        """``(generation, fresh entries by id, deleted ids)``, read in one transaction."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(self.keys.items_gen)
+        pipe.hgetall(self.keys.fresh)
+        pipe.smembers(self.keys.deleted)
+        gen, fresh, deleted = pipe.execute()
+        return (int(gen or 0), {k.decode(): json.loads(v) for k, v in fresh.items()},
+                {d.decode() for d in deleted})
+
+    def _drop_superseded(self, bundle) -> None:
+        """Fresh entries of items the new bundle holds, written before it was built, are stale."""
+        created = bundle.manifest.get("created", "")
+        _, fresh, _ = self.item_changes()
+        stale = [item_id for item_id, entry in fresh.items()
+                 if item_id in bundle.item_ids and entry.get("updated", "") < created]
+        if stale:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hdel(self.keys.fresh, *stale)
+            pipe.incr(self.keys.items_gen)
+            pipe.execute()
+            logger.info("%d fresh items superseded by bundle %s", len(stale), bundle.version)
+
+    # -- result cache ---------------------------------------------------------------------------
+
+    def cached(self, key: str, field: str, ttl: int | None = None) -> Callable[[bytes], None]:
+        """A function that stores a response body under ``key``/``field`` with the TTL."""
+
+        def put(body: bytes) -> None:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(key, field, body)
+            pipe.expire(key, ttl or self.cache_ttl)
+            pipe.execute()
+
+        return put
+
+    def clear(self) -> int:
+        """Delete every key of this namespace (tests and `recsys` resets); returns how many."""
+        keys = list(self.client.scan_iter(self.keys.all_pattern, count=1000))
+        for start in range(0, len(keys), 1000):
+            self.client.delete(*keys[start:start + 1000])
+        return len(keys)
