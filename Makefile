@@ -27,7 +27,7 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	cd benchmarks && ../$(PY) bench_towers.py && ../$(PY) bench_annoy.py && ../$(PY) bench_collab.py
+	cd benchmarks && ../$(PY) bench_towers.py && ../$(PY) bench_annoy.py && ../$(PY) bench_collab.py && ../$(PY) bench_api.py
 
 quality: install
 	$(PY) benchmarks/quality_movielens.py

@@ -154,7 +154,8 @@ class Recommender:
         n = check_k(n)
         vectors, changes = self.bundle.vectors, self.changes
         default = weights is None
-        weights = vectors.weights if default else check_weights(weights, tuple(vectors.blocks))
+        # any known modality may be weighted; one the bundle lacks counts as missing for every item
+        weights = vectors.weights if default else check_weights(weights)
         row = None
         if item_id in changes.ids:
             query = changes.query(item_id)

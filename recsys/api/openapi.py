@@ -9,14 +9,16 @@ from __future__ import annotations
 from functools import lru_cache
 
 from recsys import __version__
-from recsys.api.schemas import EventIn, InteractionsIn, ItemIn, SessionIn
+from recsys.api.schemas import ID_PATTERN, EventIn, InteractionsIn, ItemIn, SessionIn
 from recsys.data.schema import MAX_ID_LENGTH
 from recsys.service import MAX_K
 
 __all__ = ["document"]
 
-_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN}
 _NUMBER = {"type": "number", "minimum": 0}
+_WEIGHT = r"(image|text|tabular):[0-9]+(\.[0-9]+)?"
+_WEIGHTS = rf"^{_WEIGHT}(,{_WEIGHT})*$"
 
 
 def _param(name: str, where: str, schema: dict, description: str, required: bool = False) -> dict:
@@ -123,7 +125,7 @@ def document() -> dict:
         "/v1/items/{item_id}/similar": {"get": {
             "summary": "Items similar to an item (the product-page widget)",
             "parameters": [_ITEM_ID, _K(10), _param(
-                "weights", "query", {"type": "string", "pattern": r"^[a-z]+:[0-9.eE+-]+(,[a-z]+:[0-9.eE+-]+)*$"},
+                "weights", "query", {"type": "string", "pattern": _WEIGHTS},
                 "per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1"), *_FILTERS],
             "responses": {**_ok("Similar"), **_errors(*_READ_ERRORS)}}},
         "/v1/users/{user_id}/recommendations": {"get": {

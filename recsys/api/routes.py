@@ -149,7 +149,7 @@ def similar(item_id: str):
     args = QueryArgs(request.args, ("k", "weights", *FILTER_ARGS))
     recommender = _use(_serving().recommender())
     k = args.k(10)
-    weights = args.weights(tuple(recommender.bundle.vectors.blocks))
+    weights = args.weights()
     item_filter = args.item_filter()
     query = {"k": k, "w": weights, "f": item_filter.describe()}
 

@@ -6,6 +6,7 @@ the validation cannot drift apart.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
@@ -19,9 +20,10 @@ from recsys.towers.item import parse_weights
 __all__ = ["Id", "EventIn", "InteractionsIn", "SessionIn", "ItemIn", "check_id", "parse_body",
            "QueryArgs"]
 
-# printable, no whitespace at the ends, bounded: what every id at the API boundary must be
-_ID_PATTERN = r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN)]
+# no control characters, no space at either end, bounded: what every id at the API boundary must
+# be (the same pattern is in the OpenAPI document, so generated clients agree with the server)
+ID_PATTERN = r"^[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 
 
 def check_id(value: str, kind: str) -> str:
@@ -33,9 +35,9 @@ def check_id(value: str, kind: str) -> str:
     """
     if not 1 <= len(value) <= MAX_ID_LENGTH:
         raise InvalidRequest(f"{kind}_id must be 1 to {MAX_ID_LENGTH} characters (got {len(value)})")
-    if not value.isprintable() or value != value.strip():
-        raise InvalidRequest(f"{kind}_id must be printable characters without surrounding spaces "
-                             f"(got {value!r})")
+    if not re.match(ID_PATTERN, value):
+        raise InvalidRequest(f"{kind}_id must not hold control characters or start or end with a "
+                             f"space (got {value!r})")
     return value
 
 
@@ -189,9 +191,9 @@ class QueryArgs:
             return False
         raise InvalidRequest(f"{name} must be true or false (got {raw!r})")
 
-    def weights(self, available: tuple[str, ...]) -> dict[str, float] | None:
+    def weights(self) -> dict[str, float] | None:
         raw = self.args.get("weights")
-        return parse_weights(raw, available) if raw is not None else None
+        return parse_weights(raw) if raw is not None else None
 
     def item_filter(self) -> ItemFilter:
         exclude = [p.strip() for p in self.args.get("exclude", "").split(",") if p.strip()]

@@ -36,8 +36,17 @@ def gunicorn_options(settings: Settings, host: str, port: int) -> dict:
         "loglevel": "info",
         "preload_app": False,
         "control_socket_disable": True,
+        "post_fork": _post_fork,
         "child_exit": _child_exit,
     }
+
+
+def _post_fork(server, worker) -> None:
+    # one BLAS/OpenMP thread per worker: the workers already use every core, and a request's
+    # matrix products are small; oversubscribed thread pools cost several times the work
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
 
 
 def _child_exit(server, worker) -> None:

@@ -40,6 +40,7 @@ class LiveServer:
 
     def __init__(self, tmp: Path, env: dict[str, str], bundle: Path | None = None, workers: int = 2):
         self.port = free_port()
+        tmp.mkdir(parents=True, exist_ok=True)
         self.log = tmp / f"serve-{self.port}.log"
         cmd = [sys.executable, "-m", "recsys", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--workers", str(workers)]

@@ -74,7 +74,8 @@ def test_bad_similar_queries_are_400_with_a_message(client, served_bundle, query
 def test_bad_ids_and_routes(client):
     assert_error(client.get("/v1/items/NO-SUCH-ITEM/similar"), 404, "not_found", "unknown item_id")
     assert_error(client.get("/v1/items/" + "x" * 201 + "/similar"), 400, "invalid_request", "1 to 200")
-    assert_error(client.get("/v1/items/a%09b/similar"), 400, "invalid_request", "printable")
+    assert_error(client.get("/v1/items/a%09b/similar"), 400, "invalid_request", "control characters")
+    assert_error(client.get("/v1/items/%20a/similar"), 400, "invalid_request", "space")
     assert_error(client.get("/v1/nothing"), 404, "not_found", "openapi.json")
     r = client.post("/v1/items/x/similar")
     assert_error(r, 405, "method_not_allowed")
