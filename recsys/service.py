@@ -17,7 +17,7 @@ from recsys.filters import FilterColumns, ItemFilter
 from recsys.fresh import ItemChanges
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex
 from recsys.index.mips import augment_query
-from recsys.towers.item import check_weights, weighted_scores
+from recsys.towers.item import check_weights, rows_dot, weighted_scores
 
 __all__ = ["Recommender", "Scored", "Feed", "MAX_K", "check_k"]
 
@@ -184,8 +184,14 @@ class Recommender:
         if not default or not has_combined:
             searches += [(self.bundle.indexes[m], query[m]) for m in usable]
         dim = sum(vectors.blocks[m].dim for m in usable)
-        rows, scores = self._top(n, searches, allowed,
-                                 lambda r: weighted_scores(vectors.blocks, query, r, weights), dim)
+        if default and has_combined:
+            # the combined vectors already carry the default weights: one product, same scores
+            def score(r):
+                return rows_dot(vectors.combined, r, combined_query)
+        else:
+            def score(r):
+                return weighted_scores(vectors.blocks, query, r, weights)
+        rows, scores = self._top(n, searches, allowed, score, dim)
         ids = self.bundle.item_ids.ids
         found = [Scored(str(ids[r]), float(s)) for r, s in zip(rows, scores)]
         if len(changes):  # put items are few: score them all exactly, then merge
@@ -272,10 +278,10 @@ class Recommender:
         combined = self.bundle.vectors.combined
 
         def score(rows: np.ndarray) -> np.ndarray:
-            cf = _dot(collab.item_factors, rows, user)
+            cf = rows_dot(collab.item_factors, rows, user)
             if beta == 0:
                 return cf
-            return (1.0 - beta) * cf + beta * _dot(combined, rows, content_query)
+            return (1.0 - beta) * cf + beta * rows_dot(combined, rows, content_query)
 
         dim = collab.item_factors.shape[1] + (combined.shape[1] if beta > 0 else 0)
         rows, scores = self._top(n, searches, allowed, score, dim)
@@ -345,14 +351,6 @@ class Recommender:
         ids = self.bundle.item_ids.ids
         cold = collab.item_state[rows] == PROJECTED
         return [Scored(str(ids[r]), float(s), bool(c)) for r, s, c in zip(rows, scores, cold)]
-
-
-def _dot(matrix: np.ndarray, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
-    """``matrix[rows] @ vector``; for most of the rows one pass over the whole (memory-mapped)
-    matrix is cheaper than gathering them first."""
-    if len(rows) * 2 > len(matrix):
-        return (matrix @ vector)[rows]
-    return matrix[rows] @ vector
 
 
 def _best(n: int, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -120,7 +120,7 @@ def test_text_only_catalog(tmp_path, text_tower, image_tower):
     assert recommender.bundle.manifest["default_weights"] == {"text": 0.4}
     top = [s.item_id for s in recommender.similar_items("b0", n=2)]
     assert set(top) == {"b1", "b2"}
-    with pytest.raises(InvalidRequest, match="unknown modality 'image'"):
+    with pytest.raises(InvalidRequest, match="has no image data"):
         recommender.similar_items("b0", weights={"image": 1.0})
 
 

@@ -119,14 +119,14 @@ def _display_table(recommender: Recommender) -> dict[str, dict]:
 def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, recent_user: str | None = None):
     """Answer from the result cache, or compute (with the user's recent items) and cache."""
     serving = _serving()
-    recommender = serving.recommender()
+    asked = serving.recommender()
     ttl = serving.settings.redis.cache_ttl
     key = serving.store.keys.result(kind, owner) if serving.store is not None else None
-    field = cache_field(recommender.version, recommender.changes.gen, query)
+    field = cache_field(asked.version, asked.changes.gen, query)
     snap = serving.snapshot(key if ttl else None, field, recent_user)
-    recommender = _use(serving.recommender())  # item changes may have been reloaded
+    recommender = _use(serving.recommender())  # a swap or item changes may have happened since
     metrics = current_app.extensions["recsys.metrics"]
-    if snap.cached is not None and snap.gen == recommender.changes.gen:
+    if snap.cached is not None and recommender is asked and snap.gen == asked.changes.gen:
         metrics.cache.labels(endpoint, "hit").inc()
         return Response(snap.cached, mimetype="application/json")
     body = json.dumps(compute(recommender, snap.recent or []))

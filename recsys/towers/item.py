@@ -13,7 +13,8 @@ import numpy as np
 from recsys.errors import InvalidRequest
 from recsys.towers.base import TowerOutput, weighted_concat
 
-__all__ = ["MODALITIES", "ItemVectors", "combine", "check_weights", "parse_weights", "weighted_scores"]
+__all__ = ["MODALITIES", "ItemVectors", "combine", "check_weights", "parse_weights", "weighted_scores",
+           "rows_dot"]
 
 MODALITIES = ("image", "text", "tabular")
 
@@ -122,7 +123,15 @@ def weighted_scores(
         if query.get(name) is None:
             continue
         w_q += weight
-        cos = blocks[name].vectors[rows] @ query[name]
+        cos = rows_dot(blocks[name].vectors, rows, query[name])
         total += weight * np.where(has, cos, 0.0)
     denom = np.sqrt(np.maximum(w_q * w_c, 1e-12))
     return (total / denom).astype(np.float32)
+
+
+def rows_dot(matrix: np.ndarray, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """``matrix[rows] @ vector``. For most of the rows one product over the whole (memory-mapped)
+    matrix is cheaper than gathering the rows into a copy first."""
+    if len(rows) * 2 > len(matrix):
+        return (matrix @ vector)[rows]
+    return matrix[rows] @ vector
