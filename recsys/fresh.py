@@ -62,12 +62,20 @@ class ItemEmbedder:
             towers["tabular"] = create_tower("tabular", state=self.bundle.tabular_state)
         return towers
 
+    def warm(self) -> dict:
+        """Load the towers' models now (a worker does it in the background after start-up, so the
+        first put does not wait for torch and the models)."""
+        with self._lock:  # one thread loads the models
+            if self._towers is None:
+                towers = self._create()
+                for tower in towers.values():
+                    tower.dim  # noqa: B018 - loads the tower's model
+                self._towers = towers
+            return self._towers
+
     def embed(self, catalog: pd.DataFrame) -> dict[str, TowerOutput]:
         """Per-modality unit vectors of validated catalog rows, in the bundle's spaces."""
-        with self._lock:  # one worker thread loads the models
-            if self._towers is None:
-                self._towers = self._create()
-            towers = self._towers
+        towers = self.warm()
         return {name: tower.encode(catalog, show_progress=False) for name, tower in towers.items()}
 
 

@@ -184,6 +184,14 @@ class ApiSettings(_Section):
     poll_interval: float = Field(
         1.0, gt=0, description="seconds between a worker's checks for a new active bundle and item changes",
     )
+    local_cache_items: int = Field(
+        10_000, ge=0, description="responses each worker keeps in memory in front of the Redis "
+        "cache (invalidated through Redis pub/sub); 0 = none",
+    )
+    warm_embedder: bool = Field(
+        True, description="load the item encoders in the background when a bundle loads, so the "
+        "first PUT /v1/items does not wait for them (costs each worker the models' memory)",
+    )
     host: str = Field("127.0.0.1", description="`recsys serve` bind address")
     port: int = Field(8000, ge=0, le=65535, description="`recsys serve` port")
     workers: int = Field(2, gt=0, description="gunicorn worker processes")

@@ -46,6 +46,9 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
         settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": embedded.url})})
     serving = Serving(settings, redis_client(settings))
     serving.embedded = embedded  # keeps a server this app started alive as long as the app
+    from recsys.api.server import shared_generation
+
+    serving.shared_gen = shared_generation()
     metrics = Metrics()
     serving.on_change = lambda rec: metrics.serving(rec.version, len(rec.changes))
     app.extensions["recsys"] = serving

@@ -117,23 +117,38 @@ def _display_table(recommender: Recommender) -> dict[str, dict]:
 
 
 def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, recent_user: str | None = None):
-    """Answer from the result cache, or compute (with the user's recent items) and cache."""
+    """Answer from the worker's own cache, the Redis result cache, or compute and cache.
+
+    The worker's cache is used only while it receives invalidations (pub/sub); otherwise one
+    pipelined round trip reads the item generation, the Redis cache and the user's recent items.
+    """
     serving = _serving()
+    metrics = current_app.extensions["recsys.metrics"]
+    serving.catch_up()
     asked = serving.recommender()
     ttl = serving.settings.redis.cache_ttl
-    key = serving.store.keys.result(kind, owner) if serving.store is not None else None
     field = cache_field(asked.version, asked.changes.gen, query)
+    local_key = (kind, owner, field)
+    if ttl and serving.subscribed and not serving.breaker.open:
+        body = serving.local.get(local_key)
+        if body is not None:
+            _use(asked)
+            metrics.cache.labels(endpoint, "local").inc()
+            return Response(body, mimetype="application/json")
+    key = serving.store.keys.result(kind, owner) if serving.store is not None else None
     snap = serving.snapshot(key if ttl else None, field, recent_user)
     recommender = _use(serving.recommender())  # a swap or item changes may have happened since
-    metrics = current_app.extensions["recsys.metrics"]
     if snap.cached is not None and recommender is asked and snap.gen == asked.changes.gen:
         metrics.cache.labels(endpoint, "hit").inc()
+        serving.local.put(local_key, snap.cached)
         return Response(snap.cached, mimetype="application/json")
-    body = json.dumps(compute(recommender, snap.recent or []))
+    body = json.dumps(compute(recommender, snap.recent or [])).encode()
     if snap.gen is not None and ttl and key is not None:
         metrics.cache.labels(endpoint, "miss").inc()
         field = cache_field(recommender.version, recommender.changes.gen, query)
-        serving.breaker.call(lambda: serving.store.cached(key, field, ttl)(body.encode()))
+        serving.breaker.call(lambda: serving.store.cached(key, field, ttl)(body))
+        if serving.subscribed:
+            serving.local.put((kind, owner, field), body)
     else:
         metrics.cache.labels(endpoint, "skip").inc()
     return Response(body, mimetype="application/json")
@@ -263,6 +278,7 @@ def post_interactions():
     except (redis.RedisError, OSError) as exc:
         serving.breaker.fail(exc)
         raise _redis_down("interactions") from None
+    serving.local.drop_owners("user", {e.user_id for e in events})  # the others hear it by pub/sub
     current_app.extensions["recsys.metrics"].interactions.inc(len(events))
     return _json({"version": recommender.version, "accepted": len(ids), "ids": ids}, status=202)
 
@@ -288,11 +304,12 @@ def put_item(item_id: str):
     existed = recommender.knows(item_id)
     item = {k: _plain(frame.iloc[0][k]) for k in ITEM_FIELDS if k in frame.columns}
     try:
-        serving.store.put_item(item_id, make_entry(item, outputs))
+        gen = serving.store.put_item(item_id, make_entry(item, outputs))
     except (redis.RedisError, OSError) as exc:
         serving.breaker.fail(exc)
         raise _redis_down("the item") from None
     serving.sync_items()
+    serving.announce(gen)
     recommender = _use(serving.recommender())
     modalities = [m for m, o in outputs.items() if o.mask[0]]
     return _json({"version": recommender.version, "item": recommender.item(item_id),
@@ -323,11 +340,12 @@ def delete_item(item_id: str):
     if serving.store is None or serving.breaker.open:
         raise _redis_down("the deletion")
     try:
-        serving.store.delete_item(item_id)
+        gen = serving.store.delete_item(item_id)
     except (redis.RedisError, OSError) as exc:
         serving.breaker.fail(exc)
         raise _redis_down("the deletion") from None
     serving.sync_items()
+    serving.announce(gen)
     recommender = _use(serving.recommender())
     return _json({"version": recommender.version, "item_id": item_id, "deleted": True})
 

@@ -7,8 +7,10 @@ fails to load is remembered and the old one keeps serving.
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from recsys.settings import Settings
 from recsys.store.activity import ActivityStore
 from recsys.store.redis import Breaker, RedisStore, connect
 
-__all__ = ["Serving", "Snapshot"]
+__all__ = ["Serving", "Snapshot", "LocalCache"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,49 @@ class Snapshot:
     gen: int | None = None
     cached: bytes | None = None
     recent: list[str] | None = None
+
+
+class LocalCache:
+    """A worker's own LRU of response bodies, in front of the Redis result cache.
+
+    Keys are ``(kind, owner, field)`` like the Redis cache (the field carries the bundle version,
+    the item generation and the query), so a swap or an item write makes old entries unreachable;
+    a user's entries are dropped when a message says the user was active.
+    """
+
+    def __init__(self, max_items: int):
+        self.max_items = max_items
+        self._data: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> bytes | None:
+        with self._lock:
+            body = self._data.get(key)
+            if body is not None:
+                self._data.move_to_end(key)
+            return body
+
+    def put(self, key: tuple[str, str, str], body: bytes) -> None:
+        if self.max_items <= 0:
+            return
+        with self._lock:
+            self._data[key] = body
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_items:
+                self._data.popitem(last=False)
+
+    def drop_owners(self, kind: str, owners) -> None:
+        owners = set(owners)
+        with self._lock:
+            for key in [k for k in self._data if k[0] == kind and k[1] in owners]:
+                del self._data[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
 
 
 class Serving:
@@ -63,8 +108,10 @@ class Serving:
         self.load_error: str | None = None
         self.cache_dir = Path(settings.state_dir) / "bundles"
         self._swap_lock = threading.Lock()
-        self._wake = threading.Event()
         self._stop = threading.Event()
+        self.subscribed = False  # the follower thread is receiving invalidations
+        self.shared_gen = None  # the item generation the workers of one server share (RawValue)
+        self.local = LocalCache(settings.api.local_cache_items)
         self._thread: threading.Thread | None = None
         self.on_change = lambda recommender: None  # metrics hook
 
@@ -80,16 +127,46 @@ class Serving:
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
 
     def _follow(self) -> None:
+        """Listen for published changes (new active version, item writes, user activity); poll
+        every ``poll_interval`` as well, since pub/sub drops messages while disconnected."""
         while not self._stop.is_set():
-            self._wake.wait(self.settings.api.poll_interval)
-            self._wake.clear()
+            pubsub = None
             try:
+                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.store.keys.events)
+                self.local.clear()  # invalidations may have been missed while not subscribed
+                self.subscribed = True
                 self.refresh()
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=self.settings.api.poll_interval)
+                    if message is None:
+                        self.refresh()
+                    else:
+                        self._handle(message["data"])
+            except (redis.RedisError, OSError) as exc:
+                self.breaker.fail(exc)
             except Exception:  # the loop must survive anything; the old state keeps serving
-                logger.exception("refreshing the serving state failed")
+                logger.exception("following Redis failed")
+            finally:
+                self.subscribed = False
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except (redis.RedisError, OSError):
+                        pass
+            self._stop.wait(self.settings.redis.retry_after)
+
+    def _handle(self, data: bytes) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return
+        if "users" in message:
+            self.local.drop_owners("user", message["users"])
+        if "items" in message or "active" in message:
+            self.refresh()
 
     def refresh(self) -> None:
         """Switch to the active version if it changed; reload item changes if they moved."""
@@ -105,6 +182,7 @@ class Serving:
             gen = self.breaker.call(lambda: int(self.client.get(self.store.keys.items_gen) or 0))
             if gen is not None and gen != current.changes.gen:
                 self.sync_items()
+                self.announce(gen)
 
     def _install(self, bundle) -> None:
         s = self.settings
@@ -115,12 +193,22 @@ class Serving:
             changes = self.breaker.call(self.store.item_changes)
             if changes is not None:
                 recommender = recommender.with_changes(ItemChanges.build(bundle, *changes))
+        embedder = ItemEmbedder(bundle)
+        if self.settings.api.warm_embedder:
+            threading.Thread(target=self._warm, args=(embedder,), name="recsys-warm", daemon=True).start()
         with self._swap_lock:
             self.current = recommender
-            self.embedder = ItemEmbedder(bundle)
+            self.embedder = embedder
             self.load_error = None
         logger.info("serving bundle %s (%d items)", bundle.version, len(bundle.item_ids))
         self.on_change(recommender)
+
+    @staticmethod
+    def _warm(embedder: ItemEmbedder) -> None:
+        try:
+            embedder.warm()
+        except Exception:  # a put will report the problem to its caller
+            logger.exception("loading the item encoders failed")
 
     def _load_version(self, version: str) -> None:
         try:
@@ -158,6 +246,18 @@ class Serving:
 
     # -- per request ----------------------------------------------------------------------------
 
+    def announce(self, gen: int) -> None:
+        """Tell the sibling workers an item write reached generation ``gen`` (before answering)."""
+        if self.shared_gen is not None and gen > self.shared_gen.value:
+            self.shared_gen.value = gen
+
+    def catch_up(self) -> None:
+        """Reload item changes if a sibling worker wrote since this one last looked."""
+        current = self.current
+        if self.shared_gen is not None and current is not None \
+                and self.shared_gen.value > current.changes.gen:
+            self.sync_items()
+
     def recommender(self) -> Recommender:
         """The recommender a request should use.
 
@@ -194,16 +294,13 @@ class Serving:
         result = self.breaker.call(ask)
         if result is None:
             return Snapshot()
-        active = result[0].decode() if result[0] is not None else None
+        active = result[0].decode() if result[0] is not None else None  # a new one: the follower loads it
         gen = int(result[1] or 0)
         cached = result[2] if cache_key is not None else None
         recent = None
         if recent_user is not None:
             recent = list(dict.fromkeys(r.decode() for r in result[-1]))
         current = self.current
-        if active is not None and current is not None and active != current.version \
-                and active not in self.failed:
-            self._wake.set()  # the background thread loads it; this request uses what is loaded
         if current is not None and gen != current.changes.gen:
             self.sync_items()
             cached = None  # computed against other item changes

@@ -7,6 +7,7 @@ acknowledged event is in the log (and, with AOF, on disk within a second).
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -82,6 +83,7 @@ class ActivityStore:
             pipe.ltrim(key, 0, self.recent_items - 1)
             pipe.expire(key, self.recent_ttl)
             pipe.delete(self.keys.result("user", user_id))  # the user's cached feeds are stale
+        pipe.publish(self.keys.events, json.dumps({"users": list(users)}))  # and workers' copies
         return [i.decode() for i in pipe.execute()[: len(events)]]
 
     def recent(self, user_id: str, n: int | None = None) -> list[str]:

@@ -11,7 +11,7 @@ WRITE = {"X-API-Key": API_KEY}
 
 def api_settings(tmp_path, redis_url, prefix, **api):
     return load_settings(state_dir=tmp_path / "state", redis={"url": redis_url, "prefix": prefix},
-                         api={"api_key": API_KEY, **api})
+                         api={"api_key": API_KEY, "warm_embedder": False, **api})
 
 
 @pytest.fixture

@@ -136,3 +136,22 @@ def test_10000_interactions_survive_a_worker_restart(live, served_bundle):
     logged = [entry_id for entry_id, _ in activity.read_log()]
     assert failures == [] and len(acked) == 10_000
     assert sorted(logged) == sorted(acked)
+
+
+def test_item_writes_reach_every_worker_at_once(live, served_bundle):
+    source = str(served_bundle.item_ids.ids[20])
+    path = f"/v1/items/{source}/similar?k=10"
+
+    def neighbours() -> list[list[str]]:  # enough requests that both workers answer, from their caches
+        return [[row["item_id"] for row in json.loads(request(live.port, "GET", path)[2])["items"]]
+                for _ in range(40)]
+
+    before = neighbours()
+    victim = before[0][0]
+    assert all(ids == before[0] for ids in before)
+    assert request(live.port, "DELETE", f"/v1/items/{victim}", headers=WRITE)[0] == 200
+    assert all(victim not in ids for ids in neighbours())
+    item = json.loads(request(live.port, "GET", f"/v1/items/{source}")[2])["item"]
+    twin = {k: item[k] for k in ("title", "description", "tags", "colour", "price", "category") if item.get(k)}
+    assert request(live.port, "PUT", "/v1/items/LIVE-TWIN", twin, WRITE, timeout=120)[0] == 201
+    assert all(ids[0] == "LIVE-TWIN" for ids in neighbours())

@@ -43,14 +43,23 @@ def test_similar_items_carry_the_version_and_honour_k_and_filters(client, served
     assert r.json["weights"] == {"tabular": 1.0}
 
 
-def test_a_repeated_query_is_served_from_the_cache(client, app, served_bundle):
+def test_a_repeated_query_is_served_from_the_caches(client, app, served_bundle, tmp_path, redis_url,
+                                                    redis_prefix):
+    from recsys.api import create_app
+    from tests.api.conftest import api_settings
+
     item = first_items(served_bundle)[1]
     first = client.get(f"/v1/items/{item}/similar?k=5")
-    second = client.get(f"/v1/items/{item}/similar?k=5")
-    assert first.data == second.data
+    second = client.get(f"/v1/items/{item}/similar?k=5")  # this worker's own copy
+    other = create_app(api_settings(tmp_path / "other", redis_url, redis_prefix))  # another worker
+    third = other.test_client().get(f"/v1/items/{item}/similar?k=5")  # the shared Redis copy
+    other.extensions["recsys"].stop()
+    assert first.data == second.data == third.data
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'recsys_cache_total{endpoint="similar",result="hit"} 1.0' in text
     assert 'recsys_cache_total{endpoint="similar",result="miss"} 1.0' in text
+    assert 'recsys_cache_total{endpoint="similar",result="local"} 1.0' in text
+    text = other.test_client().get("/metrics").get_data(as_text=True)
+    assert 'recsys_cache_total{endpoint="similar",result="hit"} 1.0' in text
 
 
 @pytest.mark.parametrize("query, code, text", [
