@@ -129,12 +129,18 @@ def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, recent_u
     ttl = serving.settings.redis.cache_ttl
     field = cache_field(asked.version, asked.changes.gen, query)
     local_key = (kind, owner, field)
-    if ttl and serving.subscribed and not serving.breaker.open:
+    following = serving.subscribed and not serving.breaker.open  # invalidations arrive
+    if ttl and following:
         body = serving.local.get(local_key)
         if body is not None:
             _use(asked)
             metrics.cache.labels(endpoint, "local").inc()
             return Response(body, mimetype="application/json")
+    if not ttl and following and recent_user is None:
+        # nothing to read from Redis: item changes arrive by pub/sub and the shared generation
+        _use(asked)
+        metrics.cache.labels(endpoint, "skip").inc()
+        return Response(json.dumps(compute(asked, [])), mimetype="application/json")
     key = serving.store.keys.result(kind, owner) if serving.store is not None else None
     snap = serving.snapshot(key if ttl else None, field, recent_user)
     recommender = _use(serving.recommender())  # a swap or item changes may have happened since
