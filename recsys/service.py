@@ -6,6 +6,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -19,9 +20,11 @@ from recsys.index.annoy import MIN_CANDIDATES, AnnIndex
 from recsys.index.mips import augment_query
 from recsys.towers.item import check_weights, rows_dot, weighted_scores
 
-__all__ = ["Recommender", "Scored", "Feed", "MAX_K", "check_k"]
+__all__ = ["Recommender", "Scored", "Feed", "MAX_K", "check_k", "DISPLAY_COLUMNS"]
 
 MAX_K = 1000
+# item attributes every result carries, so a widget can render it without another call
+DISPLAY_COLUMNS = ("title", "category", "price", "colour")
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,19 @@ class Recommender:
     def version(self) -> str:
         return self.bundle.version
 
+    @cached_property
+    def attributes(self) -> dict[str, dict]:
+        """:data:`DISPLAY_COLUMNS` of every bundle item by id (built once, shared by copies)."""
+        items = self.bundle.items
+        columns = [c for c in DISPLAY_COLUMNS if c in items.columns]
+        frame = items[["item_id", *columns]].astype(object)
+        frame = frame.where(frame.notna(), None)
+        return {r["item_id"]: {c: r[c] for c in columns} for r in frame.to_dict("records")}
+
     def with_changes(self, changes: ItemChanges) -> Recommender:
         """A recommender over the same bundle that also serves put items and hides deleted ones
         (cheap: shares everything else with ``self``)."""
+        self.attributes  # noqa: B018 - build it once, before the copies share it
         other = copy.copy(self)
         other.changes = changes
         return other

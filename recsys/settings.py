@@ -35,8 +35,10 @@ class ImageTowerSettings(_Section):
     )
     batch_size: int = Field(32, gt=0, description="images per forward pass")
     num_workers: int = Field(1, ge=0, description="DataLoader worker processes decoding images")
-    precision: Literal["fp32", "bf16"] = Field(
-        "bf16", description="inference precision on CPU; bf16 uses AMX, ~2x faster, cosine >= 0.9997"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="inference precision on CPU; bf16 uses AMX, ~2x faster, cosine >= "
+        "0.9997, but is emulated (~3x slower) on CPUs without bfloat16; auto = bf16 where the CPU "
+        "has AMX-BF16 or AVX512-BF16, else fp32"
     )
     colour_weight: float = Field(
         0.15, ge=0, lt=1, description="share of the image cosine from the foreground colour palette"

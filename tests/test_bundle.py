@@ -75,7 +75,9 @@ def test_parent_resolves_newest_and_ignores_partial(copy_of):
 
 def test_vectors_are_mmapped_read_only(built):
     vectors = built[1].bundle.vectors.blocks["image"].vectors
-    assert isinstance(vectors, np.memmap) and not vectors.flags.writeable
+    # a plain ndarray view (no copy) of the file mapping, so workers share the page cache
+    assert isinstance(vectors.base, np.memmap) and not vectors.flags.owndata
+    assert not vectors.flags.writeable
 
 
 def test_user_tower_version_reuses_the_item_side(feeds, market):

@@ -17,24 +17,21 @@ import redis
 from flask import Blueprint, Response, current_app, g, json, request
 
 from recsys.api.errors import Forbidden, Unauthorized, Unavailable
-from recsys.api.schemas import (EventIn, InteractionsIn, ItemIn, QueryArgs, SessionIn, check_id,
-                                parse_body)
+from recsys.api.schemas import InteractionsIn, ItemIn, QueryArgs, SessionIn, check_id, parse_body
 from recsys.api.state import Serving
 from recsys.data import schema as S
 from recsys.data.validate import validate_catalog
 from recsys.errors import InvalidRequest, NotFound, RecsysWarning
 from recsys.fresh import ITEM_FIELDS, make_entry
-from recsys.service import Recommender, Scored
+from recsys.service import DISPLAY_COLUMNS, Recommender, Scored
 from recsys.store.activity import Event
 from recsys.store.redis import cache_field
 
-__all__ = ["bp", "DISPLAY_FIELDS"]
+__all__ = ["bp"]
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("recsys", __name__)
 
-# item attributes every result row carries, so a widget can render without another call
-DISPLAY_FIELDS = (S.TITLE, S.CATEGORY, S.PRICE, S.COLOUR)
 FILTER_ARGS = ("category", "min_price", "max_price", "exclude")
 
 
@@ -88,12 +85,12 @@ def _check_read_access() -> None:
 
 
 def _rows(recommender: Recommender, scored: list[Scored], cold: bool = False) -> list[dict]:
-    display = _display_table(recommender)
+    display = recommender.attributes
     changes = recommender.changes
     out = []
     for s in scored:
         if s.item_id in changes.ids:
-            meta = {k: v for k, v in recommender.item(s.item_id).items() if k in DISPLAY_FIELDS}
+            meta = {k: v for k, v in recommender.item(s.item_id).items() if k in DISPLAY_COLUMNS}
         else:
             meta = display[s.item_id]
         row = {"item_id": s.item_id, "score": round(s.score, 5), **meta}
@@ -101,19 +98,6 @@ def _rows(recommender: Recommender, scored: list[Scored], cold: bool = False) ->
             row["cold"] = s.cold
         out.append(row)
     return out
-
-
-def _display_table(recommender: Recommender) -> dict[str, dict]:
-    """Display attributes by item id, built once per bundle."""
-    bundle = recommender.bundle
-    table = getattr(bundle, "_display", None)
-    if table is None:
-        columns = [c for c in DISPLAY_FIELDS if c in bundle.items.columns]
-        frame = bundle.items[[S.ITEM_ID, *columns]].astype(object)
-        frame = frame.where(frame.notna(), None)
-        table = {r[S.ITEM_ID]: {c: r[c] for c in columns} for r in frame.to_dict("records")}
-        bundle._display = table
-    return table
 
 
 def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, recent_user: str | None = None):
@@ -396,20 +380,3 @@ def openapi():
     if current is not None:
         g.version = current.version
     return _json(document())
-
-
-# keep the names used in the OpenAPI document next to the code they describe
-ENDPOINTS = {
-    ("GET", "/v1/items/{item_id}/similar"): similar,
-    ("GET", "/v1/users/{user_id}/recommendations"): user_feed,
-    ("POST", "/v1/recommendations"): session_feed,
-    ("POST", "/v1/interactions"): post_interactions,
-    ("GET", "/v1/items/{item_id}"): get_item,
-    ("PUT", "/v1/items/{item_id}"): put_item,
-    ("DELETE", "/v1/items/{item_id}"): delete_item,
-    ("GET", "/healthz"): healthz,
-    ("GET", "/readyz"): readyz,
-    ("GET", "/metrics"): metrics,
-    ("GET", "/openapi.json"): openapi,
-}
-_ = EventIn  # documented as the single-event body form

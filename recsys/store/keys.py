@@ -6,7 +6,8 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
     P:bundle:versions               zset    published versions, scored by publish time
     P:bundle:<version>:manifest     string  manifest.json as published
     P:bundle:<version>:file:<path>  list    the file's chunks, in order
-    P:bundle:events                 channel a version was activated (workers also poll)
+    P:bundle:events                 channel JSON messages to the workers: {"active": version},
+                                            {"items": generation}, {"users": [ids]} (they also poll)
     P:items:gen                     string  counter bumped by every item write (result cache epoch)
     P:items:fresh                   hash    item_id -> JSON of an item put since the bundle
     P:items:deleted                 set     item ids hidden from every result

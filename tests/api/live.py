@@ -46,7 +46,9 @@ class LiveServer:
                "--workers", str(workers)]
         if bundle is not None:
             cmd += ["--bundle", str(bundle)]
-        full_env = {**os.environ, "RECSYS_STATE_DIR": str(tmp / "state"), **env}
+        # the encoders load on the first PUT rather than in the background of every worker
+        full_env = {**os.environ, "RECSYS_STATE_DIR": str(tmp / "state"),
+                    "RECSYS_API__WARM_EMBEDDER": "false", **env}
         # where its Redis is: the given server, or the embedded one serve starts under the state dir
         self.redis_url = env.get("RECSYS_REDIS__URL") or f"unix://{(tmp / 'state' / 'redis' / 'redis.sock').resolve()}"
         self.prefix = env.get("RECSYS_REDIS__PREFIX", "recsys")

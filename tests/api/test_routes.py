@@ -249,3 +249,25 @@ def test_the_openapi_document_matches_the_routes(app, client):
         path = rule.rule.replace("<", "{").replace(">", "}")
         served |= {(m, path) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert documented == served
+
+
+def test_a_bad_published_bundle_is_refused_and_the_old_one_keeps_serving(client, serving, served_bundle,
+                                                                          tmp_path):
+    import json
+    import shutil
+
+    # the same files under another version name, published, then damaged inside Redis
+    copy = tmp_path / "models" / "market" / "29990101T000000Z"
+    shutil.copytree(served_bundle.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "version": copy.name}))
+    serving.store.publish(copy, activate=False)
+    key = serving.store.keys.file(copy.name, "vectors/combined.npy")
+    serving.store.client.lset(key, 0, b"x" + serving.store.client.lindex(key, 0)[1:])
+    serving.store.activate(copy.name)
+    serving.refresh()
+    r = client.get(f"/v1/items/{first_items(served_bundle)[0]}/similar?k=3")
+    assert r.status_code == 200 and r.json["version"] == served_bundle.version
+    ready = client.get("/readyz").json
+    assert ready["status"] == "degraded"
+    assert any(copy.name in reason and "sha256" in reason for reason in ready["reasons"])
