@@ -235,6 +235,23 @@ def _redis_down(what: str) -> Unavailable:
                        f"retry in {max(1, round(retry))} s", retry_after=retry)
 
 
+def _write(what: str, write, items: bool = False):
+    """Run a Redis write; 503 with Retry-After when Redis is down (nothing was stored then).
+    An item write (returning the new generation) is served by every worker from the next request."""
+    serving = _serving()
+    if serving.store is None or serving.breaker.open:
+        raise _redis_down(what)
+    try:
+        result = write()
+    except (redis.RedisError, OSError) as exc:
+        serving.breaker.fail(exc)
+        raise _redis_down(what) from None
+    if items:
+        serving.sync_items()
+        serving.announce(result)
+    return result
+
+
 @bp.post("/v1/interactions")
 def post_interactions():
     require_key()
@@ -256,18 +273,10 @@ def post_interactions():
         raise InvalidRequest(f"unknown item_id(s) {', '.join(map(repr, unknown[:5]))}"
                              f"{' ...' if len(unknown) > 5 else ''}; no event was stored",
                              unknown=unknown[:20])
-    if serving.activity is None:
-        raise _redis_down("interactions")
     now = time.time()
     events = [Event(e.user_id, e.item_id, e.event, e.timestamp if e.timestamp is not None else now,
                     e.value) for e in batch.events]
-    if serving.breaker.open:
-        raise _redis_down("interactions")
-    try:
-        ids = serving.activity.append(events)
-    except (redis.RedisError, OSError) as exc:
-        serving.breaker.fail(exc)
-        raise _redis_down("interactions") from None
+    ids = _write("interactions", lambda: serving.activity.append(events))
     serving.local.drop_owners("user", {e.user_id for e in events})  # the others hear it by pub/sub
     current_app.extensions["recsys.metrics"].interactions.inc(len(events))
     return _json({"version": recommender.version, "accepted": len(ids), "ids": ids}, status=202)
@@ -280,7 +289,7 @@ def put_item(item_id: str):
     serving = _serving()
     body = parse_body(ItemIn, _json_body())
     recommender = _use(serving.recommender())
-    if serving.store is None or serving.breaker.open:
+    if serving.store is None or serving.breaker.open:  # refuse before the costly embedding
         raise _redis_down("the item")
     fields = body.model_dump()
     frame = validate_catalog(_frame(item_id, fields), source="request body")
@@ -293,13 +302,7 @@ def put_item(item_id: str):
                              + (f" ({seen[0].message})" if seen else ""))
     existed = recommender.knows(item_id)
     item = {k: _plain(frame.iloc[0][k]) for k in ITEM_FIELDS if k in frame.columns}
-    try:
-        gen = serving.store.put_item(item_id, make_entry(item, outputs))
-    except (redis.RedisError, OSError) as exc:
-        serving.breaker.fail(exc)
-        raise _redis_down("the item") from None
-    serving.sync_items()
-    serving.announce(gen)
+    _write("the item", lambda: serving.store.put_item(item_id, make_entry(item, outputs)), items=True)
     recommender = _use(serving.recommender())
     modalities = [m for m, o in outputs.items() if o.mask[0]]
     return _json({"version": recommender.version, "item": recommender.item(item_id),
@@ -327,15 +330,7 @@ def delete_item(item_id: str):
     if not recommender.knows(item_id):
         raise NotFound(f"unknown item_id {item_id!r} (not in bundle {recommender.version} and "
                        "not put since)", item_id=item_id)
-    if serving.store is None or serving.breaker.open:
-        raise _redis_down("the deletion")
-    try:
-        gen = serving.store.delete_item(item_id)
-    except (redis.RedisError, OSError) as exc:
-        serving.breaker.fail(exc)
-        raise _redis_down("the deletion") from None
-    serving.sync_items()
-    serving.announce(gen)
+    _write("the deletion", lambda: serving.store.delete_item(item_id), items=True)
     recommender = _use(serving.recommender())
     return _json({"version": recommender.version, "item_id": item_id, "deleted": True})
 
