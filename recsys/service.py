@@ -385,18 +385,16 @@ def _merge(recent: np.ndarray, recent_strength: float, rows: np.ndarray,
     return unique, np.bincount(inverse, weights=all_strength, minlength=len(unique)).astype(np.float32)
 
 
+def plain_value(value):
+    """A frame value as JSON: NaN -> None, numpy scalars -> Python."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
 def _plain_row(row) -> dict:
-    """A frame row as JSON-ready values (NaN -> None, numpy scalars -> Python)."""
-    out = {}
-    for key, value in row.items():
-        if key.startswith("true_"):  # synthetic ground truth stays internal
-            continue
-        if isinstance(value, float) and math.isnan(value):
-            value = None
-        elif hasattr(value, "item"):
-            value = value.item()
-        out[key] = value
-    return out
+    """A frame row as JSON-ready values; synthetic ground truth (``true_*``) stays internal."""
+    return {key: plain_value(value) for key, value in row.items() if not key.startswith("true_")}
 
 
 def _without_include(filters: ItemFilter | None) -> ItemFilter | None:

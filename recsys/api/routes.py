@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
 import time
 import warnings
 from typing import Any
@@ -23,7 +22,7 @@ from recsys.data import schema as S
 from recsys.data.validate import validate_catalog
 from recsys.errors import InvalidRequest, NotFound, RecsysWarning
 from recsys.fresh import ITEM_FIELDS, make_entry
-from recsys.service import DISPLAY_COLUMNS, Recommender, Scored
+from recsys.service import DISPLAY_COLUMNS, Recommender, Scored, plain_value
 from recsys.store.activity import Event
 from recsys.store.redis import cache_field
 
@@ -301,7 +300,7 @@ def put_item(item_id: str):
                              "image, colour, price or category"
                              + (f" ({seen[0].message})" if seen else ""))
     existed = recommender.knows(item_id)
-    item = {k: _plain(frame.iloc[0][k]) for k in ITEM_FIELDS if k in frame.columns}
+    item = {k: plain_value(frame.iloc[0][k]) for k in ITEM_FIELDS if k in frame.columns}
     _write("the item", lambda: serving.store.put_item(item_id, make_entry(item, outputs)), items=True)
     recommender = _use(serving.recommender())
     modalities = [m for m, o in outputs.items() if o.mask[0]]
@@ -312,12 +311,6 @@ def put_item(item_id: str):
 
 def _frame(item_id: str, fields: dict) -> pd.DataFrame:
     return pd.DataFrame([{S.ITEM_ID: item_id, **{k: v for k, v in fields.items() if v is not None}}])
-
-
-def _plain(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value.item() if hasattr(value, "item") else value
 
 
 @bp.delete("/v1/items/<item_id>")

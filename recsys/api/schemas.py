@@ -41,6 +41,12 @@ def check_id(value: str, kind: str) -> str:
     return value
 
 
+def _check_finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,9 +73,7 @@ class EventIn(_Body):
     @field_validator("value", "timestamp")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+        return _check_finite(value)
 
 
 class InteractionsIn(_Body):
@@ -124,9 +128,7 @@ class ItemIn(_Body):
     @field_validator("price", "year")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+        return _check_finite(value)
 
 
 def _message(exc: ValidationError) -> str:
