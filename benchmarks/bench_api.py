@@ -2,7 +2,14 @@
 
 The ceiling is a bare Flask view returning a constant JSON body of the same size as the
 similar-items response, under gunicorn with the same options ``recsys serve`` uses (2 sync
-workers). Each case runs wrk (2 threads, 16 connections, 10 s) once, side by side in one run.
+workers). Each case runs wrk (2 threads, 16 connections, 10 s) once, side by side in one run,
+against one ``recsys serve`` with the default settings (result cache on):
+
+* cache hit: 200 queries asked before, answered from the worker's own cache;
+* miss: every request a query not asked before (items or users x k), so no cache can answer:
+  the default similar-items query and the feed of a user without recent activity come from the
+  lists precomputed in the bundle; per-request weights and a user with recent activity (folded
+  in) are computed and stored in the Redis result cache.
 
     apt-get install wrk            # Debian's package
     python benchmarks/bench_api.py # writes benchmarks/results/bench_api.json
@@ -11,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -25,6 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 from tests.api.live import LiveServer, free_port, request  # noqa: E402
 
 DURATION, CONNECTIONS, THREADS = "10s", 16, 2
+KEY = "bench-key"
 
 
 def build_bundle(tmp: Path) -> Path:
@@ -95,10 +104,17 @@ def main() -> None:
     from recsys.settings import load_settings
 
     b = read_bundle(bundle)
-    items = [str(i) for i in b.item_ids.ids[:200]]
-    users = [str(u) for u in b.collab.user_ids.ids[:200]]
-    similar = [f"/v1/items/{i}/similar?k=10" for i in items]
-    feeds = [f"/v1/users/{u}/recommendations?k=10" for u in users]
+    items = [str(i) for i in b.item_ids.ids]
+    users = [str(u) for u in b.collab.user_ids.ids]
+    active = users[:500]  # they post an interaction first: their feeds are folded in
+    similar = [f"/v1/items/{i}/similar?k=10" for i in items[:200]]
+    feeds = [f"/v1/users/{u}/recommendations?k=10" for u in users[:200]]
+    rng = random.Random(0)
+
+    def unique(template: str, owners: list[str], ks: range) -> list[str]:
+        paths = [template.format(owner, k) for owner in owners for k in ks]
+        rng.shuffle(paths)
+        return paths
 
     results = {"config": {"duration": DURATION, "connections": CONNECTIONS, "wrk_threads": THREADS,
                           "items": len(b.item_ids), "users": len(b.collab.user_ids)}}
@@ -106,12 +122,14 @@ def main() -> None:
     try:
         # no PUTs here: skip loading the item encoders, which would compete with the measurements
         quiet = {"RECSYS_API__WARM_EMBEDDER": "false"}
-        servers["cached"] = LiveServer(tmp / "cached", quiet, bundle=bundle)
-        servers["uncached"] = LiveServer(tmp / "uncached", {**quiet, "RECSYS_REDIS__CACHE_TTL": "0"},
-                                         bundle=bundle)
-        for server in servers.values():
-            server.wait_ready()
-        body = request(servers["cached"].port, "GET", similar[0])[2]
+        servers["recsys"] = LiveServer(tmp / "recsys", {**quiet, "RECSYS_API_KEY": KEY}, bundle=bundle)
+        servers["recsys"].wait_ready()
+        port = servers["recsys"].port
+        for start in range(0, len(active), 100):
+            events = [{"user_id": u, "item_id": items[(7 * n) % len(items)], "event": "click"}
+                      for n, u in enumerate(active[start:start + 100])]
+            assert request(port, "POST", "/v1/interactions", events, {"X-API-Key": KEY})[0] == 202
+        body = request(port, "GET", similar[0])[2]
         results["config"]["payload_bytes"] = len(body)
         options = {k: v for k, v in gunicorn_options(load_settings(), "127.0.0.1", free_port()).items()
                    if not callable(v)}
@@ -126,15 +144,23 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        for path in similar:  # warm the cache: the hit case then only reads
-            request(servers["cached"].port, "GET", path)
+        for path in similar + feeds:  # warm the caches: the hit cases then only read
+            for _ in range(4):  # both workers
+                request(port, "GET", path)
         cases = [("bare Flask (ceiling)", bare_port, ["/bare"]),
-                 ("similar items, cache hit", servers["cached"].port, similar),
-                 ("similar items, cache miss", servers["uncached"].port, similar),
-                 ("feed, cache miss", servers["uncached"].port, feeds)]
+                 ("similar items, cache hit", port, similar),
+                 ("similar items, miss, default weights (precomputed)", port,
+                  unique("/v1/items/{}/similar?k={}", items, range(1, 21))),
+                 ("similar items, miss, per-request weights", port,
+                  unique("/v1/items/{}/similar?k={}&weights=text:0.7,tabular:0.3", items, range(1, 21))),
+                 ("feed, cache hit", port, feeds),
+                 ("feed, miss, no recent activity (precomputed)", port,
+                  unique("/v1/users/{}/recommendations?k={}", users[500:], range(1, 31))),
+                 ("feed, miss, recent activity (folded in)", port,
+                  unique("/v1/users/{}/recommendations?k={}", active, range(1, 101)))]
         for name, port, paths in cases:
             results[name] = wrk(port, paths, tmp)
-            print(f"{name:28s} {results[name]}", flush=True)
+            print(f"{name:50s} {results[name]}", flush=True)
         bare.terminate()
         bare.wait()
     finally:

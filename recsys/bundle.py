@@ -8,6 +8,8 @@ Layout of ``models/<name>/<version>/``::
     vectors/combined.npy       weighted concatenation with the default weights; combined.mask.npy
     towers/tabular.json        fitted tabular state (ranges, vocabularies)
     index/<name>.ann           Annoy (angular) for "combined" and each modality; <name>.rows.npy
+    precomputed/similar.rows.npy, similar.scores.npy
+                               each item's top k similar items under the default weights (optional)
 
 A trained version (``recsys train``) adds the user tower beside a byte-identical copy of the item side:
 
@@ -19,6 +21,8 @@ A trained version (``recsys train``) adds the user tower beside a byte-identical
     collab/item_state.npy      (items,) int8: 0 no factors, 1 trained, 2 projected from content
     collab/popularity.npy      (items,) float32, the no-history fallback ranking
     index/cf.ann               Annoy over the augmented item factors (inner product search)
+    collab/feed.rows.npy, feed.scores.npy
+                               each trained user's top k feed, training items excluded (optional)
 
 Nothing is pickled: arrays are ``.npy`` read with ``allow_pickle=False``.
 """
@@ -43,6 +47,7 @@ from recsys.data.schema import ITEM_ID, USER_ID
 from recsys.errors import BundleError
 from recsys.index.annoy import AnnIndex
 from recsys.index.mips import SEARCH_EFFORT
+from recsys.precompute import TopLists
 from recsys.towers.base import TowerOutput
 from recsys.towers.item import ItemVectors
 
@@ -70,6 +75,7 @@ class Collab:
         popularity: ``(items,)`` float32, higher is more popular.
         index: inner-product index over the item factors (:mod:`recsys.index.mips`).
         params: the manifest's ``collab`` section (model, factors, regularization, alpha, ...).
+        feed: each trained user's precomputed feed (:mod:`recsys.precompute`), if the bundle has it.
     """
 
     user_items: UserItems
@@ -79,6 +85,7 @@ class Collab:
     popularity: np.ndarray
     index: AnnIndex
     params: dict
+    feed: TopLists | None = None
 
     @property
     def user_ids(self) -> IdMap:
@@ -87,7 +94,8 @@ class Collab:
 
 @dataclass
 class Bundle:
-    """Everything needed to serve one version."""
+    """Everything needed to serve one version (``similar``: each item's precomputed similar items,
+    :mod:`recsys.precompute`, if the bundle has them)."""
 
     path: Path
     manifest: dict
@@ -97,6 +105,7 @@ class Bundle:
     indexes: dict[str, AnnIndex]
     tabular_state: dict | None
     collab: Collab | None = None
+    similar: TopLists | None = None
 
     @property
     def version(self) -> str:
@@ -144,6 +153,7 @@ def write_bundle(
     indexes: dict[str, AnnIndex],
     tabular_state: dict | None,
     manifest: dict,
+    similar: TopLists | None = None,
 ) -> Path:
     """Write a new item-side version under ``out_dir`` (``models/<name>``); returns its directory."""
 
@@ -159,6 +169,9 @@ def write_bundle(
             index.save(tmp / "index" / f"{name}.ann")
         if tabular_state is not None:
             (tmp / "towers" / "tabular.json").write_text(json.dumps(tabular_state, indent=1))
+        if similar is not None:
+            (tmp / "precomputed").mkdir()
+            _save_lists(tmp / "precomputed", "similar", similar)
 
     full = {
         **manifest,
@@ -168,6 +181,7 @@ def write_bundle(
         "indexes": {**manifest.get("indexes", {}),
                     **{name: {**manifest.get("indexes", {}).get(name, {}), "items": len(ix),
                               "n_trees": ix.n_trees} for name, ix in indexes.items()}},
+        **({"precomputed": {"similar": {"k": similar.k}}} if similar is not None else {}),
     }
     path = _write_version(Path(out_dir), fill, full)
     logger.info("bundle written: %s (%d items)", path, len(items))
@@ -213,6 +227,8 @@ def write_user_tower(source: Bundle, collab: Collab, collab_manifest: dict) -> P
         for name in _COLLAB_ARRAYS:
             np.save(tmp / "collab" / f"{name}.npy", getattr(collab, name), allow_pickle=False)
         collab.index.save(tmp / "index" / "cf.ann")
+        if collab.feed is not None:
+            _save_lists(tmp / "collab", "feed", collab.feed)
 
     keep = {k: v for k, v in source.manifest.items()
             if k not in ("format", "name", "version", "created", "files", "collab")}
@@ -224,6 +240,19 @@ def write_user_tower(source: Bundle, collab: Collab, collab_manifest: dict) -> P
     path = _write_version(source.path.parent, fill, manifest)
     logger.info("bundle written: %s (%d users, parent %s)", path, len(collab.user_ids), source.version)
     return path
+
+
+def _save_lists(folder: Path, name: str, lists: TopLists) -> None:
+    np.save(folder / f"{name}.rows.npy", lists.rows, allow_pickle=False)
+    np.save(folder / f"{name}.scores.npy", lists.scores, allow_pickle=False)
+
+
+def _load_lists(folder: Path, name: str) -> TopLists | None:
+    if not (folder / f"{name}.rows.npy").is_file():
+        return None  # a bundle written without them (or before they existed)
+    rows, scores = (np.asarray(np.load(folder / f"{name}.{part}.npy", mmap_mode="r", allow_pickle=False))
+                    for part in ("rows", "scores"))
+    return TopLists(rows, scores)
 
 
 def _json_default(value):
@@ -293,7 +322,8 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     vectors = ItemVectors(blocks=blocks, weights=manifest["default_weights"],
                           combined=combined.vectors, mask=combined.mask)
     return Bundle(path=path, manifest=manifest, items=items, item_ids=IdMap(items[ITEM_ID]),
-                  vectors=vectors, indexes=indexes, tabular_state=tabular_state, collab=collab)
+                  vectors=vectors, indexes=indexes, tabular_state=tabular_state, collab=collab,
+                  similar=_load_lists(path / "precomputed", "similar"))
 
 
 def _load_block(path: Path, name: str) -> TowerOutput:
@@ -315,4 +345,4 @@ def _load_collab(path: Path, params: dict) -> Collab:
                           params["index"]["n_trees"])
     index.search_effort = SEARCH_EFFORT
     return Collab(user_items=UserItems(IdMap(users, kind="user"), matrix, last_seen), index=index,
-                  params=params, **arrays)
+                  params=params, feed=_load_lists(folder, "feed"), **arrays)

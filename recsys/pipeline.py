@@ -1,6 +1,7 @@
 """The builds: catalog -> towers -> item vectors -> indexes -> bundle, and the user tower on top."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -18,6 +19,8 @@ from recsys.data import schema as S
 from recsys.errors import DataError, RecsysWarning
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex, measure_recall
 from recsys.index.mips import augment_query, build_mips_index
+from recsys.precompute import feed_lists, similar_lists
+from recsys.service import Recommender
 from recsys.settings import Settings
 from recsys.towers.base import TowerOutput
 from recsys.towers.cache import EmbeddingCache, encode_cached
@@ -153,9 +156,11 @@ def build_item_bundle(
                     for name, r in recall.items()},
         "metrics": {},
     }
+    k = index_settings.precompute_k
+    similar = similar_lists(vectors, k, show_progress=show_progress) if k else None
     path = write_bundle(out_dir, items=catalog, vectors=vectors, indexes=indexes,
                         tabular_state=towers["tabular"].get_state() if "tabular" in blocks else None,
-                        manifest=manifest)
+                        manifest=manifest, similar=similar)
     return BuildReport(
         path=path, items=len(catalog), modalities={m: int(b.mask.sum()) for m, b in blocks.items()},
         dims={**{m: b.dim for m, b in blocks.items()}, "combined": int(vectors.combined.shape[1])},
@@ -265,6 +270,13 @@ def train_user_tower(
         "index": {"recall@10": round(recall, 4), "search_k": settings.index.search_k},
         "fit_seconds": round(model.fit_seconds_, 3),
     }
+    k = settings.index.precompute_k
+    if k:
+        recommender = Recommender(dataclasses.replace(bundle, collab=collab),
+                                  content_weight=opts.content_weight, history_items=opts.history_items)
+        collab.feed = feed_lists(recommender, k, show_progress=show_progress)
+        manifest["feed"] = {"k": k, "content_weight": opts.content_weight,
+                            "history_items": opts.history_items}
     path = write_user_tower(bundle, collab, manifest)
     return TrainReport(
         path=path, parent=bundle.version, users=len(user_items.user_ids), events=len(interactions),

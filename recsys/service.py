@@ -92,11 +92,16 @@ class Recommender:
         self.columns = FilterColumns(bundle.items, bundle.item_ids)
         self.changes = ItemChanges.build(bundle)
         collab = bundle.collab
+        self._feeds = None
         if collab is not None:
             self._yty = gramian(collab.item_factors[collab.item_state == TRAINED])
             data = collab.user_items.matrix.data
             # a recent item counts as much as a typical training interaction
             self._recent_strength = float(data.mean()) if len(data) else 1.0
+            made = collab.params.get("feed", {})
+            if collab.feed is not None and made.get("content_weight") == content_weight \
+                    and made.get("history_items") == history_items:
+                self._feeds = collab.feed  # precomputed with the scoring this recommender uses
 
     @property
     def version(self) -> str:
@@ -133,6 +138,17 @@ class Recommender:
             raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
         row = self.bundle.item_ids.row(item_id)
         return {**_plain_row(self.bundle.items.iloc[row]), "fresh": False}
+
+    def precomputed(self, *, item_id: str | None = None, user_id: str | None = None,
+                    weights: dict | None = None, exclude_seen: bool = True) -> bool:
+        """Whether a similar-items query for ``item_id`` (default weights) or a feed for
+        ``user_id`` (no recent items) can come from the lists precomputed in the bundle: a lookup,
+        cheap enough that caching its answer gains nothing."""
+        if item_id is not None:
+            return (weights is None and self.bundle.similar is not None
+                    and item_id in self.bundle.item_ids and item_id not in self.changes.ids)
+        return (self._feeds is not None and exclude_seen and user_id is not None
+                and user_id in self.bundle.collab.user_ids)
 
     def knows(self, item_id: str) -> bool:
         """Whether ``item_id`` can be served (in the bundle or put since, and not deleted)."""
@@ -204,7 +220,10 @@ class Recommender:
         else:
             def score(r):
                 return weighted_scores(vectors.blocks, query, r, weights)
-        rows, scores = self._top(n, searches, allowed, score, dim)
+        listed = (self.bundle.similar.first(row, n, allowed)
+                  if default and has_combined and row is not None and self.bundle.similar is not None
+                  else None)
+        rows, scores = listed or self._top(n, searches, allowed, score, dim)
         ids = self.bundle.item_ids.ids
         found = [Scored(str(ids[r]), float(s)) for r, s in zip(rows, scores)]
         if len(changes):  # put items are few: score them all exactly, then merge
@@ -272,6 +291,10 @@ class Recommender:
         if not known and not len(recent):
             rows, scores = self._popular(n, allowed, collab)
             return Feed(self._scored(rows, scores, collab), "popular", message)
+        if known and not len(recent) and exclude_seen and self._feeds is not None:
+            listed = self._feeds.first(user_row, n, allowed)
+            if listed is not None:
+                return Feed(self._scored(*listed, collab), "collaborative")
 
         if known and not len(recent):
             user = collab.user_factors[user_row]
@@ -282,19 +305,19 @@ class Recommender:
                            1.0 + collab.params.get("alpha", 1.0) * strength[placed],
                            regularization=collab.params.get("regularization", 0.0), yty=self._yty)
         history = np.concatenate([recent, hist_rows])
-        content_query = self._content_query(history) if self.content_weight > 0 else None
-        beta = self.content_weight if content_query is not None else 0.0
+        taste = self.content_query(history) if self.content_weight > 0 else None
+        beta = self.content_weight if taste is not None else 0.0
         allowed &= collab.item_state > 0
         searches = [(collab.index, augment_query(user))]
         if beta > 0:
-            searches.append((self.bundle.indexes["combined"], content_query))
+            searches.append((self.bundle.indexes["combined"], taste))
         combined = self.bundle.vectors.combined
 
         def score(rows: np.ndarray) -> np.ndarray:
             cf = rows_dot(collab.item_factors, rows, user)
             if beta == 0:
                 return cf
-            return (1.0 - beta) * cf + beta * rows_dot(combined, rows, content_query)
+            return (1.0 - beta) * cf + beta * rows_dot(combined, rows, taste)
 
         dim = collab.item_factors.shape[1] + (combined.shape[1] if beta > 0 else 0)
         rows, scores = self._top(n, searches, allowed, score, dim)
@@ -326,7 +349,9 @@ class Recommender:
         mask = self.columns.mask(filters, known_elsewhere=self.changes.ids)
         return np.ones(len(self.bundle.item_ids), dtype=bool) if mask is None else mask.copy()
 
-    def _content_query(self, history: np.ndarray) -> np.ndarray | None:
+    def content_query(self, history: np.ndarray) -> np.ndarray | None:
+        """The unit mean of the combined vectors of the first ``history_items`` distinct rows of
+        ``history`` that have one (``None`` if none has)."""
         vectors = self.bundle.vectors
         rows = [r for r in dict.fromkeys(history.tolist()) if vectors.mask[r]][: self.history_items]
         if not rows:

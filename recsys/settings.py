@@ -84,6 +84,11 @@ class IndexSettings(_Section):
         "0 = always Annoy",
     )
     seed: int = Field(0, description="Annoy build seed")
+    precompute_k: int = Field(
+        100, ge=0, le=1000, description="results precomputed per item (similar items, default "
+        "weights) at build and per trained user (feed) at train; such a query for at most this "
+        "many is a lookup when serving; 0 = none",
+    )
 
 
 # view < click < add_to_cart < purchase; a rating of 4 counts 4
@@ -174,7 +179,7 @@ class ApiSettings(_Section):
     )
     api_key: SecretStr | None = Field(
         None, description="key required by write endpoints (Authorization: Bearer KEY or "
-        "X-API-Key: KEY); unset = writes are refused",
+        "X-API-Key: KEY); also read from `RECSYS_API_KEY`; unset = writes are refused",
     )
     protect_reads: bool = Field(False, description="require the API key on read endpoints too")
     cors_origins: list[str] = Field(
@@ -288,6 +293,11 @@ def load_settings(**overrides: Any) -> Settings:
         10
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    short_key = os.environ.get("RECSYS_API_KEY")  # the documented short name of api.api_key
+    if short_key and "RECSYS_API__API_KEY" not in os.environ:
+        api = overrides.get("api")
+        if api is None or (isinstance(api, dict) and "api_key" not in api):
+            overrides["api"] = {**(api or {}), "api_key": short_key}
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -69,3 +69,15 @@ def test_readme_settings_table_matches_the_code():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     missing = [row for row in settings_table().splitlines() if row not in readme]
     assert not missing, "README settings table is stale; paste recsys.settings.settings_table():\n" + "\n".join(missing)
+
+
+def test_the_api_key_is_read_from_its_short_name(monkeypatch):
+    monkeypatch.delenv("RECSYS_API__API_KEY", raising=False)
+    monkeypatch.setenv("RECSYS_API_KEY", "short")
+    assert load_settings().api.api_key.get_secret_value() == "short"
+    assert load_settings(api={"port": 9000}).api.api_key.get_secret_value() == "short"
+    assert load_settings(api={"api_key": "given"}).api.api_key.get_secret_value() == "given"
+    monkeypatch.setenv("RECSYS_API__API_KEY", "long")  # the full name wins
+    assert load_settings().api.api_key.get_secret_value() == "long"
+    monkeypatch.delenv("RECSYS_API_KEY")
+    assert load_settings().api.api_key.get_secret_value() == "long"

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.latency.labels(rule, str(response.status_code)).observe(
             time.perf_counter() - g.get("started", time.perf_counter()))
-        metrics.redis_up.set(0 if serving.breaker.error else 1)
+        metrics.redis(serving.breaker.error is None)
         return response
 
     if start:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, g, json
+import orjson
+from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
 from recsys.errors import RecsysError
 
-__all__ = ["register_error_handlers", "error_response", "Unauthorized", "Unavailable"]
+__all__ = ["register_error_handlers", "error_response", "dump_json", "Unauthorized", "Unavailable"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +39,18 @@ class Unavailable(RecsysError):
         self.retry_after = retry_after
 
 
+def dump_json(body) -> bytes:
+    """A response body as JSON bytes (orjson: insertion order kept, NaN and infinities as null)."""
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def error_response(status: int, code: str, message: str, details: dict | None = None,
                    headers: dict | None = None) -> Response:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
     version = getattr(g, "version", None)
     if version is not None:
         body["version"] = version
-    response = Response(json.dumps(body), status=status, mimetype="application/json")
+    response = Response(dump_json(body), status=status, mimetype="application/json")
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

@@ -35,6 +35,7 @@ class Metrics:
         self.redis_up = Gauge("recsys_redis_up", "1 when Redis answered the last call",
                               registry=r, multiprocess_mode="livemin")
         self._version: str | None = None
+        self._redis_up: bool | None = None
 
     def serving(self, version: str, fresh_items: int) -> None:
         if self._version is not None and self._version != version:
@@ -42,6 +43,12 @@ class Metrics:
         self._version = version
         self.bundle.labels(version).set(1)
         self.fresh.set(fresh_items)
+
+    def redis(self, up: bool) -> None:
+        """Record whether Redis answered (written only when it changes: it is asked per request)."""
+        if up != self._redis_up:
+            self._redis_up = up
+            self.redis_up.set(1 if up else 0)
 
     def render(self) -> bytes:
         if self.multiprocess:

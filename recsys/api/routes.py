@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 import redis
-from flask import Blueprint, Response, current_app, g, json, request
+from flask import Blueprint, Response, current_app, g, request
 
-from recsys.api.errors import Forbidden, Unauthorized, Unavailable
+from recsys.api.errors import Forbidden, Unauthorized, Unavailable, dump_json
 from recsys.api.schemas import InteractionsIn, ItemIn, QueryArgs, SessionIn, check_id, parse_body
 from recsys.api.state import Serving
 from recsys.data import schema as S
@@ -44,7 +44,7 @@ def _use(recommender: Recommender) -> Recommender:
 
 
 def _json(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body), status=status, mimetype="application/json")
+    return Response(dump_json(body), status=status, mimetype="application/json")
 
 
 # -- auth ---------------------------------------------------------------------------------------
@@ -99,45 +99,61 @@ def _rows(recommender: Recommender, scored: list[Scored], cold: bool = False) ->
     return out
 
 
-def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, recent_user: str | None = None):
+def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, *, user: str | None = None,
+            lookup=lambda recommender, recent: False):
     """Answer from the worker's own cache, the Redis result cache, or compute and cache.
 
-    The worker's cache is used only while it receives invalidations (pub/sub); otherwise one
-    pipelined round trip reads the item generation, the Redis cache and the user's recent items.
+    The worker's cache is used only while it receives invalidations (pub/sub). Then an answer
+    that is a lookup in the bundle's precomputed lists (``lookup(recommender, recent)``), or any
+    answer when the result cache is off, is computed without asking Redis, provided a feed's
+    user's recent items are known locally. Otherwise one pipelined round trip reads the item
+    generation, the Redis cache and the user's recent items.
+
+    Args:
+        compute: ``compute(recommender, recent_items) -> dict``, the response body.
+        user: the user whose recent items ``compute`` needs (feeds).
     """
     serving = _serving()
     metrics = current_app.extensions["recsys.metrics"]
+    local = serving.local
+    epoch = local.epoch  # before anything is read: a value read before a drop is not kept
     serving.catch_up()
     asked = serving.recommender()
     ttl = serving.settings.redis.cache_ttl
     field = cache_field(asked.version, asked.changes.gen, query)
     local_key = (kind, owner, field)
     following = serving.subscribed and not serving.breaker.open  # invalidations arrive
-    if ttl and following:
-        body = serving.local.get(local_key)
+    if following:
+        body = local.get(local_key) if ttl else None
         if body is not None:
             _use(asked)
             metrics.cache.labels(endpoint, "local").inc()
             return Response(body, mimetype="application/json")
-    if not ttl and following and recent_user is None:
-        # nothing to read from Redis: item changes arrive by pub/sub and the shared generation
-        _use(asked)
-        metrics.cache.labels(endpoint, "skip").inc()
-        return Response(json.dumps(compute(asked, [])), mimetype="application/json")
+        recent = local.get(("user", user, "recent")) if user is not None else []
+        if recent is not None and (not ttl or lookup(asked, recent)):
+            # nothing to read from Redis: item changes arrive by pub/sub and the shared generation
+            _use(asked)
+            metrics.cache.labels(endpoint, "lookup" if ttl else "skip").inc()
+            body = dump_json(compute(asked, list(recent)))
+            if ttl:
+                local.put(local_key, body, epoch)
+            return Response(body, mimetype="application/json")
     key = serving.store.keys.result(kind, owner) if serving.store is not None else None
-    snap = serving.snapshot(key if ttl else None, field, recent_user)
+    snap = serving.snapshot(key if ttl else None, field, user)
+    if following and user is not None and snap.recent is not None:
+        local.put(("user", user, "recent"), tuple(snap.recent), epoch)
     recommender = _use(serving.recommender())  # a swap or item changes may have happened since
     if snap.cached is not None and recommender is asked and snap.gen == asked.changes.gen:
         metrics.cache.labels(endpoint, "hit").inc()
-        serving.local.put(local_key, snap.cached)
+        local.put(local_key, snap.cached, epoch)
         return Response(snap.cached, mimetype="application/json")
-    body = json.dumps(compute(recommender, snap.recent or [])).encode()
+    body = dump_json(compute(recommender, snap.recent or []))
     if snap.gen is not None and ttl and key is not None:
         metrics.cache.labels(endpoint, "miss").inc()
         field = cache_field(recommender.version, recommender.changes.gen, query)
         serving.breaker.call(lambda: serving.store.cached(key, field, ttl)(body))
         if serving.subscribed:
-            serving.local.put((kind, owner, field), body)
+            local.put((kind, owner, field), body, epoch)
     else:
         metrics.cache.labels(endpoint, "skip").inc()
     return Response(body, mimetype="application/json")
@@ -163,7 +179,8 @@ def similar(item_id: str):
                 "weights": weights or rec.bundle.vectors.weights,
                 "filters": item_filter.describe(), "items": _rows(rec, found)}
 
-    return _cached("similar", "item", item_id, query, compute)
+    return _cached("similar", "item", item_id, query, compute,
+                   lookup=lambda rec, _: rec.precomputed(item_id=item_id, weights=weights))
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
@@ -183,7 +200,9 @@ def user_feed(user_id: str):
                              filters=item_filter)
         return _feed_body(rec, feed, k, item_filter, user_id=user_id, recent=len(recent))
 
-    return _cached("feed", "user", user_id, query, compute, recent_user=user_id)
+    return _cached("feed", "user", user_id, query, compute, user=user_id,
+                   lookup=lambda rec, recent: not recent and rec.precomputed(user_id=user_id,
+                                                                             exclude_seen=exclude_seen))
 
 
 def _feed_body(rec: Recommender, feed, k: int, item_filter, **extra: Any) -> dict:

@@ -41,30 +41,37 @@ class Snapshot:
 
 
 class LocalCache:
-    """A worker's own LRU of response bodies, in front of the Redis result cache.
+    """A worker's own LRU in front of Redis: response bodies and users' recent items.
 
-    Keys are ``(kind, owner, field)`` like the Redis cache (the field carries the bundle version,
-    the item generation and the query), so a swap or an item write makes old entries unreachable;
-    a user's entries are dropped when a message says the user was active.
+    Keys are ``(kind, owner, field)``. A response body's field carries the bundle version, the
+    item generation and the query like the Redis cache, so a swap or an item write makes old
+    entries unreachable; a user's recent items are kept under ``("user", user_id, "recent")``.
+    Everything of a user is dropped when a message says the user was active.
+
+    A value read or computed before a drop must not be stored after it: take :attr:`epoch` before
+    reading and pass it to :meth:`put`, which ignores the value if a drop happened since.
     """
 
     def __init__(self, max_items: int):
         self.max_items = max_items
-        self._data: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self.epoch = 0  # drops so far
+        self._data: OrderedDict[tuple[str, str, str], object] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, str]) -> bytes | None:
+    def get(self, key: tuple[str, str, str]):
         with self._lock:
-            body = self._data.get(key)
-            if body is not None:
+            value = self._data.get(key)
+            if value is not None:
                 self._data.move_to_end(key)
-            return body
+            return value
 
-    def put(self, key: tuple[str, str, str], body: bytes) -> None:
+    def put(self, key: tuple[str, str, str], value, epoch: int | None = None) -> None:
         if self.max_items <= 0:
             return
         with self._lock:
-            self._data[key] = body
+            if epoch is not None and epoch != self.epoch:
+                return  # something was dropped since the value was read: it may be stale
+            self._data[key] = value
             self._data.move_to_end(key)
             while len(self._data) > self.max_items:
                 self._data.popitem(last=False)
@@ -72,11 +79,13 @@ class LocalCache:
     def drop_owners(self, kind: str, owners) -> None:
         owners = set(owners)
         with self._lock:
+            self.epoch += 1
             for key in [k for k in self._data if k[0] == kind and k[1] in owners]:
                 del self._data[key]
 
     def clear(self) -> None:
         with self._lock:
+            self.epoch += 1
             self._data.clear()
 
     def __len__(self) -> int:

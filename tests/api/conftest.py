@@ -1,6 +1,8 @@
 """API fixtures: an app over the trained market bundle, published to a real Redis."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from recsys.settings import load_settings
@@ -21,6 +23,9 @@ def app(tmp_path, redis_url, redis_prefix, served_bundle):
 
     RedisStore(connect(redis_url), prefix=redis_prefix).publish(served_bundle.path)
     app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
+    deadline = time.monotonic() + 10
+    while not app.extensions["recsys"].subscribed and time.monotonic() < deadline:
+        time.sleep(0.01)  # the worker trusts its own cache once invalidations arrive
     yield app
     app.extensions["recsys"].stop()
 

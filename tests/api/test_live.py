@@ -155,3 +155,20 @@ def test_item_writes_reach_every_worker_at_once(live, served_bundle):
     twin = {k: item[k] for k in ("title", "description", "tags", "colour", "price", "category") if item.get(k)}
     assert request(live.port, "PUT", "/v1/items/LIVE-TWIN", twin, WRITE, timeout=120)[0] == 201
     assert all(ids[0] == "LIVE-TWIN" for ids in neighbours())
+
+
+def test_activity_reaches_every_workers_feed_within_a_second(live, served_bundle):
+    user = str(served_bundle.collab.user_ids.ids[11])
+    item = str(served_bundle.item_ids.ids[30])
+    path = f"/v1/users/{user}/recommendations?k=10"
+
+    def recent_counts() -> set[int]:  # enough requests that both workers answer, from their caches
+        return {json.loads(request(live.port, "GET", path)[2])["recent"] for _ in range(40)}
+
+    assert recent_counts() == {0}
+    event = {"user_id": user, "item_id": item, "event": "click"}
+    assert request(live.port, "POST", "/v1/interactions", event, WRITE)[0] == 202
+    deadline = time.monotonic() + 1.0
+    while (counts := recent_counts()) != {1} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert counts == {1}

@@ -49,10 +49,11 @@ def test_a_repeated_query_is_served_from_the_caches(client, app, served_bundle, 
     from tests.api.conftest import api_settings
 
     item = first_items(served_bundle)[1]
-    first = client.get(f"/v1/items/{item}/similar?k=5")
-    second = client.get(f"/v1/items/{item}/similar?k=5")  # this worker's own copy
+    path = f"/v1/items/{item}/similar?k=5&weights=text:2,tabular:1"  # computed, not precomputed
+    first = client.get(path)
+    second = client.get(path)  # this worker's own copy
     other = create_app(api_settings(tmp_path / "other", redis_url, redis_prefix))  # another worker
-    third = other.test_client().get(f"/v1/items/{item}/similar?k=5")  # the shared Redis copy
+    third = other.test_client().get(path)  # the shared Redis copy
     other.extensions["recsys"].stop()
     assert first.data == second.data == third.data
     text = client.get("/metrics").get_data(as_text=True)
@@ -60,6 +61,27 @@ def test_a_repeated_query_is_served_from_the_caches(client, app, served_bundle, 
     assert 'recsys_cache_total{endpoint="similar",result="local"} 1.0' in text
     text = other.test_client().get("/metrics").get_data(as_text=True)
     assert 'recsys_cache_total{endpoint="similar",result="hit"} 1.0' in text
+
+
+def test_precomputed_answers_skip_the_redis_cache(client, serving, served_bundle):
+    item, user = first_items(served_bundle)[2], str(served_bundle.collab.user_ids.ids[7])
+    similar = client.get(f"/v1/items/{item}/similar?k=8")
+    feed = client.get(f"/v1/users/{user}/recommendations?k=8")  # reads the user's recent items once
+    again = client.get(f"/v1/users/{user}/recommendations?k=9")  # knows them now: a lookup
+    rec = serving.recommender()
+    assert ids_of(similar) == [s.item_id for s in rec.similar_items(item, n=8)]
+    assert ids_of(feed) == [s.item_id for s in rec.recommend(user, n=8).items]
+    assert ids_of(again)[:8] == ids_of(feed)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'recsys_cache_total{endpoint="similar",result="lookup"} 1.0' in text
+    assert 'recsys_cache_total{endpoint="feed",result="lookup"} 1.0' in text
+    keys = serving.store.keys
+    assert not serving.client.exists(keys.result("item", item))  # nothing worth storing
+    # a user with recent activity is folded in and cached as before
+    client.post("/v1/interactions", json={"user_id": user, "item_id": item}, headers=WRITE)
+    r = client.get(f"/v1/users/{user}/recommendations?k=8")
+    assert r.json["recent"] == 1 and item not in ids_of(r)
+    assert serving.client.exists(keys.result("user", user))
 
 
 @pytest.mark.parametrize("query, code, text", [

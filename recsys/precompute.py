@@ -1,0 +1,141 @@
+"""Results computed when a bundle is written, so the commonest queries are lookups when serving.
+
+Two lists are kept, each the exact top ``k`` by the same score the online path uses:
+
+* per item, its most similar items under the bundle's default weights (the product page widget's
+  query), computed at ``recsys build``;
+* per trained user, the feed with the training history excluded and no recent items (a user who
+  has not been active since training), computed at ``recsys train``.
+
+A request with a filter takes the first ``n`` listed items that pass it, which is the exact
+answer whenever at least ``n`` of the ``k`` pass; otherwise (and for per-request weights, a user
+with recent activity or ``n > k``) the service computes the answer as before.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from recsys.service import Recommender
+    from recsys.towers.item import ItemVectors
+
+__all__ = ["TopLists", "similar_lists", "feed_lists"]
+
+# scores of one block of queries against every item: at most this many float32 values at once
+_BLOCK_VALUES = 1 << 24
+
+
+@dataclass(frozen=True)
+class TopLists:
+    """Per owner (item or user row), the best item rows and their scores, best first.
+
+    Attributes:
+        rows: ``(owners, k)`` int32; ``-1`` pads a list that holds every candidate the owner has.
+        scores: ``(owners, k)`` float32.
+    """
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return int(self.rows.shape[1])
+
+    def first(self, owner: int, n: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The first ``n`` listed rows that ``allowed`` keeps, or ``None`` when the list cannot tell
+        (fewer than ``n`` pass and the list is not exhaustive)."""
+        rows = self.rows[owner]
+        listed = rows >= 0
+        exhaustive = not listed.all()
+        keep = np.flatnonzero(listed)
+        keep = keep[allowed[rows[keep]]]
+        if len(keep) < n and not exhaustive:
+            return None
+        keep = keep[:n]
+        return rows[keep].astype(np.int64), np.asarray(self.scores[owner][keep], dtype=np.float32)
+
+
+def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise best ``k`` columns of ``scores`` (``-inf`` marks excluded ones), best first, ties
+    by column order; excluded columns come back as ``-1``."""
+    b, n = scores.shape
+    k_eff = min(k, n)
+    cols = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else \
+        np.tile(np.arange(n), (b, 1))
+    cols.sort(axis=1)
+    picked = np.take_along_axis(scores, cols, axis=1)
+    order = np.argsort(-picked, axis=1, kind="stable")
+    cols = np.take_along_axis(cols, order, axis=1)
+    picked = np.take_along_axis(picked, order, axis=1)
+    rows = np.full((b, k), -1, np.int32)
+    out = np.zeros((b, k), np.float32)
+    valid = np.isfinite(picked)
+    rows[:, :k_eff] = np.where(valid, cols, -1)
+    out[:, :k_eff] = np.where(valid, picked, 0.0)
+    return rows, out
+
+
+def _blocks(n_queries: int, n_items: int, desc: str, show_progress: bool) -> Iterator[slice]:
+    size = max(1, min(4096, _BLOCK_VALUES // max(1, n_items)))
+    with tqdm(total=n_queries, desc=desc, unit="row", disable=not show_progress) as bar:
+        for start in range(0, n_queries, size):
+            stop = min(n_queries, start + size)
+            yield slice(start, stop)
+            bar.update(stop - start)
+
+
+def similar_lists(vectors: ItemVectors, k: int, *, show_progress: bool = False) -> TopLists:
+    """Each item's ``k`` most similar items under the default weights (the combined vectors).
+
+    The same score as :meth:`recsys.service.Recommender.similar_items` with no per-request weights,
+    computed exactly over the whole catalog in blocks of matrix products. An item without any
+    vector gets an empty list (the service refuses such a query anyway).
+    """
+    combined = np.asarray(vectors.combined, dtype=np.float32)
+    n = len(combined)
+    rows = np.full((n, k), -1, np.int32)
+    scores = np.zeros((n, k), np.float32)
+    for block in _blocks(n, n, "similar items", show_progress):
+        s = combined[block] @ combined.T
+        own = np.arange(block.start, block.stop)
+        s[own - block.start, own] = -np.inf
+        s[~vectors.mask[block]] = -np.inf
+        rows[block], scores[block] = _top_k(s, k)
+    return TopLists(rows, scores)
+
+
+def feed_lists(recommender: Recommender, k: int, *, show_progress: bool = False) -> TopLists:
+    """Each trained user's feed with their training items excluded and no recent items.
+
+    The same score as :meth:`recsys.service.Recommender.recommend` for that case, computed exactly
+    in blocks: ``(1 - w) * user . item + w * cosine(item, mean of the user's history)`` with
+    ``w = content_weight`` (0 for a user whose history has no content vectors).
+    """
+    collab = recommender.bundle.collab
+    factors = np.asarray(collab.item_factors, dtype=np.float32)
+    combined = np.asarray(recommender.bundle.vectors.combined, dtype=np.float32)
+    matrix = collab.user_items.matrix
+    n_users, n_items = len(collab.user_ids), len(factors)
+    placed = collab.item_state > 0
+    beta = recommender.content_weight
+    rows = np.full((n_users, k), -1, np.int32)
+    scores = np.zeros((n_users, k), np.float32)
+    for block in _blocks(n_users, n_items, "feeds", show_progress):
+        users = np.arange(block.start, block.stop)
+        s = np.asarray(collab.user_factors[block], dtype=np.float32) @ factors.T
+        if beta > 0:
+            queries = [recommender.content_query(collab.user_items.history(u)[0]) for u in users]
+            has = np.array([q is not None for q in queries])
+            if has.any():
+                q = np.stack([q for q in queries if q is not None])
+                s[has] = (1.0 - beta) * s[has] + beta * (q @ combined.T)
+        s[:, ~placed] = -np.inf
+        seen = matrix[block]
+        s[np.repeat(np.arange(len(users)), np.diff(seen.indptr)), seen.indices] = -np.inf
+        rows[block], scores[block] = _top_k(s, k)
+    return TopLists(rows, scores)
