@@ -1,4 +1,4 @@
-"""Command line: ``recsys build | train | similar | recommend | items | publish | serve``."""
+"""Command line: ``recsys build | train | similar | recommend | items | publish | serve | evaluate``."""
 from __future__ import annotations
 
 import json
@@ -342,6 +342,78 @@ def serve(ctx: click.Context, host: str | None, port: int | None, bundle: Path |
         logging.getLogger().setLevel(logging.INFO)
     run(settings, host=host or settings.api.host, port=settings.api.port if port is None else port,
         bundle=bundle, dev=dev)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"give comma-separated integers like 10,20 (got {text!r})") from None
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"give positive integers like 10,20 (got {text!r})")
+    return values
+
+
+@cli.command()
+@click.option("--data", required=True, metavar="SOURCE",
+              help="interactions: movielens:DIR, PATH.csv or PATH.parquet")
+@click.option("--catalog", default=None, metavar="SOURCE",
+              help="the items (default: --data for movielens:DIR); or give --bundle")
+@click.option("--bundle", type=click.Path(path_type=Path), default=None,
+              help="an item-side bundle to use instead of building one from --catalog")
+@click.option("--split", "split_kind", default="temporal", show_default=True,
+              type=click.Choice(["temporal", "random", "cutoff", "cold-items", "cold-users"]))
+@click.option("--test-fraction", type=float, default=None, help="temporal/random: share held out (0.2)")
+@click.option("--last-n", type=int, default=None, help="temporal: hold out each user's last N events")
+@click.option("--cutoff", default=None, help="cutoff: a date or epoch seconds (default: 80%% of events before)")
+@click.option("--item-fraction", type=float, default=None, help="cold-items: share of items withheld (0.2)")
+@click.option("--user-fraction", type=float, default=None, help="cold-users: share of users withheld (0.2)")
+@click.option("--given", type=int, default=None, help="cold-users: events shown per withheld user (5)")
+@click.option("--k", "ks", default="10,20", show_default=True, help="cut-offs, comma-separated")
+@click.option("--models", default="random,popular,itemknn,als,content,hybrid", show_default=True,
+              help="comma-separated: random, popular, itemknn, als, content, hybrid, bundle:PATH")
+@click.option("--users", type=click.IntRange(1, None), default=None,
+              help="evaluate a random sample of this many users (quick runs)")
+@click.option("--seed", type=int, default=None, help="seed of splits and models (default: settings.seed)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where metrics.csv, segments.csv and report.json go (default: state/evaluations/TIME)")
+@click.option("--progress/--no-progress", default=True, help="progress bars")
+@click.pass_context
+def evaluate(ctx: click.Context, data: str, catalog: str | None, bundle: Path | None, split_kind: str,
+             test_fraction: float | None, last_n: int | None, cutoff: str | None,
+             item_fraction: float | None, user_fraction: float | None, given: int | None, ks: str,
+             models: str, users: int | None, seed: int | None, out: Path | None, progress: bool) -> None:
+    """Compare models on held-out interactions: accuracy, coverage, novelty, popularity bias,
+    diversity, and breakdowns by user activity and item popularity."""
+    from datetime import datetime, timezone
+
+    from recsys.evaluation import evaluate as run_evaluation
+    from recsys.evaluation import prepare
+
+    settings = _settings(ctx)
+    if seed is not None:
+        settings = settings.model_copy(update={"seed": seed})
+    cut_offs = _ints(ks)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    options = {"test_fraction": test_fraction, "last_n": last_n, "item_fraction": item_fraction,
+               "user_fraction": user_fraction, "given": given,
+               "cutoff": (float(cutoff) if cutoff and cutoff.replace(".", "", 1).isdigit() else cutoff)}
+    options = {k: v for k, v in options.items() if v is not None}
+    prepared = prepare(data, split=split_kind, catalog=catalog, bundle=bundle, settings=settings,
+                       users=users, show_progress=progress, **options)
+    report = run_evaluation(prepared, names, ks=cut_offs, show_progress=progress)
+    report.info["data"] = data
+    top = cut_offs[-1]
+    columns = [f"{m}@{k}" for k in cut_offs for m in ("precision", "recall", "ndcg", "map")]
+    columns += [f"{m}@{top}" for m in ("hitrate", "mrr", "coverage", "novelty", "popularity", "gini",
+                                       "diversity")]
+    info = report.info
+    click.echo(f"{info['split']}: {info['train_events']:,} training events, {info['test_events']:,} "
+               f"held out, {info['test_users']:,} test users, {info['items']:,} items")
+    click.echo(report.table(columns))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    paths = report.save(out or settings.state_dir / "evaluations" / stamp)
+    click.echo(f"written {paths['json']} and {paths['metrics'].name}, {paths['segments'].name} beside it")
 
 
 def main(argv: list[str] | None = None) -> None:

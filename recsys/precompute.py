@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from recsys.service import Recommender
     from recsys.towers.item import ItemVectors
 
-__all__ = ["TopLists", "similar_lists", "feed_lists"]
+__all__ = ["TopLists", "similar_lists", "feed_lists", "top_k_rows"]
 
 # scores of one block of queries against every item: at most this many float32 values at once
 _BLOCK_VALUES = 1 << 24
@@ -60,7 +60,7 @@ class TopLists:
         return rows[keep].astype(np.int64), np.asarray(self.scores[owner][keep], dtype=np.float32)
 
 
-def _top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise best ``k`` columns of ``scores`` (``-inf`` marks excluded ones), best first, ties
     by column order; excluded columns come back as ``-1``."""
     b, n = scores.shape
@@ -105,7 +105,7 @@ def similar_lists(vectors: ItemVectors, k: int, *, show_progress: bool = False) 
         own = np.arange(block.start, block.stop)
         s[own - block.start, own] = -np.inf
         s[~vectors.mask[block]] = -np.inf
-        rows[block], scores[block] = _top_k(s, k)
+        rows[block], scores[block] = top_k_rows(s, k)
     return TopLists(rows, scores)
 
 
@@ -137,5 +137,5 @@ def feed_lists(recommender: Recommender, k: int, *, show_progress: bool = False)
         s[:, ~placed] = -np.inf
         seen = matrix[block]
         s[np.repeat(np.arange(len(users)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        rows[block], scores[block] = _top_k(s, k)
+        rows[block], scores[block] = top_k_rows(s, k)
     return TopLists(rows, scores)

@@ -203,12 +203,19 @@ def _timestamps(frame: pd.DataFrame, source: str) -> pd.Series:
     if S.TIMESTAMP not in frame.columns:
         return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
     raw = frame[S.TIMESTAMP]
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        return pd.to_datetime(raw, utc=True)
     if pd.api.types.is_numeric_dtype(raw):
         parsed = pd.to_datetime(raw, unit="s", utc=True, errors="coerce")
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "could not infer format" noise
-            parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+        raw = raw.mask(raw.astype(str).str.strip() == "")  # an empty CSV cell: no timestamp
+        as_number = pd.to_numeric(raw, errors="coerce")
+        if as_number.notna().sum() == raw.notna().sum():  # epoch seconds written as text
+            parsed = pd.to_datetime(as_number, unit="s", utc=True, errors="coerce")
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "could not infer format" noise
+                parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
     bad = parsed.isna() & raw.notna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])

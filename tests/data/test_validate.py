@@ -99,3 +99,19 @@ def test_movielens_loader(ml_dir):
     assert len(ratings) == 100_836
     assert any("999999" in str(w.message) for w in seen if issubclass(w.category, RecsysWarning))
     assert set(ratings["event"]) == {"rating"}
+
+
+def test_interaction_timestamps_from_a_csv_file(tmp_path):
+    from recsys.data import load_interactions
+
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id,event,timestamp\nu1,i1,click,1700000000\nu1,i2,view,1700000060.5\n")
+    events = load_interactions(path)
+    assert events["timestamp"].tolist() == [pd.Timestamp(1700000000, unit="s", tz="UTC"),
+                                            pd.Timestamp(1700000060.5, unit="s", tz="UTC")]
+    path.write_text("user_id,item_id,event,timestamp\nu1,i1,click,2024-05-01T10:00:00Z\nu1,i2,view,\n")
+    events = load_interactions(path)
+    assert events["timestamp"].iloc[0] == pd.Timestamp("2024-05-01 10:00", tz="UTC")
+    path.write_text("user_id,item_id,event,timestamp\nu1,i1,click,yesterday\n")
+    with pytest.raises(DataError, match="not a date or epoch seconds"):
+        load_interactions(path)

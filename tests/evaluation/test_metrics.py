@@ -1,4 +1,4 @@
-"""Ranking metrics against hand-computed values, and the temporal split."""
+"""Ranking and catalog metrics against hand-computed values and scikit-learn."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,6 +6,7 @@ import pytest
 from recsys.data import validate_interactions
 from recsys.errors import DataError
 from recsys.evaluation import ndcg_at_k, recall_at_k, temporal_split
+from recsys.evaluation import metrics as M
 
 
 def test_recall_and_ndcg_by_hand():
@@ -42,7 +43,8 @@ def test_temporal_split_holds_out_each_users_latest():
         "event": "view",
         "timestamp": list(range(10, 0, -1)) + [5, 6, 7] + [1],
     }), source="test")
-    train, test = temporal_split(frame, test_fraction=0.2)
+    split = temporal_split(frame, test_fraction=0.2)
+    train, test = split.train, split.test
     assert sorted(test.loc[test["user_id"] == "a", "item_id"]) == ["i0", "i1"]  # the two latest
     assert test.loc[test["user_id"] == "b", "item_id"].tolist() == ["i12"]  # ceil(0.6) = 1
     assert "c" not in set(test["user_id"])  # one event: it stays in training
@@ -51,3 +53,55 @@ def test_temporal_split_holds_out_each_users_latest():
         assert group["timestamp"].min() >= train.loc[train["user_id"] == user, "timestamp"].max()
     with pytest.raises(DataError, match="test_fraction"):
         temporal_split(frame, test_fraction=1.5)
+
+
+def test_every_accuracy_metric_by_hand():
+    truth = M.Truth([[1, 3, 9], [5], [], [2]], n_items=10)
+    ranked = np.array([[0, 1, 2, 3], [5, 6, -1, -1], [1, 2, 3, 4], [0, 4, 6, 7]])
+    acc = M.accuracy(ranked, truth, 4)
+    # user 0: hits at ranks 2 and 4 of 3 relevant
+    np.testing.assert_allclose(acc["precision"], [0.5, 0.25, 0.0, 0.0])
+    np.testing.assert_allclose(acc["recall"], [2 / 3, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(acc["hitrate"], [1, 1, 0, 0])
+    np.testing.assert_allclose(acc["mrr"], [0.5, 1.0, 0.0, 0.0])
+    # AP@4 = (1/2 + 2/4) / min(3, 4)
+    np.testing.assert_allclose(acc["map"], [(0.5 + 0.5) / 3, 1.0, 0.0, 0.0])
+    ideal = 1 + 1 / np.log2(3) + 1 / np.log2(4)
+    np.testing.assert_allclose(acc["ndcg"], [(1 / np.log2(3) + 1 / np.log2(5)) / ideal, 1.0, 0.0, 0.0])
+    # k beyond the list: missing ranks are misses; the padding never hits
+    np.testing.assert_allclose(M.accuracy(ranked[:, :2], truth, 3)["precision"], [1 / 3, 1 / 3, 0, 0])
+
+
+def test_map_matches_sklearn_average_precision_on_full_rankings():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        relevant = rng.random(40) < 0.15
+        if not relevant.any():
+            continue
+        scores = rng.random(40)
+        ranked = np.argsort(-scores)[None]
+        ours = M.accuracy(ranked, M.Truth([np.flatnonzero(relevant)], 40), 40)["map"][0]
+        assert ours == pytest.approx(metrics.average_precision_score(relevant, scores), abs=1e-12)
+
+
+def test_catalog_metrics_by_hand():
+    ranked = np.array([[0, 1], [0, 2], [0, -1]])
+    assert M.coverage(ranked, 5, 2) == pytest.approx(3 / 5)
+    item_users = np.array([8, 4, 2, 0, 1])  # of 8 training users
+    # recommended 0,1,0,2,0: p = 1, .5, 1, .25, 1
+    assert M.novelty(ranked, item_users, 8, 2) == pytest.approx((0 + 1 + 0 + 2 + 0) / 5)
+    # percentiles of popularity 8,4,2,0,1 -> 1, .75, .5, 0, .25
+    assert M.popularity_percentile(ranked, item_users, 2) == pytest.approx((1 + .75 + 1 + .5 + 1) / 5)
+    exposure = np.array([3, 1, 1, 0, 0], float)  # the textbook mean-absolute-difference Gini
+    gini = np.abs(exposure[:, None] - exposure[None]).sum() / (2 * len(exposure) ** 2 * exposure.mean())
+    assert M.exposure_gini(ranked, 5, 2) == pytest.approx(gini)
+    assert M.exposure_gini(np.array([[0, 1], [2, 3], [4, -1]]), 5, 2) == pytest.approx(0.0)
+
+
+def test_intra_list_diversity_by_hand():
+    vectors = np.array([[1, 0], [0, 1], [1, 0], [0.6, 0.8]], np.float32)
+    mask = np.array([True, True, True, False])
+    ranked = np.array([[0, 1, 2], [0, 2, -1], [3, 0, -1]])
+    # list 0: distances 1, 0, 1 -> 2/3; list 1: identical -> 0; list 2: one item with a vector: skipped
+    assert M.intra_list_diversity(ranked, vectors, mask, 3) == pytest.approx((2 / 3 + 0) / 2)

@@ -1,0 +1,292 @@
+"""The models an evaluation compares, behind one interface, and the data they are evaluated on.
+
+Every model is fitted on the training events of a :class:`~recsys.evaluation.splits.Split` and
+ranks the whole catalog for each test user, leaving out what is known about the user at query
+time (their training events and any ``given`` events): the same rule the service applies with
+``exclude_seen``.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from recsys.bundle import Bundle, read_bundle
+from recsys.collab.als import UserItems, interaction_matrix
+from recsys.data import schema as S
+from recsys.errors import ConfigError
+from recsys.evaluation.metrics import Truth
+from recsys.evaluation.splits import Split
+from recsys.precompute import top_k_rows
+from recsys.settings import Settings
+
+__all__ = ["EvalData", "Model", "MODELS", "create_model", "RandomModel", "PopularModel",
+           "ItemKNNModel", "ALSModel", "ContentModel", "HybridModel", "BundleModel"]
+
+_BLOCK_VALUES = 1 << 24
+
+
+@dataclass
+class EvalData:
+    """A split laid over a bundle's item space, ready for models and metrics.
+
+    Attributes:
+        bundle: the item side (ids, attributes, content vectors).
+        split: the split.
+        settings: event weights, collab and index settings for the models that train.
+        users: the test users, sorted.
+        known: ``(test users, items)`` strengths of what is known about each test user at query
+            time (training events plus given events).
+        recent: per test user, the item ids known at query time, most recent first.
+        train: the training interactions as a users x items matrix.
+        truth: each test user's held-out items.
+        item_users: ``(items,)`` distinct training users per item (popularity).
+    """
+
+    bundle: Bundle
+    split: Split
+    settings: Settings
+    users: list
+    known: sp.csr_matrix
+    recent: list[list[str]]
+    train: UserItems
+    truth: Truth
+    item_users: np.ndarray
+
+    @classmethod
+    def build(cls, bundle: Bundle, split: Split, settings: Settings) -> EvalData:
+        item_ids = bundle.item_ids
+        weights = settings.collab.event_weights
+        train = interaction_matrix(split.train, item_ids, event_weights=weights)
+        users = split.test_users
+        known_events = pd.concat([split.train[split.train[S.USER_ID].isin(users)], split.given])
+        known_events = known_events[known_events[S.USER_ID].isin(users)]
+        known = sp.csr_matrix((len(users), len(item_ids)), dtype=np.float32)
+        recent: list[list[str]] = [[] for _ in users]
+        if len(known_events):
+            known_items = interaction_matrix(known_events, item_ids, event_weights=weights)
+            rows = pd.Index(users).get_indexer(known_items.user_ids.ids)
+            coo = known_items.matrix.tocoo()
+            known = sp.csr_matrix((coo.data, (rows[coo.row], coo.col)), shape=(len(users), len(item_ids)))
+            if S.TIMESTAMP in known_events and known_events[S.TIMESTAMP].notna().all():
+                known_events = known_events.sort_values(S.TIMESTAMP, ascending=False, kind="stable")
+            by_user = known_events.groupby(S.USER_ID, sort=False)[S.ITEM_ID].agg(
+                lambda s: list(dict.fromkeys(s.astype(str))))
+            position = {u: i for i, u in enumerate(users)}
+            for user, items in by_user.items():
+                recent[position[user]] = items
+        held = split.test.groupby(S.USER_ID)[S.ITEM_ID].agg(lambda s: item_ids.rows(s.astype(str)))
+        truth = Truth([held[u] for u in users], len(item_ids))
+        item_users = np.bincount(train.matrix.indices, minlength=len(item_ids))
+        return cls(bundle, split, settings, users, known, recent, train, truth, item_users)
+
+    def rank(self, scores_for, n: int, block_users: int | None = None) -> np.ndarray:
+        """``(test users, n)`` item rows from ``scores_for(user_slice) -> (b, items)`` scores,
+        known items left out (``-1`` pads when fewer items remain)."""
+        n_items = len(self.bundle.item_ids)
+        size = block_users or max(1, min(2048, _BLOCK_VALUES // n_items))
+        out = np.full((len(self.users), n), -1, np.int64)
+        for start in range(0, len(self.users), size):
+            block = slice(start, min(len(self.users), start + size))
+            scores = np.array(scores_for(block), dtype=np.float32, copy=True)
+            seen = self.known[block]
+            scores[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices] = -np.inf
+            out[block] = top_k_rows(scores, n)[0]
+        return out
+
+
+class Model:
+    """A ranking model: :meth:`fit` on the training events, then :meth:`rank` every test user."""
+
+    name = "model"
+
+    def fit(self, data: EvalData) -> None:  # noqa: B027 - most models have something to fit
+        pass
+
+    def rank(self, data: EvalData, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class RandomModel(Model):
+    """Uniformly random items (a floor every model must clear)."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def rank(self, data: EvalData, n: int) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        return data.rank(lambda b: rng.random((b.stop - b.start, len(data.bundle.item_ids))), n)
+
+
+class PopularModel(Model):
+    """The items most training users interacted with."""
+
+    name = "popular"
+
+    def rank(self, data: EvalData, n: int) -> np.ndarray:
+        pop = data.item_users.astype(np.float32)
+        return data.rank(lambda b: np.broadcast_to(pop, (b.stop - b.start, len(pop))), n)
+
+
+class ItemKNNModel(Model):
+    """Item-based collaborative filtering: ``score(i) = sum over known items j of cos(i, j)``,
+    cosine between items' binary user vectors (every item a neighbour)."""
+
+    name = "itemknn"
+
+    def fit(self, data: EvalData) -> None:
+        x = data.train.matrix.copy()
+        x.data = np.ones_like(x.data)
+        norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
+        self._x = x.tocsr()
+        self._inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0).astype(np.float32)
+
+    def rank(self, data: EvalData, n: int) -> np.ndarray:
+        known = data.known.copy()
+        known.data = np.ones_like(known.data)
+        scaled = known.multiply(self._inv[None, :]).tocsr()
+
+        def scores(block: slice) -> np.ndarray:
+            overlap = scaled[block] @ self._x.T  # (b, users)
+            return (overlap @ self._x).toarray() * self._inv
+        return data.rank(scores, n)
+
+
+class ALSModel(Model):
+    """``implicit``'s ALS as it comes (its default confidence and regularisation), with our
+    event strengths; users unseen in training are solved from what is known about them."""
+
+    name = "als"
+
+    def __init__(self, factors: int = 64, seed: int = 0):
+        self.factors, self.seed = factors, seed
+
+    def fit(self, data: EvalData) -> None:
+        from implicit.als import AlternatingLeastSquares
+
+        with threadpool_limits(1, "blas"):
+            self._model = AlternatingLeastSquares(factors=self.factors, random_state=self.seed,
+                                                  use_gpu=False)
+            self._model.fit(data.train.matrix.astype(np.float32), show_progress=False)
+
+    def rank(self, data: EvalData, n: int) -> np.ndarray:
+        model = self._model
+        item_factors = np.asarray(model.item_factors)
+        rows = data.train.user_ids
+        users = np.zeros((len(data.users), item_factors.shape[1]), np.float32)
+        trained = np.array([u in rows for u in data.users])
+        if trained.any():
+            users[trained] = np.asarray(model.user_factors)[rows.rows([u for u, t in zip(data.users, trained) if t])]
+        cold = np.flatnonzero(~trained)
+        if len(cold):
+            with threadpool_limits(1, "blas"):
+                users[cold] = model.recalculate_user(cold, data.known[cold].astype(np.float32))
+        return data.rank(lambda b: users[b] @ item_factors.T, n)
+
+
+class ContentModel(Model):
+    """Content only: cosine between each item and the mean of the user's most recent items'
+    combined vectors (the item tower alone, as the feed's content term computes it)."""
+
+    name = "content"
+
+    def fit(self, data: EvalData) -> None:
+        from recsys.service import Recommender
+
+        self._recommender = Recommender(data.bundle, history_items=data.settings.collab.history_items)
+
+    def rank(self, data: EvalData, n: int) -> np.ndarray:
+        combined = np.asarray(data.bundle.vectors.combined, dtype=np.float32)
+        item_ids = data.bundle.item_ids
+        queries = np.zeros((len(data.users), combined.shape[1]), np.float32)
+        for u, items in enumerate(data.recent):
+            q = self._recommender.content_query(item_ids.rows(items))
+            if q is not None:
+                queries[u] = q
+        return data.rank(lambda b: queries[b] @ combined.T, n)
+
+
+class HybridModel(Model):
+    """Our feed: the user tower trained on the split (``recsys train``), served by
+    :class:`~recsys.service.Recommender` with the settings' content weight; users unseen in
+    training are placed by their given events (fold-in)."""
+
+    name = "hybrid"
+
+    def fit(self, data: EvalData) -> None:
+        from recsys.pipeline import train_user_tower
+
+        report = train_user_tower(data.bundle, data.split.train, data.settings, show_progress=False,
+                                  source=f"evaluation: {data.split.name}")
+        self._trained = read_bundle(report.path)
+        shutil.rmtree(report.path, ignore_errors=True)  # the arrays stay mapped; nothing else needs it
+
+    def rank(self, data: EvalData, n: int) -> np.ndarray:
+        from recsys.service import Recommender
+
+        s = data.settings
+        return _rank_with(Recommender(self._trained, content_weight=s.collab.content_weight,
+                                      history_items=s.collab.history_items,
+                                      exact_budget=s.index.exact_budget), data, n)
+
+
+class BundleModel(Model):
+    """A trained bundle evaluated as it is (no fitting): compare any published version."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = f"bundle:{self.path.name}"
+
+    def fit(self, data: EvalData) -> None:
+        self._bundle = read_bundle(self.path)
+        if self._bundle.collab is None:
+            raise ConfigError(f"bundle {self.path} has no user tower; run `recsys train` on it first")
+
+    def rank(self, data: EvalData, n: int) -> np.ndarray:
+        from recsys.service import Recommender
+
+        return _rank_with(Recommender(self._bundle), data, n)
+
+
+def _rank_with(recommender, data: EvalData, n: int) -> np.ndarray:
+    """Rank every test user through the service: a trained user by id, any other by the items
+    known about them (the ``given`` events), as the API would."""
+    known_users = recommender.bundle.collab.user_ids
+    known_items = recommender.bundle.item_ids
+    out = np.full((len(data.users), n), -1, np.int64)
+    trained = data.train.user_ids
+    for u, user in enumerate(data.users):
+        user = str(user)
+        given = [] if user in trained else [i for i in data.recent[u] if i in known_items]
+        feed = recommender.recommend(user if user in known_users else None, n=n, recent_items=given)
+        rows = data.bundle.item_ids.rows([s.item_id for s in feed.items if s.item_id in data.bundle.item_ids])
+        out[u, :len(rows)] = rows
+    return out
+
+
+MODELS = {"random": RandomModel, "popular": PopularModel, "itemknn": ItemKNNModel, "als": ALSModel,
+          "content": ContentModel, "hybrid": HybridModel}
+
+
+def create_model(name: str, settings: Settings) -> Model:
+    """A model by name: one of :data:`MODELS` or ``bundle:PATH``.
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    if name.startswith("bundle:"):
+        return BundleModel(name.split(":", 1)[1])
+    if name == "random":
+        return RandomModel(settings.seed)
+    if name == "als":
+        return ALSModel(settings.collab.factors, settings.seed)
+    if name in MODELS:
+        return MODELS[name]()
+    raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)} or bundle:PATH")

@@ -1,0 +1,252 @@
+"""Run an evaluation: data and split, models, metrics at several K, segment breakdowns, a report.
+
+    >>> data = prepare("movielens:../shared/data/ml-latest-small", split="temporal")  # doctest: +SKIP
+    >>> report = evaluate(data, ["popular", "als", "hybrid"], ks=(10, 20))           # doctest: +SKIP
+    >>> print(report.table())                                                         # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from recsys._hashing import sha256_bytes
+from recsys.bundle import Bundle, read_bundle, resolve_bundle_path
+from recsys.data import load_catalog, load_interactions
+from recsys.data import schema as S
+from recsys.errors import BundleError, DataError
+from recsys.evaluation import metrics as M
+from recsys.evaluation.models import EvalData, Model, create_model
+from recsys.evaluation.splits import make_split
+from recsys.settings import Settings, load_settings
+
+__all__ = ["Report", "prepare", "evaluate", "item_bundle", "sample_users", "segments_of"]
+
+BEYOND = ("coverage", "novelty", "popularity", "gini", "diversity")
+
+
+@dataclass
+class Report:
+    """What an evaluation measured.
+
+    Attributes:
+        metrics: one row per model: accuracy metrics ``<name>@<k>`` (means over test users),
+            ``coverage``, ``novelty``, ``popularity`` (mean popularity percentile), ``gini`` (of
+            exposure) and ``diversity`` (intra-list, content space) at each k, and seconds.
+        segments: long format: model, breakdown, segment, users, and recall/NDCG at each k.
+        per_user: per model, a frame of per-user accuracy metrics (for distributions).
+        info: data, split and sizes.
+    """
+
+    metrics: pd.DataFrame
+    segments: pd.DataFrame
+    per_user: dict[str, pd.DataFrame] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    def table(self, columns: list[str] | None = None) -> str:
+        """A markdown table of the main metrics."""
+        frame = self.metrics[columns] if columns else self.metrics
+        head = "| model | " + " | ".join(frame.columns) + " |"
+        rule = "|---|" + "---|" * len(frame.columns)
+        body = ["| " + str(name) + " | " + " | ".join(_fmt(v) for v in row) + " |"
+                for name, row in frame.iterrows()]
+        return "\n".join([head, rule, *body])
+
+    def save(self, out: str | Path) -> dict[str, Path]:
+        """Write ``metrics.csv``, ``segments.csv`` and ``report.json`` into ``out``."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"metrics": out / "metrics.csv", "segments": out / "segments.csv", "json": out / "report.json"}
+        self.metrics.to_csv(paths["metrics"], index_label="model")
+        self.segments.to_csv(paths["segments"], index=False)
+        paths["json"].write_text(json.dumps({
+            "info": self.info, "metrics": self.metrics.reset_index(names="model").to_dict("records"),
+            "segments": self.segments.to_dict("records")}, indent=1, default=_json_default))
+        return paths
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def sample_users(interactions: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """The events of ``n`` users drawn at random (all of them when there are fewer)."""
+    users = np.array(sorted(interactions[S.USER_ID].unique()))
+    if n >= len(users):
+        return interactions
+    chosen = np.random.default_rng(seed).choice(users, size=n, replace=False)
+    return interactions[interactions[S.USER_ID].isin(chosen)].reset_index(drop=True)
+
+
+def item_bundle(catalog_source: str, settings: Settings, *, show_progress: bool = True) -> Bundle:
+    """The item side of a catalog for evaluation, built once under ``state_dir/eval/`` and reused
+    (the towers' embedding cache makes a rebuild after a change cheap too)."""
+    from recsys.pipeline import build_item_bundle, create_towers
+
+    folder = Path(settings.state_dir) / "eval" / f"items-{sha256_bytes(catalog_source.encode())[:12]}"
+    try:
+        return read_bundle(resolve_bundle_path(folder))
+    except BundleError:
+        pass
+    catalog = load_catalog(catalog_source, seed=settings.seed, state_dir=settings.state_dir)
+    towers = create_towers(settings)
+    if S.IMAGE not in catalog.columns or not catalog[S.IMAGE].astype(str).str.len().gt(0).any():
+        towers.pop("image", None)  # no images to embed (MovieLens)
+    report = build_item_bundle(catalog, settings, folder, source=catalog_source,
+                               show_progress=show_progress, towers=towers)
+    return read_bundle(report.path)
+
+
+def prepare(data: str, *, split: str = "temporal", catalog: str | None = None,
+            bundle: str | Path | None = None, settings: Settings | None = None, users: int | None = None,
+            show_progress: bool = True, **split_options) -> EvalData:
+    """Load interactions and the item side, split, and lay the split over the item space.
+
+    Args:
+        data: interactions: ``movielens:DIR``, ``PATH.csv`` / ``PATH.parquet``.
+        split: one of :data:`recsys.evaluation.splits.SPLITS`.
+        catalog: the catalog source; default: ``data`` itself for ``movielens:DIR``.
+        bundle: an item-side bundle to use instead of building one from ``catalog``.
+        settings: default :func:`recsys.settings.load_settings`.
+        users: evaluate a random sample of this many users (quick runs).
+        **split_options: passed to the split (``test_fraction``, ``seed``, ``given``...).
+
+    Raises:
+        DataError: no catalog for the data, unknown split or bad options.
+    """
+    settings = settings or load_settings()
+    if bundle is not None:
+        items = read_bundle(bundle)
+    else:
+        if catalog is None:
+            if not data.startswith("movielens:"):
+                raise DataError(f"{data} holds interactions only: give --catalog SOURCE or --bundle DIR "
+                                "for the items")
+            catalog = data
+        items = item_bundle(catalog, settings, show_progress=show_progress)
+    events = load_interactions(data, catalog=items.items)
+    if users is not None:
+        events = sample_users(events, users, seed=settings.seed)
+    if split in ("random", "cold-items", "cold-users"):
+        split_options.setdefault("seed", settings.seed)
+    return EvalData.build(items, make_split(split, events, **split_options), settings)
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+def segments_of(data: EvalData) -> dict[str, dict[str, np.ndarray]]:
+    """The breakdowns: users by activity, items by popularity and by warmth.
+
+    Returns:
+        ``{"user activity": {segment: bool over test users}, "item popularity": {segment: bool
+        over items}, "item warmth": {...}}``. Light, medium and heavy users split the test users'
+        known-event counts at their terciles (a user with none is ``cold``); head items are the
+        most popular ones that hold half of the training interactions, torso the next 30%, tail
+        the rest; cold items have no training interaction.
+    """
+    activity = np.diff(data.known.indptr)
+    low, high = np.quantile(activity[activity > 0], [1 / 3, 2 / 3]) if (activity > 0).any() else (0, 0)
+    users = {"cold": activity == 0, "light": (activity > 0) & (activity <= low),
+             "medium": (activity > low) & (activity <= high), "heavy": activity > high}
+    pop = data.item_users.astype(np.float64)
+    order = np.argsort(-pop, kind="stable")
+    share = np.cumsum(pop[order]) / max(pop.sum(), 1)
+    band = np.empty(len(pop), dtype=object)
+    band[order] = np.where(share <= 0.5, "head", np.where(share <= 0.8, "torso", "tail"))
+    band[order[0]] = "head"  # the most popular item is head even when it alone holds > 50%
+    items = {name: band == name for name in ("head", "torso", "tail")}
+    warmth = {"warm": pop > 0, "cold": pop == 0}
+    return {"user activity": {k: v for k, v in users.items() if v.any()},
+            "item popularity": items, "item warmth": warmth}
+
+
+def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] = (10, 20),
+             show_progress: bool = True) -> Report:
+    """Fit and rank every model, then measure it at every k.
+
+    Args:
+        data: from :func:`prepare` (or :meth:`EvalData.build`).
+        models: names (:func:`recsys.evaluation.models.create_model`) or model objects.
+        ks: cut-offs; lists of ``max(ks)`` items are ranked once.
+    """
+    ks = tuple(sorted(set(ks)))
+    if not ks or ks[0] < 1:
+        raise DataError(f"k values must be positive integers (got {ks})")
+    n = ks[-1]
+    has_truth = data.truth.sizes > 0
+    segments = segments_of(data)
+    vectors, mask = data.bundle.vectors.combined, data.bundle.vectors.mask
+    n_items, n_users = len(data.bundle.item_ids), len(data.train.user_ids)
+    rows, seg_rows, per_user = [], [], {}
+    objects = [create_model(m, data.settings) if isinstance(m, str) else m for m in models]
+    for model in tqdm(objects, desc="models", unit="model", disable=not show_progress):
+        started = time.perf_counter()
+        model.fit(data)
+        fitted = time.perf_counter()
+        ranked = model.rank(data, n)
+        ranked_at = time.perf_counter()
+        row: dict = {}
+        users_frame = {"user_id": data.users}
+        for k in ks:
+            acc = M.accuracy(ranked, data.truth, k)
+            for name in M.ACCURACY:
+                row[f"{name}@{k}"] = float(acc[name][has_truth].mean())
+                users_frame[f"{name}@{k}"] = acc[name]
+        for k in ks:
+            row[f"coverage@{k}"] = M.coverage(ranked, n_items, k)
+            row[f"novelty@{k}"] = M.novelty(ranked, data.item_users, n_users, k)
+            row[f"popularity@{k}"] = M.popularity_percentile(ranked, data.item_users, k)
+            row[f"gini@{k}"] = M.exposure_gini(ranked, n_items, k)
+            row[f"diversity@{k}"] = M.intra_list_diversity(ranked, vectors, mask, k)
+        row["fit_seconds"] = round(fitted - started, 3)
+        row["rank_seconds"] = round(ranked_at - fitted, 3)
+        rows.append({"model": model.name, **row})
+        per_user[model.name] = pd.DataFrame(users_frame)
+        seg_rows += _segment_rows(model.name, ranked, data, segments, ks)
+    metrics = pd.DataFrame(rows).set_index("model")
+    info = {"split": data.split.name, "train_events": len(data.split.train),
+            "test_events": len(data.split.test), "given_events": len(data.split.given),
+            "test_users": int(has_truth.sum()), "dropped_users": data.split.dropped_users,
+            "items": n_items, "bundle": str(data.bundle.path), "ks": list(ks)}
+    return Report(metrics=metrics, segments=pd.DataFrame(seg_rows), per_user=per_user, info=info)
+
+
+def _segment_rows(model: str, ranked: np.ndarray, data: EvalData, segments: dict, ks) -> list[dict]:
+    out = []
+    has_truth = data.truth.sizes > 0
+    for name, members in segments["user activity"].items():
+        keep = members & has_truth
+        row = {"model": model, "breakdown": "user activity", "segment": name, "users": int(keep.sum())}
+        for k in ks:
+            acc = M.accuracy(ranked, data.truth, k)
+            row[f"recall@{k}"] = float(acc["recall"][keep].mean()) if keep.any() else float("nan")
+            row[f"ndcg@{k}"] = float(acc["ndcg"][keep].mean()) if keep.any() else float("nan")
+        out.append(row)
+    for breakdown in ("item popularity", "item warmth"):
+        for name, items in segments[breakdown].items():
+            truth = data.truth.subset(items)
+            keep = truth.sizes > 0
+            row = {"model": model, "breakdown": breakdown, "segment": name, "users": int(keep.sum())}
+            for k in ks:
+                acc = M.accuracy(ranked, truth, k)
+                row[f"recall@{k}"] = float(acc["recall"][keep].mean()) if keep.any() else float("nan")
+                row[f"ndcg@{k}"] = float(acc["ndcg"][keep].mean()) if keep.any() else float("nan")
+                listed = ranked[:, :k][ranked[:, :k] >= 0]
+                row[f"share@{k}"] = float(items[listed].mean()) if len(listed) else 0.0
+            out.append(row)
+    return out

@@ -1,0 +1,121 @@
+"""Evaluations end to end on the synthetic market (users with known tastes), and the CLI."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from recsys.cli import cli
+from recsys.errors import ConfigError
+from recsys.evaluation import EvalData, MODELS, create_model, evaluate, make_split
+from recsys.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    return load_settings(state_dir=tmp_path_factory.mktemp("eval-state"), index={"recall_sample": 0})
+
+
+@pytest.fixture(scope="module")
+def temporal(market, market_events, settings):
+    return EvalData.build(market, make_split("temporal", market_events[0], test_fraction=0.2), settings)
+
+
+@pytest.fixture(scope="module")
+def report(temporal):
+    return evaluate(temporal, list(MODELS), ks=(5, 10), show_progress=False)
+
+
+def test_every_model_ranks_unseen_items_only(temporal):
+    for name in MODELS:
+        model = create_model(name, temporal.settings)
+        model.fit(temporal)
+        ranked = model.rank(temporal, 10)
+        assert ranked.shape == (len(temporal.users), 10)
+        for u in range(0, len(temporal.users), 97):
+            known = set(temporal.known[u].indices)
+            listed = ranked[u][ranked[u] >= 0]
+            assert not known & set(listed.tolist()), name
+            assert len(set(listed.tolist())) == len(listed)
+
+
+def test_the_report_orders_the_models_as_the_tastes_predict(report, temporal):
+    m = report.metrics
+    assert list(m.index) == list(MODELS)
+    for column in m.columns:
+        if column.split("@")[0] in ("precision", "recall", "ndcg", "map", "hitrate", "mrr", "coverage",
+                                    "popularity", "gini", "diversity"):
+            assert m[column].between(0, 1).all(), column
+    # the synthetic users shop by taste: learning from interactions beats guessing, the hybrid
+    # beats popularity, and popularity has the least coverage and the most popularity bias
+    assert m.loc["random", "ndcg@10"] < m.loc["popular", "ndcg@10"] < m.loc["hybrid", "ndcg@10"]
+    assert m.loc["als", "ndcg@10"] > m.loc["popular", "ndcg@10"]
+    assert m["coverage@10"].idxmin() == "popular" and m["popularity@10"].idxmax() == "popular"
+    assert m.loc["random", "novelty@10"] > m.loc["popular", "novelty@10"]
+    assert report.info["test_users"] == int((temporal.truth.sizes > 0).sum())
+    per_user = report.per_user["hybrid"]
+    assert per_user.loc[temporal.truth.sizes > 0, "ndcg@10"].mean() == pytest.approx(m.loc["hybrid", "ndcg@10"])
+
+
+def test_segments_break_the_metrics_down(report):
+    s = report.segments
+    assert set(s["breakdown"]) == {"user activity", "item popularity", "item warmth"}
+    hybrid = s[s["model"] == "hybrid"].set_index(["breakdown", "segment"])
+    assert {"light", "medium", "heavy"} <= set(hybrid.loc["user activity"].index)
+    shares = hybrid.loc["item popularity", "share@10"]
+    assert shares.sum() == pytest.approx(1.0)  # every recommended item is head, torso or tail
+    popular = s[(s["model"] == "popular") & (s["segment"] == "head")]
+    assert popular["share@10"].iloc[0] == pytest.approx(1.0)
+
+
+def test_the_report_is_saved_as_csv_and_json(report, tmp_path):
+    paths = report.save(tmp_path / "out")
+    payload = json.loads(paths["json"].read_text())
+    assert [row["model"] for row in payload["metrics"]] == list(MODELS)
+    assert paths["metrics"].read_text().startswith("model,precision@5")
+    assert "breakdown" in paths["segments"].read_text().splitlines()[0]
+    assert "| hybrid |" in report.table()
+
+
+def test_cold_users_are_placed_by_their_given_events(market, market_events, settings):
+    split = make_split("cold-users", market_events[0], user_fraction=0.2, given=3, seed=0)
+    data = EvalData.build(market, split, settings)
+    assert not set(data.users) & set(split.train["user_id"])
+    m = evaluate(data, ["random", "content", "hybrid"], ks=(10,), show_progress=False).metrics
+    assert m.loc["hybrid", "ndcg@10"] > 2 * m.loc["random", "ndcg@10"]
+    assert m.loc["content", "ndcg@10"] > 2 * m.loc["random", "ndcg@10"]
+
+
+def test_a_trained_bundle_is_evaluated_as_it_is(market, temporal, report, tmp_path):
+    from tests.conftest import train
+
+    trained = train(market, temporal.split.train, tmp_path)
+    m = evaluate(temporal, [f"bundle:{trained.path}"], ks=(10,), show_progress=False).metrics
+    assert m.iloc[0]["ndcg@10"] == pytest.approx(report.metrics.loc["hybrid", "ndcg@10"], abs=1e-3)
+    with pytest.raises(ConfigError, match="no user tower"):
+        evaluate(temporal, [f"bundle:{market.path}"], show_progress=False)
+    with pytest.raises(ConfigError, match="unknown model 'magic'"):
+        create_model("magic", temporal.settings)
+
+
+def test_recsys_evaluate(market, market_events, tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSYS_STATE_DIR", str(tmp_path / "state"))
+    events = tmp_path / "events.csv"
+    frame = market_events[0].copy()
+    frame["timestamp"] = frame["timestamp"].astype("int64") // 10**9  # epoch seconds in the file
+    frame.to_csv(events, index=False)
+    runner = CliRunner()
+    args = ["evaluate", "--data", str(events), "--bundle", str(market.path), "--split", "temporal",
+            "--last-n", "2", "--k", "5,10", "--models", "popular,content", "--out", str(tmp_path / "out"),
+            "--no-progress"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "temporal, last 2 per user" in result.output and "| content |" in result.output
+    assert (tmp_path / "out" / "report.json").is_file()
+    result = runner.invoke(cli, ["evaluate", "--data", str(events), "--no-progress"])
+    assert result.exit_code == 2 and "give --catalog SOURCE or --bundle DIR" in result.output
+    result = runner.invoke(cli, [*args[:-3], "--k", "ten"])
+    assert result.exit_code == 2 and "comma-separated integers" in result.output
+    result = runner.invoke(cli, [*args, "--given", "3"])
+    assert result.exit_code == 2 and "unexpected keyword argument 'given'" in result.output
+    np.testing.assert_array_equal(frame.columns, market_events[0].columns)
