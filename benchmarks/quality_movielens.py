@@ -82,7 +82,8 @@ def main() -> None:
     settings = load_settings(state_dir=ROOT / "state", seed=args.seed)
     bundle = item_bundle(args.data, args.work, settings)
     events = load_interactions(f"movielens:{args.data}", catalog=bundle.items)
-    train, test = temporal_split(events, test_fraction=args.test_fraction)
+    split = temporal_split(events, test_fraction=args.test_fraction)
+    train, test = split.train, split.test
     # the raw baselines get the plain rating matrix; ours builds its own from the same frame
     ratings = interaction_matrix(train, bundle.item_ids, event_weights={"rating": 1.0})
     test_users = sorted(set(test[S.USER_ID]))
