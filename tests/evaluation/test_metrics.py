@@ -59,6 +59,31 @@ def test_temporal_split_holds_out_each_users_latest():
         temporal_split(frame, test_fraction=1.5)
 
 
+def test_accuracy_matches_ranx():
+    """Every accuracy metric against ranx on random rankings. ranx's AP@k divides by all relevant
+    items, ours by the most a top k can hold, ``min(|R|, k)``: compared after rescaling."""
+    import warnings
+
+    ranx = pytest.importorskip("ranx")
+    rng = np.random.default_rng(3)
+    n_users, n_items, k = 60, 80, 10
+    relevant = [np.flatnonzero(rng.random(n_items) < rng.uniform(0.02, 0.3)) for _ in range(n_users)]
+    ranked = np.array([rng.permutation(n_items)[:k] for _ in range(n_users)])
+    users = [u for u in range(n_users) if len(relevant[u])]
+    qrels = ranx.Qrels({f"u{u:03d}": {f"i{i}": 1 for i in relevant[u]} for u in users})
+    run = ranx.Run({f"u{u:03d}": {f"i{i}": float(k - r) for r, i in enumerate(ranked[u])} for u in users})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # numba's type-cast notes
+        theirs = ranx.evaluate(qrels, run, [f"{m}@{k}" for m in ("precision", "recall", "ndcg", "map",
+                                                                  "hit_rate", "mrr")], return_mean=False)
+    ours = M.accuracy(ranked, M.Truth(relevant, n_items), k)
+    sizes = np.array([len(relevant[u]) for u in users], float)
+    for name, theirs_name in [("precision", "precision"), ("recall", "recall"), ("ndcg", "ndcg"),
+                              ("hitrate", "hit_rate"), ("mrr", "mrr")]:
+        np.testing.assert_allclose(ours[name][users], theirs[f"{theirs_name}@{k}"], atol=1e-9, err_msg=name)
+    np.testing.assert_allclose(ours["map"][users] * np.minimum(sizes, k) / sizes, theirs[f"map@{k}"], atol=1e-9)
+
+
 def test_every_accuracy_metric_by_hand():
     truth = M.Truth([[1, 3, 9], [5], [], [2]], n_items=10)
     ranked = np.array([[0, 1, 2, 3], [5, 6, -1, -1], [1, 2, 3, 4], [0, 4, 6, 7]])
