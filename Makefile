@@ -2,12 +2,12 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-CATALOG ?= synthetic:2000
+CATALOG ?= synthetic:1000
 BUNDLE ?= models/demo
 INTERACTIONS ?= synthetic
 FEED_USER ?= U000001
 
-.PHONY: install demo test bench quality clean
+.PHONY: install browser demo cli-demo test bench quality clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,23 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
+	$(VENV)/bin/recsys demo --catalog $(CATALOG)
+
+# the CLI step by step: build, neighbours, train, a feed
+cli-demo: install
 	$(VENV)/bin/recsys build --catalog $(CATALOG) --out $(BUNDLE)
 	$(VENV)/bin/recsys similar --bundle $(BUNDLE) $$($(VENV)/bin/recsys items --bundle $(BUNDLE) --limit 2) --k 8
 	$(VENV)/bin/recsys train --bundle $(BUNDLE) --interactions $(INTERACTIONS)
 	$(VENV)/bin/recsys recommend --bundle $(BUNDLE) $(FEED_USER) --k 8
 
-test: install
+# the browser tests drive Debian's Chromium; without root (or apt) they are skipped with a reason
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  apt-get install -y -q chromium chromium-driver >/dev/null || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null) || \
+	  echo "warning: could not install chromium and chromium-driver; the browser tests will be skipped"
+
+test: install browser
 	$(PY) -m pytest
 
 bench: install

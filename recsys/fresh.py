@@ -19,6 +19,7 @@ from recsys.bundle import Bundle
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.data.validate import validate_catalog
+from recsys.errors import InvalidRequest
 from recsys.filters import FilterColumns
 from recsys.towers.base import TowerOutput
 from recsys.towers.item import ItemVectors, combine
@@ -77,6 +78,18 @@ class ItemEmbedder:
         """Per-modality unit vectors of validated catalog rows, in the bundle's spaces."""
         towers = self.warm()
         return {name: tower.encode(catalog, show_progress=False) for name, tower in towers.items()}
+
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """A free-text query's unit vector in the bundle's text space.
+
+        Raises:
+            InvalidRequest: the bundle has no text encoder.
+        """
+        towers = self.warm()
+        if "text" not in towers:
+            raise InvalidRequest(f"bundle {self.bundle.version} has no text encoder to search with")
+        return towers["text"].encode_texts([text])[0]
 
 
 def make_entry(item: dict, outputs: dict[str, TowerOutput]) -> dict:

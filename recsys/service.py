@@ -20,7 +20,7 @@ from recsys.index.annoy import MIN_CANDIDATES, AnnIndex
 from recsys.index.mips import augment_query
 from recsys.towers.item import check_weights, rows_dot, weighted_scores
 
-__all__ = ["Recommender", "Scored", "Feed", "MAX_K", "check_k", "DISPLAY_COLUMNS"]
+__all__ = ["Recommender", "Scored", "Feed", "MAX_K", "check_k", "DISPLAY_COLUMNS", "image_path"]
 
 MAX_K = 1000
 # item attributes every result carries, so a widget can render it without another call
@@ -114,7 +114,19 @@ class Recommender:
         columns = [c for c in DISPLAY_COLUMNS if c in items.columns]
         frame = items[["item_id", *columns]].astype(object)
         frame = frame.where(frame.notna(), None)
-        return {r["item_id"]: {c: r[c] for c in columns} for r in frame.to_dict("records")}
+        images = items["image"].fillna("").astype(str).to_numpy() if "image" in items else None
+        return {r["item_id"]: {**{c: r[c] for c in columns},
+                               "image": image_path(r["item_id"], images[i] if images is not None else "")}
+                for i, r in enumerate(frame.to_dict("records"))}
+
+    def listing(self, filters: ItemFilter | None = None) -> list[str]:
+        """Every servable item id that passes ``filters``: the bundle's in catalog order (deleted
+        and replaced ones left out), then the put items."""
+        allowed = self._allowed(filters) & ~self.changes.hidden
+        ids = [str(i) for i in self.bundle.item_ids.ids[allowed]]
+        keep = self.changes.columns.mask(_without_include(filters), known_elsewhere=self.bundle.item_ids)
+        fresh = self.changes.ids.ids if keep is None else self.changes.ids.ids[keep]
+        return ids + [str(i) for i in fresh]
 
     def with_changes(self, changes: ItemChanges) -> Recommender:
         """A recommender over the same bundle that also serves put items and hides deleted ones
@@ -203,10 +215,34 @@ class Recommender:
             raise InvalidRequest(f"item {item_id!r} has no {lacking} data, so these weights leave "
                                  "nothing to compare; give weight to another modality",
                                  item_id=item_id)
+        return self._nearest(query, weights, n, filters, row=row, exclude=item_id, default=default,
+                             combined_query=combined_query if has_combined else None)
+
+    def search(self, vector: np.ndarray, n: int = 10, filters: ItemFilter | None = None) -> list[Scored]:
+        """Items whose text is nearest to a text query's unit ``vector`` (from the bundle's text
+        encoder), best first, put items included and deleted ones left out.
+
+        Raises:
+            InvalidRequest: the bundle has no text modality, or bad ``n`` or filters.
+        """
+        n = check_k(n)
+        if "text" not in self.bundle.vectors.blocks:
+            raise InvalidRequest(f"bundle {self.version} has no text modality to search")
+        return self._nearest({"text": np.asarray(vector, np.float32)}, {"text": 1.0}, n, filters)
+
+    def _nearest(self, query: dict, weights: dict[str, float], n: int, filters: ItemFilter | None, *,
+                 row: int | None = None, exclude: str | None = None, default: bool = False,
+                 combined_query: np.ndarray | None = None) -> list[Scored]:
+        """The best ``n`` items for per-modality ``query`` vectors under ``weights``: the bundle's
+        items (precomputed lists, Annoy candidates or exact search, re-scored exactly) merged
+        with the put items scored exactly. ``row``/``exclude`` leave the query item out."""
+        vectors, changes = self.bundle.vectors, self.changes
+        usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
         allowed = self._allowed(filters)
         allowed &= ~changes.hidden
         if row is not None:
             allowed[row] = False
+        has_combined = combined_query is not None
         searches: list[tuple[AnnIndex, np.ndarray]] = []
         if has_combined:
             searches.append((self.bundle.indexes["combined"], combined_query))
@@ -229,7 +265,7 @@ class Recommender:
         if len(changes):  # put items are few: score them all exactly, then merge
             keep = changes.columns.mask(_without_include(filters), known_elsewhere=self.bundle.item_ids)
             fresh_rows = np.flatnonzero(np.ones(len(changes), bool) if keep is None else keep)
-            fresh_rows = fresh_rows[changes.ids.ids[fresh_rows] != item_id]
+            fresh_rows = fresh_rows[changes.ids.ids[fresh_rows] != exclude]
             if filters is not None and filters.include:
                 fresh_rows = fresh_rows[np.isin(changes.ids.ids[fresh_rows], filters.include)]
             fresh_scores = weighted_scores(changes.vectors.blocks, query, fresh_rows, weights)
@@ -408,6 +444,13 @@ def _merge(recent: np.ndarray, recent_strength: float, rows: np.ndarray,
     all_strength = np.concatenate([strength, np.full(len(recent), recent_strength, np.float32)])
     unique, inverse = np.unique(all_rows, return_inverse=True)
     return unique, np.bincount(inverse, weights=all_strength, minlength=len(unique)).astype(np.float32)
+
+
+def image_path(item_id: str, source) -> str | None:
+    """The API path of an item's image, or ``None`` when it has none."""
+    from urllib.parse import quote
+
+    return f"/v1/items/{quote(str(item_id), safe='')}/image" if isinstance(source, str) and source else None
 
 
 def plain_value(value):

@@ -182,6 +182,11 @@ class ApiSettings(_Section):
         "X-API-Key: KEY); also read from `RECSYS_API_KEY`; unset = writes are refused",
     )
     protect_reads: bool = Field(False, description="require the API key on read endpoints too")
+    public_interactions: bool = Field(
+        False, description="accept POST /v1/interactions without the API key (a shop page posting "
+        "its visitors' clicks from the browser; `recsys demo` turns it on); item writes still need it",
+    )
+    web: bool = Field(True, description="serve the demo shop page at / and the embeddable widget at /widget.js")
     cors_origins: list[str] = Field(
         default_factory=list, description="origins allowed to call the API from a browser; "
         "[\"*\"] for any",

@@ -55,6 +55,10 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.extensions["recsys.metrics"] = metrics
     register_error_handlers(app)
     app.register_blueprint(bp)
+    if settings.api.web:
+        from recsys.web import bp as web
+
+        app.register_blueprint(web)
     if settings.api.cors_origins:
         from flask_cors import CORS
 

@@ -66,7 +66,8 @@ def _schemas() -> dict:
         "item_id": {"type": "string"}, "score": {"type": "number"},
         "title": {"type": ["string", "null"]}, "category": {"type": ["string", "null"]},
         "price": {"type": ["number", "null"]}, "colour": {"type": ["string", "null"]},
-        "cold": {"type": "boolean", "description": "placed by content: nobody interacted with it"}}}
+        "cold": {"type": "boolean", "description": "placed by content: nobody interacted with it"},
+        "image": {"type": ["string", "null"], "description": "path of the item's image (GET it), null without one"}}}
     version = {"type": "string", "description": "the bundle version that produced the response"}
     filters = {"type": "object", "description": "the filters applied, normalised"}
     feed = {"type": "object", "required": ["version", "k", "strategy", "items"], "properties": {
@@ -84,6 +85,13 @@ def _schemas() -> dict:
                                    "filters": filters,
                                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}},
         "Feed": feed,
+        "ItemList": {"type": "object", "required": ["version", "total", "offset", "limit", "items"],
+                     "properties": {"version": version, "total": {"type": "integer"},
+                                    "offset": {"type": "integer"}, "limit": {"type": "integer"},
+                                    "filters": filters, "items": {"type": "array", "items": {"type": "object"}}}},
+        "Search": {"type": "object", "required": ["version", "q", "k", "items"], "properties": {
+            "version": version, "q": {"type": "string"}, "k": {"type": "integer"}, "filters": filters,
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}},
         "Item": {"type": "object", "required": ["version", "item"], "properties": {
             "version": version, "item": {"type": "object", "required": ["item_id", "fresh"],
                                          "properties": {"item_id": {"type": "string"},
@@ -138,11 +146,34 @@ def document() -> dict:
             "requestBody": _body(SessionIn),
             "responses": {**_ok("Feed"), **_errors(400, 405, 413, 503)}}},
         "/v1/interactions": {"post": {
-            "summary": "Log one event, a list of events, or {\"events\": [...]}",
+            "summary": "Log one event, a list of events, or {\"events\": [...]} (the API key is not "
+                       "needed when the server sets RECSYS_API__PUBLIC_INTERACTIONS)",
             "security": _SECURITY,
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/InteractionsBody"}}}},
             "responses": {**_ok("Accepted", "stored in the log", "202"), **_errors(*_WRITE_ERRORS)}}},
+        "/v1/items": {"get": {
+            "summary": "The catalog, page by page (the shop's grid)",
+            "parameters": [_param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 24},
+                                  "items per page"),
+                           _param("offset", "query", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
+                                  "items to skip"), *_FILTERS[:3]],
+            "responses": {**_ok("ItemList"), **_errors(*_READ_ERRORS)}}},
+        "/v1/search": {"get": {
+            "summary": "Items whose text is nearest to a free-text query (the text tower)",
+            "parameters": [_param("q", "query", {"type": "string", "minLength": 1, "maxLength": 500,
+                                                 "pattern": r"\S"}, "the query text", required=True),
+                           _K(10), *_FILTERS],
+            "responses": {**_ok("Search"), **_errors(*_READ_ERRORS)}}},
+        "/v1/items/{item_id}/image": {"get": {
+            "summary": "An item's image",
+            "parameters": [_ITEM_ID],
+            "responses": {"200": {"description": "the image", "content": {
+                              "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                              "image/png": {"schema": {"type": "string", "format": "binary"}},
+                              "image/webp": {"schema": {"type": "string", "format": "binary"}}}},
+                          "302": {"description": "the item's image lives at another address (Location)"},
+                          **_errors(*_READ_ERRORS)}}},
         "/v1/items/{item_id}": {
             "get": {"summary": "An item's attributes", "parameters": [_ITEM_ID],
                     "responses": {**_ok("Item"), **_errors(*_READ_ERRORS)}},

@@ -9,20 +9,22 @@ import hmac
 import logging
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import redis
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, current_app, g, redirect, request, send_file
 
 from recsys.api.errors import Forbidden, Unauthorized, Unavailable, dump_json
 from recsys.api.schemas import InteractionsIn, ItemIn, QueryArgs, SessionIn, check_id, parse_body
 from recsys.api.state import Serving
 from recsys.data import schema as S
+from recsys.data.images import data_url_bytes
 from recsys.data.validate import validate_catalog
 from recsys.errors import InvalidRequest, NotFound, RecsysWarning
 from recsys.fresh import ITEM_FIELDS, make_entry
-from recsys.service import DISPLAY_COLUMNS, Recommender, Scored, plain_value
+from recsys.service import DISPLAY_COLUMNS, MAX_K, Recommender, Scored, image_path, plain_value
 from recsys.store.activity import Event
 from recsys.store.redis import cache_field
 
@@ -89,7 +91,9 @@ def _rows(recommender: Recommender, scored: list[Scored], cold: bool = False) ->
     out = []
     for s in scored:
         if s.item_id in changes.ids:
-            meta = {k: v for k, v in recommender.item(s.item_id).items() if k in DISPLAY_COLUMNS}
+            item = recommender.item(s.item_id)
+            meta = {**{k: v for k, v in item.items() if k in DISPLAY_COLUMNS},
+                    "image": image_path(s.item_id, item.get("image"))}
         else:
             meta = display[s.item_id]
         row = {"item_id": s.item_id, "score": round(s.score, 5), **meta}
@@ -224,6 +228,60 @@ def session_feed():
     return _json(_feed_body(recommender, feed, body.k, item_filter))
 
 
+@bp.get("/v1/items")
+def list_items():
+    _check_read_access()
+    args = QueryArgs(request.args, ("limit", "offset", "category", "min_price", "max_price"))
+    limit = args.integer("limit", 24, 1, MAX_K)
+    offset = args.integer("offset", 0, 0, 10**9)
+    item_filter = args.item_filter()
+    serving = _serving()
+    serving.catch_up()
+    recommender = _use(serving.recommender())
+    ids = recommender.listing(item_filter)
+    page = [Scored(i, 0.0) for i in ids[offset:offset + limit]]
+    rows = [{k: v for k, v in row.items() if k != "score"} for row in _rows(recommender, page)]
+    return _json({"version": recommender.version, "total": len(ids), "offset": offset, "limit": limit,
+                  "filters": item_filter.describe(), "items": rows})
+
+
+@bp.get("/v1/search")
+def search():
+    _check_read_access()
+    args = QueryArgs(request.args, ("q", "k", "category", "min_price", "max_price", "exclude"))
+    text = args.text("q")
+    k = args.k(10)
+    item_filter = args.item_filter()
+    serving = _serving()
+    serving.catch_up()
+    recommender = _use(serving.recommender())
+    vector = serving.embedder.embed_query(text)
+    found = recommender.search(vector, n=k, filters=item_filter)
+    return _json({"version": recommender.version, "q": text, "k": k, "filters": item_filter.describe(),
+                  "items": _rows(recommender, found)})
+
+
+@bp.get("/v1/items/<item_id>/image")
+def item_image(item_id: str):
+    _check_read_access()
+    check_id(item_id, "item")
+    QueryArgs(request.args, ())
+    recommender = _use(_serving().recommender())
+    source = recommender.item(item_id).get("image") or ""
+    if source.startswith(("http://", "https://")):
+        return redirect(source, code=302)
+    if source.startswith("data:"):
+        try:
+            mimetype, data = data_url_bytes(source)
+        except ValueError:
+            raise NotFound(f"item {item_id!r} has an unreadable image", item_id=item_id) from None
+        return Response(data, mimetype=mimetype, headers={"Cache-Control": "public, max-age=3600"})
+    if source and Path(source).is_file():
+        return send_file(Path(source).resolve(), max_age=3600)
+    raise NotFound(f"item {item_id!r} has no image" + (" file on this server" if source else ""),
+                   item_id=item_id)
+
+
 @bp.get("/v1/items/<item_id>")
 def get_item(item_id: str):
     _check_read_access()
@@ -272,8 +330,9 @@ def _write(what: str, write, items: bool = False):
 
 @bp.post("/v1/interactions")
 def post_interactions():
-    require_key()
     serving = _serving()
+    if not serving.settings.api.public_interactions:
+        require_key()
     recommender = _use(serving.recommender())
     data = _json_body()
     if isinstance(data, list):

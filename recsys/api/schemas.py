@@ -183,6 +183,26 @@ class QueryArgs:
             raise InvalidRequest(f"k must be an integer from 1 to {MAX_K} (got {raw!r})")
         return value
 
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.args.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise InvalidRequest(f"{name} must be an integer from {low} to {high} (got {raw!r})")
+        return value
+
+    def text(self, name: str, max_length: int = 500) -> str:
+        raw = (self.args.get(name) or "").strip()
+        if not raw:
+            raise InvalidRequest(f"give {name}, e.g. ?{name}=red+dress")
+        if len(raw) > max_length or any(not c.isprintable() for c in raw):
+            raise InvalidRequest(f"{name} must be at most {max_length} printable characters")
+        return raw
+
     def flag(self, name: str, default: bool) -> bool:
         raw = self.args.get(name)
         if raw is None:

@@ -30,19 +30,29 @@ def open_image(source: str, *, draft_size: int | None = None) -> Image.Image:
         with urllib.request.urlopen(source, timeout=_URL_TIMEOUT_S) as response:
             image = Image.open(io.BytesIO(response.read()))
     elif source.startswith("data:"):
-        header, _, payload = source.partition(",")
-        if not header.endswith(";base64"):
-            raise ValueError("a data: image URL must be base64-encoded (data:image/png;base64,...)")
-        try:
-            image = Image.open(io.BytesIO(base64.b64decode(payload, validate=True)))
-        except binascii.Error as exc:
-            raise ValueError(f"the data: image URL is not valid base64 ({exc})") from exc
+        image = Image.open(io.BytesIO(data_url_bytes(source)[1]))
     else:
         image = Image.open(source)
     if draft_size:
         image.draft("RGB", (draft_size, draft_size))
     image.load()
     return image.convert("RGB")
+
+
+def data_url_bytes(source: str) -> tuple[str, bytes]:
+    """``(mimetype, bytes)`` of a ``data:image/...;base64,...`` URL.
+
+    Raises:
+        ValueError: not base64-encoded, or not valid base64.
+    """
+    header, _, payload = source.partition(",")
+    if not header.endswith(";base64"):
+        raise ValueError("a data: image URL must be base64-encoded (data:image/png;base64,...)")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"the data: image URL is not valid base64 ({exc})") from exc
+    return header[len("data:"):-len(";base64")] or "application/octet-stream", data
 
 
 def image_key(source: str) -> str | None:

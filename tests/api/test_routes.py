@@ -266,8 +266,8 @@ def test_the_openapi_document_matches_the_routes(app, client):
     documented = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     served = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
+        if rule.endpoint == "static" or rule.endpoint.startswith("web."):
+            continue  # the demo page is not part of the API
         path = rule.rule.replace("<", "{").replace(">", "}")
         served |= {(m, path) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert documented == served
@@ -293,3 +293,71 @@ def test_a_bad_published_bundle_is_refused_and_the_old_one_keeps_serving(client,
     ready = client.get("/readyz").json
     assert ready["status"] == "degraded"
     assert any(copy.name in reason and "sha256" in reason for reason in ready["reasons"])
+
+
+# -- the shop's reads: catalog pages, search, images, the page itself ---------------------------
+
+
+def test_the_catalog_is_listed_page_by_page(client, served_bundle):
+    r = client.get("/v1/items?limit=5&offset=10")
+    assert r.status_code == 200 and r.json["total"] == len(served_bundle.item_ids)
+    assert ids_of(r) == [str(i) for i in served_bundle.item_ids.ids[10:15]]
+    assert {"title", "category", "price", "image"} <= set(r.json["items"][0])
+    category = served_bundle.items["category"].iloc[0].split("/")[0]
+    r = client.get(f"/v1/items?category={category}&limit=1000")
+    assert r.json["total"] == served_bundle.items["category"].str.split("/").str[0].eq(category).sum()
+    assert all(row["category"].startswith(category) for row in r.json["items"])
+    assert_error(client.get("/v1/items?limit=0"), 400, "invalid_request", "limit must be an integer")
+    assert_error(client.get("/v1/items?offset=-1"), 400, "invalid_request", "offset")
+
+
+def test_search_finds_items_by_their_text(client, served_bundle):
+    items = served_bundle.items
+    colour = items["colour"].replace("", None).dropna().iloc[0]
+    r = client.get(f"/v1/search?q={colour}&k=10")
+    assert r.status_code == 200 and r.json["q"] == colour and len(r.json["items"]) == 10
+    found = items.set_index("item_id").loc[ids_of(r)]
+    assert (found["colour"] == colour).mean() >= 0.7, found[["title", "colour"]]
+    scores = [row["score"] for row in r.json["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert_error(client.get("/v1/search"), 400, "invalid_request", "give q")
+    assert_error(client.get("/v1/search?q=" + "x" * 501), 400, "invalid_request", "at most 500")
+
+
+def test_item_images_are_served(client, served_bundle):
+    item = first_items(served_bundle)[0]
+    assert_error(client.get(f"/v1/items/{item}/image"), 404, "not_found", "has no image")  # no images here
+    pixel = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8"
+             "DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+    source = served_bundle.items.iloc[3]
+    body = {"title": source["title"], "category": source["category"], "price": 9.5, "image": pixel}
+    assert client.put("/v1/items/WITH-IMAGE", json=body, headers=WRITE).status_code == 201
+    r = client.get("/v1/items/WITH-IMAGE/image")
+    assert r.status_code == 200 and r.mimetype == "image/png" and r.data.startswith(b"\x89PNG")
+    row = client.get("/v1/items?limit=1000&offset=0").json
+    assert_error(client.get("/v1/items/NOPE/image"), 404, "not_found")
+    assert row["total"] == len(served_bundle.item_ids) + 1
+
+
+def test_the_shop_page_and_the_widget_script(client, served_bundle):
+    page = client.get("/")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    users = ",".join(str(u) for u in served_bundle.collab.user_ids.ids[:5])
+    assert f'data-users="{users}"' in page.get_data(as_text=True)
+    assert client.get("/shop/static/shop.js").status_code == 200
+    widget = client.get("/widget.js")
+    assert widget.status_code == 200 and "data-recsys-similar" in widget.get_data(as_text=True)
+
+
+def test_public_interactions_need_no_key(tmp_path, redis_url, redis_prefix, served_bundle):
+    from recsys.api import create_app
+    from recsys.store import RedisStore, connect
+    from tests.api.conftest import api_settings
+
+    RedisStore(connect(redis_url), prefix=redis_prefix).publish(served_bundle.path)
+    app = create_app(api_settings(tmp_path, redis_url, redis_prefix, public_interactions=True))
+    client = app.test_client()
+    event = {"user_id": "visitor-x", "item_id": first_items(served_bundle)[0], "event": "click"}
+    assert client.post("/v1/interactions", json=event).status_code == 202
+    assert_error(client.put("/v1/items/X", json={"title": "x"}), 401, "unauthorized")  # item writes still need it
+    app.extensions["recsys"].stop()

@@ -1,0 +1,34 @@
+"""The demo shop page (``/``) and the embeddable similar-items widget (``/widget.js``).
+
+Plain HTML, CSS and JavaScript served by the API's own Flask app, with no build step; the page
+only calls the public API, like any other client.
+"""
+from __future__ import annotations
+
+from html import escape
+from importlib.resources import files
+
+from flask import Blueprint, Response, current_app
+
+__all__ = ["bp"]
+
+bp = Blueprint("web", __name__, static_folder="static", static_url_path="/shop/static")
+_SHOWN_USERS = 5
+
+
+@bp.get("/")
+def shop() -> Response:
+    """The shop page; the user picker offers a few trained users beside the anonymous visitor."""
+    current = current_app.extensions["recsys"].current
+    users = []
+    if current is not None and current.bundle.collab is not None:
+        users = [str(u) for u in current.bundle.collab.user_ids.ids[:_SHOWN_USERS]]
+    page = (files(__package__) / "static" / "index.html").read_text()
+    return Response(page.replace("{users}", escape(",".join(users))), mimetype="text/html")
+
+
+@bp.get("/widget.js")
+def widget() -> Response:
+    response = bp.send_static_file("widget.js")
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
