@@ -171,7 +171,7 @@ def similar(item_id: str):
     _check_read_access()
     check_id(item_id, "item")
     args = QueryArgs(request.args, ("k", "weights", *FILTER_ARGS))
-    recommender = _use(_serving().recommender())
+    _use(_serving().recommender())  # not ready: 503 before parsing the query
     k = args.k(10)
     weights = args.weights()
     item_filter = args.item_filter()

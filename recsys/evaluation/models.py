@@ -8,6 +8,7 @@ time (their training events and any ``given`` events): the same rule the service
 from __future__ import annotations
 
 import shutil
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,16 +101,17 @@ class EvalData:
         return out
 
 
-class Model:
+class Model(ABC):
     """A ranking model: :meth:`fit` on the training events, then :meth:`rank` every test user."""
 
     name = "model"
 
-    def fit(self, data: EvalData) -> None:  # noqa: B027 - most models have something to fit
-        pass
+    def fit(self, data: EvalData) -> None:  # noqa: B027 - a model without training keeps this
+        """Learn from ``data.train`` (nothing, for models that only count or draw)."""
 
+    @abstractmethod
     def rank(self, data: EvalData, n: int) -> np.ndarray:
-        raise NotImplementedError
+        """``(test users, n)`` item rows, best first, ``-1`` padding; known items left out."""
 
 
 class RandomModel(Model):

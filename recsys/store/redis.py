@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import redis
 
-from recsys.bundle import MANIFEST, read_bundle, resolve_bundle_path
+from recsys.bundle import MANIFEST, read_bundle
 from recsys.errors import BundleError, NotFound
 from recsys.store.keys import Keys
 
