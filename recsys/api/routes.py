@@ -155,7 +155,9 @@ def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, *, user:
     if snap.gen is not None and ttl and key is not None:
         metrics.cache.labels(endpoint, "miss").inc()
         field = cache_field(recommender.version, recommender.changes.gen, query)
-        serving.breaker.call(lambda: serving.store.cached(key, field, ttl)(body))
+        # a user's feed carries the activity count its recent items were read at
+        stored = body if user is None else f"{snap.activity}\n".encode() + body
+        serving.breaker.call(lambda: serving.store.cached(key, field, ttl)(stored))
         if serving.subscribed:
             local.put((kind, owner, field), body, epoch)
     else:

@@ -38,6 +38,7 @@ class Snapshot:
     gen: int | None = None
     cached: bytes | None = None
     recent: list[str] | None = None
+    activity: int | None = None  # the user's interaction posts so far (see Keys.activity)
 
 
 class LocalCache:
@@ -298,6 +299,7 @@ class Serving:
                 pipe.hget(cache_key, field)
             if recent_user is not None:
                 pipe.lrange(keys.recent(recent_user), 0, self.settings.redis.recent_items - 1)
+                pipe.get(keys.activity(recent_user))
             return pipe.execute()
 
         result = self.breaker.call(ask)
@@ -306,14 +308,18 @@ class Serving:
         active = result[0].decode() if result[0] is not None else None  # a new one: the follower loads it
         gen = int(result[1] or 0)
         cached = result[2] if cache_key is not None else None
-        recent = None
+        recent = activity = None
         if recent_user is not None:
-            recent = list(dict.fromkeys(r.decode() for r in result[-1]))
+            recent = list(dict.fromkeys(r.decode() for r in result[-2]))
+            activity = int(result[-1] or 0)
+            if cached is not None:  # computed at another activity count: stale, whenever written
+                count, _, body = cached.partition(b"\n")
+                cached = body if count == str(activity).encode() else None
         current = self.current
         if current is not None and gen != current.changes.gen:
             self.sync_items()
             cached = None  # computed against other item changes
-        return Snapshot(active=active, gen=gen, cached=cached, recent=recent)
+        return Snapshot(active=active, gen=gen, cached=cached, recent=recent, activity=activity)
 
     def readiness(self) -> tuple[bool, list[str]]:
         """``(ready, reasons it is degraded or not ready)``."""

@@ -82,7 +82,11 @@ class ActivityStore:
             pipe.lpush(key, *items)  # the newest ends up first
             pipe.ltrim(key, 0, self.recent_items - 1)
             pipe.expire(key, self.recent_ttl)
-            pipe.delete(self.keys.result("user", user_id))  # the user's cached feeds are stale
+            # the user's cached feeds are stale; one computed from the recent items read before this
+            # and written after it carries the old count, so readers refuse it
+            pipe.incr(self.keys.activity(user_id))
+            pipe.expire(self.keys.activity(user_id), self.recent_ttl)
+            pipe.delete(self.keys.result("user", user_id))
         pipe.publish(self.keys.events, json.dumps({"users": list(users)}))  # and workers' copies
         return [i.decode() for i in pipe.execute()[: len(events)]]
 

@@ -13,8 +13,11 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
     P:items:deleted                 set     item ids hidden from every result
     P:log                           stream  the interaction log the next training reads
     P:recent:<user_id>              list    the user's recent item ids, newest first
+    P:activity:<user_id>            string  counter bumped by each of the user's interaction posts;
+                                            a cached feed carries the count it was computed at
     P:result:<kind>:<owner>         hash    cached response bodies of one item, user or session;
-                                            field = bundle version | item generation | query
+                                            field = bundle version | item generation | query; a
+                                            user's value is the activity count, a newline, the body
 """
 from __future__ import annotations
 
@@ -73,6 +76,9 @@ class Keys:
     @property
     def log(self) -> str:
         return self._key("log")
+
+    def activity(self, user_id: str) -> str:
+        return self._key("activity", user_id)
 
     def recent(self, user_id: str) -> str:
         return self._key("recent", user_id)

@@ -361,3 +361,19 @@ def test_public_interactions_need_no_key(tmp_path, redis_url, redis_prefix, serv
     assert client.post("/v1/interactions", json=event).status_code == 202
     assert_error(client.put("/v1/items/X", json={"title": "x"}), 401, "unauthorized")  # item writes still need it
     app.extensions["recsys"].stop()
+
+
+def test_a_feed_computed_before_an_interaction_is_never_served_after_it(client, serving, served_bundle):
+    user = str(served_bundle.collab.user_ids.ids[9])
+    path = f"/v1/users/{user}/recommendations?k=6&exclude_seen=false"  # computed and cached in Redis
+    first = client.get(path)
+    assert first.json["recent"] == 0
+    key = serving.store.keys.result("user", user)
+    [(field, stored)] = serving.client.hgetall(key).items()
+    assert stored == b"0\n" + first.data  # the body, behind the activity count it was computed at
+    event = {"user_id": user, "item_id": first_items(served_bundle)[0], "event": "click"}
+    assert client.post("/v1/interactions", json=event, headers=WRITE).status_code == 202
+    # a slow request that read the recent items before the post writes its feed only now
+    serving.client.hset(key, field, stored)
+    again = client.get(path)
+    assert again.json["recent"] == 1 and again.data != first.data
