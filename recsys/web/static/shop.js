@@ -167,7 +167,7 @@ async function showItem(itemId) {
   const view = document.getElementById("view");
   const { item } = await api(`/v1/items/${encodeURIComponent(itemId)}`);
   const first = await api(`/v1/items/${encodeURIComponent(itemId)}/similar?k=${K_SIMILAR}` +
-    (item.category ? `&category=${encodeURIComponent(item.category.split("/")[0])}` : ""));
+    (item.category ? `&category=${encodeURIComponent(item.category)}` : ""));
   const image = el("div", { class: "img" });
   image.style.backgroundImage = `url("/v1/items/${encodeURIComponent(itemId)}/image")`;
   const sliders = el("div", { class: "sliders" });
@@ -195,7 +195,7 @@ async function showItem(itemId) {
       el("p", {}, item.description || ""),
       el("h2", { class: "section" }, "Similar items: what matters to you?"),
       sliders,
-      el("label", {}, sameCategory, ` only in ${category.split("/")[0] || "this category"}`),
+      el("label", {}, sameCategory, ` only in ${category.split("/").pop() || "this category"}`),
       el("p", { class: "note", id: "similar-note" }, "")));
   const similar = el("div", { id: "similar", class: "cards" });
   view.replaceChildren(product, el("h2", { class: "section" }, "Similar items"), similar);
@@ -217,9 +217,9 @@ async function loadSimilar(itemId) {
     return;
   }
   const product = document.getElementById("product");
-  const department = (product.dataset.category || "").split("/")[0];
-  const filter = document.getElementById("same-category").checked && department
-    ? `&category=${encodeURIComponent(department)}` : "";
+  const category = product.dataset.category || "";
+  const filter = document.getElementById("same-category").checked && category
+    ? `&category=${encodeURIComponent(category)}` : "";
   try {
     renderSimilar(await api(`/v1/items/${encodeURIComponent(itemId)}/similar?k=${K_SIMILAR}&weights=${weights.join(",")}${filter}`));
   } catch (error) {
