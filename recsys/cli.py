@@ -10,6 +10,7 @@ import click
 import pandas as pd
 
 from recsys.errors import BundleError, ConfigError, RecsysError
+from recsys.evaluation.splits import SPLITS
 from recsys.settings import Settings, load_settings
 
 __all__ = ["main", "cli"]
@@ -416,7 +417,7 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--bundle", type=click.Path(path_type=Path), default=None,
               help="an item-side bundle to use instead of building one from --catalog")
 @click.option("--split", "split_kind", default="temporal", show_default=True,
-              type=click.Choice(["temporal", "random", "cutoff", "cold-items", "cold-users"]))
+              type=click.Choice(list(SPLITS)))
 @click.option("--test-fraction", type=float, default=None, help="temporal/random: share held out (0.2)")
 @click.option("--last-n", type=int, default=None, help="temporal: hold out each user's last N events")
 @click.option("--cutoff", default=None, help="cutoff: a date or epoch seconds (default: 80%% of events before)")

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Literal
+from urllib.parse import quote
 
 import numpy as np
 
@@ -119,14 +120,21 @@ class Recommender:
                                "image": image_path(r["item_id"], images[i] if images is not None else "")}
                 for i, r in enumerate(frame.to_dict("records"))}
 
-    def listing(self, filters: ItemFilter | None = None) -> list[str]:
-        """Every servable item id that passes ``filters``: the bundle's in catalog order (deleted
-        and replaced ones left out), then the put items."""
-        allowed = self._allowed(filters) & ~self.changes.hidden
-        ids = [str(i) for i in self.bundle.item_ids.ids[allowed]]
+    def listing(self, filters: ItemFilter | None = None, offset: int = 0,
+                limit: int = 24) -> tuple[int, list[str]]:
+        """One page of the servable items that pass ``filters``: the bundle's in catalog order
+        (deleted and replaced ones left out), then the put items.
+
+        Returns:
+            ``(how many pass in all, the ids from offset to offset + limit)``.
+        """
+        rows = np.flatnonzero(self._allowed(filters) & ~self.changes.hidden)
         keep = self.changes.columns.mask(_without_include(filters), known_elsewhere=self.bundle.item_ids)
         fresh = self.changes.ids.ids if keep is None else self.changes.ids.ids[keep]
-        return ids + [str(i) for i in fresh]
+        page = [str(i) for i in self.bundle.item_ids.ids[rows[offset:offset + limit]]]
+        start = max(0, offset - len(rows))
+        page += [str(i) for i in fresh[start:start + limit - len(page)]]
+        return len(rows) + len(fresh), page
 
     def with_changes(self, changes: ItemChanges) -> Recommender:
         """A recommender over the same bundle that also serves put items and hides deleted ones
@@ -448,8 +456,6 @@ def _merge(recent: np.ndarray, recent_strength: float, rows: np.ndarray,
 
 def image_path(item_id: str, source) -> str | None:
     """The API path of an item's image, or ``None`` when it has none."""
-    from urllib.parse import quote
-
     return f"/v1/items/{quote(str(item_id), safe='')}/image" if isinstance(source, str) and source else None
 
 

@@ -240,10 +240,10 @@ def list_items():
     serving = _serving()
     serving.catch_up()
     recommender = _use(serving.recommender())
-    ids = recommender.listing(item_filter)
-    page = [Scored(i, 0.0) for i in ids[offset:offset + limit]]
-    rows = [{k: v for k, v in row.items() if k != "score"} for row in _rows(recommender, page)]
-    return _json({"version": recommender.version, "total": len(ids), "offset": offset, "limit": limit,
+    total, page = recommender.listing(item_filter, offset, limit)
+    rows = [{k: v for k, v in row.items() if k != "score"}
+            for row in _rows(recommender, [Scored(i, 0.0) for i in page])]
+    return _json({"version": recommender.version, "total": total, "offset": offset, "limit": limit,
                   "filters": item_filter.describe(), "items": rows})
 
 

@@ -337,6 +337,9 @@ def test_item_images_are_served(client, served_bundle):
     row = client.get("/v1/items?limit=1000&offset=0").json
     assert_error(client.get("/v1/items/NOPE/image"), 404, "not_found")
     assert row["total"] == len(served_bundle.item_ids) + 1
+    n = len(served_bundle.item_ids)  # the last page runs from the bundle's items into the put ones
+    assert ids_of(client.get(f"/v1/items?offset={n - 1}&limit=5")) == [str(served_bundle.item_ids.ids[-1]), "WITH-IMAGE"]
+    assert ids_of(client.get(f"/v1/items?offset={n}&limit=5")) == ["WITH-IMAGE"]
 
 
 def test_the_shop_page_and_the_widget_script(client, served_bundle):
