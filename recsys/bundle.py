@@ -10,6 +10,8 @@ Layout of ``models/<name>/<version>/``::
     index/<name>.ann           Annoy (angular) for "combined" and each modality; <name>.rows.npy
     precomputed/similar.rows.npy, similar.scores.npy
                                each item's top k similar items under the default weights (optional)
+    precomputed/similar.<m>.rows.npy, similar.<m>.scores.npy
+                               the same by modality m alone, for per-request weights (optional)
 
 A trained version (``recsys train``) adds the user tower beside a byte-identical copy of the item side:
 
@@ -32,7 +34,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -95,7 +97,8 @@ class Collab:
 @dataclass
 class Bundle:
     """Everything needed to serve one version (``similar``: each item's precomputed similar items,
-    :mod:`recsys.precompute`, if the bundle has them)."""
+    :mod:`recsys.precompute`, under ``"combined"`` for the default weights and under each modality's
+    name; empty if the bundle has none)."""
 
     path: Path
     manifest: dict
@@ -105,7 +108,7 @@ class Bundle:
     indexes: dict[str, AnnIndex]
     tabular_state: dict | None
     collab: Collab | None = None
-    similar: TopLists | None = None
+    similar: dict[str, TopLists] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -153,7 +156,7 @@ def write_bundle(
     indexes: dict[str, AnnIndex],
     tabular_state: dict | None,
     manifest: dict,
-    similar: TopLists | None = None,
+    similar: dict[str, TopLists] | None = None,
 ) -> Path:
     """Write a new item-side version under ``out_dir`` (``models/<name>``); returns its directory."""
 
@@ -169,9 +172,10 @@ def write_bundle(
             index.save(tmp / "index" / f"{name}.ann")
         if tabular_state is not None:
             (tmp / "towers" / "tabular.json").write_text(json.dumps(tabular_state, indent=1))
-        if similar is not None:
+        if similar:
             (tmp / "precomputed").mkdir()
-            _save_lists(tmp / "precomputed", "similar", similar)
+            for name, lists in similar.items():
+                _save_lists(tmp / "precomputed", _similar_file(name), lists)
 
     full = {
         **manifest,
@@ -181,7 +185,8 @@ def write_bundle(
         "indexes": {**manifest.get("indexes", {}),
                     **{name: {**manifest.get("indexes", {}).get(name, {}), "items": len(ix),
                               "n_trees": ix.n_trees} for name, ix in indexes.items()}},
-        **({"precomputed": {"similar": {"k": similar.k}}} if similar is not None else {}),
+        **({"precomputed": {"similar": {"k": next(iter(similar.values())).k, "lists": list(similar)}}}
+           if similar else {}),
     }
     path = _write_version(Path(out_dir), fill, full)
     logger.info("bundle written: %s (%d items)", path, len(items))
@@ -255,6 +260,15 @@ def _load_lists(folder: Path, name: str) -> TopLists | None:
     return TopLists(rows, scores)
 
 
+def _similar_file(name: str) -> str:
+    return "similar" if name == "combined" else f"similar.{name}"
+
+
+def _load_similar(folder: Path, names: list[str]) -> dict[str, TopLists]:
+    found = {name: _load_lists(folder, _similar_file(name)) for name in names}
+    return {name: lists for name, lists in found.items() if lists is not None}
+
+
 def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()
@@ -323,7 +337,7 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
                           combined=combined.vectors, mask=combined.mask)
     return Bundle(path=path, manifest=manifest, items=items, item_ids=IdMap(items[ITEM_ID]),
                   vectors=vectors, indexes=indexes, tabular_state=tabular_state, collab=collab,
-                  similar=_load_lists(path / "precomputed", "similar"))
+                  similar=_load_similar(path / "precomputed", ["combined", *vectors.blocks]))
 
 
 def _load_block(path: Path, name: str) -> TowerOutput:

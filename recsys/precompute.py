@@ -1,15 +1,16 @@
 """Results computed when a bundle is written, so the commonest queries are lookups when serving.
 
-Two lists are kept, each the exact top ``k`` by the same score the online path uses:
+Each list is the exact top ``k`` by the same score the online path uses:
 
 * per item, its most similar items under the bundle's default weights (the product page widget's
-  query), computed at ``recsys build``;
+  query) and by each modality alone (for per-request weights, see
+  :meth:`recsys.service.Recommender.similar_items`), computed at ``recsys build``;
 * per trained user, the feed with the training history excluded and no recent items (a user who
   has not been active since training), computed at ``recsys train``.
 
 A request with a filter takes the first ``n`` listed items that pass it, which is the exact
-answer whenever at least ``n`` of the ``k`` pass; otherwise (and for per-request weights, a user
-with recent activity or ``n > k``) the service computes the answer as before.
+answer whenever at least ``n`` of the ``k`` pass; otherwise (and for a user with recent activity,
+per-request weights whose bound fails, or ``n > k``) the service computes the answer.
 """
 from __future__ import annotations
 
@@ -59,6 +60,15 @@ class TopLists:
         keep = keep[:n]
         return rows[keep].astype(np.int64), np.asarray(self.scores[owner][keep], dtype=np.float32)
 
+    def head(self, owner: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The first ``n`` listed rows when nothing is filtered out, or ``None`` when ``n > k``."""
+        if n > self.k:
+            return None
+        rows = self.rows[owner, :n]
+        if rows[-1] < 0:  # an exhaustive list, shorter than n
+            rows = rows[rows >= 0]
+        return rows.astype(np.int64), np.asarray(self.scores[owner, :len(rows)], dtype=np.float32)
+
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise best ``k`` columns of ``scores`` (``-inf`` marks excluded ones), best first, ties
@@ -89,22 +99,39 @@ def _blocks(n_queries: int, n_items: int, desc: str, show_progress: bool) -> Ite
             bar.update(stop - start)
 
 
-def similar_lists(vectors: ItemVectors, k: int, *, show_progress: bool = False) -> TopLists:
-    """Each item's ``k`` most similar items under the default weights (the combined vectors).
+def similar_lists(vectors: ItemVectors, k: int, *, show_progress: bool = False) -> dict[str, TopLists]:
+    """Each item's ``k`` most similar items, exactly, under the default weights (``"combined"``)
+    and by each modality's cosine alone (one entry per modality).
 
-    The same score as :meth:`recsys.service.Recommender.similar_items` with no per-request weights,
-    computed exactly over the whole catalog in blocks of matrix products. An item without any
-    vector gets an empty list (the service refuses such a query anyway).
+    ``"combined"`` is the score of :meth:`recsys.service.Recommender.similar_items` with no
+    per-request weights. The per-modality lists answer per-request weights: every item outside
+    them is bounded by their last scores, so the candidates they hold, re-scored exactly, give
+    the exact answer whenever the ``n``-th best beats that bound
+    (:meth:`recsys.service.Recommender.similar_items`). An item lacks a list entry for a modality
+    it has no vector for; an item without any vector gets empty lists.
     """
-    combined = np.asarray(vectors.combined, dtype=np.float32)
-    n = len(combined)
+    lists = {"combined": _neighbours(vectors.combined, vectors.mask, k, "similar items", show_progress)}
+    for m, block in vectors.blocks.items():
+        lists[m] = _neighbours(block.vectors, block.mask, k, f"similar items ({m})", show_progress,
+                               only_with=True)
+    return lists
+
+
+def _neighbours(matrix: np.ndarray, mask: np.ndarray, k: int, desc: str, show_progress: bool,
+                only_with: bool = False) -> TopLists:
+    """Each ``mask`` row's ``k`` best other rows by dot product (``only_with``: among the ``mask``
+    rows; otherwise rows without a vector may be listed, with score 0, as the service scores them)."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    n = len(matrix)
     rows = np.full((n, k), -1, np.int32)
     scores = np.zeros((n, k), np.float32)
-    for block in _blocks(n, n, "similar items", show_progress):
-        s = combined[block] @ combined.T
+    for block in _blocks(n, n, desc, show_progress):
+        s = matrix[block] @ matrix.T
         own = np.arange(block.start, block.stop)
         s[own - block.start, own] = -np.inf
-        s[~vectors.mask[block]] = -np.inf
+        s[~mask[block]] = -np.inf
+        if only_with:
+            s[:, ~mask] = -np.inf
         rows[block], scores[block] = top_k_rows(s, k)
     return TopLists(rows, scores)
 

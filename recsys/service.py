@@ -4,10 +4,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import quote
 
 import numpy as np
@@ -19,6 +21,7 @@ from recsys.filters import FilterColumns, ItemFilter
 from recsys.fresh import ItemChanges
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex
 from recsys.index.mips import augment_query
+from recsys.precompute import TopLists
 from recsys.towers.item import check_weights, rows_dot, weighted_scores
 
 __all__ = ["Recommender", "Scored", "Feed", "MAX_K", "check_k", "DISPLAY_COLUMNS", "image_path"]
@@ -28,9 +31,8 @@ MAX_K = 1000
 DISPLAY_COLUMNS = ("title", "category", "price", "colour")
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One recommended item.
+class Scored(NamedTuple):
+    """One recommended item (a named tuple: made for every result row, so cheap to build).
 
     Attributes:
         item_id: the catalog id.
@@ -79,10 +81,16 @@ class Recommender:
         history_items: how many recent items form the content query.
         exact_budget: score every allowed item exactly, skipping Annoy, when allowed items x
             vector dimensions is at most this (``settings.index.exact_budget``).
+        feed_lists: feeds with recent items are made as the user's best ``list_k`` items (no
+            filter, seen items excluded) and kept for the last this many distinct (user, recent
+            items) pairs, so the same user's next feeds (any ``n`` up to ``list_k``, most filters)
+            are lookups until the recent items change; 0 = compute every feed.
+        list_k: the length of those lists (``settings.index.precompute_k``).
     """
 
     def __init__(self, bundle: Bundle, *, overfetch: int = 10, content_weight: float = 0.3,
-                 history_items: int = 20, exact_budget: int = 4_000_000):
+                 history_items: int = 20, exact_budget: int = 4_000_000, feed_lists: int = 0,
+                 list_k: int = 100):
         if not 0.0 <= content_weight <= 1.0:
             raise InvalidRequest(f"content_weight must be between 0 and 1 (got {content_weight!r})")
         self.bundle = bundle
@@ -90,6 +98,8 @@ class Recommender:
         self.content_weight = content_weight
         self.history_items = history_items
         self.exact_budget = exact_budget
+        self.list_k = list_k
+        self._lists = _Memo(feed_lists if list_k > 0 else 0)  # shared by with_changes copies
         self.columns = FilterColumns(bundle.items, bundle.item_ids)
         self.changes = ItemChanges.build(bundle)
         collab = bundle.collab
@@ -159,16 +169,27 @@ class Recommender:
         row = self.bundle.item_ids.row(item_id)
         return {**_plain_row(self.bundle.items.iloc[row]), "fresh": False}
 
-    def precomputed(self, *, item_id: str | None = None, user_id: str | None = None,
-                    weights: dict | None = None, exclude_seen: bool = True) -> bool:
-        """Whether a similar-items query for ``item_id`` (default weights) or a feed for
-        ``user_id`` (no recent items) can come from the lists precomputed in the bundle: a lookup,
-        cheap enough that caching its answer gains nothing."""
+    def precomputed(self, *, n: int, item_id: str | None = None, user_id: str | None = None,
+                    weights: dict | None = None, exclude_seen: bool = True,
+                    recent_items: Sequence[str] = ()) -> bool:
+        """Whether a query for ``n`` similar items to ``item_id``, or a feed of ``n`` for ``user_id``
+        (with these recent items), normally comes from precomputed lists (the bundle's, or a feed
+        list kept since an earlier request): a lookup, cheap enough that caching its answer
+        gains nothing. (A filter that leaves fewer than ``n`` of a list makes it a computation.)"""
         if item_id is not None:
-            return (weights is None and self.bundle.similar is not None
-                    and item_id in self.bundle.item_ids and item_id not in self.changes.ids)
-        return (self._feeds is not None and exclude_seen and user_id is not None
-                and user_id in self.bundle.collab.user_ids)
+            listed = self.bundle.similar
+            names = (["combined"] if weights is None
+                     else [m for m, w in weights.items() if w > 0 and m in self.bundle.vectors.blocks])
+            return (item_id in self.bundle.item_ids and item_id not in self.changes.ids
+                    and all(m in listed and n <= listed[m].k for m in names))
+        collab = self.bundle.collab
+        if not exclude_seen or collab is None:
+            return False
+        known = user_id is not None and user_id in collab.user_ids
+        recent = self._recent_rows(recent_items)
+        if not len(recent):
+            return known and self._feeds is not None and n <= self._feeds.k
+        return n <= self.list_k and self._lists.get((user_id if known else None, recent.tobytes())) is not None
 
     def knows(self, item_id: str) -> bool:
         """Whether ``item_id`` can be served (in the bundle or put since, and not deleted)."""
@@ -184,9 +205,12 @@ class Recommender:
         Args:
             item_id: a catalog id.
             n: how many (1..1000).
-            weights: per-request modality weights; ``None`` uses the bundle's defaults through
-                the combined index. Other weights gather candidates from the combined index and
-                the index of every weighted modality, then re-rank them exactly.
+            weights: per-request modality weights; ``None`` uses the bundle's defaults (the
+                precomputed list, or the combined index). Other weights take the candidates from
+                the item's precomputed list of every weighted modality and re-rank them exactly,
+                which is the exact answer when the ``n``-th beats the bound on unlisted items
+                (:meth:`_threshold`); otherwise candidates come from the combined index and the
+                index of every weighted modality.
             filters: category prefix, price range, include and exclude lists. When at least ``n``
                 items pass, ``n`` are returned (exact search over the filtered set if the indexes
                 do not yield enough).
@@ -245,6 +269,11 @@ class Recommender:
         items (precomputed lists, Annoy candidates or exact search, re-scored exactly) merged
         with the put items scored exactly. ``row``/``exclude`` leave the query item out."""
         vectors, changes = self.bundle.vectors, self.changes
+        if row is not None and default and combined_query is not None and "combined" in self.bundle.similar \
+                and self._unfiltered(filters) and not len(changes):
+            head = self.bundle.similar["combined"].head(row, n)
+            if head is not None:
+                return self._found(*head)
         usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
         allowed = self._allowed(filters)
         allowed &= ~changes.hidden
@@ -264,12 +293,12 @@ class Recommender:
         else:
             def score(r):
                 return weighted_scores(vectors.blocks, query, r, weights)
-        listed = (self.bundle.similar.first(row, n, allowed)
-                  if default and has_combined and row is not None and self.bundle.similar is not None
-                  else None)
-        rows, scores = listed or self._top(n, searches, allowed, score, dim)
-        ids = self.bundle.item_ids.ids
-        found = [Scored(str(ids[r]), float(s)) for r, s in zip(rows, scores)]
+        listed = None
+        if row is not None and default and has_combined and "combined" in self.bundle.similar:
+            listed = self.bundle.similar["combined"].first(row, n, allowed)
+        elif row is not None and not default:
+            listed = self._threshold(row, n, query, weights, usable, allowed)
+        found = self._found(*(listed or self._top(n, searches, allowed, score, dim)))
         if len(changes):  # put items are few: score them all exactly, then merge
             keep = changes.columns.mask(_without_include(filters), known_elsewhere=self.bundle.item_ids)
             fresh_rows = np.flatnonzero(np.ones(len(changes), bool) if keep is None else keep)
@@ -280,6 +309,69 @@ class Recommender:
             found += [Scored(str(changes.ids.ids[r]), float(sc)) for r, sc in zip(fresh_rows, fresh_scores)]
             found = sorted(found, key=lambda x: -x.score)[:n]
         return found
+
+    def _found(self, rows: np.ndarray, scores: np.ndarray) -> list[Scored]:
+        ids = self.bundle.item_ids.ids[rows].tolist()
+        return [Scored(str(i), s) for i, s in zip(ids, np.asarray(scores, np.float64).tolist())]
+
+    def _unfiltered(self, filters: ItemFilter | None) -> bool:
+        """No filter and no deleted item: a precomputed list's head is the answer."""
+        return (filters is None or not filters.active) and not self.changes.deleted_ids
+
+    def _threshold(self, row: int, n: int, query: dict, weights: dict[str, float], usable: list[str],
+                   allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The exact best ``n`` under per-request ``weights`` from the per-modality lists of
+        ``row``'s neighbours (Fagin's threshold algorithm), or ``None`` when they cannot tell.
+
+        The candidates are the allowed items listed for any weighted modality, scored exactly. An
+        item in no list has, in each modality it has, a cosine at most that list's last score, so
+        :meth:`_unlisted_bound` bounds its weighted score; when the ``n``-th candidate beats the
+        bound no unlisted item can enter the answer.
+        """
+        lists = self.bundle.similar
+        if not usable or any(m not in lists for m in usable):
+            return None
+        listed = np.zeros_like(allowed)
+        last = {}  # per modality, the last listed score, or None when the list holds every item with it
+        for m in usable:
+            rows = lists[m].rows[row]
+            full = rows[-1] >= 0
+            listed[rows if full else rows[rows >= 0]] = True
+            last[m] = float(lists[m].scores[row, -1]) if full else None
+        candidates = np.flatnonzero(listed & allowed)
+        if len(candidates) < n:
+            return None
+        rows, scores = _best(n, candidates, weighted_scores(self.bundle.vectors.blocks, query, candidates,
+                                                            weights))
+        if not scores[-1] > self._unlisted_bound(weights, last) + 1e-5:  # float error of the lists
+            return None
+        return rows, scores
+
+    def _unlisted_bound(self, weights: dict[str, float], last: dict[str, float | None]) -> float:
+        """The highest weighted score an item absent from every list can have.
+
+        ``last``: per usable modality, the last listed cosine, or ``None`` when the list holds every
+        item with that modality (an unlisted item then lacks it). The score's denominator depends
+        on which modalities the item has, so the bound is the best over the combinations of
+        modalities the catalog's items actually have.
+        """
+        w_q = sum(weights[m] for m in last)
+        best = 0.0  # an item sharing no weighted modality with the query scores 0
+        for pattern in self._modality_patterns:
+            if any(has and last.get(m, 0.0) is None for m, has in pattern):
+                continue  # it would have been listed
+            w_c = sum(weights.get(m, 0.0) for m, has in pattern if has)
+            top = sum(weights[m] * max(last[m], 0.0) for m, has in pattern if has and m in last)
+            if w_c > 0:
+                best = max(best, top / math.sqrt(w_q * w_c))
+        return best
+
+    @cached_property
+    def _modality_patterns(self) -> list[tuple[tuple[str, bool], ...]]:
+        """The distinct combinations of modalities the bundle's items have."""
+        blocks = self.bundle.vectors.blocks
+        masks = np.stack([np.asarray(b.mask, bool) for b in blocks.values()], axis=1)
+        return [tuple(zip(blocks, map(bool, combo))) for combo in np.unique(masks, axis=0)]
 
     # -- feeds ----------------------------------------------------------------------------------
 
@@ -317,9 +409,9 @@ class Recommender:
         hist_rows = np.zeros(0, np.int64)
         hist_strength = np.zeros(0, np.float32)
         known = user_id is not None and user_id in collab.user_ids
+        user_row = collab.user_ids.row(user_id) if known else None
         message = None
         if known:
-            user_row = collab.user_ids.row(user_id)
             hist_rows, hist_strength = collab.user_items.history(user_row)
         elif user_id is not None:
             message = (f"unknown user_id {user_id!r} (not in the trained model): "
@@ -327,20 +419,56 @@ class Recommender:
                           else "showing popular items; send recent_items to personalise"))
         elif not len(recent):
             message = "no user and no recent items: showing popular items"
-        allowed = self._allowed(filters)
-        allowed &= ~self.changes.deleted
+
+        def allowed() -> np.ndarray:
+            keep = self._allowed(filters)
+            keep &= ~self.changes.deleted
+            if exclude_seen:
+                keep[hist_rows] = False
+                keep[recent] = False
+            return keep
+
+        if not known and not len(recent):
+            rows, scores = self._popular(n, allowed(), collab)
+            return Feed(self._scored(rows, scores, collab), "popular", message)
+        strategy = "collaborative" if known else "fold-in"
+        history = (user_row, recent, hist_rows, hist_strength)
         if exclude_seen:
+            lists, owner = self._feed_list(user_id if known else None, history)
+            listed = None
+            if lists is not None:  # the lists leave out seen items; a filter or a deletion cuts them
+                listed = lists.head(owner, n) if self._unfiltered(filters) else lists.first(owner, n, allowed())
+            if listed is not None:
+                return Feed(self._scored(*listed, collab), strategy, message)
+        rows, scores = self._feed_top(n, allowed(), history)
+        return Feed(self._scored(rows, scores, collab), strategy, message)
+
+    def _feed_list(self, user_id: str | None, history: tuple) -> tuple[TopLists | None, int]:
+        """The user's precomputed feed list (seen items excluded, no filter) and its row in it: the
+        bundle's for a trained user without recent items, else the one kept for these recent
+        items (made now if there is none)."""
+        user_row, recent, hist_rows, _ = history
+        if not len(recent):
+            return (self._feeds, user_row) if user_row is not None else (None, 0)
+        key = (user_id, recent.tobytes())
+        lists = self._lists.get(key)
+        if lists is None and self._lists.size:
+            allowed = np.ones(len(self.bundle.item_ids), dtype=bool)
             allowed[hist_rows] = False
             allowed[recent] = False
-        if not known and not len(recent):
-            rows, scores = self._popular(n, allowed, collab)
-            return Feed(self._scored(rows, scores, collab), "popular", message)
-        if known and not len(recent) and exclude_seen and self._feeds is not None:
-            listed = self._feeds.first(user_row, n, allowed)
-            if listed is not None:
-                return Feed(self._scored(*listed, collab), "collaborative")
+            rows, scores = self._feed_top(self.list_k, allowed, history)
+            lists = TopLists(np.full((1, self.list_k), -1, np.int32), np.zeros((1, self.list_k), np.float32))
+            lists.rows[0, :len(rows)], lists.scores[0, :len(rows)] = rows, scores
+            self._lists.put(key, lists)
+        return lists, 0
 
-        if known and not len(recent):
+    def _feed_top(self, n: int, allowed: np.ndarray, history: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``n`` allowed rows for a history ``(user_row or None, recent rows, training
+        rows, training strengths)``: the trained or folded-in user's factors, blended with the
+        content similarity to the history."""
+        collab = self.bundle.collab
+        user_row, recent, hist_rows, hist_strength = history
+        if user_row is not None and not len(recent):
             user = collab.user_factors[user_row]
         else:
             rows, strength = _merge(recent, self._recent_strength, hist_rows, hist_strength)
@@ -348,10 +476,9 @@ class Recommender:
             user = fold_in(collab.item_factors, rows[placed],
                            1.0 + collab.params.get("alpha", 1.0) * strength[placed],
                            regularization=collab.params.get("regularization", 0.0), yty=self._yty)
-        history = np.concatenate([recent, hist_rows])
-        taste = self.content_query(history) if self.content_weight > 0 else None
+        taste = self.content_query(np.concatenate([recent, hist_rows])) if self.content_weight > 0 else None
         beta = self.content_weight if taste is not None else 0.0
-        allowed &= collab.item_state > 0
+        allowed = allowed & (collab.item_state > 0)
         searches = [(collab.index, augment_query(user))]
         if beta > 0:
             searches.append((self.bundle.indexes["combined"], taste))
@@ -364,9 +491,7 @@ class Recommender:
             return (1.0 - beta) * cf + beta * rows_dot(combined, rows, taste)
 
         dim = collab.item_factors.shape[1] + (combined.shape[1] if beta > 0 else 0)
-        rows, scores = self._top(n, searches, allowed, score, dim)
-        strategy = "collaborative" if known else "fold-in"
-        return Feed(self._scored(rows, scores, collab), strategy, message)
+        return self._top(n, searches, allowed, score, dim)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -430,9 +555,31 @@ class Recommender:
         return _best(n, rows, collab.popularity[rows])
 
     def _scored(self, rows: np.ndarray, scores: np.ndarray, collab: Collab) -> list[Scored]:
-        ids = self.bundle.item_ids.ids
-        cold = collab.item_state[rows] == PROJECTED
-        return [Scored(str(ids[r]), float(s), bool(c)) for r, s, c in zip(rows, scores, cold)]
+        ids = self.bundle.item_ids.ids[rows].tolist()
+        cold = (collab.item_state[rows] == PROJECTED).tolist()
+        return [Scored(str(i), s, c) for i, s, c in zip(ids, np.asarray(scores, np.float64).tolist(), cold)]
+
+
+class _Memo:
+    """A small thread-safe LRU (feed lists by user and recent items)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
 
 
 def _best(n: int, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

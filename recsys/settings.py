@@ -85,9 +85,10 @@ class IndexSettings(_Section):
     )
     seed: int = Field(0, description="Annoy build seed")
     precompute_k: int = Field(
-        100, ge=0, le=1000, description="results precomputed per item (similar items, default "
-        "weights) at build and per trained user (feed) at train; such a query for at most this "
-        "many is a lookup when serving; 0 = none",
+        100, ge=0, le=1000, description="results precomputed per item (similar items under the "
+        "default weights and per modality) at build, per trained user (feed) at train, and per "
+        "active user (folded-in feed, kept by the worker) when serving; a query for at most this "
+        "many is then a lookup; 0 = none",
     )
 
 
@@ -198,7 +199,11 @@ class ApiSettings(_Section):
     )
     local_cache_items: int = Field(
         10_000, ge=0, description="responses each worker keeps in memory in front of the Redis "
-        "cache (invalidated through Redis pub/sub); 0 = none",
+        "cache (invalidated through Redis pub/sub), and folded-in feed lists it keeps; 0 = none",
+    )
+    local_recent_users: int = Field(
+        100_000, ge=0, description="users whose recent items each worker keeps in memory "
+        "(invalidated through Redis pub/sub), so their feeds need no Redis round trip; 0 = none",
     )
     warm_embedder: bool = Field(
         True, description="load the item encoders in the background when a bundle loads, so the "

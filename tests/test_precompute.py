@@ -24,17 +24,29 @@ def assert_same_ranking(listed, computed):
 @pytest.fixture(scope="module")
 def computing(market):
     """The market bundle without its precomputed lists: every query is computed."""
-    return Recommender(dataclasses.replace(market, similar=None))
+    return Recommender(dataclasses.replace(market, similar={}))
 
 
 def test_the_build_writes_the_similar_lists(market):
-    lists = market.similar
-    assert lists is not None and lists.k == market.manifest["precomputed"]["similar"]["k"] == 100
-    assert lists.rows.shape == (len(market.item_ids), 100)
-    assert "precomputed/similar.rows.npy" in market.manifest["files"]
+    assert market.manifest["precomputed"]["similar"] == {"k": 100, "lists": ["combined", "text", "tabular"]}
+    assert list(market.similar) == ["combined", "text", "tabular"]
     own = np.arange(len(market.item_ids))[:, None]
-    assert not (lists.rows == own).any()  # an item is never its own neighbour
-    assert (np.diff(lists.scores, axis=1) <= 1e-6).all()  # best first
+    for name, lists in market.similar.items():
+        assert lists.k == 100 and lists.rows.shape == (len(market.item_ids), 100)
+        stem = "similar" if name == "combined" else f"similar.{name}"
+        assert f"precomputed/{stem}.rows.npy" in market.manifest["files"]
+        assert not (lists.rows == own).any()  # an item is never its own neighbour
+        assert (np.diff(lists.scores, axis=1) <= 1e-6).all()  # best first
+    text = market.vectors.blocks["text"]
+    lacking = np.flatnonzero(~text.mask)
+    assert len(lacking)  # the market has items without text: they are in no text list, and have none
+    assert not np.isin(market.similar["text"].rows, lacking).any()
+    assert (market.similar["text"].rows[lacking] == -1).all()
+    row = 7
+    cos = np.asarray(text.vectors) @ np.asarray(text.vectors[row])
+    cos[row] = -np.inf
+    cos[~text.mask] = -np.inf
+    np.testing.assert_allclose(market.similar["text"].scores[row], np.sort(cos)[::-1][:100], atol=1e-5)
 
 
 @pytest.mark.parametrize("n", [1, 10, 100])
@@ -67,13 +79,70 @@ def test_deleted_and_changed_items_leave_the_listed_results(market, computing):
     assert_same_ranking(found, computing.with_changes(changes).similar_items(item, n=10))
 
 
-def test_per_request_weights_and_large_k_are_computed(market):
+def test_large_k_is_computed(market):
     serving = Recommender(market)
     item = market.item_ids.ids[0]
-    assert serving.precomputed(item_id=item)
-    assert not serving.precomputed(item_id=item, weights={"text": 1.0})
+    assert serving.precomputed(n=100, item_id=item)
+    assert not serving.precomputed(n=101, item_id=item)
     found = serving.similar_items(item, n=300)  # more than the 100 listed
     assert len(found) == 300 and [s.score for s in found] == sorted((s.score for s in found), reverse=True)
+
+
+WEIGHTS = [{"text": 0.7, "tabular": 0.3}, {"text": 0.2, "tabular": 0.8}, {"text": 1.0}, {"tabular": 1.0},
+           {"image": 0.5, "text": 0.5}]
+
+
+@pytest.mark.parametrize("weights", WEIGHTS, ids=lambda w: ",".join(f"{m}:{v}" for m, v in w.items()))
+def test_per_request_weights_from_the_modality_lists_equal_the_computed_ones(market, computing, weights):
+    serving = Recommender(market)
+    answered = asked = 0
+    text = market.vectors.blocks["text"].mask
+    for item in market.item_ids.ids[::61]:
+        row = market.item_ids.row(item)
+        if not text[row] and set(weights) <= {"text", "image"}:
+            continue  # nothing to compare (a 400 from the API)
+        for n, filters in [(1, None), (10, None), (40, None), (10, ItemFilter(max_price=80.0))]:
+            assert serving.precomputed(n=n, item_id=item, weights=weights)
+            listed = serving.similar_items(item, n=n, weights=weights, filters=filters)
+            assert_same_ranking(listed, computing.similar_items(item, n=n, weights=weights, filters=filters))
+            query = {m: (np.asarray(b.vectors[row]) if b.mask[row] else None)
+                     for m, b in market.vectors.blocks.items()}
+            usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
+            allowed = serving._allowed(filters)
+            allowed[row] = False
+            asked += 1
+            answered += serving._threshold(row, n, query, weights, usable, allowed) is not None
+    assert answered >= 0.9 * asked  # the lists, not the fallback, answer nearly all of them
+
+
+def test_the_threshold_refuses_when_an_unlisted_item_could_win(market):
+    serving = Recommender(market)
+    row = 11
+    query = {m: np.asarray(b.vectors[row]) for m, b in market.vectors.blocks.items()}
+    weights = {"text": 0.5, "tabular": 0.5}
+    allowed = np.ones(len(market.item_ids), bool)
+    allowed[row] = False
+    assert serving._threshold(row, 10, query, weights, ["text", "tabular"], allowed) is not None
+    # the listed items filtered away: the best candidates left fall to the bound, or too few remain
+    for m in ("text", "tabular"):
+        allowed[market.similar[m].rows[row][:95]] = False
+    assert serving._threshold(row, 10, query, weights, ["text", "tabular"], allowed) is None
+    last = {m: float(market.similar[m].scores[row, -1]) for m in ("text", "tabular")}
+    bound = serving._unlisted_bound(weights, last)
+    unlisted = np.setdiff1d(np.arange(len(market.item_ids)),
+                            np.concatenate([market.similar[m].rows[row] for m in last] + [[row]]))
+    from recsys.towers.item import weighted_scores
+
+    assert weighted_scores(market.vectors.blocks, query, unlisted, weights).max() <= bound + 1e-5
+
+
+def test_a_bundle_without_modality_lists_computes_per_request_weights(market, computing):
+    only_combined = Recommender(dataclasses.replace(market, similar={"combined": market.similar["combined"]}))
+    item = market.item_ids.ids[3]
+    weights = {"text": 0.6, "tabular": 0.4}
+    assert not only_combined.precomputed(n=10, item_id=item, weights=weights)
+    assert_same_ranking(only_combined.similar_items(item, n=10, weights=weights),
+                        computing.similar_items(item, n=10, weights=weights))
 
 
 def test_the_training_writes_the_feeds_with_the_scoring_it_used(feeds):
@@ -101,11 +170,12 @@ def test_listed_feeds_equal_the_computed_ones(feeds, n, filters):
 
 def test_feeds_listed_with_another_content_weight_are_not_used(feeds):
     user = feeds.bundle.collab.user_ids.ids[3]
-    assert feeds.precomputed(user_id=user)
+    assert feeds.precomputed(n=10, user_id=user)
+    assert not feeds.precomputed(n=101, user_id=user)
     other = Recommender(feeds.bundle, content_weight=0.6)
-    assert not other.precomputed(user_id=user)
-    assert not feeds.precomputed(user_id=user, exclude_seen=False)
-    assert not feeds.precomputed(user_id="nobody")
+    assert not other.precomputed(n=10, user_id=user)
+    assert not feeds.precomputed(n=10, user_id=user, exclude_seen=False)
+    assert not feeds.precomputed(n=10, user_id="nobody")
 
 
 def test_first_returns_the_allowed_prefix_or_says_it_cannot_tell():
@@ -118,6 +188,8 @@ def test_first_returns_the_allowed_prefix_or_says_it_cannot_tell():
     assert full.first(0, 3, allowed) is None  # more may pass beyond the list
     short = TopLists(np.array([[4, 2, -1]], np.int32), np.array([[0.9, 0.5, 0.0]], np.float32))
     assert short.first(0, 3, allowed)[0].tolist() == [4]  # the list held every candidate
+    assert full.head(0, 2)[0].tolist() == [4, 2] and full.head(0, 4) is None  # unfiltered: the head
+    assert short.head(0, 3)[0].tolist() == [4, 2] and short.head(0, 3)[1].tolist() == pytest.approx([0.9, 0.5])
 
 
 def test_precompute_k_zero_writes_no_lists(session_dir, market):
@@ -131,5 +203,29 @@ def test_precompute_k_zero_writes_no_lists(session_dir, market):
     report = build_item_bundle(market.items.head(200), settings, session_dir / "models" / "nolists",
                                show_progress=False, towers={"tabular": create_tower("tabular")})
     bundle = read_bundle(report.path)
-    assert bundle.similar is None and "precomputed" not in bundle.manifest
+    assert bundle.similar == {} and "precomputed" not in bundle.manifest
     assert len(Recommender(bundle).similar_items(bundle.item_ids.ids[0], n=5)) == 5
+
+
+def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(feeds):
+    bundle = feeds.bundle
+    keeping = Recommender(bundle, feed_lists=100)
+    items = bundle.item_ids.ids
+    for user, recent in [(bundle.collab.user_ids.ids[4], [items[10], items[20]]), ("visitor", [items[33]]),
+                         (None, [items[5], items[6], items[7]])]:
+        assert not keeping.precomputed(n=10, user_id=user, recent_items=recent)
+        for n, filters in [(10, None), (100, None), (20, ItemFilter(max_price=60.0)), (150, None)]:
+            kept = keeping.recommend(user, n=n, recent_items=recent, filters=filters)
+            computed = feeds.recommend(user, n=n, recent_items=recent, filters=filters)
+            assert kept.strategy == computed.strategy and kept.message == computed.message
+            assert_same_ranking(kept.items, computed.items)
+            assert not {s.item_id for s in kept.items} & set(recent)
+        assert keeping.precomputed(n=100, user_id=user, recent_items=recent)  # kept since the first feed
+        assert not keeping.precomputed(n=101, user_id=user, recent_items=recent)
+        assert not keeping.precomputed(n=10, user_id=user, recent_items=recent[::-1] + [items[40]])
+    changes = ItemChanges.build(bundle, gen=1, deleted={s.item_id for s in keeping.recommend(
+        "visitor", n=3, recent_items=[items[33]]).items})
+    after = keeping.with_changes(changes).recommend("visitor", n=10, recent_items=[items[33]])
+    assert not {s.item_id for s in after.items} & changes.deleted_ids
+    assert_same_ranking(after.items, feeds.with_changes(changes).recommend(
+        "visitor", n=10, recent_items=[items[33]]).items)

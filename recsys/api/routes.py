@@ -108,10 +108,11 @@ def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, *, user:
     """Answer from the worker's own cache, the Redis result cache, or compute and cache.
 
     The worker's cache is used only while it receives invalidations (pub/sub). Then an answer
-    that is a lookup in the bundle's precomputed lists (``lookup(recommender, recent)``), or any
-    answer when the result cache is off, is computed without asking Redis, provided a feed's
-    user's recent items are known locally. Otherwise one pipelined round trip reads the item
-    generation, the Redis cache and the user's recent items.
+    that is a lookup in precomputed lists (``lookup(recommender, recent)``: the bundle's, or a
+    feed list the recommender keeps), or any answer when the result cache is off, is computed
+    without asking Redis, provided a feed's user's recent items are known locally. Otherwise one
+    pipelined round trip reads the item generation, the Redis cache and the user's recent items;
+    a lookup is then still not written to Redis (reading it back would cost more than making it).
 
     Args:
         compute: ``compute(recommender, recent_items) -> dict``, the response body.
@@ -133,7 +134,7 @@ def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, *, user:
             _use(asked)
             metrics.cache.labels(endpoint, "local").inc()
             return Response(body, mimetype="application/json")
-        recent = local.get(("user", user, "recent")) if user is not None else []
+        recent = local.recent(user) if user is not None else []
         if recent is not None and (not ttl or lookup(asked, recent)):
             # nothing to read from Redis: item changes arrive by pub/sub and the shared generation
             _use(asked)
@@ -145,23 +146,28 @@ def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, *, user:
     key = serving.store.keys.result(kind, owner) if serving.store is not None else None
     snap = serving.snapshot(key if ttl else None, field, user)
     if following and user is not None and snap.recent is not None:
-        local.put(("user", user, "recent"), tuple(snap.recent), epoch)
+        local.put_recent(user, tuple(snap.recent), epoch)
     recommender = _use(serving.recommender())  # a swap or item changes may have happened since
     if snap.cached is not None and recommender is asked and snap.gen == asked.changes.gen:
         metrics.cache.labels(endpoint, "hit").inc()
         local.put(local_key, snap.cached, epoch)
         return Response(snap.cached, mimetype="application/json")
-    body = dump_json(compute(recommender, snap.recent or []))
-    if snap.gen is not None and ttl and key is not None:
-        metrics.cache.labels(endpoint, "miss").inc()
-        field = cache_field(recommender.version, recommender.changes.gen, query)
+    recent = snap.recent or []
+    listed = bool(ttl) and lookup(recommender, recent)
+    body = dump_json(compute(recommender, recent))
+    field = cache_field(recommender.version, recommender.changes.gen, query)
+    if listed:
+        result = "lookup"  # as cheap to repeat as to read back: not stored in Redis
+    elif snap.gen is not None and ttl and key is not None:
+        result = "miss"
         # a user's feed carries the activity count its recent items were read at
         stored = body if user is None else f"{snap.activity}\n".encode() + body
         serving.breaker.call(lambda: serving.store.cached(key, field, ttl)(stored))
-        if serving.subscribed:
-            local.put((kind, owner, field), body, epoch)
     else:
-        metrics.cache.labels(endpoint, "skip").inc()
+        result = "skip"
+    if result != "skip" and serving.subscribed:
+        local.put((kind, owner, field), body, epoch)
+    metrics.cache.labels(endpoint, result).inc()
     return Response(body, mimetype="application/json")
 
 
@@ -186,7 +192,7 @@ def similar(item_id: str):
                 "filters": item_filter.describe(), "items": _rows(rec, found)}
 
     return _cached("similar", "item", item_id, query, compute,
-                   lookup=lambda rec, _: rec.precomputed(item_id=item_id, weights=weights))
+                   lookup=lambda rec, _: rec.precomputed(n=k, item_id=item_id, weights=weights))
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
@@ -200,15 +206,21 @@ def user_feed(user_id: str):
     item_filter = args.item_filter()
     query = {"k": k, "s": exclude_seen, "f": item_filter.describe()}
 
+    def usable(rec: Recommender, recent: list[str]) -> list[str]:
+        # the log may name items a newer bundle dropped
+        return [i for i in recent if i in rec.bundle.item_ids][: rec.history_items * 5]
+
     def compute(rec: Recommender, recent: list[str]) -> dict:
-        recent = [i for i in recent if i in rec.bundle.item_ids][: rec.history_items * 5]
+        recent = usable(rec, recent)
         feed = rec.recommend(user_id, n=k, recent_items=recent, exclude_seen=exclude_seen,
                              filters=item_filter)
         return _feed_body(rec, feed, k, item_filter, user_id=user_id, recent=len(recent))
 
-    return _cached("feed", "user", user_id, query, compute, user=user_id,
-                   lookup=lambda rec, recent: not recent and rec.precomputed(user_id=user_id,
-                                                                             exclude_seen=exclude_seen))
+    def lookup(rec: Recommender, recent: list[str]) -> bool:
+        return rec.precomputed(n=k, user_id=user_id, exclude_seen=exclude_seen,
+                               recent_items=usable(rec, recent))
+
+    return _cached("feed", "user", user_id, query, compute, user=user_id, lookup=lookup)
 
 
 def _feed_body(rec: Recommender, feed, k: int, item_filter, **extra: Any) -> dict:

@@ -42,55 +42,85 @@ class Snapshot:
 
 
 class LocalCache:
-    """A worker's own LRU in front of Redis: response bodies and users' recent items.
+    """A worker's own memory in front of Redis: response bodies and users' recent items, two LRUs.
 
-    Keys are ``(kind, owner, field)``. A response body's field carries the bundle version, the
+    A response body's key is ``(kind, owner, field)``; the field carries the bundle version, the
     item generation and the query like the Redis cache, so a swap or an item write makes old
-    entries unreachable; a user's recent items are kept under ``("user", user_id, "recent")``.
-    Everything of a user is dropped when a message says the user was active.
+    entries unreachable. Users' recent items are kept apart (``max_users``), so that a stream of
+    distinct queries cannot push them out. Everything of a user is dropped when a message says the
+    user was active (found through an index by owner, not a scan).
 
     A value read or computed before a drop must not be stored after it: take :attr:`epoch` before
-    reading and pass it to :meth:`put`, which ignores the value if a drop happened since.
+    reading and pass it to :meth:`put` or :meth:`put_recent`, which ignore the value if a drop
+    happened since.
     """
 
-    def __init__(self, max_items: int):
+    def __init__(self, max_items: int, max_users: int = 0):
         self.max_items = max_items
+        self.max_users = max_users
         self.epoch = 0  # drops so far
-        self._data: OrderedDict[tuple[str, str, str], object] = OrderedDict()
+        self._data: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._owners: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+        self._recent: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str, str]):
         with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
+            return _touch(self._data, key)
+
+    def recent(self, user: str) -> tuple[str, ...] | None:
+        """The user's recent items, or ``None`` when this worker does not know them."""
+        with self._lock:
+            return _touch(self._recent, user)
 
     def put(self, key: tuple[str, str, str], value, epoch: int | None = None) -> None:
-        if self.max_items <= 0:
-            return
         with self._lock:
-            if epoch is not None and epoch != self.epoch:
-                return  # something was dropped since the value was read: it may be stale
+            if self.max_items <= 0 or (epoch is not None and epoch != self.epoch):
+                return  # a drop happened since the value was read: it may be stale
             self._data[key] = value
             self._data.move_to_end(key)
+            self._owners.setdefault(key[:2], set()).add(key)
             while len(self._data) > self.max_items:
-                self._data.popitem(last=False)
+                old, _ = self._data.popitem(last=False)
+                keys = self._owners[old[:2]]
+                keys.discard(old)
+                if not keys:
+                    del self._owners[old[:2]]
+
+    def put_recent(self, user: str, items: tuple[str, ...], epoch: int) -> None:
+        with self._lock:
+            if self.max_users <= 0 or epoch != self.epoch:
+                return
+            self._recent[user] = items
+            self._recent.move_to_end(user)
+            while len(self._recent) > self.max_users:
+                self._recent.popitem(last=False)
 
     def drop_owners(self, kind: str, owners) -> None:
-        owners = set(owners)
         with self._lock:
             self.epoch += 1
-            for key in [k for k in self._data if k[0] == kind and k[1] in owners]:
-                del self._data[key]
+            for owner in set(owners):
+                for key in self._owners.pop((kind, owner), ()):
+                    del self._data[key]
+                if kind == "user":
+                    self._recent.pop(owner, None)
 
     def clear(self) -> None:
         with self._lock:
             self.epoch += 1
             self._data.clear()
+            self._owners.clear()
+            self._recent.clear()
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._data) + len(self._recent)
+
+
+def _touch(lru: OrderedDict, key):
+    value = lru.get(key)
+    if value is not None:
+        lru.move_to_end(key)
+    return value
 
 
 class Serving:
@@ -121,7 +151,7 @@ class Serving:
         self._stop = threading.Event()
         self.subscribed = False  # the follower thread is receiving invalidations
         self.shared_gen = None  # the item generation the workers of one server share (RawValue)
-        self.local = LocalCache(settings.api.local_cache_items)
+        self.local = LocalCache(settings.api.local_cache_items, settings.api.local_recent_users)
         self._thread: threading.Thread | None = None
         self.on_change = lambda recommender: None  # metrics hook
 
@@ -198,7 +228,8 @@ class Serving:
         s = self.settings
         recommender = Recommender(bundle, content_weight=s.collab.content_weight,
                                   history_items=s.collab.history_items,
-                                  exact_budget=s.index.exact_budget)
+                                  exact_budget=s.index.exact_budget,
+                                  feed_lists=s.api.local_cache_items, list_k=s.index.precompute_k)
         if self.store is not None:
             changes = self.breaker.call(self.store.item_changes)
             if changes is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -41,9 +42,17 @@ class UserItems:
     def history(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Item rows of one user and their strengths, most recent first."""
         start, end = self.matrix.indptr[row], self.matrix.indptr[row + 1]
-        order = np.argsort(-np.nan_to_num(self.last_seen[start:end], nan=-np.inf), kind="stable")
-        return (self.matrix.indices[start:end][order].astype(np.int64),
-                self.matrix.data[start:end][order])
+        rows, strengths = self._by_recency
+        return rows[start:end], strengths[start:end]
+
+    @cached_property
+    def _by_recency(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every user's item rows (int64) and strengths, sorted most recent first within each user
+        (events without a timestamp last, ties in column order): sorted once, sliced per request."""
+        m = self.matrix
+        owner = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        order = np.lexsort((-np.nan_to_num(self.last_seen, nan=-np.inf), owner))
+        return m.indices[order].astype(np.int64), m.data[order]
 
 
 def interaction_matrix(

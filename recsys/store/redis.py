@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import orjson
 import redis
 
 from recsys.bundle import MANIFEST, read_bundle
@@ -87,7 +88,7 @@ class Breaker:
 
 def cache_field(*parts: object) -> str:
     """A cache hash field from a version, a generation and a normalised query (sorted JSON)."""
-    text = "|".join(p if isinstance(p, str) else json.dumps(p, sort_keys=True, separators=(",", ":"))
+    text = "|".join(p if isinstance(p, str) else orjson.dumps(p, option=orjson.OPT_SORT_KEYS).decode()
                     for p in parts)
     return text if len(text) <= 200 else hashlib.sha256(text.encode()).hexdigest()
 

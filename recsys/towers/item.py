@@ -112,21 +112,18 @@ def weighted_scores(
         ``(c,)`` float32 scores; 0 for candidates that share no weighted modality with the query.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    total = np.zeros(len(rows), dtype=np.float64)
-    w_c = np.zeros(len(rows), dtype=np.float64)
+    total = np.zeros(len(rows), dtype=np.float32)
+    w_c = np.zeros(len(rows), dtype=np.float32)
     w_q = 0.0
     for name, weight in weights.items():
         if weight <= 0 or name not in blocks:
             continue
-        has = blocks[name].mask[rows]
-        w_c += weight * has
-        if query.get(name) is None:
-            continue
-        w_q += weight
-        cos = rows_dot(blocks[name].vectors, rows, query[name])
-        total += weight * np.where(has, cos, 0.0)
-    denom = np.sqrt(np.maximum(w_q * w_c, 1e-12))
-    return (total / denom).astype(np.float32)
+        block = blocks[name]
+        w_c += weight * block.mask[rows]
+        if query.get(name) is not None:
+            w_q += weight
+            total += weight * rows_dot(block.vectors, rows, query[name])  # 0 where an item lacks it
+    return total / np.sqrt(np.maximum(w_q * w_c, 1e-12), dtype=np.float32)
 
 
 def rows_dot(matrix: np.ndarray, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:

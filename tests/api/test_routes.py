@@ -49,7 +49,7 @@ def test_a_repeated_query_is_served_from_the_caches(client, app, served_bundle, 
     from tests.api.conftest import api_settings
 
     item = first_items(served_bundle)[1]
-    path = f"/v1/items/{item}/similar?k=5&weights=text:2,tabular:1"  # computed, not precomputed
+    path = f"/v1/items/{item}/similar?k=150&weights=text:2,tabular:1"  # more than listed: computed
     first = client.get(path)
     second = client.get(path)  # this worker's own copy
     other = create_app(api_settings(tmp_path / "other", redis_url, redis_prefix))  # another worker
@@ -74,7 +74,7 @@ def test_precomputed_answers_skip_the_redis_cache(client, serving, served_bundle
     assert ids_of(again)[:8] == ids_of(feed)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'recsys_cache_total{endpoint="similar",result="lookup"} 1.0' in text
-    assert 'recsys_cache_total{endpoint="feed",result="lookup"} 1.0' in text
+    assert 'recsys_cache_total{endpoint="feed",result="lookup"} 2.0' in text  # read Redis once, no write
     keys = serving.store.keys
     assert not serving.client.exists(keys.result("item", item))  # nothing worth storing
     # a user with recent activity is folded in and cached as before
@@ -82,6 +82,16 @@ def test_precomputed_answers_skip_the_redis_cache(client, serving, served_bundle
     r = client.get(f"/v1/users/{user}/recommendations?k=8")
     assert r.json["recent"] == 1 and item not in ids_of(r)
     assert serving.client.exists(keys.result("user", user))
+    # its folded-in list is kept: other k are lookups; so are per-request weights (modality lists)
+    shorter = client.get(f"/v1/users/{user}/recommendations?k=5")
+    weighted = client.get(f"/v1/items/{item}/similar?k=6&weights=text:1,tabular:3")
+    assert ids_of(shorter) == ids_of(r)[:5]
+    assert ids_of(weighted) == [s.item_id for s in rec.similar_items(item, n=6, weights={"text": 1, "tabular": 3})]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'recsys_cache_total{endpoint="feed",result="lookup"} 3.0' in text
+    assert 'recsys_cache_total{endpoint="similar",result="lookup"} 2.0' in text
+    assert 'recsys_cache_total{endpoint="feed",result="miss"} 1.0' in text
+    assert not serving.client.exists(keys.result("item", item))
 
 
 @pytest.mark.parametrize("query, code, text", [
