@@ -4,8 +4,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,6 +12,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from recsys._lru import Lru
 from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab
 from recsys.collab.foldin import fold_in, gramian
 from recsys.errors import InvalidRequest, NotFound, NotReady
@@ -99,7 +98,7 @@ class Recommender:
         self.history_items = history_items
         self.exact_budget = exact_budget
         self.list_k = list_k
-        self._lists = _Memo(feed_lists if list_k > 0 else 0)  # shared by with_changes copies
+        self._lists = Lru(feed_lists if list_k > 0 else 0)  # shared by with_changes copies
         self.columns = FilterColumns(bundle.items, bundle.item_ids)
         self.changes = ItemChanges.build(bundle)
         collab = bundle.collab
@@ -558,28 +557,6 @@ class Recommender:
         ids = self.bundle.item_ids.ids[rows].tolist()
         cold = (collab.item_state[rows] == PROJECTED).tolist()
         return [Scored(str(i), s, c) for i, s, c in zip(ids, np.asarray(scores, np.float64).tolist(), cold)]
-
-
-class _Memo:
-    """A small thread-safe LRU (feed lists by user and recent items)."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._data: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
 
 
 def _best(n: int, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

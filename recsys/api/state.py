@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
+from recsys._lru import Lru
 from recsys.bundle import read_bundle
 from recsys.errors import BundleError, NotFound, NotReady, RecsysError
 from recsys.fresh import ItemChanges, ItemEmbedder
@@ -56,32 +56,25 @@ class LocalCache:
     """
 
     def __init__(self, max_items: int, max_users: int = 0):
-        self.max_items = max_items
-        self.max_users = max_users
         self.epoch = 0  # drops so far
-        self._data: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+        self._bodies = Lru(max_items)
         self._owners: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
-        self._recent: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._recent = Lru(max_users)
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str, str]):
-        with self._lock:
-            return _touch(self._data, key)
+        return self._bodies.get(key)
 
     def recent(self, user: str) -> tuple[str, ...] | None:
         """The user's recent items, or ``None`` when this worker does not know them."""
-        with self._lock:
-            return _touch(self._recent, user)
+        return self._recent.get(user)
 
     def put(self, key: tuple[str, str, str], value, epoch: int | None = None) -> None:
         with self._lock:
-            if self.max_items <= 0 or (epoch is not None and epoch != self.epoch):
-                return  # a drop happened since the value was read: it may be stale
-            self._data[key] = value
-            self._data.move_to_end(key)
+            if self._bodies.size <= 0 or (epoch is not None and epoch != self.epoch):
+                return  # nothing kept, or a drop happened since the value was read: it may be stale
             self._owners.setdefault(key[:2], set()).add(key)
-            while len(self._data) > self.max_items:
-                old, _ = self._data.popitem(last=False)
+            for old in self._bodies.put(key, value):
                 keys = self._owners[old[:2]]
                 keys.discard(old)
                 if not keys:
@@ -89,38 +82,27 @@ class LocalCache:
 
     def put_recent(self, user: str, items: tuple[str, ...], epoch: int) -> None:
         with self._lock:
-            if self.max_users <= 0 or epoch != self.epoch:
-                return
-            self._recent[user] = items
-            self._recent.move_to_end(user)
-            while len(self._recent) > self.max_users:
-                self._recent.popitem(last=False)
+            if epoch == self.epoch:
+                self._recent.put(user, items)
 
     def drop_owners(self, kind: str, owners) -> None:
         with self._lock:
             self.epoch += 1
             for owner in set(owners):
                 for key in self._owners.pop((kind, owner), ()):
-                    del self._data[key]
+                    self._bodies.pop(key)
                 if kind == "user":
-                    self._recent.pop(owner, None)
+                    self._recent.pop(owner)
 
     def clear(self) -> None:
         with self._lock:
             self.epoch += 1
-            self._data.clear()
+            self._bodies.clear()
             self._owners.clear()
             self._recent.clear()
 
     def __len__(self) -> int:
-        return len(self._data) + len(self._recent)
-
-
-def _touch(lru: OrderedDict, key):
-    value = lru.get(key)
-    if value is not None:
-        lru.move_to_end(key)
-    return value
+        return len(self._bodies) + len(self._recent)
 
 
 class Serving:

@@ -36,3 +36,12 @@ def test_a_value_read_before_a_drop_is_not_stored_after_it():
     cache.clear()  # re-subscribing clears everything, which counts as a drop too
     cache.put_recent("u1", ("old",), epoch)
     assert len(cache) == 0
+
+
+def test_a_cache_of_size_zero_keeps_nothing_and_forgets_nothing_it_never_had():
+    cache = LocalCache(max_items=0, max_users=0)
+    cache.put(("user", "u1", "q"), b"feed")
+    cache.put_recent("u1", ("a",), cache.epoch)
+    assert len(cache) == 0 and cache.get(("user", "u1", "q")) is None and cache.recent("u1") is None
+    cache.drop_owners("user", ["u1"])  # nothing indexed, nothing to drop
+    assert cache.epoch == 1
