@@ -2,9 +2,12 @@
 
 The ceiling is a bare Flask view returning a constant JSON body of the same size as the
 similar-items response, under gunicorn with the same options ``recsys serve`` uses (2 sync
-workers). Against one ``recsys serve`` with the default settings (result cache on), each case
-runs wrk (2 threads, 16 connections, 5 s), side by side with the ceiling; the whole set runs
-``ROUNDS`` times and the medians are reported (this kind of machine is noisy):
+workers); a bare WSGI function under the same gunicorn shows what gunicorn alone allows. Against
+one ``recsys serve`` with the default settings (result cache on), each case runs wrk (2 threads,
+16 connections, 5 s), side by side with the ceiling; the whole set runs ``ROUNDS`` times and the
+medians are reported (this kind of machine is noisy). The two hot reads are answered by a thin
+WSGI layer in front of Flask (``RECSYS_API__FAST_READS``); two cases run against a second server
+with it turned off, to show what it is worth:
 
 * cache hit: 200 queries asked before, answered from the worker's own cache;
 * miss: every request a query nobody asked before (items or users x k; the two wrk threads take
@@ -18,9 +21,8 @@ runs wrk (2 threads, 16 connections, 5 s), side by side with the ceiling; the wh
     first feed since the activity (asked under load before the measurement, so both workers
     keep it) and kept by the worker;
   * first feed after an interaction: a visitor never asked before, with two clicks no other
-    visitor shares (so no kept list can serve another visitor): the
-    worker reads the recent items from Redis, folds them in, scores every item and stores the
-    answer in the Redis result cache.
+    visitor shares (so no kept list can serve another visitor): the worker knows the clicks from
+    the post's message, folds them in and makes the visitor's list (top 100), which it keeps.
 
     apt-get install wrk            # Debian's package
     python benchmarks/bench_api.py # writes benchmarks/results/bench_api.json
@@ -87,6 +89,44 @@ def bare_app_source(body: bytes) -> str:
     )
 
 
+def bare_wsgi_source(body: bytes) -> str:
+    return (
+        "from gunicorn.app.base import BaseApplication\n"
+        f"BODY = {body!r}\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'application/json'),\n"
+        "                              ('Content-Length', str(len(BODY)))])\n"
+        "    return [BODY]\n"
+        "class G(BaseApplication):\n"
+        "    def load_config(self):\n"
+        "        import json, sys\n"
+        "        for k, v in json.loads(sys.argv[1]).items(): self.cfg.set(k, v)\n"
+        "    def load(self): return app\n"
+        "G().run()\n"
+    )
+
+
+def start_bare(source: str, tmp: Path, name: str) -> tuple[subprocess.Popen, int]:
+    """A bare app under gunicorn with ``recsys serve``'s options; returns it and its port."""
+    from recsys.api.server import gunicorn_options
+    from recsys.settings import load_settings
+
+    options = {k: v for k, v in gunicorn_options(load_settings(), "127.0.0.1", free_port()).items()
+               if not callable(v)}
+    path = tmp / f"{name}.py"
+    path.write_text(source)
+    process = subprocess.Popen([sys.executable, str(path), json.dumps(options)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = int(options["bind"].rsplit(":", 1)[1])
+    for _ in range(100):
+        try:
+            request(port, "GET", "/bare")
+            break
+        except OSError:
+            time.sleep(0.1)
+    return process, port
+
+
 def wrk(port: int, paths: list[str], tmp: Path, duration: str = DURATION) -> dict:
     """One wrk run over ``paths``; thread t asks paths t, t + THREADS, ... (each at most once while
     the list lasts)."""
@@ -134,9 +174,7 @@ def main() -> None:
     started = time.time()
     bundle = build_bundle(tmp)
     print(f"bundle {bundle} built in {time.time() - started:.0f} s", flush=True)
-    from recsys.api.server import gunicorn_options
     from recsys.bundle import read_bundle
-    from recsys.settings import load_settings
 
     b = read_bundle(bundle)
     items = [str(i) for i in b.item_ids.ids]
@@ -160,8 +198,11 @@ def main() -> None:
         # no PUTs here: skip loading the item encoders, which would compete with the measurements
         quiet = {"RECSYS_API__WARM_EMBEDDER": "false"}
         servers["recsys"] = LiveServer(tmp / "recsys", {**quiet, "RECSYS_API_KEY": KEY}, bundle=bundle)
+        servers["flask only"] = LiveServer(tmp / "flask-only", {**quiet, "RECSYS_API__FAST_READS": "false"},
+                                           bundle=bundle)
         servers["recsys"].wait_ready()
-        port = servers["recsys"].port
+        servers["flask only"].wait_ready()
+        port, flask_port = servers["recsys"].port, servers["flask only"].port
         events = [{"user_id": u, "item_id": items[(7 * n) % len(items)], "event": "click"}
                   for n, u in enumerate(active)]
         # two clicks per visitor, a pair no other visitor has: no two visitors share a feed
@@ -172,27 +213,21 @@ def main() -> None:
                            {"X-API-Key": KEY})[0] == 202
         body = request(port, "GET", similar[0])[2]
         results["config"]["payload_bytes"] = len(body)
-        options = {k: v for k, v in gunicorn_options(load_settings(), "127.0.0.1", free_port()).items()
-                   if not callable(v)}
-        source = tmp / "bare.py"
-        source.write_text(bare_app_source(body))
-        bare = subprocess.Popen([sys.executable, str(source), json.dumps(options)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        bare_port = int(options["bind"].rsplit(":", 1)[1])
-        for _ in range(100):
-            try:
-                request(bare_port, "GET", "/bare")
-                break
-            except OSError:
-                time.sleep(0.1)
+        bare, bare_port = start_bare(bare_app_source(body), tmp, "bare")
+        wsgi, wsgi_port = start_bare(bare_wsgi_source(body), tmp, "wsgi")
         # warm both workers under load: the hit cases then only read, and each active user's
         # folded-in list is made (k = 10 is not among the ks the miss cases ask)
         wrk(port, similar + feeds, tmp, "5s")
+        wrk(flask_port, similar, tmp, "5s")
         wrk(port, [f"/v1/users/{u}/recommendations?k=10" for u in active], tmp, "20s")
+        default_misses = unique("/v1/items/{}/similar?k={}", items, [k for k in KS if k != 10])
         cases = [("bare Flask (ceiling)", bare_port, [["/bare"]] * ROUNDS, False),
+                 ("bare WSGI, same gunicorn", wsgi_port, [["/bare"]] * ROUNDS, False),
                  ("similar items, cache hit", port, [similar] * ROUNDS, False),
-                 ("similar items, miss, default weights (precomputed)", port,
-                  unique("/v1/items/{}/similar?k={}", items, [k for k in KS if k != 10]), True),
+                 ("similar items, cache hit, Flask only (no fast path)", flask_port, [similar] * ROUNDS, False),
+                 ("similar items, miss, default weights (precomputed)", port, default_misses, True),
+                 ("similar items, miss, default weights, Flask only (no fast path)", flask_port,
+                  default_misses, True),
                  ("similar items, miss, per-request weights (modality lists)", port,
                   unique("/v1/items/{}/similar?k={}&weights=text:0.7,tabular:0.3", items, KS), True),
                  ("feed, cache hit", port, [feeds] * ROUNDS, False),
@@ -205,9 +240,10 @@ def main() -> None:
         runs: dict[str, list[dict]] = {name: [] for name, *_ in cases}
         for r in range(ROUNDS):
             for name, case_port, paths, fresh in cases:
-                before = cache_results(port)
+                served = case_port if case_port in (port, flask_port) else port
+                before = cache_results(served)
                 run = wrk(case_port, paths[r], tmp)
-                after = cache_results(port)
+                after = cache_results(served)
                 # how the server answered: lookup, local (worker memory), hit (Redis), miss (computed)
                 run["answers"] = {k: after[k] - before.get(k, 0) for k in after if after[k] > before.get(k, 0)}
                 run["repeated"] = fresh and run["requests"] > len(paths[r])
@@ -216,8 +252,9 @@ def main() -> None:
             ceiling = runs[cases[0][0]][r]["rps"]
             for name, *_ in cases[1:]:
                 runs[name][r]["share_of_ceiling"] = round(runs[name][r]["rps"] / ceiling, 3)
-        bare.terminate()
-        bare.wait()
+        for process in (bare, wsgi):
+            process.terminate()
+            process.wait()
     finally:
         for server in servers.values():
             server.stop()

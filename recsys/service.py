@@ -190,6 +190,13 @@ class Recommender:
             return known and self._feeds is not None and n <= self._feeds.k
         return n <= self.list_k and self._lists.get((user_id if known else None, recent.tobytes())) is not None
 
+    def keeps_feed(self, *, n: int, exclude_seen: bool = True, recent_items: Sequence[str] = ()) -> bool:
+        """Whether a feed of ``n`` with these recent items is answered from a folded-in list the
+        recommender keeps: made at the first such request (the cost of one computed feed), a
+        lookup for every later one until the recent items change."""
+        return (exclude_seen and self.bundle.collab is not None and self._lists.size > 0
+                and n <= self.list_k and len(self._recent_rows(recent_items)) > 0)
+
     def knows(self, item_id: str) -> bool:
         """Whether ``item_id`` can be served (in the bundle or put since, and not deleted)."""
         return item_id in self.changes.ids or (item_id in self.bundle.item_ids

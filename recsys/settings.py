@@ -205,6 +205,16 @@ class ApiSettings(_Section):
         100_000, ge=0, description="users whose recent items each worker keeps in memory "
         "(invalidated through Redis pub/sub), so their feeds need no Redis round trip; 0 = none",
     )
+    local_active_users: int = Field(
+        1_000_000, ge=0, description="each worker keeps the ids of the users with recent activity, "
+        "so that a feed for anyone else needs no Redis round trip; with more such users than this, "
+        "it keeps none",
+    )
+    fast_reads: bool = Field(
+        True, description="answer the similar-items and feed GETs in a thin WSGI layer in front of "
+        "Flask (same code, same answers; errors still go through Flask, and everything does when "
+        "reads need the key or CORS is configured)",
+    )
     warm_embedder: bool = Field(
         True, description="load the item encoders in the background when a bundle loads, so the "
         "first PUT /v1/items does not wait for them (costs each worker the models' memory)",

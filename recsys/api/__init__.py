@@ -78,11 +78,15 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
         if version is not None:
             response.headers["X-Recsys-Version"] = version
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.latency.labels(rule, str(response.status_code)).observe(
-            time.perf_counter() - g.get("started", time.perf_counter()))
-        metrics.redis(serving.breaker.error is None)
+        metrics.request(rule, response.status_code,
+                        time.perf_counter() - g.get("started", time.perf_counter()),
+                        serving.breaker.error is None)
         return response
 
+    if settings.api.fast_reads:
+        from recsys.api.fast import FastReads
+
+        app.wsgi_app = FastReads(app.wsgi_app, serving, metrics)
     if start:
         serving.start()
     return app

@@ -36,6 +36,16 @@ class Metrics:
                               registry=r, multiprocess_mode="livemin")
         self._version: str | None = None
         self._redis_up: bool | None = None
+        self._latency: dict[tuple[str, str], object] = {}  # labelled children, looked up once
+
+    def request(self, rule: str, status: int, seconds: float, redis_up: bool) -> None:
+        """Record one request: its latency under its URL rule and status, and Redis's health."""
+        key = (rule, str(status))
+        child = self._latency.get(key)
+        if child is None:
+            child = self._latency[key] = self.latency.labels(*key)
+        child.observe(seconds)
+        self.redis(redis_up)
 
     def serving(self, version: str, fresh_items: int) -> None:
         if self._version is not None and self._version != version:

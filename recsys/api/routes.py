@@ -28,7 +28,7 @@ from recsys.service import DISPLAY_COLUMNS, MAX_K, Recommender, Scored, image_pa
 from recsys.store.activity import Event
 from recsys.store.redis import cache_field
 
-__all__ = ["bp"]
+__all__ = ["bp", "similar_body", "feed_body", "HOT_READS"]
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("recsys", __name__)
@@ -103,23 +103,27 @@ def _rows(recommender: Recommender, scored: list[Scored], cold: bool = False) ->
     return out
 
 
-def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, *, user: str | None = None,
-            lookup=lambda recommender, recent: False):
+def _cached(serving: Serving, metrics, endpoint: str, kind: str, owner: str, query: dict, compute,
+            *, user: str | None = None,
+            lookup=lambda recommender, recent: None) -> tuple[bytes, Recommender]:
     """Answer from the worker's own cache, the Redis result cache, or compute and cache.
 
     The worker's cache is used only while it receives invalidations (pub/sub). Then an answer
-    that is a lookup in precomputed lists (``lookup(recommender, recent)``: the bundle's, or a
-    feed list the recommender keeps), or any answer when the result cache is off, is computed
-    without asking Redis, provided a feed's user's recent items are known locally. Otherwise one
-    pipelined round trip reads the item generation, the Redis cache and the user's recent items;
-    a lookup is then still not written to Redis (reading it back would cost more than making it).
+    that comes from precomputed lists (``lookup(recommender, recent)`` says ``"lookup"``: the
+    bundle's lists, or a feed list the recommender keeps; ``"list"``: a feed list it makes now and
+    keeps), or any answer when the result cache is off, is made without asking Redis, provided a
+    feed's user's recent items are known locally. Otherwise one pipelined round trip reads the
+    item generation, the Redis cache and the user's recent items; an answer from lists is then
+    still not written to Redis (reading it back would cost more than making it).
 
     Args:
+        serving, metrics: the worker's :class:`Serving` and :class:`~recsys.api.metrics.Metrics`.
         compute: ``compute(recommender, recent_items) -> dict``, the response body.
         user: the user whose recent items ``compute`` needs (feeds).
+
+    Returns:
+        The JSON body and the recommender (bundle version) that answered.
     """
-    serving = _serving()
-    metrics = current_app.extensions["recsys.metrics"]
     local = serving.local
     epoch = local.epoch  # before anything is read: a value read before a drop is not kept
     serving.catch_up()
@@ -131,33 +135,32 @@ def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, *, user:
     if following:
         body = local.get(local_key) if ttl else None
         if body is not None:
-            _use(asked)
             metrics.cache.labels(endpoint, "local").inc()
-            return Response(body, mimetype="application/json")
+            return body, asked
         recent = local.recent(user) if user is not None else []
-        if recent is not None and (not ttl or lookup(asked, recent)):
+        listed = lookup(asked, recent) if recent is not None and ttl else None
+        if recent is not None and (not ttl or listed):
             # nothing to read from Redis: item changes arrive by pub/sub and the shared generation
-            _use(asked)
-            metrics.cache.labels(endpoint, "lookup" if ttl else "skip").inc()
+            metrics.cache.labels(endpoint, listed or "skip").inc()
             body = dump_json(compute(asked, list(recent)))
             if ttl:
                 local.put(local_key, body, epoch)
-            return Response(body, mimetype="application/json")
+            return body, asked
     key = serving.store.keys.result(kind, owner) if serving.store is not None else None
     snap = serving.snapshot(key if ttl else None, field, user)
     if following and user is not None and snap.recent is not None:
-        local.put_recent(user, tuple(snap.recent), epoch)
-    recommender = _use(serving.recommender())  # a swap or item changes may have happened since
+        local.put_recent(user, tuple(snap.recent), epoch, snap.recent_expires)
+    recommender = serving.recommender()  # a swap or item changes may have happened since
     if snap.cached is not None and recommender is asked and snap.gen == asked.changes.gen:
         metrics.cache.labels(endpoint, "hit").inc()
         local.put(local_key, snap.cached, epoch)
-        return Response(snap.cached, mimetype="application/json")
+        return snap.cached, recommender
     recent = snap.recent or []
-    listed = bool(ttl) and lookup(recommender, recent)
+    listed = lookup(recommender, recent) if ttl else None
     body = dump_json(compute(recommender, recent))
     field = cache_field(recommender.version, recommender.changes.gen, query)
     if listed:
-        result = "lookup"  # as cheap to repeat as to read back: not stored in Redis
+        result = listed  # as cheap to repeat as to read back: not stored in Redis
     elif snap.gen is not None and ttl and key is not None:
         result = "miss"
         # a user's feed carries the activity count its recent items were read at
@@ -168,18 +171,25 @@ def _cached(endpoint: str, kind: str, owner: str, query: dict, compute, *, user:
     if result != "skip" and serving.subscribed:
         local.put((kind, owner, field), body, epoch)
     metrics.cache.labels(endpoint, result).inc()
-    return Response(body, mimetype="application/json")
+    return body, recommender
 
 
 # -- reads --------------------------------------------------------------------------------------
+# The two hot reads are plain functions of (serving, metrics, path id, query args): the Flask views
+# below and the WSGI fast path in front of Flask (recsys.api.fast) both call them.
 
 
-@bp.get("/v1/items/<item_id>/similar")
-def similar(item_id: str):
-    _check_read_access()
+def similar_body(serving: Serving, metrics, item_id: str, raw_args) -> tuple[bytes, Recommender]:
+    """``GET /v1/items/{item_id}/similar``: the JSON body and the recommender that answered.
+
+    Raises:
+        InvalidRequest: a bad id or query parameter.
+        NotReady: no bundle loaded.
+        NotFound: an unknown item.
+    """
     check_id(item_id, "item")
-    args = QueryArgs(request.args, ("k", "weights", *FILTER_ARGS))
-    _use(_serving().recommender())  # not ready: 503 before parsing the query
+    args = QueryArgs(raw_args, ("k", "weights", *FILTER_ARGS))
+    serving.recommender()  # not ready: 503 before parsing the query
     k = args.k(10)
     weights = args.weights()
     item_filter = args.item_filter()
@@ -191,16 +201,21 @@ def similar(item_id: str):
                 "weights": weights or rec.bundle.vectors.weights,
                 "filters": item_filter.describe(), "items": _rows(rec, found)}
 
-    return _cached("similar", "item", item_id, query, compute,
-                   lookup=lambda rec, _: rec.precomputed(n=k, item_id=item_id, weights=weights))
+    return _cached(serving, metrics, "similar", "item", item_id, query, compute,
+                   lookup=lambda rec, _: "lookup" if rec.precomputed(n=k, item_id=item_id,
+                                                                      weights=weights) else None)
 
 
-@bp.get("/v1/users/<user_id>/recommendations")
-def user_feed(user_id: str):
-    _check_read_access()
+def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes, Recommender]:
+    """``GET /v1/users/{user_id}/recommendations``: the JSON body and the recommender that answered.
+
+    Raises:
+        InvalidRequest: a bad id or query parameter.
+        NotReady: no bundle loaded.
+    """
     check_id(user_id, "user")
-    args = QueryArgs(request.args, ("k", "exclude_seen", *FILTER_ARGS))
-    _use(_serving().recommender())
+    args = QueryArgs(raw_args, ("k", "exclude_seen", *FILTER_ARGS))
+    serving.recommender()
     k = args.k(20)
     exclude_seen = args.flag("exclude_seen", True)
     item_filter = args.item_filter()
@@ -216,11 +231,39 @@ def user_feed(user_id: str):
                              filters=item_filter)
         return _feed_body(rec, feed, k, item_filter, user_id=user_id, recent=len(recent))
 
-    def lookup(rec: Recommender, recent: list[str]) -> bool:
-        return rec.precomputed(n=k, user_id=user_id, exclude_seen=exclude_seen,
-                               recent_items=usable(rec, recent))
+    def lookup(rec: Recommender, recent: list[str]) -> str | None:
+        recent = usable(rec, recent)
+        if rec.precomputed(n=k, user_id=user_id, exclude_seen=exclude_seen, recent_items=recent):
+            return "lookup"
+        if rec.keeps_feed(n=k, exclude_seen=exclude_seen, recent_items=recent):
+            return "list"
+        return None
 
-    return _cached("feed", "user", user_id, query, compute, user=user_id, lookup=lookup)
+    return _cached(serving, metrics, "feed", "user", user_id, query, compute, user=user_id,
+                   lookup=lookup)
+
+
+def _hot_read(body_of, owner: str) -> Response:
+    _check_read_access()
+    body, recommender = body_of(_serving(), current_app.extensions["recsys.metrics"], owner,
+                                request.args)
+    _use(recommender)
+    return Response(body, mimetype="application/json")
+
+
+@bp.get("/v1/items/<item_id>/similar")
+def similar(item_id: str):
+    return _hot_read(similar_body, item_id)
+
+
+@bp.get("/v1/users/<user_id>/recommendations")
+def user_feed(user_id: str):
+    return _hot_read(feed_body, user_id)
+
+
+# what the fast path may answer without Flask: URL rule -> body function
+HOT_READS = {"/v1/items/<item_id>/similar": similar_body,
+             "/v1/users/<user_id>/recommendations": feed_body}
 
 
 def _feed_body(rec: Recommender, feed, k: int, item_filter, **extra: Any) -> dict:
@@ -367,8 +410,14 @@ def post_interactions():
     now = time.time()
     events = [Event(e.user_id, e.item_id, e.event, e.timestamp if e.timestamp is not None else now,
                     e.value) for e in batch.events]
-    ids = _write("interactions", lambda: serving.activity.append(events))
-    serving.local.drop_owners("user", {e.user_id for e in events})  # the others hear it by pub/sub
+
+    def append() -> list[str]:
+        # the users' bodies go now, their recent items stay unknown here until the post's own
+        # message comes back (in order with everyone else's)
+        serving.local.expect(e.user_id for e in events)
+        return serving.activity.append(events, origin=serving.origin)
+
+    ids = _write("interactions", append)
     current_app.extensions["recsys.metrics"].interactions.inc(len(events))
     return _json({"version": recommender.version, "accepted": len(ids), "ids": ids}, status=202)
 

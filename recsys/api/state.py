@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import secrets
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from recsys.errors import BundleError, NotFound, NotReady, RecsysError
 from recsys.fresh import ItemChanges, ItemEmbedder
 from recsys.service import Recommender
 from recsys.settings import Settings
-from recsys.store.activity import ActivityStore
+from recsys.store.activity import ActivityStore, merge_recent
 from recsys.store.redis import Breaker, RedisStore, connect
 
 __all__ = ["Serving", "Snapshot", "LocalCache"]
@@ -38,28 +41,43 @@ class Snapshot:
     gen: int | None = None
     cached: bytes | None = None
     recent: list[str] | None = None
+    recent_expires: float = math.inf  # when Redis drops the user's recent items
     activity: int | None = None  # the user's interaction posts so far (see Keys.activity)
 
 
 class LocalCache:
-    """A worker's own memory in front of Redis: response bodies and users' recent items, two LRUs.
+    """A worker's own memory in front of Redis: response bodies and users' recent items.
 
     A response body's key is ``(kind, owner, field)``; the field carries the bundle version, the
     item generation and the query like the Redis cache, so a swap or an item write makes old
     entries unreachable. Users' recent items are kept apart (``max_users``), so that a stream of
-    distinct queries cannot push them out. Everything of a user is dropped when a message says the
-    user was active (found through an index by owner, not a scan).
+    distinct queries cannot push them out.
+
+    What a user did is heard from the messages of interaction posts (:meth:`heard`, in commit
+    order): the user's bodies are dropped (found through an index by owner, not a scan) and a
+    recent list this worker knows gets the new items in front, as Redis does, so the next feed
+    needs no round trip. A user outside the active-users set (:meth:`know_active`, loaded when the
+    worker subscribes) has no recent items, which needs no round trip either.
 
     A value read or computed before a drop must not be stored after it: take :attr:`epoch` before
     reading and pass it to :meth:`put` or :meth:`put_recent`, which ignore the value if a drop
     happened since.
+
+    Args:
+        max_items: response bodies kept.
+        max_users: users whose recent items are kept.
+        max_active: the largest active-users set kept; beyond it a user not otherwise known costs
+            a round trip.
     """
 
-    def __init__(self, max_items: int, max_users: int = 0):
+    def __init__(self, max_items: int, max_users: int = 0, max_active: int = 0):
         self.epoch = 0  # drops so far
+        self.max_active = max_active
         self._bodies = Lru(max_items)
         self._owners: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
-        self._recent = Lru(max_users)
+        self._recent = Lru(max_users)  # user -> (items, when Redis's copy expires)
+        self._active: set[str] | None = None  # users who may have recent items; None: not known
+        self._pending: dict[str, int] = {}  # users of this worker's posts whose message is due
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str, str]):
@@ -67,7 +85,16 @@ class LocalCache:
 
     def recent(self, user: str) -> tuple[str, ...] | None:
         """The user's recent items, or ``None`` when this worker does not know them."""
-        return self._recent.get(user)
+        if user in self._pending:
+            return None
+        value = self._recent.get(user)
+        if value is not None:
+            items, expires = value
+            return items if time.time() < expires else None
+        active = self._active
+        if active is not None and user not in active:
+            return ()
+        return None
 
     def put(self, key: tuple[str, str, str], value, epoch: int | None = None) -> None:
         with self._lock:
@@ -80,19 +107,66 @@ class LocalCache:
                 if not keys:
                     del self._owners[old[:2]]
 
-    def put_recent(self, user: str, items: tuple[str, ...], epoch: int) -> None:
+    def put_recent(self, user: str, items: tuple[str, ...], epoch: int,
+                   expires: float = math.inf) -> None:
+        """Keep a user's recent items read from Redis, which keeps them until ``expires``."""
         with self._lock:
             if epoch == self.epoch:
-                self._recent.put(user, items)
+                self._recent.put(user, (items, expires))
+
+    def know_active(self, users: set[str] | None) -> None:
+        """The users who may have recent items (``None``: not known), read after subscribing."""
+        with self._lock:
+            fits = users is not None and self.max_active > 0 and len(users) <= self.max_active
+            self._active = users if fits else None
+
+    def expect(self, users) -> None:
+        """This worker is about to post the users' activity: drop their bodies, and do not trust
+        their recent items until the post's own message is heard (:meth:`heard`)."""
+        with self._lock:
+            self.epoch += 1
+            for user in set(users):
+                self._pending[user] = self._pending.get(user, 0) + 1
+                self._drop_bodies("user", user)
+
+    def heard(self, message: dict, origin: str) -> None:
+        """An interaction post's message (see :meth:`ActivityStore.append`), ``origin`` being
+        this worker's token."""
+        at, ttl, cap = message["at"], message["ttl"], message["cap"]
+        mine = message.get("origin") == origin
+        with self._lock:
+            self.epoch += 1
+            for user, new in message["recent"].items():
+                self._drop_bodies("user", user)
+                known = self._recent.get(user)
+                if known is not None:  # kept unless Redis's copy had expired (a second's margin)
+                    previous = known[0] if known[1] > at + 1 else None
+                else:
+                    previous = () if self._active is not None and user not in self._active else None
+                if previous is None:
+                    self._recent.pop(user)
+                else:
+                    self._recent.put(user, (merge_recent(new, previous, cap), at + ttl))
+                if self._active is not None:
+                    self._active.add(user)
+                    if len(self._active) > self.max_active:
+                        self._active = None
+                if mine and user in self._pending:
+                    self._pending[user] -= 1
+                    if not self._pending[user]:
+                        del self._pending[user]
 
     def drop_owners(self, kind: str, owners) -> None:
         with self._lock:
             self.epoch += 1
             for owner in set(owners):
-                for key in self._owners.pop((kind, owner), ()):
-                    self._bodies.pop(key)
+                self._drop_bodies(kind, owner)
                 if kind == "user":
                     self._recent.pop(owner)
+
+    def _drop_bodies(self, kind: str, owner: str) -> None:
+        for key in self._owners.pop((kind, owner), ()):
+            self._bodies.pop(key)
 
     def clear(self) -> None:
         with self._lock:
@@ -100,6 +174,8 @@ class LocalCache:
             self._bodies.clear()
             self._owners.clear()
             self._recent.clear()
+            self._active = None
+            self._pending.clear()
 
     def __len__(self) -> int:
         return len(self._bodies) + len(self._recent)
@@ -133,7 +209,9 @@ class Serving:
         self._stop = threading.Event()
         self.subscribed = False  # the follower thread is receiving invalidations
         self.shared_gen = None  # the item generation the workers of one server share (RawValue)
-        self.local = LocalCache(settings.api.local_cache_items, settings.api.local_recent_users)
+        self.local = LocalCache(settings.api.local_cache_items, settings.api.local_recent_users,
+                                settings.api.local_active_users)
+        self.origin = secrets.token_hex(8)  # names this worker's posts in their messages
         self._thread: threading.Thread | None = None
         self.on_change = lambda recommender: None  # metrics hook
 
@@ -159,6 +237,8 @@ class Serving:
                 pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.store.keys.events)
                 self.local.clear()  # invalidations may have been missed while not subscribed
+                # after subscribing: a user active from now on is in a message
+                self.local.know_active(self.activity.active_users(self.settings.api.local_active_users))
                 self.subscribed = True
                 self.refresh()
                 while not self._stop.is_set():
@@ -185,7 +265,9 @@ class Serving:
             message = json.loads(data)
         except ValueError:
             return
-        if "users" in message:
+        if "recent" in message:
+            self.local.heard(message, self.origin)
+        elif "users" in message:
             self.local.drop_owners("user", message["users"])
         if "items" in message or "active" in message:
             self.refresh()
@@ -312,6 +394,7 @@ class Serving:
                 pipe.hget(cache_key, field)
             if recent_user is not None:
                 pipe.lrange(keys.recent(recent_user), 0, self.settings.redis.recent_items - 1)
+                pipe.pttl(keys.recent(recent_user))
                 pipe.get(keys.activity(recent_user))
             return pipe.execute()
 
@@ -322,8 +405,11 @@ class Serving:
         gen = int(result[1] or 0)
         cached = result[2] if cache_key is not None else None
         recent = activity = None
+        expires = math.inf
         if recent_user is not None:
-            recent = list(dict.fromkeys(r.decode() for r in result[-2]))
+            recent = list(dict.fromkeys(r.decode() for r in result[-3]))
+            if result[-2] > 0:  # -2: no list, -1: no expiry
+                expires = time.time() + result[-2] / 1000
             activity = int(result[-1] or 0)
             if cached is not None:  # computed at another activity count: stale, whenever written
                 count, _, body = cached.partition(b"\n")
@@ -332,7 +418,8 @@ class Serving:
         if current is not None and gen != current.changes.gen:
             self.sync_items()
             cached = None  # computed against other item changes
-        return Snapshot(active=active, gen=gen, cached=cached, recent=recent, activity=activity)
+        return Snapshot(active=active, gen=gen, cached=cached, recent=recent, recent_expires=expires,
+                        activity=activity)
 
     def readiness(self) -> tuple[bool, list[str]]:
         """``(ready, reasons it is degraded or not ready)``."""

@@ -1,13 +1,19 @@
 """Interactions in Redis: the durable log (a Stream) and each user's recent items (a list).
 
 One ``POST /v1/interactions`` is one MULTI/EXEC transaction: the events are appended to the log,
-pushed onto each user's recent list (trimmed, with a TTL) and the user's cached feeds are dropped,
-all or nothing. A caller is told "accepted" only after that transaction returned, so an
-acknowledged event is in the log (and, with AOF, on disk within a second).
+moved to the front of each user's recent list (distinct items, trimmed, with a TTL), the users are
+marked active, their cached feeds are dropped and a message tells the workers which items each
+user touched, all or nothing. A caller is told "accepted" only after that transaction returned, so
+an acknowledged event is in the log (and, with AOF, on disk within a second).
+
+Because the list holds distinct items, a worker that knows a user's list (or knows the user has
+none) keeps it exact from the messages alone (:func:`merge_recent`), and messages re-applied in
+order over a list that already holds them change nothing.
 """
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +23,7 @@ import redis
 from recsys.data import schema as S
 from recsys.store.keys import Keys
 
-__all__ = ["Event", "ActivityStore"]
+__all__ = ["Event", "ActivityStore", "merge_recent"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,12 @@ class Event:
         return out
 
 
+def merge_recent(new: Sequence[str], previous: Sequence[str], cap: int) -> tuple[str, ...]:
+    """A recent list after a post: ``new`` (newest first) in front, no repeats, at most ``cap``;
+    what Redis holds after :meth:`ActivityStore.append` when it held ``previous``."""
+    return tuple(dict.fromkeys([*new, *previous]))[:cap]
+
+
 class ActivityStore:
     """The interaction log and recent activity under one key namespace.
 
@@ -62,8 +74,12 @@ class ActivityStore:
         self.recent_items = recent_items
         self.recent_ttl = int(recent_ttl)
 
-    def append(self, events: Sequence[Event]) -> list[str]:
+    def append(self, events: Sequence[Event], origin: str | None = None) -> list[str]:
         """Log events and update the users' recent items, in one transaction.
+
+        Args:
+            events: the interactions, in any order (a user's items go in by timestamp).
+            origin: who posts them (a worker's token), repeated in the workers' message.
 
         Returns:
             list[str]: the stream ids the log gave the events, in order.
@@ -71,6 +87,7 @@ class ActivityStore:
         Raises:
             redis.RedisError: nothing was written (the transaction is all or nothing).
         """
+        now = time.time()
         pipe = self.client.pipeline(transaction=True)
         for event in events:
             pipe.xadd(self.keys.log, event.fields())
@@ -79,7 +96,9 @@ class ActivityStore:
             users.setdefault(event.user_id, []).append(event.item_id)
         for user_id, items in users.items():
             key = self.keys.recent(user_id)
-            pipe.lpush(key, *items)  # the newest ends up first
+            for item in items:  # oldest first: each one moves to the front, so the newest ends first
+                pipe.lrem(key, 0, item)
+                pipe.lpush(key, item)
             pipe.ltrim(key, 0, self.recent_items - 1)
             pipe.expire(key, self.recent_ttl)
             # the user's cached feeds are stale; one computed from the recent items read before this
@@ -87,8 +106,39 @@ class ActivityStore:
             pipe.incr(self.keys.activity(user_id))
             pipe.expire(self.keys.activity(user_id), self.recent_ttl)
             pipe.delete(self.keys.result("user", user_id))
-        pipe.publish(self.keys.events, json.dumps({"users": list(users)}))  # and workers' copies
+        pipe.zadd(self.keys.active_users, {user_id: now for user_id in users})
+        pipe.zremrangebyscore(self.keys.active_users, "-inf", now - self.recent_ttl)
+        # the workers drop their copies, and update the recent lists they know
+        pipe.publish(self.keys.events, json.dumps({
+            "users": list(users), "origin": origin, "at": now, "ttl": self.recent_ttl,
+            "cap": self.recent_items,
+            "recent": {u: list(dict.fromkeys(reversed(items))) for u, items in users.items()}}))
         return [i.decode() for i in pipe.execute()[: len(events)]]
+
+    def active_users(self, limit: int) -> set[str] | None:
+        """The users who may have recent items (a post within the TTL); every other user has none.
+
+        Args:
+            limit: the most ids to return.
+
+        Returns:
+            The ids, or ``None`` when there are more than ``limit``.
+        """
+        key = self.keys.active_users
+        self.client.zremrangebyscore(key, "-inf", time.time() - self.recent_ttl)
+        if not self.client.exists(key):
+            self._mark_listed_users()
+        if self.client.zcard(key) > limit:
+            return None
+        return {u.decode() for u in self.client.zrange(key, 0, -1)}
+
+    def _mark_listed_users(self) -> None:
+        """Recent lists written before the active-users set existed put their users in it."""
+        start = len(self.keys.recent(""))
+        users = [k[start:].decode() for k in self.client.scan_iter(match=self.keys.recent_pattern,
+                                                                    count=1000)]
+        for i in range(0, len(users), 1000):
+            self.client.zadd(self.keys.active_users, dict.fromkeys(users[i:i + 1000], time.time()))
 
     def recent(self, user_id: str, n: int | None = None) -> list[str]:
         """The user's recent item ids, newest first, without repeats."""
@@ -116,3 +166,4 @@ class ActivityStore:
         frame[S.VALUE] = pd.to_numeric(frame[S.VALUE])
         frame[S.TIMESTAMP] = pd.to_numeric(frame[S.TIMESTAMP])
         return frame
+

@@ -7,12 +7,16 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
     P:bundle:<version>:manifest     string  manifest.json as published
     P:bundle:<version>:file:<path>  list    the file's chunks, in order
     P:bundle:events                 channel JSON messages to the workers: {"active": version},
-                                            {"items": generation}, {"users": [ids]} (they also poll)
+                                            {"items": generation}, or the users of one interaction
+                                            post with their new items (ActivityStore.append); they
+                                            also poll
     P:items:gen                     string  counter bumped by every item write (result cache epoch)
     P:items:fresh                   hash    item_id -> JSON of an item put since the bundle
     P:items:deleted                 set     item ids hidden from every result
     P:log                           stream  the interaction log the next training reads
-    P:recent:<user_id>              list    the user's recent item ids, newest first
+    P:recent:<user_id>              list    the user's recent item ids, newest first, distinct
+    P:users:active                  zset    user ids with recent items, scored by their last post
+                                            (epoch seconds); anyone else has none
     P:activity:<user_id>            string  counter bumped by each of the user's interaction posts;
                                             a cached feed carries the count it was computed at
     P:result:<kind>:<owner>         hash    cached response bodies of one item, user or session;
@@ -82,6 +86,14 @@ class Keys:
 
     def recent(self, user_id: str) -> str:
         return self._key("recent", user_id)
+
+    @property
+    def recent_pattern(self) -> str:
+        return self._key("recent", "*")
+
+    @property
+    def active_users(self) -> str:
+        return self._key("users", "active")
 
     def result(self, kind: str, owner: str) -> str:
         """Cached results of one owner; the hash field carries the bundle version and the query,

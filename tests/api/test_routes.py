@@ -66,23 +66,25 @@ def test_a_repeated_query_is_served_from_the_caches(client, app, served_bundle, 
 def test_precomputed_answers_skip_the_redis_cache(client, serving, served_bundle):
     item, user = first_items(served_bundle)[2], str(served_bundle.collab.user_ids.ids[7])
     similar = client.get(f"/v1/items/{item}/similar?k=8")
-    feed = client.get(f"/v1/users/{user}/recommendations?k=8")  # reads the user's recent items once
-    again = client.get(f"/v1/users/{user}/recommendations?k=9")  # knows them now: a lookup
+    feed = client.get(f"/v1/users/{user}/recommendations?k=8")  # not an active user: no recent items
+    again = client.get(f"/v1/users/{user}/recommendations?k=9")
     rec = serving.recommender()
     assert ids_of(similar) == [s.item_id for s in rec.similar_items(item, n=8)]
     assert ids_of(feed) == [s.item_id for s in rec.recommend(user, n=8).items]
     assert ids_of(again)[:8] == ids_of(feed)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'recsys_cache_total{endpoint="similar",result="lookup"} 1.0' in text
-    assert 'recsys_cache_total{endpoint="feed",result="lookup"} 2.0' in text  # read Redis once, no write
+    assert 'recsys_cache_total{endpoint="feed",result="lookup"} 2.0' in text
     keys = serving.store.keys
     assert not serving.client.exists(keys.result("item", item))  # nothing worth storing
-    # a user with recent activity is folded in and cached as before
+    assert not serving.client.exists(keys.result("user", user))
+    # a user with recent activity is folded in: the worker makes the user's list and keeps it
     client.post("/v1/interactions", json={"user_id": user, "item_id": item}, headers=WRITE)
     r = client.get(f"/v1/users/{user}/recommendations?k=8")
     assert r.json["recent"] == 1 and item not in ids_of(r)
-    assert serving.client.exists(keys.result("user", user))
-    # its folded-in list is kept: other k are lookups; so are per-request weights (modality lists)
+    assert ids_of(r) == [s.item_id for s in rec.recommend(user, n=8, recent_items=[item]).items]
+    assert not serving.client.exists(keys.result("user", user))
+    # other k are lookups in that list; so are per-request weights (modality lists)
     shorter = client.get(f"/v1/users/{user}/recommendations?k=5")
     weighted = client.get(f"/v1/items/{item}/similar?k=6&weights=text:1,tabular:3")
     assert ids_of(shorter) == ids_of(r)[:5]
@@ -90,7 +92,8 @@ def test_precomputed_answers_skip_the_redis_cache(client, serving, served_bundle
     text = client.get("/metrics").get_data(as_text=True)
     assert 'recsys_cache_total{endpoint="feed",result="lookup"} 3.0' in text
     assert 'recsys_cache_total{endpoint="similar",result="lookup"} 2.0' in text
-    assert 'recsys_cache_total{endpoint="feed",result="miss"} 1.0' in text
+    assert 'recsys_cache_total{endpoint="feed",result="list"} 1.0' in text
+    assert 'result="miss"' not in text
     assert not serving.client.exists(keys.result("item", item))
 
 

@@ -45,3 +45,86 @@ def test_a_cache_of_size_zero_keeps_nothing_and_forgets_nothing_it_never_had():
     assert len(cache) == 0 and cache.get(("user", "u1", "q")) is None and cache.recent("u1") is None
     cache.drop_owners("user", ["u1"])  # nothing indexed, nothing to drop
     assert cache.epoch == 1
+
+
+def _message(recent: dict, origin: str = "other", at: float | None = None, cap: int = 3) -> dict:
+    import time
+
+    return {"users": list(recent), "recent": recent, "origin": origin,
+            "at": time.time() if at is None else at, "ttl": 3600, "cap": cap}
+
+
+def test_users_outside_the_active_set_have_no_recent_items_and_messages_update_known_lists():
+    cache = LocalCache(max_items=10, max_users=10, max_active=3)
+    assert cache.recent("u1") is None  # nothing known before the set is loaded
+    cache.know_active({"u1"})
+    assert cache.recent("u1") is None and cache.recent("u2") == ()
+    cache.put(("user", "u2", "q"), b"feed")
+    cache.heard(_message({"u2": ["b", "a"]}), origin="me")
+    assert cache.recent("u2") == ("b", "a") and cache.get(("user", "u2", "q")) is None
+    cache.heard(_message({"u2": ["c", "a"], "u1": ["x"]}), origin="me")
+    assert cache.recent("u2") == ("c", "a", "b")  # moved to the front, distinct, at most cap
+    assert cache.recent("u1") is None  # active before, list never read: still unknown
+    cache.heard(_message({"u3": ["y"], "u4": ["z"]}), origin="me")  # the set outgrows max_active
+    assert cache.recent("u5") is None and cache.recent("u2") == ("c", "a", "b")
+    cache.clear()
+    assert cache.recent("u2") is None and cache.recent("u6") is None
+
+
+def test_own_posts_are_unknown_until_their_message_and_expired_lists_are_not_trusted():
+    import math
+    import time
+
+    cache = LocalCache(max_items=10, max_users=10, max_active=10)
+    cache.know_active(set())
+    cache.put(("user", "u1", "q"), b"feed")
+    cache.expect(["u1"])  # this worker posts for u1
+    assert cache.recent("u1") is None and cache.get(("user", "u1", "q")) is None
+    cache.heard(_message({"u1": ["a"]}, origin="another"), origin="me")
+    assert cache.recent("u1") is None  # another worker's post: ours is still due
+    cache.heard(_message({"u1": ["b"]}, origin="me"), origin="me")
+    assert cache.recent("u1") == ("b", "a")
+    cache.put_recent("u2", ("a",), cache.epoch, expires=time.time() - 1)  # Redis dropped it since
+    assert cache.recent("u2") is None
+    cache.put_recent("u3", ("a",), cache.epoch, expires=time.time() + 0.5)
+    cache.heard(_message({"u3": ["b"]}), origin="me")  # expires within a second of the post
+    assert cache.recent("u3") is None
+    cache.put_recent("u3", ("a",), cache.epoch, expires=math.inf)
+    cache.heard(_message({"u3": ["b"]}), origin="me")
+    assert cache.recent("u3") == ("b", "a")
+
+
+def test_a_worker_answers_feeds_after_posts_without_reading_redis(app, client, tmp_path, redis_url,
+                                                                   redis_prefix, served_bundle):
+    """Two workers over one Redis: after a post through one of them, both know the user's recent
+    items from the message alone, and the feeds that follow read no recent list from Redis."""
+    import time
+
+    from recsys.api import create_app
+    from recsys.store import connect
+    from tests.api.conftest import WRITE, api_settings
+
+    other = create_app(api_settings(tmp_path / "other", redis_url, redis_prefix))
+    workers = [app.extensions["recsys"], other.extensions["recsys"]]
+    deadline = time.monotonic() + 10
+    while not all(w.subscribed for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    redis = connect(redis_url)
+    item = str(served_bundle.item_ids.ids[5])
+    for user in ("visitor-a", str(served_bundle.collab.user_ids.ids[0])):
+        assert [w.local.recent(user) for w in workers] == [(), ()]  # no activity: nothing to read
+        assert client.post("/v1/interactions", json={"user_id": user, "item_id": item},
+                           headers=WRITE).status_code == 202
+        deadline = time.monotonic() + 5
+        while any(w.local.recent(user) != (item,) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.01)  # both hear the post, the poster included
+        assert [w.local.recent(user) for w in workers] == [(item,), (item,)]
+        lranges = _calls(redis, "lrange")
+        feeds = [c.get(f"/v1/users/{user}/recommendations?k=5") for c in (client, other.test_client())]
+        assert _calls(redis, "lrange") == lranges
+        assert feeds[0].json["items"] == feeds[1].json["items"] and feeds[0].json["recent"] == 1
+    other.extensions["recsys"].stop()
+
+
+def _calls(redis, command: str) -> int:
+    return redis.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)

@@ -92,6 +92,63 @@ def test_activity_log_and_recent_items(redis_url, redis_prefix):
     assert frame["timestamp"].tolist() == pytest.approx([e.timestamp for e in events])
 
 
+def test_recent_lists_hold_distinct_items_and_the_active_users_are_marked(redis_url, redis_prefix):
+    client = connect(redis_url)
+    activity = ActivityStore(client, prefix=redis_prefix, recent_items=4, recent_ttl=3600)
+    assert activity.active_users(10) == set()
+    now = time.time()
+    activity.append([Event("u1", i, "click", now + n) for n, i in enumerate("abab")])
+    activity.append([Event("u1", "c", "click", now + 9), Event("u2", "a", "view", now)])
+    assert activity.recent("u1") == ["c", "b", "a"]  # a repeat moves to the front, never twice
+    assert client.llen(activity.keys.recent("u1")) == 3
+    assert activity.active_users(10) == {"u1", "u2"} and activity.active_users(1) is None
+    client.zadd(activity.keys.active_users, {"idle": now - 7200})  # last post past the TTL
+    assert activity.active_users(10) == {"u1", "u2"}
+
+
+def test_recent_lists_written_before_the_active_set_existed_mark_their_users(redis_url, redis_prefix):
+    client = connect(redis_url)
+    activity = ActivityStore(client, prefix=redis_prefix)
+    client.lpush(activity.keys.recent("legacy:user"), "i1")
+    assert activity.active_users(10) == {"legacy:user"}
+
+
+def test_the_messages_keep_a_workers_copy_of_a_recent_list_exact(redis_url, redis_prefix):
+    """A worker that knows a user's list, or that the user has none, and hears the posts' messages
+    in order holds what Redis holds, also when it hears posts its own read already saw."""
+    import json
+    import random
+
+    from recsys.api.state import LocalCache
+
+    client = connect(redis_url)
+    activity = ActivityStore(client, prefix=redis_prefix, recent_items=5)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(activity.keys.events)
+    local = LocalCache(0, max_users=10, max_active=100)
+    local.know_active(activity.active_users(100))
+    users = ["u1", "u2", "u3"]
+    assert [local.recent(u) for u in users] == [(), (), ()]  # nobody active: known empty
+    rng = random.Random(3)
+    pending = []
+    for post in range(80):
+        events = [Event(rng.choice(users), f"i{rng.randrange(9)}", "click", 1e9 + post + n / 10)
+                  for n in range(rng.randint(1, 4))]
+        activity.append(events, origin="elsewhere")
+        message = None
+        while message is None:
+            message = pubsub.get_message(timeout=5)
+        pending.append(json.loads(message["data"]))
+        if post % 10 == 3:  # a request reads u1's list from Redis before hearing the last posts
+            local.put_recent("u1", tuple(activity.recent("u1")), local.epoch)
+            continue
+        for heard in pending:
+            local.heard(heard, origin="this worker")
+        pending.clear()
+        assert [local.recent(u) for u in users] == [tuple(activity.recent(u)) for u in users]
+    pubsub.close()
+
+
 def test_the_log_survives_an_embedded_restart(tmp_path):
     with EmbeddedRedis(tmp_path / "r") as server:
         ActivityStore(connect(server.url)).append([Event("u", "i", "purchase", 1.0, 2.0)])
