@@ -49,12 +49,13 @@ from tests.api.live import LiveServer, free_port, request  # noqa: E402
 DURATION, CONNECTIONS, THREADS = "5s", 16, 2
 KS = range(5, 16)  # k around 10: bodies about the size of the ceiling's (k = 10)
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-VISITORS = 30_000  # more than three rounds of the computed case can ask
+ITEMS, USERS, ACTIVE = 10_000, 20_000, 9_000  # enough distinct paths that no miss case repeats one
+VISITORS = 45_000  # more than three rounds of the computed case can ask
 KEY = "bench-key"
 
 
 def build_bundle(tmp: Path) -> Path:
-    """A 3,000-item synthetic shop (text + tabular) with its user tower."""
+    """A synthetic shop of ``ITEMS`` items (text + tabular) with its user tower (``USERS`` users)."""
     from recsys.bundle import read_bundle
     from recsys.data import load_interactions, validate_catalog
     from recsys.data.synthetic import make_catalog
@@ -63,47 +64,47 @@ def build_bundle(tmp: Path) -> Path:
     from recsys.towers import create_tower
 
     settings = load_settings(state_dir=tmp / "state")
-    catalog = validate_catalog(make_catalog(3000, seed=11), source="synthetic:3000")
+    catalog = validate_catalog(make_catalog(ITEMS, seed=11), source=f"synthetic:{ITEMS}")
     towers = {"text": create_tower("text"), "tabular": create_tower("tabular")}
     report = build_item_bundle(catalog, settings, tmp / "models" / "shop", show_progress=False, towers=towers)
     bundle = read_bundle(report.path)
-    events = load_interactions("synthetic", catalog=bundle.items, seed=5, n_users=6000)
+    events = load_interactions("synthetic", catalog=bundle.items, seed=5, n_users=USERS)
     return train_user_tower(bundle, events, settings, show_progress=False).path
 
 
+# runs the module's ``app`` under gunicorn with the options given as JSON in argv[1]
+_GUNICORN = (
+    "from gunicorn.app.base import BaseApplication\n"
+    "class G(BaseApplication):\n"
+    "    def load_config(self):\n"
+    "        import json, sys\n"
+    "        for k, v in json.loads(sys.argv[1]).items(): self.cfg.set(k, v)\n"
+    "    def load(self): return app\n"
+    "G().run()\n"
+)
+
+
 def bare_app_source(body: bytes) -> str:
+    """A Flask app answering ``GET /bare`` with ``body``: the ceiling."""
     return (
         "from flask import Flask, Response\n"
-        "from gunicorn.app.base import BaseApplication\n"
         f"BODY = {body!r}\n"
         "app = Flask('bare')\n"
         "@app.get('/bare')\n"
         "def bare():\n"
         "    return Response(BODY, mimetype='application/json')\n"
-        "class G(BaseApplication):\n"
-        "    def load_config(self):\n"
-        "        import json, sys\n"
-        "        for k, v in json.loads(sys.argv[1]).items(): self.cfg.set(k, v)\n"
-        "    def load(self): return app\n"
-        "G().run()\n"
-    )
+    ) + _GUNICORN
 
 
 def bare_wsgi_source(body: bytes) -> str:
+    """A bare WSGI function answering every request with ``body``: gunicorn's own limit."""
     return (
-        "from gunicorn.app.base import BaseApplication\n"
         f"BODY = {body!r}\n"
         "def app(environ, start_response):\n"
         "    start_response('200 OK', [('Content-Type', 'application/json'),\n"
         "                              ('Content-Length', str(len(BODY)))])\n"
         "    return [BODY]\n"
-        "class G(BaseApplication):\n"
-        "    def load_config(self):\n"
-        "        import json, sys\n"
-        "        for k, v in json.loads(sys.argv[1]).items(): self.cfg.set(k, v)\n"
-        "    def load(self): return app\n"
-        "G().run()\n"
-    )
+    ) + _GUNICORN
 
 
 def start_bare(source: str, tmp: Path, name: str) -> tuple[subprocess.Popen, int]:
@@ -179,7 +180,7 @@ def main() -> None:
     b = read_bundle(bundle)
     items = [str(i) for i in b.item_ids.ids]
     users = [str(u) for u in b.collab.user_ids.ids]
-    active = users[:2000]  # they post an interaction first: their feeds are folded in
+    active = users[:ACTIVE]  # they post an interaction first: their feeds are folded in
     visitors = [f"visitor-{n}" for n in range(VISITORS)]  # two clicks each, asked once
     similar = [f"/v1/items/{i}/similar?k=10" for i in items[:200]]
     feeds = [f"/v1/users/{u}/recommendations?k=10" for u in users[:200]]
@@ -219,7 +220,9 @@ def main() -> None:
         # folded-in list is made (k = 10 is not among the ks the miss cases ask)
         wrk(port, similar + feeds, tmp, "5s")
         wrk(flask_port, similar, tmp, "5s")
-        wrk(port, [f"/v1/users/{u}/recommendations?k=10" for u in active], tmp, "20s")
+        # each active user six times (k = 10 to 60): both workers make the user's list
+        wrk(port, [f"/v1/users/{u}/recommendations?k={k}" for k in range(10, 61, 10) for u in active],
+            tmp, "30s")
         default_misses = unique("/v1/items/{}/similar?k={}", items, [k for k in KS if k != 10])
         cases = [("bare Flask (ceiling)", bare_port, [["/bare"]] * ROUNDS, False),
                  ("bare WSGI, same gunicorn", wsgi_port, [["/bare"]] * ROUNDS, False),
@@ -232,7 +235,7 @@ def main() -> None:
                   unique("/v1/items/{}/similar?k={}&weights=text:0.7,tabular:0.3", items, KS), True),
                  ("feed, cache hit", port, [feeds] * ROUNDS, False),
                  ("feed, miss, no recent activity (precomputed)", port,
-                  unique("/v1/users/{}/recommendations?k={}", users[2000:], KS), True),
+                  unique("/v1/users/{}/recommendations?k={}", users[ACTIVE:], KS), True),
                  ("feed, miss, recent activity, other k (kept list)", port,
                   unique("/v1/users/{}/recommendations?k={}", active, [k for k in KS if k != 10]), True),
                  ("feed, first request after an interaction (computed)", port,

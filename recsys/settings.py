@@ -206,9 +206,9 @@ class ApiSettings(_Section):
         "(invalidated through Redis pub/sub), so their feeds need no Redis round trip; 0 = none",
     )
     local_active_users: int = Field(
-        1_000_000, ge=0, description="each worker keeps the ids of the users with recent activity, "
-        "so that a feed for anyone else needs no Redis round trip; with more such users than this, "
-        "it keeps none",
+        500_000, ge=0, description="each worker keeps the ids of the users with recent activity "
+        "(about 100 bytes each), so that a feed for anyone else needs no Redis round trip; with "
+        "more such users than this, it keeps none",
     )
     fast_reads: bool = Field(
         True, description="answer the similar-items and feed GETs in a thin WSGI layer in front of "

@@ -234,10 +234,11 @@ class Serving:
         while not self._stop.is_set():
             pubsub = None
             try:
-                pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                pubsub = self.client.pubsub()
                 pubsub.subscribe(self.store.keys.events)
+                _confirmed(pubsub, self.settings.redis.socket_timeout)
                 self.local.clear()  # invalidations may have been missed while not subscribed
-                # after subscribing: a user active from now on is in a message
+                # read after Redis confirmed the subscription: a user active since is in a message
                 self.local.know_active(self.activity.active_users(self.settings.api.local_active_users))
                 self.subscribed = True
                 self.refresh()
@@ -245,7 +246,7 @@ class Serving:
                     message = pubsub.get_message(timeout=self.settings.api.poll_interval)
                     if message is None:
                         self.refresh()
-                    else:
+                    elif message["type"] == "message":
                         self._handle(message["data"])
             except (redis.RedisError, OSError) as exc:
                 self.breaker.fail(exc)
@@ -440,6 +441,16 @@ class Serving:
         if self.load_error and ready:
             reasons.append(self.load_error)
         return ready, reasons
+
+
+def _confirmed(pubsub, timeout: float) -> None:
+    """Wait until Redis confirms a subscription (messages published later all arrive)."""
+    deadline = time.monotonic() + max(timeout, 1.0)
+    while time.monotonic() < deadline:
+        message = pubsub.get_message(timeout=0.1)
+        if message is not None and message["type"] == "subscribe":
+            return
+    raise redis.TimeoutError("Redis did not confirm the subscription to the workers' channel")
 
 
 def redis_client(settings: Settings) -> redis.Redis:
