@@ -59,3 +59,26 @@ def test_mips_augmentation_ranks_by_inner_product():
     rows, _ = index.query(augment_query(user), n=50)
     exact = set(np.argsort(-(factors @ user))[:10].tolist())
     assert len(exact & set(rows.tolist())) >= 9
+
+
+def test_a_query_inspects_search_k_items_at_most_the_whole_index(clustered):
+    index = AnnIndex.build(clustered[:500], n_trees=10)
+    assert index.inspects(20) == 200  # Annoy's default search_k: n_trees * n
+    assert index.inspects(100) == 500  # more than the index: every item
+    assert AnnIndex(index.annoy, index.rows, index.dim, 10, search_k=50).inspects(100) == 50
+
+
+def test_annoy_is_asked_only_where_it_compares_fewer_items_than_an_exact_pass(clustered):
+    from recsys.service import annoy_wants
+
+    index = AnnIndex.build(clustered, n_trees=5)  # 3,000 items of 32 dimensions
+    plan = {"exact_budget": 1, "overfetch": 10}
+    # k = 10: 100 candidates, Annoy compares 5 * 100 of the 3,000 items
+    assert annoy_wants(10, 3000, 3000, [index], 32, **plan) == [100]
+    # a 100-item list: 1,000 candidates, and Annoy would compare all 3,000
+    assert annoy_wants(100, 3000, 3000, [index], 32, **plan) == []
+    # a filter keeping a fifth: five times the candidates to find 100 that pass
+    assert annoy_wants(10, 600, 3000, [index], 32, **plan) == []
+    assert annoy_wants(10, 3000, 3000, [index], 32, exact_budget=10**6, overfetch=10) == []  # cheap
+    assert annoy_wants(10, 80, 3000, [index], 32, **plan) == []  # fewer items than candidates
+    assert annoy_wants(100, 3000, 3000, [index], 32, exact_budget=0, overfetch=10) == [1000]

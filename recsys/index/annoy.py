@@ -59,6 +59,12 @@ class AnnIndex:
         logger.debug("built angular index: %d x %d, %d trees", len(rows), dim, n_trees)
         return cls(annoy, rows, dim, n_trees, search_k)
 
+    def inspects(self, n: int) -> int:
+        """About how many items a query for ``n`` compares exactly (its ``search_k``, at most the
+        index's size): what it costs, to weigh against scoring every item exactly."""
+        k = self.search_k if self.search_k != -1 else int(self.n_trees * n * self.search_effort)
+        return min(len(self), k)
+
     def query(self, vector: np.ndarray, n: int = 10, exclude: set[int] | np.ndarray | None = None,
               search_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` nearest item rows to ``vector``, best first.
