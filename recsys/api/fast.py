@@ -38,8 +38,8 @@ class FastReads:
         self.app = app
         self.serving = serving
         self.metrics = metrics
-        # "/v1/items/<item_id>/similar" -> ^/v1/items/([^/]+)/similar$, as Flask's default converter
-        self.routes = [(re.compile("^" + re.sub(r"<\w+>", "([^/]+)", rule) + "$"), rule, body_of)
+        # "/v1/items/<item_id>/similar" -> /v1/items/([^/]+)/similar, as Flask's default converter
+        self.routes = [(re.compile(re.sub(r"<\w+>", "([^/]+)", rule)), rule, body_of)
                        for rule, body_of in HOT_READS.items()]
         api = serving.settings.api
         self.enabled = not api.protect_reads and not api.cors_origins
@@ -48,7 +48,7 @@ class FastReads:
         if self.enabled and environ.get("REQUEST_METHOD") == "GET":
             path = environ.get("PATH_INFO", "")
             for pattern, rule, body_of in self.routes:
-                match = pattern.match(path)
+                match = pattern.fullmatch(path)  # not re's $, which allows a final newline
                 if match is not None:
                     return self._answer(environ, start_response, rule, body_of, match.group(1))
         return self.app(environ, start_response)

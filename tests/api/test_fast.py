@@ -65,6 +65,7 @@ def test_the_fast_path_answers_the_hot_reads_exactly_as_flask_does(fast_app, ser
     ("/v1/items/{item}/similar?weights=smell:1", 400, "invalid_request"),
     ("/v1/items/no-such-item/similar", 404, "not_found"),
     ("/v1/items/%20padded/similar", 400, "invalid_request"),
+    ("/v1/items/{item}/similar%0A", 404, "not_found"),
     ("/v1/users/{user}/recommendations?exclude_seen=maybe", 400, "invalid_request"),
 ])
 def test_errors_on_the_hot_routes_are_answered_by_flask(fast_app, served_bundle, path, status, code):
