@@ -187,4 +187,3 @@ def test_bpr_user_tower(market, market_events, tmp_path):
     got, chance = _taste_shares(Recommender(trained, content_weight=0.0), market.items, users.iloc[:100])
     print(f"\nBPR feed (collaborative only): category {got[0]:.2f} (chance {chance[0]:.2f})")
     assert got[0] > 3 * chance[0]
-
