@@ -12,6 +12,9 @@ Layout of ``models/<name>/<version>/``::
                                each item's top k similar items under the default weights (optional)
     precomputed/similar.<m>.rows.npy, similar.<m>.scores.npy
                                the same by modality m alone, for per-request weights (optional)
+    precomputed/listed.rows.npy, listed.cosines.npy
+                               per item, the items of its per-modality lists and every modality's
+                               cosine to each, to re-score them under per-request weights (optional)
 
 A trained version (``recsys train``) adds the user tower beside a byte-identical copy of the item side:
 
@@ -49,7 +52,7 @@ from recsys.data.schema import ITEM_ID, USER_ID
 from recsys.errors import BundleError
 from recsys.index.annoy import AnnIndex
 from recsys.index.mips import SEARCH_EFFORT
-from recsys.precompute import TopLists
+from recsys.precompute import ListCosines, TopLists
 from recsys.towers.base import TowerOutput
 from recsys.towers.item import ItemVectors
 
@@ -98,7 +101,8 @@ class Collab:
 class Bundle:
     """Everything needed to serve one version (``similar``: each item's precomputed similar items,
     :mod:`recsys.precompute`, under ``"combined"`` for the default weights and under each modality's
-    name; empty if the bundle has none)."""
+    name, empty if the bundle has none; ``list_cosines``: the cosines between each item and those
+    listed for it, ``None`` if the bundle has none)."""
 
     path: Path
     manifest: dict
@@ -109,6 +113,7 @@ class Bundle:
     tabular_state: dict | None
     collab: Collab | None = None
     similar: dict[str, TopLists] = field(default_factory=dict)
+    list_cosines: ListCosines | None = None
 
     @property
     def version(self) -> str:
@@ -157,6 +162,7 @@ def write_bundle(
     tabular_state: dict | None,
     manifest: dict,
     similar: dict[str, TopLists] | None = None,
+    list_cosines: ListCosines | None = None,
 ) -> Path:
     """Write a new item-side version under ``out_dir`` (``models/<name>``); returns its directory."""
 
@@ -176,6 +182,9 @@ def write_bundle(
             (tmp / "precomputed").mkdir()
             for name, lists in similar.items():
                 _save_lists(tmp / "precomputed", _similar_file(name), lists)
+        if list_cosines is not None:
+            np.save(tmp / "precomputed" / "listed.rows.npy", list_cosines.rows, allow_pickle=False)
+            np.save(tmp / "precomputed" / "listed.cosines.npy", list_cosines.cosines, allow_pickle=False)
 
     full = {
         **manifest,
@@ -185,7 +194,9 @@ def write_bundle(
         "indexes": {**manifest.get("indexes", {}),
                     **{name: {**manifest.get("indexes", {}).get(name, {}), "items": len(ix),
                               "n_trees": ix.n_trees} for name, ix in indexes.items()}},
-        **({"precomputed": {"similar": {"k": next(iter(similar.values())).k, "lists": list(similar)}}}
+        **({"precomputed": {"similar": {"k": next(iter(similar.values())).k, "lists": list(similar),
+                                        **({"cosines_width": int(list_cosines.rows.shape[1])}
+                                           if list_cosines is not None else {})}}}
            if similar else {}),
     }
     path = _write_version(Path(out_dir), fill, full)
@@ -258,6 +269,13 @@ def _load_lists(folder: Path, name: str) -> TopLists | None:
     rows, scores = (np.asarray(np.load(folder / f"{name}.{part}.npy", mmap_mode="r", allow_pickle=False))
                     for part in ("rows", "scores"))
     return TopLists(rows, scores)
+
+
+def _load_list_cosines(folder: Path) -> ListCosines | None:
+    if not (folder / "listed.rows.npy").is_file():
+        return None
+    return ListCosines(*(np.asarray(np.load(folder / f"listed.{part}.npy", mmap_mode="r", allow_pickle=False))
+                         for part in ("rows", "cosines")))
 
 
 def _similar_file(name: str) -> str:
@@ -337,7 +355,8 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
                           combined=combined.vectors, mask=combined.mask)
     return Bundle(path=path, manifest=manifest, items=items, item_ids=IdMap(items[ITEM_ID]),
                   vectors=vectors, indexes=indexes, tabular_state=tabular_state, collab=collab,
-                  similar=_load_similar(path / "precomputed", ["combined", *vectors.blocks]))
+                  similar=_load_similar(path / "precomputed", ["combined", *vectors.blocks]),
+                  list_cosines=_load_list_cosines(path / "precomputed"))
 
 
 def _load_block(path: Path, name: str) -> TowerOutput:

@@ -19,7 +19,7 @@ from recsys.data import schema as S
 from recsys.errors import DataError, RecsysWarning
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex, measure_recall
 from recsys.index.mips import augment_query, build_mips_index
-from recsys.precompute import feed_lists, similar_lists
+from recsys.precompute import feed_lists, list_cosines, similar_lists
 from recsys.service import Recommender
 from recsys.settings import Settings
 from recsys.towers.base import TowerOutput
@@ -158,9 +158,10 @@ def build_item_bundle(
     }
     k = index_settings.precompute_k
     similar = similar_lists(vectors, k, show_progress=show_progress) if k else None
+    cosines = list_cosines(vectors, similar, show_progress=show_progress) if similar else None
     path = write_bundle(out_dir, items=catalog, vectors=vectors, indexes=indexes,
                         tabular_state=towers["tabular"].get_state() if "tabular" in blocks else None,
-                        manifest=manifest, similar=similar)
+                        manifest=manifest, similar=similar, list_cosines=cosines)
     return BuildReport(
         path=path, items=len(catalog), modalities={m: int(b.mask.sum()) for m, b in blocks.items()},
         dims={**{m: b.dim for m, b in blocks.items()}, "combined": int(vectors.combined.shape[1])},

@@ -4,7 +4,9 @@ Each list is the exact top ``k`` by the same score the online path uses:
 
 * per item, its most similar items under the bundle's default weights (the product page widget's
   query) and by each modality alone (for per-request weights, see
-  :meth:`recsys.service.Recommender.similar_items`), computed at ``recsys build``;
+  :meth:`recsys.service.Recommender.similar_items`), and every modality's cosine between the item
+  and each item of those lists (:class:`ListCosines`, so that per-request weights re-score them
+  without reading any vector), computed at ``recsys build``;
 * per trained user, the feed with the training history excluded and no recent items (a user who
   has not been active since training), computed at ``recsys train``.
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from recsys.service import Recommender
     from recsys.towers.item import ItemVectors
 
-__all__ = ["TopLists", "similar_lists", "feed_lists", "top_k_rows"]
+__all__ = ["TopLists", "ListCosines", "similar_lists", "list_cosines", "feed_lists", "top_k_rows"]
 
 # scores of one block of queries against every item: at most this many float32 values at once
 _BLOCK_VALUES = 1 << 24
@@ -68,6 +70,23 @@ class TopLists:
         if rows[-1] < 0:  # an exhaustive list, shorter than n
             rows = rows[rows >= 0]
         return rows.astype(np.int64), np.asarray(self.scores[owner, :len(rows)], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ListCosines:
+    """Per item, the items of its per-modality similar lists (each once) and, for each of them, the
+    cosine of every modality between the two items: what re-scoring them under per-request
+    weights needs, read from one place instead of gathered from every modality's vectors.
+
+    Attributes:
+        rows: ``(items, width)`` int32, ascending, ``-1`` after the last (``width``: the longest union).
+        cosines: ``(items, width, modalities)`` float32, modalities in the bundle's block order; 0
+            where either item lacks the modality (its vector is zero there), as
+            :func:`recsys.towers.item.weighted_scores` counts it.
+    """
+
+    rows: np.ndarray
+    cosines: np.ndarray
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,6 +134,31 @@ def similar_lists(vectors: ItemVectors, k: int, *, show_progress: bool = False) 
         lists[m] = _neighbours(block.vectors, block.mask, k, f"similar items ({m})", show_progress,
                                only_with=True)
     return lists
+
+
+def list_cosines(vectors: ItemVectors, lists: dict[str, TopLists], *,
+                 show_progress: bool = False) -> ListCosines:
+    """The union of each item's per-modality ``lists`` with every modality's cosine to each
+    (:class:`ListCosines`)."""
+    blocks = list(vectors.blocks.values())
+    n = len(vectors.combined)
+    listed = np.concatenate([lists[m].rows for m in vectors.blocks], axis=1).astype(np.int64)
+    listed[listed < 0] = n  # padding sorts last
+    listed.sort(axis=1)
+    listed[:, 1:][listed[:, 1:] == listed[:, :-1]] = n  # repeats become padding
+    listed.sort(axis=1)
+    width = max(1, int((listed < n).sum(axis=1).max(initial=0)))
+    rows = listed[:, :width]
+    valid = rows < n
+    cosines = np.zeros((n, width, len(blocks)), np.float32)
+    dims = sum(b.dim for b in blocks)
+    for part in _blocks(n, width * dims, "similar items (cosines)", show_progress):
+        safe = np.where(valid[part], rows[part], 0)
+        for j, block in enumerate(blocks):
+            matrix = np.asarray(block.vectors, dtype=np.float32)
+            cos = np.einsum("bwd,bd->bw", matrix[safe], matrix[part])
+            cosines[part, :, j] = np.where(valid[part], cos, 0.0)
+    return ListCosines(np.where(valid, rows, -1).astype(np.int32), cosines)
 
 
 def _neighbours(matrix: np.ndarray, mask: np.ndarray, k: int, desc: str, show_progress: bool,

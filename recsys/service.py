@@ -282,6 +282,11 @@ class Recommender:
             if head is not None:
                 return self._found(*head)
         usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
+        if row is not None and not default and self.bundle.list_cosines is not None \
+                and self._unfiltered(filters) and not len(changes):
+            listed = self._threshold(row, n, query, weights, usable, None)  # every item but row
+            if listed is not None:
+                return self._found(*listed)
         allowed = self._allowed(filters)
         allowed &= ~changes.hidden
         if row is not None:
@@ -326,33 +331,65 @@ class Recommender:
         return (filters is None or not filters.active) and not self.changes.deleted_ids
 
     def _threshold(self, row: int, n: int, query: dict, weights: dict[str, float], usable: list[str],
-                   allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+                   allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """The exact best ``n`` under per-request ``weights`` from the per-modality lists of
         ``row``'s neighbours (Fagin's threshold algorithm), or ``None`` when they cannot tell.
 
-        The candidates are the allowed items listed for any weighted modality, scored exactly. An
-        item in no list has, in each modality it has, a cosine at most that list's last score, so
-        :meth:`_unlisted_bound` bounds its weighted score; when the ``n``-th candidate beats the
-        bound no unlisted item can enter the answer.
+        The candidates are the allowed items listed for any weighted modality (with the bundle's
+        :class:`~recsys.precompute.ListCosines`, for any modality), scored exactly. An item in no
+        list of a weighted modality has, in each modality it has, a cosine at most that list's last
+        score, so :meth:`_unlisted_bound` bounds its weighted score; when the ``n``-th candidate
+        beats the bound no unlisted item can enter the answer. ``allowed`` ``None``: every item but
+        ``row`` (which no list of its own holds).
         """
         lists = self.bundle.similar
         if not usable or any(m not in lists for m in usable):
             return None
-        listed = np.zeros_like(allowed)
         last = {}  # per modality, the last listed score, or None when the list holds every item with it
         for m in usable:
-            rows = lists[m].rows[row]
-            full = rows[-1] >= 0
-            listed[rows if full else rows[rows >= 0]] = True
+            full = lists[m].rows[row, -1] >= 0
             last[m] = float(lists[m].scores[row, -1]) if full else None
-        candidates = np.flatnonzero(listed & allowed)
+        if self.bundle.list_cosines is not None:
+            candidates, scores = self._listed_scores(row, weights, usable, allowed)
+        else:
+            if allowed is None:
+                allowed = np.ones(len(self.bundle.item_ids), bool)
+                allowed[row] = False
+            listed = np.zeros_like(allowed)
+            for m in usable:
+                rows = lists[m].rows[row]
+                listed[rows[rows >= 0]] = True
+            candidates = np.flatnonzero(listed & allowed)
+            scores = weighted_scores(self.bundle.vectors.blocks, query, candidates, weights)
         if len(candidates) < n:
             return None
-        rows, scores = _best(n, candidates, weighted_scores(self.bundle.vectors.blocks, query, candidates,
-                                                            weights))
+        rows, scores = _best(n, candidates, scores)
         if not scores[-1] > self._unlisted_bound(weights, last) + 1e-5:  # float error of the lists
             return None
         return rows, scores
+
+    def _listed_scores(self, row: int, weights: dict[str, float], usable: list[str],
+                       allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The allowed items listed for ``row`` (all of them when ``allowed`` is ``None``) and their
+        :func:`weighted_scores` under ``weights``, from the bundle's stored cosines (no vector is
+        read)."""
+        listed = self.bundle.list_cosines
+        count = self._listed_counts[row]
+        rows, cosines = listed.rows[row, :count], listed.cosines[row, :count]
+        if allowed is not None:
+            keep = allowed[rows]
+            rows, cosines = rows[keep], cosines[keep]
+        w = np.array([weights.get(m, 0.0) for m in self.bundle.vectors.blocks], np.float32)
+        total = cosines @ w
+        codes, patterns = self._patterns
+        w_c = (patterns @ w)[codes[rows]]  # the weights of the modalities each candidate has
+        w_q = np.float32(sum(weights[m] for m in usable))
+        return rows.astype(np.int64), total / np.sqrt(np.maximum(w_q * w_c, np.float32(1e-12)))
+
+    @cached_property
+    def _listed_counts(self) -> np.ndarray:
+        """Per item, how many items :attr:`Bundle.list_cosines` lists for it."""
+        return (np.asarray(self.bundle.list_cosines.rows) >= 0).sum(axis=1)
 
     def _unlisted_bound(self, weights: dict[str, float], last: dict[str, float | None]) -> float:
         """The highest weighted score an item absent from every list can have.
@@ -363,22 +400,31 @@ class Recommender:
         modalities the catalog's items actually have.
         """
         w_q = sum(weights[m] for m in last)
+        exhaustive = {m for m, v in last.items() if v is None}
         best = 0.0  # an item sharing no weighted modality with the query scores 0
-        for pattern in self._modality_patterns:
-            if any(has and last.get(m, 0.0) is None for m, has in pattern):
+        for has in self._modality_patterns:
+            if exhaustive & has:
                 continue  # it would have been listed
-            w_c = sum(weights.get(m, 0.0) for m, has in pattern if has)
-            top = sum(weights[m] * max(last[m], 0.0) for m, has in pattern if has and m in last)
+            w_c = sum(weights.get(m, 0.0) for m in has)
             if w_c > 0:
+                top = sum(weights[m] * max(last[m], 0.0) for m in has & last.keys())
                 best = max(best, top / math.sqrt(w_q * w_c))
         return best
 
     @cached_property
-    def _modality_patterns(self) -> list[tuple[tuple[str, bool], ...]]:
+    def _modality_patterns(self) -> list[frozenset[str]]:
         """The distinct combinations of modalities the bundle's items have."""
-        blocks = self.bundle.vectors.blocks
-        masks = np.stack([np.asarray(b.mask, bool) for b in blocks.values()], axis=1)
-        return [tuple(zip(blocks, map(bool, combo))) for combo in np.unique(masks, axis=0)]
+        names = list(self.bundle.vectors.blocks)
+        return [frozenset(m for m, has in zip(names, combo) if has) for combo in self._patterns[1]]
+
+    @cached_property
+    def _patterns(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, patterns)``: ``patterns`` ``(p, modalities)`` float32, the distinct combinations
+        of modalities the items have (1 where it has it, block order); ``codes`` ``(items,)`` each
+        item's row in it."""
+        masks = np.stack([np.asarray(b.mask, bool) for b in self.bundle.vectors.blocks.values()], axis=1)
+        patterns, codes = np.unique(masks, axis=0, return_inverse=True)
+        return codes.reshape(-1).astype(np.int32), patterns.astype(np.float32)
 
     # -- feeds ----------------------------------------------------------------------------------
 
@@ -589,12 +635,12 @@ def annoy_wants(n: int, n_allowed: int, n_items: int, indexes: list[AnnIndex], d
 
 
 def _best(n: int, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best rows by score, best first; ties keep row order."""
+    """The ``n`` best rows by score, best first; ties keep the order of ``rows``."""
     if len(rows) > n:
-        keep = np.argpartition(-scores, n - 1)[:n]
-        keep.sort()  # row order again, so the stable sort below breaks ties by row
+        cut = np.partition(scores, len(scores) - n)[len(scores) - n]  # the n-th best score
+        keep = np.flatnonzero(scores >= cut)  # every tie with it too, in order
         rows, scores = rows[keep], scores[keep]
-    order = np.argsort(-scores, kind="stable")
+    order = np.argsort(-scores, kind="stable")[:n]
     return rows[order], scores[order]
 
 

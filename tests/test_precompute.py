@@ -28,7 +28,9 @@ def computing(market):
 
 
 def test_the_build_writes_the_similar_lists(market):
-    assert market.manifest["precomputed"]["similar"] == {"k": 100, "lists": ["combined", "text", "tabular"]}
+    width = market.list_cosines.rows.shape[1]
+    assert market.manifest["precomputed"]["similar"] == {"k": 100, "lists": ["combined", "text", "tabular"],
+                                                         "cosines_width": width}
     assert list(market.similar) == ["combined", "text", "tabular"]
     own = np.arange(len(market.item_ids))[:, None]
     for name, lists in market.similar.items():
@@ -113,6 +115,42 @@ def test_per_request_weights_from_the_modality_lists_equal_the_computed_ones(mar
             asked += 1
             answered += serving._threshold(row, n, query, weights, usable, allowed) is not None
     assert answered >= 0.9 * asked  # the lists, not the fallback, answer nearly all of them
+
+
+def test_the_listed_cosines_hold_every_listed_item_once_with_each_modality(market):
+    cosines = market.list_cosines
+    names = list(market.vectors.blocks)
+    assert market.manifest["precomputed"]["similar"]["cosines_width"] == cosines.rows.shape[1]
+    assert "precomputed/listed.cosines.npy" in market.manifest["files"]
+    assert cosines.cosines.shape == (*cosines.rows.shape, len(names))
+    text = market.vectors.blocks["text"]
+    lacking = np.flatnonzero(~text.mask)
+    for row in [0, 7, int(lacking[0]), len(market.item_ids) - 1]:
+        listed = np.concatenate([market.similar[m].rows[row] for m in names])
+        union = np.unique(listed[listed >= 0])
+        rows = cosines.rows[row]
+        np.testing.assert_array_equal(rows[:len(union)], union)
+        assert (rows[len(union):] == -1).all() and (cosines.cosines[row, len(union):] == 0).all()
+        for j, m in enumerate(names):
+            vectors = np.asarray(market.vectors.blocks[m].vectors)
+            np.testing.assert_allclose(cosines.cosines[row, :len(union), j], vectors[union] @ vectors[row],
+                                       atol=1e-5)
+    # an item without text has a text cosine of 0 with everything, and nothing without text has one
+    assert (cosines.cosines[lacking, :, names.index("text")] == 0).all()
+
+
+@pytest.mark.parametrize("weights", WEIGHTS[:3], ids=lambda w: ",".join(f"{m}:{v}" for m, v in w.items()))
+def test_per_request_weights_score_the_same_from_stored_cosines_and_from_vectors(market, weights):
+    stored = Recommender(market)
+    from_vectors = Recommender(dataclasses.replace(market, list_cosines=None))
+    text = market.vectors.blocks["text"].mask
+    for item in market.item_ids.ids[::83]:
+        if not text[market.item_ids.row(item)] and "tabular" not in weights:
+            continue  # nothing to compare (a 400 from the API)
+        for n, filters in [(10, None), (30, ItemFilter(category="women")), (5, ItemFilter(min_price=50.0))]:
+            a = stored.similar_items(item, n=n, weights=weights, filters=filters)
+            b = from_vectors.similar_items(item, n=n, weights=weights, filters=filters)
+            assert_same_ranking(a, b)
 
 
 def test_the_threshold_refuses_when_an_unlisted_item_could_win(market):
