@@ -88,9 +88,10 @@ def _check_read_access() -> None:
 def _rows(recommender: Recommender, scored: list[Scored], cold: bool = False) -> list[dict]:
     display = recommender.attributes
     changes = recommender.changes
+    fresh = len(changes) > 0
     out = []
     for s in scored:
-        if s.item_id in changes.ids:
+        if fresh and s.item_id in changes.ids:
             item = recommender.item(s.item_id)
             meta = {**{k: v for k, v in item.items() if k in DISPLAY_COLUMNS},
                     "image": image_path(s.item_id, item.get("image"))}

@@ -169,7 +169,8 @@ class QueryArgs:
         repeated = [name for name in args if len(args.getlist(name)) > 1]
         if repeated:
             raise InvalidRequest(f"query parameter {repeated[0]!r} is given more than once")
-        self.args = args
+        # a plain dict: werkzeug's MultiDict.get builds an exception for every absent name
+        self.args = {name: args[name] for name in args}
 
     def k(self, default: int) -> int:
         raw = self.args.get("k")

@@ -6,7 +6,9 @@ modalities, and every item with at least one modality is a unit vector (angular 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -36,7 +38,7 @@ def check_weights(weights: dict[str, float], available: tuple[str, ...] = MODALI
             value = float(value)
         except (TypeError, ValueError):
             raise InvalidRequest(f"weight of {name!r} must be a number (got {value!r})") from None
-        if not np.isfinite(value) or value < 0:
+        if not math.isfinite(value) or value < 0:
             raise InvalidRequest(f"weight of {name!r} must be a finite number >= 0 (got {value!r})")
         out[name] = value
     if sum(out.values()) <= 0:
@@ -51,6 +53,11 @@ def parse_weights(text: str, available: tuple[str, ...] = MODALITIES) -> dict[st
         >>> parse_weights("image:1,text:0")
         {'image': 1.0, 'text': 0.0}
     """
+    return dict(_parsed_weights(str(text), tuple(available)))
+
+
+@lru_cache(maxsize=1024)  # a widget asks a few weightings over and over: parse each once
+def _parsed_weights(text: str, available: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
     weights: dict[str, float | str] = {}
     for part in filter(None, (p.strip() for p in str(text).split(","))):
         name, sep, value = part.partition(":")
@@ -59,7 +66,7 @@ def parse_weights(text: str, available: tuple[str, ...] = MODALITIES) -> dict[st
         if name.strip() in weights:
             raise InvalidRequest(f"modality {name.strip()!r} appears twice in weights")
         weights[name.strip()] = value.strip()
-    return check_weights(weights, available)
+    return tuple(check_weights(weights, available).items())
 
 
 @dataclass(frozen=True)

@@ -59,3 +59,15 @@ def test_bad_weights(text, message):
 
 def test_parse_weights():
     assert parse_weights(" image:0.6, text:0.3,tabular:0.1 ") == {"image": 0.6, "text": 0.3, "tabular": 0.1}
+
+
+def test_parsed_weights_are_the_callers_own_and_bad_ones_fail_every_time():
+    first = parse_weights("text:0.7,tabular:0.3")
+    first["text"] = 99.0  # a caller changing its dict does not change the next answer
+    assert parse_weights("text:0.7,tabular:0.3") == {"text": 0.7, "tabular": 0.3}
+    for _ in range(2):
+        with pytest.raises(InvalidRequest, match="positive sum"):
+            parse_weights("text:0")
+    assert parse_weights("image:1", available=("image",)) == {"image": 1.0}
+    with pytest.raises(InvalidRequest, match="unknown modality 'text'"):
+        parse_weights("text:1", available=("image",))
