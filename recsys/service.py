@@ -100,6 +100,7 @@ class Recommender:
         self.exact_budget = exact_budget
         self.list_k = list_k
         self._lists = Lru(feed_lists if list_k > 0 else 0)  # shared by with_changes copies
+        self._scales = Lru(256)  # per weighting, see _pattern_scales
         self.columns = FilterColumns(bundle.items, bundle.item_ids)
         self.changes = ItemChanges.build(bundle)
         collab = bundle.collab
@@ -379,12 +380,23 @@ class Recommender:
         if allowed is not None:
             keep = allowed[rows]
             rows, cosines = rows[keep], cosines[keep]
-        w = np.array([weights.get(m, 0.0) for m in self.bundle.vectors.blocks], np.float32)
-        total = cosines @ w
-        codes, patterns = self._patterns
-        w_c = (patterns @ w)[codes[rows]]  # the weights of the modalities each candidate has
-        w_q = np.float32(sum(weights[m] for m in usable))
-        return rows.astype(np.int64), total / np.sqrt(np.maximum(w_q * w_c, np.float32(1e-12)))
+        w, scale = self._pattern_scales(weights, usable)
+        return rows.astype(np.int64), (cosines @ w) * scale[self._patterns[0][rows]]
+
+    def _pattern_scales(self, weights: dict[str, float], usable: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(w, scale)``: the weights in block order, and per modality pattern the factor
+        ``1 / sqrt(W_q * W_c)`` of :func:`weighted_scores` (``W_q``: the weights of the ``usable``
+        modalities the query has, ``W_c``: those of the modalities of the pattern); kept for the
+        last few hundred weightings asked."""
+        key = (tuple(weights.items()), tuple(usable))
+        found = self._scales.get(key)
+        if found is None:
+            w = np.array([weights.get(m, 0.0) for m in self.bundle.vectors.blocks], np.float32)
+            w_q = np.float32(sum(weights[m] for m in usable))
+            scale = 1.0 / np.sqrt(np.maximum(w_q * (self._patterns[1] @ w), np.float32(1e-12)))
+            found = (w, scale.astype(np.float32))
+            self._scales.put(key, found)
+        return found
 
     @cached_property
     def _listed_counts(self) -> np.ndarray:
@@ -636,7 +648,7 @@ def annoy_wants(n: int, n_allowed: int, n_items: int, indexes: list[AnnIndex], d
 
 def _best(n: int, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ``n`` best rows by score, best first; ties keep the order of ``rows``."""
-    if len(rows) > n:
+    if len(rows) > max(n, 256):  # (sorting a few hundred outright is cheaper)
         cut = np.partition(scores, len(scores) - n)[len(scores) - n]  # the n-th best score
         keep = np.flatnonzero(scores >= cut)  # every tie with it too, in order
         rows, scores = rows[keep], scores[keep]
