@@ -37,6 +37,7 @@ class Metrics:
         self._version: str | None = None
         self._redis_up: bool | None = None
         self._latency: dict[tuple[str, str], object] = {}  # labelled children, looked up once
+        self._cache: dict[tuple[str, str], object] = {}
 
     def request(self, rule: str, status: int, seconds: float, redis_up: bool) -> None:
         """Record one request: its latency under its URL rule and status, and Redis's health."""
@@ -46,6 +47,14 @@ class Metrics:
             child = self._latency[key] = self.latency.labels(*key)
         child.observe(seconds)
         self.redis(redis_up)
+
+    def cached(self, endpoint: str, result: str) -> None:
+        """Count how a result was answered (``local``, ``hit``, ``miss``, ``lookup``, ...)."""
+        key = (endpoint, result)
+        child = self._cache.get(key)
+        if child is None:
+            child = self._cache[key] = self.cache.labels(*key)
+        child.inc()
 
     def serving(self, version: str, fresh_items: int) -> None:
         if self._version is not None and self._version != version:

@@ -136,13 +136,13 @@ def _cached(serving: Serving, metrics, endpoint: str, kind: str, owner: str, que
     if following:
         body = local.get(local_key) if ttl else None
         if body is not None:
-            metrics.cache.labels(endpoint, "local").inc()
+            metrics.cached(endpoint, "local")
             return body, asked
         recent = local.recent(user) if user is not None else []
         listed = lookup(asked, recent) if recent is not None and ttl else None
         if recent is not None and (not ttl or listed):
             # nothing to read from Redis: item changes arrive by pub/sub and the shared generation
-            metrics.cache.labels(endpoint, listed or "skip").inc()
+            metrics.cached(endpoint, listed or "skip")
             body = dump_json(compute(asked, list(recent)))
             if ttl:
                 local.put(local_key, body, epoch)
@@ -153,7 +153,7 @@ def _cached(serving: Serving, metrics, endpoint: str, kind: str, owner: str, que
         local.put_recent(user, tuple(snap.recent), epoch, snap.recent_expires)
     recommender = serving.recommender()  # a swap or item changes may have happened since
     if snap.cached is not None and recommender is asked and snap.gen == asked.changes.gen:
-        metrics.cache.labels(endpoint, "hit").inc()
+        metrics.cached(endpoint, "hit")
         local.put(local_key, snap.cached, epoch)
         return snap.cached, recommender
     recent = snap.recent or []
@@ -171,7 +171,7 @@ def _cached(serving: Serving, metrics, endpoint: str, kind: str, owner: str, que
         result = "skip"
     if result != "skip" and serving.subscribed:
         local.put((kind, owner, field), body, epoch)
-    metrics.cache.labels(endpoint, result).inc()
+    metrics.cached(endpoint, result)
     return body, recommender
 
 

@@ -152,6 +152,10 @@ def parse_body(model: type[BaseModel], data: Any) -> BaseModel:
         raise InvalidRequest(f"invalid request body: {_message(exc)}") from None
 
 
+_FILTER_NAMES = {"category", "min_price", "max_price", "exclude"}
+_NO_FILTER = ItemFilter()
+
+
 class QueryArgs:
     """Query-string parameters of one endpoint, each validated with a message that names it.
 
@@ -219,6 +223,8 @@ class QueryArgs:
         return parse_weights(raw) if raw is not None else None
 
     def item_filter(self) -> ItemFilter:
+        if not self.args.keys() & _FILTER_NAMES:
+            return _NO_FILTER  # the common case: nothing to validate
         exclude = [p.strip() for p in self.args.get("exclude", "").split(",") if p.strip()]
         if len(exclude) > MAX_K:
             raise InvalidRequest(f"exclude names more than {MAX_K} items")
