@@ -4,13 +4,13 @@ The ceiling is a bare Flask view returning a constant JSON body of the same size
 similar-items response, under gunicorn with the same options ``recsys serve`` uses (2 sync
 workers); a bare WSGI function under the same gunicorn shows what gunicorn alone allows. Against
 one ``recsys serve`` with the default settings (result cache on), each case runs wrk (2 threads,
-16 connections, 5 s), side by side with the ceiling; the whole set runs ``ROUNDS`` times and the
-medians are reported (this kind of machine is noisy). The two hot reads are answered by a thin
-WSGI layer in front of Flask (``RECSYS_API__FAST_READS``); two cases run against a second server
-with it turned off, to show what it is worth. The shop has 10,000 items and 20,000 trained users,
-so that no miss case runs out of distinct queries; the servers keep 40,000 entries in memory
-(``RECSYS_API__LOCAL_CACHE_ITEMS``), so that the 9,000 active users' kept lists outlive the
-visitors' lists that the first-feed case makes in every round:
+16 connections, 5 s) right after a run of the ceiling, whose rate it is divided by; the whole set
+runs ``ROUNDS`` times and the medians are reported (this kind of machine is noisy). The two hot
+reads are answered by a thin WSGI layer in front of Flask (``RECSYS_API__FAST_READS``); two cases
+run against a second server with it turned off, to show what it is worth. The shop has 10,000
+items and 20,000 trained users, so that no miss case runs out of distinct queries; the servers
+keep 40,000 entries in memory (``RECSYS_API__LOCAL_CACHE_ITEMS``), so that the 9,000 active
+users' kept lists outlive the visitors' lists that the first-feed case makes in every round:
 
 * cache hit: 200 queries asked before, answered from the worker's own cache;
 * miss: every request a query nobody asked before (items or users x k; the two wrk threads take
@@ -250,7 +250,11 @@ def main() -> None:
                   unique("/v1/users/{}/recommendations?k={}", visitors, range(10, 11)), True)]
         runs: dict[str, list[dict]] = {name: [] for name, *_ in cases}
         for r in range(ROUNDS):
-            for name, case_port, paths, fresh in cases:
+            for name, case_port, paths, fresh in cases[1:]:
+                # the ceiling right before each case: the share compares runs seconds apart (this
+                # machine's speed drifts by 10 to 30% within minutes)
+                ceiling = wrk(bare_port, ["/bare"], tmp)
+                runs[cases[0][0]].append(ceiling)
                 served = case_port if case_port in (port, flask_port) else port
                 before = cache_results(served)
                 run = wrk(case_port, paths[r], tmp)
@@ -258,11 +262,10 @@ def main() -> None:
                 # how the server answered: lookup, local (worker memory), hit (Redis), miss (computed)
                 run["answers"] = {k: after[k] - before.get(k, 0) for k in after if after[k] > before.get(k, 0)}
                 run["repeated"] = fresh and run["requests"] > len(paths[r])
+                run["ceiling_rps"] = ceiling["rps"]
+                run["share_of_ceiling"] = round(run["rps"] / ceiling["rps"], 3)
                 runs[name].append(run)
                 print(f"round {r + 1} {name:58s} {run}", flush=True)
-            ceiling = runs[cases[0][0]][r]["rps"]
-            for name, *_ in cases[1:]:
-                runs[name][r]["share_of_ceiling"] = round(runs[name][r]["rps"] / ceiling, 3)
         for process in (bare, wsgi):
             process.terminate()
             process.wait()
