@@ -81,6 +81,22 @@ def test_deleted_and_changed_items_leave_the_listed_results(market, computing):
     assert_same_ranking(found, computing.with_changes(changes).similar_items(item, n=10))
 
 
+def test_deleted_items_leave_per_request_weights_answered_from_stored_cosines(market, computing):
+    item, weights = market.item_ids.ids[9], {"text": 0.4, "tabular": 0.6}
+    top = [s.item_id for s in Recommender(market).similar_items(item, n=5, weights=weights)]
+    changes = ItemChanges.build(market, gen=1, deleted={top[0], top[3]})
+    serving = Recommender(market).with_changes(changes)
+    row = market.item_ids.row(item)
+    assert all(b.mask[row] for b in market.vectors.blocks.values())
+    allowed = serving._allowed(None) & ~changes.hidden
+    allowed[row] = False
+    query = {m: np.asarray(b.vectors[row]) for m, b in market.vectors.blocks.items()}
+    assert serving._threshold(row, 10, query, weights, list(weights), allowed) is not None  # from the lists
+    found = serving.similar_items(item, n=10, weights=weights)
+    assert not {top[0], top[3]} & {s.item_id for s in found}
+    assert_same_ranking(found, computing.with_changes(changes).similar_items(item, n=10, weights=weights))
+
+
 def test_large_k_is_computed(market):
     serving = Recommender(market)
     item = market.item_ids.ids[0]
