@@ -150,7 +150,10 @@ class Recommender:
     def with_changes(self, changes: ItemChanges) -> Recommender:
         """A recommender over the same bundle that also serves put items and hides deleted ones
         (cheap: shares everything else with ``self``)."""
-        self.attributes  # noqa: B018 - build it once, before the copies share it
+        self.attributes  # noqa: B018 - build these once, before the copies share them
+        self._patterns  # noqa: B018
+        if self.bundle.list_cosines is not None:
+            self._listed_counts  # noqa: B018
         other = copy.copy(self)
         other.changes = changes
         return other
@@ -283,8 +286,10 @@ class Recommender:
             if head is not None:
                 return self._found(*head)
         usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
-        if row is not None and not default and self.bundle.list_cosines is not None \
-                and self._unfiltered(filters) and not len(changes):
+        # per-request weights, nothing filtered out: the lists need no mask of allowed items
+        tried = row is not None and not default and self.bundle.list_cosines is not None \
+            and self._unfiltered(filters) and not len(changes)
+        if tried:
             listed = self._threshold(row, n, query, weights, usable, None)  # every item but row
             if listed is not None:
                 return self._found(*listed)
@@ -309,7 +314,7 @@ class Recommender:
         listed = None
         if row is not None and default and has_combined and "combined" in self.bundle.similar:
             listed = self.bundle.similar["combined"].first(row, n, allowed)
-        elif row is not None and not default:
+        elif row is not None and not default and not tried:
             listed = self._threshold(row, n, query, weights, usable, allowed)
         found = self._found(*(listed or self._top(n, searches, allowed, score, dim)))
         if len(changes):  # put items are few: score them all exactly, then merge
