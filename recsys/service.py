@@ -186,21 +186,25 @@ class Recommender:
                      else [m for m, w in weights.items() if w > 0 and m in self.bundle.vectors.blocks])
             return (item_id in self.bundle.item_ids and item_id not in self.changes.ids
                     and all(m in listed and n <= listed[m].k for m in names))
+        return self.feed_source(n=n, user_id=user_id, exclude_seen=exclude_seen,
+                                recent_items=recent_items) == "lookup"
+
+    def feed_source(self, *, n: int, user_id: str | None = None, exclude_seen: bool = True,
+                    recent_items: Sequence[str] = ()) -> Literal["lookup", "list"] | None:
+        """Where a feed of ``n`` for ``user_id`` with these recent items normally comes from:
+        ``"lookup"``, a precomputed list (the bundle's, or a folded-in list kept since an earlier
+        request); ``"list"``, a folded-in list made now (the cost of one computed feed) and kept,
+        so that later feeds are lookups until the recent items change; ``None``, computed."""
         collab = self.bundle.collab
         if not exclude_seen or collab is None:
-            return False
+            return None
         known = user_id is not None and user_id in collab.user_ids
         recent = self._recent_rows(recent_items)
         if not len(recent):
-            return known and self._feeds is not None and n <= self._feeds.k
-        return n <= self.list_k and self._lists.get((user_id if known else None, recent.tobytes())) is not None
-
-    def keeps_feed(self, *, n: int, exclude_seen: bool = True, recent_items: Sequence[str] = ()) -> bool:
-        """Whether a feed of ``n`` with these recent items is answered from a folded-in list the
-        recommender keeps: made at the first such request (the cost of one computed feed), a
-        lookup for every later one until the recent items change."""
-        return (exclude_seen and self.bundle.collab is not None and self._lists.size > 0
-                and n <= self.list_k and len(self._recent_rows(recent_items)) > 0)
+            return "lookup" if known and self._feeds is not None and n <= self._feeds.k else None
+        if n > self.list_k or not self._lists.size:
+            return None
+        return "lookup" if self._lists.get((user_id if known else None, recent.tobytes())) is not None else "list"
 
     def knows(self, item_id: str) -> bool:
         """Whether ``item_id`` can be served (in the bundle or put since, and not deleted)."""

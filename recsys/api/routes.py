@@ -222,9 +222,14 @@ def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes,
     item_filter = args.item_filter()
     query = {"k": k, "s": exclude_seen, "f": item_filter.describe()}
 
+    kept: dict = {}
+
     def usable(rec: Recommender, recent: list[str]) -> list[str]:
-        # the log may name items a newer bundle dropped
-        return [i for i in recent if i in rec.bundle.item_ids][: rec.history_items * 5]
+        # the log may name items a newer bundle dropped; lookup and compute ask the same
+        key = (id(rec), tuple(recent))
+        if key not in kept:
+            kept[key] = [i for i in recent if i in rec.bundle.item_ids][: rec.history_items * 5]
+        return kept[key]
 
     def compute(rec: Recommender, recent: list[str]) -> dict:
         recent = usable(rec, recent)
@@ -233,12 +238,8 @@ def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes,
         return _feed_body(rec, feed, k, item_filter, user_id=user_id, recent=len(recent))
 
     def lookup(rec: Recommender, recent: list[str]) -> str | None:
-        recent = usable(rec, recent)
-        if rec.precomputed(n=k, user_id=user_id, exclude_seen=exclude_seen, recent_items=recent):
-            return "lookup"
-        if rec.keeps_feed(n=k, exclude_seen=exclude_seen, recent_items=recent):
-            return "list"
-        return None
+        return rec.feed_source(n=k, user_id=user_id, exclude_seen=exclude_seen,
+                               recent_items=usable(rec, recent))
 
     return _cached(serving, metrics, "feed", "user", user_id, query, compute, user=user_id,
                    lookup=lookup)
