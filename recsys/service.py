@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Literal, NamedTuple
 from urllib.parse import quote
 
@@ -21,7 +22,7 @@ from recsys.fresh import ItemChanges
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex
 from recsys.index.mips import augment_query
 from recsys.precompute import TopLists
-from recsys.towers.item import check_weights, rows_dot, weighted_scores
+from recsys.towers.item import Scan, check_weights, rows_dot, weighted_scores
 
 __all__ = ["Recommender", "Scored", "Feed", "MAX_K", "check_k", "DISPLAY_COLUMNS", "image_path"]
 
@@ -86,11 +87,14 @@ class Recommender:
             items) pairs, so the same user's next feeds (any ``n`` up to ``list_k``, most filters)
             are lookups until the recent items change; 0 = compute every feed.
         list_k: the length of those lists (``settings.index.precompute_k``).
+        scan_dir: where the transposed copies of the combined vectors and item factors for
+            products with every item go (:class:`~recsys.towers.item.Scan`), shared by the
+            processes that serve the bundle; ``None`` keeps them in this process's memory.
     """
 
     def __init__(self, bundle: Bundle, *, overfetch: int = 10, content_weight: float = 0.3,
                  history_items: int = 20, exact_budget: int = 4_000_000, feed_lists: int = 0,
-                 list_k: int = 100):
+                 list_k: int = 100, scan_dir: Path | None = None):
         if not 0.0 <= content_weight <= 1.0:
             raise InvalidRequest(f"content_weight must be between 0 and 1 (got {content_weight!r})")
         self.bundle = bundle
@@ -99,6 +103,7 @@ class Recommender:
         self.history_items = history_items
         self.exact_budget = exact_budget
         self.list_k = list_k
+        self.scan_dir = scan_dir
         self._lists = Lru(feed_lists if list_k > 0 else 0)  # shared by with_changes copies
         self._scales = Lru(256)  # per weighting, see _pattern_scales
         self.columns = FilterColumns(bundle.items, bundle.item_ids)
@@ -152,6 +157,7 @@ class Recommender:
         (cheap: shares everything else with ``self``)."""
         self.attributes  # noqa: B018 - build these once, before the copies share them
         self._patterns  # noqa: B018
+        self._scans  # noqa: B018
         if self.bundle.list_cosines is not None:
             self._listed_counts  # noqa: B018
         other = copy.copy(self)
@@ -311,7 +317,7 @@ class Recommender:
         if default and has_combined:
             # the combined vectors already carry the default weights: one product, same scores
             def score(r):
-                return rows_dot(vectors.combined, r, combined_query)
+                return rows_dot(vectors.combined, r, combined_query, self._scans["combined"])
         else:
             def score(r):
                 return weighted_scores(vectors.blocks, query, r, weights)
@@ -559,15 +565,34 @@ class Recommender:
         combined = self.bundle.vectors.combined
 
         def score(rows: np.ndarray) -> np.ndarray:
-            cf = rows_dot(collab.item_factors, rows, user)
+            cf = rows_dot(collab.item_factors, rows, user, self._scans["factors"])
             if beta == 0:
                 return cf
-            return (1.0 - beta) * cf + beta * rows_dot(combined, rows, taste)
+            return (1.0 - beta) * cf + beta * rows_dot(combined, rows, taste, self._scans["combined"])
 
         dim = collab.item_factors.shape[1] + (combined.shape[1] if beta > 0 else 0)
         return self._top(n, searches, allowed, score, dim)
 
     # -- helpers --------------------------------------------------------------------------------
+
+    @cached_property
+    def _scans(self) -> dict[str, Scan]:
+        """Copies for products with every item (:class:`~recsys.towers.item.Scan`): the combined
+        vectors and, with a user tower, the item factors; files in ``scan_dir`` when it is set."""
+        files = self.bundle.manifest.get("files", {})
+
+        def scan(matrix: np.ndarray, name: str) -> Scan:
+            key = files.get(name, {}).get("sha256")
+            return Scan(matrix, folder=self.scan_dir if key else None, key=key)
+
+        scans = {"combined": scan(self.bundle.vectors.combined, "vectors/combined.npy")}
+        if self.bundle.collab is not None:
+            scans["factors"] = scan(self.bundle.collab.item_factors, "collab/item_factors.npy")
+        return scans
+
+    def scan_keys(self) -> set[str]:
+        """The names of the transposed files this recommender maps (see :attr:`_scans`)."""
+        return {scan.key for scan in self._scans.values() if scan.key}
 
     def _collab(self) -> Collab:
         if self.bundle.collab is None:

@@ -26,6 +26,7 @@ from recsys.service import Recommender
 from recsys.settings import Settings
 from recsys.store.activity import ActivityStore, merge_recent
 from recsys.store.redis import Breaker, RedisStore, connect
+from recsys.towers.item import prune_scans
 
 __all__ = ["Serving", "Snapshot", "LocalCache"]
 
@@ -205,6 +206,7 @@ class Serving:
         self.failed: dict[str, str] = {}  # version -> why it was refused
         self.load_error: str | None = None
         self.cache_dir = Path(settings.state_dir) / "bundles"
+        self.scan_dir = Path(settings.state_dir) / "scans"
         self._swap_lock = threading.Lock()
         self._stop = threading.Event()
         self.subscribed = False  # the follower thread is receiving invalidations
@@ -294,7 +296,10 @@ class Serving:
         recommender = Recommender(bundle, content_weight=s.collab.content_weight,
                                   history_items=s.collab.history_items,
                                   exact_budget=s.index.exact_budget,
-                                  feed_lists=s.api.local_cache_items, list_k=s.index.precompute_k)
+                                  feed_lists=s.api.local_cache_items, list_k=s.index.precompute_k,
+                                  scan_dir=self.scan_dir)
+        recommender.scan_keys()  # the transposed copies, made (or mapped) before serving
+        prune_scans(self.scan_dir, recommender.scan_keys())
         if self.store is not None:
             changes = self.breaker.call(self.store.item_changes)
             if changes is not None:

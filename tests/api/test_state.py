@@ -1,4 +1,7 @@
-"""The worker's local cache: LRU bound, per-user drops, and no stale value stored after a drop."""
+"""The worker's local state: the LRU cache (bound, per-user drops, no stale value stored after a
+drop), recent items known without Redis, and the transposed copies shared between workers."""
+import numpy as np
+
 from recsys.api.state import LocalCache
 
 
@@ -128,3 +131,28 @@ def test_a_worker_answers_feeds_after_posts_without_reading_redis(app, client, t
 
 def _calls(redis, command: str) -> int:
     return redis.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+
+
+def test_workers_share_the_transposed_copies_for_full_products(app, serving, tmp_path, redis_url,
+                                                               redis_prefix):
+    """The combined vectors and item factors, transposed for products with every item, are files
+    under the state folder named after the bundle's checksums; a second worker maps them."""
+    from recsys.api import create_app
+    from tests.api.conftest import api_settings
+
+    recommender = serving.recommender()
+    files = recommender.bundle.manifest["files"]
+    keys = {files["vectors/combined.npy"]["sha256"], files["collab/item_factors.npy"]["sha256"]}
+    assert recommender.scan_keys() == keys
+    folder = tmp_path / "state" / "scans"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{k}.columns.npy" for k in keys)
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    combined = recommender.bundle.vectors.combined
+    np.testing.assert_array_equal(np.load(folder / f"{files['vectors/combined.npy']['sha256']}.columns.npy"),
+                                  combined.T)
+    other = create_app(api_settings(tmp_path, redis_url, redis_prefix))  # same state folder
+    try:
+        assert other.extensions["recsys"].recommender().scan_keys() == keys
+        assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps  # mapped, not rewritten
+    finally:
+        other.extensions["recsys"].stop()

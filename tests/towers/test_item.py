@@ -1,10 +1,13 @@
-"""Item vectors: the weighted concatenation formula and weight parsing."""
+"""Item vectors: the weighted concatenation formula, weight parsing and full-catalog products."""
+import os
+import time
+
 import numpy as np
 import pytest
 
 from recsys.errors import InvalidRequest
 from recsys.towers.base import TowerOutput, l2_normalise
-from recsys.towers.item import combine, parse_weights, weighted_scores
+from recsys.towers.item import Scan, combine, parse_weights, prune_scans, rows_dot, weighted_scores
 
 
 def _block(rng, n, d, missing=()):
@@ -71,3 +74,61 @@ def test_parsed_weights_are_the_callers_own_and_bad_ones_fail_every_time():
     assert parse_weights("image:1", available=("image",)) == {"image": 1.0}
     with pytest.raises(InvalidRequest, match="unknown modality 'text'"):
         parse_weights("text:1", available=("image",))
+
+
+def _matrix(rows=300, dim=17, seed=3):
+    return np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
+
+
+def test_scan_products_equal_the_matrix_products(tmp_path):
+    matrix = _matrix()
+    vector = np.random.default_rng(4).normal(size=matrix.shape[1])  # float64: cast to the matrix's type
+    expected = matrix @ vector.astype(np.float32)
+    for scan in (Scan(matrix), Scan(matrix, folder=tmp_path, key="k"), Scan(matrix, max_bytes=10)):
+        got = scan.dot(vector)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # rows_dot takes the scan for most rows and gathers for few; both the same numbers
+    scan = Scan(matrix, folder=tmp_path, key="k")
+    for rows in (np.arange(300)[::-1][:250], np.array([3, 7, 11])):
+        np.testing.assert_allclose(rows_dot(matrix, rows, vector, scan), expected[rows], rtol=1e-5, atol=1e-5)
+
+
+def test_scan_shares_one_file_per_key(tmp_path):
+    matrix = _matrix()
+    first = Scan(matrix, folder=tmp_path, key="abc")
+    path = tmp_path / "abc.columns.npy"
+    assert first.key == "abc" and path.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["abc.columns.npy"]  # no temporary left
+    np.testing.assert_array_equal(np.load(path), matrix.T)
+    stamp = path.stat().st_mtime_ns
+    second = Scan(matrix, folder=tmp_path, key="abc")  # another worker: maps the same file
+    assert path.stat().st_mtime_ns == stamp
+    assert isinstance(second.columns.base, np.memmap) or isinstance(second.columns, np.memmap)
+    # a file of the wrong shape under that name (a partial or foreign one) is replaced
+    other = _matrix(rows=200, seed=5)
+    third = Scan(other, folder=tmp_path, key="abc")
+    np.testing.assert_allclose(third.dot(np.ones(17)), other.sum(axis=1), rtol=1e-5, atol=1e-4)
+    assert np.load(path).shape == (17, 200)
+
+
+def test_scan_without_a_writable_folder_keeps_its_own_copy(tmp_path, caplog):
+    matrix = _matrix()
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    scan = Scan(matrix, folder=blocked / "scans", key="abc")  # mkdir fails under a file
+    assert scan.key is None and "in-memory" in caplog.text
+    np.testing.assert_allclose(scan.dot(np.ones(17)), matrix.sum(axis=1), rtol=1e-5, atol=1e-4)
+
+
+def test_prune_scans_keeps_current_and_recent_files(tmp_path):
+    for key in ("current", "recent", "old"):
+        Scan(_matrix(), folder=tmp_path, key=key)
+    hour_ago = time.time() - 7200
+    for key in ("current", "old"):
+        os.utime(tmp_path / f"{key}.columns.npy", (hour_ago, hour_ago))
+    (tmp_path / "notes.txt").write_text("left alone")
+    prune_scans(tmp_path, {"current"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current.columns.npy", "notes.txt",
+                                                          "recent.columns.npy"]
+    prune_scans(tmp_path / "absent", set())  # nothing to prune: no error
