@@ -105,11 +105,17 @@ def test_scan_shares_one_file_per_key(tmp_path):
     second = Scan(matrix, folder=tmp_path, key="abc")  # another worker: maps the same file
     assert path.stat().st_mtime_ns == stamp
     assert isinstance(second.columns.base, np.memmap) or isinstance(second.columns, np.memmap)
-    # a file of the wrong shape under that name (a partial or foreign one) is replaced
+    # a file of another shape under that name (a foreign one) is replaced
     other = _matrix(rows=200, seed=5)
     third = Scan(other, folder=tmp_path, key="abc")
     np.testing.assert_allclose(third.dot(np.ones(17)), other.sum(axis=1), rtol=1e-5, atol=1e-4)
     assert np.load(path).shape == (17, 200)
+    # so is a file of the right shape with other numbers (damaged): never served
+    damaged = other.copy()
+    damaged[7, 3] += 1.0
+    fourth = Scan(damaged, folder=tmp_path, key="abc")
+    np.testing.assert_allclose(fourth.dot(np.ones(17)), damaged.sum(axis=1), rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(np.load(path), damaged.T)
 
 
 def test_scan_without_a_writable_folder_keeps_its_own_copy(tmp_path, caplog):
