@@ -485,19 +485,15 @@ class Recommender:
         """
         n = check_k(n)
         collab = self._collab()
-        recent = self._recent_rows(recent_items)
-        hist_rows = np.zeros(0, np.int64)
-        hist_strength = np.zeros(0, np.float32)
-        known = user_id is not None and user_id in collab.user_ids
-        user_row = collab.user_ids.row(user_id) if known else None
+        history = self._history(user_id, self._recent_rows(recent_items))
+        user_row, recent, hist_rows, _ = history
+        known = user_row is not None
         message = None
-        if known:
-            hist_rows, hist_strength = collab.user_items.history(user_row)
-        elif user_id is not None:
+        if user_id is not None and not known:
             message = (f"unknown user_id {user_id!r} (not in the trained model): "
                        + ("placed by the recent items given" if len(recent)
                           else "showing popular items; send recent_items to personalise"))
-        elif not len(recent):
+        elif user_id is None and not len(recent):
             message = "no user and no recent items: showing popular items"
 
         def allowed() -> np.ndarray:
@@ -512,7 +508,6 @@ class Recommender:
             rows, scores = self._popular(n, allowed(), collab)
             return Feed(self._scored(rows, scores, collab), "popular", message)
         strategy = "collaborative" if known else "fold-in"
-        history = (user_row, recent, hist_rows, hist_strength)
         if exclude_seen:
             lists, owner = self._feed_list(user_id if known else None, history)
             listed = None
@@ -522,6 +517,61 @@ class Recommender:
                 return Feed(self._scored(*listed, collab), strategy, message)
         rows, scores = self._feed_top(n, allowed(), history)
         return Feed(self._scored(rows, scores, collab), strategy, message)
+
+    def usable_recent(self, recent_items: Sequence[str]) -> list[str]:
+        """The recent items (from the activity log, newest first) a feed reads: the ones this
+        bundle has (the log may name items a newer bundle dropped, or put items without factors),
+        at most ``5 * history_items``."""
+        return [i for i in recent_items if i in self.bundle.item_ids][: self.history_items * 5]
+
+    def feed_list(self, user_id: str | None, recent_items: Sequence[str]) -> TopLists | None:
+        """The folded-in feed list kept for ``user_id`` with these recent items (the one
+        :meth:`recommend` reads with ``exclude_seen``), made now if there is none.
+
+        Returns:
+            One list (row 0) of the best ``list_k`` rows, or ``None`` when no list applies: lists
+            are off (``feed_lists=0``), the bundle has no user tower, or no recent item is known.
+
+        Raises:
+            InvalidRequest: a recent item the bundle does not know.
+        """
+        if self.bundle.collab is None or not self._lists.size:
+            return None
+        history = self._history(user_id, self._recent_rows(recent_items))
+        if not len(history[1]):
+            return None
+        return self._feed_list(user_id if history[0] is not None else None, history)[0]
+
+    def keep_list(self, user_id: str | None, recent_items: Sequence[str], rows: Sequence[int],
+                  scores: Sequence[float]) -> None:
+        """Keep a feed list that :meth:`feed_list` made in another process for the same bundle, so
+        that this one looks it up instead of making it again.
+
+        Raises:
+            InvalidRequest: the list does not fit this bundle (length, rows, scores) or names an
+                unknown recent item.
+        """
+        collab = self.bundle.collab
+        recent = self._recent_rows(recent_items)
+        rows = np.asarray(rows)
+        scores = np.asarray(scores, dtype=np.float32)
+        if collab is None or not len(recent) or rows.dtype.kind != "i" \
+                or rows.shape != (self.list_k,) or scores.shape != rows.shape \
+                or not ((rows >= -1) & (rows < len(self.bundle.item_ids))).all() \
+                or not np.isfinite(scores).all():
+            raise InvalidRequest(f"not a feed list of bundle {self.version} (list_k {self.list_k})")
+        known = user_id is not None and user_id in collab.user_ids
+        self._lists.put((user_id if known else None, recent.tobytes()),
+                        TopLists(rows.astype(np.int32)[None], scores[None]))
+
+    def _history(self, user_id: str | None, recent: np.ndarray) -> tuple:
+        """``(user row or None, recent rows, training rows, training strengths)`` of a user."""
+        collab = self.bundle.collab
+        known = user_id is not None and user_id in collab.user_ids
+        if not known:
+            return None, recent, np.zeros(0, np.int64), np.zeros(0, np.float32)
+        user_row = collab.user_ids.row(user_id)
+        return (user_row, recent, *collab.user_items.history(user_row))
 
     def _feed_list(self, user_id: str | None, history: tuple) -> tuple[TopLists | None, int]:
         """The user's precomputed feed list (seen items excluded, no filter) and its row in it: the

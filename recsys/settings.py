@@ -210,6 +210,12 @@ class ApiSettings(_Section):
         "(about 100 bytes each), so that a feed for anyone else needs no Redis round trip; with "
         "more such users than this, it keeps none",
     )
+    post_lists: int = Field(
+        8, ge=0, description="a POST /v1/interactions of at most this many users makes each one's "
+        "folded-in feed list before storing the events and sends it with the post's message to "
+        "every worker, so the user's next feed is a lookup on any worker (the posting worker spends "
+        "about 1 ms per user); 0 = each worker makes the list at the user's next feed",
+    )
     fast_reads: bool = Field(
         True, description="answer the similar-items and feed GETs in a thin WSGI layer in front of "
         "Flask (same code, same answers; errors still go through Flask, and everything does when "

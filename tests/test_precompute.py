@@ -261,6 +261,46 @@ def test_precompute_k_zero_writes_no_lists(session_dir, market):
     assert len(Recommender(bundle).similar_items(bundle.item_ids.ids[0], n=5)) == 5
 
 
+def test_a_feed_list_made_in_another_process_is_kept_as_a_lookup(feeds):
+    """What a worker sends with a post (feed_list, through JSON) another keeps (keep_list): its
+    next feed is a lookup that equals the computed one; a list that does not fit is refused."""
+    import json
+
+    from recsys.errors import InvalidRequest
+
+    bundle = feeds.bundle
+    items = bundle.item_ids.ids.tolist()
+    trained = bundle.collab.user_ids.ids[4]
+    maker, keeper = Recommender(bundle, feed_lists=100), Recommender(bundle, feed_lists=100)
+    for user, recent in [(trained, [items[10], items[20]]), ("visitor", [items[33], items[34]])]:
+        made = maker.feed_list(user, recent)
+        assert made is maker.feed_list(user, recent)  # kept: made once
+        sent = json.loads(json.dumps({"rows": made.rows[0].tolist(), "scores": made.scores[0].tolist()}))
+        assert keeper.feed_source(n=10, user_id=user, recent_items=recent) == "list"
+        keeper.keep_list(user, recent, sent["rows"], sent["scores"])
+        assert keeper.feed_source(n=10, user_id=user, recent_items=recent) == "lookup"
+        kept = keeper.recommend(user, n=50, recent_items=recent)
+        assert [(s.item_id, s.score) for s in kept.items] == \
+            [(s.item_id, s.score) for s in maker.recommend(user, n=50, recent_items=recent).items]
+        assert_same_ranking(kept.items, feeds.recommend(user, n=50, recent_items=recent).items)
+    # a trained user's list is their own; visitors (unknown to the model) share by recent items
+    assert keeper.feed_source(n=10, user_id=bundle.collab.user_ids.ids[5],
+                              recent_items=[items[10], items[20]]) == "list"
+    assert keeper.feed_source(n=10, user_id="another visitor", recent_items=[items[33], items[34]]) == "lookup"
+    good = maker.feed_list("visitor", [items[33], items[34]])
+    rows, scores = good.rows[0].tolist(), good.scores[0].tolist()
+    for bad in [(rows[:-1], scores[:-1]), ([len(items)] + rows[1:], scores), ([float(r) for r in rows], scores),
+                (rows, [float("nan")] + scores[1:]), (["x"] * len(rows), scores)]:
+        with pytest.raises(InvalidRequest, match="not a feed list"):
+            keeper.keep_list("v2", [items[1]], *bad)
+    with pytest.raises(InvalidRequest, match="unknown item_id"):
+        keeper.keep_list("v2", ["no such item"], rows, scores)
+    assert feeds.feed_list("visitor", [items[1]]) is None  # lists off
+    assert maker.feed_list("visitor", []) is None
+    assert maker.usable_recent(["no such item", items[1], items[1]]) == [items[1], items[1]]
+    assert len(maker.usable_recent(items)) == 5 * maker.history_items
+
+
 def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(feeds):
     bundle = feeds.bundle
     keeping = Recommender(bundle, feed_lists=100)

@@ -225,10 +225,9 @@ def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes,
     kept: dict = {}
 
     def usable(rec: Recommender, recent: list[str]) -> list[str]:
-        # the log may name items a newer bundle dropped; lookup and compute ask the same
-        key = (id(rec), tuple(recent))
+        key = (id(rec), tuple(recent))  # lookup and compute ask the same
         if key not in kept:
-            kept[key] = [i for i in recent if i in rec.bundle.item_ids][: rec.history_items * 5]
+            kept[key] = rec.usable_recent(recent)
         return kept[key]
 
     def compute(rec: Recommender, recent: list[str]) -> dict:
@@ -414,14 +413,41 @@ def post_interactions():
                     e.value) for e in batch.events]
 
     def append() -> list[str]:
+        lists = _post_lists(serving, recommender, events)
         # the users' bodies go now, their recent items stay unknown here until the post's own
         # message comes back (in order with everyone else's)
         serving.local.expect(e.user_id for e in events)
-        return serving.activity.append(events, origin=serving.origin)
+        return serving.activity.append(events, origin=serving.origin, extra=lists)
 
     ids = _write("interactions", append)
     current_app.extensions["recsys.metrics"].interactions.inc(len(events))
     return _json({"version": recommender.version, "accepted": len(ids), "ids": ids}, status=202)
+
+
+def _post_lists(serving: Serving, recommender: Recommender, events: list[Event]) -> dict | None:
+    """The feed lists of a post's users, for the recent items the post leaves them, as fields of
+    the post's message: every worker keeps them (:meth:`Serving.keep_lists`), so a user's next feed
+    is a lookup wherever it lands. Made only for a post of at most ``api.post_lists`` users; a
+    list that cannot be made here is made at the user's first feed instead.
+
+    Raises:
+        redis.RedisError: the users' recent items could not be read (nothing was stored).
+    """
+    users = {e.user_id for e in events}
+    if not 0 < len(users) <= serving.settings.api.post_lists or recommender.bundle.collab is None:
+        return None
+    lists = []
+    for user, recent in serving.activity.recent_after(events).items():
+        recent = recommender.usable_recent(recent)
+        try:
+            made = recommender.feed_list(user, recent)
+        except Exception:  # the list only saves the first feed some work: the post goes on
+            logger.exception("making the feed list of user %r after a post failed", user)
+            continue
+        if made is not None:
+            lists.append({"user": user, "recent": recent, "rows": made.rows[0].tolist(),
+                          "scores": made.scores[0].tolist()})
+    return {"version": recommender.version, "lists": lists} if lists else None
 
 
 @bp.put("/v1/items/<item_id>")

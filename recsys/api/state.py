@@ -20,7 +20,7 @@ import redis
 
 from recsys._lru import Lru
 from recsys.bundle import read_bundle
-from recsys.errors import BundleError, NotFound, NotReady, RecsysError
+from recsys.errors import BundleError, InvalidRequest, NotFound, NotReady, RecsysError
 from recsys.fresh import ItemChanges, ItemEmbedder
 from recsys.service import Recommender
 from recsys.settings import Settings
@@ -269,11 +269,26 @@ class Serving:
         except ValueError:
             return
         if "recent" in message:
+            if "lists" in message and message.get("origin") != self.origin:
+                self.keep_lists(message)  # first: a feed that knows the new items finds the lists
             self.local.heard(message, self.origin)
         elif "users" in message:
             self.local.drop_owners("user", message["users"])
         if "items" in message or "active" in message:
             self.refresh()
+
+    def keep_lists(self, message: dict) -> None:
+        """Keep the feed lists another worker made for its post's users (see
+        ``recsys.api.routes._post_lists``), if they were made with the bundle this one serves."""
+        current = self.current
+        lists = message.get("lists")
+        if current is None or message.get("version") != current.version or not isinstance(lists, list):
+            return
+        for entry in lists:
+            try:
+                current.keep_list(entry["user"], entry["recent"], entry["rows"], entry["scores"])
+            except (InvalidRequest, KeyError, TypeError, ValueError) as exc:
+                logger.warning("ignored a feed list in a post's message: %s", exc)
 
     def refresh(self) -> None:
         """Switch to the active version if it changed; reload item changes if they moved."""

@@ -23,7 +23,7 @@ import redis
 from recsys.data import schema as S
 from recsys.store.keys import Keys
 
-__all__ = ["Event", "ActivityStore", "merge_recent"]
+__all__ = ["Event", "ActivityStore", "merge_recent", "touched"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,15 @@ def merge_recent(new: Sequence[str], previous: Sequence[str], cap: int) -> tuple
     return tuple(dict.fromkeys([*new, *previous]))[:cap]
 
 
+def touched(events: Sequence[Event]) -> dict[str, list[str]]:
+    """Per user of a post, the distinct items it moves to the front of the recent list, newest
+    first (events in any order: a user's items go in by timestamp)."""
+    users: dict[str, list[str]] = {}
+    for event in sorted(events, key=lambda e: e.timestamp):
+        users.setdefault(event.user_id, []).append(event.item_id)
+    return {user: list(dict.fromkeys(reversed(items))) for user, items in users.items()}
+
+
 class ActivityStore:
     """The interaction log and recent activity under one key namespace.
 
@@ -74,12 +83,15 @@ class ActivityStore:
         self.recent_items = recent_items
         self.recent_ttl = int(recent_ttl)
 
-    def append(self, events: Sequence[Event], origin: str | None = None) -> list[str]:
+    def append(self, events: Sequence[Event], origin: str | None = None,
+               extra: dict | None = None) -> list[str]:
         """Log events and update the users' recent items, in one transaction.
 
         Args:
             events: the interactions, in any order (a user's items go in by timestamp).
             origin: who posts them (a worker's token), repeated in the workers' message.
+            extra: more fields for the workers' message (JSON-serialisable; the API sends the
+                users' feed lists in it).
 
         Returns:
             list[str]: the stream ids the log gave the events, in order.
@@ -91,12 +103,10 @@ class ActivityStore:
         pipe = self.client.pipeline(transaction=True)
         for event in events:
             pipe.xadd(self.keys.log, event.fields())
-        users: dict[str, list[str]] = {}
-        for event in sorted(events, key=lambda e: e.timestamp):
-            users.setdefault(event.user_id, []).append(event.item_id)
+        users = touched(events)
         for user_id, items in users.items():
             key = self.keys.recent(user_id)
-            for item in items:  # oldest first: each one moves to the front, so the newest ends first
+            for item in reversed(items):  # oldest first: each moves to the front, the newest ends first
                 pipe.lrem(key, 0, item)
                 pipe.lpush(key, item)
             pipe.ltrim(key, 0, self.recent_items - 1)
@@ -111,8 +121,7 @@ class ActivityStore:
         # the workers drop their copies, and update the recent lists they know
         pipe.publish(self.keys.events, json.dumps({
             "users": list(users), "origin": origin, "at": now, "ttl": self.recent_ttl,
-            "cap": self.recent_items,
-            "recent": {u: list(dict.fromkeys(reversed(items))) for u, items in users.items()}}))
+            "cap": self.recent_items, "recent": users, **(extra or {})}))
         return [i.decode() for i in pipe.execute()[: len(events)]]
 
     def active_users(self, limit: int) -> set[str] | None:
@@ -144,6 +153,16 @@ class ActivityStore:
         """The user's recent item ids, newest first, without repeats."""
         raw = self.client.lrange(self.keys.recent(user_id), 0, (n or self.recent_items) - 1)
         return list(dict.fromkeys(r.decode() for r in raw))
+
+    def recent_after(self, events: Sequence[Event]) -> dict[str, tuple[str, ...]]:
+        """Each user's recent items as :meth:`append` of ``events`` will leave them (unless another
+        post for the same user comes in between), read in one round trip."""
+        users = touched(events)
+        pipe = self.client.pipeline(transaction=False)
+        for user_id in users:
+            pipe.lrange(self.keys.recent(user_id), 0, self.recent_items - 1)
+        return {user_id: merge_recent(new, [r.decode() for r in raw], self.recent_items)
+                for (user_id, new), raw in zip(users.items(), pipe.execute())}
 
     def log_length(self) -> int:
         return int(self.client.xlen(self.keys.log))

@@ -129,6 +129,54 @@ def test_a_worker_answers_feeds_after_posts_without_reading_redis(app, client, t
     other.extensions["recsys"].stop()
 
 
+def test_a_post_sends_its_users_feed_lists_to_every_worker(app, client, tmp_path, redis_url, redis_prefix,
+                                                           served_bundle):
+    """After a post of few users, every worker holds each user's feed list before the user's
+    first feed (a lookup there, equal on both); a post of more users than api.post_lists sends none."""
+    import time
+
+    from recsys.api import create_app
+    from recsys.service import Recommender
+    from tests.api.conftest import WRITE, api_settings
+
+    other = create_app(api_settings(tmp_path / "other", redis_url, redis_prefix, post_lists=2))
+    workers = [app.extensions["recsys"], other.extensions["recsys"]]
+    deadline = time.monotonic() + 10
+    while not all(w.subscribed for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    items = [str(i) for i in served_bundle.item_ids.ids[:12]]
+    trained = str(served_bundle.collab.user_ids.ids[3])
+    computing = Recommender(served_bundle)  # no kept lists: computes every feed
+
+    def heard(user: str, recent: list[str]) -> bool:
+        deadline = time.monotonic() + 5
+        while any(w.local.recent(user) != tuple(recent) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return all(w.local.recent(user) == tuple(recent) for w in workers)
+
+    def sources(user: str, recent: list[str]) -> list[str | None]:
+        return [w.recommender().feed_source(n=10, user_id=user, recent_items=recent) for w in workers]
+
+    for user, post in [("visitor-lists", items[:2]), (trained, items[2:3]), ("visitor-lists", items[3:4])]:
+        before = tuple(workers[1].local.recent(user) or ())
+        events = [{"user_id": user, "item_id": i, "event": "click", "timestamp": 1e9 + n}
+                  for n, i in enumerate(post)]
+        assert client.post("/v1/interactions", json=events, headers=WRITE).status_code == 202
+        recent = list(dict.fromkeys([*post[::-1], *before]))
+        assert heard(user, recent)
+        assert sources(user, recent) == ["lookup", "lookup"]  # made by the poster, kept by both
+        feeds = [c.get(f"/v1/users/{user}/recommendations?k=10").json for c in (client, other.test_client())]
+        assert feeds[0]["items"] == feeds[1]["items"] and feeds[0]["recent"] == len(recent)
+        computed = computing.recommend(user, n=10, recent_items=recent)
+        assert [r["item_id"] for r in feeds[1]["items"]] == [s.item_id for s in computed.items]
+    # more users than the posting worker's limit (2): the lists are made at the first feeds
+    batch = [{"user_id": f"visitor-batch-{n}", "item_id": items[5 + n], "event": "click"} for n in range(3)]
+    assert other.test_client().post("/v1/interactions", json=batch, headers=WRITE).status_code == 202
+    assert heard("visitor-batch-2", [items[7]])
+    assert sources("visitor-batch-2", [items[7]]) == ["list", "list"]
+    other.extensions["recsys"].stop()
+
+
 def _calls(redis, command: str) -> int:
     return redis.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
 
