@@ -524,6 +524,12 @@ class Recommender:
         at most ``5 * history_items``."""
         return [i for i in recent_items if i in self.bundle.item_ids][: self.history_items * 5]
 
+    @property
+    def keeps_lists(self) -> bool:
+        """Whether feeds with recent items are made as kept lists (``feed_lists > 0`` and a user
+        tower)."""
+        return self.bundle.collab is not None and self._lists.size > 0
+
     def feed_list(self, user_id: str | None, recent_items: Sequence[str]) -> TopLists | None:
         """The folded-in feed list kept for ``user_id`` with these recent items (the one
         :meth:`recommend` reads with ``exclude_seen``), made now if there is none.
@@ -535,7 +541,7 @@ class Recommender:
         Raises:
             InvalidRequest: a recent item the bundle does not know.
         """
-        if self.bundle.collab is None or not self._lists.size:
+        if not self.keeps_lists:
             return None
         history = self._history(user_id, self._recent_rows(recent_items))
         if not len(history[1]):

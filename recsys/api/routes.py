@@ -434,7 +434,7 @@ def _post_lists(serving: Serving, recommender: Recommender, events: list[Event])
         redis.RedisError: the users' recent items could not be read (nothing was stored).
     """
     users = {e.user_id for e in events}
-    if not 0 < len(users) <= serving.settings.api.post_lists or recommender.bundle.collab is None:
+    if not 0 < len(users) <= serving.settings.api.post_lists or not recommender.keeps_lists:
         return None
     lists = []
     for user, recent in serving.activity.recent_after(events).items():
