@@ -7,10 +7,11 @@ one ``recsys serve`` with the default settings (result cache on), each case runs
 16 connections, 5 s) right after a run of the ceiling, whose rate it is divided by; the whole set
 runs ``ROUNDS`` times and the medians are reported (this kind of machine is noisy). The two hot
 reads are answered by a thin WSGI layer in front of Flask (``RECSYS_API__FAST_READS``); two cases
-run against a second server with it turned off, to show what it is worth. The shop has 10,000
+run against a second server with it turned off, to show what it is worth (that server makes no
+feed lists at posts either, see the interaction-post cases). The shop has 10,000
 items and 20,000 trained users, so that no miss case runs out of distinct queries; the servers
-keep 40,000 entries in memory (``RECSYS_API__LOCAL_CACHE_ITEMS``), so that the 9,000 active
-users' kept lists outlive the visitors' lists that the first-feed case makes in every round:
+keep 150,000 entries in memory (``RECSYS_API__LOCAL_CACHE_ITEMS``), so that every folded-in list
+the run makes stays there:
 
 * cache hit: 200 queries asked before, answered from the worker's own cache;
 * miss: every request a query nobody asked before (items or users x k; the two wrk threads take
@@ -23,9 +24,16 @@ users' kept lists outlive the visitors' lists that the first-feed case makes in 
   * feed of a user with recent activity, other k: the user's folded-in list, made at their
     first feed since the activity (asked under load before the measurement, so both workers
     keep it) and kept by the worker;
-  * first feed after an interaction: a visitor never asked before, with two clicks no other
-    visitor shares (so no kept list can serve another visitor): the worker knows the clicks from
-    the post's message, folds them in and makes the visitor's list (top 100), which it keeps.
+  * first feed after a one-user post: a visitor who posted two clicks in a post of their own
+    before the run; the posting worker made the visitor's list and sent it with the post's
+    message, so both workers look it up;
+  * first feed after a batch post: a visitor never asked before, whose two clicks came in a post
+    of 500 users (more than ``RECSYS_API__POST_LISTS``: no lists sent); the worker knows the
+    clicks from the post's message, folds them in and makes the visitor's list (top 100), which
+    it keeps. Every visitor's pair of clicks is their own, so no kept list serves another one;
+* interaction post: ``POST /v1/interactions`` of two clicks by a new visitor, which makes the
+  visitor's list and sends it (what the one-user-post feeds cost, paid at the post), and the same
+  posts against the second server, which makes no lists.
 
     apt-get install wrk            # Debian's package
     python benchmarks/bench_api.py # writes benchmarks/results/bench_api.json
@@ -33,6 +41,7 @@ users' kept lists outlive the visitors' lists that the first-feed case makes in 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 import os
 import random
 import re
@@ -54,7 +63,9 @@ KS = range(5, 16)  # k around 10: bodies about the size of the ceiling's (k = 10
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 ITEMS, USERS, ACTIVE = 10_000, 20_000, 9_000  # enough distinct paths that no miss case repeats one
 VISITORS = 45_000  # more than three rounds of the computed case can ask
-LOCAL_ITEMS = 40_000
+POSTERS = 66_000  # visitors who post their own clicks before the run (their lists are sent): 22,000 a round
+CLICKERS = 20_000  # per round: visitors whose posts the interaction-post cases send
+LOCAL_ITEMS = 150_000  # every list the run makes stays in memory (about 100,000)
 WARM_KS = (10, 20, 25, 30, 35, 40, 50, 60, 70, 80, 90, 100)
 KEY = "bench-key"
 
@@ -134,15 +145,19 @@ def start_bare(source: str, tmp: Path, name: str) -> tuple[subprocess.Popen, int
 
 
 def wrk(port: int, paths: list[str], tmp: Path, duration: str = DURATION) -> dict:
-    """One wrk run over ``paths``; thread t asks paths t, t + THREADS, ... (each at most once while
-    the list lasts)."""
+    """One wrk run over ``paths`` (GETs, or ``POST /v1/interactions`` with the body after ``POST ``);
+    thread t asks paths t, t + THREADS, ... (each at most once while the list lasts)."""
     script = tmp / "paths.lua"
     script.write_text("paths = {" + ",".join(json.dumps(p) for p in paths) + "}\n"
                       "local threads = 0\n"
                       "function setup(thread)\n  thread:set('id', threads)\n  threads = threads + 1\nend\n"
                       "function init(args)\n  i = id\nend\n"
+                      f"post = {{['Content-Type'] = 'application/json', ['X-API-Key'] = '{KEY}'}}\n"
                       "request = function()\n  local path = paths[(i % #paths) + 1]\n"
-                      f"  i = i + {THREADS}\n  return wrk.format('GET', path)\nend\n")
+                      f"  i = i + {THREADS}\n"
+                      "  if path:sub(1, 5) == 'POST ' then\n"
+                      "    return wrk.format('POST', '/v1/interactions', post, path:sub(6))\n  end\n"
+                      "  return wrk.format('GET', path)\nend\n")
     out = subprocess.run(["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}", "--latency",
                           "-s", str(script), f"http://127.0.0.1:{port}"],
                          capture_output=True, text=True, check=True).stdout
@@ -187,6 +202,15 @@ def main() -> None:
     users = [str(u) for u in b.collab.user_ids.ids]
     active = users[:ACTIVE]  # they post an interaction first: their feeds are folded in
     visitors = [f"visitor-{n}" for n in range(VISITORS)]  # two clicks each, asked once
+    posters = [f"poster-{n}" for n in range(POSTERS)]
+    clickers = [f"clicker-{n}" for n in range(CLICKERS * ROUNDS)]
+
+    def clicks(user: str, n: int, offset: int) -> list[dict]:
+        """Two clicks; visitors, posters and clickers have distinct offsets, so no two share a
+        pair (a kept list serves one pair of recent items)."""
+        first = n % len(items)
+        second = (first + offset + n // len(items)) % len(items)
+        return [{"user_id": user, "item_id": items[i], "event": "click"} for i in (first, second)]
     similar = [f"/v1/items/{i}/similar?k=10" for i in items[:200]]
     feeds = [f"/v1/users/{u}/recommendations?k=10" for u in users[:200]]
     rng = random.Random(0)
@@ -203,23 +227,32 @@ def main() -> None:
     servers = {}
     try:
         # no PUTs here: skip loading the item encoders, which would compete with the measurements
-        # the worker keeps 40,000 bodies and folded-in lists instead of 10,000: the 9,000 active
-        # users' lists must outlive the visitors' lists the first-feed case makes round after round
+        # the worker keeps 150,000 bodies and folded-in lists instead of 10,000: every list the
+        # run makes (active users, posters, the first-feed and post cases) stays in memory
         quiet = {"RECSYS_API__WARM_EMBEDDER": "false", "RECSYS_API__LOCAL_CACHE_ITEMS": str(LOCAL_ITEMS)}
         servers["recsys"] = LiveServer(tmp / "recsys", {**quiet, "RECSYS_API_KEY": KEY}, bundle=bundle)
-        servers["flask only"] = LiveServer(tmp / "flask-only", {**quiet, "RECSYS_API__FAST_READS": "false"},
-                                           bundle=bundle)
+        # the second server also posts without making lists: what a post costs without them
+        servers["flask only"] = LiveServer(tmp / "flask-only", {**quiet, "RECSYS_API_KEY": KEY,
+                                                                "RECSYS_API__FAST_READS": "false",
+                                                                "RECSYS_API__POST_LISTS": "0"}, bundle=bundle)
         servers["recsys"].wait_ready()
         servers["flask only"].wait_ready()
         port, flask_port = servers["recsys"].port, servers["flask only"].port
         events = [{"user_id": u, "item_id": items[(7 * n) % len(items)], "event": "click"}
                   for n, u in enumerate(active)]
         # two clicks per visitor, a pair no other visitor has: no two visitors share a feed
-        events += [{"user_id": u, "item_id": items[i], "event": "click"} for n, u in enumerate(visitors)
-                   for i in (n % len(items), (n % len(items) + 1 + n // len(items)) % len(items))]
+        events += [e for n, u in enumerate(visitors) for e in clicks(u, n, 1)]
+        # posts of 500 users: more than RECSYS_API__POST_LISTS, so they send no lists
         for start in range(0, len(events), 1000):
             assert request(port, "POST", "/v1/interactions", events[start:start + 1000],
                            {"X-API-Key": KEY})[0] == 202
+        started = time.time()
+        with ThreadPoolExecutor(CONNECTIONS) as pool:  # one post per poster: each sends its list
+            posted = list(pool.map(lambda n: request(port, "POST", "/v1/interactions",
+                                                     clicks(posters[n], n, 6), {"X-API-Key": KEY})[0],
+                                   range(len(posters))))
+        assert set(posted) == {202}, set(posted)
+        print(f"{len(posters)} one-user posts in {time.time() - started:.0f} s", flush=True)
         body = request(port, "GET", similar[0])[2]
         results["config"]["payload_bytes"] = len(body)
         bare, bare_port = start_bare(bare_app_source(body), tmp, "bare")
@@ -232,6 +265,7 @@ def main() -> None:
         # make the user's list, but for about 2 * 2**-12 of the users
         wrk(port, [f"/v1/users/{u}/recommendations?k={k}" for k in WARM_KS for u in active], tmp, "60s")
         default_misses = unique("/v1/items/{}/similar?k={}", items, [k for k in KS if k != 10])
+        posts = ["POST " + json.dumps(clicks(u, n, 11)) for n, u in enumerate(clickers)]
         cases = [("bare Flask (ceiling)", bare_port, [["/bare"]] * ROUNDS, False),
                  ("bare WSGI, same gunicorn", wsgi_port, [["/bare"]] * ROUNDS, False),
                  ("similar items, cache hit", port, [similar] * ROUNDS, False),
@@ -246,8 +280,14 @@ def main() -> None:
                   unique("/v1/users/{}/recommendations?k={}", users[ACTIVE:], KS), True),
                  ("feed, miss, recent activity, other k (kept list)", port,
                   unique("/v1/users/{}/recommendations?k={}", active, [k for k in KS if k != 10]), True),
-                 ("feed, first request after an interaction (computed)", port,
-                  unique("/v1/users/{}/recommendations?k={}", visitors, range(10, 11)), True)]
+                 ("feed, first request after a one-user post (list sent with the post)", port,
+                  unique("/v1/users/{}/recommendations?k={}", posters, range(10, 11)), True),
+                 ("feed, first request after a batch post (computed: list made)", port,
+                  unique("/v1/users/{}/recommendations?k={}", visitors, range(10, 11)), True),
+                 ("interaction post, one user, two clicks (list made and sent)", port,
+                  [posts[r * CLICKERS:(r + 1) * CLICKERS] for r in range(ROUNDS)], True),
+                 ("interaction post, one user, two clicks, no list (RECSYS_API__POST_LISTS=0)", flask_port,
+                  [posts[r * CLICKERS:(r + 1) * CLICKERS] for r in range(ROUNDS)], True)]
         runs: dict[str, list[dict]] = {name: [] for name, *_ in cases}
         for r in range(ROUNDS):
             for name, case_port, paths, fresh in cases[1:]:
