@@ -210,7 +210,7 @@ class Recommender:
             return "lookup" if known and self._feeds is not None and n <= self._feeds.k else None
         if n > self.list_k or not self._lists.size:
             return None
-        return "lookup" if self._lists.get((user_id if known else None, recent.tobytes())) is not None else "list"
+        return "lookup" if self._lists.get(self._list_key(user_id, recent)) is not None else "list"
 
     def knows(self, item_id: str) -> bool:
         """Whether ``item_id`` can be served (in the bundle or put since, and not deleted)."""
@@ -509,7 +509,7 @@ class Recommender:
             return Feed(self._scored(rows, scores, collab), "popular", message)
         strategy = "collaborative" if known else "fold-in"
         if exclude_seen:
-            lists, owner = self._feed_list(user_id if known else None, history)
+            lists, owner = self._feed_list(user_id, history)
             listed = None
             if lists is not None:  # the lists leave out seen items; a filter or a deletion cuts them
                 listed = lists.head(owner, n) if self._unfiltered(filters) else lists.first(owner, n, allowed())
@@ -546,7 +546,7 @@ class Recommender:
         history = self._history(user_id, self._recent_rows(recent_items))
         if not len(history[1]):
             return None
-        return self._feed_list(user_id if history[0] is not None else None, history)[0]
+        return self._feed_list(user_id, history)[0]
 
     def keep_list(self, user_id: str | None, recent_items: Sequence[str], rows: Sequence[int],
                   scores: Sequence[float]) -> None:
@@ -566,9 +566,13 @@ class Recommender:
                 or not ((rows >= -1) & (rows < len(self.bundle.item_ids))).all() \
                 or not np.isfinite(scores).all():
             raise InvalidRequest(f"not a feed list of bundle {self.version} (list_k {self.list_k})")
-        known = user_id is not None and user_id in collab.user_ids
-        self._lists.put((user_id if known else None, recent.tobytes()),
-                        TopLists(rows.astype(np.int32)[None], scores[None]))
+        self._lists.put(self._list_key(user_id, recent), TopLists(rows.astype(np.int32)[None], scores[None]))
+
+    def _list_key(self, user_id: str | None, recent: np.ndarray) -> tuple:
+        """A kept feed list's key: a trained user's id, or ``None`` for anyone the model does not
+        know (visitors with the same recent items share a list), and the recent rows."""
+        known = user_id is not None and user_id in self.bundle.collab.user_ids
+        return user_id if known else None, recent.tobytes()
 
     def _history(self, user_id: str | None, recent: np.ndarray) -> tuple:
         """``(user row or None, recent rows, training rows, training strengths)`` of a user."""
@@ -586,7 +590,7 @@ class Recommender:
         user_row, recent, hist_rows, _ = history
         if not len(recent):
             return (self._feeds, user_row) if user_row is not None else (None, 0)
-        key = (user_id, recent.tobytes())
+        key = self._list_key(user_id, recent)
         lists = self._lists.get(key)
         if lists is None and self._lists.size:
             allowed = np.ones(len(self.bundle.item_ids), dtype=bool)
