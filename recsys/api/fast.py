@@ -15,9 +15,8 @@ from __future__ import annotations
 import re
 import time
 
-from werkzeug.wrappers import Request
-
 from recsys.api.metrics import Metrics
+from recsys.api.schemas import parse_query
 from recsys.api.state import Serving
 
 __all__ = ["FastReads"]
@@ -57,7 +56,8 @@ class FastReads:
         started = time.perf_counter()
         try:
             owner = raw_id.encode("latin-1").decode()  # WSGI paths are bytes as latin-1
-            body, recommender = body_of(self.serving, self.metrics, owner, Request(environ).args)
+            body, recommender = body_of(self.serving, self.metrics, owner,
+                                        parse_query(environ.get("QUERY_STRING", "")))
         except Exception:  # noqa: BLE001 - Flask answers it again and owns every error response
             return self.app(environ, start_response)
         start_response("200 OK", [("Content-Type", "application/json"),

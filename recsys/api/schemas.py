@@ -8,7 +8,9 @@ from __future__ import annotations
 import math
 import re
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
+import werkzeug.urls  # noqa: F401 - registers the 'werkzeug.url_quote' error handler
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from recsys.data.schema import EVENTS, MAX_ID_LENGTH
@@ -18,12 +20,13 @@ from recsys.service import MAX_K
 from recsys.towers.item import parse_weights
 
 __all__ = ["Id", "EventIn", "InteractionsIn", "SessionIn", "ItemIn", "check_id", "parse_body",
-           "QueryArgs"]
+           "QueryArgs", "parse_query"]
 
 # no control characters, no space at either end, bounded: what every id at the API boundary must
 # be (the same pattern is in the OpenAPI document, so generated clients agree with the server)
 ID_PATTERN = r"^[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?$"
 Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
+_ID = re.compile(ID_PATTERN)
 
 
 def check_id(value: str, kind: str) -> str:
@@ -35,7 +38,7 @@ def check_id(value: str, kind: str) -> str:
     """
     if not 1 <= len(value) <= MAX_ID_LENGTH:
         raise InvalidRequest(f"{kind}_id must be 1 to {MAX_ID_LENGTH} characters (got {len(value)})")
-    if not re.match(ID_PATTERN, value):
+    if not _ID.fullmatch(value):  # not match: its $ lets a final newline through
         raise InvalidRequest(f"{kind}_id must not hold control characters or start or end with a "
                              f"space (got {value!r})")
     return value
@@ -152,6 +155,17 @@ def parse_body(model: type[BaseModel], data: Any) -> BaseModel:
         raise InvalidRequest(f"invalid request body: {_message(exc)}") from None
 
 
+def parse_query(query_string: str) -> list[tuple[str, str]]:
+    """A WSGI ``QUERY_STRING`` as ``(name, value)`` pairs, decoded as Flask's ``request.args``
+    decodes it (UTF-8; invalid bytes stay percent-encoded), without building a request object.
+
+    Raises:
+        UnicodeDecodeError: raw (not percent-encoded) bytes that are not UTF-8.
+    """
+    return parse_qsl(query_string.encode("latin-1").decode(), keep_blank_values=True,
+                     errors="werkzeug.url_quote")  # the error handler werkzeug.urls registers
+
+
 _FILTER_NAMES = {"category", "min_price", "max_price", "exclude"}
 _NO_FILTER = ItemFilter()
 
@@ -160,21 +174,26 @@ class QueryArgs:
     """Query-string parameters of one endpoint, each validated with a message that names it.
 
     Args:
-        args: ``request.args``.
+        args: ``request.args``, or the ``(name, value)`` pairs of a query string in order (what
+            the WSGI fast path parses, see :func:`parse_query`).
         allowed: the parameter names this endpoint takes; any other is an error (a typo such as
             ``?kk=5`` must not be silently ignored).
     """
 
     def __init__(self, args, allowed: tuple[str, ...]):
-        unknown = sorted(set(args) - set(allowed))
+        # a plain dict: werkzeug's MultiDict.get builds an exception for every absent name
+        self.args: dict[str, str] = {}
+        repeated = []
+        for name, value in (args.items(multi=True) if hasattr(args, "getlist") else args):
+            if name in self.args:
+                repeated.append(name)
+            self.args[name] = value
+        unknown = sorted(self.args.keys() - set(allowed))
         if unknown:
             raise InvalidRequest(f"unknown query parameter(s) {', '.join(unknown)}; this endpoint "
                                  f"takes: {', '.join(allowed)}", allowed=list(allowed))
-        repeated = [name for name in args if len(args.getlist(name)) > 1]
         if repeated:
             raise InvalidRequest(f"query parameter {repeated[0]!r} is given more than once")
-        # a plain dict: werkzeug's MultiDict.get builds an exception for every absent name
-        self.args = {name: args[name] for name in args}
 
     def k(self, default: int) -> int:
         raw = self.args.get("k")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import quote
 
 import pytest
 from flask import request
@@ -34,12 +35,17 @@ def fast_app(tmp_path, redis_url, redis_prefix, served_bundle):
 
 def _paths(bundle) -> list[str]:
     item, user = str(bundle.item_ids.ids[3]), str(bundle.collab.user_ids.ids[4])
-    category = bundle.items["category"].iloc[3].split("/")[0]
+    full_category = bundle.items["category"].iloc[3]
+    category = full_category.split("/")[0]
+    assert "/" in full_category
     return [f"/v1/items/{item}/similar", f"/v1/items/{item}/similar?k=7",
             f"/v1/items/{item}/similar?k=12&weights=text:0.2,tabular:0.8",
             f"/v1/items/{item}/similar?k=30&category={category}&max_price=80&exclude={bundle.item_ids.ids[9]}",
             f"/v1/users/{user}/recommendations", f"/v1/users/{user}/recommendations?k=8&exclude_seen=false",
-            f"/v1/users/{user}/recommendations?k=5&min_price=10", "/v1/users/nobody-yet/recommendations?k=4"]
+            f"/v1/users/{user}/recommendations?k=5&min_price=10", "/v1/users/nobody-yet/recommendations?k=4",
+            # percent-encoded values, and bytes that are not UTF-8 (they stay percent-encoded)
+            f"/v1/items/{item}/similar?k=6&category={quote(full_category, safe='')}",
+            f"/v1/users/{user}/recommendations?k=3&category=%FF%2F"]
 
 
 def test_the_fast_path_answers_the_hot_reads_exactly_as_flask_does(fast_app, served_bundle):
@@ -54,7 +60,7 @@ def test_the_fast_path_answers_the_hot_reads_exactly_as_flask_does(fast_app, ser
         assert a.headers["X-Recsys-Version"] == served_bundle.version
     assert len(fast_app.flask_saw) == len(_paths(served_bundle))  # Flask saw only its own half
     metrics = fast.get("/metrics").get_data(as_text=True)
-    for rule, count in (("/v1/items/<item_id>/similar", 8), ("/v1/users/<user_id>/recommendations", 8)):
+    for rule, count in (("/v1/items/<item_id>/similar", 10), ("/v1/users/<user_id>/recommendations", 10)):
         assert f'recsys_request_seconds_count{{endpoint="{rule}",status="200"}} {count}.0' in metrics
 
 
@@ -62,6 +68,7 @@ def test_the_fast_path_answers_the_hot_reads_exactly_as_flask_does(fast_app, ser
     ("/v1/items/{item}/similar?k=0", 400, "invalid_request"),
     ("/v1/items/{item}/similar?kk=3", 400, "invalid_request"),
     ("/v1/items/{item}/similar?k=2&k=3", 400, "invalid_request"),
+    ("/v1/items/{item}/similar?k=%FF", 400, "invalid_request"),
     ("/v1/items/{item}/similar?weights=smell:1", 400, "invalid_request"),
     ("/v1/items/no-such-item/similar", 404, "not_found"),
     ("/v1/items/%20padded/similar", 400, "invalid_request"),
