@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
 from pathlib import Path
 from typing import Literal, NamedTuple
 from urllib.parse import quote
@@ -106,6 +107,7 @@ class Recommender:
         self.scan_dir = scan_dir
         self._lists = Lru(feed_lists if list_k > 0 else 0)  # shared by with_changes copies
         self._scales = Lru(256)  # per weighting, see _pattern_scales
+        self._last_recent = None  # (recent items, item changes, rows): see _recent_rows
         self.columns = FilterColumns(bundle.items, bundle.item_ids)
         self.changes = ItemChanges.build(bundle)
         collab = bundle.collab
@@ -125,14 +127,16 @@ class Recommender:
         return self.bundle.version
 
     @cached_property
-    def attributes(self) -> dict[str, dict]:
-        """:data:`DISPLAY_COLUMNS` of every bundle item by id (built once, shared by copies)."""
+    def row_templates(self) -> dict[str, dict]:
+        """A result row per bundle item, by id: ``{"item_id", "score": None, the display
+        attributes (:data:`DISPLAY_COLUMNS` and the image path)}``, to be copied, never changed
+        (built once, shared by copies)."""
         items = self.bundle.items
         columns = [c for c in DISPLAY_COLUMNS if c in items.columns]
         frame = items[["item_id", *columns]].astype(object)
         frame = frame.where(frame.notna(), None)
         images = items["image"].fillna("").astype(str).to_numpy() if "image" in items else None
-        return {r["item_id"]: {**{c: r[c] for c in columns},
+        return {r["item_id"]: {"item_id": r["item_id"], "score": None, **{c: r[c] for c in columns},
                                "image": image_path(r["item_id"], images[i] if images is not None else "")}
                 for i, r in enumerate(frame.to_dict("records"))}
 
@@ -155,7 +159,7 @@ class Recommender:
     def with_changes(self, changes: ItemChanges) -> Recommender:
         """A recommender over the same bundle that also serves put items and hides deleted ones
         (cheap: shares everything else with ``self``)."""
-        self.attributes  # noqa: B018 - build these once, before the copies share them
+        self.row_templates  # noqa: B018 - build these once, before the copies share them
         self._patterns  # noqa: B018
         self._scans  # noqa: B018
         if self.bundle.list_cosines is not None:
@@ -339,8 +343,7 @@ class Recommender:
         return found
 
     def _found(self, rows: np.ndarray, scores: np.ndarray) -> list[Scored]:
-        ids = self.bundle.item_ids.ids[rows].tolist()
-        return [Scored(str(i), s) for i, s in zip(ids, np.asarray(scores, np.float64).tolist())]
+        return _scored_list(self.bundle.item_ids.ids[rows].tolist(), scores)
 
     def _unfiltered(self, filters: ItemFilter | None) -> bool:
         """No filter and no deleted item: a precomputed list's head is the answer."""
@@ -661,17 +664,33 @@ class Recommender:
         return self.bundle.collab
 
     def _recent_rows(self, recent_items: Sequence[str]) -> np.ndarray:
+        """The bundle rows of the recent items, first occurrences in order (put items, which have
+        no collaborative factors until the next training, left out; read-only). A feed asks this
+        twice for the same items (where it comes from, then the feed): the last answer is kept.
+
+        Raises:
+            InvalidRequest: one string instead of a list, or an item neither the bundle nor the
+                put items hold.
+        """
         if isinstance(recent_items, str):
             raise InvalidRequest("recent_items must be a list of item ids, not one string")
-        ids = list(dict.fromkeys(str(i) for i in recent_items))
-        unknown = [i for i in ids if i not in self.bundle.item_ids and i not in self.changes.ids]
-        if unknown:
-            raise InvalidRequest(f"recent_items names unknown item_id {unknown[0]!r}"
-                                 + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
-                                 + f"; bundle {self.version} has {len(self.bundle.item_ids):,} items",
-                                 unknown=unknown[:20])
-        # put items have no collaborative factors until the next training: they cannot place a user
-        return self.bundle.item_ids.rows([i for i in ids if i in self.bundle.item_ids])
+        key = tuple(recent_items)
+        last = self._last_recent
+        if last is not None and last[0] == key and last[1] is self.changes:
+            return last[2]
+        ids = list(dict.fromkeys(map(str, key)))
+        rows = self.bundle.item_ids.find(ids)
+        if (rows < 0).any():
+            unknown = [i for i, r in zip(ids, rows.tolist()) if r < 0 and i not in self.changes.ids]
+            if unknown:
+                raise InvalidRequest(f"recent_items names unknown item_id {unknown[0]!r}"
+                                     + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+                                     + f"; bundle {self.version} has {len(self.bundle.item_ids):,} items",
+                                     unknown=unknown[:20])
+            rows = rows[rows >= 0]
+        rows.flags.writeable = False
+        self._last_recent = (key, self.changes, rows)  # one tuple: replaced whole, never torn
+        return rows
 
     def _allowed(self, filters: ItemFilter | None) -> np.ndarray:
         mask = self.columns.mask(filters, known_elsewhere=self.changes.ids)
@@ -711,9 +730,15 @@ class Recommender:
         return _best(n, rows, collab.popularity[rows])
 
     def _scored(self, rows: np.ndarray, scores: np.ndarray, collab: Collab) -> list[Scored]:
-        ids = self.bundle.item_ids.ids[rows].tolist()
-        cold = (collab.item_state[rows] == PROJECTED).tolist()
-        return [Scored(str(i), s, c) for i, s, c in zip(ids, np.asarray(scores, np.float64).tolist(), cold)]
+        return _scored_list(self.bundle.item_ids.ids[rows].tolist(), scores,
+                            (collab.item_state[rows] == PROJECTED).tolist())
+
+
+def _scored_list(ids: list[str], scores: np.ndarray, cold: list[bool] | None = None) -> list[Scored]:
+    """:class:`Scored` rows, built in C (``tuple.__new__`` per row): calling the named tuple's
+    constructor, a Python function, cost more than the rest of a looked-up answer."""
+    fields = zip(ids, np.asarray(scores, np.float64).tolist(), repeat(False) if cold is None else cold)
+    return list(map(tuple.__new__, repeat(Scored), fields))
 
 
 # what Annoy spends per item it compares, in exact (numpy) item scorings of the same dimension:

@@ -4,7 +4,9 @@ import pytest
 
 from recsys.errors import InvalidRequest, NotReady
 from recsys.filters import ItemFilter
+from recsys.fresh import ItemChanges, make_entry
 from recsys.service import Recommender
+from recsys.towers import TowerOutput
 from tests.conftest import train
 
 
@@ -177,6 +179,25 @@ def test_bad_input(feeds, built):
         ItemFilter.create(max_price=-1)
     with pytest.raises(NotReady, match="no user tower; run `recsys train"):
         built[1].recommend("U000001", 5)
+
+
+def test_recent_items_are_known_by_the_item_changes_asked_with(feeds):
+    """A feed asks for its recent rows twice and the last answer is kept: it must not outlive the
+    item changes it was checked against (a put item is a known recent item only while it is put)."""
+    bundle = feeds.bundle
+    seen = str(bundle.item_ids.ids[3])
+    outputs = {m: TowerOutput(np.asarray(b.vectors[3:4]), np.array([True]))
+               for m, b in bundle.vectors.blocks.items()}
+    with_put = feeds.with_changes(ItemChanges.build(bundle, gen=1, entries={
+        "PUT-1": make_entry({"title": "a put item"}, outputs)}))
+    recent = ["PUT-1", seen]
+    first = with_put.recommend(None, 5, recent_items=recent)
+    assert first.strategy == "fold-in"  # placed by the bundle item; the put item has no factors yet
+    assert with_put.recommend(None, 5, recent_items=recent) == first
+    removed = with_put.with_changes(ItemChanges.build(bundle, gen=2))  # a copy, kept answer and all
+    with pytest.raises(InvalidRequest, match="recent_items names unknown item_id 'PUT-1'"):
+        removed.recommend(None, 5, recent_items=recent)
+    assert removed.recommend(None, 5, recent_items=[seen]).items == first.items
 
 
 def test_bpr_user_tower(market, market_events, tmp_path):

@@ -1,7 +1,8 @@
 """IdMap: string ids at the edges, dense integer rows inside a bundle."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from itertools import repeat
 
 import numpy as np
 
@@ -49,6 +50,11 @@ class IdMap:
                 f"unknown {self.kind}_id {item_id!r} ({len(self):,} {self.kind}s known)",
                 **{f"{self.kind}_id": item_id},
             ) from None
+
+    def find(self, ids: Sequence[str]) -> np.ndarray:
+        """Rows of many ids, ``(n,)`` int64, ``-1`` for each id the map does not hold (one pass
+        in C: cheaper than a membership test per id on the request path)."""
+        return np.fromiter(map(self._rows.get, ids, repeat(-1)), dtype=np.int64, count=len(ids))
 
     def rows(self, ids: Iterable[str]) -> np.ndarray:
         """Rows of many ids, ``(n,)`` int64; raises :class:`NotFound` on the first unknown id."""
