@@ -263,6 +263,18 @@ class Recommender:
             raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
         else:
             row = self.bundle.item_ids.row(item_id)
+            # nothing put, deleted or filtered out: the lists answer without the item's vectors
+            listed = not len(changes) and self._unfiltered(filters)
+            if listed and default and vectors.mask[row] and "combined" in self.bundle.similar:
+                head = self.bundle.similar["combined"].head(row, n)  # the precomputed answer
+                if head is not None:
+                    return self._found(*head)
+            if listed and not default and self.bundle.list_cosines is not None:
+                usable = [m for m, w in weights.items() if w > 0 and m in vectors.blocks
+                          and vectors.blocks[m].mask[row]]
+                found = self._threshold(row, n, None, weights, usable, None)  # every item but row
+                if found is not None:
+                    return self._found(*found)
             query = {m: (np.asarray(b.vectors[row]) if b.mask[row] else None)
                      for m, b in vectors.blocks.items()}
             combined_query, has_combined = vectors.combined[row], bool(vectors.mask[row])
@@ -294,19 +306,10 @@ class Recommender:
         items (precomputed lists, Annoy candidates or exact search, re-scored exactly) merged
         with the put items scored exactly. ``row``/``exclude`` leave the query item out."""
         vectors, changes = self.bundle.vectors, self.changes
-        if row is not None and default and combined_query is not None and "combined" in self.bundle.similar \
-                and self._unfiltered(filters) and not len(changes):
-            head = self.bundle.similar["combined"].head(row, n)
-            if head is not None:
-                return self._found(*head)
         usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
-        # per-request weights, nothing filtered out: the lists need no mask of allowed items
+        # per-request weights, nothing filtered out: similar_items tried the lists already
         tried = row is not None and not default and self.bundle.list_cosines is not None \
             and self._unfiltered(filters) and not len(changes)
-        if tried:
-            listed = self._threshold(row, n, query, weights, usable, None)  # every item but row
-            if listed is not None:
-                return self._found(*listed)
         allowed = self._allowed(filters)
         allowed &= ~changes.hidden
         if row is not None:
@@ -349,8 +352,8 @@ class Recommender:
         """No filter and no deleted item: a precomputed list's head is the answer."""
         return (filters is None or not filters.active) and not self.changes.deleted_ids
 
-    def _threshold(self, row: int, n: int, query: dict, weights: dict[str, float], usable: list[str],
-                   allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    def _threshold(self, row: int, n: int, query: dict | None, weights: dict[str, float],
+                   usable: list[str], allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """The exact best ``n`` under per-request ``weights`` from the per-modality lists of
         ``row``'s neighbours (Fagin's threshold algorithm), or ``None`` when they cannot tell.
 
@@ -359,7 +362,8 @@ class Recommender:
         list of a weighted modality has, in each modality it has, a cosine at most that list's last
         score, so :meth:`_unlisted_bound` bounds its weighted score; when the ``n``-th candidate
         beats the bound no unlisted item can enter the answer. ``allowed`` ``None``: every item but
-        ``row`` (which no list of its own holds).
+        ``row`` (which no list of its own holds). ``query``, the item's vectors per modality, is
+        read only without the list cosines.
         """
         lists = self.bundle.similar
         if not usable or any(m not in lists for m in usable):

@@ -210,13 +210,14 @@ def similar_body(serving: Serving, metrics, item_id: str, raw_args) -> tuple[byt
     k = args.k(10)
     weights = args.weights()
     item_filter = args.item_filter()
-    query = {"k": k, "w": weights, "f": item_filter.describe()}
+    described = item_filter.describe()
+    query = {"k": k, "w": weights, "f": described}
 
     def compute(rec: Recommender, _recent) -> dict:
         found = rec.similar_items(item_id, n=k, weights=weights, filters=item_filter)
         return {"version": rec.version, "item_id": item_id, "k": k,
                 "weights": weights or rec.bundle.vectors.weights,
-                "filters": item_filter.describe(), "items": _rows(rec, found)}
+                "filters": described, "items": _rows(rec, found)}
 
     return _cached(serving, metrics, "similar", "item", item_id, query, compute,
                    lookup=lambda rec, _: "lookup" if rec.precomputed(n=k, item_id=item_id,
@@ -236,7 +237,8 @@ def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes,
     k = args.k(20)
     exclude_seen = args.flag("exclude_seen", True)
     item_filter = args.item_filter()
-    query = {"k": k, "s": exclude_seen, "f": item_filter.describe()}
+    described = item_filter.describe()
+    query = {"k": k, "s": exclude_seen, "f": described}
 
     kept: dict = {}
 
@@ -250,7 +252,7 @@ def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes,
         recent = usable(rec, recent)
         feed = rec.recommend(user_id, n=k, recent_items=recent, exclude_seen=exclude_seen,
                              filters=item_filter)
-        return _feed_body(rec, feed, k, item_filter, user_id=user_id, recent=len(recent))
+        return _feed_body(rec, feed, k, described, user_id=user_id, recent=len(recent))
 
     def lookup(rec: Recommender, recent: list[str]) -> str | None:
         return rec.feed_source(n=k, user_id=user_id, exclude_seen=exclude_seen,
@@ -283,9 +285,9 @@ HOT_READS = {"/v1/items/<item_id>/similar": similar_body,
              "/v1/users/<user_id>/recommendations": feed_body}
 
 
-def _feed_body(rec: Recommender, feed, k: int, item_filter, **extra: Any) -> dict:
+def _feed_body(rec: Recommender, feed, k: int, filters: dict, **extra: Any) -> dict:
     return {"version": rec.version, **extra, "k": k, "strategy": feed.strategy,
-            "message": feed.message, "filters": item_filter.describe(),
+            "message": feed.message, "filters": filters,
             "items": _rows(rec, feed.items, cold=True)}
 
 
@@ -299,7 +301,7 @@ def session_feed():
     item_filter = body.item_filter()
     feed = recommender.recommend(None, n=body.k, recent_items=body.recent_items,
                                  exclude_seen=body.exclude_seen, filters=item_filter)
-    return _json(_feed_body(recommender, feed, body.k, item_filter))
+    return _json(_feed_body(recommender, feed, body.k, item_filter.describe()))
 
 
 @bp.get("/v1/items")
