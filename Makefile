@@ -38,7 +38,7 @@ test: install browser
 	$(PY) -m pytest
 
 bench: install
-	cd benchmarks && ../$(PY) bench_towers.py && ../$(PY) bench_annoy.py && ../$(PY) bench_collab.py && ../$(PY) bench_api.py
+	cd benchmarks && ../$(PY) bench_towers.py && ../$(PY) bench_annoy.py && ../$(PY) bench_collab.py && ../$(PY) bench_api.py && ../$(PY) bench_instructions.py
 
 quality: install
 	$(PY) benchmarks/quality_movielens.py
