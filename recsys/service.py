@@ -254,7 +254,7 @@ class Recommender:
         default = weights is None
         # any known modality may be weighted; one the bundle lacks counts as missing for every item
         weights = vectors.weights if default else check_weights(weights)
-        row = None
+        row, tried = None, False  # tried: the modality lists, unmasked, could not tell
         if item_id in changes.ids:
             query = changes.query(item_id)
             combined_query = changes.vectors.combined[changes.ids.row(item_id)]
@@ -269,7 +269,8 @@ class Recommender:
                 head = self.bundle.similar["combined"].head(row, n)  # the precomputed answer
                 if head is not None:
                     return self._found(*head)
-            if listed and not default and self.bundle.list_cosines is not None:
+            tried = listed and not default and self.bundle.list_cosines is not None
+            if tried:
                 usable = [m for m, w in weights.items() if w > 0 and m in vectors.blocks
                           and vectors.blocks[m].mask[row]]
                 found = self._threshold(row, n, None, weights, usable, None)  # every item but row
@@ -285,7 +286,7 @@ class Recommender:
                                  "nothing to compare; give weight to another modality",
                                  item_id=item_id)
         return self._nearest(query, weights, n, filters, row=row, exclude=item_id, default=default,
-                             combined_query=combined_query if has_combined else None)
+                             combined_query=combined_query if has_combined else None, tried=tried)
 
     def search(self, vector: np.ndarray, n: int = 10, filters: ItemFilter | None = None) -> list[Scored]:
         """Items whose text is nearest to a text query's unit ``vector`` (from the bundle's text
@@ -301,15 +302,13 @@ class Recommender:
 
     def _nearest(self, query: dict, weights: dict[str, float], n: int, filters: ItemFilter | None, *,
                  row: int | None = None, exclude: str | None = None, default: bool = False,
-                 combined_query: np.ndarray | None = None) -> list[Scored]:
+                 combined_query: np.ndarray | None = None, tried: bool = False) -> list[Scored]:
         """The best ``n`` items for per-modality ``query`` vectors under ``weights``: the bundle's
         items (precomputed lists, Annoy candidates or exact search, re-scored exactly) merged
-        with the put items scored exactly. ``row``/``exclude`` leave the query item out."""
+        with the put items scored exactly. ``row``/``exclude`` leave the query item out;
+        ``tried``: the caller already asked the modality lists of ``row`` with nothing masked."""
         vectors, changes = self.bundle.vectors, self.changes
         usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
-        # per-request weights, nothing filtered out: similar_items tried the lists already
-        tried = row is not None and not default and self.bundle.list_cosines is not None \
-            and self._unfiltered(filters) and not len(changes)
         allowed = self._allowed(filters)
         allowed &= ~changes.hidden
         if row is not None:
