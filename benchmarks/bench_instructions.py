@@ -137,8 +137,8 @@ def worker(bundle: Path, tmp: Path) -> None:
     for name, paths in cases.items():
         environs = [environ(p) for p in paths]
         if environs:
-            # a case's first request pays what a worker does once (the first feed took about
-            # 100 ms here): not what each request costs
+            # a case's first request pays what a worker does once per endpoint (Prometheus
+            # creates its labelled series, about 1 ms here): not what each request costs
             b"".join(app.wsgi_app(environs.pop(0), start_response))
         subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
         for env in environs:

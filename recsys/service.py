@@ -156,15 +156,29 @@ class Recommender:
         page += [str(i) for i in fresh[start:start + limit - len(page)]]
         return len(rows) + len(fresh), page
 
-    def with_changes(self, changes: ItemChanges) -> Recommender:
-        """A recommender over the same bundle that also serves put items and hides deleted ones
-        (cheap: shares everything else with ``self``)."""
-        self.row_templates  # noqa: B018 - build these once, before the copies share them
+    def warm(self) -> Recommender:
+        """Build now what requests would otherwise build on first use: the result-row templates,
+        the modality patterns, the transposed copies (:attr:`_scans`), the list counts and the
+        users' histories sorted by recency (about 80 ms for 20,000 users, which a worker's first
+        feed paid). Idempotent; :class:`~recsys.api.state.Serving` calls it before it swaps a
+        bundle in, and :meth:`with_changes` before copies share these.
+
+        Returns:
+            self.
+        """
+        self.row_templates  # noqa: B018
         self._patterns  # noqa: B018
         self._scans  # noqa: B018
         if self.bundle.list_cosines is not None:
             self._listed_counts  # noqa: B018
-        other = copy.copy(self)
+        if self.bundle.collab is not None:
+            self.bundle.collab.user_items.by_recency  # noqa: B018
+        return self
+
+    def with_changes(self, changes: ItemChanges) -> Recommender:
+        """A recommender over the same bundle that also serves put items and hides deleted ones
+        (cheap: shares everything else with ``self``, which it warms first: :meth:`warm`)."""
+        other = copy.copy(self.warm())
         other.changes = changes
         return other
 

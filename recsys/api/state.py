@@ -313,8 +313,9 @@ class Serving:
                                   exact_budget=s.index.exact_budget,
                                   feed_lists=s.api.local_cache_items, list_k=s.index.precompute_k,
                                   scan_dir=self.scan_dir)
-        # the transposed copies are made (or mapped) here, before serving; other bundles' go
-        prune_scans(self.scan_dir, recommender.scan_keys())
+        # what requests share is built here, before serving (the transposed copies made or
+        # mapped); other bundles' copies go
+        prune_scans(self.scan_dir, recommender.warm().scan_keys())
         if self.store is not None:
             changes = self.breaker.call(self.store.item_changes)
             if changes is not None:

@@ -42,11 +42,11 @@ class UserItems:
     def history(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Item rows of one user and their strengths, most recent first."""
         start, end = self.matrix.indptr[row], self.matrix.indptr[row + 1]
-        rows, strengths = self._by_recency
+        rows, strengths = self.by_recency
         return rows[start:end], strengths[start:end]
 
     @cached_property
-    def _by_recency(self) -> tuple[np.ndarray, np.ndarray]:
+    def by_recency(self) -> tuple[np.ndarray, np.ndarray]:
         """Every user's item rows (int64) and strengths, sorted most recent first within each user
         (events without a timestamp last, ties in column order): sorted once, sliced per request."""
         m = self.matrix
