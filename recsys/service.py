@@ -168,6 +168,7 @@ class Recommender:
         """
         self.row_templates  # noqa: B018
         self._patterns  # noqa: B018
+        self._modality_patterns  # noqa: B018
         self._scans  # noqa: B018
         if self.bundle.list_cosines is not None:
             self._listed_counts  # noqa: B018
