@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import repeat
+from operator import mul
 from pathlib import Path
 from typing import Literal, NamedTuple
 from urllib.parse import quote
@@ -64,6 +65,25 @@ class Feed:
     message: str | None = None
 
 
+class _Weighting(NamedTuple):
+    """A weighting's numbers for scoring an item's lists (:meth:`Recommender._weighting`).
+
+    Attributes:
+        w: the weights in block order (float32).
+        scale: per modality pattern (:attr:`Recommender._patterns`), the factor
+            ``1 / sqrt(W_q * W_c)`` of :func:`~recsys.towers.item.weighted_scores` (``W_q``: the
+            weights of the usable modalities the query has, ``W_c``: those of the pattern's).
+        columns: the block positions of the usable modalities.
+        bounds: per pattern with a weighted modality, ``(positions in usable of the modalities it
+            has, their weights (0 for the others), sqrt(W_q * W_c))``.
+    """
+
+    w: np.ndarray
+    scale: np.ndarray
+    columns: list[int]
+    bounds: list[tuple[frozenset[int], tuple[float, ...], float]]
+
+
 def check_k(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_K:
         raise InvalidRequest(f"k must be an integer from 1 to {MAX_K} (got {n!r})")
@@ -106,7 +126,7 @@ class Recommender:
         self.list_k = list_k
         self.scan_dir = scan_dir
         self._lists = Lru(feed_lists if list_k > 0 else 0)  # shared by with_changes copies
-        self._scales = Lru(256)  # per weighting, see _pattern_scales
+        self._scales = Lru(256)  # per weighting, see _weighting
         self._last_recent = None  # (recent items, item changes, rows): see _recent_rows
         self.columns = FilterColumns(bundle.items, bundle.item_ids)
         self.changes = ItemChanges.build(bundle)
@@ -168,7 +188,7 @@ class Recommender:
         """
         self.row_templates  # noqa: B018
         self._patterns  # noqa: B018
-        self._modality_patterns  # noqa: B018
+        self._list_ends  # noqa: B018
         self._scans  # noqa: B018
         if self.bundle.list_cosines is not None:
             self._listed_counts  # noqa: B018
@@ -382,10 +402,6 @@ class Recommender:
         lists = self.bundle.similar
         if not usable or any(m not in lists for m in usable):
             return None
-        last = {}  # per modality, the last listed score, or None when the list holds every item with it
-        for m in usable:
-            full = lists[m].rows[row, -1] >= 0
-            last[m] = float(lists[m].scores[row, -1]) if full else None
         if self.bundle.list_cosines is not None:
             candidates, scores = self._listed_scores(row, weights, usable, allowed)
         else:
@@ -401,7 +417,8 @@ class Recommender:
         if len(candidates) < n:
             return None
         rows, scores = _best(n, candidates, scores)
-        if not scores[-1] > self._unlisted_bound(weights, last) + 1e-5:  # float error of the lists
+        bound = self._unlisted_bound(weights, usable, self._list_ends[row].tolist())
+        if not scores[-1] > bound + 1e-5:  # float error of the lists
             return None
         return rows, scores
 
@@ -416,21 +433,27 @@ class Recommender:
         if allowed is not None:
             keep = allowed[rows]
             rows, cosines = rows[keep], cosines[keep]
-        w, scale = self._pattern_scales(weights, usable)
-        return rows.astype(np.int64), (cosines @ w) * scale[self._patterns[0][rows]]
+        weighting = self._weighting(weights, usable)
+        return rows.astype(np.int64), (cosines @ weighting.w) * weighting.scale[self._patterns[0][rows]]
 
-    def _pattern_scales(self, weights: dict[str, float], usable: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """``(w, scale)``: the weights in block order, and per modality pattern the factor
-        ``1 / sqrt(W_q * W_c)`` of :func:`weighted_scores` (``W_q``: the weights of the ``usable``
-        modalities the query has, ``W_c``: those of the modalities of the pattern); kept for the
-        last few hundred weightings asked."""
+    def _weighting(self, weights: dict[str, float], usable: list[str]) -> _Weighting:
+        """What scoring the lists under ``weights`` needs (:class:`_Weighting`), for a query item
+        with the ``usable`` modalities; kept for the last few hundred asked."""
         key = (tuple(weights.items()), tuple(usable))
         found = self._scales.get(key)
         if found is None:
-            w = np.array([weights.get(m, 0.0) for m in self.bundle.vectors.blocks], np.float32)
-            w_q = np.float32(sum(weights[m] for m in usable))
-            scale = 1.0 / np.sqrt(np.maximum(w_q * (self._patterns[1] @ w), np.float32(1e-12)))
-            found = (w, scale.astype(np.float32))
+            names = list(self.bundle.vectors.blocks)
+            w = np.array([weights.get(m, 0.0) for m in names], np.float32)
+            w_q = sum(weights[m] for m in usable)
+            scale = 1.0 / np.sqrt(np.maximum(np.float32(w_q) * (self._patterns[1] @ w), np.float32(1e-12)))
+            bounds = []
+            for combo in self._patterns[1].tolist():
+                w_c = sum(weights.get(m, 0.0) for m, has in zip(names, combo) if has)
+                if w_c > 0:  # an item sharing no weighted modality with the query scores 0
+                    has = frozenset(i for i, m in enumerate(usable) if combo[names.index(m)])
+                    bounds.append((has, tuple(weights[m] if i in has else 0.0 for i, m in enumerate(usable)),
+                                   math.sqrt(w_q * w_c)))
+            found = _Weighting(w, scale.astype(np.float32), [names.index(m) for m in usable], bounds)
             self._scales.put(key, found)
         return found
 
@@ -439,31 +462,40 @@ class Recommender:
         """Per item, how many items :attr:`Bundle.list_cosines` lists for it."""
         return (np.asarray(self.bundle.list_cosines.rows) >= 0).sum(axis=1)
 
-    def _unlisted_bound(self, weights: dict[str, float], last: dict[str, float | None]) -> float:
-        """The highest weighted score an item absent from every list can have.
-
-        ``last``: per usable modality, the last listed cosine, or ``None`` when the list holds every
-        item with that modality (an unlisted item then lacks it). The score's denominator depends
-        on which modalities the item has, so the bound is the best over the combinations of
-        modalities the catalog's items actually have.
-        """
-        w_q = sum(weights[m] for m in last)
-        exhaustive = {m for m, v in last.items() if v is None}
-        best = 0.0  # an item sharing no weighted modality with the query scores 0
-        for has in self._modality_patterns:
-            if exhaustive & has:
-                continue  # it would have been listed
-            w_c = sum(weights.get(m, 0.0) for m in has)
-            if w_c > 0:
-                top = sum(weights[m] * max(last[m], 0.0) for m in has & last.keys())
-                best = max(best, top / math.sqrt(w_q * w_c))
-        return best
-
     @cached_property
-    def _modality_patterns(self) -> list[frozenset[str]]:
-        """The distinct combinations of modalities the bundle's items have."""
-        names = list(self.bundle.vectors.blocks)
-        return [frozenset(m for m, has in zip(names, combo) if has) for combo in self._patterns[1]]
+    def _list_ends(self) -> np.ndarray:
+        """``(items, modalities)`` float64, block order: the last cosine of each item's similar list
+        per modality; NaN where the list holds every item with the modality (it is not full) or
+        the bundle has no list for it."""
+        ends = np.full((len(self.bundle.item_ids), len(self.bundle.vectors.blocks)), np.nan)
+        for j, m in enumerate(self.bundle.vectors.blocks):
+            if m in self.bundle.similar:
+                lists = self.bundle.similar[m]
+                full = np.asarray(lists.rows[:, -1]) >= 0
+                ends[full, j] = lists.scores[full, -1]
+        return ends
+
+    def _unlisted_bound(self, weights: dict[str, float], usable: list[str], ends: list[float]) -> float:
+        """The highest weighted score an item absent from the lists of every ``usable`` modality
+        can have.
+
+        ``ends``: per modality (block order), the last cosine of the query item's list, NaN when
+        the list holds every item with that modality (an unlisted item then lacks it). In each
+        usable modality it has, an unlisted item's cosine is at most that last cosine. The score's
+        denominator depends on which modalities the item has, so the bound is the best over the
+        combinations of modalities the catalog's items actually have, leaving out those with a
+        modality whose list holds every item with it (plain Python: a few numbers, for which numpy
+        costs more).
+        """
+        weighting = self._weighting(weights, usable)
+        last = [ends[j] for j in weighting.columns]
+        exhaustive = {i for i, v in enumerate(last) if v != v}  # NaN
+        last = [v if v > 0.0 else 0.0 for v in last]  # (NaN > 0 is False: 0)
+        best = 0.0
+        for has, coefficients, denominator in weighting.bounds:
+            if not (exhaustive and exhaustive & has):  # else it would have been listed
+                best = max(best, sum(map(mul, coefficients, last)) / denominator)
+        return best
 
     @cached_property
     def _patterns(self) -> tuple[np.ndarray, np.ndarray]:

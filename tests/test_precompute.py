@@ -182,12 +182,49 @@ def test_the_threshold_refuses_when_an_unlisted_item_could_win(market):
         allowed[market.similar[m].rows[row][:95]] = False
     assert serving._threshold(row, 10, query, weights, ["text", "tabular"], allowed) is None
     last = {m: float(market.similar[m].scores[row, -1]) for m in ("text", "tabular")}
-    bound = serving._unlisted_bound(weights, last)
+    bound = serving._unlisted_bound(weights, ["text", "tabular"], serving._list_ends[row].tolist())
     unlisted = np.setdiff1d(np.arange(len(market.item_ids)),
                             np.concatenate([market.similar[m].rows[row] for m in last] + [[row]]))
     from recsys.towers.item import weighted_scores
 
     assert weighted_scores(market.vectors.blocks, query, unlisted, weights).max() <= bound + 1e-5
+
+
+def _bound_by_pattern(bundle, weights: dict, last: dict) -> float:
+    """The unlisted bound written out: per combination of modalities some item has, the best
+    weighted score its last listed cosines allow (leaving out combinations with a modality whose
+    list holds every item with it: ``last`` None)."""
+    names = list(bundle.vectors.blocks)
+    masks = np.stack([np.asarray(b.mask, bool) for b in bundle.vectors.blocks.values()], axis=1)
+    w_q, best = sum(weights[m] for m in last), 0.0
+    for combo in np.unique(masks, axis=0):
+        has = {m for m, h in zip(names, combo) if h}
+        w_c = sum(weights.get(m, 0.0) for m in has)
+        if w_c > 0 and not any(last[m] is None for m in has & last.keys()):
+            top = sum(weights[m] * max(last[m], 0.0) for m in has & last.keys())
+            best = max(best, top / np.sqrt(w_q * w_c))
+    return best
+
+
+@pytest.mark.parametrize("weights", WEIGHTS, ids=lambda w: ",".join(f"{m}:{v}" for m, v in w.items()))
+@pytest.mark.parametrize("which", ["market", "built"])
+def test_the_unlisted_bound_is_the_best_over_the_catalogs_modality_patterns(request, which, weights):
+    serving = Recommender(request.getfixturevalue("market")) if which == "market" \
+        else request.getfixturevalue("built")[1]
+    bundle, names = serving.bundle, list(serving.bundle.vectors.blocks)
+    usable = [m for m in weights if m in bundle.similar]
+    for row in range(0, len(bundle.item_ids), 37):
+        ends = serving._list_ends[row].tolist()
+        for m in names:  # the ends are the lists' last cosines, NaN for a list that is not full
+            full = bundle.similar[m].rows[row, -1] >= 0
+            assert ends[names.index(m)] == float(bundle.similar[m].scores[row, -1]) if full \
+                else np.isnan(ends[names.index(m)])
+        for exhaustive in [None, *usable]:  # as they are, then as if each list held every item
+            if exhaustive is not None:
+                ends[names.index(exhaustive)] = float("nan")
+            last = {m: None if np.isnan(ends[names.index(m)]) else ends[names.index(m)] for m in usable}
+            assert serving._unlisted_bound(weights, usable, ends) == pytest.approx(
+                _bound_by_pattern(bundle, weights, last), abs=1e-12)
 
 
 def test_a_bundle_without_modality_lists_computes_per_request_weights(market, computing):
