@@ -74,14 +74,14 @@ class _Weighting(NamedTuple):
             ``1 / sqrt(W_q * W_c)`` of :func:`~recsys.towers.item.weighted_scores` (``W_q``: the
             weights of the usable modalities the query has, ``W_c``: those of the pattern's).
         columns: the block positions of the usable modalities.
-        bounds: per pattern with a weighted modality, ``(positions in usable of the modalities it
-            has, their weights (0 for the others), sqrt(W_q * W_c))``.
+        bounds: per pattern with a weighted modality, ``(its index, the positions in usable of
+            the modalities it has, their weights (0 for the others), sqrt(W_q * W_c))``.
     """
 
     w: np.ndarray
     scale: np.ndarray
     columns: list[int]
-    bounds: list[tuple[frozenset[int], tuple[float, ...], float]]
+    bounds: list[tuple[int, frozenset[int], tuple[float, ...], float]]
 
 
 def check_k(n: int) -> int:
@@ -189,6 +189,7 @@ class Recommender:
         self.row_templates  # noqa: B018
         self._patterns  # noqa: B018
         self._list_ends  # noqa: B018
+        self._pattern_rows  # noqa: B018
         self._scans  # noqa: B018
         if self.bundle.list_cosines is not None:
             self._listed_counts  # noqa: B018
@@ -311,8 +312,7 @@ class Recommender:
                 found = self._threshold(row, n, None, weights, usable, None)  # every item but row
                 if found is not None:
                     return self._found(*found)
-            query = {m: (np.asarray(b.vectors[row]) if b.mask[row] else None)
-                     for m, b in vectors.blocks.items()}
+            query = self._item_query(row)
             combined_query, has_combined = vectors.combined[row], bool(vectors.mask[row])
         usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
         if not usable:
@@ -379,6 +379,11 @@ class Recommender:
             found = sorted(found, key=lambda x: -x.score)[:n]
         return found
 
+    def _item_query(self, row: int) -> dict[str, np.ndarray | None]:
+        """A bundle item's vector per modality (``None`` where it lacks the modality)."""
+        return {m: (np.asarray(b.vectors[row]) if b.mask[row] else None)
+                for m, b in self.bundle.vectors.blocks.items()}
+
     def _found(self, rows: np.ndarray, scores: np.ndarray) -> list[Scored]:
         return _scored_list(self.bundle.item_ids.ids[rows].tolist(), scores)
 
@@ -394,10 +399,13 @@ class Recommender:
         The candidates are the allowed items listed for any weighted modality (with the bundle's
         :class:`~recsys.precompute.ListCosines`, for any modality), scored exactly. An item in no
         list of a weighted modality has, in each modality it has, a cosine at most that list's last
-        score, so :meth:`_unlisted_bound` bounds its weighted score; when the ``n``-th candidate
-        beats the bound no unlisted item can enter the answer. ``allowed`` ``None``: every item but
-        ``row`` (which no list of its own holds). ``query``, the item's vectors per modality, is
-        read only without the list cosines.
+        score, so :meth:`_unlisted_bounds` bounds its weighted score, per combination of
+        modalities; when the ``n``-th candidate beats every bound no unlisted item can enter the
+        answer. When it does not beat the bound of some combinations (typically a few items that
+        lack a modality: they are scored by the others alone), every allowed item of those is
+        scored exactly too, if that is within ``exact_budget``. ``allowed`` ``None``: every item
+        but ``row`` (which no list of its own holds). ``query``: the item's vectors per modality
+        (``None``: read from the bundle when needed).
         """
         lists = self.bundle.similar
         if not usable or any(m not in lists for m in usable):
@@ -417,10 +425,20 @@ class Recommender:
         if len(candidates) < n:
             return None
         rows, scores = _best(n, candidates, scores)
-        bound = self._unlisted_bound(weights, usable, self._list_ends[row].tolist())
-        if not scores[-1] > bound + 1e-5:  # float error of the lists
+        bounds = self._unlisted_bounds(self._weighting(weights, usable), self._list_ends[row].tolist())
+        beaten = [p for p, bound in bounds if not scores[-1] > bound + 1e-5]  # float error of the lists
+        if not beaten:
+            return rows, scores
+        # unlisted items of these patterns might enter the answer: score them all, if they are few
+        members = np.concatenate([self._pattern_rows[p] for p in beaten])
+        dim = sum(self.bundle.vectors.blocks[m].dim for m in usable)
+        if len(members) * dim > self.exact_budget:
             return None
-        return rows, scores
+        members = np.setdiff1d(members[allowed[members] if allowed is not None else members != row],
+                               candidates, assume_unique=True)
+        query = query if query is not None else self._item_query(row)
+        return _best(n, np.concatenate([rows, members]), np.concatenate(
+            [scores, weighted_scores(self.bundle.vectors.blocks, query, members, weights)]))
 
     def _listed_scores(self, row: int, weights: dict[str, float], usable: list[str],
                        allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -447,11 +465,11 @@ class Recommender:
             w_q = sum(weights[m] for m in usable)
             scale = 1.0 / np.sqrt(np.maximum(np.float32(w_q) * (self._patterns[1] @ w), np.float32(1e-12)))
             bounds = []
-            for combo in self._patterns[1].tolist():
+            for p, combo in enumerate(self._patterns[1].tolist()):
                 w_c = sum(weights.get(m, 0.0) for m, has in zip(names, combo) if has)
                 if w_c > 0:  # an item sharing no weighted modality with the query scores 0
                     has = frozenset(i for i, m in enumerate(usable) if combo[names.index(m)])
-                    bounds.append((has, tuple(weights[m] if i in has else 0.0 for i, m in enumerate(usable)),
+                    bounds.append((p, has, tuple(weights[m] if i in has else 0.0 for i, m in enumerate(usable)),
                                    math.sqrt(w_q * w_c)))
             found = _Weighting(w, scale.astype(np.float32), [names.index(m) for m in usable], bounds)
             self._scales.put(key, found)
@@ -475,27 +493,32 @@ class Recommender:
                 ends[full, j] = lists.scores[full, -1]
         return ends
 
-    def _unlisted_bound(self, weights: dict[str, float], usable: list[str], ends: list[float]) -> float:
-        """The highest weighted score an item absent from the lists of every ``usable`` modality
-        can have.
+    @staticmethod
+    def _unlisted_bounds(weighting: _Weighting, ends: list[float]) -> list[tuple[int, float]]:
+        """``(pattern, bound)``: per combination of modalities (:attr:`_patterns`) the highest
+        weighted score an item of it absent from the lists of every usable modality can have.
 
         ``ends``: per modality (block order), the last cosine of the query item's list, NaN when
         the list holds every item with that modality (an unlisted item then lacks it). In each
-        usable modality it has, an unlisted item's cosine is at most that last cosine. The score's
-        denominator depends on which modalities the item has, so the bound is the best over the
-        combinations of modalities the catalog's items actually have, leaving out those with a
-        modality whose list holds every item with it (plain Python: a few numbers, for which numpy
-        costs more).
+        usable modality it has, an unlisted item's cosine is at most that last cosine; the score's
+        denominator depends on the modalities the item has. Patterns with no weighted modality
+        (their items score 0) and those with a modality whose list holds every item with it (no
+        unlisted item has them) are left out. Plain Python: a few numbers, for which numpy calls
+        cost more.
         """
-        weighting = self._weighting(weights, usable)
         last = [ends[j] for j in weighting.columns]
         exhaustive = {i for i, v in enumerate(last) if v != v}  # NaN
         last = [v if v > 0.0 else 0.0 for v in last]  # (NaN > 0 is False: 0)
-        best = 0.0
-        for has, coefficients, denominator in weighting.bounds:
-            if not (exhaustive and exhaustive & has):  # else it would have been listed
-                best = max(best, sum(map(mul, coefficients, last)) / denominator)
-        return best
+        return [(p, sum(map(mul, coefficients, last)) / denominator)
+                for p, has, coefficients, denominator in weighting.bounds
+                if not (exhaustive and exhaustive & has)]
+
+    @cached_property
+    def _pattern_rows(self) -> list[np.ndarray]:
+        """Per modality pattern (:attr:`_patterns`), the rows of the items with it."""
+        codes = self._patterns[0]
+        order = np.argsort(codes, kind="stable")
+        return np.split(order.astype(np.int64), np.cumsum(np.bincount(codes, minlength=len(self._patterns[1])))[:-1])
 
     @cached_property
     def _patterns(self) -> tuple[np.ndarray, np.ndarray]:

@@ -169,50 +169,61 @@ def test_per_request_weights_score_the_same_from_stored_cosines_and_from_vectors
             assert_same_ranking(a, b)
 
 
-def test_the_threshold_refuses_when_an_unlisted_item_could_win(market):
-    serving = Recommender(market)
-    row = 11
-    query = {m: np.asarray(b.vectors[row]) for m, b in market.vectors.blocks.items()}
-    weights = {"text": 0.5, "tabular": 0.5}
-    allowed = np.ones(len(market.item_ids), bool)
-    allowed[row] = False
-    assert serving._threshold(row, 10, query, weights, ["text", "tabular"], allowed) is not None
-    # the listed items filtered away: the best candidates left fall to the bound, or too few remain
-    for m in ("text", "tabular"):
-        allowed[market.similar[m].rows[row][:95]] = False
-    assert serving._threshold(row, 10, query, weights, ["text", "tabular"], allowed) is None
-    last = {m: float(market.similar[m].scores[row, -1]) for m in ("text", "tabular")}
-    bound = serving._unlisted_bound(weights, ["text", "tabular"], serving._list_ends[row].tolist())
-    unlisted = np.setdiff1d(np.arange(len(market.item_ids)),
-                            np.concatenate([market.similar[m].rows[row] for m in last] + [[row]]))
+def test_the_threshold_scores_every_item_of_a_pattern_an_unlisted_item_could_win_from(market):
+    from recsys.service import _best
     from recsys.towers.item import weighted_scores
 
-    assert weighted_scores(market.vectors.blocks, query, unlisted, weights).max() <= bound + 1e-5
+    row, weights, usable = 11, {"text": 0.5, "tabular": 0.5}, ["text", "tabular"]
+    query = {m: np.asarray(b.vectors[row]) for m, b in market.vectors.blocks.items()}
+    allowed = np.ones(len(market.item_ids), bool)
+    allowed[row] = False
+    answered = Recommender(market)._threshold(row, 10, query, weights, usable, allowed)
+    assert answered is not None
+    # the listed items filtered away: the best candidates left fall to the bound of the items
+    # with both modalities, so these are scored from their vectors, within the exact budget ...
+    for m in usable:
+        allowed[market.similar[m].rows[row][:85]] = False
+    rows = np.flatnonzero(allowed)
+    exact = _best(10, rows, weighted_scores(market.vectors.blocks, query, rows, weights))
+    serving = Recommender(market)
+    candidates, scores = serving._listed_scores(row, weights, usable, allowed)
+    nth = np.sort(scores)[-10]
+    assert len(candidates) >= 10 and any(nth <= bound for _, bound in serving._unlisted_bounds(
+        serving._weighting(weights, usable), serving._list_ends[row].tolist()))
+    found = serving._threshold(row, 10, query, weights, usable, allowed)
+    np.testing.assert_allclose(found[1], exact[1], atol=1e-5)
+    # ... and without one, the threshold cannot tell
+    assert Recommender(market, exact_budget=0)._threshold(row, 10, query, weights, usable, allowed) is None
 
 
-def _bound_by_pattern(bundle, weights: dict, last: dict) -> float:
-    """The unlisted bound written out: per combination of modalities some item has, the best
-    weighted score its last listed cosines allow (leaving out combinations with a modality whose
-    list holds every item with it: ``last`` None)."""
+def _bounds_by_pattern(bundle, weights: dict, last: dict) -> dict[tuple, float]:
+    """The unlisted bounds written out: per combination of modalities some item has (and some
+    weighted one), the best weighted score its last listed cosines allow, leaving out the
+    combinations with a modality whose list holds every item with it (``last`` None)."""
     names = list(bundle.vectors.blocks)
     masks = np.stack([np.asarray(b.mask, bool) for b in bundle.vectors.blocks.values()], axis=1)
-    w_q, best = sum(weights[m] for m in last), 0.0
+    w_q, bounds = sum(weights[m] for m in last), {}
     for combo in np.unique(masks, axis=0):
         has = {m for m, h in zip(names, combo) if h}
         w_c = sum(weights.get(m, 0.0) for m in has)
         if w_c > 0 and not any(last[m] is None for m in has & last.keys()):
             top = sum(weights[m] * max(last[m], 0.0) for m in has & last.keys())
-            best = max(best, top / np.sqrt(w_q * w_c))
-    return best
+            bounds[tuple(combo.tolist())] = top / np.sqrt(w_q * w_c)
+    return bounds
 
 
 @pytest.mark.parametrize("weights", WEIGHTS, ids=lambda w: ",".join(f"{m}:{v}" for m, v in w.items()))
 @pytest.mark.parametrize("which", ["market", "built"])
-def test_the_unlisted_bound_is_the_best_over_the_catalogs_modality_patterns(request, which, weights):
+def test_the_unlisted_bounds_are_per_modality_pattern_of_the_catalog(request, which, weights):
     serving = Recommender(request.getfixturevalue("market")) if which == "market" \
         else request.getfixturevalue("built")[1]
     bundle, names = serving.bundle, list(serving.bundle.vectors.blocks)
     usable = [m for m in weights if m in bundle.similar]
+    patterns = [tuple(bool(h) for h in combo) for combo in serving._patterns[1].tolist()]
+    for p, rows in enumerate(serving._pattern_rows):  # the items of each pattern
+        masks = np.stack([np.asarray(b.mask, bool)[rows] for b in bundle.vectors.blocks.values()], axis=1)
+        assert len(rows) and (masks == patterns[p]).all()
+    assert sum(map(len, serving._pattern_rows)) == len(bundle.item_ids)
     for row in range(0, len(bundle.item_ids), 37):
         ends = serving._list_ends[row].tolist()
         for m in names:  # the ends are the lists' last cosines, NaN for a list that is not full
@@ -223,8 +234,24 @@ def test_the_unlisted_bound_is_the_best_over_the_catalogs_modality_patterns(requ
             if exhaustive is not None:
                 ends[names.index(exhaustive)] = float("nan")
             last = {m: None if np.isnan(ends[names.index(m)]) else ends[names.index(m)] for m in usable}
-            assert serving._unlisted_bound(weights, usable, ends) == pytest.approx(
-                _bound_by_pattern(bundle, weights, last), abs=1e-12)
+            found = serving._unlisted_bounds(serving._weighting(weights, usable), ends)
+            expected = _bounds_by_pattern(bundle, weights, last)
+            assert {patterns[p]: bound for p, bound in found} == pytest.approx(expected, abs=1e-12)
+
+
+def test_items_lacking_the_weighted_modality_are_found_from_the_lists_of_the_others(market, computing):
+    """An item without text, asked with text and tabular weights, is compared by tabular alone:
+    items without text score their tabular cosine and those with text less; the unlisted items
+    without text could beat the listed ones, so they are scored too, and the answer is exact."""
+    serving = Recommender(market)
+    weights, text = {"text": 0.7, "tabular": 0.3}, np.asarray(market.vectors.blocks["text"].mask)
+    lacking = np.flatnonzero(~text)[:10]
+    assert len(lacking) == 10
+    for row in lacking:
+        item = market.item_ids.ids[row]
+        assert serving._threshold(row, 10, None, weights, ["tabular"], None) is not None
+        assert_same_ranking(serving.similar_items(item, n=10, weights=weights),
+                            computing.similar_items(item, n=10, weights=weights))
 
 
 def test_a_bundle_without_modality_lists_computes_per_request_weights(market, computing):
