@@ -81,7 +81,8 @@ class IndexSettings(_Section):
     exact_budget: int = Field(
         4_000_000, ge=0, description="a query scores all allowed items exactly instead of asking "
         "Annoy when items x dimensions is at most this (exact is as fast or faster there), or when "
-        "Annoy would compare about as many items (a long list, a narrow filter); 0 = always Annoy",
+        "Annoy would compare about as many items (a long list, a narrow filter), and per-request "
+        "weights score the items their lists cannot rule out within it; 0 = always Annoy",
     )
     seed: int = Field(0, description="Annoy build seed")
     precompute_k: int = Field(
