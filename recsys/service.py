@@ -178,10 +178,11 @@ class Recommender:
 
     def warm(self) -> Recommender:
         """Build now what requests would otherwise build on first use: the result-row templates,
-        the modality patterns, the transposed copies (:attr:`_scans`), the list counts and the
-        users' histories sorted by recency (about 80 ms for 20,000 users, which a worker's first
-        feed paid). Idempotent; :class:`~recsys.api.state.Serving` calls it before it swaps a
-        bundle in, and :meth:`with_changes` before copies share these.
+        the modality patterns and their items, the similar lists' last cosines and lengths, the
+        transposed copies (:attr:`_scans`) and the users' histories sorted by recency (about 80 ms
+        for 20,000 users, which a worker's first feed paid). Idempotent;
+        :class:`~recsys.api.state.Serving` calls it before it swaps a bundle in, and
+        :meth:`with_changes` before copies share these.
 
         Returns:
             self.
@@ -469,8 +470,8 @@ class Recommender:
                 w_c = sum(weights.get(m, 0.0) for m, has in zip(names, combo) if has)
                 if w_c > 0:  # an item sharing no weighted modality with the query scores 0
                     has = frozenset(i for i, m in enumerate(usable) if combo[names.index(m)])
-                    bounds.append((p, has, tuple(weights[m] if i in has else 0.0 for i, m in enumerate(usable)),
-                                   math.sqrt(w_q * w_c)))
+                    coefficients = tuple(weights[m] if i in has else 0.0 for i, m in enumerate(usable))
+                    bounds.append((p, has, coefficients, math.sqrt(w_q * w_c)))
             found = _Weighting(w, scale.astype(np.float32), [names.index(m) for m in usable], bounds)
             self._scales.put(key, found)
         return found
@@ -482,10 +483,10 @@ class Recommender:
 
     @cached_property
     def _list_ends(self) -> np.ndarray:
-        """``(items, modalities)`` float64, block order: the last cosine of each item's similar list
-        per modality; NaN where the list holds every item with the modality (it is not full) or
-        the bundle has no list for it."""
-        ends = np.full((len(self.bundle.item_ids), len(self.bundle.vectors.blocks)), np.nan)
+        """``(items, modalities)`` float32 (the lists' own numbers), block order: the last cosine of
+        each item's similar list per modality; NaN where the list is not full (it holds every item
+        with the modality, or the item lacks it) or the bundle has no list for it."""
+        ends = np.full((len(self.bundle.item_ids), len(self.bundle.vectors.blocks)), np.nan, np.float32)
         for j, m in enumerate(self.bundle.vectors.blocks):
             if m in self.bundle.similar:
                 lists = self.bundle.similar[m]
@@ -518,7 +519,8 @@ class Recommender:
         """Per modality pattern (:attr:`_patterns`), the rows of the items with it."""
         codes = self._patterns[0]
         order = np.argsort(codes, kind="stable")
-        return np.split(order.astype(np.int64), np.cumsum(np.bincount(codes, minlength=len(self._patterns[1])))[:-1])
+        counts = np.bincount(codes, minlength=len(self._patterns[1]))
+        return np.split(order.astype(np.int64), np.cumsum(counts)[:-1])
 
     @cached_property
     def _patterns(self) -> tuple[np.ndarray, np.ndarray]:
