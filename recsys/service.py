@@ -411,8 +411,9 @@ class Recommender:
         lists = self.bundle.similar
         if not usable or any(m not in lists for m in usable):
             return None
+        weighting = self._weighting(weights, usable)
         if self.bundle.list_cosines is not None:
-            candidates, scores = self._listed_scores(row, weights, usable, allowed)
+            candidates, scores = self._listed_scores(row, weighting, allowed)
         else:
             if allowed is None:
                 allowed = np.ones(len(self.bundle.item_ids), bool)
@@ -426,7 +427,7 @@ class Recommender:
         if len(candidates) < n:
             return None
         rows, scores = _best(n, candidates, scores)
-        bounds = self._unlisted_bounds(self._weighting(weights, usable), self._list_ends[row].tolist())
+        bounds = self._unlisted_bounds(weighting, self._list_ends[row].tolist())
         beaten = [p for p, bound in bounds if not scores[-1] > bound + 1e-5]  # float error of the lists
         if not beaten:
             return rows, scores
@@ -441,18 +442,17 @@ class Recommender:
         return _best(n, np.concatenate([rows, members]), np.concatenate(
             [scores, weighted_scores(self.bundle.vectors.blocks, query, members, weights)]))
 
-    def _listed_scores(self, row: int, weights: dict[str, float], usable: list[str],
+    def _listed_scores(self, row: int, weighting: _Weighting,
                        allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The allowed items listed for ``row`` (all of them when ``allowed`` is ``None``) and their
-        :func:`weighted_scores` under ``weights``, from the bundle's stored cosines (no vector is
-        read)."""
+        :func:`weighted_scores` under the ``weighting``'s weights, from the bundle's stored cosines
+        (no vector is read)."""
         listed = self.bundle.list_cosines
         count = self._listed_counts[row]
         rows, cosines = listed.rows[row, :count], listed.cosines[row, :count]
         if allowed is not None:
             keep = allowed[rows]
             rows, cosines = rows[keep], cosines[keep]
-        weighting = self._weighting(weights, usable)
         return rows.astype(np.int64), (cosines @ weighting.w) * weighting.scale[self._patterns[0][rows]]
 
     def _weighting(self, weights: dict[str, float], usable: list[str]) -> _Weighting:

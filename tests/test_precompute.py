@@ -186,7 +186,7 @@ def test_the_threshold_scores_every_item_of_a_pattern_an_unlisted_item_could_win
     rows = np.flatnonzero(allowed)
     exact = _best(10, rows, weighted_scores(market.vectors.blocks, query, rows, weights))
     serving = Recommender(market)
-    candidates, scores = serving._listed_scores(row, weights, usable, allowed)
+    candidates, scores = serving._listed_scores(row, serving._weighting(weights, usable), allowed)
     nth = np.sort(scores)[-10]
     assert len(candidates) >= 10 and any(nth <= bound for _, bound in serving._unlisted_bounds(
         serving._weighting(weights, usable), serving._list_ends[row].tolist()))
