@@ -192,6 +192,15 @@ def test_the_threshold_scores_every_item_of_a_pattern_an_unlisted_item_could_win
         serving._weighting(weights, usable), serving._list_ends[row].tolist()))
     found = serving._threshold(row, 10, query, weights, usable, allowed)
     np.testing.assert_allclose(found[1], exact[1], atol=1e-5)
+    # the bounds hold: no item outside the lists scores above its pattern's bound
+    unlisted = np.setdiff1d(np.arange(len(market.item_ids)),
+                            np.concatenate([market.similar[m].rows[row] for m in usable] + [[row]]))
+    unlisted_scores = weighted_scores(market.vectors.blocks, query, unlisted, weights)
+    codes = serving._patterns[0][unlisted]
+    bounds = serving._unlisted_bounds(serving._weighting(weights, usable), serving._list_ends[row].tolist())
+    assert bounds and {p for p, _ in bounds} >= set(codes.tolist())
+    for p, bound in bounds:
+        assert unlisted_scores[codes == p].max(initial=0.0) <= bound + 1e-5
     # ... and without one, the threshold cannot tell
     assert Recommender(market, exact_budget=0)._threshold(row, 10, query, weights, usable, allowed) is None
 

@@ -210,10 +210,10 @@ def test_a_bundle_is_warmed_before_it_serves(serving, client):
     """What requests share is built when the bundle is installed, not by the first request that
     needs it (the users' sorted histories cost a worker's first feed about 80 ms)."""
     recommender = serving.recommender()
-    lazy = ("row_templates", "_patterns", "_scans")
+    lazy = ("row_templates", "_patterns", "_pattern_rows", "_list_ends", "_scans")
     built = {name: recommender.__dict__.get(name) for name in lazy}
     history = recommender.bundle.collab.user_items.__dict__.get("by_recency")
-    assert None not in built.values() and history is not None
+    assert all(value is not None for value in built.values()) and history is not None
     user = recommender.bundle.collab.user_ids.ids[0]
     assert client.get(f"/v1/users/{user}/recommendations?k=5").status_code == 200
     assert client.get(f"/v1/items/{recommender.bundle.item_ids.ids[0]}/similar?k=5").status_code == 200
