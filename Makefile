@@ -7,7 +7,7 @@ BUNDLE ?= models/demo
 INTERACTIONS ?= synthetic
 FEED_USER ?= U000001
 
-.PHONY: install browser demo cli-demo test bench quality clean
+.PHONY: install browser demo cli-demo check test bench quality clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,15 @@ browser:
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null) || \
 	  echo "warning: could not install chromium and chromium-driver; the browser tests will be skipped"
 
+# the fast loop: lint, the import layers, and every test but the end-to-end ones (under a minute)
+check: install
+	$(VENV)/bin/ruff check recsys tests benchmarks
+	$(VENV)/bin/lint-imports
+	TESTS_EMBEDDING_CACHE=$(VENV)/test-embeddings $(PY) -m pytest -q -m "not slow"
+
+# the full suite, as CI runs it
 test: install browser
+	$(VENV)/bin/ruff check recsys tests benchmarks
 	$(PY) -m pytest
 
 bench: install

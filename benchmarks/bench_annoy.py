@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import write_results
+
 from recsys.index import AnnIndex, measure_recall
 
 

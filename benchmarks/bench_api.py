@@ -41,7 +41,6 @@ the run makes stays there:
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 import os
 import random
 import re
@@ -51,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -75,7 +75,7 @@ def build_bundle(tmp: Path) -> Path:
     from recsys.bundle import read_bundle
     from recsys.data import load_interactions, validate_catalog
     from recsys.data.synthetic import make_catalog
-    from recsys.pipeline import build_item_bundle, train_user_tower
+    from recsys.pipeline.build import build_item_bundle, train_user_tower
     from recsys.settings import load_settings
     from recsys.towers import create_tower
 

@@ -27,9 +27,9 @@ from recsys.collab.als import CollabModel, interaction_matrix
 from recsys.data import load_catalog, load_interactions, validate_catalog, validate_interactions
 from recsys.data.ids import IdMap
 from recsys.data.synthetic import make_catalog, make_interactions
-from recsys.filters import ItemFilter
-from recsys.pipeline import build_item_bundle, create_towers, train_user_tower
-from recsys.service import Recommender
+from recsys.pipeline.build import build_item_bundle, create_towers, train_user_tower
+from recsys.serve import Recommender
+from recsys.serve.filters import ItemFilter
 from recsys.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]

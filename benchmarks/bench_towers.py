@@ -11,9 +11,9 @@ import argparse
 import tempfile
 
 import torch
+from _common import best_of, write_results
 from PIL import Image
 
-from _common import best_of, write_results
 from recsys.data.synthetic import make_catalog
 from recsys.towers.image import ImageTower
 from recsys.towers.text import TextTower, item_texts

@@ -27,8 +27,8 @@ from recsys.collab.als import CollabModel, interaction_matrix  # noqa: E402
 from recsys.data import load_catalog, load_interactions  # noqa: E402
 from recsys.data import schema as S  # noqa: E402
 from recsys.evaluation import ndcg_at_k, recall_at_k, temporal_split  # noqa: E402
-from recsys.pipeline import build_item_bundle, create_towers, train_user_tower  # noqa: E402
-from recsys.service import Recommender  # noqa: E402
+from recsys.pipeline.build import build_item_bundle, create_towers, train_user_tower  # noqa: E402
+from recsys.serve import Recommender  # noqa: E402
 from recsys.settings import load_settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def main() -> None:
     weights = sorted({0.0, settings.collab.content_weight})
     for weight in weights:
         started = time.perf_counter()
-        recommender = Recommender(trained, content_weight=weight, history_items=settings.collab.history_items,
+        recommender = Recommender(trained, content_weight=weight, history_items=settings.collab.feeds.history_items,
                                   exact_budget=settings.index.exact_budget)
         lists = [trained.item_ids.rows([s.item_id for s in recommender.recommend(u, n).items])
                  for u in test_users]

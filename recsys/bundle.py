@@ -52,11 +52,10 @@ from recsys.data.schema import ITEM_ID, USER_ID
 from recsys.errors import BundleError
 from recsys.index.annoy import AnnIndex
 from recsys.index.mips import SEARCH_EFFORT
-from recsys.precompute import ListCosines, TopLists
 from recsys.towers.base import TowerOutput
 from recsys.towers.item import ItemVectors
 
-__all__ = ["Bundle", "Collab", "write_bundle", "write_user_tower", "read_bundle",
+__all__ = ["Bundle", "Collab", "TopLists", "ListCosines", "write_bundle", "write_user_tower", "read_bundle",
            "resolve_bundle_path", "FORMAT", "TRAINED", "PROJECTED"]
 
 logger = logging.getLogger(__name__)
@@ -65,6 +64,62 @@ MANIFEST = "manifest.json"
 # item_state values
 TRAINED, PROJECTED = 1, 2
 _COLLAB_ARRAYS = ("user_factors", "item_factors", "item_state", "popularity")
+
+
+@dataclass(frozen=True)
+class TopLists:
+    """Per owner (item or user row), the best item rows and their scores, best first.
+
+    Attributes:
+        rows: ``(owners, k)`` int32; ``-1`` pads a list that holds every candidate the owner has.
+        scores: ``(owners, k)`` float32.
+    """
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return int(self.rows.shape[1])
+
+    def first(self, owner: int, n: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The first ``n`` listed rows that ``allowed`` keeps, or ``None`` when the list cannot tell
+        (fewer than ``n`` pass and the list is not exhaustive)."""
+        rows = self.rows[owner]
+        listed = rows >= 0
+        exhaustive = not listed.all()
+        keep = np.flatnonzero(listed)
+        keep = keep[allowed[rows[keep]]]
+        if len(keep) < n and not exhaustive:
+            return None
+        keep = keep[:n]
+        return rows[keep].astype(np.int64), np.asarray(self.scores[owner][keep], dtype=np.float32)
+
+    def head(self, owner: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The first ``n`` listed rows when nothing is filtered out, or ``None`` when ``n > k``."""
+        if n > self.k:
+            return None
+        rows = self.rows[owner, :n]
+        if rows[-1] < 0:  # an exhaustive list, shorter than n
+            rows = rows[rows >= 0]
+        return rows.astype(np.int64), np.asarray(self.scores[owner, :len(rows)], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ListCosines:
+    """Per item, the items of its per-modality similar lists (each once) and, for each of them, the
+    cosine of every modality between the two items: what re-scoring them under per-request
+    weights needs, read from one place instead of gathered from every modality's vectors.
+
+    Attributes:
+        rows: ``(items, width)`` int32, ascending, ``-1`` after the last (``width``: the longest union).
+        cosines: ``(items, width, modalities)`` float32, modalities in the bundle's block order; 0
+            where either item lacks the modality (its vector is zero there), as
+            :func:`recsys.towers.item.weighted_scores` counts it.
+    """
+
+    rows: np.ndarray
+    cosines: np.ndarray
 
 
 @dataclass
@@ -80,7 +135,7 @@ class Collab:
         popularity: ``(items,)`` float32, higher is more popular.
         index: inner-product index over the item factors (:mod:`recsys.index.mips`).
         params: the manifest's ``collab`` section (model, factors, regularization, alpha, ...).
-        feed: each trained user's precomputed feed (:mod:`recsys.precompute`), if the bundle has it.
+        feed: each trained user's precomputed feed (:mod:`recsys.pipeline.precompute`), if the bundle has it.
     """
 
     user_items: UserItems
@@ -100,7 +155,7 @@ class Collab:
 @dataclass
 class Bundle:
     """Everything needed to serve one version (``similar``: each item's precomputed similar items,
-    :mod:`recsys.precompute`, under ``"combined"`` for the default weights and under each modality's
+    :mod:`recsys.pipeline.precompute`, under ``"combined"`` for the default weights and under each modality's
     name, empty if the bundle has none; ``list_cosines``: the cosines between each item and those
     listed for it, ``None`` if the bundle has none)."""
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from recsys.errors import BundleError, ConfigError, RecsysError
 from recsys.evaluation.splits import SPLITS
-from recsys.settings import Settings, load_settings
+from recsys.settings import Settings, load_settings, unknown_env_messages
 
 __all__ = ["main", "cli"]
 
@@ -57,8 +57,20 @@ def cli(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
 
 def _settings(ctx: click.Context) -> Settings:
     if "settings" not in ctx.obj:
+        for message in unknown_env_messages():
+            click.echo(f"warning: {message}", err=True)
         ctx.obj["settings"] = load_settings(config_file=ctx.obj["config_file"])
     return ctx.obj["settings"]
+
+
+def _which_redis(settings: Settings) -> str:
+    """The Redis a command uses, for the user to see: the embedded server's folder, or the URL
+    without its password."""
+    from recsys.store.redis import redact
+
+    if settings.redis.url is None:
+        return f"embedded Redis in {Path(settings.state_dir) / 'redis'} (set RECSYS_REDIS_URL to share one)"
+    return f"Redis at {redact(settings.redis.url)}"
 
 
 @cli.command()
@@ -72,7 +84,7 @@ def _settings(ctx: click.Context) -> Settings:
 def build(ctx: click.Context, catalog: str, out: Path, seed: int | None, progress: bool) -> None:
     """Embed a catalog, build its indexes and write a model bundle."""
     from recsys.data import load_catalog
-    from recsys.pipeline import build_item_bundle
+    from recsys.pipeline.build import build_item_bundle
 
     settings = _settings(ctx)
     seed = settings.seed if seed is None else seed
@@ -99,7 +111,7 @@ def train(ctx: click.Context, bundle: Path, interactions: str, model: str | None
     """Fit the user tower on interactions and write it as a new bundle version."""
     from recsys.bundle import read_bundle
     from recsys.data import load_interactions
-    from recsys.pipeline import train_user_tower
+    from recsys.pipeline.build import train_user_tower
 
     settings = _settings(ctx)
     if model is not None:
@@ -153,12 +165,9 @@ def _logged_interactions(settings: Settings, source) -> pd.DataFrame:
 
 
 def _load(bundle: Path, settings: Settings):
-    from recsys.bundle import read_bundle
-    from recsys.service import Recommender
+    from recsys.serve import Recommender
 
-    return Recommender(read_bundle(bundle), content_weight=settings.collab.content_weight,
-                       history_items=settings.collab.history_items,
-                       exact_budget=settings.index.exact_budget)
+    return Recommender.from_bundle(bundle, settings)
 
 
 def _filter_options(command):
@@ -180,22 +189,18 @@ def _split_ids(text: str | None) -> list[str]:
 
 
 def _item_filter(category, min_price, max_price, include, exclude):
-    from recsys.filters import ItemFilter
+    from recsys.serve.filters import ItemFilter
 
     return ItemFilter.create(category=category, min_price=min_price, max_price=max_price,
                              include=_split_ids(include), exclude=_split_ids(exclude))
 
 
-def _rows(recommender, scored, extra: tuple[str, ...] = ()) -> list[dict]:
-    items = recommender.bundle.items
-    ids = recommender.bundle.item_ids
-    out = []
-    for s in scored:
-        meta = items.iloc[ids.row(s.item_id)]
-        out.append({"item_id": s.item_id, "score": round(s.score, 4),
-                    **{c: getattr(s, c) for c in extra},
-                    **{c: _plain(meta[c]) for c in _DISPLAY if c in items.columns}})
-    return out
+def _rows(recommender, scored, cold: bool = False) -> list[dict]:
+    """The API's result rows without the image (an API path, meaningless outside the server)."""
+    rows = recommender.rows(scored, cold=cold)
+    for row in rows:
+        row.pop("image", None)
+    return rows
 
 
 def _print_table(title: str, rows: list[dict], empty: str) -> None:
@@ -206,10 +211,6 @@ def _print_table(title: str, rows: list[dict], empty: str) -> None:
         click.echo(frame.to_string(max_colwidth=48))
     else:
         click.echo(f"  ({empty})")
-
-
-def _plain(value):
-    return None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
 
 
 @cli.command()
@@ -225,13 +226,12 @@ def _plain(value):
 def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], k: int, weights: str | None,
             category, min_price, max_price, include, exclude, as_json: bool) -> None:
     """Items most similar to each ITEM_ID."""
-    from recsys.service import Scored
     from recsys.towers.item import parse_weights
 
     recommender = _load(bundle, _settings(ctx))
     item_filter = _item_filter(category, min_price, max_price, include, exclude)
     parsed = parse_weights(weights, tuple(recommender.bundle.vectors.blocks)) if weights else None
-    results = {i: _rows(recommender, recommender.similar_items(i, n=k, weights=parsed, filters=item_filter))
+    results = {i: _rows(recommender, recommender.similar_items(i, k=k, weights=parsed, filters=item_filter))
                for i in item_ids}
     if as_json:
         click.echo(json.dumps({"version": recommender.version, "weights": parsed or
@@ -239,8 +239,8 @@ def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], k: int,
                                "results": results}, indent=1))
         return
     for item_id, rows in results.items():
-        meta = _rows(recommender, [Scored(item_id, 1.0)])[0]
-        label = " | ".join(str(meta[c]) for c in _DISPLAY if c in meta and meta[c] not in (None, ""))
+        meta = recommender.row_templates.get(item_id) or recommender.item(item_id)
+        label = " | ".join(str(meta[c]) for c in _DISPLAY if meta.get(c) not in (None, ""))
         _print_table(f"similar to {item_id}: {label}", rows, "no similar items")
 
 
@@ -263,11 +263,11 @@ def recommend(ctx: click.Context, bundle: Path, user_ids: tuple[str, ...], k: in
         raise click.UsageError("give at least one USER_ID, or --recent ITEM,ITEM for an anonymous session")
     recommender = _load(bundle, _settings(ctx))
     item_filter = _item_filter(category, min_price, max_price, include, exclude)
-    feeds = {user: recommender.recommend(None if user == ANONYMOUS else user, n=k,
+    feeds = {user: recommender.recommend(None if user == ANONYMOUS else user, k=k,
                                          recent_items=recent_items, exclude_seen=not include_seen,
                                          filters=item_filter)
              for user in (user_ids or (ANONYMOUS,))}
-    results = {user: _rows(recommender, feed.items, extra=("cold",)) for user, feed in feeds.items()}
+    results = {user: _rows(recommender, feed, cold=True) for user, feed in feeds.items()}
     if as_json:
         click.echo(json.dumps({
             "version": recommender.version, "k": k, "filters": item_filter.describe(),
@@ -308,6 +308,7 @@ def publish(ctx: click.Context, bundle: Path, no_activate: bool, keep: int | Non
     from recsys.store import RedisStore
 
     settings = _settings(ctx)
+    click.echo(f"using {_which_redis(settings)}", err=True)
     try:
         with _RedisSession(settings) as client:
             store = RedisStore(client, prefix=settings.redis.prefix,
@@ -341,6 +342,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, bundle: Path |
         settings = settings.model_copy(update={"api": settings.api.model_copy(update={"workers": workers})})
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
+    click.echo(f"using {_which_redis(settings)}", err=True)
     run(settings, host=host or settings.api.host, port=settings.api.port if port is None else port,
         bundle=bundle, dev=dev)
 
@@ -350,7 +352,7 @@ def _demo_bundle(settings: Settings, catalog: str, users: int | None, progress: 
     (build, then train on its interactions: simulated shoppers, or MovieLens ratings)."""
     from recsys.bundle import read_bundle
     from recsys.data import load_catalog, load_interactions
-    from recsys.pipeline import build_item_bundle, train_user_tower
+    from recsys.pipeline.build import build_item_bundle, train_user_tower
 
     name = "demo" if catalog.startswith("synthetic") else "demo-" + catalog.split(":", 1)[0]
     out = Path(settings.models_dir) / name

@@ -10,6 +10,9 @@ __all__ = [
     "NotReady",
     "BundleError",
     "ModelFitError",
+    "Unauthorized",
+    "Forbidden",
+    "Unavailable",
     "RecsysWarning",
 ]
 
@@ -82,6 +85,31 @@ class ModelFitError(RecsysError):
     """Training produced unusable factors (NaN, all zero)."""
 
     code = "model_fit_error"
+
+
+class Unauthorized(RecsysError):
+    """A write (or a protected read) without a valid API key."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(RecsysError):
+    """Writes are disabled because no API key is configured."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class Unavailable(RecsysError):
+    """A dependency (Redis) is down; the caller should retry after ``retry_after`` seconds."""
+
+    code = "unavailable"
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: float = 1.0, **details):
+        super().__init__(message, **details)
+        self.retry_after = retry_after
 
 
 class RecsysWarning(UserWarning):

@@ -6,7 +6,9 @@ embedded, offline set-up: EfficientNet-Lite0 and all-MiniLM-L6-v2 from their PyP
 """
 from __future__ import annotations
 
+import difflib
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,9 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from recsys.errors import ConfigError
 
-__all__ = ["Settings", "load_settings", "MODALITIES"]
-
-MODALITIES = ("image", "text", "tabular")
+__all__ = ["Settings", "load_settings", "unknown_env_messages", "warn_unknown_env"]
 
 
 class _Section(BaseModel):
@@ -302,6 +302,60 @@ def _env_name(loc: tuple) -> str:
     return "RECSYS_" + "__".join(str(part) for part in loc).upper()
 
 
+# short names a user is likely to type, for the nested variables they mean
+ALIASES = {"RECSYS_API_KEY": ("api", "api_key"), "RECSYS_REDIS_URL": ("redis", "url")}
+# read by the YAML source, not by a field
+_OTHER_NAMES = {"RECSYS_CONFIG", "RECSYS_CONFIG_FILE"}
+
+
+def known_env_names() -> set[str]:
+    """Every ``RECSYS_*`` variable the settings read: one per field, the aliases, the config file."""
+    names = set(_OTHER_NAMES) | set(ALIASES)
+
+    def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
+        for name, field in model.model_fields.items():
+            names.add(_env_name((*prefix, name)))
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                walk(type(default), (*prefix, name))
+
+    walk(Settings, ())
+    return names
+
+
+def unknown_env_names(environ=None) -> list[tuple[str, str | None]]:
+    """``(variable, the nearest known name or None)`` for every ``RECSYS_*`` variable that no
+    setting reads (a misspelt one would otherwise be ignored without a word)."""
+    environ = os.environ if environ is None else environ
+    known = known_env_names()
+    unknown = sorted(n for n in environ if n.upper().startswith("RECSYS_") and n.upper() not in known)
+    tails = {name[len("RECSYS_"):]: name for name in known}  # the shared prefix says nothing
+
+    def nearest(name: str) -> str | None:
+        found = difflib.get_close_matches(name.upper()[len("RECSYS_"):], tails, n=1, cutoff=0.75)
+        return tails[found[0]] if found else None
+
+    return [(name, nearest(name)) for name in unknown]
+
+
+def unknown_env_messages(environ=None) -> list[str]:
+    """One line per unknown ``RECSYS_*`` variable, naming the nearest known one."""
+    return [f"{name} is not a recsys setting and is ignored"
+            + (f"; did you mean {near}?" if near else "; see docs/settings.md")
+            for name, near in unknown_env_names(environ)]
+
+
+def warn_unknown_env(environ=None) -> list[str]:
+    """Warn (:class:`~recsys.errors.RecsysWarning`) about every unknown ``RECSYS_*`` variable
+    (:func:`unknown_env_messages`); returns the messages."""
+    from recsys.errors import RecsysWarning
+
+    messages = unknown_env_messages(environ)
+    for message in messages:
+        warnings.warn(message, RecsysWarning, stacklevel=2)
+    return messages
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build and validate :class:`Settings`, reporting every problem at once.
 
@@ -320,11 +374,12 @@ def load_settings(**overrides: Any) -> Settings:
         10
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    short_key = os.environ.get("RECSYS_API_KEY")  # the documented short name of api.api_key
-    if short_key and "RECSYS_API__API_KEY" not in os.environ:
-        api = overrides.get("api")
-        if api is None or (isinstance(api, dict) and "api_key" not in api):
-            overrides["api"] = {**(api or {}), "api_key": short_key}
+    for alias, (section, name) in ALIASES.items():  # the full name wins over its alias
+        value = os.environ.get(alias)
+        if value and _env_name((section, name)) not in os.environ:
+            given = overrides.get(section)
+            if given is None or (isinstance(given, dict) and name not in given):
+                overrides[section] = {**(given or {}), name: value}
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -339,7 +394,9 @@ def load_settings(**overrides: Any) -> Settings:
 def settings_table() -> str:
     """The README's settings table (markdown), generated from the fields' defaults and descriptions."""
     rows = ["| variable | default | meaning |", "|---|---|---|",
-            "| `RECSYS_CONFIG` | unset | YAML settings file, read below the environment (also `--config FILE`) |"]
+            "| `RECSYS_CONFIG` | unset | YAML settings file, read below the environment (also `--config FILE`) |",
+            "| `RECSYS_API_KEY`, `RECSYS_REDIS_URL` | unset | short names of `RECSYS_API__API_KEY` and "
+            "`RECSYS_REDIS__URL` (the full name wins when both are set) |"]
 
     def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
         for name, field in model.model_fields.items():

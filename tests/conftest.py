@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -52,16 +53,20 @@ def shop(session_dir):
 
 
 def make_settings(tmp: Path, **overrides):
+    # `make check` keeps the embeddings of the test shops between runs (content-addressed, so a
+    # changed encoder or catalog embeds again); otherwise each session starts empty
+    kept = os.environ.get("TESTS_EMBEDDING_CACHE")
+    towers = {"towers": {"cache_dir": kept}} if kept and "towers" not in overrides else {}
     return load_settings(state_dir=tmp / "state", models_dir=tmp / "models",
-                         index={"n_trees": 20, "recall_sample": 100}, **overrides)
+                         index={"n_trees": 20, "recall_sample": 100}, **towers, **overrides)
 
 
 @pytest.fixture(scope="session")
 def built(session_dir, shop, _image_tower, _text_tower):
     """The shop built into a bundle once; returns (BuildReport, Recommender)."""
     from recsys.bundle import read_bundle
-    from recsys.pipeline import build_item_bundle
-    from recsys.service import Recommender
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.serve import Recommender
     from recsys.towers import create_tower
 
     settings = make_settings(session_dir)
@@ -83,7 +88,7 @@ def market(session_dir, _text_tower):
     """A 3,000-item shop without images (text and tabular towers), built once: the feed tests need
     enough items per taste that excluding what a user has seen leaves matches to find."""
     from recsys.bundle import read_bundle
-    from recsys.pipeline import build_item_bundle
+    from recsys.pipeline.build import build_item_bundle
     from recsys.towers import create_tower
 
     catalog = validate_catalog(make_catalog(3000, seed=11), source="synthetic:3000")
@@ -108,7 +113,7 @@ def train(bundle, events, tmp: Path, **collab):
     import shutil
 
     from recsys.bundle import read_bundle
-    from recsys.pipeline import train_user_tower
+    from recsys.pipeline.build import train_user_tower
 
     target = tmp / "models" / bundle.path.parent.name / bundle.path.name
     if not target.exists():
@@ -121,7 +126,7 @@ def train(bundle, events, tmp: Path, **collab):
 @pytest.fixture(scope="session")
 def feeds(tmp_path_factory, market, market_events):
     """The market with its user tower (default settings): a Recommender."""
-    from recsys.service import Recommender
+    from recsys.serve import Recommender
 
     return Recommender(train(market, market_events[0], tmp_path_factory.mktemp("trained")))
 

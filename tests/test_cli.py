@@ -103,3 +103,29 @@ def test_train_then_recommend(runner, shop_copy):
                                  "--category", "women", "--json"])
     rows = json.loads(result.output)["results"]["SKU-000001"]
     assert len(rows) == 4 and all(r["category"].startswith("women/") for r in rows)
+
+
+@pytest.mark.redis_server
+def test_publish_says_which_redis_and_warns_about_misspelt_variables(runner, built, monkeypatch):
+    """RECSYS_REDIS_URL (the short name) reaches the shared server; a misspelt variable is named
+    with the one it resembles instead of being ignored without a word."""
+    import uuid
+
+    from recsys.store import RedisStore, connect
+    from tests.conftest import LOCAL_REDIS, _local_redis_up
+
+    if not _local_redis_up():
+        pytest.skip(f"no Redis server at {LOCAL_REDIS}")
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("RECSYS_REDIS_URL", LOCAL_REDIS)
+    monkeypatch.setenv("RECSYS_REDIS__PREFIX", prefix)
+    monkeypatch.setenv("RECSYS_REDIS_ULR", "redis://elsewhere:6379")  # silently ignored before
+    try:
+        result = runner.invoke(cli, ["publish", "--bundle", str(built[0].path), "--no-activate"])
+        assert result.exit_code == 0, result.output
+        assert f"using Redis at {LOCAL_REDIS}" in result.stderr
+        assert "RECSYS_REDIS_ULR is not a recsys setting" in result.stderr
+        assert "did you mean RECSYS_REDIS_URL?" in result.stderr
+        assert RedisStore(connect(LOCAL_REDIS), prefix=prefix).versions() == [built[1].version]
+    finally:
+        RedisStore(connect(LOCAL_REDIS), prefix=prefix).clear()

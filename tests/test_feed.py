@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 
 from recsys.errors import InvalidRequest, NotReady
-from recsys.filters import ItemFilter
-from recsys.fresh import ItemChanges, make_entry
-from recsys.service import Recommender
+from recsys.serve import Recommender
+from recsys.serve.changes import ItemChanges, make_entry
+from recsys.serve.filters import ItemFilter
 from recsys.towers import TowerOutput
 from tests.conftest import train
 

@@ -69,7 +69,7 @@ def test_a_query_inspects_search_k_items_at_most_the_whole_index(clustered):
 
 
 def test_annoy_is_asked_only_where_it_compares_fewer_items_than_an_exact_pass(clustered):
-    from recsys.service import annoy_wants
+    from recsys.serve.candidates import annoy_wants
 
     index = AnnIndex.build(clustered, n_trees=5)  # 3,000 items of 32 dimensions
     plan = {"exact_budget": 1, "overfetch": 10}

@@ -4,10 +4,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from recsys.filters import ItemFilter
-from recsys.fresh import ItemChanges
-from recsys.precompute import TopLists
-from recsys.service import Recommender
+from recsys.bundle import TopLists
+from recsys.serve import Recommender
+from recsys.serve.changes import ItemChanges
+from recsys.serve.filters import ItemFilter
 
 
 def assert_same_ranking(listed, computed):
@@ -55,7 +55,7 @@ def test_the_build_writes_the_similar_lists(market):
 def test_listed_similar_items_equal_the_computed_ones(market, computing, n):
     serving = Recommender(market)
     for item in market.item_ids.ids[::97]:
-        assert_same_ranking(serving.similar_items(item, n=n), computing.similar_items(item, n=n))
+        assert_same_ranking(serving.similar_items(item, k=n), computing.similar_items(item, k=n))
 
 
 def test_a_filter_takes_the_first_listed_items_that_pass_or_computes(market, computing):
@@ -65,44 +65,44 @@ def test_a_filter_takes_the_first_listed_items_that_pass_or_computes(market, com
     for category in (common, rare):
         f = ItemFilter(category=category, max_price=200.0)
         for item in market.item_ids.ids[:300:31]:
-            listed = serving.similar_items(item, n=10, filters=f)
-            assert_same_ranking(listed, computing.similar_items(item, n=10, filters=f))
+            listed = serving.similar_items(item, k=10, filters=f)
+            assert_same_ranking(listed, computing.similar_items(item, k=10, filters=f))
             rows = market.item_ids.rows([s.item_id for s in listed])
             assert categories.iloc[rows].eq(category).all()
 
 
 def test_deleted_and_changed_items_leave_the_listed_results(market, computing):
     item = market.item_ids.ids[5]
-    top = [s.item_id for s in Recommender(market).similar_items(item, n=5)]
+    top = [s.item_id for s in Recommender(market).similar_items(item, k=5)]
     changes = ItemChanges.build(market, gen=1, deleted={top[0], top[2]})
     serving = Recommender(market).with_changes(changes)
-    found = serving.similar_items(item, n=10)
+    found = serving.similar_items(item, k=10)
     assert not {top[0], top[2]} & {s.item_id for s in found}
-    assert_same_ranking(found, computing.with_changes(changes).similar_items(item, n=10))
+    assert_same_ranking(found, computing.with_changes(changes).similar_items(item, k=10))
 
 
 def test_deleted_items_leave_per_request_weights_answered_from_stored_cosines(market, computing):
     item, weights = market.item_ids.ids[9], {"text": 0.4, "tabular": 0.6}
-    top = [s.item_id for s in Recommender(market).similar_items(item, n=5, weights=weights)]
+    top = [s.item_id for s in Recommender(market).similar_items(item, k=5, weights=weights)]
     changes = ItemChanges.build(market, gen=1, deleted={top[0], top[3]})
     serving = Recommender(market).with_changes(changes)
     row = market.item_ids.row(item)
     assert all(b.mask[row] for b in market.vectors.blocks.values())
-    allowed = serving._allowed(None) & ~changes.hidden
+    allowed = serving.columns.allowed(None) & ~changes.hidden
     allowed[row] = False
     query = {m: np.asarray(b.vectors[row]) for m, b in market.vectors.blocks.items()}
-    assert serving._threshold(row, 10, query, weights, list(weights), allowed) is not None  # from the lists
-    found = serving.similar_items(item, n=10, weights=weights)
+    assert serving.similar.threshold(row, 10, query, weights, list(weights), allowed) is not None  # from the lists
+    found = serving.similar_items(item, k=10, weights=weights)
     assert not {top[0], top[3]} & {s.item_id for s in found}
-    assert_same_ranking(found, computing.with_changes(changes).similar_items(item, n=10, weights=weights))
+    assert_same_ranking(found, computing.with_changes(changes).similar_items(item, k=10, weights=weights))
 
 
 def test_large_k_is_computed(market):
     serving = Recommender(market)
     item = market.item_ids.ids[0]
-    assert serving.precomputed(n=100, item_id=item)
-    assert not serving.precomputed(n=101, item_id=item)
-    found = serving.similar_items(item, n=300)  # more than the 100 listed
+    assert serving.similar.is_listed(item, 100, None, serving.changes)
+    assert not serving.similar.is_listed(item, 101, None, serving.changes)
+    found = serving.similar_items(item, k=300)  # more than the 100 listed
     assert len(found) == 300 and [s.score for s in found] == sorted((s.score for s in found), reverse=True)
 
 
@@ -120,16 +120,16 @@ def test_per_request_weights_from_the_modality_lists_equal_the_computed_ones(mar
         if not text[row] and set(weights) <= {"text", "image"}:
             continue  # nothing to compare (a 400 from the API)
         for n, filters in [(1, None), (10, None), (40, None), (10, ItemFilter(max_price=80.0))]:
-            assert serving.precomputed(n=n, item_id=item, weights=weights)
-            listed = serving.similar_items(item, n=n, weights=weights, filters=filters)
-            assert_same_ranking(listed, computing.similar_items(item, n=n, weights=weights, filters=filters))
+            assert serving.similar.is_listed(item, n, weights, serving.changes)
+            listed = serving.similar_items(item, k=n, weights=weights, filters=filters)
+            assert_same_ranking(listed, computing.similar_items(item, k=n, weights=weights, filters=filters))
             query = {m: (np.asarray(b.vectors[row]) if b.mask[row] else None)
                      for m, b in market.vectors.blocks.items()}
             usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
-            allowed = serving._allowed(filters)
+            allowed = serving.columns.allowed(filters)
             allowed[row] = False
             asked += 1
-            answered += serving._threshold(row, n, query, weights, usable, allowed) is not None
+            answered += serving.similar.threshold(row, n, query, weights, usable, allowed) is not None
     assert answered >= 0.9 * asked  # the lists, not the fallback, answer nearly all of them
 
 
@@ -164,20 +164,20 @@ def test_per_request_weights_score_the_same_from_stored_cosines_and_from_vectors
         if not text[market.item_ids.row(item)] and "tabular" not in weights:
             continue  # nothing to compare (a 400 from the API)
         for n, filters in [(10, None), (30, ItemFilter(category="women")), (5, ItemFilter(min_price=50.0))]:
-            a = stored.similar_items(item, n=n, weights=weights, filters=filters)
-            b = from_vectors.similar_items(item, n=n, weights=weights, filters=filters)
+            a = stored.similar_items(item, k=n, weights=weights, filters=filters)
+            b = from_vectors.similar_items(item, k=n, weights=weights, filters=filters)
             assert_same_ranking(a, b)
 
 
 def test_the_threshold_scores_every_item_of_a_pattern_an_unlisted_item_could_win_from(market):
-    from recsys.service import _best
+    from recsys.serve.candidates import best as _best
     from recsys.towers.item import weighted_scores
 
     row, weights, usable = 11, {"text": 0.5, "tabular": 0.5}, ["text", "tabular"]
     query = {m: np.asarray(b.vectors[row]) for m, b in market.vectors.blocks.items()}
     allowed = np.ones(len(market.item_ids), bool)
     allowed[row] = False
-    answered = Recommender(market)._threshold(row, 10, query, weights, usable, allowed)
+    answered = Recommender(market).similar.threshold(row, 10, query, weights, usable, allowed)
     assert answered is not None
     # the listed items filtered away: the best candidates left fall to the bound of the items
     # with both modalities, so these are scored from their vectors, within the exact budget ...
@@ -186,23 +186,24 @@ def test_the_threshold_scores_every_item_of_a_pattern_an_unlisted_item_could_win
     rows = np.flatnonzero(allowed)
     exact = _best(10, rows, weighted_scores(market.vectors.blocks, query, rows, weights))
     serving = Recommender(market)
-    candidates, scores = serving._listed_scores(row, serving._weighting(weights, usable), allowed)
+    candidates, scores = serving.similar.listed_scores(row, serving.similar.weighting(weights, usable), allowed)
     nth = np.sort(scores)[-10]
-    assert len(candidates) >= 10 and any(nth <= bound for _, bound in serving._unlisted_bounds(
-        serving._weighting(weights, usable), serving._list_ends[row].tolist()))
-    found = serving._threshold(row, 10, query, weights, usable, allowed)
+    assert len(candidates) >= 10 and any(nth <= bound for _, bound in serving.similar.unlisted_bounds(
+        serving.similar.weighting(weights, usable), serving.similar.list_ends[row].tolist()))
+    found = serving.similar.threshold(row, 10, query, weights, usable, allowed)
     np.testing.assert_allclose(found[1], exact[1], atol=1e-5)
     # the bounds hold: no item outside the lists scores above its pattern's bound
     unlisted = np.setdiff1d(np.arange(len(market.item_ids)),
                             np.concatenate([market.similar[m].rows[row] for m in usable] + [[row]]))
     unlisted_scores = weighted_scores(market.vectors.blocks, query, unlisted, weights)
-    codes = serving._patterns[0][unlisted]
-    bounds = serving._unlisted_bounds(serving._weighting(weights, usable), serving._list_ends[row].tolist())
+    codes = serving.similar.patterns[0][unlisted]
+    similar = serving.similar
+    bounds = similar.unlisted_bounds(similar.weighting(weights, usable), similar.list_ends[row].tolist())
     assert bounds and {p for p, _ in bounds} >= set(codes.tolist())
     for p, bound in bounds:
         assert unlisted_scores[codes == p].max(initial=0.0) <= bound + 1e-5
     # ... and without one, the threshold cannot tell
-    assert Recommender(market, exact_budget=0)._threshold(row, 10, query, weights, usable, allowed) is None
+    assert Recommender(market, exact_budget=0).similar.threshold(row, 10, query, weights, usable, allowed) is None
 
 
 def _bounds_by_pattern(bundle, weights: dict, last: dict) -> dict[tuple, float]:
@@ -228,13 +229,13 @@ def test_the_unlisted_bounds_are_per_modality_pattern_of_the_catalog(request, wh
         else request.getfixturevalue("built")[1]
     bundle, names = serving.bundle, list(serving.bundle.vectors.blocks)
     usable = [m for m in weights if m in bundle.similar]
-    patterns = [tuple(bool(h) for h in combo) for combo in serving._patterns[1].tolist()]
-    for p, rows in enumerate(serving._pattern_rows):  # the items of each pattern
+    patterns = [tuple(bool(h) for h in combo) for combo in serving.similar.patterns[1].tolist()]
+    for p, rows in enumerate(serving.similar.pattern_rows):  # the items of each pattern
         masks = np.stack([np.asarray(b.mask, bool)[rows] for b in bundle.vectors.blocks.values()], axis=1)
         assert len(rows) and (masks == patterns[p]).all()
-    assert sum(map(len, serving._pattern_rows)) == len(bundle.item_ids)
+    assert sum(map(len, serving.similar.pattern_rows)) == len(bundle.item_ids)
     for row in range(0, len(bundle.item_ids), 37):
-        ends = serving._list_ends[row].tolist()
+        ends = serving.similar.list_ends[row].tolist()
         for m in names:  # the ends are the lists' last cosines, NaN for a list that is not full
             full = bundle.similar[m].rows[row, -1] >= 0
             assert ends[names.index(m)] == float(bundle.similar[m].scores[row, -1]) if full \
@@ -243,7 +244,7 @@ def test_the_unlisted_bounds_are_per_modality_pattern_of_the_catalog(request, wh
             if exhaustive is not None:
                 ends[names.index(exhaustive)] = float("nan")
             last = {m: None if np.isnan(ends[names.index(m)]) else ends[names.index(m)] for m in usable}
-            found = serving._unlisted_bounds(serving._weighting(weights, usable), ends)
+            found = serving.similar.unlisted_bounds(serving.similar.weighting(weights, usable), ends)
             expected = _bounds_by_pattern(bundle, weights, last)
             assert {patterns[p]: bound for p, bound in found} == pytest.approx(expected, abs=1e-12)
 
@@ -258,18 +259,18 @@ def test_items_lacking_the_weighted_modality_are_found_from_the_lists_of_the_oth
     assert len(lacking) == 10
     for row in lacking:
         item = market.item_ids.ids[row]
-        assert serving._threshold(row, 10, None, weights, ["tabular"], None) is not None
-        assert_same_ranking(serving.similar_items(item, n=10, weights=weights),
-                            computing.similar_items(item, n=10, weights=weights))
+        assert serving.similar.threshold(row, 10, None, weights, ["tabular"], None) is not None
+        assert_same_ranking(serving.similar_items(item, k=10, weights=weights),
+                            computing.similar_items(item, k=10, weights=weights))
 
 
 def test_a_bundle_without_modality_lists_computes_per_request_weights(market, computing):
     only_combined = Recommender(dataclasses.replace(market, similar={"combined": market.similar["combined"]}))
     item = market.item_ids.ids[3]
     weights = {"text": 0.6, "tabular": 0.4}
-    assert not only_combined.precomputed(n=10, item_id=item, weights=weights)
-    assert_same_ranking(only_combined.similar_items(item, n=10, weights=weights),
-                        computing.similar_items(item, n=10, weights=weights))
+    assert not only_combined.similar.is_listed(item, 10, weights, only_combined.changes)
+    assert_same_ranking(only_combined.similar_items(item, k=10, weights=weights),
+                        computing.similar_items(item, k=10, weights=weights))
 
 
 def test_the_training_writes_the_feeds_with_the_scoring_it_used(feeds):
@@ -288,8 +289,8 @@ def test_listed_feeds_equal_the_computed_ones(feeds, n, filters):
     bundle = feeds.bundle
     computing = Recommender(dataclasses.replace(bundle, collab=dataclasses.replace(bundle.collab, feed=None)))
     for user in bundle.collab.user_ids.ids[::53]:
-        listed = feeds.recommend(user, n=n, filters=filters)
-        computed = computing.recommend(user, n=n, filters=filters)
+        listed = feeds.recommend(user, k=n, filters=filters)
+        computed = computing.recommend(user, k=n, filters=filters)
         assert listed.strategy == computed.strategy == "collaborative"
         assert_same_ranking(listed.items, computed.items)
         assert [s.cold for s in listed.items][:5] == [s.cold for s in computed.items][:5]
@@ -297,12 +298,12 @@ def test_listed_feeds_equal_the_computed_ones(feeds, n, filters):
 
 def test_feeds_listed_with_another_content_weight_are_not_used(feeds):
     user = feeds.bundle.collab.user_ids.ids[3]
-    assert feeds.precomputed(n=10, user_id=user)
-    assert not feeds.precomputed(n=101, user_id=user)
+    assert feeds.feeds.source(10, user, True, (), feeds.changes) == "lookup"
+    assert feeds.feeds.source(101, user, True, (), feeds.changes) != "lookup"
     other = Recommender(feeds.bundle, content_weight=0.6)
-    assert not other.precomputed(n=10, user_id=user)
-    assert not feeds.precomputed(n=10, user_id=user, exclude_seen=False)
-    assert not feeds.precomputed(n=10, user_id="nobody")
+    assert other.feeds.source(10, user, True, (), other.changes) != "lookup"
+    assert feeds.feeds.source(10, user, False, (), feeds.changes) != "lookup"
+    assert feeds.feeds.source(10, "nobody", True, (), feeds.changes) != "lookup"
 
 
 def test_first_returns_the_allowed_prefix_or_says_it_cannot_tell():
@@ -321,7 +322,7 @@ def test_first_returns_the_allowed_prefix_or_says_it_cannot_tell():
 
 def test_precompute_k_zero_writes_no_lists(session_dir, market):
     from recsys.bundle import read_bundle
-    from recsys.pipeline import build_item_bundle
+    from recsys.pipeline.build import build_item_bundle
     from recsys.settings import load_settings
     from recsys.towers import create_tower
 
@@ -331,7 +332,7 @@ def test_precompute_k_zero_writes_no_lists(session_dir, market):
                                show_progress=False, towers={"tabular": create_tower("tabular")})
     bundle = read_bundle(report.path)
     assert bundle.similar == {} and "precomputed" not in bundle.manifest
-    assert len(Recommender(bundle).similar_items(bundle.item_ids.ids[0], n=5)) == 5
+    assert len(Recommender(bundle).similar_items(bundle.item_ids.ids[0], k=5)) == 5
 
 
 def test_a_feed_list_made_in_another_process_is_kept_as_a_lookup(feeds):
@@ -346,32 +347,32 @@ def test_a_feed_list_made_in_another_process_is_kept_as_a_lookup(feeds):
     trained = bundle.collab.user_ids.ids[4]
     maker, keeper = Recommender(bundle, feed_lists=100), Recommender(bundle, feed_lists=100)
     for user, recent in [(trained, [items[10], items[20]]), ("visitor", [items[33], items[34]])]:
-        made = maker.feed_list(user, recent)
-        assert made is maker.feed_list(user, recent)  # kept: made once
+        made = maker.feeds.feed_list(user, recent, maker.changes)
+        assert made is maker.feeds.feed_list(user, recent, maker.changes)  # kept: made once
         sent = json.loads(json.dumps({"rows": made.rows[0].tolist(), "scores": made.scores[0].tolist()}))
-        assert keeper.feed_source(n=10, user_id=user, recent_items=recent) == "list"
-        keeper.keep_list(user, recent, sent["rows"], sent["scores"])
-        assert keeper.feed_source(n=10, user_id=user, recent_items=recent) == "lookup"
-        kept = keeper.recommend(user, n=50, recent_items=recent)
+        assert keeper.feeds.source(10, user, True, recent, keeper.changes) == "list"
+        keeper.feeds.keep_list(user, recent, sent["rows"], sent["scores"], keeper.changes)
+        assert keeper.feeds.source(10, user, True, recent, keeper.changes) == "lookup"
+        kept = keeper.recommend(user, k=50, recent_items=recent)
         assert [(s.item_id, s.score) for s in kept.items] == \
-            [(s.item_id, s.score) for s in maker.recommend(user, n=50, recent_items=recent).items]
-        assert_same_ranking(kept.items, feeds.recommend(user, n=50, recent_items=recent).items)
+            [(s.item_id, s.score) for s in maker.recommend(user, k=50, recent_items=recent).items]
+        assert_same_ranking(kept.items, feeds.recommend(user, k=50, recent_items=recent).items)
     # a trained user's list is their own; visitors (unknown to the model) share by recent items
-    assert keeper.feed_source(n=10, user_id=bundle.collab.user_ids.ids[5],
-                              recent_items=[items[10], items[20]]) == "list"
-    assert keeper.feed_source(n=10, user_id="another visitor", recent_items=[items[33], items[34]]) == "lookup"
-    good = maker.feed_list("visitor", [items[33], items[34]])
+    assert keeper.feeds.source(10, bundle.collab.user_ids.ids[5], True, [items[10], items[20]],
+                               keeper.changes) == "list"
+    assert keeper.feeds.source(10, "another visitor", True, [items[33], items[34]], keeper.changes) == "lookup"
+    good = maker.feeds.feed_list("visitor", [items[33], items[34]], maker.changes)
     rows, scores = good.rows[0].tolist(), good.scores[0].tolist()
     for bad in [(rows[:-1], scores[:-1]), ([len(items)] + rows[1:], scores), ([float(r) for r in rows], scores),
                 (rows, [float("nan")] + scores[1:]), (["x"] * len(rows), scores)]:
         with pytest.raises(InvalidRequest, match="not a feed list"):
-            keeper.keep_list("v2", [items[1]], *bad)
+            keeper.feeds.keep_list("v2", [items[1]], *bad, keeper.changes)
     with pytest.raises(InvalidRequest, match="unknown item_id"):
-        keeper.keep_list("v2", ["no such item"], rows, scores)
-    assert feeds.feed_list("visitor", [items[1]]) is None  # lists off
-    assert maker.feed_list("visitor", []) is None
-    assert maker.usable_recent(["no such item", items[1], items[1]]) == [items[1], items[1]]
-    assert len(maker.usable_recent(items)) == 5 * maker.history_items
+        keeper.feeds.keep_list("v2", ["no such item"], rows, scores, keeper.changes)
+    assert feeds.feeds.feed_list("visitor", [items[1]], feeds.changes) is None  # lists off
+    assert maker.feeds.feed_list("visitor", [], maker.changes) is None
+    assert maker.feeds.usable_recent(["no such item", items[1], items[1]]) == [items[1], items[1]]
+    assert len(maker.feeds.usable_recent(items)) == 5 * maker.feeds.history_items
 
 
 def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(feeds):
@@ -380,19 +381,19 @@ def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(f
     items = bundle.item_ids.ids
     for user, recent in [(bundle.collab.user_ids.ids[4], [items[10], items[20]]), ("visitor", [items[33]]),
                          (None, [items[5], items[6], items[7]])]:
-        assert not keeping.precomputed(n=10, user_id=user, recent_items=recent)
+        assert keeping.feeds.source(10, user, True, recent, keeping.changes) != "lookup"
         for n, filters in [(10, None), (100, None), (20, ItemFilter(max_price=60.0)), (150, None)]:
-            kept = keeping.recommend(user, n=n, recent_items=recent, filters=filters)
-            computed = feeds.recommend(user, n=n, recent_items=recent, filters=filters)
+            kept = keeping.recommend(user, k=n, recent_items=recent, filters=filters)
+            computed = feeds.recommend(user, k=n, recent_items=recent, filters=filters)
             assert kept.strategy == computed.strategy and kept.message == computed.message
             assert_same_ranking(kept.items, computed.items)
             assert not {s.item_id for s in kept.items} & set(recent)
-        assert keeping.precomputed(n=100, user_id=user, recent_items=recent)  # kept since the first feed
-        assert not keeping.precomputed(n=101, user_id=user, recent_items=recent)
-        assert not keeping.precomputed(n=10, user_id=user, recent_items=recent[::-1] + [items[40]])
+        assert keeping.feeds.source(100, user, True, recent, keeping.changes) == "lookup"  # kept since the first feed
+        assert keeping.feeds.source(101, user, True, recent, keeping.changes) != "lookup"
+        assert keeping.feeds.source(10, user, True, recent[::-1] + [items[40]], keeping.changes) != "lookup"
     changes = ItemChanges.build(bundle, gen=1, deleted={s.item_id for s in keeping.recommend(
-        "visitor", n=3, recent_items=[items[33]]).items})
-    after = keeping.with_changes(changes).recommend("visitor", n=10, recent_items=[items[33]])
+        "visitor", k=3, recent_items=[items[33]]).items})
+    after = keeping.with_changes(changes).recommend("visitor", k=10, recent_items=[items[33]])
     assert not {s.item_id for s in after.items} & changes.deleted_ids
     assert_same_ranking(after.items, feeds.with_changes(changes).recommend(
-        "visitor", n=10, recent_items=[items[33]]).items)
+        "visitor", k=10, recent_items=[items[33]]).items)

@@ -1,4 +1,6 @@
 """Settings: defaults need no configuration; YAML below env below keyword arguments."""
+import warnings
+
 import pytest
 
 from recsys.errors import ConfigError
@@ -61,14 +63,40 @@ def test_collab_settings(monkeypatch):
     assert "RECSYS_COLLAB__CONTENT_WEIGHT" in info.value.message
 
 
-def test_readme_settings_table_matches_the_code():
+def test_the_settings_doc_table_matches_the_code():
     from pathlib import Path
 
     from recsys.settings import settings_table
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    missing = [row for row in settings_table().splitlines() if row not in readme]
-    assert not missing, "README settings table is stale; paste recsys.settings.settings_table():\n" + "\n".join(missing)
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "settings.md").read_text()
+    missing = [row for row in settings_table().splitlines() if row not in doc]
+    assert not missing, "docs/settings.md is stale; paste recsys.settings.settings_table():\n" + "\n".join(missing)
+
+
+def test_the_redis_url_is_read_from_its_short_name(monkeypatch):
+    monkeypatch.delenv("RECSYS_REDIS__URL", raising=False)
+    monkeypatch.setenv("RECSYS_REDIS_URL", "redis://127.0.0.1:6379/3")
+    assert load_settings().redis.url == "redis://127.0.0.1:6379/3"
+    assert load_settings(redis={"prefix": "shop"}).redis.url == "redis://127.0.0.1:6379/3"
+    monkeypatch.setenv("RECSYS_REDIS__URL", "redis://127.0.0.1:6379/4")  # the full name wins
+    assert load_settings().redis.url == "redis://127.0.0.1:6379/4"
+
+
+def test_unknown_variables_are_named_with_the_nearest_known_one():
+    from recsys.errors import RecsysWarning
+    from recsys.settings import unknown_env_names, warn_unknown_env
+
+    environ = {"RECSYS_REDIS_URL": "x", "RECSYS_REDIS__URL": "x", "RECSYS_API_KEY": "k",
+               "RECSYS_INDEX__N_TRESS": "5", "RECSYS_API__WORKER": "4", "RECSYS_NONSENSE_THING": "1",
+               "PATH": "/bin"}
+    assert unknown_env_names(environ) == [("RECSYS_API__WORKER", "RECSYS_API__WORKERS"),
+                                          ("RECSYS_INDEX__N_TRESS", "RECSYS_INDEX__N_TREES"),
+                                          ("RECSYS_NONSENSE_THING", None)]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert len(warn_unknown_env(environ)) == 3
+    assert [w.category for w in seen] == [RecsysWarning] * 3
+    assert "did you mean RECSYS_INDEX__N_TREES?" in str(seen[1].message)
 
 
 def test_the_api_key_is_read_from_its_short_name(monkeypatch):

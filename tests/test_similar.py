@@ -17,7 +17,7 @@ def agreement(recommender, shop, weights=None, queries=None, attributes=("catego
     queries = queries if queries is not None else shop["item_id"].iloc[::4]
     hits = {a: [] for a in attributes}
     for item_id in queries:
-        found = [s.item_id for s in recommender.similar_items(item_id, n=K, weights=weights)]
+        found = [s.item_id for s in recommender.similar_items(item_id, k=K, weights=weights)]
         assert len(found) == K and item_id not in found
         for a in attributes:
             hits[a].append(np.mean(truth.loc[found, a].to_numpy() == truth.loc[item_id, a]))
@@ -60,15 +60,15 @@ def test_text_weight_finds_items_that_say_the_same_thing(built, shop, record_pro
     truth = shop.set_index("item_id")
     nouns = {c: set(v[1]) for c, v in __import__("recsys.data.synthetic", fromlist=["x"]).CATEGORIES.items()}
     query = has_text.iloc[0]
-    found = built[1].similar_items(query, n=K, weights={"text": 1.0})
+    found = built[1].similar_items(query, k=K, weights={"text": 1.0})
     words = {n for n in nouns[truth.loc[query, "category"]]}
     assert sum(any(w in truth.loc[s.item_id, "title"].lower() for w in words) for s in found) >= 8
 
 
 def test_weights_change_the_ranking(built, shop):
     item = shop[(shop["image"] != "") & (shop["title"] != "")]["item_id"].iloc[0]
-    looks = [s.item_id for s in built[1].similar_items(item, n=K, weights={"image": 1.0})]
-    words = [s.item_id for s in built[1].similar_items(item, n=K, weights={"text": 1.0})]
+    looks = [s.item_id for s in built[1].similar_items(item, k=K, weights={"image": 1.0})]
+    words = [s.item_id for s in built[1].similar_items(item, k=K, weights={"text": 1.0})]
     assert looks != words
 
 
@@ -78,7 +78,7 @@ def test_items_missing_a_modality_still_get_neighbours(built, shop):
     assert len(no_image) and len(no_text)
     truth = shop.set_index("item_id")
     for item_id in [*no_image.iloc[:5], *no_text.iloc[:5]]:
-        found = built[1].similar_items(item_id, n=K)
+        found = built[1].similar_items(item_id, k=K)
         same = np.mean([truth.loc[s.item_id, "category"] == truth.loc[item_id, "category"] for s in found])
         assert same >= 0.5, (item_id, same)
     with pytest.raises(InvalidRequest, match="has no image data"):
@@ -87,7 +87,7 @@ def test_items_missing_a_modality_still_get_neighbours(built, shop):
 
 def test_scores_sorted_and_exact(built, shop):
     recommender = built[1]
-    found = recommender.similar_items("SKU-000010", n=20, weights={"image": 0.2, "text": 0.5, "tabular": 0.3})
+    found = recommender.similar_items("SKU-000010", k=20, weights={"image": 0.2, "text": 0.5, "tabular": 0.3})
     scores = [s.score for s in found]
     assert scores == sorted(scores, reverse=True)
     assert all(-1.0 <= s <= 1.0 + 1e-6 for s in scores)
@@ -99,13 +99,13 @@ def test_bad_queries(built):
         recommender.similar_items("nope")
     for k in (0, 1001, 2.5, True):
         with pytest.raises(InvalidRequest, match="k must be an integer from 1 to 1000"):
-            recommender.similar_items("SKU-000001", n=k)
+            recommender.similar_items("SKU-000001", k=k)
 
 
 def test_text_only_catalog(tmp_path, text_tower, image_tower):
     from recsys.bundle import read_bundle
-    from recsys.pipeline import build_item_bundle
-    from recsys.service import Recommender
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.serve import Recommender
     from recsys.towers import create_tower
     from tests.conftest import make_settings
 
@@ -118,7 +118,7 @@ def test_text_only_catalog(tmp_path, text_tower, image_tower):
     assert list(report.modalities) == ["text"]
     recommender = Recommender(read_bundle(report.path))
     assert recommender.bundle.manifest["default_weights"] == {"text": 0.4}
-    top = [s.item_id for s in recommender.similar_items("b0", n=2)]
+    top = [s.item_id for s in recommender.similar_items("b0", k=2)]
     assert set(top) == {"b1", "b2"}
     with pytest.raises(InvalidRequest, match="has no image data"):
         recommender.similar_items("b0", weights={"image": 1.0})
@@ -126,8 +126,8 @@ def test_text_only_catalog(tmp_path, text_tower, image_tower):
 
 @pytest.mark.parametrize("budget", [0, 10**9], ids=["annoy", "exact"])
 def test_filters_hold_and_fill_k(built, shop, budget):
-    from recsys.filters import ItemFilter
-    from recsys.service import Recommender
+    from recsys.serve import Recommender
+    from recsys.serve.filters import ItemFilter
 
     recommender = Recommender(built[1].bundle, exact_budget=budget)
     meta = shop.set_index("item_id")

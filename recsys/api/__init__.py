@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
         start: load the bundle and start following Redis now (tests may defer it).
 
     Returns:
-        Flask: the app; ``app.extensions["recsys"]`` is its :class:`~recsys.api.state.Serving`.
+        Flask: the app; ``app.extensions["recsys"]`` is its :class:`~recsys.worker.Serving`.
 
     Example:
         >>> app = create_app(load_settings(api={"bundle": "models/shop"}))  # doctest: +SKIP
@@ -31,10 +31,13 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     from recsys.api.errors import register_error_handlers
     from recsys.api.metrics import Metrics
     from recsys.api.routes import bp
-    from recsys.api.state import Serving, redis_client
-    from recsys.settings import load_settings
+    from recsys.settings import load_settings, warn_unknown_env
+    from recsys.worker import Serving, redis_client
+    from recsys.worker.shared import shared_generation
 
-    settings = settings or load_settings()
+    if settings is None:  # started on its own (e.g. by another WSGI server): check the environment
+        warn_unknown_env()
+        settings = load_settings()
     app = Flask("recsys")
     app.config["MAX_CONTENT_LENGTH"] = settings.api.max_body_bytes
     app.json.sort_keys = False
@@ -46,8 +49,6 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
         settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": embedded.url})})
     serving = Serving(settings, redis_client(settings))
     serving.embedded = embedded  # keeps a server this app started alive as long as the app
-    from recsys.api.server import shared_generation
-
     serving.shared_gen = shared_generation()
     metrics = Metrics()
     serving.on_change = lambda rec: metrics.serving(rec.version, len(rec.changes))
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     if settings.api.fast_reads:
         from recsys.api.fast import FastReads
 
-        app.wsgi_app = FastReads(app.wsgi_app, serving, metrics)
+        app.wsgi_app = FastReads(app, serving, metrics)
     if start:
         serving.start()
     return app

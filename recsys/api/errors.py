@@ -1,56 +1,49 @@
-"""Every error leaves the API as JSON ``{"error": {"code", "message", "details"}}``, never a traceback."""
+"""Every error leaves the API as JSON ``{"error": {"code", "message", "details"}}``, never a traceback.
+
+The exceptions themselves are :mod:`recsys.errors`; this module only turns them into responses,
+for Flask's handlers and for the fast path (:mod:`recsys.api.fast`) alike.
+"""
 from __future__ import annotations
 
 import logging
 
-import orjson
 from flask import Flask, Response, g
 from werkzeug.exceptions import HTTPException
 
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, Unauthorized, Unavailable
+from recsys.serve.rows import dump_json
 
-__all__ = ["register_error_handlers", "error_response", "dump_json", "Unauthorized", "Unavailable"]
+__all__ = ["register_error_handlers", "error_response", "error_body", "recsys_error_parts",
+           "INTERNAL_ERROR"]
 
 logger = logging.getLogger(__name__)
 
-
-class Unauthorized(RecsysError):
-    """A write (or a protected read) without a valid API key."""
-
-    code = "unauthorized"
-    http_status = 401
+INTERNAL_ERROR = ("internal_error", "internal error; the server log has details")
 
 
-class Forbidden(RecsysError):
-    """Writes are disabled because no API key is configured."""
-
-    code = "forbidden"
-    http_status = 403
-
-
-class Unavailable(RecsysError):
-    """A dependency (Redis) is down; the caller should retry after ``retry_after`` seconds."""
-
-    code = "unavailable"
-    http_status = 503
-
-    def __init__(self, message: str, retry_after: float = 1.0, **details):
-        super().__init__(message, **details)
-        self.retry_after = retry_after
+def error_body(code: str, message: str, details: dict | None = None, version: str | None = None) -> bytes:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    if version is not None:
+        body["version"] = version
+    return dump_json(body)
 
 
-def dump_json(body) -> bytes:
-    """A response body as JSON bytes (orjson: insertion order kept, NaN and infinities as null)."""
-    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+def recsys_error_parts(exc: RecsysError) -> dict[str, str]:
+    """The extra headers of a :class:`RecsysError`'s response (logging a 5xx one)."""
+    headers = {}
+    if isinstance(exc, Unavailable):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="recsys"'
+    if exc.http_status >= 500:
+        logger.warning("%s: %s", exc.code, exc.message)
+    return headers
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None,
                    headers: dict | None = None) -> Response:
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
-    version = getattr(g, "version", None)
-    if version is not None:
-        body["version"] = version
-    response = Response(dump_json(body), status=status, mimetype="application/json")
+    response = Response(error_body(code, message, details, getattr(g, "version", None)), status=status,
+                        mimetype="application/json")
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -59,14 +52,7 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RecsysError)
     def _recsys(exc: RecsysError):
-        headers = {}
-        if isinstance(exc, Unavailable):
-            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = 'Bearer realm="recsys"'
-        if exc.http_status >= 500:
-            logger.warning("%s: %s", exc.code, exc.message)
-        return error_response(exc.http_status, exc.code, exc.message, exc.details, headers)
+        return error_response(exc.http_status, exc.code, exc.message, exc.details, recsys_error_parts(exc))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
@@ -84,4 +70,4 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         logger.exception("unexpected error")  # the traceback goes to the log, never to the client
-        return error_response(500, "internal_error", "internal error; the server log has details")
+        return error_response(500, *INTERNAL_ERROR)

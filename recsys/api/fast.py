@@ -2,44 +2,59 @@
 
 Similar items and feeds are most of the traffic, and most of their answers are lookups that take
 less time than Flask's request machinery around them (app and request contexts, URL routing, the
-response object, the hooks). :class:`FastReads` answers ``GET`` requests to those two routes by
-calling the same body functions the Flask views call (:data:`recsys.api.routes.HOT_READS`), with
-the same headers and metrics. Everything else goes to Flask untouched: other routes and methods,
-every request that fails (so errors keep one shape, one status and one log line), and all of them
-when reads need the API key (the check lives in Flask) or CORS is configured (flask-cors adds its
-headers to every response, with or without an ``Origin``). Turn it off with
-``RECSYS_API__FAST_READS=false``.
+response object, the hooks). :class:`FastReads` answers ``GET`` requests to the routes of
+:data:`recsys.api.routes.HOT_READS` (the table Flask registers them from) by calling the same body
+functions the Flask views call, with the same headers, error responses and metrics. Everything
+else goes to Flask untouched: other routes and methods, and every request when reads need the API
+key (the check lives in Flask) or CORS is configured (flask-cors adds its headers to every
+response). Turn it off with ``RECSYS_API__FAST_READS=false``.
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
 
+from werkzeug.http import HTTP_STATUS_CODES
+
+from recsys.api.errors import INTERNAL_ERROR, error_body, recsys_error_parts
 from recsys.api.metrics import Metrics
 from recsys.api.schemas import parse_query
-from recsys.api.state import Serving
+from recsys.errors import RecsysError
+from recsys.worker import Serving
 
 __all__ = ["FastReads"]
 
+logger = logging.getLogger(__name__)
+
 
 class FastReads:
-    """WSGI middleware: ``app.wsgi_app = FastReads(app.wsgi_app, serving, metrics)``.
+    """WSGI middleware: ``app.wsgi_app = FastReads(app, serving, metrics)``.
 
     Args:
-        app: the WSGI callable everything else is passed to (Flask's ``wsgi_app``).
+        app: the Flask app; its ``wsgi_app`` answers everything the fast path does not.
         serving: the worker's serving state.
         metrics: the worker's metrics; a fast answer is recorded under its URL rule, like Flask's.
+
+    Raises:
+        RuntimeError: a hot read is not registered in the app's URL map as a ``GET`` of the same
+            rule (the two routings would disagree).
     """
 
     def __init__(self, app, serving: Serving, metrics: Metrics):
         from recsys.api.routes import HOT_READS
 
-        self.app = app
+        self.app = app.wsgi_app
         self.serving = serving
         self.metrics = metrics
-        # "/v1/items/<item_id>/similar" -> /v1/items/([^/]+)/similar, as Flask's default converter
-        self.routes = [(re.compile(re.sub(r"<\w+>", "([^/]+)", rule)), rule, body_of)
-                       for rule, body_of in HOT_READS.items()]
+        registered = {(r.rule, r.endpoint) for r in app.url_map.iter_rules() if "GET" in (r.methods or ())}
+        default = app.url_map.converters["default"].regex  # what <name> matches in Flask
+        self.routes = []
+        for endpoint, (rule, body_of) in HOT_READS.items():
+            if (rule, f"recsys.{endpoint}") not in registered:
+                raise RuntimeError(f"the fast path's {rule} is not a GET route of the app")
+            pattern = re.compile(re.sub(r"<\w+>", f"({default})", rule))
+            self.routes.append((pattern, rule, body_of))
         api = serving.settings.api
         self.enabled = not api.protect_reads and not api.cors_origins
 
@@ -54,15 +69,31 @@ class FastReads:
 
     def _answer(self, environ, start_response, rule: str, body_of, raw_id: str):
         started = time.perf_counter()
+        headers = {}
         try:
             owner = raw_id.encode("latin-1").decode()  # WSGI paths are bytes as latin-1
             body, recommender = body_of(self.serving, self.metrics, owner,
                                         parse_query(environ.get("QUERY_STRING", "")))
-        except Exception:  # noqa: BLE001 - Flask answers it again and owns every error response
-            return self.app(environ, start_response)
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", str(len(body))),
-                                  ("X-Recsys-Version", recommender.version)])
-        self.metrics.request(rule, 200, time.perf_counter() - started,
+            status, version = 200, recommender.version
+        except RecsysError as exc:  # answered as Flask's handler answers it
+            status, version = exc.http_status, self._version()
+            headers = recsys_error_parts(exc)
+            body = error_body(exc.code, exc.message, exc.details, version)
+        except Exception:  # a bug: logged and counted, answered like Flask's last-resort handler
+            logger.exception("unexpected error in the fast path (%s)", rule)
+            self.metrics.unexpected.labels(rule).inc()
+            status, version = 500, self._version()
+            body = error_body(*INTERNAL_ERROR, version=version)
+        out = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+               *headers.items()]
+        if version is not None:
+            out.append(("X-Recsys-Version", version))
+        start_response(f"{status} {HTTP_STATUS_CODES.get(status, '').upper()}".rstrip(), out)
+        self.metrics.request(rule, status, time.perf_counter() - started,
                              self.serving.breaker.error is None)
         return [body]
+
+    def _version(self) -> str | None:
+        current = self.serving.current
+        return current.version if current is not None else None
+

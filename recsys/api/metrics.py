@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 __all__ = ["Metrics", "CONTENT_TYPE"]
 
@@ -28,6 +27,10 @@ class Metrics:
         self.cache = Counter("recsys_cache_total", "result cache lookups", ["endpoint", "result"],
                              registry=r)
         self.interactions = Counter("recsys_interactions_total", "interactions accepted", registry=r)
+        self.unexpected = Counter("recsys_unexpected_errors_total", "requests that failed with an "
+                                  "unexpected exception in the fast path (answered 500, traceback logged)",
+                                  ["endpoint"],
+                                  registry=r)
         self.bundle = Gauge("recsys_bundle_info", "1 for the bundle version a worker serves",
                             ["version"], registry=r, multiprocess_mode="liveall")
         self.fresh = Gauge("recsys_fresh_items", "items put since the bundle (served exactly)",

@@ -11,7 +11,7 @@ from functools import lru_cache
 from recsys import __version__
 from recsys.api.schemas import ID_PATTERN, EventIn, InteractionsIn, ItemIn, SessionIn
 from recsys.data.schema import MAX_ID_LENGTH
-from recsys.service import MAX_K
+from recsys.serve import MAX_K
 
 __all__ = ["document"]
 
@@ -40,7 +40,8 @@ _USER_ID = _param("user_id", "path", _ID, "user id")
 
 
 def _ok(schema_ref: str, description: str = "OK", status: str = "200") -> dict:
-    return {status: {"description": description, "headers": {"X-Recsys-Version": {"$ref": "#/components/headers/Version"}},
+    version = {"X-Recsys-Version": {"$ref": "#/components/headers/Version"}}
+    return {status: {"description": description, "headers": version,
                      "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}}
 
 
@@ -58,7 +59,8 @@ _SECURITY = [{"bearer": []}, {"apiKey": []}]
 
 
 def _body(model) -> dict:
-    return {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
 def _schemas() -> dict:
@@ -187,7 +189,8 @@ def document() -> dict:
         "/healthz": {"get": {"summary": "The process is alive", "responses": _ok("Health")}},
         "/readyz": {"get": {"summary": "A bundle is loaded; Redis reachable, or degraded with reasons",
                             "responses": {**_ok("Ready"), "503": {"description": "not ready",
-                                          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}}}}}},
+                                          "content": {"application/json": {
+                                              "schema": {"$ref": "#/components/schemas/Ready"}}}}}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
             "description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {

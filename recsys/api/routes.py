@@ -9,26 +9,23 @@ import hmac
 import logging
 import time
 import warnings
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import redis
 from flask import Blueprint, Response, current_app, g, redirect, request, send_file
 
-from recsys.api.errors import Forbidden, Unauthorized, Unavailable, dump_json
 from recsys.api.schemas import InteractionsIn, ItemIn, QueryArgs, SessionIn, check_id, parse_body
-from recsys.api.state import Serving
 from recsys.data import schema as S
 from recsys.data.images import data_url_bytes
 from recsys.data.validate import validate_catalog
-from recsys.errors import InvalidRequest, NotFound, RecsysWarning
-from recsys.fresh import ITEM_FIELDS, make_entry
-from recsys.service import DISPLAY_COLUMNS, MAX_K, Recommender, Scored, image_path, plain_value
+from recsys.errors import Forbidden, InvalidRequest, NotFound, RecsysWarning, Unauthorized, Unavailable
+from recsys.serve import MAX_K, Recommender, Scored
+from recsys.serve.changes import ITEM_FIELDS, make_entry
+from recsys.serve.rows import dump_json, plain_value
 from recsys.store.activity import Event
-from recsys.store.redis import cache_field
+from recsys.worker import Serving
 
 __all__ = ["bp", "similar_body", "feed_body", "HOT_READS"]
 
@@ -84,113 +81,6 @@ def _check_read_access() -> None:
         require_key()
 
 
-# -- result rows --------------------------------------------------------------------------------
-
-
-def _rows(recommender: Recommender, scored: list[Scored], *, cold: bool = False,
-          score: bool = True) -> list[dict]:
-    """Result rows: ``{"item_id", "score", the display attributes, "cold"}`` per item (``cold``
-    for feeds only; no ``score`` for listings), scores rounded to 5 decimals.
-
-    A bundle item's row is a copy of its :attr:`Recommender.row_templates` entry, and the scores
-    are rounded all at once: a dict built per row and Python's ``round`` per score cost more than
-    most lookups.
-    """
-    templates = recommender.row_templates
-    changes = recommender.changes
-    fresh = len(changes) > 0
-    # what np.round(scores, 5) computes, without its Python-level dispatch
-    scores = (np.rint(np.fromiter(map(itemgetter(1), scored), np.float64, len(scored)) * 1e5) / 1e5).tolist()
-    out = []
-    for s, rounded in zip(scored, scores):
-        if fresh and s.item_id in changes.ids:
-            item = recommender.item(s.item_id)
-            row = {"item_id": s.item_id, "score": None,
-                   **{k: v for k, v in item.items() if k in DISPLAY_COLUMNS},
-                   "image": image_path(s.item_id, item.get("image"))}
-        else:
-            row = templates[s.item_id].copy()
-        if score:
-            row["score"] = rounded
-        else:
-            del row["score"]
-        if cold:
-            row["cold"] = s.cold
-        out.append(row)
-    return out
-
-
-def _cached(serving: Serving, metrics, endpoint: str, kind: str, owner: str, query: dict, compute,
-            *, user: str | None = None,
-            lookup=lambda recommender, recent: None) -> tuple[bytes, Recommender]:
-    """Answer from the worker's own cache, the Redis result cache, or compute and cache.
-
-    The worker's cache is used only while it receives invalidations (pub/sub). Then an answer
-    that comes from precomputed lists (``lookup(recommender, recent)`` says ``"lookup"``: the
-    bundle's lists, or a feed list the recommender keeps; ``"list"``: a feed list it makes now and
-    keeps), or any answer when the result cache is off, is made without asking Redis, provided a
-    feed's user's recent items are known locally. Otherwise one pipelined round trip reads the
-    item generation, the Redis cache and the user's recent items; an answer from lists is then
-    still not written to Redis (reading it back would cost more than making it).
-
-    Args:
-        serving, metrics: the worker's :class:`Serving` and :class:`~recsys.api.metrics.Metrics`.
-        compute: ``compute(recommender, recent_items) -> dict``, the response body.
-        user: the user whose recent items ``compute`` needs (feeds).
-
-    Returns:
-        The JSON body and the recommender (bundle version) that answered.
-    """
-    local = serving.local
-    epoch = local.epoch  # before anything is read: a value read before a drop is not kept
-    serving.catch_up()
-    asked = serving.recommender()
-    ttl = serving.settings.redis.cache_ttl
-    field = cache_field(asked.version, asked.changes.gen, query)
-    local_key = (kind, owner, field)
-    following = serving.subscribed and not serving.breaker.open  # invalidations arrive
-    if following:
-        body = local.get(local_key) if ttl else None
-        if body is not None:
-            metrics.cached(endpoint, "local")
-            return body, asked
-        recent = local.recent(user) if user is not None else []
-        listed = lookup(asked, recent) if recent is not None and ttl else None
-        if recent is not None and (not ttl or listed):
-            # nothing to read from Redis: item changes arrive by pub/sub and the shared generation
-            metrics.cached(endpoint, listed or "skip")
-            body = dump_json(compute(asked, list(recent)))
-            if ttl:
-                local.put(local_key, body, epoch)
-            return body, asked
-    key = serving.store.keys.result(kind, owner) if serving.store is not None else None
-    snap = serving.snapshot(key if ttl else None, field, user)
-    if following and user is not None and snap.recent is not None:
-        local.put_recent(user, tuple(snap.recent), epoch, snap.recent_expires)
-    recommender = serving.recommender()  # a swap or item changes may have happened since
-    if snap.cached is not None and recommender is asked and snap.gen == asked.changes.gen:
-        metrics.cached(endpoint, "hit")
-        local.put(local_key, snap.cached, epoch)
-        return snap.cached, recommender
-    recent = snap.recent or []
-    listed = lookup(recommender, recent) if ttl else None
-    body = dump_json(compute(recommender, recent))
-    field = cache_field(recommender.version, recommender.changes.gen, query)
-    if listed:
-        result = listed  # as cheap to repeat as to read back: not stored in Redis
-    elif snap.gen is not None and ttl and key is not None:
-        result = "miss"
-        # a user's feed carries the activity count its recent items were read at
-        stored = body if user is None else f"{snap.activity}\n".encode() + body
-        serving.breaker.call(lambda: serving.store.cached(key, field, ttl)(stored))
-    else:
-        result = "skip"
-    if result != "skip" and serving.subscribed:
-        local.put((kind, owner, field), body, epoch)
-    metrics.cached(endpoint, result)
-    return body, recommender
-
-
 # -- reads --------------------------------------------------------------------------------------
 # The two hot reads are plain functions of (serving, metrics, path id, query args): the Flask views
 # below and the WSGI fast path in front of Flask (recsys.api.fast) both call them.
@@ -214,14 +104,12 @@ def similar_body(serving: Serving, metrics, item_id: str, raw_args) -> tuple[byt
     query = {"k": k, "w": weights, "f": described}
 
     def compute(rec: Recommender, _recent) -> dict:
-        found = rec.similar_items(item_id, n=k, weights=weights, filters=item_filter)
+        found = rec.similar_items(item_id, k=k, weights=weights, filters=item_filter)
         return {"version": rec.version, "item_id": item_id, "k": k,
                 "weights": weights or rec.bundle.vectors.weights,
-                "filters": described, "items": _rows(rec, found)}
+                "filters": described, "items": rec.rows(found)}
 
-    return _cached(serving, metrics, "similar", "item", item_id, query, compute,
-                   lookup=lambda rec, _: "lookup" if rec.precomputed(n=k, item_id=item_id,
-                                                                      weights=weights) else None)
+    return serving.results.similar(serving, metrics, item_id, query, compute, k=k, weights=weights)
 
 
 def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes, Recommender]:
@@ -240,26 +128,12 @@ def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes,
     described = item_filter.describe()
     query = {"k": k, "s": exclude_seen, "f": described}
 
-    kept: dict = {}
-
-    def usable(rec: Recommender, recent: list[str]) -> list[str]:
-        key = (id(rec), tuple(recent))  # lookup and compute ask the same
-        if key not in kept:
-            kept[key] = rec.usable_recent(recent)
-        return kept[key]
-
     def compute(rec: Recommender, recent: list[str]) -> dict:
-        recent = usable(rec, recent)
-        feed = rec.recommend(user_id, n=k, recent_items=recent, exclude_seen=exclude_seen,
+        feed = rec.recommend(user_id, k=k, recent_items=recent, exclude_seen=exclude_seen,
                              filters=item_filter)
         return _feed_body(rec, feed, k, described, user_id=user_id, recent=len(recent))
 
-    def lookup(rec: Recommender, recent: list[str]) -> str | None:
-        return rec.feed_source(n=k, user_id=user_id, exclude_seen=exclude_seen,
-                               recent_items=usable(rec, recent))
-
-    return _cached(serving, metrics, "feed", "user", user_id, query, compute, user=user_id,
-                   lookup=lookup)
+    return serving.results.feed(serving, metrics, user_id, query, compute, k=k, exclude_seen=exclude_seen)
 
 
 def _hot_read(body_of, owner: str) -> Response:
@@ -270,25 +144,26 @@ def _hot_read(body_of, owner: str) -> Response:
     return Response(body, mimetype="application/json")
 
 
-@bp.get("/v1/items/<item_id>/similar")
-def similar(item_id: str):
-    return _hot_read(similar_body, item_id)
+# the hot reads' route table: endpoint -> (URL rule, body function); Flask's views are registered
+# from it, and the fast path (recsys.api.fast) answers the same rules with the same functions
+HOT_READS = {"similar": ("/v1/items/<item_id>/similar", similar_body),
+             "user_feed": ("/v1/users/<user_id>/recommendations", feed_body)}
 
 
-@bp.get("/v1/users/<user_id>/recommendations")
-def user_feed(user_id: str):
-    return _hot_read(feed_body, user_id)
+def _hot_view(body_of):
+    def view(**owner: str) -> Response:  # one URL variable: the item or user id
+        return _hot_read(body_of, *owner.values())
+    return view
 
 
-# what the fast path may answer without Flask: URL rule -> body function
-HOT_READS = {"/v1/items/<item_id>/similar": similar_body,
-             "/v1/users/<user_id>/recommendations": feed_body}
+for _endpoint, (_rule, _body_of) in HOT_READS.items():
+    bp.add_url_rule(_rule, _endpoint, _hot_view(_body_of), methods=["GET"])
 
 
 def _feed_body(rec: Recommender, feed, k: int, filters: dict, **extra: Any) -> dict:
     return {"version": rec.version, **extra, "k": k, "strategy": feed.strategy,
             "message": feed.message, "filters": filters,
-            "items": _rows(rec, feed.items, cold=True)}
+            "items": rec.rows(feed, cold=True)}
 
 
 @bp.post("/v1/recommendations")
@@ -299,7 +174,7 @@ def session_feed():
     _serving().snapshot()  # pick up item changes before answering
     recommender = _use(_serving().recommender())
     item_filter = body.item_filter()
-    feed = recommender.recommend(None, n=body.k, recent_items=body.recent_items,
+    feed = recommender.recommend(None, k=body.k, recent_items=body.recent_items,
                                  exclude_seen=body.exclude_seen, filters=item_filter)
     return _json(_feed_body(recommender, feed, body.k, item_filter.describe()))
 
@@ -315,7 +190,7 @@ def list_items():
     serving.catch_up()
     recommender = _use(serving.recommender())
     total, page = recommender.listing(item_filter, offset, limit)
-    rows = _rows(recommender, [Scored(i, 0.0) for i in page], score=False)
+    rows = recommender.rows([Scored(i, 0.0) for i in page], score=False)
     return _json({"version": recommender.version, "total": total, "offset": offset, "limit": limit,
                   "filters": item_filter.describe(), "items": rows})
 
@@ -331,9 +206,9 @@ def search():
     serving.catch_up()
     recommender = _use(serving.recommender())
     vector = serving.embedder.embed_query(text)
-    found = recommender.search(vector, n=k, filters=item_filter)
+    found = recommender.search(vector, k=k, filters=item_filter)
     return _json({"version": recommender.version, "q": text, "k": k, "filters": item_filter.describe(),
-                  "items": _rows(recommender, found)})
+                  "items": recommender.rows(found)})
 
 
 @bp.get("/v1/items/<item_id>/image")
@@ -433,7 +308,7 @@ def post_interactions():
         lists = _post_lists(serving, recommender, events)
         # the users' bodies go now, their recent items stay unknown here until the post's own
         # message comes back (in order with everyone else's)
-        serving.local.expect(e.user_id for e in events)
+        serving.results.expect(e.user_id for e in events)
         return serving.activity.append(events, origin=serving.origin, extra=lists)
 
     ids = _write("interactions", append)
@@ -451,13 +326,13 @@ def _post_lists(serving: Serving, recommender: Recommender, events: list[Event])
         redis.RedisError: the users' recent items could not be read (nothing was stored).
     """
     users = {e.user_id for e in events}
-    if not 0 < len(users) <= serving.settings.api.post_lists or not recommender.keeps_lists:
+    if not 0 < len(users) <= serving.settings.api.post_lists or not recommender.feeds.keeps_lists:
         return None
     lists = []
     for user, recent in serving.activity.recent_after(events).items():
-        recent = recommender.usable_recent(recent)
+        recent = recommender.feeds.usable_recent(recent)
         try:
-            made = recommender.feed_list(user, recent)
+            made = recommender.feeds.feed_list(user, recent, recommender.changes)
         except Exception:  # the list only saves the first feed some work: the post goes on
             logger.exception("making the feed list of user %r after a post failed", user)
             continue

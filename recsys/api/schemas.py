@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from recsys.data.schema import EVENTS, MAX_ID_LENGTH
 from recsys.errors import InvalidRequest
-from recsys.filters import ItemFilter
-from recsys.service import MAX_K
+from recsys.serve import MAX_K
+from recsys.serve.filters import ItemFilter
 from recsys.towers.item import parse_weights
 
 __all__ = ["Id", "EventIn", "InteractionsIn", "SessionIn", "ItemIn", "check_id", "parse_body",

@@ -14,23 +14,11 @@ from pathlib import Path
 from gunicorn.app.base import BaseApplication
 
 from recsys.settings import Settings
+from recsys.worker.shared import share_generation
 
-__all__ = ["serve", "gunicorn_options", "shared_generation"]
+__all__ = ["serve", "gunicorn_options"]
 
 logger = logging.getLogger(__name__)
-_SHARED_GEN = None  # set by serve() before gunicorn forks; the workers inherit it
-
-
-def shared_generation():
-    """The item generation shared by the workers of this ``recsys serve`` (a ``RawValue`` in
-    memory the master mapped before forking), or ``None`` outside ``recsys serve``.
-
-    A worker that writes an item raises it before answering; every worker compares it with its
-    own before answering from memory, so a write shows in the next response of any worker.
-    """
-    return _SHARED_GEN
-
-
 def gunicorn_options(settings: Settings, host: str, port: int) -> dict:
     """The gunicorn configuration: sync workers (the recommender is CPU-bound numpy, one request
     per process at a time keeps latency flat), no preload (each worker loads after the fork)."""
@@ -99,10 +87,7 @@ def serve(settings: Settings, *, host: str, port: int, bundle: Path | None = Non
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     master = os.getpid()
-    global _SHARED_GEN
-    from multiprocessing import RawValue
-
-    _SHARED_GEN = RawValue("q", 0)
+    share_generation()
     try:
         if dev:
             from recsys.api import create_app

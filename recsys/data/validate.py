@@ -1,6 +1,7 @@
 """Validation of catalog and interaction frames, with errors that name file, row and column."""
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Literal
@@ -9,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from recsys.data import schema as S
-from recsys.errors import DataError, RecsysWarning
+from recsys.errors import DataError, InvalidRequest, RecsysWarning
 
-__all__ = ["validate_catalog", "validate_interactions"]
+__all__ = ["validate_catalog", "validate_interactions", "non_negative"]
 
 
 def _where(source: str, row: int) -> str:
@@ -225,3 +226,18 @@ def _timestamps(frame: pd.DataFrame, source: str) -> pd.Series:
         )
     return parsed
 
+
+
+def non_negative(value, name: str) -> float:
+    """``value`` as a finite float >= 0 (a price bound, a modality weight).
+
+    Raises:
+        InvalidRequest: naming ``name`` and the value given.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"{name} must be a number (got {value!r})") from None
+    if not math.isfinite(number) or number < 0:
+        raise InvalidRequest(f"{name} must be a finite number >= 0 (got {value!r})")
+    return number

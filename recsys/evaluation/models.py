@@ -23,8 +23,9 @@ from recsys.data import schema as S
 from recsys.errors import ConfigError
 from recsys.evaluation.metrics import Truth
 from recsys.evaluation.splits import Split
-from recsys.precompute import top_k_rows
+from recsys.pipeline.precompute import top_k_rows
 from recsys.settings import Settings
+from recsys.towers.item import content_query
 
 __all__ = ["EvalData", "Model", "MODELS", "create_model", "RandomModel", "PopularModel",
            "ItemKNNModel", "ALSModel", "ContentModel", "HybridModel", "BundleModel"]
@@ -199,17 +200,13 @@ class ContentModel(Model):
 
     name = "content"
 
-    def fit(self, data: EvalData) -> None:
-        from recsys.service import Recommender
-
-        self._recommender = Recommender(data.bundle, history_items=data.settings.collab.history_items)
-
     def rank(self, data: EvalData, n: int) -> np.ndarray:
         combined = np.asarray(data.bundle.vectors.combined, dtype=np.float32)
         item_ids = data.bundle.item_ids
+        history_items = data.settings.collab.history_items
         queries = np.zeros((len(data.users), combined.shape[1]), np.float32)
         for u, items in enumerate(data.recent):
-            q = self._recommender.content_query(item_ids.rows(items))
+            q = content_query(data.bundle.vectors, item_ids.rows(items), history_items)
             if q is not None:
                 queries[u] = q
         return data.rank(lambda b: queries[b] @ combined.T, n)
@@ -217,13 +214,13 @@ class ContentModel(Model):
 
 class HybridModel(Model):
     """Our feed: the user tower trained on the split (``recsys train``), served by
-    :class:`~recsys.service.Recommender` with the settings' content weight; users unseen in
+    :class:`~recsys.serve.Recommender` with the settings' content weight; users unseen in
     training are placed by their given events (fold-in)."""
 
     name = "hybrid"
 
     def fit(self, data: EvalData) -> None:
-        from recsys.pipeline import train_user_tower
+        from recsys.pipeline.build import train_user_tower
 
         report = train_user_tower(data.bundle, data.split.train, data.settings, show_progress=False,
                                   source=f"evaluation: {data.split.name}")
@@ -231,7 +228,7 @@ class HybridModel(Model):
         shutil.rmtree(report.path, ignore_errors=True)  # the arrays stay mapped; nothing else needs it
 
     def rank(self, data: EvalData, n: int) -> np.ndarray:
-        from recsys.service import Recommender
+        from recsys.serve import Recommender
 
         s = data.settings
         return _rank_with(Recommender(self._trained, content_weight=s.collab.content_weight,
@@ -252,7 +249,7 @@ class BundleModel(Model):
             raise ConfigError(f"bundle {self.path} has no user tower; run `recsys train` on it first")
 
     def rank(self, data: EvalData, n: int) -> np.ndarray:
-        from recsys.service import Recommender
+        from recsys.serve import Recommender
 
         return _rank_with(Recommender(self._bundle), data, n)
 
@@ -267,7 +264,7 @@ def _rank_with(recommender, data: EvalData, n: int) -> np.ndarray:
     for u, user in enumerate(data.users):
         user = str(user)
         given = [] if user in trained else [i for i in data.recent[u] if i in known_items]
-        feed = recommender.recommend(user if user in known_users else None, n=n, recent_items=given)
+        feed = recommender.recommend(user if user in known_users else None, k=n, recent_items=given)
         rows = data.bundle.item_ids.rows([s.item_id for s in feed.items if s.item_id in data.bundle.item_ids])
         out[u, :len(rows)] = rows
     return out

@@ -95,7 +95,7 @@ def sample_users(interactions: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFr
 def item_bundle(catalog_source: str, settings: Settings, *, show_progress: bool = True) -> Bundle:
     """The item side of a catalog for evaluation, built once under ``state_dir/eval/`` and reused
     (the towers' embedding cache makes a rebuild after a change cheap too)."""
-    from recsys.pipeline import build_item_bundle, create_towers
+    from recsys.pipeline.build import build_item_bundle, create_towers
 
     folder = Path(settings.state_dir) / "eval" / f"items-{sha256_bytes(catalog_source.encode())[:12]}"
     try:

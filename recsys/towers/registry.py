@@ -1,6 +1,7 @@
 """Towers by name: ``@register_tower("text")`` and ``create_tower("text", **kwargs)``."""
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 from recsys.errors import ConfigError
@@ -9,6 +10,9 @@ from recsys.towers.base import Tower
 __all__ = ["register_tower", "create_tower", "list_towers"]
 
 _TOWERS: dict[str, Callable[..., Tower]] = {}
+# the built-in towers' modules register them when imported, on first use: `import recsys` stays
+# light (no torch), and this module imports none of the modules that import it
+_BUILTIN = ("recsys.towers.image", "recsys.towers.tabular", "recsys.towers.text")
 
 
 def register_tower(name: str):
@@ -24,8 +28,8 @@ def register_tower(name: str):
 
 
 def _load_builtin() -> None:
-    # importing the modules registers them; done lazily so `import recsys` stays light
-    from recsys.towers import image, tabular, text  # noqa: F401
+    for module in _BUILTIN:
+        importlib.import_module(module)
 
 
 def list_towers() -> list[str]:

@@ -86,7 +86,8 @@ class TabularTower:
         state: dict = {"price_bins": self.price_bins, "colour_sharpness": self.colour_sharpness, "parts": []}
         if S.COLOUR in catalog.columns or S.IMAGE in catalog.columns:
             state["parts"].append("colour")
-        if S.PRICE in catalog.columns and (rbf := _rbf_state(np.log1p(catalog[S.PRICE].to_numpy(float)), self.price_bins)):
+        prices = catalog[S.PRICE].to_numpy(float) if S.PRICE in catalog.columns else None
+        if prices is not None and (rbf := _rbf_state(np.log1p(prices), self.price_bins)):
             state["parts"].append("price")
             state["price"] = rbf
         if S.YEAR in catalog.columns and (rbf := _rbf_state(catalog[S.YEAR].to_numpy(float), self.price_bins)):

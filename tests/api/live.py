@@ -52,7 +52,7 @@ class LiveServer:
         # where its Redis is: the given server, or the embedded one serve starts under the state dir
         self.redis_url = env.get("RECSYS_REDIS__URL") or f"unix://{(tmp / 'state' / 'redis' / 'redis.sock').resolve()}"
         self.prefix = env.get("RECSYS_REDIS__PREFIX", "recsys")
-        self._log_file = open(self.log, "w")
+        self._log_file = open(self.log, "w")  # noqa: SIM115 - the server writes to it until stop()
         self.process = subprocess.Popen(cmd, env=full_env, stdout=self._log_file, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 120) -> dict:

@@ -75,12 +75,29 @@ def test_the_fast_path_answers_the_hot_reads_exactly_as_flask_does(fast_app, ser
     ("/v1/items/{item}/similar%0A", 404, "not_found"),
     ("/v1/users/{user}/recommendations?exclude_seen=maybe", 400, "invalid_request"),
 ])
-def test_errors_on_the_hot_routes_are_answered_by_flask(fast_app, served_bundle, path, status, code):
+def test_errors_on_the_hot_routes_are_answered_as_flask_answers_them(fast_app, served_bundle, path, status, code):
+    """The fast path answers a bad request itself, with Flask's status, body and headers; a path
+    that is not a hot route (a final newline) goes to Flask."""
     path = path.format(item=served_bundle.item_ids.ids[0], user=served_bundle.collab.user_ids.ids[0])
     r = fast_app.test_client().get(path)
     assert r.status_code == status and r.json["error"]["code"] == code, r.data
     assert r.headers["X-Recsys-Version"] == served_bundle.version
-    assert len(fast_app.flask_saw) == 1
+    flask = Client(fast_app.wsgi_app.app).get(path)
+    assert (flask.status, flask.data, dict(flask.headers)) == (r.status, r.data, dict(r.headers))
+    assert len(fast_app.flask_saw) == (2 if path.endswith("%0A") else 1)  # only the flask-only client's
+
+
+def test_a_bug_in_the_fast_path_is_logged_counted_and_not_replayed(fast_app, served_bundle, caplog):
+    serving = fast_app.extensions["recsys"]
+    serving.results = None  # a defect: every hot read now raises AttributeError in the fast path
+    path = f"/v1/items/{served_bundle.item_ids.ids[0]}/similar"
+    r = fast_app.test_client().get(path)
+    assert r.status_code == 500 and r.json["error"]["code"] == "internal_error"
+    assert r.headers["X-Recsys-Version"] == served_bundle.version
+    assert fast_app.flask_saw == []  # not run a second time through Flask
+    assert "unexpected error in the fast path" in caplog.text and "AttributeError" in caplog.text
+    metrics = fast_app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'recsys_unexpected_errors_total{endpoint="/v1/items/<item_id>/similar"} 1.0' in metrics
 
 
 def test_other_methods_protected_reads_and_cors_go_through_flask(

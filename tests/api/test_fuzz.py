@@ -2,12 +2,14 @@
 response the document does not describe (status code, content type, body schema)."""
 from __future__ import annotations
 
+import pytest
 import schemathesis
 import schemathesis.checks
 from hypothesis import HealthCheck, given, settings
 
 from tests.api.conftest import API_KEY, api_settings
 
+pytestmark = pytest.mark.slow  # end to end: `make check` leaves it out
 
 # every check that holds for any input; "positive_data_acceptance" is left out because some
 # schema-valid requests are still refused by rules a schema cannot state (weights with a zero sum,

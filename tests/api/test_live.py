@@ -13,6 +13,8 @@ from tests.api.conftest import API_KEY, WRITE
 from tests.api.live import LiveServer, RedisProcess, read_paths, request, run_load
 from tests.conftest import LOCAL_REDIS, _local_redis_up, train
 
+pytestmark = pytest.mark.slow  # end to end: `make check` leaves it out
+
 
 @pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.redis_server)])
 def live(request, tmp_path, served_bundle):
@@ -39,12 +41,12 @@ def test_20000_requests_at_concurrency_16_without_an_error(live, served_bundle):
 
 def test_redis_killed_and_restarted_during_load(tmp_path, served_bundle):
     redis_server = RedisProcess(tmp_path).start()
+    stop, results = threading.Event(), []
+    load = None
     server = LiveServer(tmp_path, {"RECSYS_REDIS__URL": redis_server.url, "RECSYS_API__API_KEY": API_KEY,
                                    "RECSYS_REDIS__RETRY_AFTER": "0.5"}, bundle=served_bundle.path)
     try:
         server.wait_ready()
-        stop = threading.Event()
-        results = []
         load = threading.Thread(target=lambda: results.append(
             run_load(server.port, read_paths(served_bundle), n=10**9, concurrency=8, stop=stop)))
         load.start()
@@ -59,9 +61,10 @@ def test_redis_killed_and_restarted_during_load(tmp_path, served_bundle):
         time.sleep(2.0)  # the workers find Redis again by themselves
         recovered = json.loads(request(server.port, "GET", "/readyz")[2])
         after = request(server.port, "POST", "/v1/interactions", event, WRITE)
+    finally:  # the load stops whatever happened, or it outlives the test
         stop.set()
-        load.join()
-    finally:
+        if load is not None:
+            load.join()
         server.stop()
         redis_server.kill()
     result = results[0]
@@ -83,17 +86,20 @@ def test_publishing_during_load_switches_every_worker_without_a_failure(tmp_path
     load = threading.Thread(target=lambda: results.append(run_load(
         live.port, read_paths(served_bundle), n=10**9, concurrency=16, stop=stop, check_versions=True)))
     load.start()
-    time.sleep(1.0)
-    RedisStore(connect(live.redis_url), prefix=live.prefix).publish(newer.path)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # every worker serves the new version
-        seen = {json.loads(request(live.port, "GET", "/healthz")[2])["version"] for _ in range(10)}
-        if seen == {newer.version}:
-            break
-        time.sleep(0.2)
-    time.sleep(0.5)
-    stop.set()
-    load.join()
+    try:
+        time.sleep(1.0)
+        # the CLI's timeout: a publish under load waits for a busy Redis longer than a read does
+        RedisStore(connect(live.redis_url, socket_timeout=30), prefix=live.prefix).publish(newer.path)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # every worker serves the new version
+            seen = {json.loads(request(live.port, "GET", "/healthz")[2])["version"] for _ in range(10)}
+            if seen == {newer.version}:
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:  # the load stops whatever happened, or it outlives the test
+        stop.set()
+        load.join()
     result = results[0]
     assert result.failures == [] and set(result.statuses) == {200}, result.statuses
     assert result.mismatched == 0  # header and body name the same, single version

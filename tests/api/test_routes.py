@@ -69,8 +69,8 @@ def test_precomputed_answers_skip_the_redis_cache(client, serving, served_bundle
     feed = client.get(f"/v1/users/{user}/recommendations?k=8")  # not an active user: no recent items
     again = client.get(f"/v1/users/{user}/recommendations?k=9")
     rec = serving.recommender()
-    assert ids_of(similar) == [s.item_id for s in rec.similar_items(item, n=8)]
-    assert ids_of(feed) == [s.item_id for s in rec.recommend(user, n=8).items]
+    assert ids_of(similar) == [s.item_id for s in rec.similar_items(item, k=8)]
+    assert ids_of(feed) == [s.item_id for s in rec.recommend(user, k=8).items]
     assert ids_of(again)[:8] == ids_of(feed)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'recsys_cache_total{endpoint="similar",result="lookup"} 1.0' in text
@@ -82,13 +82,13 @@ def test_precomputed_answers_skip_the_redis_cache(client, serving, served_bundle
     client.post("/v1/interactions", json={"user_id": user, "item_id": item}, headers=WRITE)
     r = client.get(f"/v1/users/{user}/recommendations?k=8")
     assert r.json["recent"] == 1 and item not in ids_of(r)
-    assert ids_of(r) == [s.item_id for s in rec.recommend(user, n=8, recent_items=[item]).items]
+    assert ids_of(r) == [s.item_id for s in rec.recommend(user, k=8, recent_items=[item]).items]
     assert not serving.client.exists(keys.result("user", user))
     # other k are lookups in that list; so are per-request weights (modality lists)
     shorter = client.get(f"/v1/users/{user}/recommendations?k=5")
     weighted = client.get(f"/v1/items/{item}/similar?k=6&weights=text:1,tabular:3")
     assert ids_of(shorter) == ids_of(r)[:5]
-    assert ids_of(weighted) == [s.item_id for s in rec.similar_items(item, n=6, weights={"text": 1, "tabular": 3})]
+    assert ids_of(weighted) == [s.item_id for s in rec.similar_items(item, k=6, weights={"text": 1, "tabular": 3})]
     text = client.get("/metrics").get_data(as_text=True)
     assert 'recsys_cache_total{endpoint="feed",result="lookup"} 4.0' in text
     assert 'recsys_cache_total{endpoint="similar",result="lookup"} 2.0' in text
@@ -354,7 +354,8 @@ def test_item_images_are_served(client, served_bundle):
     assert_error(client.get("/v1/items/NOPE/image"), 404, "not_found")
     assert row["total"] == len(served_bundle.item_ids) + 1
     n = len(served_bundle.item_ids)  # the last page runs from the bundle's items into the put ones
-    assert ids_of(client.get(f"/v1/items?offset={n - 1}&limit=5")) == [str(served_bundle.item_ids.ids[-1]), "WITH-IMAGE"]
+    last = str(served_bundle.item_ids.ids[-1])
+    assert ids_of(client.get(f"/v1/items?offset={n - 1}&limit=5")) == [last, "WITH-IMAGE"]
     assert ids_of(client.get(f"/v1/items?offset={n}&limit=5")) == ["WITH-IMAGE"]
 
 

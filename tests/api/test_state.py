@@ -2,11 +2,11 @@
 drop), recent items known without Redis, and the transposed copies shared between workers."""
 import numpy as np
 
-from recsys.api.state import LocalCache
+from recsys.worker.cache import ResultCache
 
 
 def test_local_cache_is_bounded_and_drops_a_users_entries():
-    cache = LocalCache(max_items=3, max_users=2)
+    cache = ResultCache(max_items=3, max_users=2)
     for i in range(4):
         cache.put(("item", f"i{i}", "q"), b"body")
     assert len(cache) == 3 and cache.get(("item", "i0", "q")) is None
@@ -27,7 +27,7 @@ def test_local_cache_is_bounded_and_drops_a_users_entries():
 
 
 def test_a_value_read_before_a_drop_is_not_stored_after_it():
-    cache = LocalCache(max_items=10, max_users=10)
+    cache = ResultCache(max_items=10, max_users=10)
     epoch = cache.epoch  # a request starts reading the user's recent items ...
     cache.drop_owners("user", ["u1"])  # ... the user posts an interaction meanwhile
     cache.put_recent("u1", ("old",), epoch)
@@ -42,7 +42,7 @@ def test_a_value_read_before_a_drop_is_not_stored_after_it():
 
 
 def test_a_cache_of_size_zero_keeps_nothing_and_forgets_nothing_it_never_had():
-    cache = LocalCache(max_items=0, max_users=0)
+    cache = ResultCache(max_items=0, max_users=0)
     cache.put(("user", "u1", "q"), b"feed")
     cache.put_recent("u1", ("a",), cache.epoch)
     assert len(cache) == 0 and cache.get(("user", "u1", "q")) is None and cache.recent("u1") is None
@@ -58,7 +58,7 @@ def _message(recent: dict, origin: str = "other", at: float | None = None, cap: 
 
 
 def test_users_outside_the_active_set_have_no_recent_items_and_messages_update_known_lists():
-    cache = LocalCache(max_items=10, max_users=10, max_active=3)
+    cache = ResultCache(max_items=10, max_users=10, max_active=3)
     assert cache.recent("u1") is None  # nothing known before the set is loaded
     cache.know_active({"u1"})
     assert cache.recent("u1") is None and cache.recent("u2") == ()
@@ -78,7 +78,7 @@ def test_own_posts_are_unknown_until_their_message_and_expired_lists_are_not_tru
     import math
     import time
 
-    cache = LocalCache(max_items=10, max_users=10, max_active=10)
+    cache = ResultCache(max_items=10, max_users=10, max_active=10)
     cache.know_active(set())
     cache.put(("user", "u1", "q"), b"feed")
     cache.expect(["u1"])  # this worker posts for u1
@@ -115,13 +115,13 @@ def test_a_worker_answers_feeds_after_posts_without_reading_redis(app, client, t
     redis = connect(redis_url)
     item = str(served_bundle.item_ids.ids[5])
     for user in ("visitor-a", str(served_bundle.collab.user_ids.ids[0])):
-        assert [w.local.recent(user) for w in workers] == [(), ()]  # no activity: nothing to read
+        assert [w.results.recent(user) for w in workers] == [(), ()]  # no activity: nothing to read
         assert client.post("/v1/interactions", json={"user_id": user, "item_id": item},
                            headers=WRITE).status_code == 202
         deadline = time.monotonic() + 5
-        while any(w.local.recent(user) != (item,) for w in workers) and time.monotonic() < deadline:
+        while any(w.results.recent(user) != (item,) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.01)  # both hear the post, the poster included
-        assert [w.local.recent(user) for w in workers] == [(item,), (item,)]
+        assert [w.results.recent(user) for w in workers] == [(item,), (item,)]
         lranges = _calls(redis, "lrange")
         feeds = [c.get(f"/v1/users/{user}/recommendations?k=5") for c in (client, other.test_client())]
         assert _calls(redis, "lrange") == lranges
@@ -136,7 +136,7 @@ def test_a_post_sends_its_users_feed_lists_to_every_worker(app, client, tmp_path
     import time
 
     from recsys.api import create_app
-    from recsys.service import Recommender
+    from recsys.serve import Recommender
     from tests.api.conftest import WRITE, api_settings
 
     other = create_app(api_settings(tmp_path / "other", redis_url, redis_prefix, post_lists=2))
@@ -150,15 +150,15 @@ def test_a_post_sends_its_users_feed_lists_to_every_worker(app, client, tmp_path
 
     def heard(user: str, recent: list[str]) -> bool:
         deadline = time.monotonic() + 5
-        while any(w.local.recent(user) != tuple(recent) for w in workers) and time.monotonic() < deadline:
+        while any(w.results.recent(user) != tuple(recent) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.01)
-        return all(w.local.recent(user) == tuple(recent) for w in workers)
+        return all(w.results.recent(user) == tuple(recent) for w in workers)
 
     def sources(user: str, recent: list[str]) -> list[str | None]:
-        return [w.recommender().feed_source(n=10, user_id=user, recent_items=recent) for w in workers]
+        return [w.recommender().feeds.source(10, user, True, recent, w.recommender().changes) for w in workers]
 
     for user, post in [("visitor-lists", items[:2]), (trained, items[2:3]), ("visitor-lists", items[3:4])]:
-        before = tuple(workers[1].local.recent(user) or ())
+        before = tuple(workers[1].results.recent(user) or ())
         events = [{"user_id": user, "item_id": i, "event": "click", "timestamp": 1e9 + n}
                   for n, i in enumerate(post)]
         assert client.post("/v1/interactions", json=events, headers=WRITE).status_code == 202
@@ -167,7 +167,7 @@ def test_a_post_sends_its_users_feed_lists_to_every_worker(app, client, tmp_path
         assert sources(user, recent) == ["lookup", "lookup"]  # made by the poster, kept by both
         feeds = [c.get(f"/v1/users/{user}/recommendations?k=10").json for c in (client, other.test_client())]
         assert feeds[0]["items"] == feeds[1]["items"] and feeds[0]["recent"] == len(recent)
-        computed = computing.recommend(user, n=10, recent_items=recent)
+        computed = computing.recommend(user, k=10, recent_items=recent)
         assert [r["item_id"] for r in feeds[1]["items"]] == [s.item_id for s in computed.items]
     # more users than the posting worker's limit (2): the lists are made at the first feeds
     batch = [{"user_id": f"visitor-batch-{n}", "item_id": items[5 + n], "event": "click"} for n in range(3)]
@@ -191,7 +191,7 @@ def test_workers_share_the_transposed_copies_for_full_products(app, serving, tmp
     recommender = serving.recommender()
     files = recommender.bundle.manifest["files"]
     keys = {files["vectors/combined.npy"]["sha256"], files["collab/item_factors.npy"]["sha256"]}
-    assert recommender.scan_keys() == keys
+    assert recommender.candidates.scan_keys() == keys
     folder = tmp_path / "state" / "scans"
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{k}.columns.npy" for k in keys)
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
@@ -200,7 +200,7 @@ def test_workers_share_the_transposed_copies_for_full_products(app, serving, tmp
                                   combined.T)
     other = create_app(api_settings(tmp_path, redis_url, redis_prefix))  # same state folder
     try:
-        assert other.extensions["recsys"].recommender().scan_keys() == keys
+        assert other.extensions["recsys"].recommender().candidates.scan_keys() == keys
         assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps  # mapped, not rewritten
     finally:
         other.extensions["recsys"].stop()
@@ -208,14 +208,17 @@ def test_workers_share_the_transposed_copies_for_full_products(app, serving, tmp
 
 def test_a_bundle_is_warmed_before_it_serves(serving, client):
     """What requests share is built when the bundle is installed, not by the first request that
-    needs it (the users' sorted histories cost a worker's first feed about 80 ms)."""
+    needs it: the shared transposed copies are on disk before any request, and requests reuse
+    the parts the install built."""
     recommender = serving.recommender()
-    lazy = ("row_templates", "_patterns", "_pattern_rows", "_list_ends", "_scans")
-    built = {name: recommender.__dict__.get(name) for name in lazy}
-    history = recommender.bundle.collab.user_items.__dict__.get("by_recency")
-    assert all(value is not None for value in built.values()) and history is not None
+    keys = recommender.candidates.scan_keys()
+    assert keys and all((serving.scan_dir / f"{key}.columns.npy").is_file() for key in keys)
+    shared = (recommender.row_templates, recommender.candidates.scans, recommender.similar.patterns,
+              recommender.similar.list_ends, recommender.bundle.collab.user_items.by_recency)
     user = recommender.bundle.collab.user_ids.ids[0]
     assert client.get(f"/v1/users/{user}/recommendations?k=5").status_code == 200
     assert client.get(f"/v1/items/{recommender.bundle.item_ids.ids[0]}/similar?k=5").status_code == 200
-    assert all(recommender.__dict__[name] is built[name] for name in lazy)  # nothing built again
-    assert recommender.bundle.collab.user_items.__dict__["by_recency"] is history
+    assert recommender.warm() is recommender
+    again = (recommender.row_templates, recommender.candidates.scans, recommender.similar.patterns,
+             recommender.similar.list_ends, recommender.bundle.collab.user_items.by_recency)
+    assert all(a is b for a, b in zip(shared, again))  # nothing built again

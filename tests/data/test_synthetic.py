@@ -1,4 +1,6 @@
 """The synthetic shop: deterministic, stable per item, users with visible tastes."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -14,7 +16,7 @@ def test_deterministic_and_stable_per_item(tmp_path):
     pd.testing.assert_frame_equal(small[cols], big[cols].iloc[:120])
     first = small["image"][small["image"] != ""].iloc[0]
     other = again["image"][again["image"] != ""].iloc[0]
-    assert open(first, "rb").read() == open(other, "rb").read()
+    assert Path(first).read_bytes() == Path(other).read_bytes()
     assert not small[cols].equals(make_catalog(120, seed=6)[cols])
 
 

@@ -5,8 +5,8 @@ import pytest
 
 from recsys.data import validate_interactions
 from recsys.errors import DataError
-from recsys.evaluation import ndcg_at_k, recall_at_k, temporal_split
 from recsys.evaluation import metrics as M
+from recsys.evaluation import ndcg_at_k, recall_at_k, temporal_split
 
 
 def test_recall_and_ndcg_by_hand():
@@ -59,6 +59,7 @@ def test_temporal_split_holds_out_each_users_latest():
         temporal_split(frame, test_fraction=1.5)
 
 
+@pytest.mark.slow  # ranx compiles its metrics with numba on first use
 def test_accuracy_matches_ranx():
     """Every accuracy metric against ranx on random rankings. ranx's AP@k divides by all relevant
     items, ours by the most a top k can hold, ``min(|R|, k)``: compared after rescaling."""

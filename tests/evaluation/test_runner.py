@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from recsys.cli import cli
 from recsys.errors import ConfigError
-from recsys.evaluation import EvalData, MODELS, create_model, evaluate, make_split
+from recsys.evaluation import MODELS, EvalData, create_model, evaluate, make_split
 from recsys.settings import load_settings
 
 

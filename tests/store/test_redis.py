@@ -119,13 +119,13 @@ def test_the_messages_keep_a_workers_copy_of_a_recent_list_exact(redis_url, redi
     import json
     import random
 
-    from recsys.api.state import LocalCache
+    from recsys.worker.cache import ResultCache
 
     client = connect(redis_url)
     activity = ActivityStore(client, prefix=redis_prefix, recent_items=5)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(activity.keys.events)
-    local = LocalCache(0, max_users=10, max_active=100)
+    local = ResultCache(0, max_users=10, max_active=100)
     local.know_active(activity.active_users(100))
     users = ["u1", "u2", "u3"]
     assert [local.recent(u) for u in users] == [(), (), ()]  # nobody active: known empty

@@ -1,4 +1,6 @@
 """Image tower on the offline EfficientNet-Lite0 weights, and the ResNet checkpoint path."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,7 +69,7 @@ def test_bad_backbone_settings(tmp_path):
 
 def test_unreadable_images_are_missing_not_fatal(tmp_path, image_tower, shop):
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a jpeg")
-    (tmp_path / "truncated.jpg").write_bytes(open(shop["image"].iloc[0], "rb").read()[:300])
+    (tmp_path / "truncated.jpg").write_bytes(Path(shop["image"].iloc[0]).read_bytes()[:300])
     frame = pd.DataFrame({"item_id": list("abcde"), "image": [
         shop["image"].iloc[0], str(tmp_path / "corrupt.jpg"), str(tmp_path / "missing.jpg"),
         str(tmp_path / "truncated.jpg"), "http://127.0.0.1:9/nothing-listens-here.jpg"]})

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from recsys.errors import InvalidRequest
+from recsys.serve.scan import Scan, prune_scans
 from recsys.towers.base import TowerOutput, l2_normalise
-from recsys.towers.item import Scan, combine, parse_weights, prune_scans, rows_dot, weighted_scores
+from recsys.towers.item import combine, parse_weights, rows_dot, weighted_scores
 
 
 def _block(rng, n, d, missing=()):

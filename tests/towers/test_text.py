@@ -32,7 +32,7 @@ def test_fields_are_configurable(text_tower):
 
 def test_unloadable_model_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot load sentence model"):
-        TextTower(model=str(tmp_path / "no-model")).dim
+        _ = TextTower(model=str(tmp_path / "no-model")).dim
 
 
 def test_offline_model_dimension(text_tower):

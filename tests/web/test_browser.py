@@ -20,11 +20,11 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 WAIT = 30
 
 _MISSING = not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists())
-if _MISSING and os.environ.get("RECSYS_REQUIRE_BROWSER"):
-    raise RuntimeError("RECSYS_REQUIRE_BROWSER is set but Chromium is missing: "
+if _MISSING and os.environ.get("TESTS_REQUIRE_BROWSER"):
+    raise RuntimeError("TESTS_REQUIRE_BROWSER is set but Chromium is missing: "
                        "apt-get install chromium chromium-driver")
-pytestmark = pytest.mark.skipif(
-    _MISSING, reason="Chromium not installed: apt-get install chromium chromium-driver (make test does it)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    _MISSING, reason="Chromium not installed: apt-get install chromium chromium-driver (make test does it)")]
 
 
 @pytest.fixture(scope="module")

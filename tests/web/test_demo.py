@@ -8,7 +8,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.api.live import free_port, request
+
+pytestmark = pytest.mark.slow  # end to end: `make check` leaves it out
 
 
 def start_demo(tmp_path, port: int) -> subprocess.Popen:

@@ -7,179 +7,31 @@ fails to load is remembered and the old one keeps serving.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
-from recsys._lru import Lru
 from recsys.bundle import read_bundle
 from recsys.errors import BundleError, InvalidRequest, NotFound, NotReady, RecsysError
-from recsys.fresh import ItemChanges, ItemEmbedder
-from recsys.service import Recommender
+from recsys.serve import Recommender
+from recsys.serve.changes import ItemChanges
+from recsys.serve.embedder import ItemEmbedder
+from recsys.serve.scan import prune_scans
 from recsys.settings import Settings
-from recsys.store.activity import ActivityStore, merge_recent
+from recsys.store.activity import ActivityStore
 from recsys.store.redis import Breaker, RedisStore, connect
-from recsys.towers.item import prune_scans
+from recsys.worker.cache import ResultCache, Snapshot
 
-__all__ = ["Serving", "Snapshot", "LocalCache"]
+__all__ = ["Serving", "redis_client"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What Redis said at the start of a request (one round trip), or ``None`` values when it
-    could not be asked."""
-
-    active: str | None = None
-    gen: int | None = None
-    cached: bytes | None = None
-    recent: list[str] | None = None
-    recent_expires: float = math.inf  # when Redis drops the user's recent items
-    activity: int | None = None  # the user's interaction posts so far (see Keys.activity)
-
-
-class LocalCache:
-    """A worker's own memory in front of Redis: response bodies and users' recent items.
-
-    A response body's key is ``(kind, owner, field)``; the field carries the bundle version, the
-    item generation and the query like the Redis cache, so a swap or an item write makes old
-    entries unreachable. Users' recent items are kept apart (``max_users``), so that a stream of
-    distinct queries cannot push them out.
-
-    What a user did is heard from the messages of interaction posts (:meth:`heard`, in commit
-    order): the user's bodies are dropped (found through an index by owner, not a scan) and a
-    recent list this worker knows gets the new items in front, as Redis does, so the next feed
-    needs no round trip. A user outside the active-users set (:meth:`know_active`, loaded when the
-    worker subscribes) has no recent items, which needs no round trip either.
-
-    A value read or computed before a drop must not be stored after it: take :attr:`epoch` before
-    reading and pass it to :meth:`put` or :meth:`put_recent`, which ignore the value if a drop
-    happened since.
-
-    Args:
-        max_items: response bodies kept.
-        max_users: users whose recent items are kept.
-        max_active: the largest active-users set kept; beyond it a user not otherwise known costs
-            a round trip.
-    """
-
-    def __init__(self, max_items: int, max_users: int = 0, max_active: int = 0):
-        self.epoch = 0  # drops so far
-        self.max_active = max_active
-        self._bodies = Lru(max_items)
-        self._owners: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
-        self._recent = Lru(max_users)  # user -> (items, when Redis's copy expires)
-        self._active: set[str] | None = None  # users who may have recent items; None: not known
-        self._pending: dict[str, int] = {}  # users of this worker's posts whose message is due
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str, str]):
-        return self._bodies.get(key)
-
-    def recent(self, user: str) -> tuple[str, ...] | None:
-        """The user's recent items, or ``None`` when this worker does not know them."""
-        if user in self._pending:
-            return None
-        value = self._recent.get(user)
-        if value is not None:
-            items, expires = value
-            return items if time.time() < expires else None
-        active = self._active
-        if active is not None and user not in active:
-            return ()
-        return None
-
-    def put(self, key: tuple[str, str, str], value, epoch: int | None = None) -> None:
-        with self._lock:
-            if self._bodies.size <= 0 or (epoch is not None and epoch != self.epoch):
-                return  # nothing kept, or a drop happened since the value was read: it may be stale
-            self._owners.setdefault(key[:2], set()).add(key)
-            for old in self._bodies.put(key, value):
-                keys = self._owners[old[:2]]
-                keys.discard(old)
-                if not keys:
-                    del self._owners[old[:2]]
-
-    def put_recent(self, user: str, items: tuple[str, ...], epoch: int,
-                   expires: float = math.inf) -> None:
-        """Keep a user's recent items read from Redis, which keeps them until ``expires``."""
-        with self._lock:
-            if epoch == self.epoch:
-                self._recent.put(user, (items, expires))
-
-    def know_active(self, users: set[str] | None) -> None:
-        """The users who may have recent items (``None``: not known), read after subscribing."""
-        with self._lock:
-            fits = users is not None and self.max_active > 0 and len(users) <= self.max_active
-            self._active = users if fits else None
-
-    def expect(self, users) -> None:
-        """This worker is about to post the users' activity: drop their bodies, and do not trust
-        their recent items until the post's own message is heard (:meth:`heard`)."""
-        with self._lock:
-            self.epoch += 1
-            for user in set(users):
-                self._pending[user] = self._pending.get(user, 0) + 1
-                self._drop_bodies("user", user)
-
-    def heard(self, message: dict, origin: str) -> None:
-        """An interaction post's message (see :meth:`ActivityStore.append`), ``origin`` being
-        this worker's token."""
-        at, ttl, cap = message["at"], message["ttl"], message["cap"]
-        mine = message.get("origin") == origin
-        with self._lock:
-            self.epoch += 1
-            for user, new in message["recent"].items():
-                self._drop_bodies("user", user)
-                known = self._recent.get(user)
-                if known is not None:  # kept unless Redis's copy had expired (a second's margin)
-                    previous = known[0] if known[1] > at + 1 else None
-                else:
-                    previous = () if self._active is not None and user not in self._active else None
-                if previous is None:
-                    self._recent.pop(user)
-                else:
-                    self._recent.put(user, (merge_recent(new, previous, cap), at + ttl))
-                if self._active is not None:
-                    self._active.add(user)
-                    if len(self._active) > self.max_active:
-                        self._active = None
-                if mine and user in self._pending:
-                    self._pending[user] -= 1
-                    if not self._pending[user]:
-                        del self._pending[user]
-
-    def drop_owners(self, kind: str, owners) -> None:
-        with self._lock:
-            self.epoch += 1
-            for owner in set(owners):
-                self._drop_bodies(kind, owner)
-                if kind == "user":
-                    self._recent.pop(owner)
-
-    def _drop_bodies(self, kind: str, owner: str) -> None:
-        for key in self._owners.pop((kind, owner), ()):
-            self._bodies.pop(key)
-
-    def clear(self) -> None:
-        with self._lock:
-            self.epoch += 1
-            self._bodies.clear()
-            self._owners.clear()
-            self._recent.clear()
-            self._active = None
-            self._pending.clear()
-
-    def __len__(self) -> int:
-        return len(self._bodies) + len(self._recent)
 
 
 class Serving:
@@ -211,8 +63,8 @@ class Serving:
         self._stop = threading.Event()
         self.subscribed = False  # the follower thread is receiving invalidations
         self.shared_gen = None  # the item generation the workers of one server share (RawValue)
-        self.local = LocalCache(settings.api.local_cache_items, settings.api.local_recent_users,
-                                settings.api.local_active_users)
+        self.results = ResultCache(settings.api.local_cache_items, settings.api.local_recent_users,
+                                    settings.api.local_active_users)
         self.origin = secrets.token_hex(8)  # names this worker's posts in their messages
         self._thread: threading.Thread | None = None
         self.on_change = lambda recommender: None  # metrics hook
@@ -239,9 +91,9 @@ class Serving:
                 pubsub = self.client.pubsub()
                 pubsub.subscribe(self.store.keys.events)
                 _confirmed(pubsub, self.settings.redis.socket_timeout)
-                self.local.clear()  # invalidations may have been missed while not subscribed
+                self.results.clear()  # invalidations may have been missed while not subscribed
                 # read after Redis confirmed the subscription: a user active since is in a message
-                self.local.know_active(self.activity.active_users(self.settings.api.local_active_users))
+                self.results.know_active(self.activity.active_users(self.settings.api.local_active_users))
                 self.subscribed = True
                 self.refresh()
                 while not self._stop.is_set():
@@ -257,10 +109,8 @@ class Serving:
             finally:
                 self.subscribed = False
                 if pubsub is not None:
-                    try:
+                    with contextlib.suppress(redis.RedisError, OSError):
                         pubsub.close()
-                    except (redis.RedisError, OSError):
-                        pass
             self._stop.wait(self.settings.redis.retry_after)
 
     def _handle(self, data: bytes) -> None:
@@ -271,22 +121,23 @@ class Serving:
         if "recent" in message:
             if "lists" in message and message.get("origin") != self.origin:
                 self.keep_lists(message)  # first: a feed that knows the new items finds the lists
-            self.local.heard(message, self.origin)
+            self.results.heard(message, self.origin)
         elif "users" in message:
-            self.local.drop_owners("user", message["users"])
+            self.results.drop_owners("user", message["users"])
         if "items" in message or "active" in message:
             self.refresh()
 
     def keep_lists(self, message: dict) -> None:
         """Keep the feed lists another worker made for its post's users (see
-        ``recsys.api.routes._post_lists``), if they were made with the bundle this one serves."""
+        ``recsys.api.routes.post_interactions``), if they were made with the bundle this one serves."""
         current = self.current
         lists = message.get("lists")
         if current is None or message.get("version") != current.version or not isinstance(lists, list):
             return
         for entry in lists:
             try:
-                current.keep_list(entry["user"], entry["recent"], entry["rows"], entry["scores"])
+                current.feeds.keep_list(entry["user"], entry["recent"], entry["rows"], entry["scores"],
+                                        current.changes)
             except (InvalidRequest, KeyError, TypeError, ValueError) as exc:
                 logger.warning("ignored a feed list in a post's message: %s", exc)
 
@@ -315,7 +166,7 @@ class Serving:
                                   scan_dir=self.scan_dir)
         # what requests share is built here, before serving (the transposed copies made or
         # mapped); other bundles' copies go
-        prune_scans(self.scan_dir, recommender.warm().scan_keys())
+        prune_scans(self.scan_dir, recommender.warm().candidates.scan_keys())
         if self.store is not None:
             changes = self.breaker.call(self.store.item_changes)
             if changes is not None:

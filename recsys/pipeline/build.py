@@ -19,8 +19,7 @@ from recsys.data import schema as S
 from recsys.errors import DataError, RecsysWarning
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex, measure_recall
 from recsys.index.mips import augment_query, build_mips_index
-from recsys.precompute import feed_lists, list_cosines, similar_lists
-from recsys.service import Recommender
+from recsys.pipeline.precompute import feed_lists, list_cosines, similar_lists
 from recsys.settings import Settings
 from recsys.towers.base import TowerOutput
 from recsys.towers.cache import EmbeddingCache, encode_cached
@@ -273,9 +272,9 @@ def train_user_tower(
     }
     k = settings.index.precompute_k
     if k:
-        recommender = Recommender(dataclasses.replace(bundle, collab=collab),
-                                  content_weight=opts.content_weight, history_items=opts.history_items)
-        collab.feed = feed_lists(recommender, k, show_progress=show_progress)
+        collab.feed = feed_lists(dataclasses.replace(bundle, collab=collab), k,
+                                 content_weight=opts.content_weight, history_items=opts.history_items,
+                                 show_progress=show_progress)
         manifest["feed"] = {"k": k, "content_weight": opts.content_weight,
                             "history_items": opts.history_items}
     path = write_user_tower(bundle, collab, manifest)

@@ -1,5 +1,6 @@
-"""Item changes since the bundle: items put through the API are embedded on the spot with the
-bundle's own encoders and searched exactly beside the Annoy results; deleted items are hidden.
+"""Item changes since the bundle: items put through the API (embedded on the spot with the
+bundle's own encoders, :mod:`recsys.serve.embedder`) are searched exactly beside the bundle's
+items; deleted items are hidden.
 
 A change lives in Redis (``RedisStore.put_item`` / ``delete_item``) until a bundle built after it
 is published; every worker rebuilds its :class:`ItemChanges` when the item generation moves.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -19,77 +19,18 @@ from recsys.bundle import Bundle
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.data.validate import validate_catalog
-from recsys.errors import InvalidRequest
-from recsys.filters import FilterColumns
+from recsys.serve.filters import FilterColumns, ItemFilter, without_include
+from recsys.serve.rows import Scored
 from recsys.towers.base import TowerOutput
-from recsys.towers.item import ItemVectors, combine
-from recsys.towers.registry import create_tower
+from recsys.towers.item import ItemVectors, combine, weighted_scores
 
-__all__ = ["ITEM_FIELDS", "ItemChanges", "ItemEmbedder", "make_entry"]
+__all__ = ["ITEM_FIELDS", "ItemChanges", "make_entry"]
 
 logger = logging.getLogger(__name__)
 
 # catalog attributes an item may carry through the API
 ITEM_FIELDS = (S.TITLE, S.DESCRIPTION, S.TAGS, S.IMAGE, S.COLOUR, S.PRICE, S.CATEGORY, S.YEAR,
                S.GENRES)
-
-
-class ItemEmbedder:
-    """The bundle's towers, recreated from its manifest, loaded on first use.
-
-    Args:
-        bundle: the bundle whose encoders new items must match.
-    """
-
-    def __init__(self, bundle: Bundle):
-        self.bundle = bundle
-        self._towers: dict | None = None
-        self._lock = threading.Lock()
-
-    def _create(self) -> dict:
-        encoders = self.bundle.manifest.get("encoders", {})
-        towers = {}
-        if "image" in encoders:
-            enc = encoders["image"]
-            towers["image"] = create_tower("image", model=enc["model"], weights=enc["weights"],
-                                           precision=enc.get("precision"),
-                                           colour_weight=enc.get("colour_weight"),
-                                           batch_size=1, num_workers=0)
-        if "text" in encoders:
-            enc = encoders["text"]
-            model = None if "offline package" in enc["model"] else enc["model"]
-            towers["text"] = create_tower("text", model=model, fields=enc.get("fields"))
-        if "tabular" in encoders and self.bundle.tabular_state is not None:
-            towers["tabular"] = create_tower("tabular", state=self.bundle.tabular_state)
-        return towers
-
-    def warm(self) -> dict:
-        """Load the towers' models now (a worker does it in the background after start-up, so the
-        first put does not wait for torch and the models)."""
-        with self._lock:  # one thread loads the models
-            if self._towers is None:
-                towers = self._create()
-                for tower in towers.values():
-                    tower.dim  # noqa: B018 - loads the tower's model
-                self._towers = towers
-            return self._towers
-
-    def embed(self, catalog: pd.DataFrame) -> dict[str, TowerOutput]:
-        """Per-modality unit vectors of validated catalog rows, in the bundle's spaces."""
-        towers = self.warm()
-        return {name: tower.encode(catalog, show_progress=False) for name, tower in towers.items()}
-
-
-    def embed_query(self, text: str) -> np.ndarray:
-        """A free-text query's unit vector in the bundle's text space.
-
-        Raises:
-            InvalidRequest: the bundle has no text encoder.
-        """
-        towers = self.warm()
-        if "text" not in towers:
-            raise InvalidRequest(f"bundle {self.bundle.version} has no text encoder to search with")
-        return towers["text"].encode_texts([text])[0]
 
 
 def make_entry(item: dict, outputs: dict[str, TowerOutput]) -> dict:
@@ -176,3 +117,23 @@ class ItemChanges:
         """A put item's unit vector per modality (``None`` where it lacks one)."""
         row = self.ids.row(item_id)
         return {m: (b.vectors[row] if b.mask[row] else None) for m, b in self.vectors.blocks.items()}
+
+    def matching(self, filters: ItemFilter | None, bundle_ids: IdMap) -> np.ndarray:
+        """The rows of the put items that ``filters`` keeps (``include`` may name bundle items)."""
+        keep = self.columns.mask(without_include(filters), known_elsewhere=bundle_ids)
+        rows = np.flatnonzero(np.ones(len(self), bool) if keep is None else keep)
+        if filters is not None and filters.include:
+            rows = rows[np.isin(self.ids.ids[rows], filters.include)]
+        return rows
+
+    def merge(self, found: list[Scored], query: dict, weights: dict[str, float], k: int,
+              filters: ItemFilter | None, bundle_ids: IdMap, exclude: str | None = None) -> list[Scored]:
+        """``found`` (bundle items, best first) merged with the put items that ``filters`` keeps,
+        scored exactly against ``query`` under ``weights`` (they are few): the best ``k``."""
+        if not len(self):
+            return found
+        rows = self.matching(filters, bundle_ids)
+        rows = rows[self.ids.ids[rows] != exclude]
+        scores = weighted_scores(self.vectors.blocks, query, rows, weights)
+        found = found + [Scored(str(self.ids.ids[r]), float(sc)) for r, sc in zip(rows, scores)]
+        return sorted(found, key=lambda x: -x.score)[:k]

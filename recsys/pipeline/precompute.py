@@ -4,7 +4,7 @@ Each list is the exact top ``k`` by the same score the online path uses:
 
 * per item, its most similar items under the bundle's default weights (the product page widget's
   query) and by each modality alone (for per-request weights, see
-  :meth:`recsys.service.Recommender.similar_items`), and every modality's cosine between the item
+  :meth:`recsys.serve.Recommender.similar_items`), and every modality's cosine between the item
   and each item of those lists (:class:`ListCosines`, so that per-request weights re-score them
   without reading any vector), computed at ``recsys build``;
 * per trained user, the feed with the training history excluded and no recent items (a user who
@@ -17,76 +17,17 @@ per-request weights whose bound fails, or ``n > k``) the service computes the an
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
 
-if TYPE_CHECKING:
-    from recsys.service import Recommender
-    from recsys.towers.item import ItemVectors
+from recsys.bundle import Bundle, ListCosines, TopLists
+from recsys.towers.item import ItemVectors, content_query
 
-__all__ = ["TopLists", "ListCosines", "similar_lists", "list_cosines", "feed_lists", "top_k_rows"]
+__all__ = ["similar_lists", "list_cosines", "feed_lists", "top_k_rows"]
 
 # scores of one block of queries against every item: at most this many float32 values at once
 _BLOCK_VALUES = 1 << 24
-
-
-@dataclass(frozen=True)
-class TopLists:
-    """Per owner (item or user row), the best item rows and their scores, best first.
-
-    Attributes:
-        rows: ``(owners, k)`` int32; ``-1`` pads a list that holds every candidate the owner has.
-        scores: ``(owners, k)`` float32.
-    """
-
-    rows: np.ndarray
-    scores: np.ndarray
-
-    @property
-    def k(self) -> int:
-        return int(self.rows.shape[1])
-
-    def first(self, owner: int, n: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The first ``n`` listed rows that ``allowed`` keeps, or ``None`` when the list cannot tell
-        (fewer than ``n`` pass and the list is not exhaustive)."""
-        rows = self.rows[owner]
-        listed = rows >= 0
-        exhaustive = not listed.all()
-        keep = np.flatnonzero(listed)
-        keep = keep[allowed[rows[keep]]]
-        if len(keep) < n and not exhaustive:
-            return None
-        keep = keep[:n]
-        return rows[keep].astype(np.int64), np.asarray(self.scores[owner][keep], dtype=np.float32)
-
-    def head(self, owner: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The first ``n`` listed rows when nothing is filtered out, or ``None`` when ``n > k``."""
-        if n > self.k:
-            return None
-        rows = self.rows[owner, :n]
-        if rows[-1] < 0:  # an exhaustive list, shorter than n
-            rows = rows[rows >= 0]
-        return rows.astype(np.int64), np.asarray(self.scores[owner, :len(rows)], dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class ListCosines:
-    """Per item, the items of its per-modality similar lists (each once) and, for each of them, the
-    cosine of every modality between the two items: what re-scoring them under per-request
-    weights needs, read from one place instead of gathered from every modality's vectors.
-
-    Attributes:
-        rows: ``(items, width)`` int32, ascending, ``-1`` after the last (``width``: the longest union).
-        cosines: ``(items, width, modalities)`` float32, modalities in the bundle's block order; 0
-            where either item lacks the modality (its vector is zero there), as
-            :func:`recsys.towers.item.weighted_scores` counts it.
-    """
-
-    rows: np.ndarray
-    cosines: np.ndarray
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,11 +63,11 @@ def similar_lists(vectors: ItemVectors, k: int, *, show_progress: bool = False) 
     """Each item's ``k`` most similar items, exactly, under the default weights (``"combined"``)
     and by each modality's cosine alone (one entry per modality).
 
-    ``"combined"`` is the score of :meth:`recsys.service.Recommender.similar_items` with no
+    ``"combined"`` is the score of :meth:`recsys.serve.Recommender.similar_items` with no
     per-request weights. The per-modality lists answer per-request weights: every item outside
     them is bounded by their last scores, so the candidates they hold, re-scored exactly, give
     the exact answer whenever the ``n``-th best beats that bound
-    (:meth:`recsys.service.Recommender.similar_items`). An item lacks a list entry for a modality
+    (:meth:`recsys.serve.Recommender.similar_items`). An item lacks a list entry for a modality
     it has no vector for; an item without any vector gets empty lists.
     """
     lists = {"combined": _neighbours(vectors.combined, vectors.mask, k, "similar items", show_progress)}
@@ -180,27 +121,29 @@ def _neighbours(matrix: np.ndarray, mask: np.ndarray, k: int, desc: str, show_pr
     return TopLists(rows, scores)
 
 
-def feed_lists(recommender: Recommender, k: int, *, show_progress: bool = False) -> TopLists:
+def feed_lists(bundle: Bundle, k: int, *, content_weight: float, history_items: int,
+               show_progress: bool = False) -> TopLists:
     """Each trained user's feed with their training items excluded and no recent items.
 
-    The same score as :meth:`recsys.service.Recommender.recommend` for that case, computed exactly
+    The same score as :meth:`recsys.serve.Recommender.recommend` for that case, computed exactly
     in blocks: ``(1 - w) * user . item + w * cosine(item, mean of the user's history)`` with
     ``w = content_weight`` (0 for a user whose history has no content vectors).
     """
-    collab = recommender.bundle.collab
+    collab = bundle.collab
     factors = np.asarray(collab.item_factors, dtype=np.float32)
-    combined = np.asarray(recommender.bundle.vectors.combined, dtype=np.float32)
+    combined = np.asarray(bundle.vectors.combined, dtype=np.float32)
     matrix = collab.user_items.matrix
     n_users, n_items = len(collab.user_ids), len(factors)
     placed = collab.item_state > 0
-    beta = recommender.content_weight
+    beta = content_weight
     rows = np.full((n_users, k), -1, np.int32)
     scores = np.zeros((n_users, k), np.float32)
     for block in _blocks(n_users, n_items, "feeds", show_progress):
         users = np.arange(block.start, block.stop)
         s = np.asarray(collab.user_factors[block], dtype=np.float32) @ factors.T
         if beta > 0:
-            queries = [recommender.content_query(collab.user_items.history(u)[0]) for u in users]
+            queries = [content_query(bundle.vectors, collab.user_items.history(u)[0], history_items)
+                       for u in users]
             has = np.array([q is not None for q in queries])
             if has.any():
                 q = np.stack([q for q in queries if q is not None])

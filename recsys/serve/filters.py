@@ -1,7 +1,7 @@
 """Filters on every feed and similar-items query: category prefix, price range, include, exclude."""
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -11,10 +11,10 @@ import pandas as pd
 
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
-from recsys.data.validate import normalise_category
+from recsys.data.validate import non_negative, normalise_category
 from recsys.errors import InvalidRequest
 
-__all__ = ["ItemFilter", "FilterColumns"]
+__all__ = ["ItemFilter", "FilterColumns", "is_unfiltered", "without_include"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +53,7 @@ class ItemFilter:
         for name, value in (("min_price", min_price), ("max_price", max_price)):
             if value is None:
                 continue
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise InvalidRequest(f"{name} must be a number (got {value!r})") from None
-            if not math.isfinite(number) or number < 0:
-                raise InvalidRequest(f"{name} must be a finite number >= 0 (got {value!r})")
-            prices[name] = number
+            prices[name] = non_negative(value, name)
         if len(prices) == 2 and prices["min_price"] > prices["max_price"]:
             raise InvalidRequest(f"min_price ({prices['min_price']:g}) is above max_price "
                                  f"({prices['max_price']:g})")
@@ -108,6 +102,11 @@ class FilterColumns:
         mask.flags.writeable = False
         return mask
 
+    def allowed(self, item_filter: ItemFilter | None, known_elsewhere=()) -> np.ndarray:
+        """``(items,)`` bool of the items the filter keeps, a new array the caller may change."""
+        mask = self.mask(item_filter, known_elsewhere)
+        return np.ones(len(self.item_ids), dtype=bool) if mask is None else mask.copy()
+
     def mask(self, item_filter: ItemFilter | None, known_elsewhere=()) -> np.ndarray | None:
         """``(items,)`` bool of the items the filter keeps, or ``None`` when it keeps everything.
 
@@ -141,3 +140,15 @@ class FilterColumns:
             known = [i for i in item_filter.exclude if i in self.item_ids]
             keep[self.item_ids.rows(known)] = False
         return keep
+
+
+def is_unfiltered(item_filter: ItemFilter | None, deleted_ids) -> bool:
+    """No filter and no deleted item: a precomputed list's head is the answer."""
+    return (item_filter is None or not item_filter.active) and not deleted_ids
+
+
+def without_include(item_filter: ItemFilter | None) -> ItemFilter | None:
+    """The filter without its ``include`` list (put items are matched against it by id)."""
+    if item_filter is None or not item_filter.include:
+        return item_filter
+    return dataclasses.replace(item_filter, include=())

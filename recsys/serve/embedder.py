@@ -1,0 +1,72 @@
+"""The bundle's own encoders, recreated from its manifest, for items put through the API and
+free-text queries."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+
+from recsys.bundle import Bundle
+from recsys.errors import InvalidRequest
+from recsys.towers.base import TowerOutput
+from recsys.towers.registry import create_tower
+
+__all__ = ["ItemEmbedder"]
+
+
+class ItemEmbedder:
+    """The bundle's towers, recreated from its manifest, loaded on first use.
+
+    Args:
+        bundle: the bundle whose encoders new items must match.
+    """
+
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self._towers: dict | None = None
+        self._lock = threading.Lock()
+
+    def _create(self) -> dict:
+        encoders = self.bundle.manifest.get("encoders", {})
+        towers = {}
+        if "image" in encoders:
+            enc = encoders["image"]
+            towers["image"] = create_tower("image", model=enc["model"], weights=enc["weights"],
+                                           precision=enc.get("precision"),
+                                           colour_weight=enc.get("colour_weight"),
+                                           batch_size=1, num_workers=0)
+        if "text" in encoders:
+            enc = encoders["text"]
+            model = None if "offline package" in enc["model"] else enc["model"]
+            towers["text"] = create_tower("text", model=model, fields=enc.get("fields"))
+        if "tabular" in encoders and self.bundle.tabular_state is not None:
+            towers["tabular"] = create_tower("tabular", state=self.bundle.tabular_state)
+        return towers
+
+    def warm(self) -> dict:
+        """Load the towers' models now (a worker does it in the background after start-up, so the
+        first put does not wait for torch and the models)."""
+        with self._lock:  # one thread loads the models
+            if self._towers is None:
+                towers = self._create()
+                for tower in towers.values():
+                    tower.dim  # noqa: B018 - loads the tower's model
+                self._towers = towers
+            return self._towers
+
+    def embed(self, catalog: pd.DataFrame) -> dict[str, TowerOutput]:
+        """Per-modality unit vectors of validated catalog rows, in the bundle's spaces."""
+        towers = self.warm()
+        return {name: tower.encode(catalog, show_progress=False) for name, tower in towers.items()}
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """A free-text query's unit vector in the bundle's text space.
+
+        Raises:
+            InvalidRequest: the bundle has no text encoder.
+        """
+        towers = self.warm()
+        if "text" not in towers:
+            raise InvalidRequest(f"bundle {self.bundle.version} has no text encoder to search with")
+        return towers["text"].encode_texts([text])[0]

@@ -1,0 +1,216 @@
+"""The query engine's façade: similar items, feeds, search and item lookups over one bundle.
+
+The work is done by collaborators, one file each: :mod:`~recsys.serve.similar` (the threshold
+algorithm), :mod:`~recsys.serve.feeds` (fold-in, kept lists), :mod:`~recsys.serve.candidates`
+(the exact-or-ANN choice), :mod:`~recsys.serve.changes` (items put or deleted since the bundle),
+:mod:`~recsys.serve.filters` and :mod:`~recsys.serve.rows` (what a result looks like).
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from recsys.bundle import Bundle, read_bundle
+from recsys.errors import InvalidRequest, NotFound
+from recsys.serve.candidates import Candidates
+from recsys.serve.changes import ItemChanges
+from recsys.serve.feeds import Feeds
+from recsys.serve.filters import FilterColumns, ItemFilter
+from recsys.serve.rows import Recommendations, check_k, plain_row, result_rows, row_templates
+from recsys.serve.similar import SimilarItems
+
+__all__ = ["Recommender"]
+
+
+class Recommender:
+    """Answers queries against one loaded :class:`~recsys.bundle.Bundle`.
+
+    Args:
+        bundle: the loaded bundle.
+        overfetch: candidates gathered per index, as a multiple of ``k``.
+        content_weight: share of a feed score from content similarity to the user's recent items
+            (``settings.collab.content_weight``).
+        history_items: how many recent items form the content query.
+        exact_budget: score every allowed item exactly, skipping Annoy, when allowed items x
+            vector dimensions is at most this (``settings.index.exact_budget``); 0 = always Annoy.
+        feed_lists: keep folded-in feed lists for the last this many (user, recent items) pairs
+            (:class:`~recsys.serve.feeds.Feeds`); 0 = compute every feed.
+        list_k: the length of those lists (``settings.index.precompute_k``).
+        scan_dir: where the transposed copies for products with every item go, shared by the
+            processes that serve the bundle; ``None`` keeps them in this process's memory.
+
+    Example:
+        >>> rec = Recommender.from_bundle("models/demo")  # doctest: +SKIP
+        >>> rec.similar_items("I000001", k=5).ids  # doctest: +SKIP
+    """
+
+    def __init__(self, bundle: Bundle, *, overfetch: int = 10, content_weight: float = 0.3,
+                 history_items: int = 20, exact_budget: int = 4_000_000, feed_lists: int = 0,
+                 list_k: int = 100, scan_dir: Path | None = None):
+        self.bundle = bundle
+        self.changes = ItemChanges.build(bundle)
+        self.columns = FilterColumns(bundle.items, bundle.item_ids)
+        self.candidates = Candidates(bundle, exact_budget=exact_budget, overfetch=overfetch,
+                                     scan_dir=scan_dir)
+        self.similar = SimilarItems(bundle, self.candidates, self.columns)
+        self.feeds = Feeds(bundle, self.candidates, self.columns, content_weight=content_weight,
+                           history_items=history_items, feed_lists=feed_lists, list_k=list_k)
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, settings=None, **overrides) -> Recommender:
+        """A recommender over the bundle at ``path`` (a version directory, or ``models/NAME`` for
+        its newest version), configured by ``settings`` (default: :func:`recsys.load_settings`,
+        the environment and the YAML file); keyword ``overrides`` win over both."""
+        from recsys.settings import load_settings
+
+        s = settings if settings is not None else load_settings()
+        options = {"content_weight": s.collab.content_weight, "history_items": s.collab.history_items,
+                   "exact_budget": s.index.exact_budget, "list_k": s.index.precompute_k}
+        return cls(read_bundle(path), **{**options, **overrides})
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @cached_property
+    def row_templates(self) -> dict[str, dict]:
+        """A result row per bundle item (:func:`~recsys.serve.rows.row_templates`), built once and
+        shared by copies."""
+        return row_templates(self.bundle)
+
+    def rows(self, scored, *, cold: bool = False, score: bool = True) -> list[dict]:
+        """Plain result rows for scored items (:func:`~recsys.serve.rows.result_rows`): what the
+        API returns and the CLI prints."""
+        return result_rows(self.row_templates, self.changes, scored, cold=cold, score=score)
+
+    def warm(self) -> Recommender:
+        """Build now what requests would otherwise build on first use (row templates, modality
+        patterns, list ends, the transposed copies, histories sorted by recency). Idempotent;
+        a worker calls it before it swaps a bundle in.
+
+        Returns:
+            self.
+        """
+        self.row_templates  # noqa: B018
+        self.similar.warm()
+        self.candidates.scans  # noqa: B018
+        self.feeds.warm()
+        return self
+
+    def with_changes(self, changes: ItemChanges) -> Recommender:
+        """A recommender over the same bundle that also serves put items and hides deleted ones
+        (cheap: shares everything else with ``self``, which it warms first)."""
+        other = copy.copy(self.warm())
+        other.changes = changes
+        return other
+
+    def knows(self, item_id: str) -> bool:
+        """Whether ``item_id`` can be served (in the bundle or put since, and not deleted)."""
+        return item_id in self.changes.ids or (item_id in self.bundle.item_ids
+                                               and item_id not in self.changes.deleted_ids)
+
+    def item(self, item_id: str) -> dict:
+        """An item's attributes (a put item's latest ones) with ``fresh``: whether it was put since
+        the bundle.
+
+        Raises:
+            NotFound: unknown or deleted item.
+        """
+        changes = self.changes
+        if item_id in changes.ids:
+            return {**plain_row(changes.items.iloc[changes.ids.row(item_id)]), "fresh": True}
+        if item_id in changes.deleted_ids:
+            raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
+        row = self.bundle.item_ids.row(item_id)
+        return {**plain_row(self.bundle.items.iloc[row]), "fresh": False}
+
+    def listing(self, filters: ItemFilter | None = None, offset: int = 0,
+                limit: int = 24) -> tuple[int, list[str]]:
+        """One page of the servable items that pass ``filters``: the bundle's in catalog order
+        (deleted and replaced ones left out), then the put items.
+
+        Returns:
+            ``(how many pass in all, the ids from offset to offset + limit)``.
+        """
+        changes = self.changes
+        rows = np.flatnonzero(self.columns.allowed(filters, known_elsewhere=changes.ids) & ~changes.hidden)
+        fresh = changes.ids.ids[changes.matching(filters, self.bundle.item_ids)]
+        page = [str(i) for i in self.bundle.item_ids.ids[rows[offset:offset + limit]]]
+        start = max(0, offset - len(rows))
+        page += [str(i) for i in fresh[start:start + limit - len(page)]]
+        return len(rows) + len(fresh), page
+
+    def similar_items(self, item_id: str, k: int = 10, weights: dict[str, float] | None = None,
+                      filters: ItemFilter | None = None) -> Recommendations:
+        """Items most similar to ``item_id``, best first, the item itself excluded.
+
+        Args:
+            item_id: a catalog id (or an item put since the bundle).
+            k: how many (1..1000).
+            weights: per-request modality weights; ``None`` uses the bundle's defaults (the
+                precomputed list, or the combined index). Other weights take the candidates from
+                the item's precomputed list of every weighted modality and re-rank them exactly,
+                which is the exact answer when the ``k``-th beats the bound on unlisted items
+                (:meth:`SimilarItems.threshold`); otherwise candidates come from the combined
+                index and the index of every weighted modality.
+            filters: category prefix, price range, include and exclude lists. When at least ``k``
+                items pass, ``k`` are returned (exact search over the filtered set if the indexes
+                do not yield enough).
+
+        Returns:
+            Recommendations: strategy ``"similar"``; scores are the weighted cosine described in
+            :func:`recsys.towers.item.weighted_scores`.
+
+        Raises:
+            NotFound: unknown item id.
+            InvalidRequest: bad ``k``, weights or filters, or weights that leave the item nothing
+                to compare.
+        """
+        return Recommendations(self.similar.find(item_id, check_k(k), weights, filters, self.changes))
+
+    def recommend(self, user_id: str | None = None, k: int = 10, *,
+                  recent_items: Sequence[str] = (), exclude_seen: bool = True,
+                  filters: ItemFilter | None = None) -> Recommendations:
+        """A personalised feed for a user, a session's recent items, or both.
+
+        A trained user is scored by ``user factors . item factors``; recent items (not yet in the
+        model) are folded in with the ALS user solve, as is a user the model has not seen. With
+        neither a known user nor recent items the feed is the popularity fallback. Candidates come
+        from the inner-product index (and, with ``content_weight > 0``, from the content index
+        near the user's recent items) and are re-scored exactly:
+        ``(1 - content_weight) * cf + content_weight * cosine(item, mean of recent items)``.
+        Items nobody interacted with can appear through their projected factors
+        (``Scored.cold``).
+
+        Args:
+            user_id: a user id, or ``None`` for an anonymous session.
+            k: how many (1..1000).
+            recent_items: item ids the user touched since training, most recent first.
+            exclude_seen: leave out the user's training items and ``recent_items``.
+            filters: as in :meth:`similar_items`.
+
+        Returns:
+            Recommendations: items best first, the strategy used, and a message when it fell back.
+
+        Raises:
+            NotReady: the bundle has no user tower (run ``recsys train``).
+            InvalidRequest: bad ``k`` or filters, or a recent item the bundle does not know.
+        """
+        return self.feeds.recommend(user_id, check_k(k), recent_items, exclude_seen, filters, self.changes)
+
+    def search(self, vector: np.ndarray, k: int = 10, filters: ItemFilter | None = None) -> Recommendations:
+        """Items whose text is nearest to a text query's unit ``vector`` (from the bundle's text
+        encoder), best first, put items included and deleted ones left out.
+
+        Raises:
+            InvalidRequest: the bundle has no text modality, or bad ``k`` or filters.
+        """
+        k = check_k(k)
+        if "text" not in self.bundle.vectors.blocks:
+            raise InvalidRequest(f"bundle {self.version} has no text modality to search")
+        query = {"text": np.asarray(vector, np.float32)}
+        return Recommendations(self.similar.nearest(query, {"text": 1.0}, k, filters, self.changes))

@@ -1,0 +1,153 @@
+"""What a query returns: scored items, and the plain rows (display attributes, image path) that the
+API and the CLI print for them."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
+from typing import TYPE_CHECKING, Literal, NamedTuple
+from urllib.parse import quote
+
+import numpy as np
+import orjson
+
+from recsys.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from recsys.bundle import Bundle
+    from recsys.serve.changes import ItemChanges
+
+__all__ = ["Scored", "Recommendations", "MAX_K", "check_k", "DISPLAY_COLUMNS", "image_path",
+           "plain_value", "plain_row", "row_templates", "result_rows", "scored_list", "dump_json"]
+
+MAX_K = 1000
+# item attributes every result carries, so a widget can render it without another call
+DISPLAY_COLUMNS = ("title", "category", "price", "colour")
+
+
+class Scored(NamedTuple):
+    """One recommended item (a named tuple: made for every result row, so cheap to build).
+
+    Attributes:
+        item_id: the catalog id.
+        score: higher is better (see the method that returned it for its scale).
+        cold: nobody interacted with the item when the user tower was trained; its collaborative
+            factors were projected from its content.
+    """
+
+    item_id: str
+    score: float
+    cold: bool = False
+
+
+@dataclass(slots=True)
+class Recommendations:
+    """What :meth:`~recsys.serve.Recommender.similar_items` and
+    :meth:`~recsys.serve.Recommender.recommend` return: the items, best first, and how they were
+    made. Iterating over it, ``len`` and indexing go to ``items``.
+
+    Attributes:
+        items: best first.
+        strategy: ``"similar"`` (similar items), ``"collaborative"`` (a trained user, with any
+            recent items folded in), ``"fold-in"`` (a user the model has not seen, placed by their
+            recent items) or ``"popular"`` (no history at all: the recent-window popularity ranking).
+        message: why a fallback was used (an unknown user, an empty history); ``None`` otherwise.
+    """
+
+    items: list[Scored]
+    strategy: Literal["similar", "collaborative", "fold-in", "popular"] = "similar"
+    message: str | None = None
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    @property
+    def ids(self) -> list[str]:
+        return [s.item_id for s in self.items]
+
+
+def check_k(k: int) -> int:
+    """``k`` as an int, or :class:`InvalidRequest` when it is not an integer from 1 to :data:`MAX_K`."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
+        raise InvalidRequest(f"k must be an integer from 1 to {MAX_K} (got {k!r})")
+    return int(k)
+
+
+def scored_list(ids: list[str], scores: np.ndarray, cold: list[bool] | None = None) -> list[Scored]:
+    """:class:`Scored` rows, built in C (``tuple.__new__`` per row): calling the named tuple's
+    constructor, a Python function, costs more than the rest of a looked-up answer."""
+    fields = zip(ids, np.asarray(scores, np.float64).tolist(), repeat(False) if cold is None else cold)
+    return list(map(tuple.__new__, repeat(Scored), fields))
+
+
+def image_path(item_id: str, source) -> str | None:
+    """The API path of an item's image, or ``None`` when it has none."""
+    return f"/v1/items/{quote(str(item_id), safe='')}/image" if isinstance(source, str) and source else None
+
+
+def plain_value(value):
+    """A frame value as JSON: NaN -> None, numpy scalars -> Python."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def plain_row(row) -> dict:
+    """A frame row as JSON-ready values; synthetic ground truth (``true_*``) stays internal."""
+    return {key: plain_value(value) for key, value in row.items() if not key.startswith("true_")}
+
+
+def row_templates(bundle: Bundle) -> dict[str, dict]:
+    """A result row per bundle item, by id: ``{"item_id", "score": None, the display attributes
+    (:data:`DISPLAY_COLUMNS` and the image path)}``, to be copied, never changed."""
+    items = bundle.items
+    columns = [c for c in DISPLAY_COLUMNS if c in items.columns]
+    frame = items[["item_id", *columns]].astype(object)
+    frame = frame.where(frame.notna(), None)
+    images = items["image"].fillna("").astype(str).to_numpy() if "image" in items else None
+    return {r["item_id"]: {"item_id": r["item_id"], "score": None, **{c: r[c] for c in columns},
+                           "image": image_path(r["item_id"], images[i] if images is not None else "")}
+            for i, r in enumerate(frame.to_dict("records"))}
+
+
+def result_rows(templates: dict[str, dict], changes: ItemChanges, scored, *, cold: bool = False,
+                score: bool = True) -> list[dict]:
+    """Result rows: ``{"item_id", "score", the display attributes, "image", "cold"}`` per item
+    (``cold`` for feeds only; no ``score`` for listings), scores rounded to 5 decimals.
+
+    A bundle item's row is a copy of its template (:func:`row_templates`), and the scores are
+    rounded all at once: a dict built per row and Python's ``round`` per score cost more than most
+    lookups. A put item's row comes from its latest attributes.
+    """
+    fresh = len(changes) > 0
+    # what np.round(scores, 5) computes, without its Python-level dispatch
+    scores = (np.rint(np.fromiter(map(itemgetter(1), scored), np.float64, len(scored)) * 1e5) / 1e5).tolist()
+    out = []
+    for s, rounded in zip(scored, scores):
+        if fresh and s.item_id in changes.ids:
+            item = plain_row(changes.items.iloc[changes.ids.row(s.item_id)])
+            row = {"item_id": s.item_id, "score": None,
+                   **{k: v for k, v in item.items() if k in DISPLAY_COLUMNS},
+                   "image": image_path(s.item_id, item.get("image"))}
+        else:
+            row = templates[s.item_id].copy()
+        if score:
+            row["score"] = rounded
+        else:
+            del row["score"]
+        if cold:
+            row["cold"] = s.cold
+        out.append(row)
+    return out
+
+
+def dump_json(body) -> bytes:
+    """A response body as JSON bytes (orjson: insertion order kept, NaN and infinities as null)."""
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
