@@ -69,31 +69,39 @@ class FastReads:
 
     def _answer(self, environ, start_response, rule: str, body_of, raw_id: str):
         started = time.perf_counter()
-        headers = {}
         try:
             owner = raw_id.encode("latin-1").decode()  # WSGI paths are bytes as latin-1
             body, recommender = body_of(self.serving, self.metrics, owner,
                                         parse_query(environ.get("QUERY_STRING", "")))
-            status, version = 200, recommender.version
-        except RecsysError as exc:  # answered as Flask's handler answers it
-            status, version = exc.http_status, self._version()
+        except Exception as exc:  # noqa: BLE001 - every failure is answered here, never replayed
+            return self._error(start_response, rule, exc, started)
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body))),
+                                  ("X-Recsys-Version", recommender.version)])
+        self.metrics.request(rule, 200, time.perf_counter() - started,
+                             self.serving.breaker.error is None)
+        return [body]
+
+    def _error(self, start_response, rule: str, exc: Exception, started: float):
+        """The response Flask's error handlers would give: a :class:`RecsysError` as its status
+        and JSON body; anything else (a bug) logged with its traceback, counted, answered 500."""
+        current = self.serving.current
+        version = current.version if current is not None else None
+        headers = {}
+        if isinstance(exc, RecsysError):
+            status = exc.http_status
             headers = recsys_error_parts(exc)
             body = error_body(exc.code, exc.message, exc.details, version)
-        except Exception:  # a bug: logged and counted, answered like Flask's last-resort handler
-            logger.exception("unexpected error in the fast path (%s)", rule)
+        else:
+            logger.error("unexpected error in the fast path (%s)", rule, exc_info=exc)
             self.metrics.unexpected.labels(rule).inc()
-            status, version = 500, self._version()
+            status = 500
             body = error_body(*INTERNAL_ERROR, version=version)
-        out = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-               *headers.items()]
+        out = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers.items()]
         if version is not None:
             out.append(("X-Recsys-Version", version))
         start_response(f"{status} {HTTP_STATUS_CODES.get(status, '').upper()}".rstrip(), out)
         self.metrics.request(rule, status, time.perf_counter() - started,
                              self.serving.breaker.error is None)
         return [body]
-
-    def _version(self) -> str | None:
-        current = self.serving.current
-        return current.version if current is not None else None
 

@@ -3,7 +3,7 @@ API and the CLI print for them."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Iterable
 from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -16,7 +16,6 @@ from recsys.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from recsys.bundle import Bundle
-    from recsys.serve.changes import ItemChanges
 
 __all__ = ["Scored", "Recommendations", "MAX_K", "check_k", "DISPLAY_COLUMNS", "image_path",
            "plain_value", "plain_row", "row_templates", "result_rows", "scored_list", "dump_json"]
@@ -41,36 +40,37 @@ class Scored(NamedTuple):
     cold: bool = False
 
 
-@dataclass(slots=True)
-class Recommendations:
+class Recommendations(list):
     """What :meth:`~recsys.serve.Recommender.similar_items` and
-    :meth:`~recsys.serve.Recommender.recommend` return: the items, best first, and how they were
-    made. Iterating over it, ``len`` and indexing go to ``items``.
+    :meth:`~recsys.serve.Recommender.recommend` return: a list of :class:`Scored`, best first,
+    that also says how it was made (a list, so iterating it costs no Python call per request).
 
     Attributes:
-        items: best first.
         strategy: ``"similar"`` (similar items), ``"collaborative"`` (a trained user, with any
             recent items folded in), ``"fold-in"`` (a user the model has not seen, placed by their
             recent items) or ``"popular"`` (no history at all: the recent-window popularity ranking).
         message: why a fallback was used (an unknown user, an empty history); ``None`` otherwise.
     """
 
-    items: list[Scored]
-    strategy: Literal["similar", "collaborative", "fold-in", "popular"] = "similar"
-    message: str | None = None
+    __slots__ = ("strategy", "message")
 
-    def __iter__(self):
-        return iter(self.items)
+    def __init__(self, items: Iterable[Scored] = (),
+                 strategy: Literal["similar", "collaborative", "fold-in", "popular"] = "similar",
+                 message: str | None = None):
+        super().__init__(items)
+        self.strategy = strategy
+        self.message = message
 
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index):
-        return self.items[index]
+    @property
+    def items(self) -> list[Scored]:
+        return self
 
     @property
     def ids(self) -> list[str]:
-        return [s.item_id for s in self.items]
+        return [s.item_id for s in self]
+
+    def __repr__(self) -> str:
+        return f"Recommendations({list.__repr__(self)}, strategy={self.strategy!r}, message={self.message!r})"
 
 
 def check_k(k: int) -> int:
@@ -117,10 +117,11 @@ def row_templates(bundle: Bundle) -> dict[str, dict]:
             for i, r in enumerate(frame.to_dict("records"))}
 
 
-def result_rows(templates: dict[str, dict], changes: ItemChanges, scored, *, cold: bool = False,
+def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = False,
                 score: bool = True) -> list[dict]:
     """Result rows: ``{"item_id", "score", the display attributes, "image", "cold"}`` per item
-    (``cold`` for feeds only; no ``score`` for listings), scores rounded to 5 decimals.
+    (``cold`` for feeds only; no ``score`` for listings), scores rounded to 5 decimals;
+    ``changes``: the :class:`~recsys.serve.changes.ItemChanges` served with the bundle.
 
     A bundle item's row is a copy of its template (:func:`row_templates`), and the scores are
     rounded all at once: a dict built per row and Python's ``round`` per score cost more than most

@@ -6,16 +6,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from recsys._lru import Lru
 from recsys.serve import Recommender
 from recsys.serve.rows import dump_json
 from recsys.store.activity import merge_recent
 from recsys.store.redis import cache_field
-
-if TYPE_CHECKING:
-    from recsys.worker.serving import Serving
 
 __all__ = ["ResultCache", "Snapshot"]
 
@@ -176,7 +172,7 @@ class ResultCache:
 
     # -- answering ------------------------------------------------------------------------------
 
-    def similar(self, serving: Serving, metrics, item_id: str, query: dict, compute: Compute, *,
+    def similar(self, serving, metrics, item_id: str, query: dict, compute: Compute, *,
                 k: int, weights: dict | None) -> tuple[bytes, Recommender]:
         """The body of a similar-items read (see :meth:`answer`); a lookup when the item's
         precomputed lists answer it."""
@@ -185,7 +181,7 @@ class ResultCache:
 
         return self.answer(serving, metrics, "similar", "item", item_id, query, compute, lookup=lookup)
 
-    def feed(self, serving: Serving, metrics, user_id: str, query: dict, compute: Compute, *,
+    def feed(self, serving, metrics, user_id: str, query: dict, compute: Compute, *,
              k: int, exclude_seen: bool) -> tuple[bytes, Recommender]:
         """The body of a feed read (see :meth:`answer`): ``compute`` gets the user's recent items
         that the recommender's bundle knows (:meth:`~recsys.serve.feeds.Feeds.usable_recent`); a
@@ -205,7 +201,7 @@ class ResultCache:
                            lambda rec, recent: compute(rec, recent_of(rec, recent)),
                            user=user_id, lookup=lookup)
 
-    def answer(self, serving: Serving, metrics, endpoint: str, kind: str, owner: str, query: dict,
+    def answer(self, serving, metrics, endpoint: str, kind: str, owner: str, query: dict,
                compute: Compute, *, user: str | None = None,
                lookup: Callable[[Recommender, list[str]], str | None]) -> tuple[bytes, Recommender]:
         """Answer from this worker's memory, the Redis result cache, or compute and cache.
@@ -220,7 +216,8 @@ class ResultCache:
         making it).
 
         Args:
-            serving, metrics: the worker's :class:`Serving` and :class:`~recsys.api.metrics.Metrics`.
+            serving, metrics: the worker's :class:`~recsys.worker.Serving` (which owns this cache)
+                and :class:`~recsys.api.metrics.Metrics`.
             endpoint, kind, owner: name the answer (metrics, cache keys: ``kind`` ``"item"`` or
                 ``"user"``, ``owner`` its id).
             query: the request's arguments, part of the cache key.
