@@ -230,10 +230,7 @@ class HybridModel(Model):
     def rank(self, data: EvalData, n: int) -> np.ndarray:
         from recsys.serve import Recommender
 
-        s = data.settings
-        return _rank_with(Recommender(self._trained, content_weight=s.collab.content_weight,
-                                      history_items=s.collab.history_items,
-                                      exact_budget=s.index.exact_budget), data, n)
+        return _rank_with(Recommender.configured(self._trained, data.settings), data, n)
 
 
 class BundleModel(Model):

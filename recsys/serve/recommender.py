@@ -67,10 +67,17 @@ class Recommender:
         the environment and the YAML file); keyword ``overrides`` win over both."""
         from recsys.settings import load_settings
 
-        s = settings if settings is not None else load_settings()
-        options = {"content_weight": s.collab.content_weight, "history_items": s.collab.history_items,
-                   "exact_budget": s.index.exact_budget, "list_k": s.index.precompute_k}
-        return cls(read_bundle(path), **{**options, **overrides})
+        return cls.configured(read_bundle(path), settings if settings is not None else load_settings(),
+                              **overrides)
+
+    @classmethod
+    def configured(cls, bundle: Bundle, settings, **overrides) -> Recommender:
+        """A recommender over a loaded ``bundle`` with the options ``settings`` gives (the feed
+        blend, the exact budget, the list length); keyword ``overrides`` win."""
+        options = {"content_weight": settings.collab.content_weight,
+                   "history_items": settings.collab.history_items,
+                   "exact_budget": settings.index.exact_budget, "list_k": settings.index.precompute_k}
+        return cls(bundle, **{**options, **overrides})
 
     @property
     def version(self) -> str:

@@ -129,7 +129,7 @@ class Serving:
 
     def keep_lists(self, message: dict) -> None:
         """Keep the feed lists another worker made for its post's users (see
-        ``recsys.api.routes.post_interactions``), if they were made with the bundle this one serves."""
+        ``recsys.api.writes.post_interactions``), if they were made with the bundle this one serves."""
         current = self.current
         lists = message.get("lists")
         if current is None or message.get("version") != current.version or not isinstance(lists, list):
@@ -158,12 +158,8 @@ class Serving:
                 self.announce(gen)
 
     def _install(self, bundle) -> None:
-        s = self.settings
-        recommender = Recommender(bundle, content_weight=s.collab.content_weight,
-                                  history_items=s.collab.history_items,
-                                  exact_budget=s.index.exact_budget,
-                                  feed_lists=s.api.local_cache_items, list_k=s.index.precompute_k,
-                                  scan_dir=self.scan_dir)
+        recommender = Recommender.configured(bundle, self.settings, scan_dir=self.scan_dir,
+                                             feed_lists=self.settings.api.local_cache_items)
         # what requests share is built here, before serving (the transposed copies made or
         # mapped); other bundles' copies go
         prune_scans(self.scan_dir, recommender.warm().candidates.scan_keys())
