@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     from recsys.api.errors import register_error_handlers
     from recsys.api.metrics import Metrics
     from recsys.api.routes import bp
+    from recsys.api.writes import bp as writes
     from recsys.settings import load_settings, warn_unknown_env
     from recsys.worker import Serving, redis_client
     from recsys.worker.shared import shared_generation
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.extensions["recsys.metrics"] = metrics
     register_error_handlers(app)
     app.register_blueprint(bp)
+    app.register_blueprint(writes)
     if settings.api.web:
         from recsys.web import bp as web
 

@@ -1,0 +1,68 @@
+"""What every view needs from its request: the worker's serving state, the bundle version to
+report, the JSON body, JSON responses, and the API key check."""
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Response, current_app, g, request
+
+from recsys.errors import Forbidden, InvalidRequest, Unauthorized
+from recsys.serve import Recommender
+from recsys.serve.rows import dump_json
+from recsys.worker import Serving
+
+__all__ = ["current_serving", "use", "json_body", "json_response", "require_key", "check_read_access"]
+
+
+def current_serving() -> Serving:
+    return current_app.extensions["recsys"]
+
+
+def use(recommender: Recommender) -> Recommender:
+    g.version = recommender.version
+    return recommender
+
+
+def json_response(body: dict, status: int = 200) -> Response:
+    return Response(dump_json(body), status=status, mimetype="application/json")
+
+
+def _presented_key() -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("X-API-Key")
+
+
+def require_key() -> None:
+    """Check the API key (constant-time).
+
+    Raises:
+        Forbidden: no key is configured, so writes are disabled.
+        Unauthorized: the key is missing or wrong.
+    """
+    configured = current_serving().settings.api.api_key
+    if configured is None:
+        raise Forbidden("writes are disabled: this server has no API key; set RECSYS_API_KEY")
+    presented = _presented_key()
+    if presented is None:
+        raise Unauthorized("this endpoint needs the API key: send 'Authorization: Bearer KEY' or "
+                           "'X-API-Key: KEY'")
+    if not hmac.compare_digest(presented.encode(), configured.get_secret_value().encode()):
+        raise Unauthorized("the API key is not valid")
+
+
+def check_read_access() -> None:
+    if current_serving().settings.api.protect_reads:
+        require_key()
+
+
+def json_body() -> Any:
+    """The request's JSON body, or :class:`InvalidRequest` saying what is wrong with it."""
+    data = request.get_json(silent=True, force=False)
+    if data is None:
+        if not request.is_json:
+            raise InvalidRequest("send a JSON body with Content-Type: application/json")
+        raise InvalidRequest("the request body is not valid JSON")
+    return data
