@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, RecsysWarning
 
 __all__ = ["Settings", "load_settings", "unknown_env_messages", "warn_unknown_env"]
 
@@ -308,19 +308,20 @@ ALIASES = {"RECSYS_API_KEY": ("api", "api_key"), "RECSYS_REDIS_URL": ("redis", "
 _OTHER_NAMES = {"RECSYS_CONFIG", "RECSYS_CONFIG_FILE"}
 
 
+def _fields(model: type[BaseModel] | None = None, prefix: tuple[str, ...] = ()):
+    """``(location, field, default)`` of every setting, depth first; a section (a nested model)
+    comes before its own fields."""
+    for name, field in (model or Settings).model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        yield (*prefix, name), field, default
+        if isinstance(default, BaseModel):
+            yield from _fields(type(default), (*prefix, name))
+
+
 def known_env_names() -> set[str]:
-    """Every ``RECSYS_*`` variable the settings read: one per field, the aliases, the config file."""
-    names = set(_OTHER_NAMES) | set(ALIASES)
-
-    def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
-        for name, field in model.model_fields.items():
-            names.add(_env_name((*prefix, name)))
-            default = field.get_default(call_default_factory=True)
-            if isinstance(default, BaseModel):
-                walk(type(default), (*prefix, name))
-
-    walk(Settings, ())
-    return names
+    """Every ``RECSYS_*`` variable the settings read: one per field and section, the aliases, the
+    config file."""
+    return set(_OTHER_NAMES) | set(ALIASES) | {_env_name(loc) for loc, _, _ in _fields()}
 
 
 def unknown_env_names(environ=None) -> list[tuple[str, str | None]]:
@@ -348,8 +349,6 @@ def unknown_env_messages(environ=None) -> list[str]:
 def warn_unknown_env(environ=None) -> list[str]:
     """Warn (:class:`~recsys.errors.RecsysWarning`) about every unknown ``RECSYS_*`` variable
     (:func:`unknown_env_messages`); returns the messages."""
-    from recsys.errors import RecsysWarning
-
     messages = unknown_env_messages(environ)
     for message in messages:
         warnings.warn(message, RecsysWarning, stacklevel=2)
@@ -397,18 +396,9 @@ def settings_table() -> str:
             "| `RECSYS_CONFIG` | unset | YAML settings file, read below the environment (also `--config FILE`) |",
             "| `RECSYS_API_KEY`, `RECSYS_REDIS_URL` | unset | short names of `RECSYS_API__API_KEY` and "
             "`RECSYS_REDIS__URL` (the full name wins when both are set) |"]
-
-    def walk(model: type[BaseModel], prefix: tuple[str, ...]) -> None:
-        for name, field in model.model_fields.items():
-            if name == "config_file":
-                continue
-            default = field.get_default(call_default_factory=True)
-            if isinstance(default, BaseModel):
-                walk(type(default), (*prefix, name))
-                continue
-            if isinstance(default, Path):
-                default = str(default)
-            rows.append(f"| `{_env_name((*prefix, name))}` | `{default}` | {field.description} |")
-
-    walk(Settings, ())
+    for loc, field, default in _fields():
+        if loc == ("config_file",) or isinstance(default, BaseModel):
+            continue
+        shown = str(default) if isinstance(default, Path) else default
+        rows.append(f"| `{_env_name(loc)}` | `{shown}` | {field.description} |")
     return "\n".join(rows)
