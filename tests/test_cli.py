@@ -6,13 +6,12 @@ import pytest
 from click.testing import CliRunner
 
 from recsys.cli import cli
+from tests.conftest import use_session_state
 
 
 @pytest.fixture
 def runner(session_dir, monkeypatch):
-    # the same state dir as the session build: the embedding cache makes this build quick
-    monkeypatch.setenv("RECSYS_STATE_DIR", str(session_dir / "state"))
-    monkeypatch.setenv("RECSYS_INDEX__N_TREES", "10")
+    use_session_state(monkeypatch, session_dir)
     return CliRunner()
 
 

@@ -29,7 +29,7 @@ def _taste_shares(recommender, catalog, users, n=10):
 def test_feed_matches_known_tastes(feeds, market, market_events, record_property):
     _, users = market_events
     got, chance = _taste_shares(feeds, market.items, users.iloc[:300])
-    record_property("taste_match", {"category": got[0], "colour": got[1], "band": got[2]})
+    record_property("taste_match", dict(zip(("category", "colour", "band"), got.tolist())))
     print(f"\nfeed taste match (300 users, k=10): category {got[0]:.2f} (chance {chance[0]:.2f}), "
           f"colour {got[1]:.2f} ({chance[1]:.2f}), price band {got[2]:.2f} ({chance[2]:.2f})")
     assert got[0] > 6 * chance[0]

@@ -8,13 +8,12 @@ import sys
 import pytest
 
 import recsys
+from tests.conftest import use_session_state
 
 
 @pytest.fixture
 def shop_frame(shop, session_dir, monkeypatch):
-    # the session's state dir: its embedding cache already holds the shop's vectors
-    monkeypatch.setenv("RECSYS_STATE_DIR", str(session_dir / "state"))
-    monkeypatch.setenv("RECSYS_INDEX__N_TREES", "10")
+    use_session_state(monkeypatch, session_dir)
     return shop.head(200)
 
 
