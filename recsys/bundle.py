@@ -15,6 +15,8 @@ Layout of ``models/<name>/<version>/``::
     precomputed/listed.rows.npy, listed.cosines.npy
                                per item, the items of its per-modality lists and every modality's
                                cosine to each, to re-score them under per-request weights (optional)
+    images/thumbnails.npy, thumbnails.offsets.npy
+                               each item's JPEG thumbnail, re-encoded from its catalog image (optional)
 
 A trained version (``recsys train``) adds the user tower beside a byte-identical copy of the item side:
 
@@ -52,11 +54,12 @@ from recsys.data.schema import ITEM_ID, USER_ID
 from recsys.errors import BundleError
 from recsys.index.annoy import AnnIndex
 from recsys.index.mips import SEARCH_EFFORT
+from recsys.manifest import check_manifest, check_name
 from recsys.towers.base import TowerOutput
 from recsys.towers.item import ItemVectors
 
-__all__ = ["Bundle", "Collab", "TopLists", "ListCosines", "write_bundle", "write_user_tower", "read_bundle",
-           "resolve_bundle_path", "FORMAT", "TRAINED", "PROJECTED"]
+__all__ = ["Bundle", "Collab", "TopLists", "ListCosines", "Thumbnails", "write_bundle", "write_user_tower",
+           "read_bundle", "resolve_bundle_path", "FORMAT", "TRAINED", "PROJECTED"]
 
 logger = logging.getLogger(__name__)
 FORMAT = 1
@@ -122,6 +125,35 @@ class ListCosines:
     cosines: np.ndarray
 
 
+@dataclass(frozen=True)
+class Thumbnails:
+    """Each item's JPEG thumbnail, re-encoded at build from its catalog image: the only image bytes
+    the API sends, so no request ever reads a path named in a catalog.
+
+    Attributes:
+        data: ``(total bytes,)`` uint8, the JPEGs one after another.
+        offsets: ``(items + 1,)`` int64; item ``i``'s bytes are ``data[offsets[i]:offsets[i + 1]]``,
+            empty when it has no readable image.
+    """
+
+    data: np.ndarray
+    offsets: np.ndarray
+
+    @classmethod
+    def pack(cls, images: list[bytes]) -> Thumbnails:
+        offsets = np.zeros(len(images) + 1, np.int64)
+        np.cumsum([len(b) for b in images], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(images), np.uint8), offsets)
+
+    def get(self, row: int) -> bytes | None:
+        start, end = self.offsets[row], self.offsets[row + 1]
+        return self.data[start:end].tobytes() if end > start else None
+
+    def present(self) -> np.ndarray:
+        """``(items,)`` bool: which items have a thumbnail."""
+        return np.diff(self.offsets) > 0
+
+
 @dataclass
 class Collab:
     """The user tower of a bundle.
@@ -169,6 +201,7 @@ class Bundle:
     collab: Collab | None = None
     similar: dict[str, TopLists] = field(default_factory=dict)
     list_cosines: ListCosines | None = None
+    thumbnails: Thumbnails | None = None
 
     @property
     def version(self) -> str:
@@ -187,6 +220,7 @@ def _new_version(parent: Path) -> str:
 def _write_version(out_dir: Path, fill, manifest: dict) -> Path:
     """Create ``out_dir/<new version>``: ``fill(tmp)`` writes the files, then checksums, manifest
     and one rename make it visible, so a reader never sees a partial bundle."""
+    check_name(out_dir.name, "name", str(out_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     version = _new_version(out_dir)
     tmp = out_dir / f".tmp-{version}-{os.getpid()}"
@@ -200,6 +234,7 @@ def _write_version(out_dir: Path, fill, manifest: dict) -> Path:
         full = {"format": FORMAT, "name": out_dir.name, "version": version,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **manifest, "files": files}
+        check_manifest(full, str(out_dir / version))
         (tmp / MANIFEST).write_text(json.dumps(full, indent=1, default=_json_default))
         os.rename(tmp, out_dir / version)
     except BaseException:
@@ -218,6 +253,7 @@ def write_bundle(
     manifest: dict,
     similar: dict[str, TopLists] | None = None,
     list_cosines: ListCosines | None = None,
+    thumbnails: Thumbnails | None = None,
 ) -> Path:
     """Write a new item-side version under ``out_dir`` (``models/<name>``); returns its directory."""
 
@@ -240,6 +276,10 @@ def write_bundle(
         if list_cosines is not None:
             np.save(tmp / "precomputed" / "listed.rows.npy", list_cosines.rows, allow_pickle=False)
             np.save(tmp / "precomputed" / "listed.cosines.npy", list_cosines.cosines, allow_pickle=False)
+        if thumbnails is not None:
+            (tmp / "images").mkdir()
+            np.save(tmp / "images" / "thumbnails.npy", thumbnails.data, allow_pickle=False)
+            np.save(tmp / "images" / "thumbnails.offsets.npy", thumbnails.offsets, allow_pickle=False)
 
     full = {
         **manifest,
@@ -386,7 +426,8 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     if manifest.get("format") != FORMAT:
         raise BundleError(f"{path}: bundle format {manifest.get('format')!r} is not supported "
                           f"(this recsys reads format {FORMAT})")
-    for rel, meta in manifest.get("files", {}).items():
+    check_manifest(manifest, str(path))
+    for rel, meta in manifest["files"].items():
         file = path / rel
         if not file.is_file():
             raise BundleError(f"bundle {path} is incomplete: {rel} is missing")
@@ -411,7 +452,15 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     return Bundle(path=path, manifest=manifest, items=items, item_ids=IdMap(items[ITEM_ID]),
                   vectors=vectors, indexes=indexes, tabular_state=tabular_state, collab=collab,
                   similar=_load_similar(path / "precomputed", ["combined", *vectors.blocks]),
-                  list_cosines=_load_list_cosines(path / "precomputed"))
+                  list_cosines=_load_list_cosines(path / "precomputed"),
+                  thumbnails=_load_thumbnails(path / "images"))
+
+
+def _load_thumbnails(folder: Path) -> Thumbnails | None:
+    if not (folder / "thumbnails.npy").is_file():
+        return None
+    return Thumbnails(np.load(folder / "thumbnails.npy", mmap_mode="r", allow_pickle=False),
+                      np.load(folder / "thumbnails.offsets.npy", allow_pickle=False))
 
 
 def _load_block(path: Path, name: str) -> TowerOutput:

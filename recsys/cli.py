@@ -79,16 +79,20 @@ def _which_redis(settings: Settings) -> str:
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="models/NAME: the new version is written inside")
 @click.option("--seed", type=int, default=None, help="seed (default: settings.seed)")
+@click.option("--image-root", "image_roots", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="a folder besides the catalog's own that its image paths may point into (repeatable)")
 @click.option("--progress/--no-progress", default=True, help="progress bars")
 @click.pass_context
-def build(ctx: click.Context, catalog: str, out: Path, seed: int | None, progress: bool) -> None:
+def build(ctx: click.Context, catalog: str, out: Path, seed: int | None, image_roots: tuple[Path, ...],
+          progress: bool) -> None:
     """Embed a catalog, build its indexes and write a model bundle."""
     from recsys.data import load_catalog
     from recsys.pipeline.build import build_item_bundle
 
     settings = _settings(ctx)
     seed = settings.seed if seed is None else seed
-    frame = load_catalog(catalog, seed=seed, state_dir=settings.state_dir, show_progress=progress)
+    frame = load_catalog(catalog, seed=seed, state_dir=settings.state_dir, show_progress=progress,
+                         image_roots=[*settings.images.roots, *image_roots])
     report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress)
     for message in dict.fromkeys(report.warnings):
         click.echo(f"warning: {message}", err=True)
@@ -362,7 +366,8 @@ def _demo_bundle(settings: Settings, catalog: str, users: int | None, progress: 
             if manifest.get("source") == catalog and "collab" in manifest:
                 click.echo(f"reusing {version} (delete {out} to rebuild)")
                 return version
-    frame = load_catalog(catalog, seed=settings.seed, state_dir=settings.state_dir, show_progress=progress)
+    frame = load_catalog(catalog, seed=settings.seed, state_dir=settings.state_dir, show_progress=progress,
+                         image_roots=settings.images.roots)
     report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress)
     click.echo(report.summary())
     bundle = read_bundle(report.path)

@@ -232,6 +232,24 @@ class ApiSettings(_Section):
     timeout: int = Field(60, gt=0, description="gunicorn worker timeout, seconds")
 
 
+class ImageSettings(_Section):
+    roots: list[Path] = Field(
+        default_factory=list, description="folders besides the catalog file's own that its image "
+        "paths may point into; a path outside them is left out as unreadable")
+    thumbnail_size: int = Field(256, ge=16, le=2048,
+                                description="longer side of the JPEG thumbnails a bundle holds and the API serves")
+    max_pixels: int = Field(40_000_000, gt=0, description="larger images are refused before decoding")
+    max_bytes: int = Field(20 << 20, gt=0, description="larger image downloads are refused")
+    fetch_timeout: float = Field(10.0, gt=0, description="deadline of one image download, redirects included")
+    fetch_private: bool = Field(
+        False, description="let image URLs in API requests reach loopback, private and link-local "
+        "addresses (catalog files always may)")
+    fetch_wait: float = Field(
+        0.5, ge=0, description="seconds PUT /v1/items waits for its image before answering 202 "
+        "and storing the item when the image arrives")
+    fetch_workers: int = Field(2, gt=0, description="image downloads in flight per worker; more get 503")
+
+
 class Settings(BaseSettings):
     """All of recsys's configuration. See the README's settings table."""
 
@@ -252,6 +270,7 @@ class Settings(BaseSettings):
     collab: CollabSettings = Field(default_factory=CollabSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings)
 
     @field_validator("weights")
     @classmethod

@@ -23,6 +23,27 @@ def test_round_trip(built):
     assert manifest["encoders"]["image"]["weights"] == "offline"
 
 
+def test_the_bundle_holds_a_jpeg_thumbnail_of_every_readable_image(built, shop):
+    import io
+
+    from PIL import Image
+
+    recommender = built[1]
+    has_image = (shop["image"] != "").to_numpy()
+    thumbnails = recommender.bundle.thumbnails
+    assert (thumbnails.present() == has_image).all() and has_image.sum() > 100
+    assert recommender.bundle.manifest["thumbnails"] == {"items": int(has_image.sum()), "size": 256}
+    item = str(shop["item_id"][has_image].iloc[0])
+    data = recommender.image(item)
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "JPEG" and max(image.size) <= 256
+    # rows and the item show the API's image path, never the catalog's file path
+    assert recommender.item(item)["image"] == f"/v1/items/{item}/image"
+    assert recommender.rows(recommender.similar_items(item, k=3))[0]["image"].startswith("/v1/items/")
+    without = str(shop["item_id"][~has_image].iloc[0])
+    assert recommender.image(without) is None and recommender.item(without)["image"] is None
+
+
 @pytest.fixture
 def copy_of(built, tmp_path):
     source = built[0].path
@@ -59,6 +80,41 @@ def test_unknown_format(copy_of):
     (copy_of / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="format 99 is not supported"):
         read_bundle(copy_of)
+
+
+def _edit_manifest(bundle_dir, **changes):
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    (bundle_dir / "manifest.json").write_text(json.dumps({**manifest, **changes}))
+    return manifest
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("files", "escape", "is not a plain relative name"),
+    ("name", "../../escape", "bundle name '../../escape' is not allowed"),
+    ("name", "..", "bundle name '..' is not allowed"),
+    ("version", "v/../../x", "bundle version 'v/../../x' is not allowed"),
+    ("default_weights", {"image": float("nan"), "text": 1.0}, "default weight of 'image' is nan"),
+    ("default_weights", {"image": -1.0, "text": 1.0}, "weights must be finite numbers >= 0"),
+    ("default_weights", {"image": 0, "text": 0}, "default_weights are all zero"),
+])
+def test_a_manifest_that_names_paths_outside_the_bundle_or_bad_weights_is_refused(
+        copy_of, tmp_path, field, value, message):
+    if value == "escape":  # a real file, listed under a name that climbs out of the bundle
+        manifest = json.loads((copy_of / "manifest.json").read_text())
+        escape = tmp_path / "escape.txt"
+        escape.write_text("x")
+        value = {**manifest["files"], "../../escape.txt": {"sha256": "0" * 64, "bytes": 1}}
+    _edit_manifest(copy_of, **{field: value})
+    with pytest.raises(BundleError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        read_bundle(copy_of)
+
+
+def test_a_bundle_name_must_be_one_plain_path_component(shop, tmp_path):
+    import recsys
+
+    with pytest.raises(BundleError, match="bundle name 'my shop' is not allowed"):
+        recsys.build(shop.head(5), tmp_path / "my shop", show_progress=False)
+    assert not (tmp_path / "my shop").exists()
 
 
 def test_parent_resolves_newest_and_ignores_partial(copy_of):

@@ -12,6 +12,12 @@ from recsys.serve import Recommender
 from recsys.serve.rows import dump_json
 from recsys.worker import Serving
 
+# every API answer: no MIME sniffing (an image is never run as HTML), and a policy that lets a
+# response load or run nothing should a browser open it as a page; the shop page sets its own
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
+                    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
+
+
 __all__ = ["current_serving", "use", "json_body", "json_response", "require_key", "check_read_access"]
 
 
@@ -24,8 +30,8 @@ def use(recommender: Recommender) -> Recommender:
     return recommender
 
 
-def json_response(body: dict, status: int = 200) -> Response:
-    return Response(dump_json(body), status=status, mimetype="application/json")
+def json_response(body: dict, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(dump_json(body), status=status, mimetype="application/json", headers=headers)
 
 
 def _presented_key() -> str | None:

@@ -17,6 +17,7 @@ import time
 
 from werkzeug.http import HTTP_STATUS_CODES
 
+from recsys.api.context import SECURITY_HEADERS
 from recsys.api.errors import INTERNAL_ERROR, error_body, recsys_error_parts
 from recsys.api.metrics import Metrics
 from recsys.api.schemas import parse_query
@@ -77,7 +78,7 @@ class FastReads:
             return self._error(start_response, rule, exc, started)
         start_response("200 OK", [("Content-Type", "application/json"),
                                   ("Content-Length", str(len(body))),
-                                  ("X-Recsys-Version", recommender.version)])
+                                  ("X-Recsys-Version", recommender.version), *SECURITY_HEADERS])
         self.metrics.request(rule, 200, time.perf_counter() - started,
                              self.serving.breaker.error is None)
         return [body]
@@ -97,7 +98,8 @@ class FastReads:
             self.metrics.unexpected.labels(rule).inc()
             status = 500
             body = error_body(*INTERNAL_ERROR, version=version)
-        out = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers.items()]
+        out = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers.items(),
+               *SECURITY_HEADERS]
         if version is not None:
             out.append(("X-Recsys-Version", version))
         start_response(f"{status} {HTTP_STATUS_CODES.get(status, '').upper()}".rstrip(), out)

@@ -102,6 +102,9 @@ def _schemas() -> dict:
             "version": version, "item": {"type": "object"}, "created": {"type": "boolean"},
             "modalities": {"type": "array", "items": {"type": "string"}},
             "warnings": {"type": "array", "items": {"type": "string"}}}},
+        "ItemPending": {"type": "object", "required": ["version", "item_id", "status", "message"], "properties": {
+            "version": version, "item_id": {"type": "string"}, "status": {"const": "pending"},
+            "message": {"type": "string"}}},
         "ItemDeleted": {"type": "object", "required": ["version", "item_id", "deleted"], "properties": {
             "version": version, "item_id": {"type": "string"}, "deleted": {"type": "boolean"}}},
         "Accepted": {"type": "object", "required": ["version", "accepted", "ids"], "properties": {
@@ -168,20 +171,19 @@ def document() -> dict:
                            _K(10), *_FILTERS],
             "responses": {**_ok("Search"), **_errors(*_READ_ERRORS)}}},
         "/v1/items/{item_id}/image": {"get": {
-            "summary": "An item's image",
+            "summary": "An item's image: the JPEG thumbnail the bundle holds (or the put item's)",
             "parameters": [_ITEM_ID],
-            "responses": {"200": {"description": "the image", "content": {
-                              "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                              "image/png": {"schema": {"type": "string", "format": "binary"}},
-                              "image/webp": {"schema": {"type": "string", "format": "binary"}}}},
-                          "302": {"description": "the item's image lives at another address (Location)"},
+            "responses": {"200": {"description": "the image, re-encoded", "content": {
+                              "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
                           **_errors(*_READ_ERRORS)}}},
         "/v1/items/{item_id}": {
             "get": {"summary": "An item's attributes", "parameters": [_ITEM_ID],
                     "responses": {**_ok("Item"), **_errors(*_READ_ERRORS)}},
-            "put": {"summary": "Add or change an item; embedded now, findable at once",
+            "put": {"summary": "Add or change an item; embedded now, findable at once (202 while an "
+                               "image URL is still downloading: stored when it arrives)",
                     "security": _SECURITY, "parameters": [_ITEM_ID], "requestBody": _body(ItemIn),
                     "responses": {**_ok("ItemWritten", "changed"), **_ok("ItemWritten", "created", "201"),
+                                  **_ok("ItemPending", "image still downloading", "202"),
                                   **_errors(*_WRITE_ERRORS)}},
             "delete": {"summary": "Hide an item from every result at once", "security": _SECURITY,
                        "parameters": [_ITEM_ID],

@@ -6,14 +6,12 @@ header.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, redirect, request, send_file
+from flask import Blueprint, Response, current_app, g, request
 
 from recsys.api.context import check_read_access, current_serving, json_body, json_response, use
 from recsys.api.schemas import QueryArgs, SessionIn, check_id, parse_body
-from recsys.data.images import data_url_bytes
 from recsys.errors import NotFound
 from recsys.serve import MAX_K, Recommender, Scored
 from recsys.worker import Serving
@@ -161,19 +159,13 @@ def item_image(item_id: str):
     check_id(item_id, "item")
     QueryArgs(request.args, ())
     recommender = use(current_serving().recommender())
-    source = recommender.item(item_id).get("image") or ""
-    if source.startswith(("http://", "https://")):
-        return redirect(source, code=302)
-    if source.startswith("data:"):
-        try:
-            mimetype, data = data_url_bytes(source)
-        except ValueError:
-            raise NotFound(f"item {item_id!r} has an unreadable image", item_id=item_id) from None
-        return Response(data, mimetype=mimetype, headers={"Cache-Control": "public, max-age=3600"})
-    if source and Path(source).is_file():
-        return send_file(Path(source).resolve(), max_age=3600)
-    raise NotFound(f"item {item_id!r} has no image" + (" file on this server" if source else ""),
-                   item_id=item_id)
+    data = recommender.image(item_id)
+    if data is None:
+        raise NotFound(f"item {item_id!r} has no image", item_id=item_id)
+    # the bundle's own re-encoded JPEG, never a file or URL the catalog named
+    response = Response(data, mimetype="image/jpeg", headers={"Cache-Control": "public, max-age=3600"})
+    response.headers["X-Recsys-Version"] = recommender.version
+    return response
 
 
 @bp.get("/v1/items/<item_id>")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from concurrent.futures import TimeoutError as FutureTimeout
+from urllib.parse import quote
 
 import pandas as pd
 import redis
@@ -13,6 +15,7 @@ from flask import Blueprint, current_app
 from recsys.api.context import current_serving, json_body, json_response, require_key, use
 from recsys.api.schemas import InteractionsIn, ItemIn, check_id, parse_body
 from recsys.data import schema as S
+from recsys.data.images import IMAGE_ERRORS
 from recsys.data.validate import validate_catalog
 from recsys.errors import InvalidRequest, NotFound, RecsysWarning, Unavailable
 from recsys.serve import Recommender
@@ -20,6 +23,7 @@ from recsys.serve.changes import ITEM_FIELDS, make_entry
 from recsys.serve.rows import plain_value
 from recsys.store.activity import Event
 from recsys.worker import Serving
+from recsys.worker.images import PreparedImage, prepare_image
 
 __all__ = ["bp"]
 
@@ -27,24 +31,22 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("recsys_writes", __name__)
 
 
-def _redis_down(what: str) -> Unavailable:
-    serving = current_serving()
+def _redis_down(serving: Serving, what: str) -> Unavailable:
     retry = serving.settings.redis.retry_after
     return Unavailable(f"Redis is unavailable, so {what} cannot be stored now; nothing was stored, "
                        f"retry in {max(1, round(retry))} s", retry_after=retry)
 
 
-def _write(what: str, write, items: bool = False):
+def _write(serving: Serving, what: str, write, items: bool = False):
     """Run a Redis write; 503 with Retry-After when Redis is down (nothing was stored then).
     An item write (returning the new generation) is served by every worker from the next request."""
-    serving = current_serving()
     if serving.store is None or serving.breaker.open:
-        raise _redis_down(what)
+        raise _redis_down(serving, what)
     try:
         result = write()
     except (redis.RedisError, OSError) as exc:
         serving.breaker.fail(exc)
-        raise _redis_down(what) from None
+        raise _redis_down(serving, what) from None
     if items:
         serving.sync_items()
         serving.announce(result)
@@ -84,7 +86,7 @@ def post_interactions():
         serving.results.expect(e.user_id for e in events)
         return serving.activity.append(events, origin=serving.origin, extra=lists)
 
-    ids = _write("interactions", append)
+    ids = _write(serving, "interactions", append)
     current_app.extensions["recsys.metrics"].interactions.inc(len(events))
     return json_response({"version": recommender.version, "accepted": len(ids), "ids": ids}, status=202)
 
@@ -121,11 +123,44 @@ def put_item(item_id: str):
     check_id(item_id, "item")
     serving = current_serving()
     body = parse_body(ItemIn, json_body())
-    recommender = use(serving.recommender())
+    use(serving.recommender())
     if serving.store is None or serving.breaker.open:  # refuse before the costly embedding
-        raise _redis_down("the item")
-    fields = body.model_dump()
-    frame = validate_catalog(_frame(item_id, fields), source="request body")
+        raise _redis_down(serving, "the item")
+    frame = validate_catalog(_frame(item_id, body.model_dump()), source="request body")
+    source = body.image or ""
+    if not source.startswith(("http://", "https://")):  # no image, or a data: URL: nothing to wait for
+        try:
+            prepared = prepare_image(source, serving.settings.images) if source else None
+        except IMAGE_ERRORS as exc:
+            raise InvalidRequest(f"the image cannot be used: {exc}") from None
+        return _item_answer(serving, item_id, _store_item(serving, item_id, frame, prepared))
+    # a URL: downloaded in this worker's bounded pool, so a slow host never holds the request
+    future = serving.images.submit(source, lambda prepared: _store_item(serving, item_id, frame, prepared))
+    try:
+        stored = future.result(timeout=serving.settings.images.fetch_wait)
+    except FutureTimeout:
+        future.add_done_callback(lambda done: _log_late(item_id, done))
+        recommender = use(serving.recommender())
+        return json_response({"version": recommender.version, "item_id": item_id, "status": "pending",
+                              "message": "the image is still downloading; the item is stored once it "
+                                         "arrives, or left out (with a logged reason) if it cannot be used"},
+                             status=202, headers={"Location": f"/v1/items/{quote(item_id, safe='')}"})
+    except IMAGE_ERRORS as exc:
+        raise InvalidRequest(f"the image cannot be used: {exc}") from None
+    return _item_answer(serving, item_id, stored)
+
+
+def _store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: PreparedImage | None) -> dict:
+    """Embed a put item and store it in Redis; runs in the request or in the image pool, so it
+    takes the worker, never Flask's request context.
+
+    Raises:
+        InvalidRequest: nothing to embed. Unavailable: Redis is down (nothing was stored).
+    """
+    recommender = serving.recommender()
+    source = frame[S.IMAGE].iloc[0] if S.IMAGE in frame.columns else ""
+    if prepared is not None:  # the towers read the re-encoded copy, never the URL again
+        frame = frame.assign(**{S.IMAGE: prepared.embed_url})
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", RecsysWarning)
         outputs = serving.embedder.embed(frame)
@@ -135,12 +170,25 @@ def put_item(item_id: str):
                              + (f" ({seen[0].message})" if seen else ""))
     existed = recommender.knows(item_id)
     item = {k: plain_value(frame.iloc[0][k]) for k in ITEM_FIELDS if k in frame.columns}
-    _write("the item", lambda: serving.store.put_item(item_id, make_entry(item, outputs)), items=True)
+    # a URL stays on record; a data: URL's bytes live on only as the thumbnail
+    item[S.IMAGE] = source if source.startswith(("http://", "https://")) else ""
+    entry = make_entry(item, outputs, prepared.thumbnail if prepared is not None else None)
+    _write(serving, "the item", lambda: serving.store.put_item(item_id, entry), items=True)
+    return {"created": not existed, "modalities": [m for m, o in outputs.items() if o.mask[0]],
+            "warnings": [str(w.message) for w in seen]}
+
+
+def _item_answer(serving: Serving, item_id: str, stored: dict):
     recommender = use(serving.recommender())
-    modalities = [m for m, o in outputs.items() if o.mask[0]]
-    return json_response({"version": recommender.version, "item": recommender.item(item_id),
-                  "modalities": modalities, "warnings": [str(w.message) for w in seen],
-                  "created": not existed}, status=200 if existed else 201)
+    return json_response({"version": recommender.version, "item": recommender.item(item_id), **stored},
+                         status=201 if stored["created"] else 200)
+
+
+def _log_late(item_id: str, done) -> None:
+    error = done.exception()
+    if error is not None:
+        logger.warning("put item %r was not stored after its image download: %s", item_id,
+                       getattr(error, "message", None) or error)
 
 
 def _frame(item_id: str, fields: dict) -> pd.DataFrame:
@@ -157,6 +205,6 @@ def delete_item(item_id: str):
     if not recommender.knows(item_id):
         raise NotFound(f"unknown item_id {item_id!r} (not in bundle {recommender.version} and "
                        "not put since)", item_id=item_id)
-    _write("the deletion", lambda: serving.store.delete_item(item_id), items=True)
+    _write(serving, "the deletion", lambda: serving.store.delete_item(item_id), items=True)
     recommender = use(serving.recommender())
     return json_response({"version": recommender.version, "item_id": item_id, "deleted": True})

@@ -1,42 +1,80 @@
-"""Opening catalog images from local paths or URLs with Pillow."""
+"""Opening catalog images with Pillow: raster formats only, a pixel cap before decoding, and the
+JPEG thumbnails a bundle holds (the only image bytes the API ever sends)."""
 from __future__ import annotations
 
 import base64
 import binascii
 import io
-import urllib.request
 from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["open_image", "image_key", "IMAGE_ERRORS"]
+from recsys.data.fetch import FetchPolicy, fetch
 
-# what an unreadable, missing, truncated or unreachable image raises
+__all__ = ["open_image", "decode_image", "thumbnail", "image_key", "data_url_bytes", "IMAGE_ERRORS",
+           "RASTER_FORMATS", "MAX_PIXELS"]
+
+# what an unreadable, missing, truncated, refused or unreachable image raises (FetchError is a
+# ValueError)
 IMAGE_ERRORS = (OSError, ValueError, Image.DecompressionBombError, SyntaxError)
-_URL_TIMEOUT_S = 10
+# what Pillow may decode: no vector or document formats (an SVG could carry a script)
+RASTER_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+MAX_PIXELS = 40_000_000
+# every decode here checks its own cap (max_pixels) before decoding, so Pillow's process-wide
+# one, which warns or raises by a fixed size, stands aside
+Image.MAX_IMAGE_PIXELS = None
+# a catalog is the operator's own: its URLs may reach private hosts, within the same caps
+CATALOG_FETCH = FetchPolicy(allow_private=True)
 
 
-def open_image(source: str, *, draft_size: int | None = None) -> Image.Image:
+def open_image(source: str, *, draft_size: int | None = None, max_pixels: int = MAX_PIXELS,
+               policy: FetchPolicy = CATALOG_FETCH) -> Image.Image:
     """Open and fully decode an image as RGB.
 
     Args:
         source: local path, http(s) URL, or ``data:image/...;base64,...`` URL.
         draft_size: let JPEG decoding downscale to about this size (much faster for big photos).
+        max_pixels: a larger image is refused before it is decoded.
+        policy: how an http(s) URL is fetched.
 
     Raises:
-        One of ``IMAGE_ERRORS`` when the image is missing, unreachable or corrupt.
+        One of ``IMAGE_ERRORS`` when the image is missing, unreachable, corrupt, too large or not
+        a raster format.
     """
     if source.startswith(("http://", "https://")):
-        with urllib.request.urlopen(source, timeout=_URL_TIMEOUT_S) as response:
-            image = Image.open(io.BytesIO(response.read()))
+        data: bytes | Path = fetch(source, policy)
     elif source.startswith("data:"):
-        image = Image.open(io.BytesIO(data_url_bytes(source)[1]))
+        data = data_url_bytes(source)[1]
     else:
-        image = Image.open(source)
-    if draft_size:
-        image.draft("RGB", (draft_size, draft_size))
-    image.load()
-    return image.convert("RGB")
+        data = Path(source)
+    return decode_image(data, draft_size=draft_size, max_pixels=max_pixels)
+
+
+def decode_image(data: bytes | Path, *, draft_size: int | None = None,
+                 max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode image bytes (or a file) as RGB, refusing non-raster formats and too many pixels.
+
+    Raises:
+        One of ``IMAGE_ERRORS``.
+    """
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    with Image.open(source, formats=RASTER_FORMATS) as image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ValueError(f"the image is {width}x{height} pixels; the limit is {max_pixels:,}")
+        if draft_size:
+            image.draft("RGB", (draft_size, draft_size))
+        image.load()
+        return image.convert("RGB")
+
+
+def thumbnail(image: Image.Image, max_side: int) -> bytes:
+    """``image`` no larger than ``max_side`` on its longer side, as JPEG bytes."""
+    small = image.copy()
+    small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    small.save(out, format="JPEG", quality=85, optimize=True)
+    return out.getvalue()
 
 
 def data_url_bytes(source: str) -> tuple[str, bytes]:
@@ -68,3 +106,5 @@ def image_key(source: str) -> str | None:
         return sha256_file(path)
     except OSError:
         return None
+
+

@@ -41,7 +41,8 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
 
 
 def load_catalog(
-    source: str | Path, *, seed: int = 0, state_dir: str | Path = "state", show_progress: bool = False
+    source: str | Path, *, seed: int = 0, state_dir: str | Path = "state", show_progress: bool = False,
+    image_roots: list[Path] | tuple[Path, ...] = (),
 ) -> pd.DataFrame:
     """Load and validate a catalog.
 
@@ -51,6 +52,7 @@ def load_catalog(
         seed: seed of a synthetic catalog.
         state_dir: synthetic images are rendered under ``state_dir/synthetic/``.
         show_progress: progress bar while rendering synthetic images.
+        image_roots: folders besides the file's own that its image paths may point into.
 
     Returns:
         pd.DataFrame: see :func:`recsys.data.validate_catalog`.
@@ -71,7 +73,8 @@ def load_catalog(
     if text.startswith("movielens:"):
         return _movielens_catalog(Path(text.split(":", 1)[1]))
     path = Path(text)
-    return validate_catalog(_read_table(path, "catalog"), source=path.name, base_dir=path.parent)
+    return validate_catalog(_read_table(path, "catalog"), source=path.name, base_dir=path.parent,
+                            image_roots=image_roots)
 
 
 def load_interactions(

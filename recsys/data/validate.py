@@ -80,14 +80,18 @@ def _text(series: pd.Series) -> pd.Series:
 
 
 def validate_catalog(
-    frame: pd.DataFrame, source: str = "catalog", base_dir: str | Path | None = None
+    frame: pd.DataFrame, source: str = "catalog", base_dir: str | Path | None = None,
+    image_roots: list[Path] | tuple[Path, ...] = (),
 ) -> pd.DataFrame:
     """Check a catalog frame and return a clean copy.
 
     Args:
         frame: one row per item; only ``item_id`` is required.
         source: the file name used in error messages.
-        base_dir: relative image paths are resolved against it (the catalog file's folder).
+        base_dir: relative image paths are resolved against it (the catalog file's folder), and
+            a local image path must lie inside it or one of ``image_roots``: a path outside is
+            left out, with a :class:`RecsysWarning`, like an unreadable image.
+        image_roots: other folders a catalog file's image paths may point into.
 
     Returns:
         pd.DataFrame: ``item_id`` as str; text columns as str ("" when absent); ``price`` and
@@ -125,7 +129,7 @@ def validate_catalog(
     if S.CATEGORY in out.columns:
         out[S.CATEGORY] = out[S.CATEGORY].map(normalise_category)
     if S.IMAGE in out.columns and base_dir is not None:
-        out[S.IMAGE] = out[S.IMAGE].map(lambda p: _resolve_image(p, Path(base_dir)))
+        out[S.IMAGE] = _confined_images(out[S.IMAGE], Path(base_dir), image_roots, source)
     return out
 
 
@@ -135,10 +139,27 @@ def normalise_category(value: str) -> str:
     return "/".join(p for p in parts if p)
 
 
-def _resolve_image(path: str, base_dir: Path) -> str:
-    if not path or "://" in path or Path(path).is_absolute():
-        return path
-    return str((base_dir / path).resolve())
+def _confined_images(images: pd.Series, base_dir: Path, roots, source: str) -> pd.Series:
+    """Local image paths resolved against ``base_dir`` (links followed); one that ends outside
+    ``base_dir`` and ``roots`` becomes "" so that no build ever opens it."""
+    allowed = [base_dir.resolve(), *(Path(r).resolve() for r in roots)]
+    resolved, outside = [], []
+    for row, path in enumerate(images):
+        if not path or "://" in path or path.startswith("data:"):
+            resolved.append(path)
+            continue
+        full = (base_dir / path).resolve()
+        if any(full.is_relative_to(root) for root in allowed):
+            resolved.append(str(full))
+        else:
+            resolved.append("")
+            outside.append(row)
+    if outside:
+        warnings.warn(f"{_where(source, outside[0])}: {len(outside):,} image path(s) lie outside the "
+                      f"catalog's folder {allowed[0]} (first: {images.iloc[outside[0]]!r}); they are "
+                      "left out like unreadable images (allow another folder with --image-root or "
+                      "the setting images.roots)", RecsysWarning, stacklevel=3)
+    return pd.Series(resolved, index=images.index, dtype=images.dtype)
 
 
 def validate_interactions(

@@ -102,7 +102,8 @@ def item_bundle(catalog_source: str, settings: Settings, *, show_progress: bool 
         return read_bundle(resolve_bundle_path(folder))
     except BundleError:
         pass
-    catalog = load_catalog(catalog_source, seed=settings.seed, state_dir=settings.state_dir)
+    catalog = load_catalog(catalog_source, seed=settings.seed, state_dir=settings.state_dir,
+                           image_roots=settings.images.roots)
     towers = create_towers(settings)
     if S.IMAGE not in catalog.columns or not catalog[S.IMAGE].astype(str).str.len().gt(0).any():
         towers.pop("image", None)  # no images to embed (MovieLens)

@@ -19,7 +19,9 @@ from recsys.data import schema as S
 from recsys.errors import DataError, RecsysWarning
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex, measure_recall
 from recsys.index.mips import augment_query, build_mips_index
+from recsys.manifest import check_name
 from recsys.pipeline.precompute import feed_lists, list_cosines, similar_lists
+from recsys.pipeline.thumbnails import make_thumbnails
 from recsys.settings import Settings
 from recsys.towers.base import TowerOutput
 from recsys.towers.cache import EmbeddingCache, encode_cached
@@ -99,8 +101,10 @@ def build_item_bundle(
 
     Raises:
         DataError: an empty catalog, or one where no item has any usable modality.
+        BundleError: ``out_dir``'s name is not a valid bundle name (checked before any work).
     """
     started = time.perf_counter()
+    check_name(Path(out_dir).name, "name", str(out_dir))
     if len(catalog) == 0:
         raise DataError(f"{source}: the catalog has no items")
     towers = towers or create_towers(settings)
@@ -158,9 +162,14 @@ def build_item_bundle(
     k = index_settings.precompute_k
     similar = similar_lists(vectors, k, show_progress=show_progress) if k else None
     cosines = list_cosines(vectors, similar, show_progress=show_progress) if similar else None
+    thumbnails = (make_thumbnails(catalog[S.IMAGE], settings.images, show_progress=show_progress)
+                  if S.IMAGE in catalog.columns else None)
+    if thumbnails is not None:
+        manifest["thumbnails"] = {"items": int(thumbnails.present().sum()),
+                                  "size": settings.images.thumbnail_size}
     path = write_bundle(out_dir, items=catalog, vectors=vectors, indexes=indexes,
                         tabular_state=towers["tabular"].get_state() if "tabular" in blocks else None,
-                        manifest=manifest, similar=similar, list_cosines=cosines)
+                        manifest=manifest, similar=similar, list_cosines=cosines, thumbnails=thumbnails)
     return BuildReport(
         path=path, items=len(catalog), modalities={m: int(b.mask.sum()) for m, b in blocks.items()},
         dims={**{m: b.dim for m, b in blocks.items()}, "combined": int(vectors.combined.shape[1])},

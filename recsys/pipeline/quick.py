@@ -38,7 +38,7 @@ def build(catalog: str | Path | pd.DataFrame, out: str | Path, *, weights: dict[
     else:
         source = str(catalog)
         frame = load_catalog(source, seed=settings.seed, state_dir=settings.state_dir,
-                             show_progress=show_progress)
+                             show_progress=show_progress, image_roots=settings.images.roots)
     return build_item_bundle(frame, settings, out, source=source, show_progress=show_progress).path
 
 

@@ -33,11 +33,12 @@ ITEM_FIELDS = (S.TITLE, S.DESCRIPTION, S.TAGS, S.IMAGE, S.COLOUR, S.PRICE, S.CAT
                S.GENRES)
 
 
-def make_entry(item: dict, outputs: dict[str, TowerOutput]) -> dict:
-    """The JSON stored in Redis for one put item: its attributes, vectors and time."""
+def make_entry(item: dict, outputs: dict[str, TowerOutput], thumbnail: bytes | None = None) -> dict:
+    """The JSON stored in Redis for one put item: its attributes, vectors, JPEG thumbnail and time."""
     vectors = {m: (base64.b64encode(np.ascontiguousarray(o.vectors[0], np.float32).tobytes()).decode()
                    if o.mask[0] else None) for m, o in outputs.items()}
     return {"item": item, "vectors": vectors,
+            "thumbnail": base64.b64encode(thumbnail).decode() if thumbnail else None,
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -62,6 +63,7 @@ class ItemChanges:
             results skip them.
         deleted: ``(bundle items,)`` bool: rows deleted; every result skips them.
         deleted_ids: every deleted id, in the bundle or not.
+        thumbnails: the JPEG thumbnail of each put item that has one, by id.
     """
 
     gen: int
@@ -72,6 +74,7 @@ class ItemChanges:
     hidden: np.ndarray
     deleted: np.ndarray
     deleted_ids: frozenset[str]
+    thumbnails: dict[str, bytes]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -82,7 +85,7 @@ class ItemChanges:
         """Assemble the changes from Redis entries (entries whose vectors do not fit the bundle's
         spaces, e.g. embedded for an older bundle with other encoders, are skipped with a log line)."""
         blocks_meta = bundle.vectors.blocks
-        rows, kept = {m: [] for m in blocks_meta}, []
+        rows, kept, thumbnails = {m: [] for m in blocks_meta}, [], {}
         for item_id, entry in sorted((entries or {}).items()):
             decoded = {m: _decode(entry.get("vectors", {}).get(m), b.dim) for m, b in blocks_meta.items()}
             if all(v is None for v in decoded.values()):
@@ -92,6 +95,8 @@ class ItemChanges:
             item = {k: ("" if v is None and k in S.CATALOG_TEXT_COLUMNS else v)
                     for k, v in entry["item"].items()}
             kept.append({**item, S.ITEM_ID: item_id})
+            if entry.get("thumbnail"):
+                thumbnails[item_id] = base64.b64decode(entry["thumbnail"])
             for m, v in decoded.items():
                 rows[m].append(v)
         blocks = {}
@@ -111,7 +116,7 @@ class ItemChanges:
         hidden = gone.copy()
         hidden[bundle.item_ids.rows([i for i in ids.ids if i in bundle.item_ids])] = True
         return cls(gen=gen, ids=ids, items=items, vectors=vectors, columns=FilterColumns(items, ids),
-                   hidden=hidden, deleted=gone, deleted_ids=frozenset(deleted))
+                   hidden=hidden, deleted=gone, deleted_ids=frozenset(deleted), thumbnails=thumbnails)
 
     def query(self, item_id: str) -> dict[str, np.ndarray | None]:
         """A put item's unit vector per modality (``None`` where it lacks one)."""

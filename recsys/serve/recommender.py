@@ -20,7 +20,7 @@ from recsys.serve.candidates import Candidates
 from recsys.serve.changes import ItemChanges
 from recsys.serve.feeds import Feeds
 from recsys.serve.filters import FilterColumns, ItemFilter
-from recsys.serve.rows import Recommendations, check_k, plain_row, result_rows, row_templates
+from recsys.serve.rows import Recommendations, check_k, image_path, plain_row, result_rows, row_templates
 from recsys.serve.similar import SimilarItems
 
 __all__ = ["Recommender"]
@@ -129,11 +129,27 @@ class Recommender:
         """
         changes = self.changes
         if item_id in changes.ids:
-            return {**plain_row(changes.items.iloc[changes.ids.row(item_id)]), "fresh": True}
+            item = plain_row(changes.items.iloc[changes.ids.row(item_id)])
+            return {**item, "image": image_path(item_id, item_id in changes.thumbnails), "fresh": True}
         if item_id in changes.deleted_ids:
             raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
         row = self.bundle.item_ids.row(item_id)
-        return {**plain_row(self.bundle.items.iloc[row]), "fresh": False}
+        item = plain_row(self.bundle.items.iloc[row])
+        return {**item, "image": image_path(item_id, self.image(item_id) is not None), "fresh": False}
+
+    def image(self, item_id: str) -> bytes | None:
+        """An item's JPEG thumbnail (a put item's latest), or ``None`` when it has none.
+
+        Raises:
+            NotFound: unknown or deleted item.
+        """
+        changes = self.changes
+        if item_id in changes.ids:
+            return changes.thumbnails.get(item_id)
+        if item_id in changes.deleted_ids:
+            raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
+        row = self.bundle.item_ids.row(item_id)
+        return self.bundle.thumbnails.get(row) if self.bundle.thumbnails is not None else None
 
     def listing(self, filters: ItemFilter | None = None, offset: int = 0,
                 limit: int = 24) -> tuple[int, list[str]]:

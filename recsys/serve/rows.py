@@ -87,9 +87,10 @@ def scored_list(ids: list[str], scores: np.ndarray, cold: list[bool] | None = No
     return list(map(tuple.__new__, repeat(Scored), fields))
 
 
-def image_path(item_id: str, source) -> str | None:
-    """The API path of an item's image, or ``None`` when it has none."""
-    return f"/v1/items/{quote(str(item_id), safe='')}/image" if isinstance(source, str) and source else None
+def image_path(item_id: str, has_image: bool) -> str | None:
+    """The API path of an item's image (its thumbnail), or ``None`` when it has none: a row never
+    shows the path or URL the catalog named."""
+    return f"/v1/items/{quote(str(item_id), safe='')}/image" if has_image else None
 
 
 def plain_value(value):
@@ -111,9 +112,9 @@ def row_templates(bundle: Bundle) -> dict[str, dict]:
     columns = [c for c in DISPLAY_COLUMNS if c in items.columns]
     frame = items[["item_id", *columns]].astype(object)
     frame = frame.where(frame.notna(), None)
-    images = items["image"].fillna("").astype(str).to_numpy() if "image" in items else None
+    images = bundle.thumbnails.present() if bundle.thumbnails is not None else np.zeros(len(items), bool)
     return {r["item_id"]: {"item_id": r["item_id"], "score": None, **{c: r[c] for c in columns},
-                           "image": image_path(r["item_id"], images[i] if images is not None else "")}
+                           "image": image_path(r["item_id"], images[i])}
             for i, r in enumerate(frame.to_dict("records"))}
 
 
@@ -136,7 +137,7 @@ def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = Fal
             item = plain_row(changes.items.iloc[changes.ids.row(s.item_id)])
             row = {"item_id": s.item_id, "score": None,
                    **{k: v for k, v in item.items() if k in DISPLAY_COLUMNS},
-                   "image": image_path(s.item_id, item.get("image"))}
+                   "image": image_path(s.item_id, s.item_id in changes.thumbnails)}
         else:
             row = templates[s.item_id].copy()
         if score:

@@ -21,6 +21,7 @@ import redis
 
 from recsys.bundle import MANIFEST, read_bundle
 from recsys.errors import BundleError, NotFound
+from recsys.manifest import check_manifest, check_name
 from recsys.store.keys import Keys
 
 __all__ = ["RedisStore", "connect", "Breaker", "redact"]
@@ -189,8 +190,12 @@ class RedisStore:
             NotFound: the version is not published.
             BundleError: a file is missing in Redis or does not match its sha256.
         """
-        manifest = self.manifest(version)
-        target = Path(cache_dir) / manifest.get("name", "bundle") / version
+        where = f"bundle version {str(version)[:120]!r} in Redis"
+        check_name(version, "version", where)
+        manifest = check_manifest(self.manifest(version), where)
+        if manifest["version"] != version:
+            raise BundleError(f"{where}: its manifest names version {manifest['version']!r}")
+        target = Path(cache_dir) / manifest["name"] / version
         if (target / MANIFEST).is_file():
             return target
         tmp = target.parent / f".tmp-{version}-{os.getpid()}-{threading.get_ident()}"

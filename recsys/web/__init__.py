@@ -14,6 +14,9 @@ __all__ = ["bp"]
 
 bp = Blueprint("web", __name__, static_folder="static", static_url_path="/shop/static")
 _SHOWN_USERS = 5
+# the page runs only its own script and style, and shows images from this origin
+_PAGE_POLICY = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                "frame-ancestors 'none'")
 
 
 @bp.get("/")
@@ -24,7 +27,8 @@ def shop() -> Response:
     if current is not None and current.bundle.collab is not None:
         users = [str(u) for u in current.bundle.collab.user_ids.ids[:_SHOWN_USERS]]
     page = (files(__package__) / "static" / "index.html").read_text()
-    return Response(page.replace("{users}", escape(",".join(users))), mimetype="text/html")
+    return Response(page.replace("{users}", escape(",".join(users))), mimetype="text/html",
+                    headers={"Content-Security-Policy": _PAGE_POLICY})
 
 
 @bp.get("/widget.js")

@@ -28,6 +28,7 @@ from recsys.settings import Settings
 from recsys.store.activity import ActivityStore
 from recsys.store.redis import Breaker, RedisStore, connect
 from recsys.worker.cache import ResultCache, Snapshot
+from recsys.worker.images import ImageFetches
 
 __all__ = ["Serving", "redis_client"]
 
@@ -65,6 +66,7 @@ class Serving:
         self.shared_gen = None  # the item generation the workers of one server share (RawValue)
         self.results = ResultCache(settings.api.local_cache_items, settings.api.local_recent_users,
                                     settings.api.local_active_users)
+        self.images = ImageFetches(settings.images, retry_after=rs.retry_after)
         self.origin = secrets.token_hex(8)  # names this worker's posts in their messages
         self._thread: threading.Thread | None = None
         self.on_change = lambda recommender: None  # metrics hook
@@ -81,6 +83,7 @@ class Serving:
 
     def stop(self) -> None:
         self._stop.set()
+        self.images.stop()
 
     def _follow(self) -> None:
         """Listen for published changes (new active version, item writes, user activity); poll

@@ -1,7 +1,11 @@
 """Every endpoint through the Flask test client, over a real Redis (embedded and 127.0.0.1:6379)."""
 from __future__ import annotations
 
+import base64
+import io
+
 import pytest
+from PIL import Image
 
 from recsys.api.openapi import document
 from tests.api.conftest import API_KEY, WRITE
@@ -311,6 +315,30 @@ def test_a_bad_published_bundle_is_refused_and_the_old_one_keeps_serving(client,
     assert any(copy.name in reason and "sha256" in reason for reason in ready["reasons"])
 
 
+def test_a_crafted_manifest_in_redis_is_refused_and_nothing_is_written_outside_the_cache(
+        client, serving, served_bundle, tmp_path):
+    import hashlib
+    import json
+
+    store, manifest = serving.store, json.loads((served_bundle.path / "manifest.json").read_text())
+    escape = "../../../escape/x.txt"
+    crafted = {
+        "29990101T000000Z": {"files": {**manifest["files"],
+                                       escape: {"sha256": hashlib.sha256(b"x").hexdigest(), "bytes": 1}}},
+        "29990102T000000Z": {"name": "../../escape"},
+        "29990103T000000Z": {"default_weights": {"text": float("inf")}},
+    }
+    for version, changes in crafted.items():  # written straight into Redis: publish would refuse it
+        store.client.set(store.keys.manifest(version), json.dumps({**manifest, "version": version, **changes}))
+        store.client.rpush(store.keys.file(version, escape), b"x")
+        store.activate(version)
+        serving.refresh()
+        r = client.get(f"/v1/items/{first_items(served_bundle)[0]}/similar?k=3")
+        assert r.status_code == 200 and r.json["version"] == served_bundle.version
+        assert version in client.get("/readyz").json["reasons"][0]
+    assert not [p for p in tmp_path.rglob("*escape*")]
+
+
 # -- the shop's reads: catalog pages, search, images, the page itself ---------------------------
 
 
@@ -347,9 +375,12 @@ def test_item_images_are_served(client, served_bundle):
              "DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
     source = served_bundle.items.iloc[3]
     body = {"title": source["title"], "category": source["category"], "price": 9.5, "image": pixel}
-    assert client.put("/v1/items/WITH-IMAGE", json=body, headers=WRITE).status_code == 201
-    r = client.get("/v1/items/WITH-IMAGE/image")
-    assert r.status_code == 200 and r.mimetype == "image/png" and r.data.startswith(b"\x89PNG")
+    put = client.put("/v1/items/WITH-IMAGE", json=body, headers=WRITE)
+    assert put.status_code == 201 and put.json["item"]["image"] == "/v1/items/WITH-IMAGE/image"
+    r = client.get("/v1/items/WITH-IMAGE/image")  # re-encoded: the bytes sent are never the bytes put
+    assert r.status_code == 200 and r.mimetype == "image/jpeg" and r.data.startswith(b"\xff\xd8")
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert Image.open(io.BytesIO(r.data)).size == (1, 1)
     row = client.get("/v1/items?limit=1000&offset=0").json
     assert_error(client.get("/v1/items/NOPE/image"), 404, "not_found")
     assert row["total"] == len(served_bundle.item_ids) + 1
@@ -357,6 +388,21 @@ def test_item_images_are_served(client, served_bundle):
     last = str(served_bundle.item_ids.ids[-1])
     assert ids_of(client.get(f"/v1/items?offset={n - 1}&limit=5")) == [last, "WITH-IMAGE"]
     assert ids_of(client.get(f"/v1/items?offset={n}&limit=5")) == ["WITH-IMAGE"]
+
+
+@pytest.mark.parametrize("image, reason", [
+    ("data:image/svg+xml;base64," + base64.b64encode(
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>').decode(), "cannot be used"),
+    ("data:image/png;text/html;base64," + base64.b64encode(b"<html><script>alert(1)</script>").decode(),
+     "cannot be used"),
+    ("data:image/png;base64,not-base64!", "not valid base64"),
+])
+def test_only_raster_images_are_accepted_and_nothing_put_is_echoed(client, served_bundle, image, reason):
+    r = client.put("/v1/items/XSS", json={"title": "a dress", "image": image}, headers=WRITE)
+    assert_error(r, 400, "invalid_request", reason)
+    assert_error(client.get("/v1/items/XSS/image"), 404, "not_found")
+    policy = client.get("/v1/items?limit=1").headers["Content-Security-Policy"]
+    assert policy == "default-src 'none'; frame-ancestors 'none'"
 
 
 def test_the_shop_page_and_the_widget_script(client, served_bundle):

@@ -45,6 +45,25 @@ def test_csv_catalog_resolves_relative_images(tmp_path):
     assert out["image"].iloc[0] == str(tmp_path / "img" / "a.jpg")
 
 
+def test_image_paths_outside_the_catalog_folder_are_left_out_unless_allowed(tmp_path):
+    shop, elsewhere = tmp_path / "shop", tmp_path / "photos"
+    (shop / "img").mkdir(parents=True)
+    elsewhere.mkdir()
+    (shop / "img" / "a.jpg").write_bytes(b"x")
+    (shop / "img" / "link.jpg").symlink_to("/etc/passwd")
+    rows = {"ok": "img/a.jpg", "up": "../../../../../../etc/passwd", "abs": "/etc/shadow",
+            "link": "img/link.jpg", "other": str(elsewhere / "b.jpg"), "url": "https://cdn.example/c.jpg"}
+    pd.DataFrame({"item_id": list(rows), "image": list(rows.values())}).to_csv(shop / "catalog.csv", index=False)
+    with pytest.warns(RecsysWarning, match=r"row 2: 4 image path\(s\) lie outside the catalog's folder"):
+        images = load_catalog(shop / "catalog.csv").set_index("item_id")["image"]
+    assert images["ok"] == str((shop / "img" / "a.jpg").resolve())
+    assert images["up"] == images["abs"] == images["link"] == images["other"] == ""
+    assert images["url"] == rows["url"]
+    with pytest.warns(RecsysWarning, match="3 image path"):  # another root allowed explicitly
+        images = load_catalog(shop / "catalog.csv", image_roots=[elsewhere]).set_index("item_id")["image"]
+    assert images["other"] == str(elsewhere / "b.jpg")
+
+
 def test_unreadable_and_unknown_files(tmp_path):
     with pytest.raises(DataError, match="catalog file not found"):
         load_catalog(tmp_path / "missing.csv")
