@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import click
 import pandas as pd
 
-from recsys.errors import BundleError, ConfigError, RecsysError
+from recsys.errors import BundleError, ConfigError, RecsysError, RecsysWarning
 from recsys.evaluation.splits import SPLITS
 from recsys.settings import Settings, load_settings, unknown_env_messages
 
@@ -164,8 +165,21 @@ def _logged_interactions(settings: Settings, source) -> pd.DataFrame:
     except redis_py.RedisError as exc:
         raise ConfigError(f"cannot read the interaction log from Redis: {exc}") from exc
     click.echo(f"interaction log: {len(frame):,} events", err=True)
-    return validate_interactions(frame, source="redis interaction log",
-                                 item_ids=source.items["item_id"], unknown_items="drop")
+    # one bad event in a shared log must never stop training: it is skipped and kept aside
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", RecsysWarning)
+        events = validate_interactions(frame, source="redis interaction log", item_ids=source.items["item_id"],
+                                       unknown_items="drop", bad_rows="skip")
+    for warning in seen:
+        click.echo(f"warning: {warning.message}", err=True)
+    skipped = events.attrs.get("skipped")
+    if skipped is not None:
+        folder = Path(settings.state_dir) / "quarantine"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"interactions-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%SZ}.csv"
+        skipped.to_csv(path, index=False)
+        click.echo(f"skipped {len(skipped):,} bad event(s); they are in {path}", err=True)
+    return events
 
 
 def _load(bundle: Path, settings: Settings):

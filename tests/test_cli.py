@@ -2,9 +2,11 @@
 import json
 import shutil
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from recsys.bundle import read_bundle
 from recsys.cli import cli
 from tests.conftest import use_session_state
 
@@ -128,3 +130,28 @@ def test_publish_says_which_redis_and_warns_about_misspelt_variables(runner, bui
         assert RedisStore(connect(LOCAL_REDIS), prefix=prefix).versions() == [built[1].version]
     finally:
         RedisStore(connect(LOCAL_REDIS), prefix=prefix).clear()
+
+
+def test_training_on_the_redis_log_skips_bad_events_and_keeps_them_aside(runner, shop_copy, redis_url,
+                                                                         redis_prefix, monkeypatch, tmp_path):
+    """Events that an older server let into the log (a zero-width id, a millisecond timestamp)
+    are skipped and written to a quarantine file; they never stop training."""
+    from recsys.data.synthetic import make_interactions
+    from recsys.store import ActivityStore, connect
+    from recsys.store.activity import Event
+
+    monkeypatch.setenv("RECSYS_REDIS__URL", redis_url)
+    monkeypatch.setenv("RECSYS_REDIS__PREFIX", redis_prefix)
+    monkeypatch.setenv("RECSYS_STATE_DIR", str(tmp_path / "state"))
+    items = read_bundle(shop_copy).items
+    frame, _ = make_interactions(items, 80, seed=4)
+    events = [Event(str(r.user_id), str(r.item_id), r.event, 1.7e9) for r in frame.itertuples()]
+    item = str(items["item_id"].iloc[0])
+    events += [Event("u\u200b1", item, "view", 1.7e9), Event("u2", item, "view", 1.7e12)]
+    ActivityStore(connect(redis_url), prefix=redis_prefix).append(events)
+    result = runner.invoke(cli, ["train", "--bundle", str(shop_copy), "--interactions", "redis", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "skipped 2 bad event(s)" in result.stderr
+    quarantined = pd.read_csv(next((tmp_path / "state" / "quarantine").glob("interactions-*.csv")))
+    assert len(quarantined) == 2
+    assert "non-printable" in quarantined["reason"].iloc[0] and "milliseconds" in quarantined["reason"].iloc[1]

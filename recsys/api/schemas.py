@@ -11,9 +11,9 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import werkzeug.urls  # noqa: F401 - registers the 'werkzeug.url_quote' error handler
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from recsys.data.schema import EVENTS, MAX_ID_LENGTH
+from recsys.data.schema import EVENTS, MAX_ID_LENGTH, id_problem, timestamp_problem
 from recsys.errors import InvalidRequest
 from recsys.serve import MAX_K
 from recsys.serve.filters import ItemFilter
@@ -25,8 +25,18 @@ __all__ = ["Id", "EventIn", "InteractionsIn", "SessionIn", "ItemIn", "check_id",
 # no control characters, no space at either end, bounded: what every id at the API boundary must
 # be (the same pattern is in the OpenAPI document, so generated clients agree with the server)
 ID_PATTERN = r"^[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?$"
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN)]
 _ID = re.compile(ID_PATTERN)
+
+
+def _trained_id(value: str) -> str:
+    problem = id_problem(value)
+    if problem is not None:  # what the trainer would refuse is refused here, before it is logged
+        raise ValueError(f"the id {problem}")
+    return value
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=ID_PATTERN),
+               AfterValidator(_trained_id)]
 
 
 def check_id(value: str, kind: str) -> str:
@@ -41,6 +51,9 @@ def check_id(value: str, kind: str) -> str:
     if not _ID.fullmatch(value):  # not match: its $ lets a final newline through
         raise InvalidRequest(f"{kind}_id must not hold control characters or start or end with a "
                              f"space (got {value!r})")
+    problem = id_problem(value)
+    if problem is not None:
+        raise InvalidRequest(f"{kind}_id {problem} (got {value!r})")
     return value
 
 
@@ -62,7 +75,7 @@ class EventIn(_Body):
     event: str = Field("click", description=f"one of: {', '.join(EVENTS)}")
     value: float | None = Field(None, description="a rating or quantity")
     timestamp: float | None = Field(
-        None, description="epoch seconds; unset = when the server received it"
+        None, description="epoch seconds (1970 to 2100); unset = when the server received it"
     )
 
     @field_validator("event")
@@ -73,10 +86,18 @@ class EventIn(_Body):
             raise ValueError(f"unknown event {value!r}; use one of: {', '.join(EVENTS)}")
         return value
 
-    @field_validator("value", "timestamp")
+    @field_validator("value")
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         return _check_finite(value)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _time(cls, value: float | None) -> float | None:
+        problem = None if value is None else timestamp_problem(value)
+        if problem is not None:  # the trainer's own check, so the log holds only what trains
+            raise ValueError(f"timestamp {problem}")
+        return value
 
 
 class InteractionsIn(_Body):

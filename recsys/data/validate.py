@@ -167,6 +167,7 @@ def validate_interactions(
     source: str = "interactions",
     item_ids: pd.Series | None = None,
     unknown_items: Literal["error", "drop"] = "error",
+    bad_rows: Literal["error", "skip"] = "error",
 ) -> pd.DataFrame:
     """Check an interactions frame and return a clean copy.
 
@@ -177,32 +178,60 @@ def validate_interactions(
         item_ids: the catalog's ids; when given, an event naming another item is an error.
         unknown_items: ``"drop"`` drops such events instead, with a :class:`RecsysWarning` that
             names the first row and the count (never silently).
+        bad_rows: ``"skip"`` drops rows with a bad id, event, value or timestamp instead of
+            refusing the whole frame, with a :class:`RecsysWarning`; the dropped rows and their
+            reasons are in the result's ``attrs["skipped"]`` (a frame with a ``reason`` column).
 
     Returns:
         pd.DataFrame: ids as str, ``event`` lower case, ``value`` float (NaN when absent),
         ``timestamp`` as UTC datetimes (NaT when absent).
 
     Raises:
-        DataError: missing columns, empty ids, unknown events or items, unparsable values.
+        DataError: missing columns, bad ids, unknown events or items, unparsable values or
+            timestamps outside 1970-2100 (the first bad row, unless ``bad_rows="skip"``).
     """
     _require_columns(frame, S.INTERACTIONS_REQUIRED, source)
     out = frame.reset_index(drop=True).copy()
-    out[S.USER_ID] = _check_ids(out, S.USER_ID, source)
-    out[S.ITEM_ID] = _check_ids(out, S.ITEM_ID, source)
+    reasons = pd.Series("", index=out.index, dtype=object)
+
+    def reject(mask: pd.Series, reason: str, value=lambda row: None) -> None:
+        mask = mask.to_numpy() & (reasons == "").to_numpy()
+        if not mask.any():
+            return
+        if bad_rows == "error":
+            row = int(np.flatnonzero(mask)[0])
+            shown = value(row)
+            raise DataError(f"{_where(source, row)}: {reason}" + (f" ({shown!r})" if shown is not None else ""))
+        reasons[mask] = reason
+
+    for column in (S.USER_ID, S.ITEM_ID):
+        ids = out[column].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v))
+                              else _id_text(v))
+        problems = ids.map(S.id_problem)
+        for problem in problems.dropna().unique():
+            reject(problems == problem, f"column {column!r} {problem}", lambda row, ids=ids: ids.iloc[row])
+        out[column] = ids
     events = _text(out[S.EVENT]).str.lower()
-    unknown = ~events.isin(S.EVENTS)
-    if unknown.any():
-        row = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise DataError(
-            f"{_where(source, row)}: column 'event' has unknown value {events.iloc[row]!r}; "
-            f"use one of: {', '.join(S.EVENTS)}",
-            choices=list(S.EVENTS),
-        )
+    reject(~events.isin(S.EVENTS), f"column 'event' is not one of: {', '.join(S.EVENTS)}",
+           lambda row: events.iloc[row])
     out[S.EVENT] = events
-    out[S.VALUE] = (
-        _numeric(out, S.VALUE, source, minimum=None) if S.VALUE in out.columns else np.nan
-    )
-    out[S.TIMESTAMP] = _timestamps(out, source)
+    if S.VALUE in out.columns:
+        raw = out[S.VALUE]
+        values = pd.to_numeric(raw, errors="coerce")
+        bad = (values.isna() & raw.notna() & (raw.astype(str).str.strip() != "")) | np.isinf(values)
+        reject(bad, "column 'value' is not a finite number", lambda row: raw.iloc[row])
+        out[S.VALUE] = values.astype(float)
+    else:
+        out[S.VALUE] = np.nan
+    out[S.TIMESTAMP] = _timestamps(out, reject)
+    if bad_rows == "skip" and (reasons != "").any():
+        bad = (reasons != "").to_numpy()
+        skipped = frame.reset_index(drop=True)[bad].assign(reason=reasons[bad].to_numpy())
+        warnings.warn(f"{source}: skipped {int(bad.sum()):,} bad row(s) of {len(out):,} (first: "
+                      f"{_where(source, int(np.flatnonzero(bad)[0]))}, {skipped['reason'].iloc[0]})",
+                      RecsysWarning, stacklevel=2)
+        out = out[~bad].reset_index(drop=True)
+        out.attrs["skipped"] = skipped
     if item_ids is not None:
         known = out[S.ITEM_ID].isin(set(item_ids))
         if not known.all():
@@ -212,7 +241,9 @@ def validate_interactions(
             if unknown_items == "drop":
                 warnings.warn(f"{where} ({len(rows):,} rows, e.g. {sample}); dropped them",
                               RecsysWarning, stacklevel=2)
-                return out[known.to_numpy()].reset_index(drop=True)
+                kept = out[known.to_numpy()].reset_index(drop=True)
+                kept.attrs = out.attrs
+                return kept
             raise DataError(
                 f"{where} ({len(rows):,} rows, e.g. {sample}); add them to the catalog or drop "
                 "those rows",
@@ -221,32 +252,31 @@ def validate_interactions(
     return out
 
 
-def _timestamps(frame: pd.DataFrame, source: str) -> pd.Series:
+def _timestamps(frame: pd.DataFrame, reject) -> pd.Series:
+    """Event times as UTC datetimes; numbers are epoch seconds, checked as the API checks them."""
     if S.TIMESTAMP not in frame.columns:
         return pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
     raw = frame[S.TIMESTAMP]
     if pd.api.types.is_datetime64_any_dtype(raw):
         return pd.to_datetime(raw, utc=True)
-    if pd.api.types.is_numeric_dtype(raw):
-        parsed = pd.to_datetime(raw, unit="s", utc=True, errors="coerce")
-    else:
+    if not pd.api.types.is_numeric_dtype(raw):
         raw = raw.mask(raw.astype(str).str.strip() == "")  # an empty CSV cell: no timestamp
-        as_number = pd.to_numeric(raw, errors="coerce")
-        if as_number.notna().sum() == raw.notna().sum():  # epoch seconds written as text
-            parsed = pd.to_datetime(as_number, unit="s", utc=True, errors="coerce")
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "could not infer format" noise
-                parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
-    bad = parsed.isna() & raw.notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"{_where(source, row)}: column 'timestamp' is not a date or epoch seconds "
-            f"(got {raw.iloc[row]!r})"
-        )
-    return parsed
-
+    as_number = pd.to_numeric(raw, errors="coerce")
+    if as_number.notna().sum() == raw.notna().sum():  # epoch seconds, as numbers or as text
+        problems = as_number.dropna().map(S.timestamp_problem).reindex(raw.index)
+        for problem in problems.dropna().unique():
+            reject(problems == problem, f"column 'timestamp' {problem}")
+        usable = as_number.where(problems.isna())
+        return pd.to_datetime(usable, unit="s", utc=True, errors="coerce")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "could not infer format" noise
+        parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="mixed")
+    low, high = pd.Timestamp(0, unit="s", tz="UTC"), pd.Timestamp(S.MAX_TIMESTAMP, unit="s", tz="UTC")
+    reject(parsed.isna() & raw.notna(), "column 'timestamp' is not a date or epoch seconds",
+           lambda row: raw.iloc[row])
+    reject((parsed < low) | (parsed > high), "column 'timestamp' is not between 1970 and 2100",
+           lambda row: raw.iloc[row])
+    return parsed.where((parsed >= low) & (parsed <= high))
 
 
 def non_negative(value, name: str) -> float:

@@ -224,6 +224,13 @@ def test_interaction_bodies_and_limits(client, serving, served_bundle):
     assert_error(client.post("/v1/interactions", json=[one] * 1001, headers=WRITE), 400,
                  "invalid_request", "at most 1000 events")
     assert_error(client.post("/v1/interactions", json=[], headers=WRITE), 400, "invalid_request", "events")
+    # what the trainer would refuse is refused here, so one event can never block training
+    for bad, why in [({"user_id": "u\u00a0"}, "non-printable"), ({"user_id": "u\u200b1"}, "non-printable"),
+                     ({"item_id": items[0] + "\u200f"}, "non-printable"),
+                     ({"timestamp": 1.7e12}, "looks like milliseconds"), ({"timestamp": 1e10}, "between 1970"),
+                     ({"timestamp": -1e300}, "between 1970")]:
+        assert_error(client.post("/v1/interactions", json={**one, **bad}, headers=WRITE), 400,
+                     "invalid_request", why)
     big = {**one, "user_id": "u" * 150, "pad": "x" * (1 << 20)}
     assert_error(client.post("/v1/interactions", json=big, headers=WRITE), 413, "request_entity_too_large")
     assert serving.activity.log_length() == 6  # nothing from a refused request was stored
