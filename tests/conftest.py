@@ -197,8 +197,18 @@ def redis_prefix(redis_url):
 
 
 @pytest.fixture(scope="session")
-def served_bundle(session_dir, _text_tower, tmp_path_factory):
+def _kiosk(session_dir, _text_tower):
+    return _text_shop(session_dir, "kiosk", 600, _text_tower)
+
+
+@pytest.fixture(scope="session")
+def served_events(_kiosk):
+    """400 users browsing the shop the API tests serve: (interactions, users)."""
+    return _browsing(_kiosk, 400)
+
+
+@pytest.fixture(scope="session")
+def served_bundle(_kiosk, served_events, tmp_path_factory):
     """A small trained shop the API tests serve: each test publishes it to Redis and its worker
     downloads it, so its size is most of an API test's cost."""
-    kiosk = _text_shop(session_dir, "kiosk", 600, _text_tower)
-    return train(kiosk, _browsing(kiosk, 400)[0], tmp_path_factory.mktemp("trained"))
+    return train(_kiosk, served_events[0], tmp_path_factory.mktemp("trained"))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+import orjson
 from flask import Response, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from recsys.errors import Forbidden, InvalidRequest, Unauthorized
 from recsys.serve import Recommender
@@ -66,9 +68,15 @@ def check_read_access() -> None:
 
 def json_body() -> Any:
     """The request's JSON body, or :class:`InvalidRequest` saying what is wrong with it."""
-    data = request.get_json(silent=True, force=False)
-    if data is None:
-        if not request.is_json:
-            raise InvalidRequest("send a JSON body with Content-Type: application/json")
-        raise InvalidRequest("the request body is not valid JSON")
-    return data
+    if not request.is_json:
+        raise InvalidRequest("send a JSON body with Content-Type: application/json")
+    # read through Werkzeug's size limit, so a chunked body over it is a 413 too; orjson refuses
+    # nesting deeper than 1024 with an error rather than recursing until the stack runs out
+    raw = request.get_data(cache=True)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is None and limit and len(raw) >= limit:
+        raise RequestEntityTooLarge()  # a chunked body stops at the limit: more was on its way
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON ({exc})") from None

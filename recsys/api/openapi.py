@@ -109,7 +109,9 @@ def _schemas() -> dict:
             "version": version, "item_id": {"type": "string"}, "deleted": {"type": "boolean"}}},
         "Accepted": {"type": "object", "required": ["version", "accepted", "ids"], "properties": {
             "version": version, "accepted": {"type": "integer"},
-            "ids": {"type": "array", "items": {"type": "string"}, "description": "log stream ids"}}},
+            "ids": {"type": "array", "items": {"type": "string"}, "description": "log stream ids"},
+            "duplicate": {"type": "boolean", "description": "this Idempotency-Key was posted before: "
+                          "nothing new was stored, ids are the first post's"}}},
         "Health": {"type": "object", "required": ["status"], "properties": {
             "status": {"type": "string"}, "version": {"type": ["string", "null"]}}},
         "Ready": {"type": "object", "required": ["status", "reasons"], "properties": {
@@ -154,6 +156,8 @@ def document() -> dict:
             "summary": "Log one event, a list of events, or {\"events\": [...]} (the API key is not "
                        "needed when the server sets RECSYS_API__PUBLIC_INTERACTIONS)",
             "security": _SECURITY,
+            "parameters": [_param("Idempotency-Key", "header", {"type": "string", "minLength": 1, "maxLength": 200},
+                                  "retries with the same key within 24 h are never stored twice")],
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/InteractionsBody"}}}},
             "responses": {**_ok("Accepted", "stored in the log", "202"), **_errors(*_WRITE_ERRORS)}}},

@@ -26,6 +26,7 @@ __all__ = ["Id", "EventIn", "InteractionsIn", "SessionIn", "ItemIn", "check_id",
 # be (the same pattern is in the OpenAPI document, so generated clients agree with the server)
 ID_PATTERN = r"^[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?$"
 _ID = re.compile(ID_PATTERN)
+_DIGITS = re.compile(r"[0-9]{1,9}")
 
 
 def _trained_id(value: str) -> str:
@@ -217,25 +218,15 @@ class QueryArgs:
             raise InvalidRequest(f"query parameter {repeated[0]!r} is given more than once")
 
     def k(self, default: int) -> int:
-        raw = self.args.get("k")
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InvalidRequest(f"k must be an integer from 1 to {MAX_K} (got {raw!r})") from None
-        if not 1 <= value <= MAX_K:
-            raise InvalidRequest(f"k must be an integer from 1 to {MAX_K} (got {raw!r})")
-        return value
+        return self.integer("k", default, 1, MAX_K)
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
+        """A parameter of plain ASCII digits (``int`` would also take ``+5``, `` 5`` and other
+        scripts' digits) from ``low`` to ``high``."""
         raw = self.args.get(name)
         if raw is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            value = None
+        value = int(raw) if _DIGITS.fullmatch(raw) else None
         if value is None or not low <= value <= high:
             raise InvalidRequest(f"{name} must be an integer from {low} to {high} (got {raw!r})")
         return value

@@ -35,6 +35,9 @@ def gunicorn_options(settings: Settings, host: str, port: int) -> dict:
         "loglevel": "info",
         "preload_app": False,
         "control_socket_disable": True,
+        # the longest request line gunicorn allows, so an over-long id in a path meets our own
+        # JSON 400 (ids are at most 200 characters) instead of gunicorn's HTML 414
+        "limit_request_line": 8190,
         "post_fork": _post_fork,
         "child_exit": _child_exit,
     }
@@ -46,6 +49,23 @@ def _post_fork(server, worker) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    _exit_with_parent(server.pid)
+
+
+def _exit_with_parent(master: int) -> None:
+    """Have the kernel send this worker SIGTERM when its master dies (Linux), so a master that was
+    killed outright leaves no worker serving on the old socket."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: gunicorn's own check of the parent remains
+        return
+    if os.getppid() != master:  # the master died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _child_exit(server, worker) -> None:
@@ -66,12 +86,19 @@ def serve(settings: Settings, *, host: str, port: int, bundle: Path | None = Non
         dev: Flask's single-process development server instead of gunicorn.
     """
     from recsys.store.embedded import EmbeddedRedis
-    from recsys.store.redis import RedisStore, connect, redact
+    from recsys.store.redis import RedisStore, connect, durability_warning, redact
 
     embedded = None
     if settings.redis.url is None:
         embedded = EmbeddedRedis(settings.state_dir / "redis").start()
         settings = settings.model_copy(update={"redis": settings.redis.model_copy(update={"url": embedded.url})})
+    else:
+        try:
+            problem = durability_warning(connect(settings.redis.url, socket_timeout=5))
+        except OSError as exc:
+            problem = f"could not check the Redis setting appendonly ({exc})"
+        if problem is not None:
+            logger.warning("%s", problem)
     if bundle is not None:
         settings = settings.model_copy(update={"api": settings.api.model_copy(update={"bundle": bundle})})
         store = RedisStore(connect(settings.redis.url, socket_timeout=5), prefix=settings.redis.prefix,

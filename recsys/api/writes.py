@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pandas as pd
 import redis
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 
 from recsys.api.context import current_serving, json_body, json_response, require_key, use
 from recsys.api.schemas import InteractionsIn, ItemIn, check_id, parse_body
@@ -38,12 +38,19 @@ def _redis_down(serving: Serving, what: str) -> Unavailable:
 
 
 def _write(serving: Serving, what: str, write, items: bool = False):
-    """Run a Redis write; 503 with Retry-After when Redis is down (nothing was stored then).
+    """Run a Redis write; 503 with Retry-After when Redis is down (nothing was stored then) or
+    did not answer in time (then the write may still happen, and the answer says so).
     An item write (returning the new generation) is served by every worker from the next request."""
     if serving.store is None or serving.breaker.open:
         raise _redis_down(serving, what)
     try:
         result = write()
+    except redis.TimeoutError as exc:
+        serving.breaker.fail(exc)
+        retry = serving.settings.redis.retry_after
+        raise Unavailable(f"Redis did not answer in time, so {what} may or may not have been stored; "
+                          "retry with the same Idempotency-Key (a retry with it is never stored twice)",
+                          retry_after=retry) from None
     except (redis.RedisError, OSError) as exc:
         serving.breaker.fail(exc)
         raise _redis_down(serving, what) from None
@@ -75,20 +82,36 @@ def post_interactions():
         raise InvalidRequest(f"unknown item_id(s) {', '.join(map(repr, unknown[:5]))}"
                              f"{' ...' if len(unknown) > 5 else ''}; no event was stored",
                              unknown=unknown[:20])
+    key = _idempotency_key()
     now = time.time()
     events = [Event(e.user_id, e.item_id, e.event, e.timestamp if e.timestamp is not None else now,
                     e.value) for e in batch.events]
 
-    def append() -> list[str]:
+    def append() -> tuple[list[str], bool]:
         lists = _post_lists(serving, recommender, events)
         # the users' bodies go now, their recent items stay unknown here until the post's own
         # message comes back (in order with everyone else's)
         serving.results.expect(e.user_id for e in events)
-        return serving.activity.append(events, origin=serving.origin, extra=lists)
+        if key is None:
+            return serving.activity.append(events, origin=serving.origin, extra=lists), False
+        return serving.activity.append_once(key, events, origin=serving.origin, extra=lists)
 
-    ids = _write(serving, "interactions", append)
-    current_app.extensions["recsys.metrics"].interactions.inc(len(events))
-    return json_response({"version": recommender.version, "accepted": len(ids), "ids": ids}, status=202)
+    ids, repeated = _write(serving, "interactions", append)
+    if not repeated:
+        current_app.extensions["recsys.metrics"].interactions.inc(len(events))
+    return json_response({"version": recommender.version, "accepted": len(events), "ids": ids,
+                          "duplicate": repeated}, status=202)
+
+
+def _idempotency_key() -> str | None:
+    """The post's ``Idempotency-Key`` header, checked like an id."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    problem = S.id_problem(key)
+    if problem is not None:
+        raise InvalidRequest(f"the Idempotency-Key header {problem}")
+    return key
 
 
 def _post_lists(serving: Serving, recommender: Recommender, events: list[Event]) -> dict | None:

@@ -29,6 +29,10 @@ TIMESTAMP = "timestamp"
 INTERACTIONS_REQUIRED = (USER_ID, ITEM_ID, EVENT)
 EVENTS = ("view", "click", "add_to_cart", "purchase", "rating")
 
+# the longest catalog field read (characters): a data: image URL may be long, text may not
+MAX_FIELD_CHARS = 100_000
+MAX_IMAGE_CHARS = 1_000_000
+
 # ids at every boundary are strings of bounded length and printable characters
 MAX_ID_LENGTH = 200
 # event times the trainer accepts, epoch seconds: 1970 to 2100 (a later number is most likely

@@ -122,6 +122,7 @@ def validate_catalog(
     for column in S.CATALOG_TEXT_COLUMNS:
         if column in out.columns:
             out[column] = _text(out[column])
+            _check_length(out[column], column, source)
     if S.PRICE in out.columns:
         out[S.PRICE] = _numeric(out, S.PRICE, source, minimum=0.0)
     if S.YEAR in out.columns:
@@ -131,6 +132,15 @@ def validate_catalog(
     if S.IMAGE in out.columns and base_dir is not None:
         out[S.IMAGE] = _confined_images(out[S.IMAGE], Path(base_dir), image_roots, source)
     return out
+
+
+def _check_length(values: pd.Series, column: str, source: str) -> None:
+    limit = S.MAX_IMAGE_CHARS if column == S.IMAGE else S.MAX_FIELD_CHARS
+    lengths = values.str.len().to_numpy()
+    if len(lengths) and lengths.max() > limit:
+        row = int(np.argmax(lengths > limit))
+        raise DataError(f"{_where(source, row)}: column {column!r} is {int(lengths[row]):,} characters "
+                        f"long; the limit is {limit:,}")
 
 
 def normalise_category(value: str) -> str:

@@ -23,7 +23,10 @@ import redis
 from recsys.data import schema as S
 from recsys.store.keys import Keys
 
-__all__ = ["Event", "ActivityStore", "merge_recent", "touched"]
+__all__ = ["Event", "ActivityStore", "merge_recent", "touched", "POSTED_TTL"]
+
+# how long an interaction post's Idempotency-Key is remembered: retries within it are safe
+POSTED_TTL = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -99,8 +102,44 @@ class ActivityStore:
         Raises:
             redis.RedisError: nothing was written (the transaction is all or nothing).
         """
-        now = time.time()
         pipe = self.client.pipeline(transaction=True)
+        self._queue(pipe, events, origin, extra)
+        return [i.decode() for i in pipe.execute()[: len(events)]]
+
+    def append_once(self, key: str, events: Sequence[Event], origin: str | None = None,
+                    extra: dict | None = None) -> tuple[list[str], bool]:
+        """:meth:`append` under an idempotency key: the key is taken in the same transaction as
+        the events, so a post retried with the same key within :data:`POSTED_TTL` seconds never
+        logs them twice, even when the first attempt's answer was lost.
+
+        Returns:
+            ``(stream ids, whether this key had already been posted)``; a repeat returns the
+            first post's ids (empty when the first answer was never written back).
+
+        Raises:
+            redis.RedisError: as :meth:`append`.
+        """
+        posted = self.keys.posted(key)
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(posted)
+                earlier = pipe.get(posted)
+                if earlier is not None:
+                    return json.loads(earlier), True
+                pipe.multi()
+                self._queue(pipe, events, origin, extra)
+                pipe.set(posted, "[]", ex=POSTED_TTL)
+                ids = [i.decode() for i in pipe.execute()[: len(events)]]
+            except redis.WatchError:  # the key changed meanwhile, or the connection dropped
+                earlier = self.client.get(posted)
+                if earlier is None:  # the transaction may still run: say so, never "duplicate"
+                    raise redis.TimeoutError("the post's transaction did not complete in time") from None
+                return json.loads(earlier), True
+        self.client.set(posted, json.dumps(ids), ex=POSTED_TTL, xx=True)
+        return ids, False
+
+    def _queue(self, pipe, events: Sequence[Event], origin: str | None, extra: dict | None) -> None:
+        now = time.time()
         for event in events:
             pipe.xadd(self.keys.log, event.fields())
         users = touched(events)
@@ -122,7 +161,6 @@ class ActivityStore:
         pipe.publish(self.keys.events, json.dumps({
             "users": list(users), "origin": origin, "at": now, "ttl": self.recent_ttl,
             "cap": self.recent_items, "recent": users, **(extra or {})}))
-        return [i.decode() for i in pipe.execute()[: len(events)]]
 
     def active_users(self, limit: int) -> set[str] | None:
         """The users who may have recent items (a post within the TTL); every other user has none.

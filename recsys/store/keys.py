@@ -17,6 +17,8 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
     P:recent:<user_id>              list    the user's recent item ids, newest first, distinct
     P:users:active                  zset    user ids with recent items, scored by their last post
                                             (epoch seconds); anyone else has none
+    P:posted:<sha256 of the key>    string  an interaction post's Idempotency-Key, taken in the
+                                            post's own transaction: the stream ids it logged (JSON)
     P:activity:<user_id>            string  counter bumped by each of the user's interaction posts;
                                             a cached feed carries the count it was computed at
     P:result:<kind>:<owner>         hash    cached response bodies of one item, user or session;
@@ -25,6 +27,7 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 __all__ = ["Keys"]
@@ -80,6 +83,9 @@ class Keys:
     @property
     def log(self) -> str:
         return self._key("log")
+
+    def posted(self, idempotency_key: str) -> str:
+        return self._key("posted", hashlib.sha256(idempotency_key.encode()).hexdigest())
 
     def activity(self, user_id: str) -> str:
         return self._key("activity", user_id)

@@ -24,7 +24,7 @@ from recsys.errors import BundleError, NotFound
 from recsys.manifest import check_manifest, check_name
 from recsys.store.keys import Keys
 
-__all__ = ["RedisStore", "connect", "Breaker", "redact"]
+__all__ = ["RedisStore", "connect", "Breaker", "redact", "durability_warning"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -92,6 +92,20 @@ def cache_field(*parts: object) -> str:
     text = "|".join(p if isinstance(p, str) else orjson.dumps(p, option=orjson.OPT_SORT_KEYS).decode()
                     for p in parts)
     return text if len(text) <= 200 else hashlib.sha256(text.encode()).hexdigest()
+
+
+def durability_warning(client: redis.Redis) -> str | None:
+    """Why this Redis may lose acknowledged interactions on a restart (AOF off, or unknown), or
+    ``None`` when its append-only file is on."""
+    try:
+        value = client.config_get("appendonly").get("appendonly")
+    except redis.RedisError as exc:  # managed services often rename or forbid CONFIG
+        return (f"could not read the Redis setting appendonly ({exc}); unless the server keeps an "
+                "append-only file, a Redis restart loses acknowledged interactions")
+    if value != "yes":
+        return ("Redis runs with appendonly no: a Redis restart loses acknowledged interactions and "
+                "published bundles; set appendonly yes (docker-compose.yml does)")
+    return None
 
 
 class RedisStore:

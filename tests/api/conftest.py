@@ -1,4 +1,4 @@
-"""API fixtures: an app over the trained market bundle, published to a real Redis."""
+"""API fixtures: an app over the small trained shop (served_bundle), published to a real Redis."""
 from __future__ import annotations
 
 import time

@@ -78,8 +78,8 @@ def test_redis_killed_and_restarted_during_load(tmp_path, served_bundle):
 
 
 def test_publishing_during_load_switches_every_worker_without_a_failure(tmp_path, live, served_bundle,
-                                                                          market_events):
-    newer = train(served_bundle, market_events[0], tmp_path / "v2", alpha=1.0)
+                                                                          served_events):
+    newer = train(served_bundle, served_events[0], tmp_path / "v2", alpha=1.0)
     assert newer.version != served_bundle.version
     stop = threading.Event()
     results = []

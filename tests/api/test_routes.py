@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 
 import pytest
 from PIL import Image
@@ -105,6 +106,9 @@ def test_precomputed_answers_skip_the_redis_cache(client, serving, served_bundle
     ("k=0", "invalid_request", "k must be an integer from 1 to 1000"),
     ("k=1001", "invalid_request", "k must be"),
     ("k=ten", "invalid_request", "k must be"),
+    ("k=%2B5", "invalid_request", "k must be"),  # +5
+    ("k=%205", "invalid_request", "k must be"),  # " 5"
+    ("k=%D9%A3", "invalid_request", "k must be"),  # Arabic-Indic three
     ("weights=smell:1", "invalid_request", "unknown modality 'smell'"),
     ("weights=text:-1", "invalid_request", "finite number >= 0"),
     ("weights=text:0", "invalid_request", "positive sum"),
@@ -231,9 +235,54 @@ def test_interaction_bodies_and_limits(client, serving, served_bundle):
                      ({"timestamp": -1e300}, "between 1970")]:
         assert_error(client.post("/v1/interactions", json={**one, **bad}, headers=WRITE), 400,
                      "invalid_request", why)
+    deep = client.post("/v1/interactions", data="[" * 100_000, content_type="application/json", headers=WRITE)
+    assert_error(deep, 400, "invalid_request", "not valid JSON (depth limit exceeded")
+    chunked = client.post("/v1/interactions", input_stream=io.BytesIO(b'{"pad": "' + b"x" * (2 << 20) + b'"}'),
+                          content_type="application/json", headers={**WRITE, "Transfer-Encoding": "chunked"},
+                          environ_overrides={"wsgi.input_terminated": True})  # as gunicorn sets it
+    assert_error(chunked, 413, "request_entity_too_large")
     big = {**one, "user_id": "u" * 150, "pad": "x" * (1 << 20)}
     assert_error(client.post("/v1/interactions", json=big, headers=WRITE), 413, "request_entity_too_large")
     assert serving.activity.log_length() == 6  # nothing from a refused request was stored
+
+
+def test_a_retried_post_with_the_same_idempotency_key_is_stored_once(client, serving, served_bundle):
+    item = first_items(served_bundle)[0]
+    events = [{"user_id": f"retry-{i}", "item_id": item, "event": "view"} for i in range(3)]
+    before = serving.activity.log_length()
+    first = client.post("/v1/interactions", json=events, headers={**WRITE, "Idempotency-Key": "order-77"})
+    again = client.post("/v1/interactions", json=events, headers={**WRITE, "Idempotency-Key": "order-77"})
+    assert first.status_code == again.status_code == 202
+    assert first.json["duplicate"] is False and again.json["duplicate"] is True
+    assert again.json["ids"] == first.json["ids"] and len(first.json["ids"]) == 3
+    assert serving.activity.log_length() == before + 3
+    other = client.post("/v1/interactions", json=events, headers={**WRITE, "Idempotency-Key": "order-78"})
+    assert other.json["duplicate"] is False and serving.activity.log_length() == before + 6
+    assert_error(client.post("/v1/interactions", json=events, headers={**WRITE, "Idempotency-Key": "a\u200bb"}),
+                 400, "invalid_request", "Idempotency-Key")
+
+
+def test_a_slow_redis_answers_503_that_does_not_claim_nothing_was_stored(client, serving, served_bundle,
+                                                                         redis_url):
+    """Redis paused (slow, not down) past the client's timeout: the post may still be stored
+    when Redis resumes, so the answer says so, and a retry with the key stores nothing twice."""
+    from recsys.store import connect
+
+    item = first_items(served_bundle)[0]
+    event = {"user_id": "slow-1", "item_id": item, "event": "view"}
+    admin = connect(redis_url)
+    timeout = serving.settings.redis.socket_timeout
+    admin.execute_command("CLIENT", "PAUSE", int((timeout + 1) * 1000), "WRITE")
+    slow = client.post("/v1/interactions", json=event, headers={**WRITE, "Idempotency-Key": "slow-77"})
+    assert_error(slow, 503, "unavailable", "may or may not have been stored")
+    time.sleep(timeout + 1.2)  # the pause ends: the first transaction runs, or was dropped with its client
+    deadline = time.monotonic() + 10
+    while serving.breaker.open and time.monotonic() < deadline:
+        time.sleep(0.1)
+    retry = client.post("/v1/interactions", json=event, headers={**WRITE, "Idempotency-Key": "slow-77"})
+    assert retry.status_code == 202
+    logged = [fields for _, fields in serving.activity.read_log() if fields["user_id"] == "slow-1"]
+    assert len(logged) == 1  # stored exactly once, whichever way the first attempt ended
 
 
 def test_a_put_item_is_findable_at_once_and_a_deleted_one_disappears(client, served_bundle):

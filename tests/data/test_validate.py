@@ -31,6 +31,8 @@ def test_category_is_normalised():
     (pd.DataFrame({"item_id": ["a", " "]}), "catalog.csv row 2: column 'item_id' is empty"),
     (pd.DataFrame({"item_id": ["a", "x" * 300]}), "longer than 200 characters"),
     (pd.DataFrame({"item_id": ["a", "b\x00c"]}), "non-printable"),
+    (pd.DataFrame({"item_id": ["a", "b"], "description": ["ok", "x" * 100_001]}),
+     "catalog.csv row 2: column 'description' is 100,001 characters long; the limit is 100,000"),
 ])
 def test_bad_catalogs_name_row_and_column(frame, message):
     with pytest.raises(DataError) as info:

@@ -164,3 +164,17 @@ def test_a_second_embedded_start_joins_the_running_server(tmp_path):
         assert not second.owned and first.owned
         second.stop()  # not the owner: leaves the server running
         assert connect(first.url).ping()
+
+
+def test_a_redis_without_an_append_only_file_is_named_at_start_up(redis_url):
+    """The embedded server keeps an AOF; a server that does not (or hides its config) is warned
+    about, because a restart would lose acknowledged interactions."""
+    from recsys.store import connect
+    from recsys.store.redis import durability_warning
+
+    client = connect(redis_url)
+    appendonly = client.config_get("appendonly")["appendonly"]
+    warning = durability_warning(client)
+    assert (warning is None) == (appendonly == "yes")
+    if warning is not None:
+        assert "appendonly no" in warning and "loses acknowledged interactions" in warning
