@@ -69,6 +69,9 @@ class TowersSettings(_Section):
     image: ImageTowerSettings = Field(default_factory=ImageTowerSettings)
     text: TextTowerSettings = Field(default_factory=TextTowerSettings)
     tabular: TabularTowerSettings = Field(default_factory=TabularTowerSettings)
+    save_every: int = Field(
+        2048, gt=0, description="items embedded between writes to the embedding cache: a stopped "
+        "build keeps what it wrote, and the next one embeds only the rest")
     cache_dir: Path | None = Field(
         None, description="embedding cache directory; unset uses <state_dir>/embeddings"
     )

@@ -155,3 +155,51 @@ def test_training_on_the_redis_log_skips_bad_events_and_keeps_them_aside(runner,
     quarantined = pd.read_csv(next((tmp_path / "state" / "quarantine").glob("interactions-*.csv")))
     assert len(quarantined) == 2
     assert "non-printable" in quarantined["reason"].iloc[0] and "milliseconds" in quarantined["reason"].iloc[1]
+
+
+@pytest.mark.slow
+def test_a_build_stopped_part_way_embeds_only_the_rest_when_run_again(tmp_path):
+    """`recsys build` killed (SIGKILL) once the embedding cache holds its first parts: the next
+    run takes those from the cache and embeds only what is left."""
+    import os
+    import re
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    from recsys.data.synthetic import make_catalog
+
+    catalog = make_catalog(1500, seed=2).drop(columns=["image"], errors="ignore")
+    catalog.to_csv(tmp_path / "catalog.csv", index=False)
+    env = {**os.environ, "RECSYS_STATE_DIR": str(tmp_path / "state"), "RECSYS_TOWERS__SAVE_EVERY": "100",
+           "RECSYS_INDEX__N_TREES": "5"}
+    env.pop("RECSYS_TOWERS__CACHE_DIR", None)
+    command = [sys.executable, "-m", "recsys", "build", "--catalog", str(tmp_path / "catalog.csv"),
+               "--out", str(tmp_path / "models" / "shop"), "--no-progress"]
+    cache = tmp_path / "state" / "embeddings" / "cache.sqlite3"
+
+    def stored() -> int:
+        try:
+            with sqlite3.connect(cache, timeout=5) as db:
+                return db.execute("SELECT COUNT(*) FROM emb").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while stored() < 200 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    kept = stored()
+    assert 200 <= kept < 1500, kept  # stopped part way, its first parts kept
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    line = next(x for x in second.stdout.splitlines() if x.startswith("embedded"))
+    new, cached = (int(n.replace(",", "")) for n in re.search(r"text: ([\d,]+) new, ([\d,]+) cached",
+                                                               line).groups())
+    # what the killed run stored comes from the cache; only the rest is embedded again
+    has_text = (catalog[["title", "description", "tags"]].fillna("") != "").any(axis=1).sum()
+    assert cached == kept and new + cached == has_text, line

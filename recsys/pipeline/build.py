@@ -119,7 +119,8 @@ def build_item_bundle(
                 tower.fit(catalog)
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always", RecsysWarning)
-                block, stats[name] = encode_cached(tower, catalog, cache, show_progress=show_progress)
+                block, stats[name] = encode_cached(tower, catalog, cache, show_progress=show_progress,
+                                                   save_every=settings.towers.save_every)
             caught += [str(w.message) for w in seen if issubclass(w.category, RecsysWarning)]
             if block.mask.any():
                 blocks[name] = block

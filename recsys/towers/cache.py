@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from recsys.towers.base import Tower, TowerOutput
 
@@ -59,9 +60,14 @@ class EmbeddingCache:
 
 
 def encode_cached(
-    tower: Tower, catalog: pd.DataFrame, cache: EmbeddingCache | None, *, show_progress: bool = True
+    tower: Tower, catalog: pd.DataFrame, cache: EmbeddingCache | None, *, show_progress: bool = True,
+    save_every: int = 2048,
 ) -> tuple[TowerOutput, dict]:
     """Encode a catalog, re-embedding only rows whose content (or encoder) changed.
+
+    The rows to embed go through the tower ``save_every`` at a time, and each part is written to
+    the cache as soon as it is done: a build that is stopped part way keeps what it embedded, and
+    the next run embeds only the rest.
 
     Returns:
         (output, stats): the tower output in catalog order, and counts
@@ -78,12 +84,16 @@ def encode_cached(
     for i in range(n):
         if present[i] and keys[i] in hits:
             vectors[i], mask[i] = hits[keys[i]], True
-    if todo:
-        out = tower.encode(catalog.iloc[todo], show_progress=show_progress)
-        vectors[todo], mask[todo] = out.vectors, out.mask
-        if cache:
-            ok = [j for j, good in enumerate(out.mask) if good]
-            cache.put(encoder, [keys[todo[j]] for j in ok], out.vectors[ok])
+    with tqdm(total=len(todo), desc=f"{tower.modality} tower", unit="item",
+              disable=not show_progress or not todo) as bar:
+        for start in range(0, len(todo), save_every):
+            part = todo[start:start + save_every]
+            out = tower.encode(catalog.iloc[part], show_progress=False)
+            vectors[part], mask[part] = out.vectors, out.mask
+            if cache:
+                ok = [j for j, good in enumerate(out.mask) if good]
+                cache.put(encoder, [keys[part[j]] for j in ok], out.vectors[ok])
+            bar.update(len(part))
     stats = {"cached": int(present.sum()) - len(todo), "encoded": len(todo),
              "missing": int(n - mask.sum())}
     logger.debug("%s: %s", tower.modality, stats)
