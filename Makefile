@@ -17,8 +17,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# a real shop: make demo CATALOG=../shared/data/hm-sample/catalog.csv INTERACTIONS=../shared/data/hm-sample/interactions.csv
 demo: install
-	$(VENV)/bin/recsys demo --catalog $(CATALOG)
+	$(VENV)/bin/recsys demo --catalog $(CATALOG) $(if $(filter-out synthetic,$(INTERACTIONS)),--interactions $(INTERACTIONS))
 
 # the CLI step by step: build, neighbours, train, a feed
 cli-demo: install

@@ -365,19 +365,30 @@ def serve(ctx: click.Context, host: str | None, port: int | None, bundle: Path |
         bundle=bundle, dev=dev)
 
 
-def _demo_bundle(settings: Settings, catalog: str, users: int | None, progress: bool) -> Path:
+def _demo_bundle(settings: Settings, catalog: str, interactions: str | None, users: int | None,
+                 progress: bool) -> Path:
     """The demo's trained bundle for ``catalog``: the newest one built from it before, or a new one
-    (build, then train on its interactions: simulated shoppers, or MovieLens ratings)."""
+    (build, then train on its interactions: simulated shoppers, MovieLens ratings, or a file)."""
+    import re
+
     from recsys.bundle import read_bundle
     from recsys.data import load_catalog, load_interactions
     from recsys.pipeline.build import build_item_bundle, train_user_tower
 
-    name = "demo" if catalog.startswith("synthetic") else "demo-" + catalog.split(":", 1)[0]
+    if interactions is None:
+        if not catalog.startswith(("synthetic", "movielens:")):
+            raise ConfigError(f"a catalog file needs its interactions: add --interactions PATH.csv "
+                              f"(catalog {catalog})")
+        interactions = catalog if catalog.startswith("movielens:") else "synthetic"
+    if catalog.startswith(("synthetic", "movielens:")):
+        name = "demo" if catalog.startswith("synthetic") else "demo-movielens"
+    else:  # a file: named by its folder, e.g. demo-hm-sample
+        name = "demo-" + re.sub(r"[^A-Za-z0-9._-]+", "-", Path(catalog).resolve().parent.name)[:80]
     out = Path(settings.models_dir) / name
     if out.is_dir():
         for version in sorted((p for p in out.iterdir() if (p / "manifest.json").is_file()), reverse=True):
             manifest = json.loads((version / "manifest.json").read_text())
-            if manifest.get("source") == catalog and "collab" in manifest:
+            if manifest.get("source") == catalog and manifest.get("collab", {}).get("source") == interactions:
                 click.echo(f"reusing {version} (delete {out} to rebuild)")
                 return version
     frame = load_catalog(catalog, seed=settings.seed, state_dir=settings.state_dir, show_progress=progress,
@@ -385,7 +396,6 @@ def _demo_bundle(settings: Settings, catalog: str, users: int | None, progress: 
     report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress)
     click.echo(report.summary())
     bundle = read_bundle(report.path)
-    interactions = catalog if catalog.startswith("movielens:") else "synthetic"
     events = load_interactions(interactions, catalog=bundle.items, seed=settings.seed, n_users=users)
     trained = train_user_tower(bundle, events, settings, source=interactions, show_progress=progress)
     click.echo(trained.summary())
@@ -394,14 +404,18 @@ def _demo_bundle(settings: Settings, catalog: str, users: int | None, progress: 
 
 @cli.command()
 @click.option("--catalog", default="synthetic:1000", show_default=True, metavar="SOURCE",
-              help="synthetic:N (a shop with rendered images) or movielens:DIR")
+              help="synthetic:N (a shop with rendered images), movielens:DIR, or a catalog PATH.csv")
+@click.option("--interactions", default=None, metavar="SOURCE",
+              help="what the shop's users did: PATH.csv (needed with a catalog file; default: simulated "
+                   "shoppers, or the MovieLens ratings)")
 @click.option("--users", type=click.IntRange(10, None), default=None,
               help="simulated shoppers for a synthetic catalog (default: a quarter of the items)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="bind address")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--progress/--no-progress", default=True, help="progress bars")
 @click.pass_context
-def demo(ctx: click.Context, catalog: str, users: int | None, host: str, port: int, progress: bool) -> None:
+def demo(ctx: click.Context, catalog: str, interactions: str | None, users: int | None, host: str, port: int,
+         progress: bool) -> None:
     """Build a shop, train it, publish it to the embedded Redis and serve the shop page.
 
     A second run reuses what the first built. Ctrl-C stops the server and the Redis it started.
@@ -409,7 +423,7 @@ def demo(ctx: click.Context, catalog: str, users: int | None, host: str, port: i
     from recsys.api.server import serve as run
 
     settings = _settings(ctx)
-    bundle = _demo_bundle(settings, catalog, users, progress)
+    bundle = _demo_bundle(settings, catalog, interactions, users, progress)
     # the page posts its visitors' clicks from the browser: interactions need no key here
     settings = settings.model_copy(update={"api": settings.api.model_copy(
         update={"public_interactions": True, "web": True})})

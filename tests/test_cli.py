@@ -43,6 +43,7 @@ def test_build_then_similar(runner, tmp_path):
     (["similar", "--bundle", "{bundle}", "SKU-000001", "--k", "0"], 2, "k must be an integer from 1 to 1000"),
     (["similar", "--bundle", "{missing}", "x"], 1, "error: bundle not found"),
     (["build", "--catalog", "{missing}/cat.csv", "--out", "{missing}"], 2, "catalog file not found"),
+    (["demo", "--catalog", "{missing}/cat.csv"], 2, "a catalog file needs its interactions"),
     (["recommend", "--bundle", "{bundle}", "U1"], 2, "has no user tower; run `recsys train"),
     (["similar", "--bundle", "{bundle}", "SKU-000001", "--min-price", "9", "--max-price", "1"], 2,
      "min_price (9) is above max_price (1)"),
