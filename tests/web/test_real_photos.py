@@ -1,0 +1,74 @@
+"""The demo shop on real product photos: 1,000 H&M articles with their real purchases, built,
+trained, served by ``recsys serve`` and looked at in Chromium (screenshot in
+``test-artifacts/browser/``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.api.live import LiveServer
+from tests.web.test_browser import _MISSING, ARTIFACTS, CHROMEDRIVER, CHROMIUM, cards, wait_for
+
+HM = Path(__file__).resolve().parents[3] / "shared" / "data" / "hm-sample"
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_MISSING, reason="Chromium not installed"),
+              pytest.mark.skipif(not (HM / "catalog.csv").is_file(), reason=f"no H&M sample at {HM}")]
+
+
+@pytest.fixture(scope="module")
+def hm_shop(tmp_path_factory, _image_tower, _text_tower):
+    """The first 1,000 articles (by id) and the purchases of them, trained."""
+    from recsys.bundle import read_bundle
+    from recsys.data import load_catalog, load_interactions, validate_interactions
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.towers import create_tower
+    from tests.conftest import make_settings, train
+
+    tmp = tmp_path_factory.mktemp("hm")
+    catalog = load_catalog(HM / "catalog.csv").head(1000)
+    towers = {"image": _image_tower, "text": _text_tower, "tabular": create_tower("tabular")}
+    report = build_item_bundle(catalog, make_settings(tmp), tmp / "models" / "hm", source="hm-sample",
+                               show_progress=False, towers=towers)
+    bundle = read_bundle(report.path)
+    events = load_interactions(HM / "interactions.csv")
+    with pytest.warns(Warning, match="not in the catalog"):  # purchases of the other 10,800 articles
+        events = validate_interactions(events, item_ids=bundle.items["item_id"], unknown_items="drop")
+    return train(bundle, events, tmp)
+
+
+@pytest.fixture(scope="module")
+def live(hm_shop, tmp_path_factory):
+    server = LiveServer(tmp_path_factory.mktemp("hm-live"), {"RECSYS_API__PUBLIC_INTERACTIONS": "true"},
+                        bundle=hm_shop.path)
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+def test_the_shop_shows_real_photos(live, hm_shop):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    assert hm_shop.thumbnails is not None and hm_shop.thumbnails.present().sum() == 1000
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1100"):
+        options.add_argument(arg)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        browser.get(f"http://127.0.0.1:{live.port}/")
+        wait_for(browser, lambda d: len(cards(d, "#grid")) == 24, "the grid shows a page of 24 products")
+        loaded = """return performance.getEntriesByType('resource')
+            .filter(e => e.name.endsWith('/image') && e.responseStatus === 200).length"""
+        wait_for(browser, lambda d: d.execute_script(loaded) >= 24, "every card's photo loads")
+        first = cards(browser, "#grid")[0]["itemId"]
+        browser.find_element(By.CSS_SELECTOR, f'#grid .card[data-item-id="{first}"]').click()
+        wait_for(browser, lambda d: len(cards(d, "#similar")) == 8, "the product page shows 8 similar items")
+        wait_for(browser, lambda d: d.execute_script(loaded) >= 24 + 8, "their photos load too")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "real-photos-hm.png"))
+    finally:
+        browser.quit()
