@@ -131,8 +131,7 @@ def main() -> None:
     weights = sorted({0.0, settings.collab.content_weight})
     for weight in weights:
         started = time.perf_counter()
-        recommender = Recommender(trained, content_weight=weight, history_items=settings.collab.history_items,
-                                  exact_budget=settings.index.exact_budget)
+        recommender = Recommender.configured(trained, settings, content_weight=weight)
         lists = [trained.item_ids.rows([s.item_id for s in recommender.recommend(u, n).items])
                  for u in test_users]
         label = "our feed" + (" (content_weight 0: collaborative only)" if weight == 0 else

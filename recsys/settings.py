@@ -132,12 +132,15 @@ class CollabSettings(_Section):
         "new item as typical, 0.9 promotes new arrivals, 0.1 keeps them in the tail",
     )
     content_weight: float = Field(
-        0.3, ge=0, le=1, description="share of the feed score from content similarity to the "
-        "user's recent items (0 = pure collaborative)",
+        0.4, ge=0, le=1, description="share of the feed score from content similarity to the "
+        "user's recent items (0 = pure collaborative); chosen on a validation part of the H&M purchases",
     )
     history_items: int = Field(
         20, gt=0, description="most recent items of a user that form the content query of the feed blend"
     )
+    history_decay: float = Field(
+        0.6, gt=0, le=1, description="weight of each older item in that query, relative to the one "
+        "after it (1 = a plain mean); chosen on the same validation part")
     popularity_window_days: float = Field(
         30.0, gt=0, description="window before the newest event that ranks the popularity fallback"
     )

@@ -276,7 +276,7 @@ def test_a_bundle_without_modality_lists_computes_per_request_weights(market, co
 def test_the_training_writes_the_feeds_with_the_scoring_it_used(feeds):
     collab = feeds.bundle.collab
     assert collab.feed is not None and collab.feed.rows.shape == (len(collab.user_ids), 100)
-    assert collab.params["feed"] == {"k": 100, "content_weight": 0.3, "history_items": 20}
+    assert collab.params["feed"] == {"k": 100, "content_weight": 0.4, "history_items": 20, "history_decay": 0.6}
     seen = collab.user_items.matrix
     for u in range(0, len(collab.user_ids), 101):
         listed = collab.feed.rows[u][collab.feed.rows[u] >= 0]

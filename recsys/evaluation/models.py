@@ -195,18 +195,18 @@ class ALSModel(Model):
 
 
 class ContentModel(Model):
-    """Content only: cosine between each item and the mean of the user's most recent items'
-    combined vectors (the item tower alone, as the feed's content term computes it)."""
+    """Content only: cosine between each item and the user's taste, the recency-weighted mean of
+    their latest items' combined vectors (the item tower alone, as the feed's content term)."""
 
     name = "content"
 
     def rank(self, data: EvalData, n: int) -> np.ndarray:
         combined = np.asarray(data.bundle.vectors.combined, dtype=np.float32)
         item_ids = data.bundle.item_ids
-        history_items = data.settings.collab.history_items
+        history_items, decay = data.settings.collab.history_items, data.settings.collab.history_decay
         queries = np.zeros((len(data.users), combined.shape[1]), np.float32)
         for u, items in enumerate(data.recent):
-            q = content_query(data.bundle.vectors, item_ids.rows(items), history_items)
+            q = content_query(data.bundle.vectors, item_ids.rows(items), history_items, decay)
             if q is not None:
                 queries[u] = q
         return data.rank(lambda b: queries[b] @ combined.T, n)

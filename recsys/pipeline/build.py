@@ -284,9 +284,9 @@ def train_user_tower(
     if k:
         collab.feed = feed_lists(dataclasses.replace(bundle, collab=collab), k,
                                  content_weight=opts.content_weight, history_items=opts.history_items,
-                                 show_progress=show_progress)
+                                 history_decay=opts.history_decay, show_progress=show_progress)
         manifest["feed"] = {"k": k, "content_weight": opts.content_weight,
-                            "history_items": opts.history_items}
+                            "history_items": opts.history_items, "history_decay": opts.history_decay}
     path = write_user_tower(bundle, collab, manifest)
     return TrainReport(
         path=path, parent=bundle.version, users=len(user_items.user_ids), events=len(interactions),

@@ -122,12 +122,13 @@ def _neighbours(matrix: np.ndarray, mask: np.ndarray, k: int, desc: str, show_pr
 
 
 def feed_lists(bundle: Bundle, k: int, *, content_weight: float, history_items: int,
-               show_progress: bool = False) -> TopLists:
+               history_decay: float = 1.0, show_progress: bool = False) -> TopLists:
     """Each trained user's feed with their training items excluded and no recent items.
 
     The same score as :meth:`recsys.serve.Recommender.recommend` for that case, computed exactly
     in blocks: ``(1 - w) * user . item + w * cosine(item, mean of the user's history)`` with
-    ``w = content_weight`` (0 for a user whose history has no content vectors).
+    ``w = content_weight`` (0 for a user whose history has no content vectors), the history's mean
+    weighted by ``history_decay`` as :func:`~recsys.towers.item.content_query` weights it.
     """
     collab = bundle.collab
     factors = np.asarray(collab.item_factors, dtype=np.float32)
@@ -142,8 +143,8 @@ def feed_lists(bundle: Bundle, k: int, *, content_weight: float, history_items: 
         users = np.arange(block.start, block.stop)
         s = np.asarray(collab.user_factors[block], dtype=np.float32) @ factors.T
         if beta > 0:
-            queries = [content_query(bundle.vectors, collab.user_items.history(u)[0], history_items)
-                       for u in users]
+            queries = [content_query(bundle.vectors, collab.user_items.history(u)[0], history_items,
+                                     history_decay) for u in users]
             has = np.array([q is not None for q in queries])
             if has.any():
                 q = np.stack([q for q in queries if q is not None])

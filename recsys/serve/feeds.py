@@ -41,8 +41,8 @@ class Feeds:
     """
 
     def __init__(self, bundle: Bundle, candidates: Candidates, columns: FilterColumns, *,
-                 content_weight: float = 0.3, history_items: int = 20, feed_lists: int = 0,
-                 list_k: int = 100):
+                 content_weight: float = 0.4, history_items: int = 20, history_decay: float = 0.6,
+                 feed_lists: int = 0, list_k: int = 100):
         if not 0.0 <= content_weight <= 1.0:
             raise InvalidRequest(f"content_weight must be between 0 and 1 (got {content_weight!r})")
         self.bundle = bundle
@@ -50,6 +50,7 @@ class Feeds:
         self.columns = columns
         self.content_weight = content_weight
         self.history_items = history_items
+        self.history_decay = history_decay
         self.list_k = list_k
         self._lists = Lru(feed_lists if list_k > 0 else 0)
         self._last_recent = None  # (recent items, item changes, rows): see recent_rows
@@ -62,7 +63,8 @@ class Feeds:
             self._recent_strength = float(data.mean()) if len(data) else 1.0
             made = collab.params.get("feed", {})
             if collab.feed is not None and made.get("content_weight") == content_weight \
-                    and made.get("history_items") == history_items:
+                    and made.get("history_items") == history_items \
+                    and made.get("history_decay", 1.0) == history_decay:
                 self._precomputed = collab.feed  # made with the scoring these feeds use
 
     def warm(self) -> None:
@@ -251,7 +253,8 @@ class Feeds:
             user = fold_in(collab.item_factors, rows[placed],
                            1.0 + collab.params.get("alpha", 1.0) * strength[placed],
                            regularization=collab.params.get("regularization", 0.0), yty=self._yty)
-        taste = (content_query(self.bundle.vectors, np.concatenate([recent, hist_rows]), self.history_items)
+        taste = (content_query(self.bundle.vectors, np.concatenate([recent, hist_rows]), self.history_items,
+                               self.history_decay)
                  if self.content_weight > 0 else None)
         beta = self.content_weight if taste is not None else 0.0
         allowed = allowed & (collab.item_state > 0)

@@ -48,8 +48,9 @@ class Recommender:
         >>> rec.similar_items("I000001", k=5).ids  # doctest: +SKIP
     """
 
-    def __init__(self, bundle: Bundle, *, overfetch: int = 10, content_weight: float = 0.3,
-                 history_items: int = 20, exact_budget: int = 4_000_000, feed_lists: int = 0,
+    def __init__(self, bundle: Bundle, *, overfetch: int = 10, content_weight: float = 0.4,
+                 history_items: int = 20, history_decay: float = 0.6, exact_budget: int = 4_000_000,
+                 feed_lists: int = 0,
                  list_k: int = 100, scan_dir: Path | None = None):
         self.bundle = bundle
         self.changes = ItemChanges.build(bundle)
@@ -58,7 +59,8 @@ class Recommender:
                                      scan_dir=scan_dir)
         self.similar = SimilarItems(bundle, self.candidates, self.columns)
         self.feeds = Feeds(bundle, self.candidates, self.columns, content_weight=content_weight,
-                           history_items=history_items, feed_lists=feed_lists, list_k=list_k)
+                           history_items=history_items, history_decay=history_decay, feed_lists=feed_lists,
+                           list_k=list_k)
 
     @classmethod
     def from_bundle(cls, path: str | Path, settings=None, **overrides) -> Recommender:
@@ -76,6 +78,7 @@ class Recommender:
         blend, the exact budget, the list length); keyword ``overrides`` win."""
         options = {"content_weight": settings.collab.content_weight,
                    "history_items": settings.collab.history_items,
+                   "history_decay": settings.collab.history_decay,
                    "exact_budget": settings.index.exact_budget, "list_k": settings.index.precompute_k}
         return cls(bundle, **{**options, **overrides})
 

@@ -136,12 +136,15 @@ def rows_dot(matrix: np.ndarray, rows: np.ndarray, vector: np.ndarray, scan=None
     return matrix[rows] @ vector
 
 
-def content_query(vectors: ItemVectors, history: np.ndarray, history_items: int) -> np.ndarray | None:
-    """The unit mean of the combined vectors of the first ``history_items`` distinct rows of
-    ``history`` that have one (``None`` if none has): a user's taste in content space."""
+def content_query(vectors: ItemVectors, history: np.ndarray, history_items: int,
+                  decay: float = 1.0) -> np.ndarray | None:
+    """A user's taste in content space: the unit weighted mean of the combined vectors of the first
+    ``history_items`` distinct rows of ``history`` (most recent first) that have one, the i-th
+    weighted ``decay ** i`` (1 = a plain mean); ``None`` if none has one."""
     rows = [r for r in dict.fromkeys(history.tolist()) if vectors.mask[r]][:history_items]
     if not rows:
         return None
-    mean = np.asarray(vectors.combined[rows], dtype=np.float32).mean(axis=0)
+    weights = np.power(np.float32(decay), np.arange(len(rows), dtype=np.float32))
+    mean = weights @ np.asarray(vectors.combined[rows], dtype=np.float32)
     norm = float(np.linalg.norm(mean))
     return mean / norm if norm > 0 else None
