@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from recsys.errors import RecsysWarning
 from recsys.towers.base import Tower, TowerOutput
 
 __all__ = ["EmbeddingCache", "encode_cached"]
 
 logger = logging.getLogger(__name__)
 _CHUNK = 500
+_NUMBER = re.compile(r"\d[\d,]*")
 
 
 class EmbeddingCache:
@@ -85,7 +89,8 @@ def encode_cached(
         if present[i] and keys[i] in hits:
             vectors[i], mask[i] = hits[keys[i]], True
     with tqdm(total=len(todo), desc=f"{tower.modality} tower", unit="item",
-              disable=not show_progress or not todo) as bar:
+              disable=not show_progress or not todo) as bar, warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", RecsysWarning)
         for start in range(0, len(todo), save_every):
             part = todo[start:start + save_every]
             out = tower.encode(catalog.iloc[part], show_progress=False)
@@ -94,7 +99,28 @@ def encode_cached(
                 ok = [j for j, good in enumerate(out.mask) if good]
                 cache.put(encoder, [keys[part[j]] for j in ok], out.vectors[ok])
             bar.update(len(part))
+    for message in _summed(str(w.message) for w in seen if issubclass(w.category, RecsysWarning)):
+        warnings.warn(message, RecsysWarning, stacklevel=2)
+    for w in seen:  # anything else passes through as it came
+        if not issubclass(w.category, RecsysWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     stats = {"cached": int(present.sum()) - len(todo), "encoded": len(todo),
              "missing": int(n - mask.sum())}
     logger.debug("%s: %s", tower.modality, stats)
     return TowerOutput(vectors, mask), stats
+
+
+def _summed(messages) -> list[str]:
+    """The towers' warnings about the parts of one encode, once each: the parts are disjoint and
+    the towers' warnings count items ("3 of 2,048 images could not be read"), so the counts of
+    messages that differ only in their numbers add up."""
+    totals: dict[str, list[int]] = {}
+    for message in messages:
+        numbers = [int(n.replace(",", "")) for n in _NUMBER.findall(message)]
+        shape = _NUMBER.sub("#", message)
+        totals[shape] = [a + b for a, b in zip(totals[shape], numbers)] if shape in totals else numbers
+    out = []
+    for shape, numbers in totals.items():
+        parts = shape.split("#")
+        out.append(parts[0] + "".join(f"{n:,}{rest}" for n, rest in zip(numbers, parts[1:])))
+    return out
