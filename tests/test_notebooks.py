@@ -60,13 +60,26 @@ def test_offline_evaluation_notebook(ml_dir, state, tmp_path):
 
 
 def test_similar_items_notebook(state, tmp_path):
-    nb = run("02_similar_items", tmp_path, catalog_source="synthetic:300", sample=60, map_items=300,
+    nb = run("02_similar_items", tmp_path, catalog_source="synthetic:300", items=0, sample=60, map_items=300,
              queries=2, state_dir=state)
     assert images(nb) == 3  # the sweep, the gallery, the map
     sweep = summary(nb)
     # each block knows what it encodes: tabular carries the price, text the category words
     assert sweep["tabular only"]["price band"] > sweep["text only"]["price band"]
     assert sweep["text only"]["category"] > sweep["image only"]["category"]
+
+
+def test_similar_items_notebook_on_real_photos(state, tmp_path):
+    fashion = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-products" / "catalog.csv"
+    if not fashion.is_file():
+        pytest.skip(f"no fashion-products at {fashion}")
+    nb = run("02_similar_items", tmp_path, catalog_source=str(fashion), items=400, sample=60, map_items=400,
+             queries=2, state_dir=state)
+    assert images(nb) == 3  # the sweep, the gallery of real photos, the map
+    sweep = summary(nb)
+    assert "price band" not in sweep["default"]  # this catalog has no prices
+    for name in ("image only", "text only", "default"):  # each far above chance on the leaf category
+        assert sweep[name]["leaf category"] > 4 * sweep["chance"]["leaf category"], (name, sweep[name])
 
 
 def test_cold_start_notebook(ml_dir, state, tmp_path):
