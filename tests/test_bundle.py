@@ -82,12 +82,6 @@ def test_unknown_format(copy_of):
         read_bundle(copy_of)
 
 
-def _edit_manifest(bundle_dir, **changes):
-    manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    (bundle_dir / "manifest.json").write_text(json.dumps({**manifest, **changes}))
-    return manifest
-
-
 @pytest.mark.parametrize("field, value, message", [
     ("files", "escape", "is not a plain relative name"),
     ("name", "../../escape", "bundle name '../../escape' is not allowed"),
@@ -98,15 +92,17 @@ def _edit_manifest(bundle_dir, **changes):
     ("default_weights", {"image": 0, "text": 0}, "default_weights are all zero"),
 ])
 def test_a_manifest_that_names_paths_outside_the_bundle_or_bad_weights_is_refused(
-        copy_of, tmp_path, field, value, message):
+        built, tmp_path, field, value, message):
+    # the manifest alone: it is refused before any file it names is opened
+    manifest = json.loads((built[0].path / "manifest.json").read_text())
     if value == "escape":  # a real file, listed under a name that climbs out of the bundle
-        manifest = json.loads((copy_of / "manifest.json").read_text())
-        escape = tmp_path / "escape.txt"
-        escape.write_text("x")
+        (tmp_path / "escape.txt").write_text("x")
         value = {**manifest["files"], "../../escape.txt": {"sha256": "0" * 64, "bytes": 1}}
-    _edit_manifest(copy_of, **{field: value})
+    bundle = tmp_path / "shop" / "v1"
+    bundle.mkdir(parents=True)
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, field: value}))
     with pytest.raises(BundleError, match=message.replace("(", r"\(").replace("[", r"\[")):
-        read_bundle(copy_of)
+        read_bundle(bundle)
 
 
 def test_a_bundle_name_must_be_one_plain_path_component(shop, tmp_path):

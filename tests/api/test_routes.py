@@ -262,6 +262,7 @@ def test_a_retried_post_with_the_same_idempotency_key_is_stored_once(client, ser
                  400, "invalid_request", "Idempotency-Key")
 
 
+@pytest.mark.slow  # waits out a paused Redis
 def test_a_slow_redis_answers_503_that_does_not_claim_nothing_was_stored(client, serving, served_bundle,
                                                                          redis_url):
     """Redis paused (slow, not down) past the client's timeout: the post may still be stored

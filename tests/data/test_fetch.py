@@ -9,7 +9,7 @@ from recsys.data.fetch import FetchError, FetchPolicy, fetch
 from recsys.data.images import decode_image
 from tests.hostile import HostileServer, bomb, jpeg
 
-LOCAL = FetchPolicy(timeout_s=1.0, max_bytes=1 << 20, allow_private=True)
+LOCAL = FetchPolicy(timeout_s=0.5, max_bytes=1 << 20, allow_private=True)
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,9 @@ def test_a_redirect_is_checked_like_the_first_url(host):
 @pytest.mark.parametrize("path", ["/never", "/trickle", "/late.jpg"])
 def test_the_deadline_covers_the_whole_download(host, path):
     started = time.monotonic()
-    with pytest.raises(FetchError, match="did not answer within 1 s"):
+    with pytest.raises(FetchError, match="did not answer within 0.5 s"):
         fetch(host.url(path), LOCAL)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 1.5
 
 
 def test_a_body_over_the_cap_is_not_read_further(host):
@@ -61,7 +61,7 @@ def test_other_schemes_are_refused():
 
 def test_a_decompression_bomb_is_refused_before_decoding(host):
     bomb()  # made before the clock starts
-    data = fetch(host.url("/bomb.png"), LOCAL)
+    data = fetch(host.url("/bomb.png"), FetchPolicy(timeout_s=5.0, allow_private=True))
     assert len(data) < 1 << 20
     with pytest.raises(ValueError, match="13000x13000 pixels; the limit is 40,000,000"):
         decode_image(data)
