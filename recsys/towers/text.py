@@ -73,6 +73,10 @@ class TextTower:
 
     @property
     def dim(self) -> int:
+        if self._model is None:  # a build whose embeddings are all cached never loads the model
+            declared = _declared_dim(Path(self.model_name))
+            if declared is not None:
+                return declared
         model = self.model
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get_dim())
@@ -105,3 +109,19 @@ class TextTower:
         mask[rows] = True
         vectors, mask = l2_normalise(vectors, mask)
         return TowerOutput(vectors, mask)
+
+
+def _declared_dim(path: Path) -> int | None:
+    """The output size a sentence-transformers folder declares, when its modules are a transformer,
+    a pooling layer and at most a normalisation (then the pooling's size is the output's);
+    ``None`` when it cannot be told without loading the model."""
+    import json
+
+    try:
+        modules = json.loads((path / "modules.json").read_text())
+        kinds = {m["type"].rsplit(".", 1)[-1]: m["path"] for m in modules}
+        if set(kinds) - {"Transformer", "Pooling", "Normalize"} or "Pooling" not in kinds:
+            return None
+        return int(json.loads((path / kinds["Pooling"] / "config.json").read_text())["word_embedding_dimension"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

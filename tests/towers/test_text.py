@@ -38,3 +38,13 @@ def test_unloadable_model_is_a_config_error(tmp_path):
 def test_offline_model_dimension(text_tower):
     assert text_tower.dim == 384
     assert np.isclose(np.linalg.norm(text_tower.encode_texts(["x"])[0]), 1.0, atol=1e-5)
+
+
+def test_the_declared_dimension_is_the_encoded_one():
+    """A fully cached build reads the dimension from the model folder's files (it never loads the
+    model); it must be what the model produces."""
+    from recsys.towers import create_tower
+
+    tower = create_tower("text")
+    declared = tower.dim
+    assert tower.encode_texts(["a red summer dress"]).shape == (1, declared) and declared == 384
