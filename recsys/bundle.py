@@ -145,6 +145,9 @@ class Thumbnails:
         np.cumsum([len(b) for b in images], out=offsets[1:])
         return cls(np.frombuffer(b"".join(images), np.uint8), offsets)
 
+    def has(self, row: int) -> bool:
+        return bool(self.offsets[row + 1] > self.offsets[row])
+
     def get(self, row: int) -> bytes | None:
         start, end = self.offsets[row], self.offsets[row + 1]
         return self.data[start:end].tobytes() if end > start else None

@@ -255,6 +255,12 @@ class ImageSettings(_Section):
         "and storing the item when the image arrives")
     fetch_workers: int = Field(2, gt=0, description="image downloads in flight per worker; more get 503")
 
+    def fetch_policy(self, allow_private: bool):
+        """How an image URL is downloaded: these limits, and whether private hosts may be reached."""
+        from recsys.data.fetch import FetchPolicy
+
+        return FetchPolicy(timeout_s=self.fetch_timeout, max_bytes=self.max_bytes, allow_private=allow_private)
+
 
 class Settings(BaseSettings):
     """All of recsys's configuration. See the README's settings table."""

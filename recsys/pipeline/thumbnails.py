@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from tqdm.auto import tqdm
 
 from recsys.bundle import Thumbnails
-from recsys.data.fetch import FetchPolicy
 from recsys.data.images import IMAGE_ERRORS, open_image, thumbnail
 from recsys.settings import ImageSettings
 
@@ -26,7 +25,7 @@ def make_thumbnails(sources, settings: ImageSettings, *, show_progress: bool = F
         return None
     size = settings.thumbnail_size
     # a catalog is the operator's own: its URLs may reach private hosts, within the caps
-    policy = FetchPolicy(timeout_s=settings.fetch_timeout, max_bytes=settings.max_bytes, allow_private=True)
+    policy = settings.fetch_policy(allow_private=True)
 
     def one(source: str) -> bytes:
         if not source:

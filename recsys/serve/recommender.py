@@ -138,7 +138,9 @@ class Recommender:
             raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
         row = self.bundle.item_ids.row(item_id)
         item = plain_row(self.bundle.items.iloc[row])
-        return {**item, "image": image_path(item_id, self.image(item_id) is not None), "fresh": False}
+        thumbnails = self.bundle.thumbnails
+        return {**item, "image": image_path(item_id, thumbnails is not None and thumbnails.has(row)),
+                "fresh": False}
 
     def image(self, item_id: str) -> bytes | None:
         """An item's JPEG thumbnail (a put item's latest), or ``None`` when it has none.

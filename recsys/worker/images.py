@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from recsys.data.fetch import FetchPolicy, fetch
+from recsys.data.fetch import fetch
 from recsys.data.images import data_url_bytes, decode_image, thumbnail
 from recsys.errors import Unavailable
 from recsys.settings import ImageSettings
@@ -46,8 +46,7 @@ def prepare_image(source: str, settings: ImageSettings) -> PreparedImage:
     import base64
 
     if source.startswith(("http://", "https://")):
-        data = fetch(source, FetchPolicy(timeout_s=settings.fetch_timeout, max_bytes=settings.max_bytes,
-                                         allow_private=settings.fetch_private))
+        data = fetch(source, settings.fetch_policy(allow_private=settings.fetch_private))
     else:
         data = data_url_bytes(source)[1]
     image = decode_image(data, draft_size=_EMBED_SIDE, max_pixels=settings.max_pixels)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.live import LiveServer
-from tests.web.test_browser import _MISSING, ARTIFACTS, CHROMEDRIVER, CHROMIUM, cards, wait_for
+from tests.web.test_browser import _MISSING, cards, wait_for
 
 HM = Path(__file__).resolve().parents[3] / "shared" / "data" / "hm-sample"
 
@@ -46,29 +46,17 @@ def live(hm_shop, tmp_path_factory):
     server.stop()
 
 
-def test_the_shop_shows_real_photos(live, hm_shop):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_the_shop_shows_real_photos(browser, live, hm_shop):
     from selenium.webdriver.common.by import By
 
     assert hm_shop.thumbnails is not None and hm_shop.thumbnails.present().sum() == 1000
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1100"):
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        browser.get(f"http://127.0.0.1:{live.port}/")
-        wait_for(browser, lambda d: len(cards(d, "#grid")) == 24, "the grid shows a page of 24 products")
-        loaded = """return performance.getEntriesByType('resource')
-            .filter(e => e.name.endsWith('/image') && e.responseStatus === 200).length"""
-        wait_for(browser, lambda d: d.execute_script(loaded) >= 24, "every card's photo loads")
-        first = cards(browser, "#grid")[0]["itemId"]
-        browser.find_element(By.CSS_SELECTOR, f'#grid .card[data-item-id="{first}"]').click()
-        wait_for(browser, lambda d: len(cards(d, "#similar")) == 8, "the product page shows 8 similar items")
-        wait_for(browser, lambda d: d.execute_script(loaded) >= 24 + 8, "their photos load too")
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(ARTIFACTS / "real-photos-hm.png"))
-    finally:
-        browser.quit()
+    browser.get(f"http://127.0.0.1:{live.port}/")
+    wait_for(browser, lambda d: len(cards(d, "#grid")) == 24, "the grid shows a page of 24 products")
+    loaded = """return performance.getEntriesByType('resource')
+        .filter(e => e.name.endsWith('/image') && e.responseStatus === 200).length"""
+    wait_for(browser, lambda d: d.execute_script(loaded) >= 24, "every card's photo loads")
+    first = cards(browser, "#grid")[0]["itemId"]
+    browser.find_element(By.CSS_SELECTOR, f'#grid .card[data-item-id="{first}"]').click()
+    wait_for(browser, lambda d: len(cards(d, "#similar")) == 8, "the product page shows 8 similar items")
+    wait_for(browser, lambda d: d.execute_script(loaded) >= 24 + 8, "their photos load too")
+    # the browser fixture saves the screenshot: test-artifacts/browser/test_the_shop_shows_real_photos.png
