@@ -11,11 +11,20 @@ import torch
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def cpu() -> dict:
+    """The CPU's model name and whether it computes bfloat16 natively (speeds depend on both)."""
+    from recsys.towers.inference import cpu_has_bf16
+
+    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")]
+    return {"cpu": names[0] if names else platform.processor(), "cores": len(names), "native_bf16": cpu_has_bf16()}
+
+
 def write_results(name: str, results: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     meta = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.machine(),
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(), **cpu()}
     path.write_text(json.dumps({"meta": meta, **results}, indent=1))
     print(f"wrote {path}")
     return path

@@ -35,10 +35,15 @@ class ImageTowerSettings(_Section):
     )
     batch_size: int = Field(32, gt=0, description="images per forward pass")
     num_workers: int = Field(1, ge=0, description="DataLoader worker processes decoding images")
+    runtime: Literal["auto", "torch", "openvino"] = Field(
+        "auto", description="where the backbone runs: openvino compiles it for this CPU (several "
+        "times faster than eager PyTorch, the same vectors in fp32), torch runs it as written; "
+        "auto = openvino where it is installed"
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="inference precision on CPU; bf16 uses AMX, ~2x faster, cosine >= "
-        "0.9997, but is emulated (~3x slower) on CPUs without bfloat16; auto = bf16 where the CPU "
-        "has AMX-BF16 or AVX512-BF16, else fp32"
+        "auto", description="inference precision on CPU; bf16 is about twice as fast where the CPU "
+        "has AMX-BF16 or AVX512-BF16 (cosine >= 0.99 to fp32) and slower where it is emulated; "
+        "auto = bf16 only where the CPU has it natively"
     )
     colour_weight: float = Field(
         0.15, ge=0, lt=1, description="share of the image cosine from the foreground colour palette"
@@ -56,6 +61,13 @@ class TextTowerSettings(_Section):
         description="catalog columns joined to form each item's text",
     )
     batch_size: int = Field(64, gt=0, description="texts per forward pass")
+    runtime: Literal["auto", "torch", "openvino"] = Field(
+        "auto", description="where the sentence network runs: openvino (compiled for this CPU), "
+        "torch (sentence-transformers as written); auto = openvino where it is installed"
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="inference precision on CPU; auto = bf16 where the CPU has it natively"
+    )
 
 
 class TabularTowerSettings(_Section):
@@ -336,7 +348,9 @@ def _env_name(loc: tuple) -> str:
 # short names a user is likely to type, for the nested variables they mean
 ALIASES = {"RECSYS_API_KEY": ("api", "api_key"), "RECSYS_REDIS_URL": ("redis", "url")}
 # read by the YAML source, not by a field
-_OTHER_NAMES = {"RECSYS_CONFIG", "RECSYS_CONFIG_FILE"}
+# read outside the settings: the config file's name, and where the towers keep converted networks
+# (recsys.towers.inference, a machine-wide cache like the model hubs' own)
+_OTHER_NAMES = {"RECSYS_CONFIG", "RECSYS_CONFIG_FILE", "RECSYS_MODEL_CACHE"}
 
 
 def _fields(model: type[BaseModel] | None = None, prefix: tuple[str, ...] = ()):

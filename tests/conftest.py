@@ -14,6 +14,14 @@ from recsys.settings import load_settings
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _converted_models(tmp_path_factory):
+    """Networks converted for OpenVINO go to the session's folder, not the user's cache, unless
+    RECSYS_MODEL_CACHE is set (`make check` keeps them in .venv between runs)."""
+    if not os.environ.get("RECSYS_MODEL_CACHE"):
+        os.environ["RECSYS_MODEL_CACHE"] = str(tmp_path_factory.mktemp("converted-models"))
+
+
 @pytest.fixture(scope="session")
 def _image_tower():
     from recsys.towers import create_tower
@@ -30,13 +38,13 @@ def _text_tower():
 
 @pytest.fixture
 def image_tower(_image_tower):
-    _image_tower.net  # noqa: B018 - load once, then hand out cheap copies sharing the weights
+    _image_tower.load()  # load once, then hand out cheap copies sharing the compiled network
     return copy.copy(_image_tower)
 
 
 @pytest.fixture
 def text_tower(_text_tower):
-    _text_tower.model  # noqa: B018
+    _text_tower.load()
     return copy.copy(_text_tower)
 
 

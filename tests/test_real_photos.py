@@ -16,8 +16,16 @@ pytestmark = [pytest.mark.slow,
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory, _image_tower, _text_tower):
-    """800 real products (a seeded sample), built with every modality."""
+def sample() -> pd.DataFrame:
+    """800 real products (a seeded sample), image paths absolute."""
+    frame = pd.read_csv(FASHION / "catalog.csv", dtype=str).sample(800, random_state=1)
+    frame["image"] = [str(FASHION / p) for p in frame["image"]]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, sample, _image_tower, _text_tower):
+    """The sample built with every modality."""
     from recsys.data import validate_catalog
     from recsys.pipeline.build import build_item_bundle
     from recsys.serve import Recommender
@@ -25,9 +33,7 @@ def photos(tmp_path_factory, _image_tower, _text_tower):
     from tests.conftest import make_settings
 
     tmp = tmp_path_factory.mktemp("fashion")
-    frame = pd.read_csv(FASHION / "catalog.csv", dtype=str).sample(800, random_state=1)
-    frame["image"] = [str(FASHION / p) for p in frame["image"]]
-    catalog = validate_catalog(frame, source="fashion-products sample")
+    catalog = validate_catalog(sample, source="fashion-products sample")
     towers = {"image": _image_tower, "text": _text_tower, "tabular": create_tower("tabular")}
     report = build_item_bundle(catalog, make_settings(tmp), tmp / "models" / "fashion", show_progress=False,
                                towers=towers)
@@ -58,3 +64,24 @@ def test_neighbours_on_real_photos_share_what_their_modality_sees(photos, weight
     got, base = _shares(photos, weights, attribute)
     print(f"\n{weights or 'defaults'} {attribute}: {got:.3f} (chance {base:.3f})")
     assert got > times * base and got > 0.25, (got, base)
+
+
+def test_the_default_runtime_keeps_the_fp32_neighbours_on_real_photos(sample):
+    """The image tower as built by default (OpenVINO, bf16 where the CPU has it) against PyTorch in
+    fp32 on 400 photos: benchmarks/bench_towers.py measures recall@10 0.96 and a least cosine of
+    0.99 on 2,000 (docs/performance.md)."""
+    from recsys.towers.image import ImageTower
+
+    catalog = sample.iloc[:400]
+    fp32 = ImageTower(runtime="torch", precision="fp32").encode(catalog, show_progress=False).vectors
+    default = ImageTower().encode(catalog, show_progress=False).vectors
+    assert np.sum(fp32 * default, axis=1).min() >= 0.99
+
+    def top10(v):
+        scores = v @ v.T
+        np.fill_diagonal(scores, -np.inf)
+        return np.argsort(-scores, axis=1)[:, :10]
+
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top10(fp32), top10(default))])
+    print(f"\nrecall@10 of the default image tower against PyTorch fp32: {recall:.3f}")
+    assert recall >= 0.93

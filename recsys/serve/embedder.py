@@ -33,13 +33,14 @@ class ItemEmbedder:
         if "image" in encoders:
             enc = encoders["image"]
             towers["image"] = create_tower("image", model=enc["model"], weights=enc["weights"],
-                                           precision=enc.get("precision"),
+                                           runtime=enc.get("runtime"), precision=enc.get("precision"),
                                            colour_weight=enc.get("colour_weight"),
                                            batch_size=1, num_workers=0)
         if "text" in encoders:
             enc = encoders["text"]
             model = None if "offline package" in enc["model"] else enc["model"]
-            towers["text"] = create_tower("text", model=model, fields=enc.get("fields"))
+            towers["text"] = create_tower("text", model=model, fields=enc.get("fields"),
+                                          runtime=enc.get("runtime"), precision=enc.get("precision"))
         if "tabular" in encoders and self.bundle.tabular_state is not None:
             towers["tabular"] = create_tower("tabular", state=self.bundle.tabular_state)
         return towers
@@ -51,7 +52,7 @@ class ItemEmbedder:
             if self._towers is None:
                 towers = self._create()
                 for tower in towers.values():
-                    tower.dim  # noqa: B018 - loads the tower's model
+                    tower.load()
                 self._towers = towers
             return self._towers
 

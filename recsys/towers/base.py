@@ -61,6 +61,11 @@ class Tower(Protocol):
 
     def encode(self, catalog: pd.DataFrame, *, show_progress: bool = True) -> TowerOutput: ...
 
+    def load(self) -> None:
+        """Load (and compile) the tower's model now rather than on the first encode; a no-op
+        for a tower without one."""
+        ...
+
     def describe(self) -> dict:
         """What the manifest records about this encoder (model name, weights source, dim)."""
         ...

@@ -128,6 +128,9 @@ class TabularTower:
     def encoder_id(self) -> str:
         return "tabular:" + sha256_text(json.dumps(self.get_state(), sort_keys=True))[:16]
 
+    def load(self) -> None:
+        """Nothing to load: the tower's state is fitted from the catalog."""
+
     def describe(self) -> dict:
         return {"parts": self._part_dims(), "dim": self.dim, "palette": list(PALETTE)}
 

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
 from recsys._hashing import file_fingerprint, sha256_text
 from recsys.errors import ConfigError
 from recsys.towers.base import TowerOutput, l2_normalise
+from recsys.towers.inference import CompiledNet, Precision, Runtime, resolve_precision, resolve_runtime
 from recsys.towers.registry import register_tower
 
 __all__ = ["TextTower", "offline_model_path", "PRODUCTION_MODEL"]
@@ -44,17 +47,25 @@ class TextTower:
             all-MiniLM-L6-v2.
         fields: catalog columns that form the text, in order.
         batch_size: texts per forward pass.
+        runtime: ``"openvino"`` compiles the sentence network for this CPU, ``"torch"`` runs
+            sentence-transformers as written, ``"auto"`` picks OpenVINO where it is installed
+            (see :mod:`recsys.towers.inference`). A model whose inputs are not BERT's token
+            tensors runs in PyTorch.
+        precision: ``"bf16"`` where the CPU has native bfloat16 (``"auto"``), else ``"fp32"``.
     """
 
     modality = "text"
 
     def __init__(self, model: str | None = None, fields: list[str] | tuple[str, ...] = ("title", "description", "tags"),
-                 batch_size: int = 64):
+                 batch_size: int = 64, runtime: Runtime = "auto", precision: Precision = "auto"):
         self.model_name = str(model) if model else str(offline_model_path())
         self.offline = model is None
         self.fields = list(fields)
         self.batch_size = batch_size
+        self.runtime = resolve_runtime(runtime)
+        self.precision = resolve_precision(precision)
         self._model = None
+        self._compiled: CompiledNet | None = None
 
     @property
     def model(self):
@@ -71,6 +82,20 @@ class TextTower:
                 ) from exc
         return self._model
 
+    def load(self) -> None:
+        if self.runtime == "openvino" and self._compiled is None:
+            example = _token_tensors(self.model, ["an example sentence", "two"])
+            if set(example) <= {"input_ids", "attention_mask", "token_type_ids"}:
+                shapes = {name: [-1, -1] for name in example}
+                fingerprint = self._weights_fingerprint()
+                key = f"sentence:{self.model_name}:{fingerprint}" if fingerprint else None
+                self._compiled = CompiledNet(_SentenceNet(self.model), example, shapes, self.precision,
+                                             key=key)
+            else:
+                logger.info("%s takes inputs %s; it runs in PyTorch", self.model_name, sorted(example))
+                self.runtime = "torch"
+        self.model  # noqa: B018
+
     @property
     def dim(self) -> int:
         if self._model is None:  # a build whose embeddings are all cached never loads the model
@@ -81,23 +106,41 @@ class TextTower:
         get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(get_dim())
 
-    def encoder_id(self) -> str:
+    def _weights_fingerprint(self) -> str | None:
         path = Path(self.model_name)
         weights = [p for p in (path / "model.safetensors", path / "pytorch_model.bin") if p.is_file()]
-        source = file_fingerprint(weights[0]) if weights else self.model_name
-        return f"text:{path.name}:{source}:{'|'.join(self.fields)}"
+        return file_fingerprint(weights[0]) if weights else None
+
+    def encoder_id(self) -> str:
+        source = self._weights_fingerprint() or self.model_name
+        return (f"text:{Path(self.model_name).name}:{source}:{self.runtime}-{self.precision}:"
+                f"{'|'.join(self.fields)}")
 
     def describe(self) -> dict:
         name = "all-MiniLM-L6-v2 (offline package)" if self.offline else self.model_name
-        return {"model": name, "fields": self.fields, "dim": self.dim}
+        return {"model": name, "fields": self.fields, "dim": self.dim, "runtime": self.runtime,
+                "precision": self.precision}
 
     def content_keys(self, catalog: pd.DataFrame) -> list[str | None]:
         return [sha256_text(t) if t else None for t in item_texts(catalog, self.fields)]
 
     def encode_texts(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
         """Unit vectors ``(len(texts), dim)`` float32 for free text (search queries too)."""
-        return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=show_progress).astype(np.float32)
+        self.load()
+        if self._compiled is None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                vectors = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                            show_progress_bar=show_progress)
+            return l2_normalise(vectors)[0]
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # longest first, as sentence-transformers does: a batch pads to its longest text
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in tqdm(range(0, len(texts), self.batch_size), desc="text tower", unit="batch",
+                          disable=not show_progress):
+            rows = order[start:start + self.batch_size]
+            tokens = _token_tensors(self.model, [texts[i] for i in rows])
+            vectors[rows] = self._compiled({name: t.numpy() for name, t in tokens.items()})
+        return l2_normalise(vectors)[0]
 
     def encode(self, catalog: pd.DataFrame, *, show_progress: bool = True) -> TowerOutput:
         texts = item_texts(catalog, self.fields)
@@ -109,6 +152,27 @@ class TextTower:
         mask[rows] = True
         vectors, mask = l2_normalise(vectors, mask)
         return TowerOutput(vectors, mask)
+
+
+class _SentenceNet(torch.nn.Module):
+    """The sentence model (transformer, pooling, normalisation) as a function of its token
+    tensors, which is what the OpenVINO converter traces."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        features = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            features["token_type_ids"] = token_type_ids
+        return self.model(features)["sentence_embedding"]
+
+
+def _token_tensors(model, texts: list[str]) -> dict[str, torch.Tensor]:
+    """The model's tokenizer output for ``texts``, tensors only, truncated to its maximum length."""
+    tokenize = getattr(model, "preprocess", None) or model.tokenize  # renamed in sentence-transformers 6
+    return {name: value for name, value in tokenize(texts).items() if isinstance(value, torch.Tensor)}
 
 
 def _declared_dim(path: Path) -> int | None:
