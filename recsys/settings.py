@@ -34,7 +34,9 @@ class ImageTowerSettings(_Section):
         "tf_efficientnet_lite0 and 'hub' otherwise",
     )
     batch_size: int = Field(32, gt=0, description="images per forward pass")
-    num_workers: int = Field(1, ge=0, description="DataLoader worker processes decoding images")
+    num_workers: int | None = Field(
+        None, ge=0, description="threads decoding the next images while the network runs (0 decodes "
+        "between batches); unset = 0 on two cores or fewer, else a quarter of the cores (1 to 4)")
     runtime: Literal["auto", "torch", "openvino"] = Field(
         "auto", description="where the backbone runs: openvino compiles it for this CPU (several "
         "times faster than eager PyTorch, the same vectors in fp32), torch runs it as written; "
