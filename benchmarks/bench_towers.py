@@ -5,7 +5,7 @@ Image, on real catalog photos (fashion-products):
   (the baseline), PyTorch bf16, OpenVINO fp32 and OpenVINO bf16 (bf16 only where the CPU has it
   natively: emulated, it is slower than fp32);
 - the whole tower as a build runs it (decoding, the model's transform, the colour histogram, the
-  forward pass), with the default settings, with 0 and 1 decoding processes;
+  forward pass), with the default settings, with 0 and 1 decoding threads;
 - faithfulness: each runtime's features against PyTorch fp32 (per-image cosine), and the default
   tower's neighbours against the fp32 PyTorch tower's (recall@10 over ``--recall-items`` photos).
 Text, on H&M article texts (title, description, tags): sentence-transformers' own ``encode`` in
@@ -90,7 +90,7 @@ def bench_image(n: int, recall_items: int, rounds: int) -> dict:
     for tower in default.values():
         tower.load()
     runs = {f"bare {name}": forward(t) for name, t in towers.items()}
-    runs |= {f"tower default, {w} decoding workers": (lambda t=t: t.encode(catalog, show_progress=False))
+    runs |= {f"tower, {w} decoding threads": (lambda t=t: t.encode(catalog, show_progress=False))
              for w, t in default.items()}
     seconds = side_by_side(runs, rounds)
     reference = forward(base)()
