@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from recsys.bundle import Bundle, ListCosines, TopLists
 from recsys.towers.item import ItemVectors, content_query
 
-__all__ = ["similar_lists", "list_cosines", "feed_lists", "top_k_rows"]
+__all__ = ["similar_lists", "list_cosines", "feed_lists", "nearest", "top_k_rows"]
 
 # scores of one block of queries against every item: at most this many float32 values at once
 _BLOCK_VALUES = 1 << 24
@@ -70,10 +70,11 @@ def similar_lists(vectors: ItemVectors, k: int, *, show_progress: bool = False) 
     (:meth:`recsys.serve.Recommender.similar_items`). An item lacks a list entry for a modality
     it has no vector for; an item without any vector gets empty lists.
     """
-    lists = {"combined": _neighbours(vectors.combined, vectors.mask, k, "similar items", show_progress)}
+    lists = {"combined": nearest(vectors.combined, vectors.mask, k, desc="similar items",
+                                 show_progress=show_progress)}
     for m, block in vectors.blocks.items():
-        lists[m] = _neighbours(block.vectors, block.mask, k, f"similar items ({m})", show_progress,
-                               only_with=True)
+        lists[m] = nearest(block.vectors, block.mask, k, desc=f"similar items ({m})",
+                           show_progress=show_progress, only_with=True)
     return lists
 
 
@@ -102,8 +103,8 @@ def list_cosines(vectors: ItemVectors, lists: dict[str, TopLists], *,
     return ListCosines(np.where(valid, rows, -1).astype(np.int32), cosines)
 
 
-def _neighbours(matrix: np.ndarray, mask: np.ndarray, k: int, desc: str, show_progress: bool,
-                only_with: bool = False) -> TopLists:
+def nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, desc: str = "nearest items",
+            show_progress: bool = False, only_with: bool = False) -> TopLists:
     """Each ``mask`` row's ``k`` best other rows by dot product (``only_with``: among the ``mask``
     rows; otherwise rows without a vector may be listed, with score 0, as the service scores them)."""
     matrix = np.asarray(matrix, dtype=np.float32)

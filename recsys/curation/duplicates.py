@@ -1,0 +1,217 @@
+"""Duplicate listings: the same photo uploaded again, as it was or re-encoded, resized, slightly
+cropped, rotated or brightened, kept apart from true variants (the same style in another colour).
+
+Two descriptors see a photo, because each misses what the other sees:
+
+* the image block (the backbone's features with the colour histogram) shrugs off crops and
+  rotations, but it is made to find *similar* products, so two white sneakers score alike;
+* a pixel descriptor, the thumbnail shrunk to 16 x 16 colour pixels, centred and normalised, tells
+  apart two products photographed alike and shrugs off re-encoding, resizing and brightness, but
+  not crops or rotations.
+
+A pair of items is a duplicate when their photos decode to the same thumbnail (an exact copy), or
+when either descriptor passes its threshold **and** the listings agree: their texts' cosine
+reaches ``text_threshold`` (where both have text) and their colour attributes match (where both
+have one). Candidates are each item's nearest neighbours by image (the bundle's precomputed lists,
+no ``n x n`` matrix).
+
+Groups are stars, not connected components: the item with the most (and closest) duplicates
+leads a group of its own duplicates, then the next item not yet grouped, and so on. Every item of
+a group is a duplicate of its first item. Connected components chain look-alikes instead: a
+catalog with forty different striped shirts under the same title, each photographed alike, would
+become one group of forty though no shirt is a copy of the last.
+``benchmarks/quality_curation.py`` calibrates the thresholds on real photos with injected copies.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from PIL import Image
+from tqdm.auto import tqdm
+
+from recsys.bundle import Bundle, Thumbnails
+from recsys.data import schema as S
+from recsys.errors import InvalidRequest
+from recsys.pipeline.precompute import nearest
+
+__all__ = ["Duplicates", "find_duplicates", "pixel_descriptors",
+           "IMAGE_THRESHOLD", "PIXEL_THRESHOLD", "TEXT_THRESHOLD"]
+
+IMAGE_THRESHOLD = 0.90
+PIXEL_THRESHOLD = 0.97
+TEXT_THRESHOLD = 0.95
+PIXEL_SIDE = 16
+_CANDIDATES = 50  # neighbours per item when the bundle has no precomputed image lists
+_PAIR_BLOCK = 1 << 18
+
+
+@dataclass(frozen=True)
+class Duplicates:
+    """Duplicate groups of one bundle.
+
+    Attributes:
+        version: the bundle version.
+        threshold: the image-block threshold used (the pixel and text ones are in ``settings``).
+        settings: every threshold, by name.
+        groups: lists of at least two item ids, the group whose closest pair is closest first;
+            a group's first item has the most duplicates, and every other item is one of them,
+            closest first.
+        pairs: one row per duplicate pair: ``item_a``, ``item_b``, ``image``, ``pixels``, ``text``
+            (cosines; NaN where an item lacks the modality) and ``exact``.
+    """
+
+    version: str
+    threshold: float
+    settings: dict
+    groups: list[list[str]]
+    pairs: pd.DataFrame
+
+    def group_of(self) -> dict[str, int]:
+        """Each grouped item's group number."""
+        return {item: g for g, group in enumerate(self.groups) for item in group}
+
+
+def pixel_descriptors(thumbnails: Thumbnails, rows: np.ndarray, side: int = PIXEL_SIDE,
+                      show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The pixel descriptor of each row's thumbnail: ``side x side`` RGB, mean removed, unit
+    length (which cancels a change of brightness); ``(vectors, mask)``, mask False where the item
+    has no thumbnail or it is one flat colour."""
+    out = np.zeros((len(rows), side * side * 3), np.float32)
+    for k, row in enumerate(tqdm(rows, desc="pixel descriptors", unit="img", disable=not show_progress)):
+        data = thumbnails.get(int(row))
+        if data is None:
+            continue
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (side * 2, side * 2))
+            pixels = np.asarray(image.convert("RGB").resize((side, side), Image.Resampling.BOX), np.float32)
+        v = pixels.ravel() - pixels.mean()
+        norm = float(np.linalg.norm(v))
+        if norm > 1e-3 * v.size:
+            out[k] = v / norm
+    return out, np.linalg.norm(out, axis=1) > 0
+
+
+def _exact_pairs(thumbnails: Thumbnails | None, n: int) -> set[tuple[int, int]]:
+    """Pairs of rows whose thumbnails are byte for byte the same: the same decoded pixels, since
+    the thumbnail is re-encoded from the pixels with fixed settings. Each set of identical
+    thumbnails gives the pairs of its first row with each other one (a placeholder photo shared by
+    thousands of items gives thousands of pairs, not millions)."""
+    if thumbnails is None:
+        return set()
+    by_hash: dict[bytes, list[int]] = {}
+    for row in range(n):
+        data = thumbnails.get(row)
+        if data is not None:
+            by_hash.setdefault(hashlib.sha256(data).digest(), []).append(row)
+    return {(rows[0], other) for rows in by_hash.values() for other in rows[1:]}
+
+
+def _candidates(bundle: Bundle, show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Unique pairs ``(a < b)`` of items that are among each other's nearest by image."""
+    block = bundle.vectors.blocks["image"]
+    lists = bundle.similar.get("image")
+    if lists is None:
+        lists = nearest(block.vectors, block.mask, _CANDIDATES, desc="image neighbours",
+                        show_progress=show_progress, only_with=True)
+    a = np.repeat(np.arange(len(lists.rows)), lists.rows.shape[1])
+    b = lists.rows.ravel().astype(np.int64)
+    keep = b >= 0
+    a, b = a[keep], b[keep]
+    pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def _cosines(matrix: np.ndarray, mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosines of pairs, in blocks; NaN where either row has no vector."""
+    out = np.full(len(a), np.nan, np.float32)
+    for start in range(0, len(a), _PAIR_BLOCK):
+        i, j = a[start:start + _PAIR_BLOCK], b[start:start + _PAIR_BLOCK]
+        out[start:start + len(i)] = np.einsum("ij,ij->i", matrix[i], matrix[j])
+    out[~(mask[a] & mask[b])] = np.nan
+    return out
+
+
+def find_duplicates(bundle: Bundle, *, threshold: float = IMAGE_THRESHOLD,
+                    pixel_threshold: float = PIXEL_THRESHOLD, text_threshold: float = TEXT_THRESHOLD,
+                    show_progress: bool = False) -> Duplicates:
+    """Duplicate groups of a bundle's items (see the module docstring for the rule).
+
+    Raises:
+        InvalidRequest: the bundle has no image modality, or a threshold is outside [0, 1].
+    """
+    for name, value in (("threshold", threshold), ("pixel_threshold", pixel_threshold),
+                        ("text_threshold", text_threshold)):
+        if not 0.0 <= value <= 1.0:
+            raise InvalidRequest(f"{name} must be between 0 and 1 (got {value!r})")
+    if "image" not in bundle.vectors.blocks:
+        raise InvalidRequest(f"bundle {bundle.version} has no image modality to find duplicates by")
+    n = len(bundle.item_ids)
+    a, b = _candidates(bundle, show_progress)
+    image = _cosines(bundle.vectors.blocks["image"].vectors, bundle.vectors.blocks["image"].mask, a, b)
+    text_block = bundle.vectors.blocks.get("text")
+    text = (_cosines(text_block.vectors, text_block.mask, a, b) if text_block is not None
+            else np.full(len(a), np.nan, np.float32))
+    pixels = np.full(len(a), np.nan, np.float32)
+    if bundle.thumbnails is not None:
+        involved = np.unique(np.concatenate([a, b]))
+        desc, ok = pixel_descriptors(bundle.thumbnails, involved, show_progress=show_progress)
+        full = np.zeros((n, desc.shape[1]), np.float32)
+        full_ok = np.zeros(n, bool)
+        full[involved], full_ok[involved] = desc, ok
+        pixels = _cosines(full, full_ok, a, b)
+    agree = np.isnan(text) | (text >= text_threshold)
+    if S.COLOUR in bundle.items.columns:
+        colour = bundle.items[S.COLOUR].fillna("").astype(str).str.strip().str.lower().to_numpy()
+        agree &= (colour[a] == "") | (colour[b] == "") | (colour[a] == colour[b])
+    looks = (np.nan_to_num(image, nan=-1) >= threshold) | (np.nan_to_num(pixels, nan=-1) >= pixel_threshold)
+    exact = _exact_pairs(bundle.thumbnails, n)
+    is_exact = np.array([(x, y) in exact for x, y in zip(a.tolist(), b.tolist())], dtype=bool)
+    accepted = is_exact | (looks & agree)
+    extra = sorted(exact - set(zip(a[is_exact].tolist(), b[is_exact].tolist())))  # exact copies not listed
+    ids = bundle.item_ids.ids
+    pairs = pd.DataFrame({
+        "a": np.concatenate([a[accepted], np.array([p[0] for p in extra], np.int64)]),
+        "b": np.concatenate([b[accepted], np.array([p[1] for p in extra], np.int64)]),
+        "image": np.concatenate([image[accepted], np.full(len(extra), 1.0, np.float32)]),
+        "pixels": np.concatenate([pixels[accepted], np.full(len(extra), 1.0, np.float32)]),
+        "text": np.concatenate([text[accepted], np.full(len(extra), np.nan, np.float32)]),
+        "exact": np.concatenate([is_exact[accepted], np.ones(len(extra), bool)]),
+    })
+    groups = _groups(pairs, n, ids)
+    pairs.insert(0, "item_a", [str(ids[i]) for i in pairs.pop("a")])
+    pairs.insert(1, "item_b", [str(ids[i]) for i in pairs.pop("b")])
+    settings = {"threshold": threshold, "pixel_threshold": pixel_threshold, "text_threshold": text_threshold}
+    return Duplicates(bundle.version, threshold, settings, groups, pairs)
+
+
+def _groups(pairs: pd.DataFrame, n: int, ids) -> list[list[str]]:
+    """Star groups of the duplicate pairs, ordered as :class:`Duplicates` says."""
+    if not len(pairs):
+        return []
+    a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+    strength = np.fmax(pairs["image"].to_numpy(), pairs["pixels"].to_numpy())
+    strength = np.nan_to_num(strength, nan=0.0) + pairs["exact"].to_numpy()  # exact copies first
+    graph = sp.coo_matrix((strength, (a, b)), shape=(n, n)).tocsr()
+    graph = (graph + graph.T).tocsr()
+    centrality = np.asarray(graph.sum(axis=1)).ravel()
+    grouped = np.zeros(n, bool)
+    groups = []
+    for leader in sorted(np.unique(np.concatenate([a, b])).tolist(), key=lambda r: (-centrality[r], str(ids[r]))):
+        if grouped[leader]:
+            continue
+        start, end = graph.indptr[leader], graph.indptr[leader + 1]
+        partners = graph.indices[start:end][~grouped[graph.indices[start:end]]]
+        if not len(partners):
+            continue
+        weights = graph.data[start:end][~grouped[graph.indices[start:end]]]
+        order = np.lexsort(([str(ids[p]) for p in partners], -weights))
+        members = [leader, *partners[order].tolist()]
+        grouped[members] = True
+        groups.append((-float(weights.max()), [str(ids[r]) for r in members]))
+    groups.sort(key=lambda pair: (pair[0], pair[1][0]))
+    return [group for _, group in groups]

@@ -1,0 +1,86 @@
+"""Faults injected into a real catalog, at random with a seed, to measure curation against a known
+truth: transformed copies of real photos (re-uploads of the same listing)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageEnhance, ImageOps
+
+from recsys.data import schema as S
+
+__all__ = ["TRANSFORMS", "MILD", "inject_copies"]
+
+
+def _crop(image: Image.Image, rng: np.random.Generator, keep: float = 0.85) -> Image.Image:
+    """A crop that keeps ``keep`` of the area, at a random place."""
+    side = keep ** 0.5
+    w, h = max(1, int(image.width * side)), max(1, int(image.height * side))
+    x, y = int(rng.integers(0, image.width - w + 1)), int(rng.integers(0, image.height - h + 1))
+    return image.crop((x, y, x + w, y + h))
+
+
+def _rotate(degrees: float) -> Callable:
+    return lambda image, rng: image.rotate(float(rng.choice([-degrees, degrees])), resample=Image.Resampling.BICUBIC,
+                                           fillcolor=(255, 255, 255))
+
+
+def _scale(factor: float) -> Callable:
+    return lambda image, rng: image.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))),
+                                           Image.Resampling.BICUBIC)
+
+
+# name -> (transform, JPEG quality of the copy; None keeps the original file's bytes)
+TRANSFORMS: dict[str, tuple[Callable, int | None]] = {
+    "exact copy": (lambda image, rng: image, None),
+    "JPEG quality 50": (lambda image, rng: image, 50),
+    "resize 0.5x": (_scale(0.5), 95),
+    "resize 2x": (_scale(2.0), 95),
+    "crop 85%": (_crop, 95),
+    "rotate 5 degrees": (_rotate(5), 95),
+    "brightness +20%": (lambda image, rng: ImageEnhance.Brightness(image).enhance(1.2), 95),
+    "brightness -20%": (lambda image, rng: ImageEnhance.Brightness(image).enhance(0.8), 95),
+    "mirror": (lambda image, rng: ImageOps.mirror(image), 95),
+    "rotate 90 degrees": (lambda image, rng: image.rotate(90, expand=True), 95),
+}
+# the re-uploads a duplicate finder must catch; mirrored and strongly rotated copies are reported apart
+MILD = [name for name in TRANSFORMS if name not in ("mirror", "rotate 90 degrees")]
+
+
+def inject_copies(catalog: pd.DataFrame, copies: int, out_dir: str | Path, *, seed: int = 0,
+                  transforms: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add ``copies`` re-uploads of items drawn at random: each a new row with the source's fields
+    and a transformed copy of its photo (written to ``out_dir``), the transforms taken in turn.
+
+    Args:
+        catalog: rows with readable local ``image`` paths.
+
+    Returns:
+        (catalog with the copies appended, truth): ``truth`` has one row per copy: ``source``,
+        ``copy`` (item ids) and ``transform``.
+    """
+    rng = np.random.default_rng(seed)
+    names = transforms or list(TRANSFORMS)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with_image = np.flatnonzero(catalog[S.IMAGE].fillna("").astype(str) != "")
+    rows, truth = [], []
+    for k, index in enumerate(rng.choice(with_image, size=copies, replace=False)):
+        source = catalog.iloc[int(index)]
+        name = names[k % len(names)]
+        transform, quality = TRANSFORMS[name]
+        copy_id = f"copy-{k}-{source[S.ITEM_ID]}"
+        path = out / f"{copy_id}.jpg"
+        if quality is None:
+            path.write_bytes(Path(source[S.IMAGE]).read_bytes())
+        else:
+            with Image.open(source[S.IMAGE]) as image:
+                transform(image.convert("RGB"), rng).save(path, quality=quality)
+        row = source.copy()
+        row[S.ITEM_ID], row[S.IMAGE] = copy_id, str(path)
+        rows.append(row)
+        truth.append((str(source[S.ITEM_ID]), copy_id, name))
+    faulty = pd.concat([catalog, pd.DataFrame(rows)], ignore_index=True)
+    return faulty, pd.DataFrame(truth, columns=["source", "copy", "transform"])

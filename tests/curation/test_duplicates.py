@@ -1,0 +1,78 @@
+"""Duplicate listings on real photos with injected re-uploads."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from recsys.cli import cli
+from recsys.curation import find_duplicates
+from recsys.curation.duplicates import IMAGE_THRESHOLD
+from recsys.curation.faults import MILD
+from recsys.errors import InvalidRequest
+
+
+def test_re_uploads_land_in_their_source_s_group(faulty):
+    bundle, truth = faulty
+    found = find_duplicates(bundle)
+    group = found.group_of()
+    assert all(len(g) >= 2 for g in found.groups)
+    assert sum(map(len, found.groups)) == len(group)  # an item is in one group at most
+    together = [group.get(s, -1) == group.get(c, -2) for s, c in zip(truth["source"], truth["copy"])]
+    by_kind = truth.assign(together=together).groupby("transform")["together"].mean()
+    assert by_kind["exact copy"] == 1.0 and by_kind["JPEG quality 50"] == 1.0 and by_kind["resize 2x"] == 1.0
+    assert by_kind[MILD].mean() >= 0.85, by_kind.to_dict()
+    copies = set(truth["copy"])
+    strangers = [g for g in found.groups if not copies & set(g)]
+    assert len(strangers) <= 2, strangers  # the sample's own look-alikes, if any
+
+
+def test_a_colour_variant_of_the_same_photo_is_not_a_duplicate(faulty):
+    """The variant's photo is another item's, enlarged: only its title and colour tell them apart."""
+    bundle, truth = faulty
+    image = bundle.vectors.blocks["image"].vectors
+    source, variant = bundle.item_ids.rows(truth[truth["copy"] == "variant"][["source", "copy"]].iloc[0].tolist())
+    assert image[source] @ image[variant] >= 0.92  # the photos alone would make them duplicates
+    assert "variant" not in find_duplicates(bundle).group_of()
+    assert "variant" not in find_duplicates(bundle, text_threshold=0.0).group_of()  # the colour differs
+
+
+def test_groups_are_stars_closest_first(faulty):
+    """Every item of a group is a duplicate of its first item; the group with the closest pair
+    comes first."""
+    found = find_duplicates(faulty[0])
+    pairs = found.pairs.assign(strength=found.pairs[["image", "pixels"]].max(axis=1) + found.pairs["exact"])
+    strongest = []
+    for leader, *rest in found.groups:
+        mine = pairs[(pairs["item_a"] == leader) | (pairs["item_b"] == leader)]
+        partners = set(mine["item_a"]) | set(mine["item_b"])
+        assert set(rest) <= partners
+        strongest.append(mine[mine["item_a"].isin(rest) | mine["item_b"].isin(rest)]["strength"].max())
+    assert len(strongest) >= 10 and strongest == sorted(strongest, reverse=True)
+
+
+def test_a_stricter_threshold_finds_fewer(faulty):
+    bundle, _ = faulty
+    loose = find_duplicates(bundle, threshold=0.85, pixel_threshold=0.95)
+    strict = find_duplicates(bundle, threshold=0.99, pixel_threshold=0.999)
+    assert len(strict.pairs) < len(loose.pairs)
+    assert strict.pairs["exact"].all() or (strict.pairs[["image", "pixels"]].max(axis=1) >= 0.99).all()
+
+
+@pytest.mark.parametrize("kwargs", [{"threshold": 1.5}, {"pixel_threshold": -0.1}, {"text_threshold": 2}])
+def test_bad_thresholds_are_refused(faulty, kwargs):
+    with pytest.raises(InvalidRequest, match="between 0 and 1"):
+        find_duplicates(faulty[0], **kwargs)
+
+
+def test_the_cli_prints_the_groups_as_json(faulty):
+    bundle, _ = faulty
+    result = CliRunner().invoke(cli, ["curate", "duplicates", "--bundle", str(bundle.path), "--json",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["version"] == bundle.version and payload["threshold"] == IMAGE_THRESHOLD
+    assert payload["groups"] == find_duplicates(bundle).groups
+    bad = CliRunner().invoke(cli, ["curate", "duplicates", "--bundle", str(bundle.path), "--threshold", "2"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
