@@ -94,9 +94,13 @@ class CompiledNet:
         if key is not None:
             name = sha256_text(f"{key}|{shapes}|openvino {ov.__version__}|torch {torch.__version__}")
             path = converted_models_dir() / f"{name[:24]}.xml"
+        model = None
         if path is not None and path.is_file():
-            model = core.read_model(path)
-        else:
+            try:
+                model = core.read_model(path)
+            except RuntimeError as exc:  # a damaged file: convert again and replace it
+                logger.warning("cannot read the converted network %s (%s); converting again", path, exc)
+        if model is None:
             with warnings.catch_warnings():  # the tracer warns about shape-dependent branches it freezes
                 warnings.simplefilter("ignore")
                 model = ov.convert_model(module, example_input=example, input=shapes)

@@ -110,3 +110,15 @@ def test_threads_may_share_one_compiled_network():
         t.join()
     for i, want in enumerate(expected):
         np.testing.assert_array_equal(got[i], want)
+
+
+def test_a_damaged_kept_network_is_converted_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECSYS_MODEL_CACHE", str(tmp_path))
+    CompiledNet(_linear(0), torch.zeros(1, 4), [(-1, 4)], "fp32", key="linear")
+    (kept,) = tmp_path.glob("*.xml")
+    kept.write_text("<net>half a file")
+    net = CompiledNet(_linear(0), torch.zeros(1, 4), [(-1, 4)], "fp32", key="linear")
+    with torch.inference_mode():
+        expected = _linear(0)(torch.ones(1, 4)).numpy()
+    np.testing.assert_allclose(net(np.ones((1, 4), dtype=np.float32)), expected, rtol=1e-5)
+    assert kept.read_text().startswith("<?xml")  # replaced by a whole one
