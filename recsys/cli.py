@@ -485,15 +485,29 @@ def demo(ctx: click.Context, catalog: str, interactions: str | None, users: int 
     from recsys.api.server import serve as run
 
     settings = _settings(ctx)
-    bundle = _demo_bundle(settings, catalog, interactions, users, progress)
+    bundle = _in_own_process(_demo_bundle, settings, catalog, interactions, users, progress)
     # the page posts its visitors' clicks from the browser: interactions need no key here
     settings = settings.model_copy(update={"api": settings.api.model_copy(
         update={"public_interactions": True, "web": True})})
-    if logging.getLogger().level > logging.INFO:
-        logging.getLogger().setLevel(logging.INFO)
+    if logging.getLogger("recsys").getEffectiveLevel() > logging.INFO:
+        logging.getLogger("recsys").setLevel(logging.INFO)  # what the demo does, not torch's chatter
     click.echo(f"\nrecsys demo: open http://{host}:{port}/  (the API: http://{host}:{port}/openapi.json; "
                "Ctrl-C stops)\n")
     run(settings, host=host, port=port, bundle=bundle)
+
+
+def _in_own_process(fn, *args):
+    """``fn(*args)`` run in a fresh (spawned) process, its result or its error returned here.
+
+    The demo builds in a process of its own so that the process serving never held the towers'
+    OpenVINO thread pools: with them, gunicorn's master died of SIGSEGV at the SIGCHLD of a
+    worker that exited (`recsys serve` never loads the towers in its master).
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def _ints(text: str) -> tuple[int, ...]:
