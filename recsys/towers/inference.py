@@ -3,6 +3,11 @@ PyTorch module, in the precision this CPU computes natively.
 
 OpenVINO fuses the depthwise convolutions and attention blocks that eager PyTorch runs one
 operator at a time; ``benchmarks/bench_towers.py`` measures both side by side.
+
+A process that has run a compiled network must not also catch SIGCHLD (gunicorn's master, torch's
+DataLoader): such a process was seen to die of SIGSEGV when a child exited. So `recsys serve`
+loads the towers in its workers only, `recsys demo` builds in a process of its own, and the image
+tower decodes in threads.
 """
 from __future__ import annotations
 
