@@ -11,9 +11,10 @@ FASHION = Path(__file__).resolve().parents[3] / "shared" / "data" / "fashion-pro
 
 @pytest.fixture(scope="session")
 def faulty(tmp_path_factory, _image_tower, _text_tower):
-    """(bundle, truth): 120 real products (a seeded sample), 20 transformed copies of their photos
-    (two of each kind), and one colour variant: the photo of an item without copies, resized,
-    listed in another colour under another title (its truth row's transform: "colour variant")."""
+    """(bundle, truth): 120 real products (a seeded sample); 20 transformed copies of their photos,
+    two of each kind, and one more exact copy of one source ("exact-twin"); and one colour
+    variant: the photo of an item without copies, resized, listed in another colour under another
+    title (its truth row's transform: "colour variant")."""
     from recsys.bundle import read_bundle
     from recsys.curation.faults import TRANSFORMS, inject_copies
     from recsys.data import validate_catalog
@@ -27,12 +28,17 @@ def faulty(tmp_path_factory, _image_tower, _text_tower):
     frame = pd.read_csv(FASHION / "catalog.csv", dtype=str).sample(120, random_state=7).reset_index(drop=True)
     frame["image"] = [str(FASHION / p) for p in frame["image"]]
     frame, truth = inject_copies(frame, 2 * len(TRANSFORMS), tmp / "copies", seed=7)
+    # a second exact copy of the first exact copy's source: three items with the same photo
+    first = truth[truth["transform"] == "exact copy"].iloc[0]
+    twin = frame[frame["item_id"] == first["copy"]].assign(item_id="exact-twin")
+    truth = pd.concat([truth, pd.DataFrame({"source": [first["source"]], "copy": ["exact-twin"],
+                                            "transform": ["exact copy"]})], ignore_index=True)
     alone = frame[~frame["item_id"].isin(truth["source"]) & ~frame["item_id"].isin(truth["copy"])].iloc[:1]
     variant, _ = inject_copies(alone, 1, tmp / "variant", seed=1, transforms=["resize 2x"])
     variant = variant.iloc[[-1]].assign(item_id="variant", colour="green", title="Plain Green Cotton Scarf")
     truth = pd.concat([truth, pd.DataFrame({"source": alone["item_id"], "copy": ["variant"],
                                             "transform": ["colour variant"]})], ignore_index=True)
-    catalog = validate_catalog(pd.concat([frame, variant], ignore_index=True), source="faulty fashion sample")
+    catalog = validate_catalog(pd.concat([frame, twin, variant], ignore_index=True), source="faulty fashion sample")
     towers = {"image": _image_tower, "text": _text_tower, "tabular": create_tower("tabular")}
     report = build_item_bundle(catalog, make_settings(tmp), tmp / "models" / "faulty", show_progress=False,
                                towers=towers)

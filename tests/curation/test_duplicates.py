@@ -28,6 +28,14 @@ def test_re_uploads_land_in_their_source_s_group(faulty):
     assert len(strangers) <= 2, strangers  # the sample's own look-alikes, if any
 
 
+def test_items_sharing_one_photo_form_one_group(faulty):
+    bundle, truth = faulty
+    source = truth[truth["copy"] == "exact-twin"]["source"].iloc[0]
+    copies = truth[(truth["source"] == source) & (truth["transform"] == "exact copy")]["copy"].tolist()
+    group = find_duplicates(bundle).group_of()
+    assert len(copies) == 2 and group[source] == group[copies[0]] == group[copies[1]]
+
+
 def test_a_colour_variant_of_the_same_photo_is_not_a_duplicate(faulty):
     """The variant's photo is another item's, enlarged: only its title and colour tell them apart."""
     bundle, truth = faulty
