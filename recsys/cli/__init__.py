@@ -10,9 +10,11 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from recsys.cli._context import settings_of as _settings
+from recsys.cli.curate import curate
 from recsys.errors import BundleError, ConfigError, RecsysError, RecsysWarning
 from recsys.evaluation.splits import SPLITS
-from recsys.settings import Settings, load_settings, unknown_env_messages
+from recsys.settings import Settings
 
 __all__ = ["main", "cli"]
 
@@ -54,14 +56,6 @@ def cli(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
     """recsys: multimodal recommendations (image, text, tabular) with Annoy and Redis."""
     _setup_logging(verbose)
     ctx.obj = {"config_file": config_file}
-
-
-def _settings(ctx: click.Context) -> Settings:
-    if "settings" not in ctx.obj:
-        for message in unknown_env_messages():
-            click.echo(f"warning: {message}", err=True)
-        ctx.obj["settings"] = load_settings(config_file=ctx.obj["config_file"])
-    return ctx.obj["settings"]
 
 
 def _which_redis(settings: Settings) -> str:
@@ -300,68 +294,6 @@ def recommend(ctx: click.Context, bundle: Path, user_ids: tuple[str, ...], k: in
         _print_table(f"feed for {user} ({feed.strategy})", results[user], "no items match")
 
 
-@cli.group()
-def curate() -> None:
-    """Clean a catalog and find its structure from the item vectors (docs/curation.md)."""
-
-
-_BUNDLE_HELP = "a bundle version directory, or models/NAME for the newest"
-
-
-@curate.command()
-@click.option("--bundle", required=True, type=click.Path(path_type=Path), help=_BUNDLE_HELP)
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="image-block cosine at which two photos are the same (default: the calibrated 0.90)")
-@click.option("--progress/--no-progress", default=True, help="progress bars")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def duplicates(bundle: Path, threshold: float | None, progress: bool, as_json: bool) -> None:
-    """Duplicate listings: groups of items whose photos are the same picture."""
-    from recsys.bundle import read_bundle
-    from recsys.curation import duplicates as dup
-
-    found = dup.find_duplicates(read_bundle(bundle), threshold=dup.IMAGE_THRESHOLD if threshold is None else threshold,
-                                show_progress=progress)
-    if as_json:
-        click.echo(json.dumps({"version": found.version, "threshold": found.threshold, "groups": found.groups}))
-        return
-    click.echo(f"{len(found.groups):,} groups of duplicates ({sum(map(len, found.groups)):,} items) in "
-               f"{found.version}, threshold {found.threshold:g}")
-    for group in found.groups:
-        click.echo("  " + " ".join(group))
-
-
-@curate.command()
-@click.option("--bundle", required=True, type=click.Path(path_type=Path), help=_BUNDLE_HELP)
-@click.option("--n", "size", required=True, type=click.IntRange(1, None), help="how many items")
-@click.option("--balance", default=None, metavar="COLUMN",
-              help="a catalog column whose every value is represented, e.g. category")
-@click.option("--quota", type=click.Choice(["one", "equal"]), default="one", show_default=True,
-              help="with --balance: at least one item per value, or shares as equal as the values' sizes allow")
-@click.option("--modality", default="combined", show_default=True, help="combined, image, text or tabular")
-@click.option("--seed", type=int, default=None, help="draws the first item (default: settings.seed)")
-@click.option("--keep-duplicates", is_flag=True, help="do not leave out duplicate listings")
-@click.option("--progress/--no-progress", default=True, help="progress bars")
-@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.pass_context
-def subset(ctx: click.Context, bundle: Path, size: int, balance: str | None, quota: str, modality: str,
-           seed: int | None, keep_duplicates: bool, progress: bool, as_json: bool) -> None:
-    """N items that cover the catalog (farthest-point selection), for labelling or exploration."""
-    from recsys.bundle import read_bundle
-    from recsys.curation import diverse_subset, find_duplicates
-
-    loaded = read_bundle(bundle)
-    found = None
-    if not keep_duplicates and "image" in loaded.vectors.blocks:
-        found = find_duplicates(loaded, show_progress=progress)
-    chosen = diverse_subset(loaded, size, balance=balance, quota=quota, modality=modality, duplicates=found,
-                            seed=_settings(ctx).seed if seed is None else seed, show_progress=progress)
-    if as_json:
-        click.echo(json.dumps({"version": chosen.version, "items": chosen.items, "radius": chosen.radius}))
-        return
-    click.echo(f"{len(chosen.items):,} items of {chosen.version}, coverage radius {chosen.radius:.3f}")
-    click.echo("\n".join(chosen.items))
-
-
 @cli.command()
 @click.option("--bundle", required=True, type=click.Path(path_type=Path))
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100000))
@@ -580,6 +512,9 @@ def evaluate(ctx: click.Context, data: str, catalog: str | None, bundle: Path | 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     paths = report.save(out or settings.state_dir / "evaluations" / stamp)
     click.echo(f"written {paths['json']} and {paths['metrics'].name}, {paths['segments'].name} beside it")
+
+
+cli.add_command(curate)
 
 
 def main(argv: list[str] | None = None) -> None:
