@@ -36,8 +36,9 @@ from tqdm.auto import tqdm
 
 from recsys.bundle import Bundle, Thumbnails
 from recsys.data import schema as S
+from recsys.data.ids import IdMap
 from recsys.errors import InvalidRequest
-from recsys.pipeline.precompute import nearest
+from recsys.index.exact import nearest
 
 __all__ = ["Duplicates", "find_duplicates", "pixel_descriptors",
            "IMAGE_THRESHOLD", "PIXEL_THRESHOLD", "TEXT_THRESHOLD"]
@@ -74,6 +75,14 @@ class Duplicates:
     def group_of(self) -> dict[str, int]:
         """Each grouped item's group number."""
         return {item: g for g, group in enumerate(self.groups) for item in group}
+
+    def group_array(self, item_ids: IdMap) -> np.ndarray:
+        """Per row of ``item_ids`` its group number, ``-1`` for an item in no group (what a bundle
+        keeps, so that serving collapses duplicates)."""
+        out = np.full(len(item_ids), -1, np.int32)
+        for g, group in enumerate(self.groups):
+            out[item_ids.rows(group)] = g
+        return out
 
 
 def pixel_descriptors(thumbnails: Thumbnails, rows: np.ndarray, side: int = PIXEL_SIDE,
@@ -115,11 +124,13 @@ def _candidates(bundle: Bundle, show_progress: bool) -> tuple[np.ndarray, np.nda
     """Unique pairs ``(a < b)`` of items that are among each other's nearest by image."""
     block = bundle.vectors.blocks["image"]
     lists = bundle.similar.get("image")
-    if lists is None:
-        lists = nearest(block.vectors, block.mask, _CANDIDATES, desc="image neighbours",
-                        show_progress=show_progress, only_with=True)
-    a = np.repeat(np.arange(len(lists.rows)), lists.rows.shape[1])
-    b = lists.rows.ravel().astype(np.int64)
+    if lists is not None:
+        rows = lists.rows
+    else:
+        rows, _ = nearest(block.vectors, block.mask, _CANDIDATES, desc="image neighbours",
+                          show_progress=show_progress, only_with=True)
+    a = np.repeat(np.arange(len(rows)), rows.shape[1])
+    b = rows.ravel().astype(np.int64)
     keep = b >= 0
     a, b = a[keep], b[keep]
     pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0)

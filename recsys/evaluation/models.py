@@ -23,7 +23,7 @@ from recsys.data import schema as S
 from recsys.errors import ConfigError
 from recsys.evaluation.metrics import Truth
 from recsys.evaluation.splits import Split
-from recsys.pipeline.precompute import top_k_rows
+from recsys.index.exact import top_k_rows
 from recsys.settings import Settings
 from recsys.towers.item import content_query
 

@@ -16,48 +16,13 @@ per-request weights whose bound fails, or ``n > k``) the service computes the an
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
-from tqdm.auto import tqdm
 
 from recsys.bundle import Bundle, ListCosines, TopLists
+from recsys.index.exact import nearest, row_blocks, top_k_rows
 from recsys.towers.item import ItemVectors, content_query
 
-__all__ = ["similar_lists", "list_cosines", "feed_lists", "nearest", "top_k_rows"]
-
-# scores of one block of queries against every item: at most this many float32 values at once
-_BLOCK_VALUES = 1 << 24
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise best ``k`` columns of ``scores`` (``-inf`` marks excluded ones), best first, ties
-    by column order; excluded columns come back as ``-1``."""
-    b, n = scores.shape
-    k_eff = min(k, n)
-    cols = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else \
-        np.tile(np.arange(n), (b, 1))
-    cols.sort(axis=1)
-    picked = np.take_along_axis(scores, cols, axis=1)
-    order = np.argsort(-picked, axis=1, kind="stable")
-    cols = np.take_along_axis(cols, order, axis=1)
-    picked = np.take_along_axis(picked, order, axis=1)
-    rows = np.full((b, k), -1, np.int32)
-    out = np.zeros((b, k), np.float32)
-    valid = np.isfinite(picked)
-    rows[:, :k_eff] = np.where(valid, cols, -1)
-    out[:, :k_eff] = np.where(valid, picked, 0.0)
-    return rows, out
-
-
-def _blocks(n_queries: int, n_items: int, desc: str, show_progress: bool) -> Iterator[slice]:
-    size = max(1, min(4096, _BLOCK_VALUES // max(1, n_items)))
-    with tqdm(total=n_queries, desc=desc, unit="row", disable=not show_progress) as bar:
-        for start in range(0, n_queries, size):
-            stop = min(n_queries, start + size)
-            yield slice(start, stop)
-            bar.update(stop - start)
-
+__all__ = ["similar_lists", "list_cosines", "feed_lists"]
 
 def similar_lists(vectors: ItemVectors, k: int, *, show_progress: bool = False) -> dict[str, TopLists]:
     """Each item's ``k`` most similar items, exactly, under the default weights (``"combined"``)
@@ -70,11 +35,11 @@ def similar_lists(vectors: ItemVectors, k: int, *, show_progress: bool = False) 
     (:meth:`recsys.serve.Recommender.similar_items`). An item lacks a list entry for a modality
     it has no vector for; an item without any vector gets empty lists.
     """
-    lists = {"combined": nearest(vectors.combined, vectors.mask, k, desc="similar items",
-                                 show_progress=show_progress)}
+    lists = {"combined": TopLists(*nearest(vectors.combined, vectors.mask, k, desc="similar items",
+                                           show_progress=show_progress))}
     for m, block in vectors.blocks.items():
-        lists[m] = nearest(block.vectors, block.mask, k, desc=f"similar items ({m})",
-                           show_progress=show_progress, only_with=True)
+        lists[m] = TopLists(*nearest(block.vectors, block.mask, k, desc=f"similar items ({m})",
+                                     show_progress=show_progress, only_with=True))
     return lists
 
 
@@ -94,32 +59,13 @@ def list_cosines(vectors: ItemVectors, lists: dict[str, TopLists], *,
     valid = rows < n
     cosines = np.zeros((n, width, len(blocks)), np.float32)
     dims = sum(b.dim for b in blocks)
-    for part in _blocks(n, width * dims, "similar items (cosines)", show_progress):
+    for part in row_blocks(n, width * dims, "similar items (cosines)", show_progress):
         safe = np.where(valid[part], rows[part], 0)
         for j, block in enumerate(blocks):
             matrix = np.asarray(block.vectors, dtype=np.float32)
             cos = np.einsum("bwd,bd->bw", matrix[safe], matrix[part])
             cosines[part, :, j] = np.where(valid[part], cos, 0.0)
     return ListCosines(np.where(valid, rows, -1).astype(np.int32), cosines)
-
-
-def nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, desc: str = "nearest items",
-            show_progress: bool = False, only_with: bool = False) -> TopLists:
-    """Each ``mask`` row's ``k`` best other rows by dot product (``only_with``: among the ``mask``
-    rows; otherwise rows without a vector may be listed, with score 0, as the service scores them)."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    n = len(matrix)
-    rows = np.full((n, k), -1, np.int32)
-    scores = np.zeros((n, k), np.float32)
-    for block in _blocks(n, n, desc, show_progress):
-        s = matrix[block] @ matrix.T
-        own = np.arange(block.start, block.stop)
-        s[own - block.start, own] = -np.inf
-        s[~mask[block]] = -np.inf
-        if only_with:
-            s[:, ~mask] = -np.inf
-        rows[block], scores[block] = top_k_rows(s, k)
-    return TopLists(rows, scores)
 
 
 def feed_lists(bundle: Bundle, k: int, *, content_weight: float, history_items: int,
@@ -140,7 +86,7 @@ def feed_lists(bundle: Bundle, k: int, *, content_weight: float, history_items: 
     beta = content_weight
     rows = np.full((n_users, k), -1, np.int32)
     scores = np.zeros((n_users, k), np.float32)
-    for block in _blocks(n_users, n_items, "feeds", show_progress):
+    for block in row_blocks(n_users, n_items, "feeds", show_progress):
         users = np.arange(block.start, block.stop)
         s = np.asarray(collab.user_factors[block], dtype=np.float32) @ factors.T
         if beta > 0:

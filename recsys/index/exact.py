@@ -1,0 +1,62 @@
+"""Exact nearest rows by dot product, in blocks of rows so that no ``n x n`` matrix is held: the
+precomputed lists of a bundle and the neighbourhoods curation reads."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+__all__ = ["nearest", "top_k_rows", "row_blocks"]
+
+# scores of one block of queries against every item: at most this many float32 values at once
+_BLOCK_VALUES = 1 << 24
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise best ``k`` columns of ``scores`` (``-inf`` marks excluded ones), best first, ties
+    by column order; excluded columns come back as ``-1``."""
+    b, n = scores.shape
+    k_eff = min(k, n)
+    cols = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else \
+        np.tile(np.arange(n), (b, 1))
+    cols.sort(axis=1)
+    picked = np.take_along_axis(scores, cols, axis=1)
+    order = np.argsort(-picked, axis=1, kind="stable")
+    cols = np.take_along_axis(cols, order, axis=1)
+    picked = np.take_along_axis(picked, order, axis=1)
+    rows = np.full((b, k), -1, np.int32)
+    out = np.zeros((b, k), np.float32)
+    valid = np.isfinite(picked)
+    rows[:, :k_eff] = np.where(valid, cols, -1)
+    out[:, :k_eff] = np.where(valid, picked, 0.0)
+    return rows, out
+
+
+def row_blocks(n_queries: int, n_items: int, desc: str, show_progress: bool) -> Iterator[slice]:
+    size = max(1, min(4096, _BLOCK_VALUES // max(1, n_items)))
+    with tqdm(total=n_queries, desc=desc, unit="row", disable=not show_progress) as bar:
+        for start in range(0, n_queries, size):
+            stop = min(n_queries, start + size)
+            yield slice(start, stop)
+            bar.update(stop - start)
+
+
+def nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, desc: str = "nearest items",
+            show_progress: bool = False, only_with: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Each ``mask`` row's ``k`` best other rows by dot product (``only_with``: among the ``mask``
+    rows; otherwise rows without a vector may be listed, with score 0, as the service scores
+    them): ``(rows, scores)``, each ``(n, k)``, best first, ``-1`` where fewer than ``k`` qualify."""
+    matrix = np.asarray(matrix, dtype=np.float32)
+    n = len(matrix)
+    rows = np.full((n, k), -1, np.int32)
+    scores = np.zeros((n, k), np.float32)
+    for block in row_blocks(n, n, desc, show_progress):
+        s = matrix[block] @ matrix.T
+        own = np.arange(block.start, block.stop)
+        s[own - block.start, own] = -np.inf
+        s[~mask[block]] = -np.inf
+        if only_with:
+            s[:, ~mask] = -np.inf
+        rows[block], scores[block] = top_k_rows(s, k)
+    return rows, scores
