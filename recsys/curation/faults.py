@@ -1,5 +1,6 @@
 """Faults injected into a real catalog, at random with a seed, to measure curation against a known
-truth: transformed copies of real photos (re-uploads of the same listing)."""
+truth: transformed copies of real photos (re-uploads of the same listing), and broken or wrong
+photos (blank, noise, a photo swapped with an item of another top-level category)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from recsys.data import schema as S
 
-__all__ = ["TRANSFORMS", "MILD", "inject_copies"]
+__all__ = ["TRANSFORMS", "MILD", "PHOTO_FAULTS", "inject_copies", "inject_photo_faults"]
 
 
 def _crop(image: Image.Image, rng: np.random.Generator, keep: float = 0.85) -> Image.Image:
@@ -84,3 +85,65 @@ def inject_copies(catalog: pd.DataFrame, copies: int, out_dir: str | Path, *, se
         truth.append((str(source[S.ITEM_ID]), copy_id, name))
     faulty = pd.concat([catalog, pd.DataFrame(rows)], ignore_index=True)
     return faulty, pd.DataFrame(truth, columns=["source", "copy", "transform"])
+
+
+PHOTO_FAULTS = ("blank", "noise", "swapped")
+
+
+def _top_level(categories: pd.Series) -> pd.Series:
+    return categories.fillna("").astype(str).str.split("/").str[0]
+
+
+def inject_photo_faults(catalog: pd.DataFrame, per_fault: int, out_dir: str | Path, *,
+                        seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Break the photos of ``per_fault`` items per kind, each item drawn at random and broken once:
+
+    * ``blank``: one flat colour (white, grey, black or a random colour);
+    * ``noise``: uniform random pixels;
+    * ``swapped``: items paired across top-level categories trade photos (both count).
+
+    The rest of each row (title, category, colour) is kept, as in a listing whose photo is wrong.
+
+    Args:
+        catalog: rows with readable local ``image`` paths and a ``category`` path.
+
+    Returns:
+        (catalog with the photos replaced, truth): one row per broken item: ``item_id``, ``fault``.
+    """
+    rng = np.random.default_rng(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    faulty = catalog.copy()
+    free = np.ones(len(faulty), bool)
+    free &= (faulty[S.IMAGE].fillna("").astype(str) != "").to_numpy()
+    truth = []
+    for fault in ("blank", "noise"):
+        for index in rng.choice(np.flatnonzero(free), size=per_fault, replace=False):
+            free[index] = False
+            with Image.open(faulty.at[index, S.IMAGE]) as source:
+                size = source.size
+            if fault == "blank":
+                colours = [(255, 255, 255), (128, 128, 128), (0, 0, 0), tuple(int(c) for c in rng.integers(0, 256, 3))]
+                image = Image.new("RGB", size, colours[int(rng.integers(len(colours)))])
+            else:
+                image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+            path = out / f"{fault}-{faulty.at[index, S.ITEM_ID]}.jpg"
+            image.save(path, quality=90)
+            faulty.at[index, S.IMAGE] = str(path)
+            truth.append((faulty.at[index, S.ITEM_ID], fault))
+    top = _top_level(faulty[S.CATEGORY]).to_numpy()
+    swaps = 0
+    for index in rng.permutation(np.flatnonzero(free)):
+        if swaps * 2 >= per_fault:
+            break
+        if not free[index]:
+            continue
+        others = np.flatnonzero(free & (top != top[index]))
+        if not len(others):
+            continue
+        other = int(rng.choice(others))
+        free[[index, other]] = False
+        faulty.loc[[index, other], S.IMAGE] = faulty.loc[[other, index], S.IMAGE].to_numpy()
+        truth += [(faulty.at[index, S.ITEM_ID], "swapped"), (faulty.at[other, S.ITEM_ID], "swapped")]
+        swaps += 1
+    return faulty, pd.DataFrame(truth, columns=[S.ITEM_ID, "fault"])

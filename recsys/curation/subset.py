@@ -25,7 +25,7 @@ from recsys.bundle import Bundle
 from recsys.curation.duplicates import Duplicates
 from recsys.errors import InvalidRequest
 
-__all__ = ["Subset", "diverse_subset", "coverage_radius", "quotas"]
+__all__ = ["Subset", "diverse_subset", "coverage_radius", "quotas", "item_vectors"]
 
 _BLOCK = 1 << 14
 
@@ -69,7 +69,12 @@ def quotas(values: pd.Series, n: int) -> dict[str, int]:
     return share
 
 
-def _vectors(bundle: Bundle, modality: str) -> tuple[np.ndarray, np.ndarray]:
+def item_vectors(bundle: Bundle, modality: str) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, mask) of ``combined`` or one modality, float32.
+
+    Raises:
+        InvalidRequest: an unknown modality.
+    """
     if modality == "combined":
         return np.asarray(bundle.vectors.combined, np.float32), bundle.vectors.mask
     if modality not in bundle.vectors.blocks:
@@ -111,7 +116,7 @@ def diverse_subset(bundle: Bundle, n: int, *, balance: str | None = None, quota:
         raise InvalidRequest(f"n must be at least 1 (got {n})")
     if quota not in ("one", "equal"):
         raise InvalidRequest(f"quota must be one or equal (got {quota!r})")
-    matrix, mask = _vectors(bundle, modality)
+    matrix, mask = item_vectors(bundle, modality)
     eligible = mask.copy()
     if duplicates is not None:
         skip = [item for group in duplicates.groups for item in group[1:]]

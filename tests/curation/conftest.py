@@ -1,4 +1,5 @@
-"""A real-photo shop with injected re-uploads, built once for the curation tests."""
+"""Real-photo shops with injected faults, built once for the curation tests: re-uploads
+(``faulty``) and broken or swapped photos (``broken``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,19 +16,10 @@ def faulty(tmp_path_factory, _image_tower, _text_tower):
     two of each kind, and one more exact copy of one source ("exact-twin"); and one colour
     variant: the photo of an item without copies, resized, listed in another colour under another
     title (its truth row's transform: "colour variant")."""
-    from recsys.bundle import read_bundle
     from recsys.curation.faults import TRANSFORMS, inject_copies
-    from recsys.data import validate_catalog
-    from recsys.pipeline.build import build_item_bundle
-    from recsys.towers import create_tower
-    from tests.conftest import make_settings
 
-    if not (FASHION / "catalog.csv").is_file():
-        pytest.skip(f"no fashion-products at {FASHION}")
     tmp = tmp_path_factory.mktemp("faulty")
-    frame = pd.read_csv(FASHION / "catalog.csv", dtype=str).sample(120, random_state=7).reset_index(drop=True)
-    frame["image"] = [str(FASHION / p) for p in frame["image"]]
-    frame, truth = inject_copies(frame, 2 * len(TRANSFORMS), tmp / "copies", seed=7)
+    frame, truth = inject_copies(_sample(120, 7), 2 * len(TRANSFORMS), tmp / "copies", seed=7)
     # a second exact copy of the first exact copy's source: three items with the same photo
     first = truth[truth["transform"] == "exact copy"].iloc[0]
     twin = frame[frame["item_id"] == first["copy"]].assign(item_id="exact-twin")
@@ -38,8 +30,37 @@ def faulty(tmp_path_factory, _image_tower, _text_tower):
     variant = variant.iloc[[-1]].assign(item_id="variant", colour="green", title="Plain Green Cotton Scarf")
     truth = pd.concat([truth, pd.DataFrame({"source": alone["item_id"], "copy": ["variant"],
                                             "transform": ["colour variant"]})], ignore_index=True)
-    catalog = validate_catalog(pd.concat([frame, twin, variant], ignore_index=True), source="faulty fashion sample")
-    towers = {"image": _image_tower, "text": _text_tower, "tabular": create_tower("tabular")}
-    report = build_item_bundle(catalog, make_settings(tmp), tmp / "models" / "faulty", show_progress=False,
-                               towers=towers)
-    return read_bundle(report.path), truth
+    return _build(pd.concat([frame, twin, variant], ignore_index=True), tmp, "faulty", _image_tower, _text_tower), truth
+
+
+@pytest.fixture(scope="session")
+def broken(tmp_path_factory, _image_tower, _text_tower):
+    """(bundle, truth): 150 real products (another seeded sample), three of them with a blank
+    photo, three with noise, and four that traded photos across top-level categories (truth:
+    ``item_id``, ``fault``)."""
+    from recsys.curation.faults import inject_photo_faults
+
+    tmp = tmp_path_factory.mktemp("broken")
+    frame, truth = inject_photo_faults(_sample(150, 11), 3, tmp / "photos", seed=11)
+    return _build(frame, tmp, "broken", _image_tower, _text_tower), truth
+
+
+def _sample(n: int, seed: int) -> pd.DataFrame:
+    if not (FASHION / "catalog.csv").is_file():
+        pytest.skip(f"no fashion-products at {FASHION}")
+    frame = pd.read_csv(FASHION / "catalog.csv", dtype=str).sample(n, random_state=seed).reset_index(drop=True)
+    frame["image"] = [str(FASHION / p) for p in frame["image"]]
+    return frame
+
+
+def _build(frame: pd.DataFrame, tmp: Path, name: str, image_tower, text_tower):
+    from recsys.bundle import read_bundle
+    from recsys.data import validate_catalog
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.towers import create_tower
+    from tests.conftest import make_settings
+
+    catalog = validate_catalog(frame, source=f"{name} fashion sample")
+    towers = {"image": image_tower, "text": text_tower, "tabular": create_tower("tabular")}
+    report = build_item_bundle(catalog, make_settings(tmp), tmp / "models" / name, show_progress=False, towers=towers)
+    return read_bundle(report.path)
