@@ -8,10 +8,26 @@ per transform, the recall of the (source, copy) pairs (both in one group) and th
 pairs a copy is grouped into. Pairs found between two original items are counted too: nobody
 labelled the catalog's own duplicates, so they are a lower bound on precision, not errors.
 
+Outliers: a third sample (seed 3) gets broken photos (recsys.curation.faults.inject_photo_faults:
+blank, noise, and photos swapped across top-level categories); per fault, the AUROC of the
+outlier score (the broken items against the untouched ones) and the precision of the top 1%.
+
+Labels: on the test sample, the items split in two halves by a seed; few-shot labels of the leaf
+category from 1, 5 and 20 examples per category drawn from the first half (prototypes, and a
+logistic regression on the same examples), scored by accuracy on the second half, against a
+logistic regression (a linear probe) trained on every item of the first half. Zero-shot: the
+top-level category from one prompt per category, accuracy on every item with text.
+
+Clusters: on the test sample, the default k; sizes, cohesion, and how pure the clusters are in
+leaf category (the share of items in their cluster's commonest category), against random clusters
+of the same sizes.
+
 Subsets: on the test sample, the coverage radius of a 1,000-item subset against the median of ten
 random subsets of the same size, and the categories it leaves out, with and without --balance.
 
-    .venv/bin/python benchmarks/quality_curation.py [--items 5000 --copies 500]
+    .venv/bin/python benchmarks/quality_curation.py [--items 5000 --copies 500] [--work DIR]
+
+``--work`` keeps the built bundles there and reuses them on the next run.
 
 Writes benchmarks/results/quality_curation.json and prints the tables.
 """
@@ -25,29 +41,69 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_results  # noqa: E402
 
 from recsys.bundle import read_bundle  # noqa: E402
 from recsys.curation import diverse_subset, find_duplicates  # noqa: E402
-from recsys.curation.faults import MILD, TRANSFORMS, inject_copies  # noqa: E402
+from recsys.curation.clusters import find_clusters  # noqa: E402
+from recsys.curation.faults import MILD, PHOTO_FAULTS, TRANSFORMS, inject_copies, inject_photo_faults  # noqa: E402
+from recsys.curation.labels import label_from_examples, label_from_prompts  # noqa: E402
+from recsys.curation.outliers import find_outliers  # noqa: E402
 from recsys.curation.subset import coverage_radius  # noqa: E402
 from recsys.data import validate_catalog  # noqa: E402
 from recsys.pipeline.build import build_item_bundle  # noqa: E402
+from recsys.serve.embedder import ItemEmbedder  # noqa: E402
 from recsys.settings import load_settings  # noqa: E402
 
 FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-products"
 
 
-def faulty_bundle(items: int, copies: int, seed: int, work: Path):
+def sample(items: int, seed: int) -> pd.DataFrame:
     frame = pd.read_csv(FASHION / "catalog.csv", dtype=str).sample(items, random_state=seed).reset_index(drop=True)
     frame["image"] = [str(FASHION / p) for p in frame["image"]]
-    faulty, truth = inject_copies(frame, copies, work / f"copies-{seed}", seed=seed)
-    catalog = validate_catalog(faulty, source=f"fashion-products sample {seed}")
-    settings = load_settings(state_dir=work / "state", models_dir=work / "models")
-    report = build_item_bundle(catalog, settings, work / "models" / f"faulty-{seed}", show_progress=True)
-    return read_bundle(report.path), truth
+    return frame
+
+
+def built(catalog: pd.DataFrame, truth: pd.DataFrame, name: str, work: Path):
+    """The bundle of ``catalog`` under ``work/models/name``, built once (``truth`` kept beside it)."""
+    out = work / "models" / name
+    if not (out / "truth.csv").is_file():
+        settings = load_settings(state_dir=work / "state", models_dir=work / "models")
+        build_item_bundle(validate_catalog(catalog, source=name), settings, out, show_progress=True)
+        truth.to_csv(out / "truth.csv", index=False)
+    return read_bundle(out), pd.read_csv(out / "truth.csv", dtype=str)
+
+
+def faulty_bundle(items: int, copies: int, seed: int, work: Path):
+    faulty, truth = inject_copies(sample(items, seed), copies, work / f"copies-{seed}", seed=seed)
+    return built(faulty, truth, f"faulty-{seed}", work)
+
+
+def outliers(items: int, per_fault: int, seed: int, work: Path) -> dict:
+    faulty, truth = inject_photo_faults(sample(items, seed), per_fault, work / f"photos-{seed}", seed=seed)
+    bundle, truth = built(faulty, truth, f"photos-{seed}", work)
+    found = find_outliers(bundle, show_progress=True).items
+    fault = found["item_id"].map(dict(zip(truth["item_id"], truth["fault"])))
+    top = found.head(max(1, len(found) // 100))
+    out = {"items": len(found), "per_fault": per_fault, "top_1%": len(top)}
+    for name in PHOTO_FAULTS:
+        judged = found[fault.isna() | (fault == name)]
+        hit = (fault[judged.index] == name).to_numpy()
+        out[name] = {"auroc": round(float(roc_auc_score(hit, judged["score"])), 4),
+                     "in_top_1%": int((fault[top.index] == name).sum())}
+    out["top_1%_precision_any_fault"] = round(float(fault[top.index].notna().mean()), 3)
+    reasons = found.head(len(top))["reasons"].explode().dropna()
+    out["top_1%_reasons"] = reasons.str.replace(r" \(z .*", "", regex=True).value_counts().to_dict()
+    swapped = found[fault == "swapped"]
+    out["swapped_suggestion_top_level_right"] = round(float(
+        (swapped["suggested_category"].fillna("").str.split("/").str[0]
+         != bundle.items.set_index("item_id").loc[swapped["item_id"], "category"].str.split("/").str[0].to_numpy()
+         ).mean()), 3)
+    return out
 
 
 def group_pairs(groups: list[list[str]]) -> set[frozenset]:
@@ -105,13 +161,80 @@ def subsets(bundle, n: int = 1000) -> dict:
     return out
 
 
+ZERO_SHOT_PROMPTS = {
+    "apparel": "clothing: a shirt, t-shirt, top, dress, jeans, trousers, shorts, skirt, jacket or sweater",
+    "footwear": "footwear: shoes, sneakers, sandals, heels, flip flops, slippers or boots",
+    "accessories": "an accessory: a watch, bag, handbag, wallet, belt, sunglasses, jewellery, socks or a cap",
+    "personal care": "personal care and beauty: perfume, deodorant, lipstick, nail polish, cream or makeup",
+}
+
+
+def labels(bundle, seed: int = 0) -> dict:
+    items = bundle.items.reset_index(drop=True)
+    has_vector = bundle.vectors.mask
+    rng = np.random.default_rng(seed)
+    first = rng.random(len(items)) < 0.5
+    leaf = items["category"].fillna("")
+    train = np.flatnonzero(first & has_vector & (leaf != "").to_numpy())
+    test = np.flatnonzero(~first & has_vector & (leaf != "").to_numpy())
+    vectors = np.asarray(bundle.vectors.combined, np.float32)
+    probe = LogisticRegression(max_iter=2000, C=10.0).fit(vectors[train], leaf[train])
+    out = {"categories": int(leaf[train].nunique()), "train": len(train), "test": len(test),
+           "linear_probe_all_labels": round(float((probe.predict(vectors[test]) == leaf[test]).mean()), 4)}
+    for shots in (1, 5, 20):
+        picked = pd.Series(train).groupby(leaf[train].to_numpy()).apply(
+            lambda rows, n=shots: rows.sample(min(n, len(rows)), random_state=seed)).to_numpy()
+        examples = pd.DataFrame({"label": leaf[picked].to_numpy(), "item_id": items["item_id"][picked].to_numpy()})
+        found = label_from_examples(bundle, examples).items.set_index("item_id")
+        test_ids = items["item_id"][test]
+        accuracy = float((found.loc[test_ids, "label"].to_numpy() == leaf[test].to_numpy()).mean())
+        known = leaf[test].isin(set(examples["label"])).to_numpy()
+        regression = LogisticRegression(max_iter=2000, C=10.0).fit(vectors[picked], leaf[picked])
+        out[f"{shots}-shot"] = {"examples": len(picked), "prototypes": round(accuracy, 4),
+                                "logistic_regression": round(float((regression.predict(vectors[test])
+                                                                    == leaf[test]).mean()), 4),
+                                "test_items_of_labelled_categories": round(float(known.mean()), 4)}
+    top = leaf.str.split("/").str[0]
+    prompts = pd.DataFrame({"label": list(ZERO_SHOT_PROMPTS), "text": list(ZERO_SHOT_PROMPTS.values())})
+    found = label_from_prompts(bundle, prompts, ItemEmbedder(bundle).embed_queries).items
+    judged = found["label"].notna().to_numpy() & top.isin(list(ZERO_SHOT_PROMPTS)).to_numpy()
+    out["zero_shot_top_level"] = {
+        "prompts": ZERO_SHOT_PROMPTS, "items": int(judged.sum()),
+        "accuracy": round(float((found["label"][judged] == top[judged]).mean()), 4),
+        "majority_class": round(float(top[judged].value_counts(normalize=True).iloc[0]), 4)}
+    return out
+
+
+def clusters(bundle, seed: int = 0) -> dict:
+    found = find_clusters(bundle, seed=seed)
+    leaf = bundle.items["category"].fillna("").to_numpy()
+    assigned = found.assignment >= 0
+
+    def purity(assignment):
+        frame = pd.DataFrame({"c": assignment, "leaf": leaf[assigned]})
+        return float(frame.groupby("c")["leaf"].agg(lambda v: v.value_counts().iloc[0]).sum() / len(frame))
+
+    shuffled = np.random.default_rng(seed).permutation(found.assignment[assigned])
+    sizes = [c.size for c in found.clusters]
+    return {"k": len(found.clusters), "largest": max(sizes), "smallest": min(sizes),
+            "median_size": float(np.median(sizes)),
+            "mean_cohesion": round(float(np.mean([c.cohesion for c in found.clusters])), 4),
+            "leaf_purity": round(purity(found.assignment[assigned]), 4),
+            "leaf_purity_random_clusters": round(purity(shuffled), 4),
+            "examples": [{"name": c.name, "size": c.size, "cohesion": c.cohesion} for c in found.clusters[:8]]
+            + [{"name": c.name, "size": c.size, "cohesion": c.cohesion} for c in found.clusters[-4:]]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--copies", type=int, default=500)
+    parser.add_argument("--work", type=Path, default=None, help="keep the built bundles here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = args.work or Path(tmp)
+        found_outliers = outliers(args.items, args.copies // 10, 3, work)
+        print("outliers:", found_outliers)
         validation, validation_truth = faulty_bundle(args.items, args.copies, 1, work)
         swept = sweep(validation, validation_truth)
         # the most recall at a precision of 0.95 or more (ties: the most precise)
@@ -125,8 +248,14 @@ def main() -> None:
         print("test:", result)
         subset = subsets(test)
         print("subsets:", subset)
+        found_labels = labels(test)
+        print("labels:", found_labels)
+        found_clusters = clusters(test)
+        print("clusters:", found_clusters)
     write_results("quality_curation", {"items": args.items, "copies": args.copies, "sweep": swept,
-                                       "duplicates": result, "subsets": subset})
+                                       "duplicates": result, "subsets": subset,
+                                       "outliers": found_outliers, "labels": found_labels,
+                                       "clusters": found_clusters})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-"""`recsys curate`: duplicate listings and diverse subsets of a built bundle (docs/curation.md)."""
+"""`recsys curate`: duplicate listings, outliers, clusters, labels and diverse subsets of a built bundle
+(docs/curation.md)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -69,3 +71,90 @@ def subset(ctx: click.Context, bundle: Path, size: int, balance: str | None, quo
         return
     click.echo(f"{len(chosen.items):,} items of {chosen.version}, coverage radius {chosen.radius:.3f}")
     click.echo("\n".join(chosen.items))
+
+
+@curate.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path), help=_BUNDLE_HELP)
+@click.option("--top", type=click.IntRange(0, None), default=50, show_default=True,
+              help="how many items, highest score first; 0 scores every item")
+@click.option("--progress/--no-progress", default=True, help="progress bars")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def outliers(bundle: Path, top: int, progress: bool, as_json: bool) -> None:
+    """Likely wrong photos, mislabels and broken listings, each with a score and its reasons."""
+    from recsys.bundle import read_bundle
+    from recsys.curation import find_outliers
+
+    found = find_outliers(read_bundle(bundle), show_progress=progress)
+    rows = found.top(top)
+    if as_json:
+        items = [{"item_id": r.item_id, "score": float(r.score), "reasons": list(r.reasons),
+                  "suggested_category": r.suggested_category} for r in rows.itertuples()]
+        click.echo(json.dumps({"version": found.version, "items": items}))
+        return
+    click.echo(f"{len(rows):,} items of {found.version}, highest score first")
+    for r in rows.itertuples():
+        suggestion = f"  [looks like {r.suggested_category}]" if r.suggested_category else ""
+        click.echo(f"  {r.item_id}  {r.score:6.2f}  {'; '.join(r.reasons) or '-'}{suggestion}")
+
+
+@curate.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path), help=_BUNDLE_HELP)
+@click.option("--k", type=click.IntRange(2, None), default=None,
+              help="how many clusters (default: about the square root of half the items, at most 200)")
+@click.option("--modality", default="combined", show_default=True, help="combined, image, text or tabular")
+@click.option("--seed", type=int, default=None, help="the k-means initialisation (default: settings.seed)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def clusters(ctx: click.Context, bundle: Path, k: int | None, modality: str, seed: int | None, as_json: bool) -> None:
+    """The groups the catalog really has, named by the words that set them apart."""
+    from recsys.bundle import read_bundle
+    from recsys.curation import find_clusters
+
+    found = find_clusters(read_bundle(bundle), k=k, modality=modality,
+                          seed=settings_of(ctx).seed if seed is None else seed)
+    if as_json:
+        click.echo(json.dumps({"version": found.version, "modality": found.modality,
+                               "clusters": [dataclasses.asdict(c) for c in found.clusters]}))
+        return
+    click.echo(f"{len(found.clusters)} clusters of {found.version} ({found.modality} vectors), largest first")
+    for c in found.clusters:
+        click.echo(f"  {c.id:3d}  {c.size:6,d} items  cohesion {c.cohesion:.2f}  {c.name or '-'}  "
+                   f"e.g. {' '.join(c.representatives[:3])}")
+
+
+@curate.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path), help=_BUNDLE_HELP)
+@click.option("--examples", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="a CSV with the columns label,item_id: a few items of each label")
+@click.option("--prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="a CSV with the columns label,text: one description per label (zero-shot)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def label(bundle: Path, examples: Path | None, prompts: Path | None, as_json: bool) -> None:
+    """Label every item from a few examples per label, or from a description per label."""
+    import pandas as pd
+
+    from recsys.bundle import read_bundle
+    from recsys.curation import label_from_examples, label_from_prompts
+
+    if (examples is None) == (prompts is None):
+        raise click.UsageError("give one of --examples or --prompts")
+    loaded = read_bundle(bundle)
+    if examples is not None:
+        found = label_from_examples(loaded, pd.read_csv(examples, dtype=str, keep_default_na=False))
+    else:
+        from recsys.serve.embedder import ItemEmbedder
+
+        found = label_from_prompts(loaded, pd.read_csv(prompts, dtype=str, keep_default_na=False),
+                                   ItemEmbedder(loaded).embed_queries)
+    if as_json:
+        items = [{"item_id": r.item_id, "label": r.label, "confidence": float(r.confidence)}
+                 for r in found.items.itertuples()]
+        click.echo(json.dumps({"version": found.version, "items": items}))
+        return
+    counts = found.items["label"].value_counts()
+    click.echo(f"{len(found.items):,} items of {found.version} labelled from {found.method}:")
+    for name in found.labels:
+        click.echo(f"  {name}: {int(counts.get(name, 0)):,}")
+    click.echo("item_id,label,confidence")
+    for r in found.items.itertuples():
+        click.echo(f"{r.item_id},{r.label if r.label is not None else ''},{r.confidence:.3f}")

@@ -67,7 +67,15 @@ class ItemEmbedder:
         Raises:
             InvalidRequest: the bundle has no text encoder.
         """
+        return self.embed_queries([text])[0]
+
+    def embed_queries(self, texts: list[str]) -> np.ndarray:
+        """Free texts' unit vectors ``(len(texts), dim)`` in the bundle's text space.
+
+        Raises:
+            InvalidRequest: the bundle has no text encoder.
+        """
         towers = self.warm()
         if "text" not in towers:
-            raise InvalidRequest(f"bundle {self.bundle.version} has no text encoder to search with")
-        return towers["text"].encode_texts([text])[0]
+            raise InvalidRequest(f"bundle {self.bundle.version} has no text encoder")
+        return towers["text"].encode_texts(list(texts))
