@@ -37,16 +37,17 @@ def similar_body(serving: Serving, metrics, item_id: str, raw_args) -> tuple[byt
         NotFound: an unknown item.
     """
     check_id(item_id, "item")
-    args = QueryArgs(raw_args, ("k", "weights", *FILTER_ARGS))
+    args = QueryArgs(raw_args, ("k", "weights", "dedupe", *FILTER_ARGS))
     serving.recommender()  # not ready: 503 before parsing the query
     k = args.k(10)
     weights = args.weights()
+    dedupe = args.flag("dedupe", True)
     item_filter = args.item_filter()
     described = item_filter.describe()
-    query = {"k": k, "w": weights, "f": described}
+    query = {"k": k, "w": weights, "f": described, "d": dedupe}
 
     def compute(rec: Recommender, _recent) -> dict:
-        found = rec.similar_items(item_id, k=k, weights=weights, filters=item_filter)
+        found = rec.similar_items(item_id, k=k, weights=weights, filters=item_filter, dedupe=dedupe)
         return {"version": rec.version, "item_id": item_id, "k": k,
                 "weights": weights or rec.bundle.vectors.weights,
                 "filters": described, "items": rec.rows(found)}
@@ -62,17 +63,18 @@ def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes,
         NotReady: no bundle loaded.
     """
     check_id(user_id, "user")
-    args = QueryArgs(raw_args, ("k", "exclude_seen", *FILTER_ARGS))
+    args = QueryArgs(raw_args, ("k", "exclude_seen", "dedupe", *FILTER_ARGS))
     serving.recommender()
     k = args.k(20)
     exclude_seen = args.flag("exclude_seen", True)
+    dedupe = args.flag("dedupe", True)
     item_filter = args.item_filter()
     described = item_filter.describe()
-    query = {"k": k, "s": exclude_seen, "f": described}
+    query = {"k": k, "s": exclude_seen, "f": described, "d": dedupe}
 
     def compute(rec: Recommender, recent: list[str]) -> dict:
         feed = rec.recommend(user_id, k=k, recent_items=recent, exclude_seen=exclude_seen,
-                             filters=item_filter)
+                             filters=item_filter, dedupe=dedupe)
         return _feed_body(rec, feed, k, described, user_id=user_id, recent=len(recent))
 
     return serving.results.feed(serving, metrics, user_id, query, compute, k=k, exclude_seen=exclude_seen)
@@ -117,7 +119,7 @@ def session_feed():
     recommender = use(current_serving().recommender())
     item_filter = body.item_filter()
     feed = recommender.recommend(None, k=body.k, recent_items=body.recent_items,
-                                 exclude_seen=body.exclude_seen, filters=item_filter)
+                                 exclude_seen=body.exclude_seen, filters=item_filter, dedupe=body.dedupe)
     return json_response(_feed_body(recommender, feed, body.k, item_filter.describe()))
 
 

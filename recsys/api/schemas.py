@@ -125,6 +125,7 @@ class SessionIn(_FilterFields):
                                    description="items the visitor touched, most recent first")
     k: int = Field(20, ge=1, le=MAX_K)
     exclude_seen: bool = True
+    dedupe: bool = Field(True, description="show one listing of each group of duplicate listings")
 
 
 class ItemIn(_Body):

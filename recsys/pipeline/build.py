@@ -15,7 +15,9 @@ from recsys._hashing import sha256_bytes
 from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, write_bundle, write_user_tower
 from recsys.collab.als import CollabModel, interaction_matrix, popularity
 from recsys.collab.project import ContentProjection
+from recsys.curation.duplicates import find_duplicates
 from recsys.data import schema as S
+from recsys.data.ids import IdMap
 from recsys.errors import DataError, RecsysWarning
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex, measure_recall
 from recsys.index.mips import augment_query, build_mips_index
@@ -168,9 +170,20 @@ def build_item_bundle(
     if thumbnails is not None:
         manifest["thumbnails"] = {"items": int(thumbnails.present().sum()),
                                   "size": settings.images.thumbnail_size}
+    groups = None
+    if "image" in blocks:
+        # built in memory: the duplicate finder reads a bundle's parts before it is written
+        building = Bundle(path=Path(out_dir), manifest={"version": "(being built)"}, items=catalog,
+                          item_ids=IdMap(catalog[S.ITEM_ID]), vectors=vectors, indexes=indexes, tabular_state=None,
+                          similar=similar or {}, thumbnails=thumbnails)
+        found = find_duplicates(building, show_progress=show_progress)
+        groups = found.group_array(building.item_ids)
+        manifest["duplicates"] = {**found.settings, "groups": len(found.groups),
+                                  "items": int((groups >= 0).sum())}
     path = write_bundle(out_dir, items=catalog, vectors=vectors, indexes=indexes,
                         tabular_state=towers["tabular"].get_state() if "tabular" in blocks else None,
-                        manifest=manifest, similar=similar, list_cosines=cosines, thumbnails=thumbnails)
+                        manifest=manifest, similar=similar, list_cosines=cosines, thumbnails=thumbnails,
+                        duplicate_groups=groups)
     return BuildReport(
         path=path, items=len(catalog), modalities={m: int(b.mask.sum()) for m, b in blocks.items()},
         dims={**{m: b.dim for m, b in blocks.items()}, "combined": int(vectors.combined.shape[1])},

@@ -172,8 +172,34 @@ class Recommender:
         page += [str(i) for i in fresh[start:start + limit - len(page)]]
         return len(rows) + len(fresh), page
 
+    def _collapsed(self, find, k: int, query_id: str | None = None) -> Recommendations:
+        """``find(n)``'s first ``k`` items with duplicate listings collapsed: an item in the same
+        group of duplicates (:attr:`Bundle.duplicate_groups`) as ``query_id`` or as a better item
+        is left out. More items are asked for until ``k`` remain or ``find`` runs out."""
+        groups = self.bundle.duplicate_groups
+        if groups is None:
+            return find(k)
+        ids = self.bundle.item_ids
+        query_group = groups[ids.row(query_id)] if query_id is not None and query_id in ids else -1
+        ask = k + 10
+        while True:
+            found = find(ask)
+            kept, seen = [], {query_group} - {-1}
+            for scored in found:
+                group = groups[ids.row(scored.item_id)] if scored.item_id in ids else -1
+                if group >= 0:
+                    if group in seen:
+                        continue
+                    seen.add(group)
+                kept.append(scored)
+                if len(kept) == k:
+                    break
+            if len(kept) == k or len(found) < ask or ask >= 8 * k + 100:
+                return Recommendations(kept, found.strategy, found.message)
+            ask *= 2
+
     def similar_items(self, item_id: str, k: int = 10, weights: dict[str, float] | None = None,
-                      filters: ItemFilter | None = None) -> Recommendations:
+                      filters: ItemFilter | None = None, *, dedupe: bool = True) -> Recommendations:
         """Items most similar to ``item_id``, best first, the item itself excluded.
 
         Args:
@@ -188,6 +214,9 @@ class Recommender:
             filters: category prefix, price range, include and exclude lists. When at least ``k``
                 items pass, ``k`` are returned (exact search over the filtered set if the indexes
                 do not yield enough).
+            dedupe: leave out duplicate listings of the item and of better results (the
+                bundle's groups, :mod:`recsys.curation.duplicates`), so that a widget never shows
+                one product twice.
 
         Returns:
             Recommendations: strategy ``"similar"``; scores are the weighted cosine described in
@@ -198,11 +227,15 @@ class Recommender:
             InvalidRequest: bad ``k``, weights or filters, or weights that leave the item nothing
                 to compare.
         """
-        return Recommendations(self.similar.find(item_id, check_k(k), weights, filters, self.changes))
+        k = check_k(k)
+        if not dedupe:
+            return Recommendations(self.similar.find(item_id, k, weights, filters, self.changes))
+        return self._collapsed(lambda n: Recommendations(self.similar.find(item_id, n, weights, filters,
+                                                                           self.changes)), k, item_id)
 
     def recommend(self, user_id: str | None = None, k: int = 10, *,
                   recent_items: Sequence[str] = (), exclude_seen: bool = True,
-                  filters: ItemFilter | None = None) -> Recommendations:
+                  filters: ItemFilter | None = None, dedupe: bool = True) -> Recommendations:
         """A personalised feed for a user, a session's recent items, or both.
 
         A trained user is scored by ``user factors . item factors``; recent items (not yet in the
@@ -220,6 +253,7 @@ class Recommender:
             recent_items: item ids the user touched since training, most recent first.
             exclude_seen: leave out the user's training items and ``recent_items``.
             filters: as in :meth:`similar_items`.
+            dedupe: show one listing of each group of duplicates, as in :meth:`similar_items`.
 
         Returns:
             Recommendations: items best first, the strategy used, and a message when it fell back.
@@ -228,7 +262,11 @@ class Recommender:
             NotReady: the bundle has no user tower (run ``recsys train``).
             InvalidRequest: bad ``k`` or filters, or a recent item the bundle does not know.
         """
-        return self.feeds.recommend(user_id, check_k(k), recent_items, exclude_seen, filters, self.changes)
+        k = check_k(k)
+        if not dedupe:
+            return self.feeds.recommend(user_id, k, recent_items, exclude_seen, filters, self.changes)
+        return self._collapsed(lambda n: self.feeds.recommend(user_id, n, recent_items, exclude_seen, filters,
+                                                              self.changes), k)
 
     def search(self, vector: np.ndarray, k: int = 10, filters: ItemFilter | None = None) -> Recommendations:
         """Items whose text is nearest to a text query's unit ``vector`` (from the bundle's text
