@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
         >>> app.test_client().get("/v1/items/SKU-1/similar?k=5").json["items"]  # doctest: +SKIP
     """
     from recsys.api.context import SECURITY_HEADERS
+    from recsys.api.curation import bp as curation
     from recsys.api.errors import register_error_handlers
     from recsys.api.metrics import Metrics
     from recsys.api.routes import bp
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     register_error_handlers(app)
     app.register_blueprint(bp)
     app.register_blueprint(writes)
+    app.register_blueprint(curation)
     if settings.api.web:
         from recsys.web import bp as web
 

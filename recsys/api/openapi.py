@@ -35,6 +35,8 @@ _FILTERS = [
     _param("max_price", "query", _NUMBER, "highest price, inclusive"),
     _param("exclude", "query", {"type": "string"}, "comma-separated item ids never to return"),
 ]
+_DEDUPE = _param("dedupe", "query", {"type": "boolean", "default": True},
+                 "show one listing of each group of duplicate listings (docs/curation.md)")
 _ITEM_ID = _param("item_id", "path", _ID, "catalog item id")
 _USER_ID = _param("user_id", "path", _ID, "user id")
 
@@ -127,10 +129,81 @@ def _schemas() -> dict:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    schemas.update(_curation_schemas())
     schemas["InteractionsBody"] = {"oneOf": [
         {"$ref": "#/components/schemas/EventIn"}, {"$ref": "#/components/schemas/InteractionsIn"},
         {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/EventIn"}}]}
     return schemas
+
+
+def _admin_paths() -> dict:
+    """The curation admin reads (docs/curation.md): each needs the API key."""
+    errors = _errors(400, 401, 403, 405, 503)
+    fraction = {"type": "number", "minimum": 0, "maximum": 1}
+    modality = _param("modality", "query", {"type": "string", "enum": ["combined", "image", "text", "tabular"],
+                                            "default": "combined"}, "the vectors to use")
+
+    def read(summary: str, schema: str, *parameters: dict) -> dict:
+        return {"get": {"summary": summary, "security": _SECURITY, "parameters": list(parameters),
+                        "responses": {**_ok(schema), **errors}}}
+
+    return {
+        "/v1/admin/duplicates": read("Groups of duplicate listings", "Duplicates",
+                                     _param("threshold", "query", fraction, "image cosine of a duplicate")),
+        "/v1/admin/outliers": read("Items most likely wrong, with their reasons", "Outliers",
+                                   _param("top", "query", {"type": "integer", "minimum": 0, "default": 50},
+                                          "how many items; 0 for all")),
+        "/v1/admin/clusters": read("The catalog's clusters, named", "Clusters",
+                                   _param("k", "query", {"type": "integer", "minimum": 0, "maximum": 1000},
+                                          "how many clusters (0 or absent: chosen from the size)"), modality,
+                                   _param("map", "query", {"type": "boolean", "default": False},
+                                          "add a 2-D position per item (a sample of at most 3,000)")),
+        "/v1/admin/subset": read("Items that cover the catalog", "Subset",
+                                 _param("n", "query", {"type": "integer", "minimum": 1, "maximum": 5000,
+                                                       "default": 100}, "how many items"),
+                                 _param("balance", "query", {"type": "string"}, "a column every value of "
+                                        "which is represented, e.g. category"),
+                                 _param("quota", "query", {"type": "string", "enum": ["one", "equal"]},
+                                        "at least one item per value, or equal shares"),
+                                 _param("seed", "query", {"type": "integer", "minimum": 0}, "the first draw"),
+                                 modality),
+        "/v1/admin/labels": {"post": {
+            "summary": "Label every item from a few examples per label, or a text per label",
+            "security": _SECURITY,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/LabelsIn"}}}},
+            "responses": {**_ok("Labels"), **errors, **_errors(413)}}},
+    }
+
+
+def _curation_schemas() -> dict:
+    version = {"type": "string"}
+    ids = {"type": "array", "items": {"type": "string"}}
+    catalog = {"type": "object", "description": "display rows of the items shown first, by id"}
+    labelled = {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "object"}}
+    return {
+        "Duplicates": {"type": "object", "required": ["version", "threshold", "groups"], "properties": {
+            "version": version, "threshold": {"type": "number"}, "groups": {"type": "array", "items": ids},
+            "catalog": catalog}},
+        "Outliers": {"type": "object", "required": ["version", "items"], "properties": {
+            "version": version, "catalog": catalog, "items": {"type": "array", "items": {
+                "type": "object", "required": ["item_id", "score", "reasons", "suggested_category"],
+                "properties": {"item_id": {"type": "string"}, "score": {"type": "number"},
+                               "reasons": {"type": "array", "items": {"type": "string"}},
+                               "suggested_category": {"type": ["string", "null"]}}}}}},
+        "Clusters": {"type": "object", "required": ["version", "modality", "clusters"], "properties": {
+            "version": version, "modality": {"type": "string"}, "catalog": catalog,
+            "clusters": {"type": "array", "items": {"type": "object", "required": [
+                "id", "name", "size", "cohesion", "representatives"]}},
+            "map": {"type": "array", "items": {"type": "object"}}}},
+        "Subset": {"type": "object", "required": ["version", "items", "radius"], "properties": {
+            "version": version, "items": ids, "radius": {"type": ["number", "null"]}, "catalog": catalog}},
+        "LabelsIn": {"type": "object", "oneOf": [{"required": ["examples"]}, {"required": ["prompts"]}],
+                     "properties": {"examples": labelled, "prompts": labelled}},
+        "Labels": {"type": "object", "required": ["version", "method", "items"], "properties": {
+            "version": version, "method": {"type": "string", "enum": ["examples", "prompts"]},
+            "items": {"type": "array", "items": {"type": "object", "required": ["item_id", "label", "confidence"]}}}},
+    }
 
 
 @lru_cache(maxsize=1)
@@ -141,12 +214,13 @@ def document() -> dict:
             "summary": "Items similar to an item (the product-page widget)",
             "parameters": [_ITEM_ID, _K(10), _param(
                 "weights", "query", {"type": "string", "pattern": _WEIGHTS},
-                "per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1"), *_FILTERS],
+                "per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1"), _DEDUPE, *_FILTERS],
             "responses": {**_ok("Similar"), **_errors(*_READ_ERRORS)}}},
         "/v1/users/{user_id}/recommendations": {"get": {
             "summary": "A user's personalised feed (recent activity folded in)",
             "parameters": [_USER_ID, _K(20), _param("exclude_seen", "query", {"type": "boolean", "default": True},
-                                                   "leave out items the user interacted with"), *_FILTERS],
+                                                   "leave out items the user interacted with"),
+                           _DEDUPE, *_FILTERS],
             "responses": {**_ok("Feed"), **_errors(*_READ_ERRORS)}}},
         "/v1/recommendations": {"post": {
             "summary": "A feed for an anonymous session from its recent items",
@@ -192,6 +266,7 @@ def document() -> dict:
             "delete": {"summary": "Hide an item from every result at once", "security": _SECURITY,
                        "parameters": [_ITEM_ID],
                        "responses": {**_ok("ItemDeleted"), **_errors(404, *_WRITE_ERRORS)}}},
+        **_admin_paths(),
         "/healthz": {"get": {"summary": "The process is alive", "responses": _ok("Health")}},
         "/readyz": {"get": {"summary": "A bundle is loaded; Redis reachable, or degraded with reasons",
                             "responses": {**_ok("Ready"), "503": {"description": "not ready",

@@ -1,4 +1,5 @@
-"""The demo shop page (``/``) and the embeddable similar-items widget (``/widget.js``).
+"""The demo shop page (``/``), the catalog curation admin page (``/admin``) and the embeddable
+similar-items widget (``/widget.js``).
 
 Plain HTML, CSS and JavaScript served by the API's own Flask app, with no build step; the page
 only calls the public API, like any other client.
@@ -29,6 +30,13 @@ def shop() -> Response:
     page = (files(__package__) / "static" / "index.html").read_text()
     return Response(page.replace("{users}", escape(",".join(users))), mimetype="text/html",
                     headers={"Content-Security-Policy": _PAGE_POLICY})
+
+
+@bp.get("/admin")
+def admin() -> Response:
+    """The curation page: the browser holds the API key and sends it with each admin read."""
+    page = (files(__package__) / "static" / "admin.html").read_text()
+    return Response(page, mimetype="text/html", headers={"Content-Security-Policy": _PAGE_POLICY})
 
 
 @bp.get("/widget.js")

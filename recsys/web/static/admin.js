@@ -1,0 +1,178 @@
+// The curation admin page: plain JavaScript over the admin API (docs/curation.md), no build step.
+// Views by URL hash: #/outliers, #/duplicates, #/clusters, #/subset, #/labels.
+"use strict";
+
+const KEY = "recsys-admin-key";
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(child ?? ""));
+  return node;
+}
+
+function status(text, error = false) {
+  const node = document.getElementById("status");
+  node.textContent = text;
+  node.classList.toggle("error", error);
+}
+
+async function admin(path, options = {}) {
+  const headers = { "Content-Type": "application/json", "X-API-Key": sessionStorage.getItem(KEY) || "" };
+  const response = await fetch(path, { ...options, headers });
+  const body = await response.json().catch(() => ({}));
+  if (body.version) document.getElementById("version").textContent = body.version;
+  if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+  return body;
+}
+
+function card(itemId, catalog = {}) {
+  const item = catalog[itemId] || { item_id: itemId };
+  const image = el("div", { class: "img" });
+  image.style.backgroundImage = `url("/v1/items/${encodeURIComponent(itemId)}/image")`;
+  return el("a", { class: "card", href: `/#/item/${encodeURIComponent(itemId)}`, "data-item-id": itemId },
+    image,
+    el("div", { class: "title" }, item.title || itemId),
+    el("div", { class: "meta" }, el("span", {}, itemId), el("span", { class: "category" }, item.category || "")));
+}
+
+// a distinct colour per cluster, the same on every load
+function colour(cluster) {
+  return `hsl(${(cluster * 137.508) % 360}, 65%, 50%)`;
+}
+
+const views = {
+  async outliers(view) {
+    const body = await admin("/v1/admin/outliers?top=50");
+    status(`The 50 items most likely to be wrong, highest score first (${body.items.length} shown).`);
+    view.replaceChildren(el("div", { class: "rows", id: "outliers" }, ...body.items.map((item) =>
+      el("div", { class: "row", "data-item-id": item.item_id }, card(item.item_id, body.catalog),
+        el("div", { class: "facts" },
+          el("div", { class: "score" }, `score ${item.score.toFixed(1)}`),
+          el("ul", {}, ...item.reasons.map((reason) => el("li", {}, reason))),
+          item.suggested_category ? el("div", {}, `looks like: ${item.suggested_category}`) : "")))));
+  },
+
+  async duplicates(view) {
+    const body = await admin("/v1/admin/duplicates");
+    const shown = body.groups.slice(0, 50);
+    status(`${body.groups.length} groups of duplicate listings at threshold ${body.threshold}; ` +
+           `the ${shown.length} strongest are shown, the first item of each group is the one to keep.`);
+    view.replaceChildren(el("div", { class: "rows", id: "duplicates" }, ...shown.map((group) =>
+      el("div", { class: "row strip" }, ...group.map((id) => card(id, body.catalog))))));
+  },
+
+  async clusters(view) {
+    const body = await admin("/v1/admin/clusters?map=true");
+    status(`${body.clusters.length} clusters of the ${body.modality} vectors, largest first; ` +
+           "the map shows the items' two principal components.");
+    view.replaceChildren(map(body.map, body.clusters), el("div", { class: "rows", id: "clusters" },
+      ...body.clusters.map((c) => el("div", { class: "row" },
+        el("div", { class: "facts" },
+          el("div", { class: "score" }, el("span", { class: "swatch", style: "" }), c.name || `cluster ${c.id}`),
+          el("div", {}, `${c.size} items, cohesion ${c.cohesion.toFixed(2)}`)),
+        el("div", { class: "strip" }, ...c.representatives.map((id) => card(id, body.catalog)))))));
+    view.querySelectorAll("#clusters .swatch").forEach((node, k) => { node.style.background = colour(k); });
+  },
+
+  async subset(view) {
+    const form = el("form", { class: "controls" },
+      el("label", {}, "items ", el("input", { name: "n", type: "number", value: "24", min: "1", max: "5000" })),
+      el("label", {}, "balance by ", el("select", { name: "balance" },
+        el("option", { value: "" }, "nothing"), el("option", { value: "category" }, "category"))),
+      el("button", { type: "submit" }, "Choose"));
+    const out = el("div", { class: "cards", id: "subset" });
+    const run = async () => {
+      const params = new URLSearchParams({ n: form.n.value });
+      if (form.balance.value) params.set("balance", form.balance.value);
+      const body = await admin(`/v1/admin/subset?${params}`);
+      status(`${body.items.length} items that cover the catalog (coverage radius ${body.radius.toFixed(3)}).`);
+      out.replaceChildren(...body.items.slice(0, 200).map((id) => card(id, body.catalog)));
+    };
+    form.addEventListener("submit", (event) => { event.preventDefault(); run().catch((e) => status(e.message, true)); });
+    view.replaceChildren(form, out);
+    await run();
+  },
+
+  async labels(view) {
+    const text = el("textarea", { name: "prompts" },
+      "label,text\ntops,a shirt or t-shirt\nshoes,a pair of shoes\nbags,a handbag or backpack\nwatches,a wrist watch");
+    const form = el("form", { class: "controls" },
+      el("div", { class: "note" }, "One line per label: label,text (zero-shot) or label,item_id (examples)."),
+      text, el("button", { type: "submit" }, "Label the catalog"));
+    const out = el("div", { id: "labels" });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const lines = text.value.trim().split("\n").map((l) => l.split(",").map((p) => p.trim()));
+      const header = lines.shift();
+      const kind = header[1] === "item_id" ? "examples" : "prompts";
+      const rows = lines.filter((l) => l.length >= 2).map((l) => ({ label: l[0], [header[1]]: l.slice(1).join(",") }));
+      try {
+        const body = await admin("/v1/admin/labels", { method: "POST", body: JSON.stringify({ [kind]: rows }) });
+        const byLabel = {};
+        for (const item of body.items) (byLabel[item.label] ||= []).push(item);
+        status(`${body.items.length} items labelled from ${body.method}; the most confident of each label:`);
+        out.replaceChildren(...Object.entries(byLabel).map(([label, items]) => el("div", { class: "row" },
+          el("div", { class: "facts" }, el("div", { class: "score" }, label), `${items.length} items`),
+          el("div", { class: "strip" }, ...items.sort((a, b) => b.confidence - a.confidence).slice(0, 8)
+            .map((item) => card(item.item_id))))));
+      } catch (error) { status(error.message, true); }
+    });
+    view.replaceChildren(form, out);
+  },
+};
+
+function map(points, clusters) {
+  const ns = "http://www.w3.org/2000/svg";
+  const width = 900, height = 420, pad = 12;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("id", "map");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("width", "100%");
+  const xs = points.map((p) => p.x), ys = points.map((p) => p.y);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  for (const p of points) {
+    const dot = document.createElementNS(ns, "circle");
+    dot.setAttribute("cx", pad + ((p.x - x0) / (x1 - x0 || 1)) * (width - 2 * pad));
+    dot.setAttribute("cy", pad + ((p.y - y0) / (y1 - y0 || 1)) * (height - 2 * pad));
+    dot.setAttribute("r", 2.5);
+    dot.setAttribute("fill", colour(p.cluster));
+    const title = document.createElementNS(ns, "title");
+    title.textContent = `${p.item_id}: ${clusters[p.cluster].name || "cluster " + p.cluster}`;
+    dot.append(title);
+    svg.append(dot);
+  }
+  return svg;
+}
+
+async function route() {
+  const name = (location.hash.replace(/^#\//, "") || "outliers").split("?")[0];
+  document.querySelectorAll("#tabs a").forEach((a) => a.classList.toggle("active", a.hash === `#/${name}`));
+  const view = document.getElementById("view");
+  view.dataset.view = name;
+  if (!sessionStorage.getItem(KEY)) {
+    status("Enter the API key (RECSYS_API_KEY) to read the curation views.");
+    view.replaceChildren();
+    return;
+  }
+  status("Computing...");
+  view.replaceChildren();
+  try {
+    await (views[name] || views.outliers)(view);
+    view.dataset.ready = "1";
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+document.getElementById("key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(KEY, document.getElementById("key-input").value.trim());
+  route();
+});
+window.addEventListener("hashchange", route);
+route();
