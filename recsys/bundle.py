@@ -17,9 +17,9 @@ Layout of ``models/<name>/<version>/``::
                                cosine to each, to re-score them under per-request weights (optional)
     images/thumbnails.npy, thumbnails.offsets.npy
                                each item's JPEG thumbnail, re-encoded from its catalog image (optional)
-    curation/duplicate_groups.npy
-                               (n,) int32: each item's group of duplicate listings, -1 for none
-                               (:mod:`recsys.curation.duplicates`; optional)
+    curation/duplicate_of.npy  (n,) int32: the row of the first item of each item's group of
+                               duplicate listings, -1 for none (:mod:`recsys.curation.duplicates`;
+                               optional)
 
 A trained version (``recsys train``) adds the user tower beside a byte-identical copy of the item side:
 
@@ -195,8 +195,9 @@ class Bundle:
     """Everything needed to serve one version (``similar``: each item's precomputed similar items,
     :mod:`recsys.pipeline.precompute`, under ``"combined"`` for the default weights and under each modality's
     name, empty if the bundle has none; ``list_cosines``: the cosines between each item and those
-    listed for it, ``None`` if the bundle has none; ``duplicate_groups``: per item its group of
-    duplicate listings, ``-1`` for none, ``None`` if the bundle was written without them)."""
+    listed for it, ``None`` if the bundle has none; ``duplicate_of``: per item the row of the first item
+    of its group of duplicate listings (the one kept), ``-1`` for none, ``None`` if the bundle was
+    written without them)."""
 
     path: Path
     manifest: dict
@@ -209,7 +210,7 @@ class Bundle:
     similar: dict[str, TopLists] = field(default_factory=dict)
     list_cosines: ListCosines | None = None
     thumbnails: Thumbnails | None = None
-    duplicate_groups: np.ndarray | None = None
+    duplicate_of: np.ndarray | None = None
 
     @property
     def version(self) -> str:
@@ -262,7 +263,7 @@ def write_bundle(
     similar: dict[str, TopLists] | None = None,
     list_cosines: ListCosines | None = None,
     thumbnails: Thumbnails | None = None,
-    duplicate_groups: np.ndarray | None = None,
+    duplicate_of: np.ndarray | None = None,
 ) -> Path:
     """Write a new item-side version under ``out_dir`` (``models/<name>``); returns its directory."""
 
@@ -289,9 +290,9 @@ def write_bundle(
             (tmp / "images").mkdir()
             np.save(tmp / "images" / "thumbnails.npy", thumbnails.data, allow_pickle=False)
             np.save(tmp / "images" / "thumbnails.offsets.npy", thumbnails.offsets, allow_pickle=False)
-        if duplicate_groups is not None:
+        if duplicate_of is not None:
             (tmp / "curation").mkdir()
-            np.save(tmp / "curation" / "duplicate_groups.npy", duplicate_groups.astype(np.int32), allow_pickle=False)
+            np.save(tmp / "curation" / "duplicate_of.npy", duplicate_of.astype(np.int32), allow_pickle=False)
 
     full = {
         **manifest,
@@ -466,16 +467,16 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
                   similar=_load_similar(path / "precomputed", ["combined", *vectors.blocks]),
                   list_cosines=_load_list_cosines(path / "precomputed"),
                   thumbnails=_load_thumbnails(path / "images"),
-                  duplicate_groups=_load_duplicate_groups(path / "curation", len(items)))
+                  duplicate_of=_load_duplicate_of(path / "curation" / "duplicate_of.npy", len(items)))
 
 
-def _load_duplicate_groups(folder: Path, n: int) -> np.ndarray | None:
-    if not (folder / "duplicate_groups.npy").is_file():
+def _load_duplicate_of(file: Path, n: int) -> np.ndarray | None:
+    if not file.is_file():
         return None
-    groups = np.load(folder / "duplicate_groups.npy", allow_pickle=False)
-    if groups.shape != (n,):
-        raise BundleError(f"{folder / 'duplicate_groups.npy'} has shape {groups.shape}, not ({n},)")
-    return groups
+    rows = np.load(file, allow_pickle=False)
+    if rows.shape != (n,) or rows.max(initial=-1) >= n:
+        raise BundleError(f"{file} is not one row number (or -1) for each of the {n} items")
+    return rows
 
 
 def _load_thumbnails(folder: Path) -> Thumbnails | None:

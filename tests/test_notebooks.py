@@ -11,7 +11,7 @@ import pytest
 pytestmark = pytest.mark.slow  # end to end: `make check` leaves it out
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_offline_evaluation", "02_similar_items", "03_cold_start"]
+NAMES = ["01_offline_evaluation", "02_similar_items", "03_cold_start", "04_catalog_curation"]
 
 
 def test_notebooks_are_committed_without_outputs():
@@ -91,3 +91,19 @@ def test_cold_start_notebook(ml_dir, state, tmp_path):
     assert items["als"][0] == 0.0  # pure collaborative filtering cannot recommend an unseen item
     assert items["als"][5] > 0.0 and items["hybrid"][5] > 0.0
     assert set(result["new users"]) == {"popular", "itemknn", "als", "content", "hybrid"}
+
+
+def test_catalog_curation_notebook_on_real_photos(state, tmp_path):
+    fashion = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-products" / "catalog.csv"
+    if not fashion.is_file():
+        pytest.skip(f"no fashion-products at {fashion}")
+    nb = run("04_catalog_curation", tmp_path, catalog_source=str(fashion), items=600, copies=30,
+             faults_per_kind=6, shots=[1, 5], subset_size=80, state_dir=state)
+    assert images(nb) == 5  # duplicate groups, outliers, the cluster map and representatives, subset
+    result = summary(nb)
+    assert result["duplicates"]["recall"] >= 0.8
+    assert result["outliers_auroc"]["blank"] >= 0.99 and result["outliers_auroc"]["noise"] >= 0.99
+    assert result["outliers_auroc"]["swapped"] >= 0.9
+    labels = result["labels"]
+    assert labels["5-shot"] > labels["1-shot"] and labels["zero-shot top level"] >= 0.6
+    assert result["subset"]["categories_missing"] == 0 and result["subset"]["radius_to_random"] < 1

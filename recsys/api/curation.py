@@ -1,7 +1,8 @@
 """The admin reads of catalog curation (docs/curation.md): duplicates, outliers, clusters, labels
 and subsets of the served bundle. Each needs the API key: they expose the whole catalog's
 structure, and they cost a pass over every item. Beside the CLI's fields, each answer has a ``catalog``: the
-display rows of the items an admin page shows first (the first 100 groups, the first 200 items).
+display rows of the items an admin page shows first (the first 100 groups, the first 200 items,
+the 8 most confident items of each label).
 
 An answer is computed from the bundle alone (items put through the API since it was built are not
 in it) and kept per bundle version and parameters, so the admin page's repeated reads are free.
@@ -109,7 +110,8 @@ def _map_points(found) -> list[dict]:
 @bp.get("/v1/admin/subset")
 def subset():
     require_key()
-    from recsys.curation import diverse_subset, find_duplicates
+    from recsys.curation import diverse_subset
+    from recsys.curation.duplicates import duplicate_rows
 
     args = QueryArgs(request.args, ("n", "balance", "quota", "seed", "modality"))
     n = args.integer("n", 100, 1, MAX_SUBSET)
@@ -118,9 +120,8 @@ def subset():
     modality = request.args.get("modality", "combined")
 
     def compute(bundle):
-        found = find_duplicates(bundle) if "image" in bundle.vectors.blocks else None
         return diverse_subset(bundle, n, balance=balance, quota=quota, seed=seed, modality=modality,
-                              duplicates=found)
+                              duplicate_of=duplicate_rows(bundle))
 
     chosen = _kept(("subset", n, balance, quota, seed, modality), compute)
     return json_response({"version": chosen.version, "items": chosen.items, "radius": chosen.radius,
@@ -153,7 +154,9 @@ def labels():
         found = label_from_prompts(recommender.bundle, frame, serving.embedder.embed_queries)
     items = [{"item_id": r.item_id, "label": r.label, "confidence": float(r.confidence)}
              for r in found.items.itertuples()]
-    return json_response({"version": found.version, "method": found.method, "items": items})
+    confident = found.items.sort_values("confidence", ascending=False, kind="stable").groupby("label").head(8)
+    return json_response({"version": found.version, "method": found.method, "items": items,
+                          "catalog": _catalog(confident["item_id"])})
 
 
 def _fraction(args: QueryArgs, name: str, default: float) -> float:

@@ -201,7 +201,7 @@ def _curation_schemas() -> dict:
         "LabelsIn": {"type": "object", "oneOf": [{"required": ["examples"]}, {"required": ["prompts"]}],
                      "properties": {"examples": labelled, "prompts": labelled}},
         "Labels": {"type": "object", "required": ["version", "method", "items"], "properties": {
-            "version": version, "method": {"type": "string", "enum": ["examples", "prompts"]},
+            "version": version, "method": {"type": "string", "enum": ["examples", "prompts"]}, "catalog": catalog,
             "items": {"type": "array", "items": {"type": "object", "required": ["item_id", "label", "confidence"]}}}},
     }
 

@@ -58,13 +58,12 @@ def subset(ctx: click.Context, bundle: Path, size: int, balance: str | None, quo
            seed: int | None, keep_duplicates: bool, progress: bool, as_json: bool) -> None:
     """N items that cover the catalog (farthest-point selection), for labelling or exploration."""
     from recsys.bundle import read_bundle
-    from recsys.curation import diverse_subset, find_duplicates
+    from recsys.curation import diverse_subset
+    from recsys.curation.duplicates import duplicate_rows
 
     loaded = read_bundle(bundle)
-    found = None
-    if not keep_duplicates and "image" in loaded.vectors.blocks:
-        found = find_duplicates(loaded, show_progress=progress)
-    chosen = diverse_subset(loaded, size, balance=balance, quota=quota, modality=modality, duplicates=found,
+    chosen = diverse_subset(loaded, size, balance=balance, quota=quota, modality=modality,
+                            duplicate_of=None if keep_duplicates else duplicate_rows(loaded, progress),
                             seed=settings_of(ctx).seed if seed is None else seed, show_progress=progress)
     if as_json:
         click.echo(json.dumps({"version": chosen.version, "items": chosen.items, "radius": chosen.radius}))

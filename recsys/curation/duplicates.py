@@ -40,7 +40,7 @@ from recsys.data.ids import IdMap
 from recsys.errors import InvalidRequest
 from recsys.index.exact import nearest
 
-__all__ = ["Duplicates", "find_duplicates", "pixel_descriptors",
+__all__ = ["Duplicates", "find_duplicates", "duplicate_rows", "pixel_descriptors",
            "IMAGE_THRESHOLD", "PIXEL_THRESHOLD", "TEXT_THRESHOLD"]
 
 IMAGE_THRESHOLD = 0.90
@@ -76,13 +76,25 @@ class Duplicates:
         """Each grouped item's group number."""
         return {item: g for g, group in enumerate(self.groups) for item in group}
 
-    def group_array(self, item_ids: IdMap) -> np.ndarray:
-        """Per row of ``item_ids`` its group number, ``-1`` for an item in no group (what a bundle
-        keeps, so that serving collapses duplicates)."""
+    def first_rows(self, item_ids: IdMap) -> np.ndarray:
+        """Per row of ``item_ids``, the row of its group's first item (the one to keep; the first
+        item's own row for itself), ``-1`` for an item in no group: what a bundle keeps
+        (``duplicate_of``), so that serving and subsets show one listing per group."""
         out = np.full(len(item_ids), -1, np.int32)
-        for g, group in enumerate(self.groups):
-            out[item_ids.rows(group)] = g
+        for group in self.groups:
+            rows = item_ids.rows(group)
+            out[rows] = rows[0]
         return out
+
+
+def duplicate_rows(bundle: Bundle, show_progress: bool = False) -> np.ndarray | None:
+    """The bundle's ``duplicate_of`` (kept at build), or found now for a bundle built without it;
+    ``None`` for a bundle without photos."""
+    if bundle.duplicate_of is not None:
+        return bundle.duplicate_of
+    if "image" not in bundle.vectors.blocks:
+        return None
+    return find_duplicates(bundle, show_progress=show_progress).first_rows(bundle.item_ids)
 
 
 def pixel_descriptors(thumbnails: Thumbnails, rows: np.ndarray, side: int = PIXEL_SIDE,

@@ -225,7 +225,9 @@ def find_outliers(bundle: Bundle, *, show_progress: bool = False) -> Outliers:
             reasons[row].append(label)
     scores = (np.maximum(unusual, 0.0) + QUALITY_Z * worst).astype(np.float32)
     table = pd.DataFrame({S.ITEM_ID: [str(i) for i in bundle.item_ids.ids], "score": scores.round(3),
-                          "reasons": reasons, "suggested_category": suggested})
+                          "reasons": reasons,
+                          "suggested_category": pd.Series([c if isinstance(c, str) else None for c in suggested],
+                                                          dtype=object)})
     table = pd.concat([table, signals], axis=1)
     table = table.sort_values(["score", S.ITEM_ID], ascending=[False, True], kind="stable").reset_index(drop=True)
     return Outliers(bundle.version, table)

@@ -10,8 +10,9 @@ same subset. With ``balance``, every value of that column (every category, say) 
 saves the last slots for the values it has not reached, one item each, so the coverage stays
 that of the plain selection; ``quota="equal"`` gives each value a share of ``n`` as equal as the
 values' sizes allow, and an item is eligible only while its value's share is open, for a labelling
-queue that should see as many items of a rare category as of a common one. Duplicates
-(:func:`recsys.curation.duplicates.find_duplicates`) are left out but for the first of each group.
+queue that should see as many items of a rare category as of a common one. Duplicate listings
+are left out but for the first of each group (the bundle's ``duplicate_of``, or
+:meth:`recsys.curation.duplicates.Duplicates.first_rows` for a bundle built without it).
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from recsys.bundle import Bundle
-from recsys.curation.duplicates import Duplicates
 from recsys.errors import InvalidRequest
 
 __all__ = ["Subset", "diverse_subset", "coverage_radius", "quotas", "item_vectors"]
@@ -97,7 +97,7 @@ def coverage_radius(matrix: np.ndarray, mask: np.ndarray, chosen: np.ndarray) ->
 
 
 def diverse_subset(bundle: Bundle, n: int, *, balance: str | None = None, quota: str = "one", seed: int = 0,
-                   modality: str = "combined", duplicates: Duplicates | None = None,
+                   modality: str = "combined", duplicate_of: np.ndarray | None = None,
                    show_progress: bool = False) -> Subset:
     """``n`` items that cover the bundle's catalog (see the module docstring).
 
@@ -107,7 +107,8 @@ def diverse_subset(bundle: Bundle, n: int, *, balance: str | None = None, quota:
         quota: ``one`` (at least one item per value) or ``equal`` (equal shares).
         seed: draws the first item.
         modality: ``combined`` or one modality's vectors.
-        duplicates: groups whose items but the first are left out.
+        duplicate_of: per item the row of its duplicate group's first item, ``-1`` for none
+            (:attr:`Bundle.duplicate_of`); every grouped item but the first is left out.
 
     Raises:
         InvalidRequest: ``n`` below 1, an unknown column, quota or modality.
@@ -118,9 +119,8 @@ def diverse_subset(bundle: Bundle, n: int, *, balance: str | None = None, quota:
         raise InvalidRequest(f"quota must be one or equal (got {quota!r})")
     matrix, mask = item_vectors(bundle, modality)
     eligible = mask.copy()
-    if duplicates is not None:
-        skip = [item for group in duplicates.groups for item in group[1:]]
-        eligible[bundle.item_ids.rows(skip)] = False
+    if duplicate_of is not None:
+        eligible &= (duplicate_of < 0) | (duplicate_of == np.arange(len(duplicate_of)))
     share, codes = None, None
     if balance is not None:
         if balance not in bundle.items.columns:

@@ -170,20 +170,20 @@ def build_item_bundle(
     if thumbnails is not None:
         manifest["thumbnails"] = {"items": int(thumbnails.present().sum()),
                                   "size": settings.images.thumbnail_size}
-    groups = None
+    duplicate_of = None
     if "image" in blocks:
         # built in memory: the duplicate finder reads a bundle's parts before it is written
         building = Bundle(path=Path(out_dir), manifest={"version": "(being built)"}, items=catalog,
                           item_ids=IdMap(catalog[S.ITEM_ID]), vectors=vectors, indexes=indexes, tabular_state=None,
                           similar=similar or {}, thumbnails=thumbnails)
         found = find_duplicates(building, show_progress=show_progress)
-        groups = found.group_array(building.item_ids)
+        duplicate_of = found.first_rows(building.item_ids)
         manifest["duplicates"] = {**found.settings, "groups": len(found.groups),
-                                  "items": int((groups >= 0).sum())}
+                                  "items": int((duplicate_of >= 0).sum())}
     path = write_bundle(out_dir, items=catalog, vectors=vectors, indexes=indexes,
                         tabular_state=towers["tabular"].get_state() if "tabular" in blocks else None,
                         manifest=manifest, similar=similar, list_cosines=cosines, thumbnails=thumbnails,
-                        duplicate_groups=groups)
+                        duplicate_of=duplicate_of)
     return BuildReport(
         path=path, items=len(catalog), modalities={m: int(b.mask.sum()) for m, b in blocks.items()},
         dims={**{m: b.dim for m, b in blocks.items()}, "combined": int(vectors.combined.shape[1])},

@@ -174,9 +174,9 @@ class Recommender:
 
     def _collapsed(self, find, k: int, query_id: str | None = None) -> Recommendations:
         """``find(n)``'s first ``k`` items with duplicate listings collapsed: an item in the same
-        group of duplicates (:attr:`Bundle.duplicate_groups`) as ``query_id`` or as a better item
+        group of duplicates (:attr:`Bundle.duplicate_of`) as ``query_id`` or as a better item
         is left out. More items are asked for until ``k`` remain or ``find`` runs out."""
-        groups = self.bundle.duplicate_groups
+        groups = self.bundle.duplicate_of  # a group is named by its first item's row
         if groups is None:
             return find(k)
         ids = self.bundle.item_ids

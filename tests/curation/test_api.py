@@ -81,9 +81,9 @@ def test_labels_from_examples_and_prompts(client, served):
 def test_duplicates_are_the_groups_the_bundle_keeps(client, served):
     body = client.get("/v1/admin/duplicates", headers=WRITE).json
     assert body["threshold"] == 0.9 and len(body["groups"]) >= 10
-    kept = served.duplicate_groups
-    for number, group in enumerate(body["groups"]):
-        assert set(kept[served.item_ids.rows(group)]) == {number}
+    kept = served.duplicate_of
+    for group in body["groups"]:
+        assert set(kept[served.item_ids.rows(group)]) == {served.item_ids.row(group[0])}
     assert set(body["catalog"]) == {i for group in body["groups"] for i in group}
 
 

@@ -10,14 +10,17 @@ from recsys.serve import Recommender
 
 
 def _groups_of(bundle, ids: list[str]) -> list[int]:
-    return [int(bundle.duplicate_groups[bundle.item_ids.row(i)]) for i in ids]
+    return [int(bundle.duplicate_of[bundle.item_ids.row(i)]) for i in ids]
 
 
 def test_the_build_keeps_the_duplicate_groups(faulty):
     bundle, _ = faulty
-    assert bundle.duplicate_groups is not None
-    assert np.array_equal(bundle.duplicate_groups, find_duplicates(bundle).group_array(bundle.item_ids))
-    assert bundle.manifest["duplicates"]["groups"] == int(bundle.duplicate_groups.max()) + 1
+    found = find_duplicates(bundle)
+    assert bundle.duplicate_of is not None
+    assert np.array_equal(bundle.duplicate_of, found.first_rows(bundle.item_ids))
+    assert bundle.manifest["duplicates"]["groups"] == len(found.groups) == len(set(bundle.duplicate_of) - {-1})
+    firsts = bundle.item_ids.rows([group[0] for group in found.groups])
+    assert (bundle.duplicate_of[firsts] == firsts).all()
 
 
 def test_similar_items_show_one_listing_per_product(faulty):
@@ -31,7 +34,7 @@ def test_similar_items_show_one_listing_per_product(faulty):
         shown = rec.similar_items(source, k=10).ids
         assert len(shown) == 10 and not copies & set(shown)
         groups = [g for g in _groups_of(bundle, shown) if g >= 0]
-        assert len(groups) == len(set(groups)) and bundle.duplicate_groups[bundle.item_ids.row(source)] not in groups
+        assert len(groups) == len(set(groups)) and bundle.duplicate_of[bundle.item_ids.row(source)] not in groups
 
 
 def test_feeds_show_one_listing_per_product(faulty, tmp_path):

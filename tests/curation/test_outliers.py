@@ -47,6 +47,7 @@ def test_scores_are_sorted_and_every_item_is_scored(broken):
     assert len(found.items) == len(bundle.item_ids) and found.items["item_id"].is_unique
     assert np.all(np.diff(found.items["score"].to_numpy()) <= 0)
     assert found.top(5).equals(found.items.head(5)) and len(found.top(0)) == len(found.items)
+    assert all(c is None or isinstance(c, str) for c in found.items["suggested_category"])  # never NaN
     # below both reason thresholds (z 3, severity 0.5) a score stays under 3 + 0.5 * QUALITY_Z
     from recsys.curation.outliers import QUALITY_Z, REASON_Z
 

@@ -59,7 +59,7 @@ def test_balance_represents_every_category(bundle, quota):
 def test_duplicates_are_left_out_but_the_first_of_each_group(faulty):
     bundle, truth = faulty
     found = find_duplicates(bundle)
-    chosen = diverse_subset(bundle, len(bundle.item_ids), duplicates=found)
+    chosen = diverse_subset(bundle, len(bundle.item_ids), duplicate_of=found.first_rows(bundle.item_ids))
     left_out = {item for group in found.groups for item in group[1:]}
     assert not left_out & set(chosen.items)
     assert len(chosen.items) == int(bundle.vectors.mask.sum()) - len(left_out)
@@ -77,7 +77,7 @@ def test_the_cli_prints_the_subset_as_json(bundle):
                                       "--balance", "category", "--seed", "1", "--json", "--no-progress"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
-    expected = diverse_subset(bundle, 12, balance="category", seed=1, duplicates=find_duplicates(bundle))
+    expected = diverse_subset(bundle, 12, balance="category", seed=1, duplicate_of=bundle.duplicate_of)
     assert payload["version"] == bundle.version and payload["items"] == expected.items
     bad = CliRunner().invoke(cli, ["curate", "subset", "--bundle", str(bundle.path), "--n", "5", "--balance", "brand"])
     assert bad.exit_code == 2 and "no such column" in bad.output and "Traceback" not in bad.output

@@ -1,6 +1,6 @@
-"""The demo shop on real product photos: 1,000 H&M articles with their real purchases, built,
-trained, served by ``recsys serve`` and looked at in Chromium (screenshot in
-``test-artifacts/browser/``)."""
+"""The demo shop and its curation admin page on real product photos: 1,000 H&M articles with their
+real purchases, built, trained, served by ``recsys serve`` and looked at in Chromium (screenshots
+in ``test-artifacts/browser/``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from tests.api.live import LiveServer
-from tests.web.test_browser import _MISSING, cards, wait_for
+from tests.web.test_browser import _MISSING, ARTIFACTS, cards, wait_for
 
 HM = Path(__file__).resolve().parents[3] / "shared" / "data" / "hm-sample"
+ADMIN_KEY = "admin-key-0123456789"
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(_MISSING, reason="Chromium not installed"),
               pytest.mark.skipif(not (HM / "catalog.csv").is_file(), reason=f"no H&M sample at {HM}")]
@@ -39,8 +40,8 @@ def hm_shop(tmp_path_factory, _image_tower, _text_tower):
 
 @pytest.fixture(scope="module")
 def live(hm_shop, tmp_path_factory):
-    server = LiveServer(tmp_path_factory.mktemp("hm-live"), {"RECSYS_API__PUBLIC_INTERACTIONS": "true"},
-                        bundle=hm_shop.path)
+    server = LiveServer(tmp_path_factory.mktemp("hm-live"), {"RECSYS_API__PUBLIC_INTERACTIONS": "true",
+                                                             "RECSYS_API_KEY": ADMIN_KEY}, bundle=hm_shop.path)
     server.wait_ready()
     yield server
     server.stop()
@@ -60,3 +61,30 @@ def test_the_shop_shows_real_photos(browser, live, hm_shop):
     wait_for(browser, lambda d: len(cards(d, "#similar")) == 8, "the product page shows 8 similar items")
     wait_for(browser, lambda d: d.execute_script(loaded) >= 24 + 8, "their photos load too")
     # the browser fixture saves the screenshot: test-artifacts/browser/test_the_shop_shows_real_photos.png
+
+
+def test_the_admin_page_shows_the_catalog_s_curation(browser, live, hm_shop):
+    from selenium.webdriver.common.by import By
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get(f"http://127.0.0.1:{live.port}/admin#/outliers")
+    wait_for(browser, lambda d: "API key" in d.find_element(By.ID, "status").text, "the page asks for the key")
+    browser.find_element(By.ID, "key-input").send_keys(ADMIN_KEY)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#outliers .row")) == 50,
+             "the 50 highest outlier scores are listed")
+    first = browser.find_element(By.CSS_SELECTOR, "#outliers .row .facts").text
+    assert first.startswith("score ") and len(first.splitlines()) >= 2, first  # a score and its reasons
+    browser.save_screenshot(str(ARTIFACTS / "admin_outliers.png"))
+    for view, selector, what in (("duplicates", "#duplicates .row", "duplicate groups"),
+                                 ("clusters", "#map circle", "the cluster map")):
+        browser.get(f"http://127.0.0.1:{live.port}/admin#/{view}")
+        wait_for(browser, lambda d, s=selector: len(d.find_elements(By.CSS_SELECTOR, s)) > 0, f"{what} show")
+        browser.save_screenshot(str(ARTIFACTS / f"admin_{view}.png"))
+    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#clusters .facts .score")]
+    assert len(names) == len(set(names)) > 5 and all(names), names  # named clusters, each its own name
+    browser.get(f"http://127.0.0.1:{live.port}/admin#/labels")
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#view textarea"), "the labels form")
+    browser.find_element(By.CSS_SELECTOR, "#view form button").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#labels .row")) >= 2, "labelled items show")
+    # the browser fixture saves the last view: test-artifacts/browser/test_the_admin_page_shows_...png

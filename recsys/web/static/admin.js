@@ -100,7 +100,8 @@ const views = {
 
   async labels(view) {
     const text = el("textarea", { name: "prompts" },
-      "label,text\ntops,a shirt or t-shirt\nshoes,a pair of shoes\nbags,a handbag or backpack\nwatches,a wrist watch");
+      "label,text\ntops,a shirt, t-shirt or top\ntrousers,trousers, jeans or shorts\ndresses,a dress or skirt\n" +
+      "shoes,a pair of shoes\nbags,a handbag or backpack");
     const form = el("form", { class: "controls" },
       el("div", { class: "note" }, "One line per label: label,text (zero-shot) or label,item_id (examples)."),
       text, el("button", { type: "submit" }, "Label the catalog"));
@@ -119,7 +120,7 @@ const views = {
         out.replaceChildren(...Object.entries(byLabel).map(([label, items]) => el("div", { class: "row" },
           el("div", { class: "facts" }, el("div", { class: "score" }, label), `${items.length} items`),
           el("div", { class: "strip" }, ...items.sort((a, b) => b.confidence - a.confidence).slice(0, 8)
-            .map((item) => card(item.item_id))))));
+            .map((item) => card(item.item_id, body.catalog))))));
       } catch (error) { status(error.message, true); }
     });
     view.replaceChildren(form, out);
