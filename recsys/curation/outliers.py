@@ -110,50 +110,56 @@ def _robust_z(values: np.ndarray) -> np.ndarray:
     return (values - median) / spread
 
 
-def _neighbour_rows(bundle: Bundle, name: str, show_progress: bool) -> np.ndarray:
-    """Each item's ``NEIGHBOURS`` nearest rows by ``name`` (combined or a modality), ``-1`` padded."""
+def _neighbours(bundle: Bundle, name: str, show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's ``NEIGHBOURS`` nearest rows by ``name`` (combined or a modality) and their
+    cosines, from the bundle's lists where it has them; rows ``-1`` padded."""
     lists = bundle.similar.get(name)
     if lists is not None and lists.k >= NEIGHBOURS:
-        return lists.rows[:, :NEIGHBOURS]
+        return lists.rows[:, :NEIGHBOURS], lists.scores[:, :NEIGHBOURS]
     vectors, mask = item_vectors(bundle, name)
     return nearest(vectors, mask, NEIGHBOURS, desc=f"{name} neighbours", show_progress=show_progress,
-                   only_with=True)[0]
+                   only_with=True)
 
 
 def _uniqueness(bundle: Bundle, show_progress: bool) -> np.ndarray:
-    vectors, mask = np.asarray(bundle.vectors.combined, np.float32), bundle.vectors.mask
-    rows = _neighbour_rows(bundle, "combined", show_progress)
-    return _mean_cosine_to(vectors, mask, rows, vectors, mask, subtract_from=1.0)
+    """One minus the mean cosine to the item's nearest items (NaN for an item without vectors)."""
+    rows, cosines = _neighbours(bundle, "combined", show_progress)
+    listed = rows >= 0
+    mean = (cosines * listed).sum(axis=1) / np.maximum(listed.sum(axis=1), 1)
+    return np.where(bundle.vectors.mask & listed.any(axis=1), 1.0 - mean, np.nan).astype(np.float32)
 
 
-def _mean_cosine_to(queries: np.ndarray, query_mask: np.ndarray, rows: np.ndarray,
-                    targets: np.ndarray, target_mask: np.ndarray, *, subtract_from: float) -> np.ndarray:
-    """``subtract_from`` minus the cosine between each query and the normalised mean of its listed
-    target rows (those with a target vector); NaN where either side is missing."""
+def _image_text(bundle: Bundle, show_progress: bool) -> np.ndarray:
+    """One minus the cosine between the item's text vector and the normalised mean text vector of
+    its nearest items by image (those with text); NaN where the item lacks a photo or text."""
+    image, text = bundle.vectors.blocks["image"], bundle.vectors.blocks["text"]
+    vectors = np.asarray(text.vectors, np.float32)
+    rows, _ = _neighbours(bundle, "image", show_progress)
     out = np.full(len(rows), np.nan, np.float32)
     for start in range(0, len(rows), _BLOCK):
         part = rows[start:start + _BLOCK]
-        valid = (part >= 0) & target_mask[np.maximum(part, 0)]
-        mean = (targets[np.maximum(part, 0)] * valid[..., None]).sum(axis=1)
+        valid = (part >= 0) & text.mask[np.maximum(part, 0)]
+        mean = (vectors[np.maximum(part, 0)] * valid[..., None]).sum(axis=1)
         norms = np.linalg.norm(mean, axis=1)
-        cos = np.einsum("ij,ij->i", queries[start:start + len(part)], mean) / np.maximum(norms, 1e-12)
-        ok = query_mask[start:start + len(part)] & (norms > 0)
-        out[start:start + len(part)][ok] = subtract_from - cos[ok]
+        cos = np.einsum("ij,ij->i", vectors[start:start + len(part)], mean) / np.maximum(norms, 1e-12)
+        ok = (text.mask & image.mask)[start:start + len(part)] & (norms > 0)
+        out[start:start + len(part)][ok] = 1.0 - cos[ok]
     return out
 
 
 def _off_category(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
     """(margin, suggestion): per item with a photo and a category, the best other category
-    centroid's cosine minus its own (leave-one-out) centroid's, and the index of that category
-    (``-1`` where not measured), with the category names as ``pd.factorize`` orders them."""
+    centroid's cosine minus its own (leave-one-out) centroid's, and the name of that other
+    category (NaN and None where not measured)."""
     n = len(bundle.item_ids)
     margin, best = np.full(n, np.nan, np.float32), np.full(n, -1, np.int64)
+    unmeasured = np.full(n, None, object)
     block = bundle.vectors.blocks["image"]
     values = bundle.items[S.CATEGORY].fillna("").astype(str).to_numpy()
     codes, names = pd.factorize(values)
     usable = block.mask & (values != "")
     if len(names) < 2 or not usable.any():
-        return margin, best
+        return margin, unmeasured
     vectors = np.asarray(block.vectors, np.float32)
     sums = np.zeros((len(names), vectors.shape[1]), np.float64)
     np.add.at(sums, codes[usable], vectors[usable])
@@ -172,8 +178,7 @@ def _off_category(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
         alone = counts[codes[part]] < 2  # a category of one has no centroid without the item
         margin[part[~alone]] = (cos[np.arange(len(part)), other] - own)[~alone]
         best[part[~alone]] = other[~alone]
-    best_names = np.where(best >= 0, names[np.maximum(best, 0)], None)
-    return margin, best_names
+    return margin, np.where(best >= 0, np.asarray(names, object)[np.maximum(best, 0)], unmeasured)
 
 
 def find_outliers(bundle: Bundle, *, show_progress: bool = False) -> Outliers:
@@ -193,11 +198,7 @@ def find_outliers(bundle: Bundle, *, show_progress: bool = False) -> Outliers:
         if S.CATEGORY in bundle.items.columns:
             signals["off_category"], suggested = _off_category(bundle)
         if "text" in bundle.vectors.blocks:
-            image, text = bundle.vectors.blocks["image"], bundle.vectors.blocks["text"]
-            rows = _neighbour_rows(bundle, "image", show_progress)
-            signals["image_text"] = _mean_cosine_to(np.asarray(text.vectors, np.float32), text.mask & image.mask,
-                                                    rows, np.asarray(text.vectors, np.float32), text.mask,
-                                                    subtract_from=1.0)
+            signals["image_text"] = _image_text(bundle, show_progress)
     quality = (image_quality(bundle.thumbnails, n, show_progress) if bundle.thumbnails is not None
                else pd.DataFrame(np.nan, index=range(n), columns=["contrast", "brightness", "detail", "noise"]))
     signals = pd.concat([signals, quality], axis=1)
@@ -225,9 +226,8 @@ def find_outliers(bundle: Bundle, *, show_progress: bool = False) -> Outliers:
             reasons[row].append(label)
     scores = (np.maximum(unusual, 0.0) + QUALITY_Z * worst).astype(np.float32)
     table = pd.DataFrame({S.ITEM_ID: [str(i) for i in bundle.item_ids.ids], "score": scores.round(3),
-                          "reasons": reasons,
-                          "suggested_category": pd.Series([c if isinstance(c, str) else None for c in suggested],
-                                                          dtype=object)})
+                          "reasons": reasons})
+    table["suggested_category"] = pd.Series(list(suggested), dtype=object)  # None, never NaN, for JSON
     table = pd.concat([table, signals], axis=1)
     table = table.sort_values(["score", S.ITEM_ID], ascending=[False, True], kind="stable").reset_index(drop=True)
     return Outliers(bundle.version, table)
