@@ -17,6 +17,9 @@ Layout of ``models/<name>/<version>/``::
                                cosine to each, to re-score them under per-request weights (optional)
     images/thumbnails.npy, thumbnails.offsets.npy
                                each item's JPEG thumbnail, re-encoded from its catalog image (optional)
+    joint/image.npy, joint/text.npy
+                               the joint text-image space's projection heads (image_dim, d) and
+                               (text_dim, d) float32 (:mod:`recsys.towers.joint`; optional)
     curation/duplicate_of.npy  (n,) int32: the row of the first item of each item's group of
                                duplicate listings, -1 for none (:mod:`recsys.curation.duplicates`;
                                optional)
@@ -60,6 +63,7 @@ from recsys.index.mips import SEARCH_EFFORT
 from recsys.manifest import check_manifest, check_name
 from recsys.towers.base import TowerOutput
 from recsys.towers.item import ItemVectors
+from recsys.towers.joint import JointSpace
 
 __all__ = ["Bundle", "Collab", "TopLists", "ListCosines", "Thumbnails", "write_bundle", "write_user_tower",
            "read_bundle", "resolve_bundle_path", "FORMAT", "TRAINED", "PROJECTED"]
@@ -211,6 +215,7 @@ class Bundle:
     list_cosines: ListCosines | None = None
     thumbnails: Thumbnails | None = None
     duplicate_of: np.ndarray | None = None
+    joint: JointSpace | None = None
 
     @property
     def version(self) -> str:
@@ -264,6 +269,7 @@ def write_bundle(
     list_cosines: ListCosines | None = None,
     thumbnails: Thumbnails | None = None,
     duplicate_of: np.ndarray | None = None,
+    joint: JointSpace | None = None,
 ) -> Path:
     """Write a new item-side version under ``out_dir`` (``models/<name>``); returns its directory."""
 
@@ -293,6 +299,10 @@ def write_bundle(
         if duplicate_of is not None:
             (tmp / "curation").mkdir()
             np.save(tmp / "curation" / "duplicate_of.npy", duplicate_of.astype(np.int32), allow_pickle=False)
+        if joint is not None:
+            (tmp / "joint").mkdir()
+            np.save(tmp / "joint" / "image.npy", joint.image, allow_pickle=False)
+            np.save(tmp / "joint" / "text.npy", joint.text, allow_pickle=False)
 
     full = {
         **manifest,
@@ -302,6 +312,8 @@ def write_bundle(
         "indexes": {**manifest.get("indexes", {}),
                     **{name: {**manifest.get("indexes", {}).get(name, {}), "items": len(ix),
                               "n_trees": ix.n_trees} for name, ix in indexes.items()}},
+        **({"joint": {"dim": joint.dim, "temperature": round(joint.temperature, 5), "validation": joint.validation}}
+           if joint is not None else {}),
         **({"precomputed": {"similar": {"k": next(iter(similar.values())).k, "lists": list(similar),
                                         **({"cosines_width": int(list_cosines.rows.shape[1])}
                                            if list_cosines is not None else {})}}}
@@ -467,7 +479,18 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
                   similar=_load_similar(path / "precomputed", ["combined", *vectors.blocks]),
                   list_cosines=_load_list_cosines(path / "precomputed"),
                   thumbnails=_load_thumbnails(path / "images"),
-                  duplicate_of=_load_duplicate_of(path / "curation" / "duplicate_of.npy", len(items)))
+                  duplicate_of=_load_duplicate_of(path / "curation" / "duplicate_of.npy", len(items)),
+                  joint=_load_joint(path / "joint", manifest))
+
+
+def _load_joint(folder: Path, manifest: dict) -> JointSpace | None:
+    if "joint" not in manifest:
+        return None
+    image, text = (np.load(folder / f"{name}.npy", allow_pickle=False) for name in ("image", "text"))
+    dims = manifest["dims"]
+    if image.shape != (dims["image"], manifest["joint"]["dim"]) or text.shape != (dims["text"], image.shape[1]):
+        raise BundleError(f"{folder}: the joint space's heads do not fit the image and text dimensions")
+    return JointSpace(image, text, float(manifest["joint"]["temperature"]), manifest["joint"].get("validation", {}))
 
 
 def _load_duplicate_of(file: Path, n: int) -> np.ndarray | None:

@@ -79,10 +79,20 @@ class TabularTowerSettings(_Section):
     )
 
 
+class JointSettings(_Section):
+    enabled: bool = Field(
+        True, description="learn a joint text-image space at build when items have photos and text "
+        "(text search that sees photos: docs/search.md)")
+    dim: int = Field(128, ge=8, le=1024, description="dimensions of the joint text-image space")
+    max_epochs: int = Field(50, gt=0, description="most passes over the (photo, text) pairs; training "
+                            "stops earlier when the held-out loss stops falling")
+
+
 class TowersSettings(_Section):
     image: ImageTowerSettings = Field(default_factory=ImageTowerSettings)
     text: TextTowerSettings = Field(default_factory=TextTowerSettings)
     tabular: TabularTowerSettings = Field(default_factory=TabularTowerSettings)
+    joint: JointSettings = Field(default_factory=JointSettings)
     save_every: int = Field(
         2048, gt=0, description="items embedded between writes to the embedding cache: a stopped "
         "build keeps what it wrote, and the next one embeds only the rest")

@@ -93,8 +93,9 @@ def _schemas() -> dict:
                      "properties": {"version": version, "total": {"type": "integer"},
                                     "offset": {"type": "integer"}, "limit": {"type": "integer"},
                                     "filters": filters, "items": {"type": "array", "items": {"type": "object"}}}},
-        "Search": {"type": "object", "required": ["version", "q", "k", "items"], "properties": {
+        "Search": {"type": "object", "required": ["version", "q", "mode", "k", "items"], "properties": {
             "version": version, "q": {"type": "string"}, "k": {"type": "integer"}, "filters": filters,
+            "mode": {"type": "string", "enum": ["text", "image", "both"]},
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}},
         "Item": {"type": "object", "required": ["version", "item"], "properties": {
             "version": version, "item": {"type": "object", "required": ["item_id", "fresh"],
@@ -243,9 +244,13 @@ def document() -> dict:
                                   "items to skip"), *_FILTERS[:3]],
             "responses": {**_ok("ItemList"), **_errors(*_READ_ERRORS)}}},
         "/v1/search": {"get": {
-            "summary": "Items whose text is nearest to a free-text query (the text tower)",
+            "summary": "Items for a free-text query: by their text, their photos (the joint text-image "
+                       "space) or both",
             "parameters": [_param("q", "query", {"type": "string", "minLength": 1, "maxLength": 500,
                                                  "pattern": r"\S"}, "the query text", required=True),
+                           _param("mode", "query", {"type": "string", "enum": ["text", "image", "both"]},
+                                  "what the query is compared with; default both where the bundle has a "
+                                  "joint space, else text"),
                            _K(10), *_FILTERS],
             "responses": {**_ok("Search"), **_errors(*_READ_ERRORS)}}},
         "/v1/items/{item_id}/image": {"get": {

@@ -142,17 +142,19 @@ def list_items():
 @bp.get("/v1/search")
 def search():
     check_read_access()
-    args = QueryArgs(request.args, ("q", "k", "category", "min_price", "max_price", "exclude"))
+    args = QueryArgs(request.args, ("q", "k", "mode", "category", "min_price", "max_price", "exclude"))
     text = args.text("q")
+    mode = args.args.get("mode")
     k = args.k(10)
     item_filter = args.item_filter()
     serving = current_serving()
     serving.catch_up()
     recommender = use(serving.recommender())
     vector = serving.embedder.embed_query(text)
-    found = recommender.search(vector, k=k, filters=item_filter)
-    return json_response({"version": recommender.version, "q": text, "k": k, "filters": item_filter.describe(),
-                  "items": recommender.rows(found)})
+    found = recommender.search(vector, k=k, filters=item_filter, mode=mode)
+    mode = mode or ("both" if recommender.bundle.joint is not None else "text")
+    return json_response({"version": recommender.version, "q": text, "mode": mode, "k": k,
+                          "filters": item_filter.describe(), "items": recommender.rows(found)})
 
 
 @bp.get("/v1/items/<item_id>/image")

@@ -258,6 +258,36 @@ def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], k: int,
 
 @cli.command()
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
+              help="a bundle version directory, or models/NAME for the newest")
+@click.argument("queries", nargs=-1, required=True)
+@click.option("--mode", type=click.Choice(["text", "image", "both"]), default=None,
+              help="compare the query with the items' text, their photos (the joint text-image space), or "
+                   "both [default: both where the bundle has a joint space, else text]")
+@click.option("--k", default=10, show_default=True, type=int, help="items per query (1..1000)")
+@_filter_options
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def search(ctx: click.Context, bundle: Path, queries: tuple[str, ...], mode: str | None, k: int,
+           category, min_price, max_price, include, exclude, as_json: bool) -> None:
+    """Items for each free-text QUERY ("red floral summer dress")."""
+    from recsys.serve.embedder import ItemEmbedder
+
+    recommender = _load(bundle, _settings(ctx))
+    item_filter = _item_filter(category, min_price, max_price, include, exclude)
+    mode = mode or ("both" if recommender.bundle.joint is not None else "text")
+    vectors = ItemEmbedder(recommender.bundle).embed_queries(list(queries))
+    results = {q: _rows(recommender, recommender.search(v, k=k, filters=item_filter, mode=mode))
+               for q, v in zip(queries, vectors)}
+    if as_json:
+        click.echo(json.dumps({"version": recommender.version, "mode": mode, "filters": item_filter.describe(),
+                               "results": results}, indent=1))
+        return
+    for query, rows in results.items():
+        _print_table(f"{query!r} ({mode})", rows, "no items match")
+
+
+@cli.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="a trained bundle version directory, or models/NAME for the newest")
 @click.argument("user_ids", nargs=-1)
 @click.option("--k", default=20, show_default=True, type=int, help="items per feed (1..1000)")

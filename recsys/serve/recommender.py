@@ -2,7 +2,8 @@
 
 The work is done by collaborators, one file each: :mod:`~recsys.serve.similar` (the threshold
 algorithm), :mod:`~recsys.serve.feeds` (fold-in, kept lists), :mod:`~recsys.serve.candidates`
-(the exact-or-ANN choice), :mod:`~recsys.serve.changes` (items put or deleted since the bundle),
+(the exact-or-ANN choice), :mod:`~recsys.serve.search` (text queries against photos),
+:mod:`~recsys.serve.changes` (items put or deleted since the bundle),
 :mod:`~recsys.serve.filters` and :mod:`~recsys.serve.rows` (what a result looks like).
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from recsys.serve.changes import ItemChanges
 from recsys.serve.feeds import Feeds
 from recsys.serve.filters import FilterColumns, ItemFilter
 from recsys.serve.rows import Recommendations, check_k, image_path, plain_row, result_rows, row_templates
+from recsys.serve.search import SEARCH_MODES, PhotoSearch, SearchMode
 from recsys.serve.similar import SimilarItems
 
 __all__ = ["Recommender"]
@@ -58,6 +60,7 @@ class Recommender:
         self.candidates = Candidates(bundle, exact_budget=exact_budget, overfetch=overfetch,
                                      scan_dir=scan_dir)
         self.similar = SimilarItems(bundle, self.candidates, self.columns)
+        self.photo_search = PhotoSearch(bundle, self.columns)
         self.feeds = Feeds(bundle, self.candidates, self.columns, content_weight=content_weight,
                            history_items=history_items, history_decay=history_decay, feed_lists=feed_lists,
                            list_k=list_k)
@@ -109,6 +112,8 @@ class Recommender:
         self.similar.warm()
         self.candidates.scans  # noqa: B018
         self.feeds.warm()
+        if self.bundle.joint is not None:
+            self.photo_search.photos  # noqa: B018
         return self
 
     def with_changes(self, changes: ItemChanges) -> Recommender:
@@ -268,14 +273,26 @@ class Recommender:
         return self._collapsed(lambda n: self.feeds.recommend(user_id, n, recent_items, exclude_seen, filters,
                                                               self.changes), k)
 
-    def search(self, vector: np.ndarray, k: int = 10, filters: ItemFilter | None = None) -> Recommendations:
-        """Items whose text is nearest to a text query's unit ``vector`` (from the bundle's text
-        encoder), best first, put items included and deleted ones left out.
+    def search(self, vector: np.ndarray, k: int = 10, filters: ItemFilter | None = None,
+               mode: SearchMode | None = None) -> Recommendations:
+        """Items for a text query's unit ``vector`` (from the bundle's text encoder), best first,
+        put items included and deleted ones left out.
+
+        Args:
+            mode: ``text`` (the items' text), ``image`` (their photos, through the joint
+                text-image space) or ``both`` (the mean of the two); ``None`` is ``both`` where the
+                bundle has a joint space and ``text`` elsewhere (:mod:`recsys.serve.search`).
 
         Raises:
-            InvalidRequest: the bundle has no text modality, or bad ``k`` or filters.
+            InvalidRequest: an unknown mode, a mode the bundle cannot answer, or bad ``k`` or filters.
         """
         k = check_k(k)
+        if mode is None:
+            mode = "both" if self.bundle.joint is not None else "text"
+        if mode not in SEARCH_MODES:
+            raise InvalidRequest(f"mode must be one of {', '.join(SEARCH_MODES)} (got {mode!r})")
+        if mode != "text":
+            return Recommendations(self.photo_search.find(vector, k, mode, filters, self.changes))
         if "text" not in self.bundle.vectors.blocks:
             raise InvalidRequest(f"bundle {self.version} has no text modality to search")
         query = {"text": np.asarray(vector, np.float32)}

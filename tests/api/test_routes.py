@@ -423,6 +423,10 @@ def test_search_finds_items_by_their_text(client, served_bundle):
     assert scores == sorted(scores, reverse=True)
     assert_error(client.get("/v1/search"), 400, "invalid_request", "give q")
     assert_error(client.get("/v1/search?q=" + "x" * 501), 400, "invalid_request", "at most 500")
+    # this shop has no photos, so no joint space: text is the default, and photos cannot be asked
+    assert r.json["mode"] == "text"
+    assert_error(client.get(f"/v1/search?q={colour}&mode=image"), 400, "invalid_request", "no joint text-image")
+    assert_error(client.get(f"/v1/search?q={colour}&mode=sound"), 400, "invalid_request", "mode must be one of")
 
 
 def test_item_images_are_served(client, served_bundle):

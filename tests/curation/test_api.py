@@ -1,5 +1,5 @@
-"""The curation admin reads through the Flask test client, over the real-photo shop with injected
-re-uploads (``faulty``) published to a real Redis."""
+"""The curation admin reads, and text search that sees photos, through the Flask test client over the
+real-photo shop with injected re-uploads (``faulty``) published to a real Redis."""
 from __future__ import annotations
 
 import time
@@ -110,3 +110,14 @@ def test_bad_label_requests_are_400(client, served, body, text):
 ])
 def test_bad_admin_queries_are_400(client, served, path, text):
     assert_error(client.get(path, headers=WRITE), 400, "invalid_request", text)
+
+
+def test_text_search_finds_photos_and_says_its_mode(client, served):
+    category = served.items.set_index("item_id")["category"].str.split("/").str[0]
+    for mode, expected in ((None, "both"), ("image", "image"), ("text", "text")):
+        body = client.get("/v1/search?q=a+pair+of+shoes&k=5" + (f"&mode={mode}" if mode else "")).json
+        assert body["mode"] == expected and len(body["items"]) == 5
+        if mode != "text":
+            assert list(category[[row["item_id"] for row in body["items"]]]).count("footwear") >= 4, body
+    filtered = client.get("/v1/search?q=a+pair+of+shoes&k=5&mode=image&category=accessories").json
+    assert all(row["category"].startswith("accessories") for row in filtered["items"])

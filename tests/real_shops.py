@@ -1,5 +1,5 @@
-"""Real-photo shops with injected faults, built once for the curation tests: re-uploads
-(``faulty``) and broken or swapped photos (``broken``)."""
+"""Real-photo shops with injected faults, built once per session for the curation and search
+tests: re-uploads (``faulty``) and broken or swapped photos (``broken``). A conftest imports them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-FASHION = Path(__file__).resolve().parents[3] / "shared" / "data" / "fashion-products"
+FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-products"
 
 
 @pytest.fixture(scope="session")

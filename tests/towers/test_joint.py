@@ -1,0 +1,67 @@
+"""The joint text-image space: trained at build on real photos and their texts, kept in the bundle,
+and searched by text (the ``faulty`` real-photo shop: 120 fashion-products items and copies)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from recsys.errors import InvalidRequest
+from recsys.serve import Recommender
+from recsys.serve.embedder import ItemEmbedder
+from recsys.towers.joint import train_joint_space
+
+
+def test_training_pairs_each_photo_with_its_own_text():
+    rng = np.random.default_rng(0)
+    concepts = rng.normal(size=(400, 16))  # one hidden concept per item, seen by both towers
+    image = concepts @ rng.normal(size=(16, 40)) + 0.1 * rng.normal(size=(400, 40))
+    text = concepts @ rng.normal(size=(16, 24)) + 0.1 * rng.normal(size=(400, 24))
+    joint = train_joint_space(image, text, dim=16, seed=0)
+    assert joint.image.shape == (40, 16) and joint.text.shape == (24, 16)
+    assert joint.validation["pairs"] == 40 and joint.validation["text_to_image_recall@10"] >= 0.8
+    shuffled = train_joint_space(image, text[rng.permutation(400)], dim=16, seed=0)
+    assert shuffled.validation["text_to_image_recall@10"] <= 0.5  # nothing to learn without true pairs
+    with pytest.raises(ValueError, match="at least 20"):
+        train_joint_space(image[:10], text[:10])
+
+
+@pytest.fixture(scope="module")
+def shop(faulty):
+    return faulty[0]
+
+
+def test_the_build_keeps_the_joint_space_with_its_validation(shop):
+    assert shop.joint is not None and shop.manifest["joint"]["dim"] == shop.joint.dim
+    validation = shop.manifest["joint"]["validation"]
+    assert validation["pairs"] >= 10 and validation["text_to_image_recall@10"] > 10 / validation["pairs"]
+
+
+def _top_levels(bundle, found) -> list[str]:
+    category = bundle.items.set_index("item_id")["category"]
+    return [category[s.item_id].split("/")[0] for s in found]
+
+
+def test_a_text_query_finds_photos(shop):
+    rec = Recommender(shop)
+    vector = ItemEmbedder(shop).embed_query("a pair of shoes")
+    for mode in ("image", "both"):
+        found = rec.search(vector, k=5, mode=mode)
+        assert _top_levels(shop, found).count("footwear") >= 4, (mode, found)
+    # items without text are found by their photo alone
+    assert rec.search(vector, k=5).ids == rec.search(vector, k=5, mode="both").ids  # both is the default
+    with pytest.raises(InvalidRequest, match="mode must be one of"):
+        rec.search(vector, mode="sound")
+
+
+def test_the_cli_searches_each_query(shop):
+    from recsys.cli import cli
+
+    result = CliRunner().invoke(cli, ["search", "--bundle", str(shop.path), "a pair of shoes", "a wrist watch",
+                                      "--mode", "image", "--k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)  # stderr has the text model's loading messages
+    assert payload["mode"] == "image" and list(payload["results"]) == ["a pair of shoes", "a wrist watch"]
+    assert all(len(rows) == 3 for rows in payload["results"].values())
