@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sys
 import warnings
 from pathlib import Path
 
 import click
 import pandas as pd
+from pydantic import SecretStr
 
 from recsys.cli._context import settings_of as _settings
 from recsys.cli.curate import curate
@@ -448,13 +450,18 @@ def demo(ctx: click.Context, catalog: str, interactions: str | None, users: int 
 
     settings = _settings(ctx)
     bundle = _in_own_process(_demo_bundle, settings, catalog, interactions, users, progress)
-    # the page posts its visitors' clicks from the browser: interactions need no key here
+    # the page posts its visitors' clicks from the browser: interactions need no key here; the
+    # curation page does need one, so a demo without RECSYS_API_KEY makes one for this run
+    key = settings.api.api_key
+    made = None if key is not None else secrets.token_urlsafe(12)
     settings = settings.model_copy(update={"api": settings.api.model_copy(
-        update={"public_interactions": True, "web": True})})
+        update={"public_interactions": True, "web": True, **({"api_key": SecretStr(made)} if made else {})})})
     if logging.getLogger("recsys").getEffectiveLevel() > logging.INFO:
         logging.getLogger("recsys").setLevel(logging.INFO)  # what the demo does, not torch's chatter
     click.echo(f"\nrecsys demo: open http://{host}:{port}/  (the API: http://{host}:{port}/openapi.json; "
-               "Ctrl-C stops)\n")
+               "Ctrl-C stops)")
+    click.echo(f"catalog curation: http://{host}:{port}/admin  (API key: "
+               f"{made if made else 'the one in RECSYS_API_KEY'})\n")
     run(settings, host=host, port=port, bundle=bundle)
 
 

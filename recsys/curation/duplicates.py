@@ -48,7 +48,7 @@ PIXEL_THRESHOLD = 0.97
 TEXT_THRESHOLD = 0.95
 PIXEL_SIDE = 16
 _CANDIDATES = 50  # neighbours per item when the bundle has no precomputed image lists
-_PAIR_BLOCK = 1 << 18
+_PAIR_VALUES = 1 << 24  # floats gathered per side of a block of pairs: 64 MB, whatever the dimension
 
 
 @dataclass(frozen=True)
@@ -152,8 +152,9 @@ def _candidates(bundle: Bundle, show_progress: bool) -> tuple[np.ndarray, np.nda
 def _cosines(matrix: np.ndarray, mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cosines of pairs, in blocks; NaN where either row has no vector."""
     out = np.full(len(a), np.nan, np.float32)
-    for start in range(0, len(a), _PAIR_BLOCK):
-        i, j = a[start:start + _PAIR_BLOCK], b[start:start + _PAIR_BLOCK]
+    block = max(1024, _PAIR_VALUES // matrix.shape[1])
+    for start in range(0, len(a), block):
+        i, j = a[start:start + block], b[start:start + block]
         out[start:start + len(i)] = np.einsum("ij,ij->i", matrix[i], matrix[j])
     out[~(mask[a] & mask[b])] = np.nan
     return out

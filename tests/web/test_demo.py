@@ -54,9 +54,13 @@ def test_demo_serves_the_shop_then_reuses_what_it_built(tmp_path):
         assert request(port, "GET", items[0]["image"])[0] == 200  # the rendered product image
         event = {"user_id": "visitor-1", "item_id": items[0]["item_id"], "event": "click"}
         assert request(port, "POST", "/v1/interactions", event)[0] == 202  # no key: the page posts clicks
+        assert request(port, "GET", "/admin")[0] == 200
+        assert request(port, "GET", "/v1/admin/outliers")[0] == 401  # the demo made a key: curation needs it
     finally:
         first = stop(process)
     assert "recsys demo: open http://127.0.0.1:" in first and "users     60" in first
+    key = first.split("/admin  (API key: ")[1].split(")")[0]
+    assert len(key) >= 12 and "RECSYS_API_KEY" not in key
     assert process.returncode is not None
     assert not _redis_running(tmp_path)  # the embedded Redis the demo started is gone too
 
