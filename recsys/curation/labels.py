@@ -6,11 +6,11 @@ nearest-prototype rule (each label's mean vector) at 1, 5 and 20 examples per la
 (``benchmarks/quality_curation.py`` measures both).
 
 Zero-shot: each label's text is encoded by the bundle's own text tower, and every item takes the
-label whose text is closest to its *text* vector: the text tower's space is the only one that
-both a prompt and an item are in (until a joint text-image space exists). Items without text are
-left unlabelled (label ``None``, confidence 0). The confidence is the softmax of the cosines over
-the labels at ``TEMPERATURE``: near 1 when one label is clearly closest, ``1 / labels`` when all
-are alike.
+label whose text is closest to the item: to its text vector, and to its photo through the bundle's
+joint text-image space where it has one (the mean of the two cosines, as search's ``both`` mode,
+:func:`recsys.towers.joint.text_query_scores`). Items with neither are left unlabelled (label
+``None``, confidence 0). The confidence is the softmax of the scores over the labels at
+``TEMPERATURE``: near 1 when one label is clearly closest, ``1 / labels`` when all are alike.
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from recsys.bundle import Bundle
 from recsys.curation.subset import item_vectors
 from recsys.data import schema as S
 from recsys.errors import InvalidRequest
+from recsys.towers.base import TowerOutput
+from recsys.towers.joint import text_query_scores
 
 __all__ = ["Labels", "label_from_examples", "label_from_prompts", "TEMPERATURE"]
 
@@ -48,12 +50,9 @@ class Labels:
     items: pd.DataFrame
 
 
-def _softmax_of_cosines(prototypes: np.ndarray):
-    def probabilities(vectors: np.ndarray) -> np.ndarray:
-        cos = vectors @ prototypes.T
-        probs = np.exp((cos - cos.max(axis=1, keepdims=True)) / TEMPERATURE)
-        return probs / probs.sum(axis=1, keepdims=True)
-    return probabilities
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    probs = np.exp((scores - scores.max(axis=1, keepdims=True)) / TEMPERATURE)
+    return probs / probs.sum(axis=1, keepdims=True)
 
 
 def _assign(vectors: np.ndarray, mask: np.ndarray, probabilities, names: list[str],
@@ -119,17 +118,20 @@ def label_from_prompts(bundle: Bundle, prompts: pd.DataFrame, encode: Callable[[
     if not {"label", "text"} <= set(prompts.columns):
         raise InvalidRequest("prompts need the columns label and text "
                              f"(got {', '.join(map(str, prompts.columns))})")
-    if "text" not in bundle.vectors.blocks:
-        raise InvalidRequest(f"bundle {bundle.version} has no text modality to label by prompts")
+    if "text" not in bundle.vectors.blocks and bundle.joint is None:
+        raise InvalidRequest(f"bundle {bundle.version} has neither text nor a joint text-image space to label by "
+                             "prompts")
     labels = prompts["label"].astype(str).str.strip().tolist()
     texts = prompts["text"].fillna("").astype(str).str.strip().tolist()
     if len(set(labels)) < 2 or len(set(labels)) != len(labels):
         raise InvalidRequest("give one prompt for each of at least two labels")
     if not all(texts):
         raise InvalidRequest(f"the prompt of {labels[texts.index('')]!r} is empty")
-    prototypes = encode(texts)
-    block = bundle.vectors.blocks["text"]
+    blocks = bundle.vectors.blocks
+    photos = (TowerOutput(bundle.joint.embed_images(blocks["image"].vectors), blocks["image"].mask)
+              if bundle.joint is not None else None)
+    scores = text_query_scores(encode(texts), blocks.get("text"), photos, bundle.joint)
+    known = np.isfinite(scores[:, 0])
     return Labels(bundle.version, "prompts", labels,
-                  _assign(np.asarray(block.vectors, np.float32), block.mask,
-                          _softmax_of_cosines(np.asarray(prototypes, np.float32)), labels,
-                          np.arange(len(block.vectors)), bundle.item_ids.ids))
+                  _assign(np.where(known[:, None], scores, 0.0), known, _softmax, labels,
+                          np.arange(len(scores)), bundle.item_ids.ids))

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["JointSpace", "train_joint_space"]
+from recsys.towers.base import TowerOutput
+
+__all__ = ["JointSpace", "train_joint_space", "text_query_scores"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,25 @@ class JointSpace:
 
     def embed_texts(self, vectors: np.ndarray) -> np.ndarray:
         return _unit(np.asarray(vectors, np.float32) @ self.text)
+
+
+def text_query_scores(queries: np.ndarray, text: TowerOutput | None, photos: TowerOutput | None,
+                      joint: JointSpace | None) -> np.ndarray:
+    """``(items, queries)`` scores of text queries (unit vectors in the text tower's space): the
+    cosine with each item's ``text`` vector and with its ``photos`` in the joint space
+    (:meth:`JointSpace.embed_images` of its image block), averaged over the ones the item has
+    (pass ``None`` to leave one out); ``-inf`` for an item with neither."""
+    queries = np.asarray(queries, np.float32)
+    parts = [(text, queries)] if text is not None else []
+    if photos is not None and joint is not None:
+        parts.append((photos, joint.embed_texts(queries)))
+    n = len(parts[0][0].vectors) if parts else 0
+    total = np.zeros((n, len(queries)), np.float32)
+    count = np.zeros((n, 1), np.float32)
+    for block, query in parts:
+        total += np.where(block.mask[:, None], np.asarray(block.vectors, np.float32) @ query.T, 0.0)
+        count[:, 0] += block.mask
+    return np.where(count > 0, total / np.maximum(count, 1), -np.inf).astype(np.float32)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
