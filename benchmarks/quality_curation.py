@@ -3,7 +3,8 @@
 Duplicates: two seeded samples of the catalog each get transformed copies of some of their photos
 (recsys.curation.faults: exact copies, JPEG re-encoding, resizing, an 85% crop, a 5-degree
 rotation, brightness, and the mirrored and 90-degree copies reported apart). The thresholds are
-swept on the first sample (validation) and the chosen ones are reported on the second (test):
+swept on the first sample (validation) with the product-colour check at its default, then that
+check is swept at the chosen thresholds, and the chosen ones are reported on the second (test):
 per transform, the recall of the (source, copy) pairs (both in one group) and the precision of the
 pairs a copy is grouped into. Pairs found between two original items are counted too: nobody
 labelled the catalog's own duplicates, so they are a lower bound on precision, not errors.
@@ -244,6 +245,15 @@ def main() -> None:
         # the most recall at a precision of 0.95 or more (ties: the most precise)
         chosen = max((s for s in swept if s["precision"] >= 0.95), key=lambda s: (s["recall"], s["precision"]))
         thresholds = {k: chosen[k] for k in ("threshold", "pixel_threshold", "text_threshold")}
+        # then the product-colour check: the tightest that keeps the recall within 0.005
+        colour_sweep = []
+        for colour in (float("inf"), 12.0, 10.0, 8.0):
+            found = score(find_duplicates(validation, **thresholds, colour_threshold=colour).groups, validation_truth)
+            colour_sweep.append({"colour_threshold": colour, **found["mild"]})
+            print(colour_sweep[-1])
+        best_recall = max(c["recall"] for c in colour_sweep)
+        thresholds["colour_threshold"] = min(c["colour_threshold"] for c in colour_sweep
+                                             if c["recall"] >= best_recall - 0.005)
         print("chosen on validation:", thresholds)
         test, test_truth = faulty_bundle(args.items, args.copies, 2, work)
         found = find_duplicates(test, **thresholds)
@@ -257,6 +267,7 @@ def main() -> None:
         found_clusters = clusters(test)
         print("clusters:", found_clusters)
     write_results("quality_curation", {"items": args.items, "copies": args.copies, "sweep": swept,
+                                       "colour_sweep": colour_sweep,
                                        "duplicates": result, "subsets": subset,
                                        "outliers": found_outliers, "labels": found_labels,
                                        "clusters": found_clusters})

@@ -11,9 +11,12 @@ Two descriptors see a photo, because each misses what the other sees:
 
 A pair of items is a duplicate when their photos decode to the same thumbnail (an exact copy), or
 when either descriptor passes its threshold **and** the listings agree: their texts' cosine
-reaches ``text_threshold`` (where both have text) and their colour attributes match (where both
-have one). Candidates are each item's nearest neighbours by image (the bundle's precomputed lists,
-no ``n x n`` matrix).
+reaches ``text_threshold`` (where both have text), their colour attributes match (where both
+have one), and the product's colour in the two photos (the mean CIELAB colour of the pixels that
+stand out from the background, lightness at half weight) is within ``colour_threshold``: a
+catalog that names two washes of the same jeans "blue" under one title still shows them apart
+when their shades differ enough. Candidates are each item's nearest neighbours by image (the
+bundle's precomputed lists, no ``n x n`` matrix).
 
 Groups are stars, not connected components: the item with the most (and closest) duplicates
 leads a group of its own duplicates, then the next item not yet grouped, and so on. Every item of
@@ -41,11 +44,12 @@ from recsys.errors import InvalidRequest
 from recsys.index.exact import nearest
 
 __all__ = ["Duplicates", "find_duplicates", "duplicate_rows", "pixel_descriptors",
-           "IMAGE_THRESHOLD", "PIXEL_THRESHOLD", "TEXT_THRESHOLD"]
+           "IMAGE_THRESHOLD", "PIXEL_THRESHOLD", "TEXT_THRESHOLD", "COLOUR_THRESHOLD"]
 
 IMAGE_THRESHOLD = 0.90
 PIXEL_THRESHOLD = 0.97
 TEXT_THRESHOLD = 0.95
+COLOUR_THRESHOLD = 10.0
 PIXEL_SIDE = 16
 _CANDIDATES = 50  # neighbours per item when the bundle has no precomputed image lists
 _PAIR_VALUES = 1 << 24  # floats gathered per side of a block of pairs: 64 MB, whatever the dimension
@@ -98,11 +102,17 @@ def duplicate_rows(bundle: Bundle, show_progress: bool = False) -> np.ndarray | 
 
 
 def pixel_descriptors(thumbnails: Thumbnails, rows: np.ndarray, side: int = PIXEL_SIDE,
-                      show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The pixel descriptor of each row's thumbnail: ``side x side`` RGB, mean removed, unit
-    length (which cancels a change of brightness); ``(vectors, mask)``, mask False where the item
-    has no thumbnail or it is one flat colour."""
+                      show_progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two descriptors of each row's thumbnail, from one decode:
+
+    * ``side x side`` RGB pixels, mean removed, unit length (which cancels a change of brightness);
+    * the CIELAB colour of the product: the mean of the pixels that differ from the background (the
+      median colour of the border), or of every pixel when few do.
+
+    Returns ``(vectors, mask, lab)``; mask False (and lab NaN) where the item has no thumbnail or it
+    is one flat colour."""
     out = np.zeros((len(rows), side * side * 3), np.float32)
+    lab = np.full((len(rows), 3), np.nan, np.float32)
     for k, row in enumerate(tqdm(rows, desc="pixel descriptors", unit="img", disable=not show_progress)):
         data = thumbnails.get(int(row))
         if data is None:
@@ -114,7 +124,30 @@ def pixel_descriptors(thumbnails: Thumbnails, rows: np.ndarray, side: int = PIXE
         norm = float(np.linalg.norm(v))
         if norm > 1e-3 * v.size:
             out[k] = v / norm
-    return out, np.linalg.norm(out, axis=1) > 0
+            lab[k] = _product_colour(pixels)
+    return out, np.linalg.norm(out, axis=1) > 0, lab
+
+
+def _product_colour(pixels: np.ndarray) -> np.ndarray:
+    """The CIELAB colour (D65) of the pixels that stand out from the border's median colour."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    background = np.median(border, axis=0)
+    flat = pixels.reshape(-1, 3)
+    product = flat[np.abs(flat - background).max(axis=1) > 24]
+    rgb = (product if len(product) >= 0.05 * len(flat) else flat).mean(axis=0) / 255.0
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ linear
+    f = np.cbrt(xyz / np.array([0.95047, 1.0, 1.08883]))
+    f = np.where(f > 6 / 29, f, (xyz / np.array([0.95047, 1.0, 1.08883])) / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])], np.float32)
+
+
+def colour_distances(lab: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance between the product colours of pairs: CIELAB with lightness counted at half weight,
+    since a re-upload may be brighter or darker while a variant changes hue or shade; NaN where
+    either is unknown."""
+    d = lab[a] - lab[b]
+    return np.sqrt((d[:, 0] / 2) ** 2 + d[:, 1] ** 2 + d[:, 2] ** 2)
 
 
 def _exact_pairs(thumbnails: Thumbnails | None, n: int) -> set[tuple[int, int]]:
@@ -162,7 +195,7 @@ def _cosines(matrix: np.ndarray, mask: np.ndarray, a: np.ndarray, b: np.ndarray)
 
 def find_duplicates(bundle: Bundle, *, threshold: float = IMAGE_THRESHOLD,
                     pixel_threshold: float = PIXEL_THRESHOLD, text_threshold: float = TEXT_THRESHOLD,
-                    show_progress: bool = False) -> Duplicates:
+                    colour_threshold: float = COLOUR_THRESHOLD, show_progress: bool = False) -> Duplicates:
     """Duplicate groups of a bundle's items (see the module docstring for the rule).
 
     Raises:
@@ -172,6 +205,8 @@ def find_duplicates(bundle: Bundle, *, threshold: float = IMAGE_THRESHOLD,
                         ("text_threshold", text_threshold)):
         if not 0.0 <= value <= 1.0:
             raise InvalidRequest(f"{name} must be between 0 and 1 (got {value!r})")
+    if not colour_threshold >= 0.0:
+        raise InvalidRequest(f"colour_threshold must be 0 or more (got {colour_threshold!r})")
     if "image" not in bundle.vectors.blocks:
         raise InvalidRequest(f"bundle {bundle.version} has no image modality to find duplicates by")
     n = len(bundle.item_ids)
@@ -181,17 +216,21 @@ def find_duplicates(bundle: Bundle, *, threshold: float = IMAGE_THRESHOLD,
     text = (_cosines(text_block.vectors, text_block.mask, a, b) if text_block is not None
             else np.full(len(a), np.nan, np.float32))
     pixels = np.full(len(a), np.nan, np.float32)
+    colours = np.full(len(a), np.nan, np.float32)
     if bundle.thumbnails is not None:
         involved = np.unique(np.concatenate([a, b]))
-        desc, ok = pixel_descriptors(bundle.thumbnails, involved, show_progress=show_progress)
+        desc, ok, lab = pixel_descriptors(bundle.thumbnails, involved, show_progress=show_progress)
         full = np.zeros((n, desc.shape[1]), np.float32)
         full_ok = np.zeros(n, bool)
-        full[involved], full_ok[involved] = desc, ok
+        full_lab = np.full((n, 3), np.nan, np.float32)
+        full[involved], full_ok[involved], full_lab[involved] = desc, ok, lab
         pixels = _cosines(full, full_ok, a, b)
+        colours = colour_distances(full_lab, a, b)
     agree = np.isnan(text) | (text >= text_threshold)
     if S.COLOUR in bundle.items.columns:
         colour = bundle.items[S.COLOUR].fillna("").astype(str).str.strip().str.lower().to_numpy()
         agree &= (colour[a] == "") | (colour[b] == "") | (colour[a] == colour[b])
+    agree &= np.isnan(colours) | (colours <= colour_threshold)  # the product's own colour in the photos
     looks = (np.nan_to_num(image, nan=-1) >= threshold) | (np.nan_to_num(pixels, nan=-1) >= pixel_threshold)
     exact = _exact_pairs(bundle.thumbnails, n)
     is_exact = np.array([(x, y) in exact for x, y in zip(a.tolist(), b.tolist())], dtype=bool)
@@ -209,7 +248,8 @@ def find_duplicates(bundle: Bundle, *, threshold: float = IMAGE_THRESHOLD,
     groups = _groups(pairs, n, ids)
     pairs.insert(0, "item_a", [str(ids[i]) for i in pairs.pop("a")])
     pairs.insert(1, "item_b", [str(ids[i]) for i in pairs.pop("b")])
-    settings = {"threshold": threshold, "pixel_threshold": pixel_threshold, "text_threshold": text_threshold}
+    settings = {"threshold": threshold, "pixel_threshold": pixel_threshold, "text_threshold": text_threshold,
+                "colour_threshold": colour_threshold}
     return Duplicates(bundle.version, threshold, settings, groups, pairs)
 
 

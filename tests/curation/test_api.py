@@ -9,6 +9,8 @@ import pytest
 from tests.api.conftest import WRITE, api_settings
 from tests.api.test_routes import assert_error
 
+pytestmark = pytest.mark.slow  # end to end over real photos: `make check` leaves it out; the library and CLI tests stay
+
 
 @pytest.fixture
 def served(faulty):
