@@ -186,7 +186,7 @@ class Recommender:
             return find(k)
         ids = self.bundle.item_ids
         query_group = groups[ids.row(query_id)] if query_id is not None and query_id in ids else -1
-        ask = k + 10
+        ask = k  # most answers hold no duplicate: the same call as without dedupe (a list lookup)
         while True:
             found = find(ask)
             kept, seen = [], {query_group} - {-1}
@@ -201,7 +201,7 @@ class Recommender:
                     break
             if len(kept) == k or len(found) < ask or ask >= 8 * k + 100:
                 return Recommendations(kept, found.strategy, found.message)
-            ask *= 2
+            ask = 2 * ask + 10
 
     def similar_items(self, item_id: str, k: int = 10, weights: dict[str, float] | None = None,
                       filters: ItemFilter | None = None, *, dedupe: bool = True) -> Recommendations:
