@@ -58,7 +58,7 @@ def duplicates():
     from recsys.curation import duplicates as dup
 
     args = QueryArgs(request.args, ("threshold",))
-    threshold = _fraction(args, "threshold", dup.IMAGE_THRESHOLD)
+    threshold = args.fraction("threshold", dup.IMAGE_THRESHOLD)
     found = _kept(("duplicates", threshold), lambda b: dup.find_duplicates(b, threshold=threshold))
     return json_response({"version": found.version, "threshold": found.threshold, "groups": found.groups,
                           "catalog": _catalog(i for group in found.groups[:_SHOWN_GROUPS] for i in group)})
@@ -157,16 +157,3 @@ def labels():
     confident = found.items.sort_values("confidence", ascending=False, kind="stable").groupby("label").head(8)
     return json_response({"version": found.version, "method": found.method, "items": items,
                           "catalog": _catalog(confident["item_id"])})
-
-
-def _fraction(args: QueryArgs, name: str, default: float) -> float:
-    raw = args.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise InvalidRequest(f"{name} must be a number from 0 to 1 (got {raw!r})")
-    return value

@@ -232,6 +232,19 @@ class QueryArgs:
             raise InvalidRequest(f"{name} must be an integer from {low} to {high} (got {raw!r})")
         return value
 
+    def fraction(self, name: str, default: float) -> float:
+        """A number from 0 to 1."""
+        raw = self.args.get(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not 0.0 <= value <= 1.0:
+            raise InvalidRequest(f"{name} must be a number from 0 to 1 (got {raw!r})")
+        return value
+
     def text(self, name: str, max_length: int = 500) -> str:
         raw = (self.args.get(name) or "").strip()
         if not raw:
