@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
@@ -26,6 +25,7 @@ from recsys.bundle import Bundle
 from recsys.curation.subset import item_vectors
 from recsys.data import schema as S
 from recsys.errors import InvalidRequest
+from recsys.towers.text import item_texts
 
 __all__ = ["Cluster", "Clusters", "find_clusters", "default_k", "NAME_WORDS", "REPRESENTATIVES"]
 
@@ -72,16 +72,6 @@ class Clusters:
 def default_k(n: int) -> int:
     """About ``sqrt(n / 2)`` clusters, between 2 and 200: 22 for 1,000 items, 148 for 44,000."""
     return int(np.clip(round((n / 2) ** 0.5), 2, 200))
-
-
-def _texts(items: pd.DataFrame) -> list[str]:
-    columns = [items[c].fillna("").astype(str) for c in _TEXT_COLUMNS if c in items.columns]
-    if not columns:
-        return [""] * len(items)
-    joined = columns[0]
-    for column in columns[1:]:
-        joined = joined + " " + column
-    return joined.str.replace(";", " ").tolist()
 
 
 def _names(texts: list[str], labels: np.ndarray, k: int) -> list[str]:
@@ -135,7 +125,7 @@ def find_clusters(bundle: Bundle, *, k: int | None = None, modality: str = "comb
     centres = model.cluster_centers_[order]
     centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
     closeness = np.einsum("ij,ij->i", vectors, centres[labels].astype(np.float32))
-    names = _names(_texts(bundle.items.iloc[rows]), labels, k)
+    names = _names(item_texts(bundle.items.iloc[rows], list(_TEXT_COLUMNS)), labels, k)
     ids = bundle.item_ids.ids
     clusters = []
     for c in range(k):
