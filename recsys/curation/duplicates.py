@@ -42,6 +42,7 @@ from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.errors import InvalidRequest
 from recsys.index.exact import nearest
+from recsys.towers._colour import rgb_to_lab
 
 __all__ = ["Duplicates", "find_duplicates", "duplicate_rows", "pixel_descriptors",
            "IMAGE_THRESHOLD", "PIXEL_THRESHOLD", "TEXT_THRESHOLD", "COLOUR_THRESHOLD"]
@@ -129,17 +130,13 @@ def pixel_descriptors(thumbnails: Thumbnails, rows: np.ndarray, side: int = PIXE
 
 
 def _product_colour(pixels: np.ndarray) -> np.ndarray:
-    """The CIELAB colour (D65) of the pixels that stand out from the border's median colour."""
+    """The CIELAB colour of the pixels that stand out from the border's median colour."""
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     background = np.median(border, axis=0)
     flat = pixels.reshape(-1, 3)
     product = flat[np.abs(flat - background).max(axis=1) > 24]
-    rgb = (product if len(product) >= 0.05 * len(flat) else flat).mean(axis=0) / 255.0
-    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ linear
-    f = np.cbrt(xyz / np.array([0.95047, 1.0, 1.08883]))
-    f = np.where(f > 6 / 29, f, (xyz / np.array([0.95047, 1.0, 1.08883])) / (3 * (6 / 29) ** 2) + 4 / 29)
-    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])], np.float32)
+    mean = (product if len(product) >= 0.05 * len(flat) else flat).mean(axis=0)
+    return rgb_to_lab(np.round(mean)).astype(np.float32)
 
 
 def colour_distances(lab: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
