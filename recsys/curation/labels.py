@@ -25,7 +25,6 @@ from recsys.bundle import Bundle
 from recsys.curation.subset import item_vectors
 from recsys.data import schema as S
 from recsys.errors import InvalidRequest
-from recsys.towers.base import TowerOutput
 from recsys.towers.joint import text_query_scores
 
 __all__ = ["Labels", "label_from_examples", "label_from_prompts", "TEMPERATURE"]
@@ -128,8 +127,7 @@ def label_from_prompts(bundle: Bundle, prompts: pd.DataFrame, encode: Callable[[
     if not all(texts):
         raise InvalidRequest(f"the prompt of {labels[texts.index('')]!r} is empty")
     blocks = bundle.vectors.blocks
-    photos = (TowerOutput(bundle.joint.embed_images(blocks["image"].vectors), blocks["image"].mask)
-              if bundle.joint is not None else None)
+    photos = bundle.joint.place_photos(blocks["image"]) if bundle.joint is not None else None
     scores = text_query_scores(encode(texts), blocks.get("text"), photos, bundle.joint)
     known = np.isfinite(scores[:, 0])
     return Labels(bundle.version, "prompts", labels,

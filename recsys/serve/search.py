@@ -54,7 +54,7 @@ class PhotoSearch:
         image = self.bundle.vectors.blocks.get("image")
         if image is None or self.bundle.joint is None:
             return None
-        return TowerOutput(self.bundle.joint.embed_images(image.vectors), image.mask)
+        return self.bundle.joint.place_photos(image)
 
     def find(self, vector: np.ndarray, k: int, mode: SearchMode, filters: ItemFilter | None,
              changes: ItemChanges) -> list[Scored]:
@@ -71,8 +71,7 @@ class PhotoSearch:
         found = _best(scores, k, self.bundle.item_ids.ids)
         if len(changes):
             blocks = changes.vectors.blocks
-            put_photos = (TowerOutput(joint.embed_images(blocks["image"].vectors), blocks["image"].mask)
-                          if "image" in blocks else None)
+            put_photos = joint.place_photos(blocks["image"]) if "image" in blocks else None
             put = text_query_scores(query, blocks.get("text") if mode == "both" else None, put_photos, joint)[:, 0]
             kept = np.zeros(len(changes), bool)
             kept[changes.matching(filters, self.bundle.item_ids)] = True

@@ -52,6 +52,10 @@ class JointSpace:
     def embed_texts(self, vectors: np.ndarray) -> np.ndarray:
         return _unit(np.asarray(vectors, np.float32) @ self.text)
 
+    def place_photos(self, image: TowerOutput) -> TowerOutput:
+        """An image block's photos in the joint space, with the same mask."""
+        return TowerOutput(self.embed_images(image.vectors), image.mask)
+
 
 def text_query_scores(queries: np.ndarray, text: TowerOutput | None, photos: TowerOutput | None,
                       joint: JointSpace | None) -> np.ndarray:
