@@ -66,7 +66,7 @@ from recsys.towers.item import ItemVectors
 from recsys.towers.joint import JointSpace
 
 __all__ = ["Bundle", "Collab", "TopLists", "ListCosines", "Thumbnails", "write_bundle", "write_user_tower",
-           "read_bundle", "resolve_bundle_path", "FORMAT", "TRAINED", "PROJECTED"]
+           "write_joint_space", "read_bundle", "resolve_bundle_path", "FORMAT", "TRAINED", "PROJECTED"]
 
 logger = logging.getLogger(__name__)
 FORMAT = 1
@@ -300,9 +300,7 @@ def write_bundle(
             (tmp / "curation").mkdir()
             np.save(tmp / "curation" / "duplicate_of.npy", duplicate_of.astype(np.int32), allow_pickle=False)
         if joint is not None:
-            (tmp / "joint").mkdir()
-            np.save(tmp / "joint" / "image.npy", joint.image, allow_pickle=False)
-            np.save(tmp / "joint" / "text.npy", joint.text, allow_pickle=False)
+            _save_joint(tmp, joint)
 
     full = {
         **manifest,
@@ -312,8 +310,7 @@ def write_bundle(
         "indexes": {**manifest.get("indexes", {}),
                     **{name: {**manifest.get("indexes", {}).get(name, {}), "items": len(ix),
                               "n_trees": ix.n_trees} for name, ix in indexes.items()}},
-        **({"joint": {"dim": joint.dim, "temperature": round(joint.temperature, 5), "validation": joint.validation}}
-           if joint is not None else {}),
+        **(_joint_manifest(joint) if joint is not None else {}),
         **({"precomputed": {"similar": {"k": next(iter(similar.values())).k, "lists": list(similar),
                                         **({"cosines_width": int(list_cosines.rows.shape[1])}
                                            if list_cosines is not None else {})}}}
@@ -344,15 +341,7 @@ def write_user_tower(source: Bundle, collab: Collab, collab_manifest: dict) -> P
     """
 
     def fill(tmp: Path) -> None:
-        for rel in source.manifest["files"]:
-            if _is_collab_file(rel):
-                continue
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(source.path / rel, target)
-            except OSError:
-                shutil.copy2(source.path / rel, target)
+        _link_files(source, tmp, skip=_is_collab_file)
         (tmp / "collab").mkdir()
         (tmp / "index").mkdir(exist_ok=True)
         ui = collab.user_items
@@ -376,6 +365,50 @@ def write_user_tower(source: Bundle, collab: Collab, collab_manifest: dict) -> P
     path = _write_version(source.path.parent, fill, manifest)
     logger.info("bundle written: %s (%d users, parent %s)", path, len(collab.user_ids), source.version)
     return path
+
+
+def write_joint_space(source: Bundle, joint: JointSpace) -> Path:
+    """Write a new version beside ``source`` with everything it has (hard-linked, as in
+    :func:`write_user_tower`) and ``joint`` as its joint text-image space (an older one is
+    replaced).
+
+    Returns:
+        Path: the new version directory.
+    """
+
+    def fill(tmp: Path) -> None:
+        _link_files(source, tmp, skip=lambda rel: rel.startswith("joint/"))
+        _save_joint(tmp, joint)
+
+    keep = {k: v for k, v in source.manifest.items()
+            if k not in ("format", "name", "version", "created", "files", "joint")}
+    path = _write_version(source.path.parent, fill, {**keep, "parent": source.version, **_joint_manifest(joint)})
+    logger.info("bundle written: %s (a joint space, parent %s)", path, source.version)
+    return path
+
+
+def _link_files(source: Bundle, tmp: Path, skip) -> None:
+    """Hard-link (copy across file systems) ``source``'s files into ``tmp``, but those ``skip(rel)``
+    names, so that they stay byte-identical and nothing is recomputed."""
+    for rel in source.manifest["files"]:
+        if skip(rel):
+            continue
+        target = tmp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source.path / rel, target)
+        except OSError:
+            shutil.copy2(source.path / rel, target)
+
+
+def _save_joint(tmp: Path, joint: JointSpace) -> None:
+    (tmp / "joint").mkdir()
+    np.save(tmp / "joint" / "image.npy", joint.image, allow_pickle=False)
+    np.save(tmp / "joint" / "text.npy", joint.text, allow_pickle=False)
+
+
+def _joint_manifest(joint: JointSpace) -> dict:
+    return {"joint": {"dim": joint.dim, "temperature": round(joint.temperature, 5), "validation": joint.validation}}
 
 
 def _save_lists(folder: Path, name: str, lists: TopLists) -> None:

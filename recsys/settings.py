@@ -269,7 +269,7 @@ class ImageSettings(_Section):
     thumbnail_size: int = Field(256, ge=16, le=2048,
                                 description="longer side of the JPEG thumbnails a bundle holds and the API serves")
     max_pixels: int = Field(40_000_000, gt=0, description="larger images are refused before decoding")
-    max_bytes: int = Field(20 << 20, gt=0, description="larger image downloads are refused")
+    max_bytes: int = Field(20 << 20, gt=0, description="larger image downloads and uploaded search photos are refused")
     fetch_timeout: float = Field(10.0, gt=0, description="deadline of one image download, redirects included")
     fetch_private: bool = Field(
         False, description="let image URLs in API requests reach loopback, private and link-local "

@@ -1,7 +1,9 @@
 """Real-photo shops with injected faults, built once per session for the curation and search
-tests: re-uploads (``faulty``) and broken or swapped photos (``broken``). A conftest imports them."""
+tests: re-uploads (``faulty``, and an API client over it: ``faulty_client``) and broken or swapped
+photos (``broken``). A conftest imports them."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +33,22 @@ def faulty(tmp_path_factory, _image_tower, _text_tower):
     truth = pd.concat([truth, pd.DataFrame({"source": alone["item_id"], "copy": ["variant"],
                                             "transform": ["colour variant"]})], ignore_index=True)
     return _build(pd.concat([frame, twin, variant], ignore_index=True), tmp, "faulty", _image_tower, _text_tower), truth
+
+
+@pytest.fixture
+def faulty_client(tmp_path, redis_url, redis_prefix, faulty):
+    """A Flask test client over the ``faulty`` shop, published to a real Redis."""
+    from recsys.api import create_app
+    from recsys.store import RedisStore, connect
+    from tests.api.conftest import api_settings
+
+    RedisStore(connect(redis_url), prefix=redis_prefix).publish(faulty[0].path)
+    app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
+    deadline = time.monotonic() + 10
+    while app.extensions["recsys"].current is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield app.test_client()
+    app.extensions["recsys"].stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, g
-from werkzeug.exceptions import HTTPException
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from recsys.errors import RecsysError, Unauthorized, Unavailable
 from recsys.serve.rows import dump_json
@@ -63,8 +63,11 @@ def register_error_handlers(app: Flask) -> None:
         message = {
             404: "no such endpoint; see /openapi.json for the API",
             405: "method not allowed on this endpoint",
-            413: f"request body too large (limit {app.config.get('MAX_CONTENT_LENGTH')} bytes)",
+            # the limit of this request: an endpoint may raise it (photo uploads)
+            413: f"request body too large (limit {request.max_content_length} bytes)",
         }.get(exc.code, exc.description or exc.name)
+        if exc.code == 413 and exc.description != RequestEntityTooLarge.description:
+            message = exc.description  # raised by a view, with its own reason
         return error_response(exc.code or 500, code, message, headers=headers)
 
     @app.errorhandler(Exception)

@@ -97,6 +97,9 @@ def _schemas() -> dict:
             "version": version, "q": {"type": "string"}, "k": {"type": "integer"}, "filters": filters,
             "mode": {"type": "string", "enum": ["text", "image", "both"]},
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}},
+        "PhotoSearch": {"type": "object", "required": ["version", "k", "items"], "properties": {
+            "version": version, "k": {"type": "integer"}, "filters": filters,
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}},
         "Item": {"type": "object", "required": ["version", "item"], "properties": {
             "version": version, "item": {"type": "object", "required": ["item_id", "fresh"],
                                          "properties": {"item_id": {"type": "string"},
@@ -253,6 +256,17 @@ def document() -> dict:
                                   "joint space, else text"),
                            _K(10), *_FILTERS],
             "responses": {**_ok("Search"), **_errors(*_READ_ERRORS)}}},
+        "/v1/search/image": {"post": {
+            "summary": "Items that look like a photo (visual search): a multipart file field `image`, or "
+                       "JSON with a data: URL; at most images.max_bytes and images.max_pixels",
+            "parameters": [_K(10), _DEDUPE, *_FILTERS],
+            "requestBody": {"required": True, "content": {
+                "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+                    "image": {"type": "string", "format": "binary"}}}},
+                "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {
+                    "image": {"type": "string", "pattern": "^data:image/",
+                              "description": "data:image/jpeg;base64,..."}}}}}},
+            "responses": {**_ok("PhotoSearch"), **_errors(400, 405, 413, 503)}}},
         "/v1/items/{item_id}/image": {"get": {
             "summary": "An item's image: the JPEG thumbnail the bundle holds (or the put item's)",
             "parameters": [_ITEM_ID],

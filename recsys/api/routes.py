@@ -1,4 +1,5 @@
-"""The read endpoints: similar items, feeds, search, the catalog, images; health, metrics, OpenAPI.
+"""The read endpoints: similar items, feeds, search (by text and by photo), the catalog, images;
+health, metrics, OpenAPI.
 
 JSON shaping lives here (and in :mod:`recsys.api.writes` for the writes). Every response carries
 the bundle version that produced it, in the body (``version``) and in the ``X-Recsys-Version``
@@ -9,12 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from recsys.api.context import check_read_access, current_serving, json_body, json_response, use
 from recsys.api.schemas import QueryArgs, SessionIn, check_id, parse_body
-from recsys.errors import NotFound
+from recsys.data.images import IMAGE_ERRORS, data_url_bytes
+from recsys.errors import InvalidRequest, NotFound
 from recsys.serve import MAX_K, Recommender, Scored
 from recsys.worker import Serving
+from recsys.worker.images import prepare_image
 
 __all__ = ["bp", "similar_body", "feed_body", "HOT_READS"]
 
@@ -155,6 +159,55 @@ def search():
     mode = mode or ("both" if recommender.bundle.joint is not None else "text")
     return json_response({"version": recommender.version, "q": text, "mode": mode, "k": k,
                           "filters": item_filter.describe(), "items": recommender.rows(found)})
+
+
+@bp.post("/v1/search/image")
+def search_by_photo():
+    """Visual search: the photo is a multipart file field ``image``, or a JSON body
+    ``{"image": "data:image/...;base64,..."}``; ``k``, ``dedupe`` and the filters are query
+    parameters either way."""
+    check_read_access()
+    args = QueryArgs(request.args, ("k", "dedupe", *FILTER_ARGS))
+    k = args.k(10)
+    dedupe = args.flag("dedupe", True)
+    item_filter = args.item_filter()
+    serving = current_serving()
+    limit = serving.settings.images.max_bytes
+    # a phone photo is larger than the JSON bodies the other endpoints take (base64 adds a third)
+    request.max_content_length = max(limit * 4 // 3 + 4096, current_app.config.get("MAX_CONTENT_LENGTH") or 0)
+    data = _uploaded_photo()
+    if len(data) > limit:
+        raise RequestEntityTooLarge(f"the photo is {len(data):,} bytes; the limit is {limit:,}")
+    try:
+        prepared = prepare_image(data, serving.settings.images)
+    except IMAGE_ERRORS as exc:
+        raise InvalidRequest(f"the photo cannot be used: {exc}") from None
+    serving.catch_up()
+    recommender = use(serving.recommender())
+    vector = serving.embedder.embed_photos([prepared.embed_url])[0]
+    found = recommender.similar_to_photo(vector, k=k, filters=item_filter, dedupe=dedupe)
+    return json_response({"version": recommender.version, "k": k, "filters": item_filter.describe(),
+                          "items": recommender.rows(found)})
+
+
+def _uploaded_photo() -> bytes:
+    """The request's photo: a multipart file field ``image``, or a JSON body's ``data:`` URL."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("image")
+        if upload is None:
+            raise InvalidRequest("send the photo in a multipart file field named 'image'")
+        return upload.read()
+    if not request.is_json:
+        raise InvalidRequest("send the photo as multipart/form-data (a file field named 'image') or as JSON "
+                             '{"image": "data:image/jpeg;base64,..."}')
+    body = json_body()
+    source = body.get("image") if isinstance(body, dict) else None
+    if not isinstance(source, str) or not source.startswith("data:image/"):
+        raise InvalidRequest('the JSON body must be {"image": "data:image/jpeg;base64,..."}')
+    try:
+        return data_url_bytes(source)[1]
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 @bp.get("/v1/items/<item_id>/image")

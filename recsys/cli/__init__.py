@@ -1,4 +1,5 @@
-"""Command line: ``recsys demo | build | train | similar | recommend | items | publish | serve | evaluate``."""
+"""Command line: ``recsys demo | build | train | align | similar | search | recommend | items | publish |
+serve | evaluate | curate``."""
 from __future__ import annotations
 
 import json
@@ -128,6 +129,24 @@ def train(ctx: click.Context, bundle: Path, interactions: str, model: str | None
     click.echo(report.summary())
 
 
+@cli.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path),
+              help="a bundle version directory, or models/NAME for the newest")
+@click.option("--progress/--no-progress", default=True, help="progress bars")
+@click.pass_context
+def align(ctx: click.Context, bundle: Path, progress: bool) -> None:
+    """Learn the joint text-image space from the bundle's photos and texts (search by text that sees
+    photos) and write it as a new bundle version; settings.towers.joint sets its size and epochs."""
+    from recsys.bundle import read_bundle
+    from recsys.pipeline.align import align_bundle
+
+    source = read_bundle(bundle)
+    path = align_bundle(source, _settings(ctx), show_progress=progress)
+    validation = read_bundle(path).manifest["joint"]["validation"]
+    click.echo(f"bundle    {path} (joint space for {source.version})")
+    click.echo("held out  " + ", ".join(f"{k} {v:g}" for k, v in validation.items()))
+
+
 class _RedisSession:
     """The configured Redis, or the embedded one started for the length of a command."""
 
@@ -230,32 +249,46 @@ def _print_table(title: str, rows: list[dict], empty: str) -> None:
 @cli.command()
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="a bundle version directory, or models/NAME for the newest")
-@click.argument("item_ids", nargs=-1, required=True)
+@click.argument("item_ids", nargs=-1)
+@click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="a photo to find similar items for (visual search); may be repeated")
 @click.option("--k", default=10, show_default=True, type=int, help="neighbours per item (1..1000)")
 @click.option("--weights", default=None, metavar="SPEC",
               help="per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1")
 @_filter_options
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
-def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], k: int, weights: str | None,
-            category, min_price, max_price, include, exclude, as_json: bool) -> None:
-    """Items most similar to each ITEM_ID."""
+def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], images: tuple[str, ...], k: int,
+            weights: str | None, category, min_price, max_price, include, exclude, as_json: bool) -> None:
+    """Items most similar to each ITEM_ID, or to each photo given with --image."""
+    from recsys.serve.embedder import ItemEmbedder
     from recsys.towers.item import parse_weights
 
+    if not item_ids and not images:
+        raise click.UsageError("give at least one ITEM_ID, or a photo with --image PATH")
+    if images and weights:
+        raise click.UsageError("--weights applies to ITEM_IDs; a photo is compared by the image modality alone")
     recommender = _load(bundle, _settings(ctx))
     item_filter = _item_filter(category, min_price, max_price, include, exclude)
     parsed = parse_weights(weights, tuple(recommender.bundle.vectors.blocks)) if weights else None
     results = {i: _rows(recommender, recommender.similar_items(i, k=k, weights=parsed, filters=item_filter))
                for i in item_ids}
+    if images:
+        vectors = ItemEmbedder(recommender.bundle).embed_photos(list(images))
+        results.update({path: _rows(recommender, recommender.similar_to_photo(v, k=k, filters=item_filter))
+                        for path, v in zip(images, vectors)})
     if as_json:
         click.echo(json.dumps({"version": recommender.version, "weights": parsed or
                                recommender.bundle.vectors.weights, "filters": item_filter.describe(),
                                "results": results}, indent=1))
         return
-    for item_id, rows in results.items():
-        meta = recommender.row_templates.get(item_id) or recommender.item(item_id)
-        label = " | ".join(str(meta[c]) for c in _DISPLAY if meta.get(c) not in (None, ""))
-        _print_table(f"similar to {item_id}: {label}", rows, "no similar items")
+    for key, rows in results.items():
+        if key in item_ids:
+            meta = recommender.row_templates.get(key) or recommender.item(key)
+            label = " | ".join(str(meta[c]) for c in _DISPLAY if meta.get(c) not in (None, ""))
+            _print_table(f"similar to {key}: {label}", rows, "no similar items")
+        else:
+            _print_table(f"similar to the photo {key}", rows, "no similar items")
 
 
 @cli.command()

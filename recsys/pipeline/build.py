@@ -22,13 +22,13 @@ from recsys.errors import DataError, RecsysWarning
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex, measure_recall
 from recsys.index.mips import augment_query, build_mips_index
 from recsys.manifest import check_name
+from recsys.pipeline.align import fit_joint_space
 from recsys.pipeline.precompute import feed_lists, list_cosines, similar_lists
 from recsys.pipeline.thumbnails import make_thumbnails
 from recsys.settings import Settings
 from recsys.towers.base import TowerOutput
 from recsys.towers.cache import EmbeddingCache, encode_cached
 from recsys.towers.item import combine
-from recsys.towers.joint import train_joint_space
 from recsys.towers.registry import create_tower
 
 __all__ = ["BuildReport", "TrainReport", "build_item_bundle", "create_towers", "train_user_tower"]
@@ -64,10 +64,6 @@ class BuildReport:
             lines.append(f"images    {self.unreadable_images:,} unreadable (those items have no image modality)")
         lines.append(f"time      {self.seconds:.1f} s")
         return "\n".join(lines)
-
-
-# fewer items with both a photo and text than this teach the joint space nothing a shopper could use
-JOINT_MIN_PAIRS = 100
 
 
 def create_towers(settings: Settings) -> dict:
@@ -185,13 +181,7 @@ def build_item_bundle(
         duplicate_of = found.first_rows(building.item_ids)
         manifest["duplicates"] = {**found.settings, "groups": len(found.groups),
                                   "items": int((duplicate_of >= 0).sum())}
-    joint = None
-    if settings.towers.joint.enabled and {"image", "text"} <= set(blocks):
-        both = np.flatnonzero(blocks["image"].mask & blocks["text"].mask)
-        if len(both) >= JOINT_MIN_PAIRS:
-            joint = train_joint_space(blocks["image"].vectors[both], blocks["text"].vectors[both],
-                                      dim=settings.towers.joint.dim, max_epochs=settings.towers.joint.max_epochs,
-                                      seed=settings.seed, show_progress=show_progress)
+    joint = fit_joint_space(blocks, settings, show_progress=show_progress) if settings.towers.joint.enabled else None
     path = write_bundle(out_dir, items=catalog, vectors=vectors, indexes=indexes,
                         tabular_state=towers["tabular"].get_state() if "tabular" in blocks else None,
                         manifest=manifest, similar=similar, list_cosines=cosines, thumbnails=thumbnails,

@@ -1,14 +1,16 @@
-"""The bundle's own encoders, recreated from its manifest, for items put through the API and
-free-text queries."""
+"""The bundle's own encoders, recreated from its manifest, for items put through the API,
+free-text queries and query photos."""
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pandas as pd
 
 from recsys.bundle import Bundle
-from recsys.errors import InvalidRequest
+from recsys.data import schema as S
+from recsys.errors import InvalidRequest, RecsysWarning
 from recsys.towers.base import TowerOutput
 from recsys.towers.registry import create_tower
 
@@ -79,3 +81,26 @@ class ItemEmbedder:
         if "text" not in towers:
             raise InvalidRequest(f"bundle {self.bundle.version} has no text encoder")
         return towers["text"].encode_texts(list(texts))
+
+    def embed_photos(self, sources: list[str]) -> np.ndarray:
+        """Query photos' unit vectors ``(len(sources), dim)`` in the bundle's image space (the
+        backbone and the colour descriptor, as the items' photos were embedded).
+
+        Args:
+            sources: local paths or ``data:image/...`` URLs.
+
+        Raises:
+            InvalidRequest: the bundle has no image encoder, or a photo cannot be read.
+        """
+        towers = self.warm()
+        if "image" not in towers:
+            raise InvalidRequest(f"bundle {self.bundle.version} has no image encoder to compare photos with")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RecsysWarning)  # an unreadable photo is an error here
+            out = towers["image"].encode(pd.DataFrame({S.IMAGE: list(sources)}), show_progress=False)
+        unreadable = [s if not s.startswith("data:") else "the uploaded photo"
+                      for s, ok in zip(sources, out.mask) if not ok]
+        if unreadable:
+            raise InvalidRequest(f"cannot read {', '.join(unreadable)} as a photo (a JPEG, PNG, GIF, WebP, "
+                                 "BMP or TIFF file)")
+        return out.vectors

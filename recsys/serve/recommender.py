@@ -273,6 +273,33 @@ class Recommender:
         return self._collapsed(lambda n: self.feeds.recommend(user_id, n, recent_items, exclude_seen, filters,
                                                               self.changes), k)
 
+    def similar_to_photo(self, vector: np.ndarray, k: int = 10, filters: ItemFilter | None = None, *,
+                         dedupe: bool = True) -> Recommendations:
+        """Items whose photos look most like a query photo, best first (visual search).
+
+        Args:
+            vector: the photo's unit vector in the bundle's image space
+                (:meth:`recsys.serve.embedder.ItemEmbedder.embed_photos`).
+            k: how many (1..1000).
+            filters: as in :meth:`similar_items`.
+            dedupe: show one listing of each group of duplicates, as in :meth:`similar_items`.
+
+        Returns:
+            Recommendations: scores are the image cosine (backbone and colour, as between items).
+
+        Raises:
+            InvalidRequest: the bundle has no image modality, or bad ``k`` or filters.
+        """
+        k = check_k(k)
+        if "image" not in self.bundle.vectors.blocks:
+            raise InvalidRequest(f"bundle {self.version} has no image modality to compare photos with")
+        query = {"image": np.asarray(vector, np.float32)}
+
+        def find(n: int) -> Recommendations:
+            return Recommendations(self.similar.nearest(query, {"image": 1.0}, n, filters, self.changes))
+
+        return self._collapsed(find, k) if dedupe else find(k)
+
     def search(self, vector: np.ndarray, k: int = 10, filters: ItemFilter | None = None,
                mode: SearchMode | None = None) -> Recommendations:
         """Items for a text query's unit ``vector`` (from the bundle's text encoder), best first,

@@ -15,8 +15,9 @@ __all__ = ["bp"]
 
 bp = Blueprint("web", __name__, static_folder="static", static_url_path="/shop/static")
 _SHOWN_USERS = 5
-# the page runs only its own script and style, and shows images from this origin
-_PAGE_POLICY = ("default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+# the page runs only its own script and style, and shows images from this origin (and the
+# shopper's own photo, which the page holds as a blob: URL)
+_PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
                 "frame-ancestors 'none'")
 
 

@@ -1,12 +1,10 @@
-"""The curation admin reads, and text search that sees photos, through the Flask test client over the
-real-photo shop with injected re-uploads (``faulty``) published to a real Redis."""
+"""The curation admin reads through the Flask test client over the real-photo shop with injected
+re-uploads (``faulty``) published to a real Redis."""
 from __future__ import annotations
-
-import time
 
 import pytest
 
-from tests.api.conftest import WRITE, api_settings
+from tests.api.conftest import WRITE
 from tests.api.test_routes import assert_error
 
 pytestmark = pytest.mark.slow  # end to end over real photos: `make check` leaves it out; the library and CLI tests stay
@@ -18,17 +16,9 @@ def served(faulty):
 
 
 @pytest.fixture
-def client(tmp_path, redis_url, redis_prefix, served):
-    from recsys.api import create_app
-    from recsys.store import RedisStore, connect
+def client(faulty_client):
+    return faulty_client
 
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(served.path)
-    app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
-    deadline = time.monotonic() + 10
-    while app.extensions["recsys"].current is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield app.test_client()
-    app.extensions["recsys"].stop()
 
 READS = ["/v1/admin/duplicates", "/v1/admin/outliers?top=5", "/v1/admin/clusters?k=4",
          "/v1/admin/subset?n=10&balance=category"]
@@ -112,14 +102,3 @@ def test_bad_label_requests_are_400(client, served, body, text):
 ])
 def test_bad_admin_queries_are_400(client, served, path, text):
     assert_error(client.get(path, headers=WRITE), 400, "invalid_request", text)
-
-
-def test_text_search_finds_photos_and_says_its_mode(client, served):
-    category = served.items.set_index("item_id")["category"].str.split("/").str[0]
-    for mode, expected in ((None, "both"), ("image", "image"), ("text", "text")):
-        body = client.get("/v1/search?q=a+pair+of+shoes&k=5" + (f"&mode={mode}" if mode else "")).json
-        assert body["mode"] == expected and len(body["items"]) == 5
-        if mode != "text":
-            assert list(category[[row["item_id"] for row in body["items"]]]).count("footwear") >= 4, body
-    filtered = client.get("/v1/search?q=a+pair+of+shoes&k=5&mode=image&category=accessories").json
-    assert all(row["category"].startswith("accessories") for row in filtered["items"])

@@ -65,3 +65,28 @@ def test_the_cli_searches_each_query(shop):
     payload = json.loads(result.stdout)  # stderr has the text model's loading messages
     assert payload["mode"] == "image" and list(payload["results"]) == ["a pair of shoes", "a wrist watch"]
     assert all(len(rows) == 3 for rows in payload["results"].values())
+
+
+def test_align_writes_a_new_version_with_its_own_joint_space(shop, market, tmp_path):
+    import shutil
+
+    from recsys.bundle import read_bundle
+    from recsys.cli import cli
+
+    source = tmp_path / "models" / "shop" / shop.version
+    shutil.copytree(shop.path, source)
+    config = tmp_path / "recsys.yaml"
+    config.write_text("towers:\n  joint:\n    dim: 32\n")
+    result = CliRunner().invoke(cli, ["--config", str(config), "align", "--bundle", str(source), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "text_to_image_recall@10" in result.output
+    aligned = read_bundle(tmp_path / "models" / "shop")  # the newest version
+    assert aligned.version != shop.version and aligned.manifest["parent"] == shop.version
+    assert aligned.joint.dim == 32 and aligned.manifest["joint"]["validation"]["pairs"] >= 10
+    unchanged = {rel: entry for rel, entry in shop.manifest["files"].items() if not rel.startswith("joint/")}
+    assert {rel: aligned.manifest["files"][rel] for rel in unchanged} == unchanged  # linked, not recomputed
+    vector = ItemEmbedder(aligned).embed_query("a pair of shoes")
+    assert _top_levels(aligned, Recommender(aligned).search(vector, k=5, mode="image")).count("footwear") >= 4
+
+    result = CliRunner().invoke(cli, ["align", "--bundle", str(market.path), "--no-progress"])
+    assert result.exit_code == 2 and "has no image modality" in result.output

@@ -88,3 +88,28 @@ def test_the_admin_page_shows_the_catalog_s_curation(browser, live, hm_shop):
     browser.find_element(By.CSS_SELECTOR, "#view form button").click()
     wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#labels .row")) >= 2, "labelled items show")
     # the browser fixture saves the last view: test-artifacts/browser/test_the_admin_page_shows_...png
+
+
+def test_search_by_text_and_by_photo(browser, live, hm_shop):
+    """Both searches on the shop page; a photo from outside the shop's 1,000 articles (a pair of
+    trousers) finds garments for the lower body."""
+    import pandas as pd
+    from selenium.webdriver.common.by import By
+
+    assert hm_shop.joint is not None  # text search sees the photos
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.get(f"http://127.0.0.1:{live.port}/#/search?q=black+tights")
+    wait_for(browser, lambda d: len(cards(d, "#results")) == 24, "text search shows 24 results")
+    found = cards(browser, "#results")[:8]
+    assert sum("tights" in c["category"] for c in found) >= 6, found
+    browser.save_screenshot(str(ARTIFACTS / "search_text.png"))
+
+    catalog = pd.read_csv(HM / "catalog.csv", dtype=str).iloc[1000:]
+    trousers = catalog[catalog["category"].str.contains("/trousers")].iloc[0]
+    browser.find_element(By.ID, "photo-input").send_keys(str(HM / trousers["image"]))
+    shown = "const p = document.querySelector('.query-photo'); return Boolean(p && p.complete && p.naturalWidth)"
+    wait_for(browser, lambda d: len(cards(d, "#results")) == 24 and d.execute_script(shown),
+             "search by photo shows the photo and 24 results")
+    found = cards(browser, "#results")[:8]
+    assert sum("garment lower body" in c["category"] for c in found) >= 6, found
+    browser.save_screenshot(str(ARTIFACTS / "search_photo.png"))

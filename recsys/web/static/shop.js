@@ -1,11 +1,13 @@
 // The demo shop: plain JavaScript over the public API, no build step.
-// Views by URL hash: #/ (the grid), #/item/ID (a product page), #/search?q=... (search results).
+// Views by URL hash: #/ (the grid), #/item/ID (a product page), #/search?q=... (search results),
+// #/photo (the products that look like the photo the visitor chose).
 "use strict";
 
 const PAGE = 24;
 const K_SIMILAR = 8;
 const K_FEED = 8;
-const state = { user: null, version: null, weightsTimer: null };
+const PHOTO_SIDE = 512; // the browser shrinks a photo before it is sent: the towers use less
+const state = { user: null, version: null, weightsTimer: null, photo: null };
 
 // -- helpers ------------------------------------------------------------------------------------
 
@@ -245,6 +247,46 @@ async function showSearch(params) {
   view.replaceChildren(el("h2", { class: "section" }, `Results for “${q}”`), results);
 }
 
+// -- search by photo ------------------------------------------------------------------------------
+
+async function shrink(file) {
+  const bitmap = await createImageBitmap(file);
+  const scale = Math.min(1, PHOTO_SIDE / Math.max(bitmap.width, bitmap.height));
+  const canvas = el("canvas", { width: Math.round(bitmap.width * scale), height: Math.round(bitmap.height * scale) });
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.9));
+}
+
+async function showPhotoSearch() {
+  const view = document.getElementById("view");
+  if (!state.photo) {
+    view.replaceChildren(el("p", { class: "note" }, "Choose a photo with “Search by photo” above."));
+    return;
+  }
+  const form = new FormData();
+  form.append("image", state.photo, "photo.jpg");
+  const body = await api(`/v1/search/image?k=${PAGE}`, { method: "POST", body: form, headers: {} });
+  document.getElementById("search-input").value = "";
+  const preview = el("img", { class: "query-photo", alt: "your photo", src: URL.createObjectURL(state.photo) });
+  const results = el("div", { id: "results", class: "cards" });
+  cards(results, body.items);
+  view.replaceChildren(el("div", { class: "photo-query" }, preview,
+                          el("h2", { class: "section" }, "Products that look like your photo")), results);
+}
+
+document.getElementById("photo-input").addEventListener("change", async (event) => {
+  const [file] = event.target.files;
+  if (!file) return;
+  event.target.value = ""; // the same photo chosen again is a new search
+  try {
+    state.photo = await shrink(file);
+  } catch (error) {
+    state.photo = file; // a format this browser cannot draw: the server says whether it can read it
+  }
+  if (location.hash === "#/photo") route();
+  else location.hash = "#/photo";
+});
+
 async function route() {
   const hash = location.hash.slice(1) || "/";
   const [path, query] = hash.split("?");
@@ -253,6 +295,7 @@ async function route() {
   try {
     if (path.startsWith("/item/")) await showItem(decodeURIComponent(path.slice(6)));
     else if (path === "/search") await showSearch(params);
+    else if (path === "/photo") await showPhotoSearch();
     else await showGrid(params);
   } catch (error) {
     view.replaceChildren(el("p", { class: "error" }, error.message));
