@@ -216,7 +216,10 @@ class ImageTower:
             import timm
 
             _check_model(self.model_name)
-            features = timm.create_model(self.model_name, pretrained=False, num_classes=0).num_features
+            net = timm.create_model(self.model_name, pretrained=False, num_classes=0)
+            # what forward returns: the pre-logits width, wider than num_features where the head
+            # has hidden layers (VGG's 4096 over 512 channels)
+            features = getattr(net, "head_hidden_size", None) or net.num_features
             self._dim = int(features) + (len(PALETTE) if self.colour_weight else 0)
         return self._dim
 

@@ -1,4 +1,4 @@
-"""Image tower on the offline EfficientNet-Lite0 weights, and the ResNet checkpoint path."""
+"""Image tower on the offline EfficientNet-Lite0 weights, and any timm backbone from a checkpoint file."""
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +7,7 @@ import pytest
 import timm
 import torch
 
+from recsys._hashing import file_fingerprint
 from recsys.errors import ConfigError, RecsysWarning
 from recsys.towers.image import ImageTower, load_backbone
 from tests.towers.contract import TowerContract
@@ -36,23 +37,47 @@ def test_offline_weights_are_real(image_tower):
     assert image_tower.describe()["weights"] == "offline"
 
 
-def test_resnet_checkpoint_path(tmp_path, shop):
-    """Save a randomly initialised ResNet-50 checkpoint, load it the production way, compare."""
+# any timm backbone: each has its own input size (inception_v3: 299) and pooling (average, the
+# class token, VGG's hidden layers: 4096 wide over 512 channels); make check runs the first
+BACKBONES = [("resnet50", 2048, (3, 224, 224))] + [
+    pytest.param(name, dim, size, marks=pytest.mark.slow) for name, dim, size in [
+        ("efficientnet_b0", 1280, (3, 224, 224)), ("convnext_tiny", 768, (3, 224, 224)),
+        ("vit_small_patch16_224", 384, (3, 224, 224)), ("vgg11", 4096, (3, 224, 224)),
+        ("inception_v3", 2048, (3, 299, 299))]]
+
+
+@pytest.mark.parametrize("name, dim, size", BACKBONES)
+def test_any_timm_backbone_from_a_local_checkpoint(tmp_path, shop, name, dim, size):
+    """A randomly initialised backbone saved as a checkpoint file, loaded the production way
+    (``weights`` a path, the default runtime), gives the backbone's own pooled features."""
+    from PIL import Image
+
     torch.manual_seed(0)
-    reference = timm.create_model("resnet50", pretrained=False).eval()
-    checkpoint = tmp_path / "resnet50.pth"
+    reference = timm.create_model(name, pretrained=False, num_classes=0).eval()
+    checkpoint = tmp_path / f"{name}.pth"
     torch.save(reference.state_dict(), checkpoint)
-    tower = ImageTower(model="resnet50", weights=str(checkpoint), precision="fp32", colour_weight=0.0,
-                       num_workers=0)
+    tower = ImageTower(model=name, weights=str(checkpoint), precision="fp32", colour_weight=0.0, num_workers=0)
+    assert tower.dim == dim
     sample = shop[shop["image"] != ""].iloc[:3]
     out = tower.encode(sample, show_progress=False)
-    batch = torch.stack([tower.transform(__import__("PIL.Image").Image.open(p).convert("RGB"))
-                         for p in sample["image"]])
+    assert tower._input_shape == size and out.vectors.shape == (3, dim)
+    batch = torch.stack([tower.transform(Image.open(p).convert("RGB")) for p in sample["image"]])
     with torch.inference_mode():
-        expected = reference.forward_head(reference.forward_features(batch), pre_logits=True).numpy()
+        expected = reference(batch).numpy()
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(out.vectors, expected, atol=1e-4)
-    assert out.vectors.shape[1] == 2048
+    assert file_fingerprint(checkpoint) in tower.encoder_id()  # new weights, new cache entries
+
+
+def test_a_safetensors_checkpoint_loads_too(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    reference = timm.create_model("resnet18", pretrained=False, num_classes=0).eval()
+    save_file(reference.state_dict(), tmp_path / "resnet18.safetensors")
+    loaded = load_backbone("resnet18", str(tmp_path / "resnet18.safetensors"))
+    for (key, a), b in zip(reference.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), key
 
 
 def test_bad_backbone_settings(tmp_path):
