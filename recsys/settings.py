@@ -50,6 +50,9 @@ class ImageTowerSettings(_Section):
     colour_weight: float = Field(
         0.15, ge=0, lt=1, description="share of the image cosine from the foreground colour palette"
     )
+    resolution: int | None = Field(
+        None, ge=32, le=1024, description="side of the backbone's input in pixels; unset = the "
+        "backbone's own (224 for most); set it to the --resolution a fine-tuned backbone was trained at")
 
 
 class TextTowerSettings(_Section):

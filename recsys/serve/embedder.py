@@ -37,6 +37,7 @@ class ItemEmbedder:
             towers["image"] = create_tower("image", model=enc["model"], weights=enc["weights"],
                                            runtime=enc.get("runtime"), precision=enc.get("precision"),
                                            colour_weight=enc.get("colour_weight"),
+                                           resolution=enc.get("resolution"),
                                            batch_size=1, num_workers=0)
         if "text" in encoders:
             enc = encoders["text"]

@@ -157,6 +157,9 @@ class ImageTower:
             where the CPU has AMX-BF16 or AVX512-BF16, slower where it is emulated); ``"fp32"``
             is exact; ``"auto"`` picks bf16 only where the CPU has it natively.
         colour_weight: share of the image cosine that comes from colour, in [0, 1).
+        resolution: the side of the network's input in pixels; ``None`` is the backbone's own
+            (224 for most). A backbone fine-tuned at a smaller size (``recsys finetune
+            --resolution``) is run at that size, and small catalog photos lose nothing at it.
 
     Example:
         >>> tower = ImageTower()  # EfficientNet-Lite0, offline weights
@@ -168,9 +171,12 @@ class ImageTower:
 
     def __init__(self, model: str = OFFLINE_MODEL, weights: str | None = None, batch_size: int = 32,
                  num_workers: int | None = None, runtime: Runtime = "auto", precision: Precision = "auto",
-                 colour_weight: float = 0.15):
+                 colour_weight: float = 0.15, resolution: int | None = None):
         if not 0.0 <= colour_weight < 1.0:
             raise ConfigError(f"colour_weight must be in [0, 1) (got {colour_weight})")
+        if resolution is not None and not 32 <= resolution <= 1024:
+            raise ConfigError(f"resolution must be from 32 to 1024 pixels (got {resolution})")
+        self.resolution = resolution
         self.model_name = model
         self.weights = resolve_weights(model, weights)
         self.batch_size = batch_size
@@ -190,7 +196,8 @@ class ImageTower:
             import timm.data
 
             self._net = load_backbone(self.model_name, self.weights)
-            config = timm.data.resolve_data_config({}, model=self._net)
+            size = {"input_size": (3, self.resolution, self.resolution)} if self.resolution else {}
+            config = timm.data.resolve_data_config(size, model=self._net)
             self._transform = timm.data.create_transform(**config)
             self._input_shape = config["input_size"]
             if self.runtime == "openvino":
@@ -232,13 +239,14 @@ class ImageTower:
         return self.weights
 
     def encoder_id(self) -> str:
+        size = f":{self.resolution}px" if self.resolution else ""
         return (f"image:{self.model_name}:{self._weights_source()}:{self.runtime}-{self.precision}:"
-                f"colour{self.colour_weight:g}")
+                f"colour{self.colour_weight:g}{size}")
 
     def describe(self) -> dict:
         return {"model": self.model_name, "weights": self.weights, "dim": self.dim,
                 "runtime": self.runtime, "precision": self.precision,
-                "colour_weight": self.colour_weight}
+                "colour_weight": self.colour_weight, "resolution": self.resolution}
 
     def content_keys(self, catalog: pd.DataFrame) -> list[str | None]:
         if S.IMAGE not in catalog.columns:

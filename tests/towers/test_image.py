@@ -109,3 +109,14 @@ def test_colour_weight_changes_the_block(shop, image_tower):
     assert bare.vectors.shape[1] == image_tower.dim - 25
     with pytest.raises(ConfigError):
         ImageTower(colour_weight=1.0)
+
+
+def test_the_input_size_can_be_set(shop_sample):
+    small = ImageTower(colour_weight=0.0, resolution=96)
+    out = small.encode(shop_sample, show_progress=False)
+    assert small._input_shape == (3, 96, 96)
+    assert out.vectors.shape == (len(shop_sample), 1280) and out.mask.all()
+    assert small.encoder_id() != ImageTower(colour_weight=0.0).encoder_id()  # its own cache entries
+    assert small.describe()["resolution"] == 96
+    with pytest.raises(ConfigError, match="resolution must be from 32 to 1024"):
+        ImageTower(resolution=8)
