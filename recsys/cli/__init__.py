@@ -79,10 +79,13 @@ def _which_redis(settings: Settings) -> str:
 @click.option("--seed", type=int, default=None, help="seed (default: settings.seed)")
 @click.option("--image-root", "image_roots", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="a folder besides the catalog's own that its image paths may point into (repeatable)")
+@click.option("--vectors", default=None, type=click.Path(exists=True, path_type=Path),
+              help="item vectors you already have: a .parquet file (item_id and a list column per modality) "
+                   "or a folder (item_ids.txt and <modality>.npy); those modalities skip the encoders")
 @click.option("--progress/--no-progress", default=True, help="progress bars")
 @click.pass_context
 def build(ctx: click.Context, catalog: str, out: Path, seed: int | None, image_roots: tuple[Path, ...],
-          progress: bool) -> None:
+          vectors: Path | None, progress: bool) -> None:
     """Embed a catalog, build its indexes and write a model bundle."""
     from recsys.data import load_catalog
     from recsys.pipeline.build import build_item_bundle
@@ -91,7 +94,7 @@ def build(ctx: click.Context, catalog: str, out: Path, seed: int | None, image_r
     seed = settings.seed if seed is None else seed
     frame = load_catalog(catalog, seed=seed, state_dir=settings.state_dir, show_progress=progress,
                          image_roots=[*settings.images.roots, *image_roots])
-    report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress)
+    report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress, vectors=vectors)
     for message in dict.fromkeys(report.warnings):
         click.echo(f"warning: {message}", err=True)
     click.echo(report.summary())
@@ -492,7 +495,7 @@ def _demo_bundle(settings: Settings, catalog: str, interactions: str | None, use
                 return version
     frame = load_catalog(catalog, seed=settings.seed, state_dir=settings.state_dir, show_progress=progress,
                          image_roots=settings.images.roots)
-    report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress)
+    report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress, vectors=vectors)
     click.echo(report.summary())
     bundle = read_bundle(report.path)
     events = load_interactions(interactions, catalog=bundle.items, seed=settings.seed, n_users=users)

@@ -17,6 +17,7 @@ from recsys.collab.als import CollabModel, interaction_matrix, popularity
 from recsys.collab.project import ContentProjection
 from recsys.curation.duplicates import find_duplicates
 from recsys.data import schema as S
+from recsys.data.vectors import load_vectors
 from recsys.data.ids import IdMap
 from recsys.errors import DataError, RecsysWarning
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex, measure_recall
@@ -26,7 +27,7 @@ from recsys.pipeline.align import fit_joint_space
 from recsys.pipeline.precompute import feed_lists, list_cosines, similar_lists
 from recsys.pipeline.thumbnails import make_thumbnails
 from recsys.settings import Settings
-from recsys.towers.base import TowerOutput
+from recsys.towers.base import TowerOutput, l2_normalise
 from recsys.towers.cache import EmbeddingCache, encode_cached
 from recsys.towers.item import combine
 from recsys.towers.registry import create_tower
@@ -59,7 +60,8 @@ class BuildReport:
         lines.append("recall@10 " + ", ".join(f"{k}: {v:.3f}" for k, v in self.recall.items())
                      + "  (Annoy vs exact search)")
         lines.append("embedded  " + ", ".join(
-            f"{m}: {s['encoded']:,} new, {s['cached']:,} cached" for m, s in self.cache.items()))
+            f"{m}: {s['given']:,} given" if "given" in s else f"{m}: {s['encoded']:,} new, {s['cached']:,} cached"
+            for m, s in self.cache.items()))
         if self.unreadable_images:
             lines.append(f"images    {self.unreadable_images:,} unreadable (those items have no image modality)")
         lines.append(f"time      {self.seconds:.1f} s")
@@ -88,6 +90,7 @@ def build_item_bundle(
     source: str = "catalog",
     show_progress: bool = True,
     towers: dict | None = None,
+    vectors: str | Path | None = None,
 ) -> BuildReport:
     """Embed a validated catalog, build the indexes and write a new bundle version.
 
@@ -98,23 +101,30 @@ def build_item_bundle(
         source: how the catalog was named (recorded in the manifest).
         show_progress: tqdm bars for the towers.
         towers: already created towers (tests share loaded models); default from ``settings``.
+        vectors: a Parquet file or a folder of item vectors a team already has
+            (:mod:`recsys.data.vectors`): their modalities skip the encoders and go through
+            the same blocks, weights, indexes and bundle.
 
     Returns:
         BuildReport: see :meth:`BuildReport.summary`.
 
     Raises:
-        DataError: an empty catalog, or one where no item has any usable modality.
+        DataError: an empty catalog, one where no item has any usable modality, or given
+            vectors that do not fit it (:func:`recsys.data.vectors.load_vectors`).
         BundleError: ``out_dir``'s name is not a valid bundle name (checked before any work).
     """
     started = time.perf_counter()
     check_name(Path(out_dir).name, "name", str(out_dir))
     if len(catalog) == 0:
         raise DataError(f"{source}: the catalog has no items")
-    towers = towers or create_towers(settings)
+    given = load_vectors(vectors, catalog[S.ITEM_ID]) if vectors is not None else {}
+    given_from = str(vectors)
+    towers = {name: tower for name, tower in (towers or create_towers(settings)).items() if name not in given}
     cache_dir = settings.towers.cache_dir or settings.state_dir / "embeddings"
     cache = EmbeddingCache(Path(cache_dir) / "cache.sqlite3")
-    blocks: dict[str, TowerOutput] = {}
-    stats: dict[str, dict] = {}
+    blocks: dict[str, TowerOutput] = {name: TowerOutput(*l2_normalise(rows, present))
+                                      for name, (rows, present) in given.items() if present.any()}
+    stats: dict[str, dict] = {name: {"given": int(present.sum())} for name, (_, present) in given.items()}
     caught: list[str] = []
     try:
         for name, tower in towers.items():
@@ -148,7 +158,8 @@ def build_item_bundle(
                                        seed=index_settings.seed, search_k=index_settings.search_k)
         recall[name] = measure_recall(indexes[name], space.vectors, k=10,
                                       sample=index_settings.recall_sample, seed=settings.seed)
-    encoders = {name: towers[name].describe() for name in blocks}
+    encoders = {name: towers[name].describe() if name in towers else {"given": given_from, "dim": blocks[name].dim}
+                for name in blocks}
     unreadable = 0
     if "image" in towers and "image" in catalog.columns:
         has_path = (catalog["image"].astype(str) != "").to_numpy()

@@ -30,7 +30,8 @@ class ItemEmbedder:
         self._lock = threading.Lock()
 
     def _create(self) -> dict:
-        encoders = self.bundle.manifest.get("encoders", {})
+        # a modality whose vectors were given at build (--vectors) has no encoder to recreate
+        encoders = {m: enc for m, enc in self.bundle.manifest.get("encoders", {}).items() if "given" not in enc}
         towers = {}
         if "image" in encoders:
             enc = encoders["image"]
