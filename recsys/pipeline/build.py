@@ -17,8 +17,8 @@ from recsys.collab.als import CollabModel, interaction_matrix, popularity
 from recsys.collab.project import ContentProjection
 from recsys.curation.duplicates import find_duplicates
 from recsys.data import schema as S
-from recsys.data.vectors import load_vectors
 from recsys.data.ids import IdMap
+from recsys.data.vectors import load_vectors
 from recsys.errors import DataError, RecsysWarning
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex, measure_recall
 from recsys.index.mips import augment_query, build_mips_index
