@@ -495,7 +495,7 @@ def _demo_bundle(settings: Settings, catalog: str, interactions: str | None, use
                 return version
     frame = load_catalog(catalog, seed=settings.seed, state_dir=settings.state_dir, show_progress=progress,
                          image_roots=settings.images.roots)
-    report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress, vectors=vectors)
+    report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress)
     click.echo(report.summary())
     bundle = read_bundle(report.path)
     events = load_interactions(interactions, catalog=bundle.items, seed=settings.seed, n_users=users)
