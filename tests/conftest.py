@@ -61,13 +61,15 @@ def shop(session_dir):
     return validate_catalog(frame, source="synthetic:600")
 
 
-def make_settings(tmp: Path, **overrides):
+def make_settings(tmp: Path, *, joint: bool = False, **overrides):
+    """Settings for a test build under ``tmp``; ``joint``: learn the joint text-image space (only
+    the shops whose tests search photos by text need it)."""
     # `make check` keeps the embeddings of the test shops between runs (content-addressed, so a
     # changed encoder or catalog embeds again); otherwise each session starts empty
     kept = os.environ.get("TESTS_EMBEDDING_CACHE")
-    towers = {"towers": {"cache_dir": kept}} if kept and "towers" not in overrides else {}
+    towers = {"towers": {"joint": {"enabled": joint}, **({"cache_dir": kept} if kept else {})}}
     return load_settings(state_dir=tmp / "state", models_dir=tmp / "models",
-                         index={"n_trees": 20, "recall_sample": 100}, **towers, **overrides)
+                         index={"n_trees": 20, "recall_sample": 100}, **{**towers, **overrides})
 
 
 def use_session_state(monkeypatch, session_dir: Path) -> None:

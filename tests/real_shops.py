@@ -80,5 +80,6 @@ def _build(frame: pd.DataFrame, tmp: Path, name: str, image_tower, text_tower):
 
     catalog = validate_catalog(frame, source=f"{name} fashion sample")
     towers = {"image": image_tower, "text": text_tower, "tabular": create_tower("tabular")}
-    report = build_item_bundle(catalog, make_settings(tmp), tmp / "models" / name, show_progress=False, towers=towers)
+    report = build_item_bundle(catalog, make_settings(tmp, joint=True), tmp / "models" / name, show_progress=False,
+                               towers=towers)
     return read_bundle(report.path)

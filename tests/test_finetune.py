@@ -52,6 +52,7 @@ def test_knn_accuracy_reads_the_labels_of_the_nearest_items():
     assert knn_accuracy(vectors, pd.Series([None] * 200), queries, references) is None
 
 
+@pytest.mark.slow  # three networks converted and run: `make check` keeps the kNN and the argument checks
 def test_the_cli_fine_tunes_and_judges_the_backbone(photos, tmp_path):
     from recsys.cli import cli
 

@@ -467,7 +467,16 @@ def serve(ctx: click.Context, host: str | None, port: int | None, bundle: Path |
         bundle=bundle, dev=dev)
 
 
-def _demo_bundle(settings: Settings, catalog: str, interactions: str | None, users: int | None,
+def _demo_interactions(catalog: str, interactions: str | None) -> str:
+    """What the demo trains on: the given interactions, the MovieLens ratings or simulated shoppers."""
+    if interactions is not None:
+        return interactions
+    if not catalog.startswith(("synthetic", "movielens:")):
+        raise ConfigError(f"a catalog file needs its interactions: add --interactions PATH.csv (catalog {catalog})")
+    return catalog if catalog.startswith("movielens:") else "synthetic"
+
+
+def _demo_bundle(settings: Settings, catalog: str, interactions: str, users: int | None,
                  progress: bool) -> Path:
     """The demo's trained bundle for ``catalog``: the newest one built from it before, or a new one
     (build, then train on its interactions: simulated shoppers, MovieLens ratings, or a file)."""
@@ -477,11 +486,6 @@ def _demo_bundle(settings: Settings, catalog: str, interactions: str | None, use
     from recsys.data import load_catalog, load_interactions
     from recsys.pipeline.build import build_item_bundle, train_user_tower
 
-    if interactions is None:
-        if not catalog.startswith(("synthetic", "movielens:")):
-            raise ConfigError(f"a catalog file needs its interactions: add --interactions PATH.csv "
-                              f"(catalog {catalog})")
-        interactions = catalog if catalog.startswith("movielens:") else "synthetic"
     if catalog.startswith(("synthetic", "movielens:")):
         name = "demo" if catalog.startswith("synthetic") else "demo-movielens"
     else:  # a file: named by its folder, e.g. demo-hm-sample
@@ -525,6 +529,7 @@ def demo(ctx: click.Context, catalog: str, interactions: str | None, users: int 
     from recsys.api.server import serve as run
 
     settings = _settings(ctx)
+    interactions = _demo_interactions(catalog, interactions)  # a usage error before the build's process starts
     bundle = _in_own_process(_demo_bundle, settings, catalog, interactions, users, progress)
     # the page posts its visitors' clicks from the browser: interactions need no key here; the
     # curation page does need one, so a demo without RECSYS_API_KEY makes one for this run

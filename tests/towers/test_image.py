@@ -38,14 +38,13 @@ def test_offline_weights_are_real(image_tower):
 
 
 # any timm backbone: each has its own input size (inception_v3: 299) and pooling (average, the
-# class token, VGG's hidden layers: 4096 wide over 512 channels); make check runs the first
-BACKBONES = [("resnet50", 2048, (3, 224, 224))] + [
-    pytest.param(name, dim, size, marks=pytest.mark.slow) for name, dim, size in [
-        ("efficientnet_b0", 1280, (3, 224, 224)), ("convnext_tiny", 768, (3, 224, 224)),
-        ("vit_small_patch16_224", 384, (3, 224, 224)), ("vgg11", 4096, (3, 224, 224)),
-        ("inception_v3", 2048, (3, 299, 299))]]
+# class token, VGG's hidden layers: 4096 wide over 512 channels)
+BACKBONES = [("resnet50", 2048, (3, 224, 224)), ("efficientnet_b0", 1280, (3, 224, 224)),
+             ("convnext_tiny", 768, (3, 224, 224)), ("vit_small_patch16_224", 384, (3, 224, 224)),
+             ("vgg11", 4096, (3, 224, 224)), ("inception_v3", 2048, (3, 299, 299))]
 
 
+@pytest.mark.slow  # a network converted per architecture: `make check` keeps the offline backbone's tests
 @pytest.mark.parametrize("name, dim, size", BACKBONES)
 def test_any_timm_backbone_from_a_local_checkpoint(tmp_path, shop, name, dim, size):
     """A randomly initialised backbone saved as a checkpoint file, loaded the production way

@@ -29,7 +29,7 @@ def hm_shop(tmp_path_factory, _image_tower, _text_tower):
     tmp = tmp_path_factory.mktemp("hm")
     catalog = load_catalog(HM / "catalog.csv").head(1000)
     towers = {"image": _image_tower, "text": _text_tower, "tabular": create_tower("tabular")}
-    report = build_item_bundle(catalog, make_settings(tmp), tmp / "models" / "hm", source="hm-sample",
+    report = build_item_bundle(catalog, make_settings(tmp, joint=True), tmp / "models" / "hm", source="hm-sample",
                                show_progress=False, towers=towers)
     bundle = read_bundle(report.path)
     events = load_interactions(HM / "interactions.csv")
