@@ -1,6 +1,6 @@
 """Real-photo shops with injected faults, built once per session for the curation and search
-tests: re-uploads (``faulty``, and an API client over it: ``faulty_client``) and broken or swapped
-photos (``broken``). A conftest imports them."""
+tests: re-uploads (``faulty``; its bundle, ``faulty_shop``; an API client over it,
+``faulty_client``) and broken or swapped photos (``broken``). A conftest imports them."""
 from __future__ import annotations
 
 import time
@@ -33,6 +33,12 @@ def faulty(tmp_path_factory, _image_tower, _text_tower):
     truth = pd.concat([truth, pd.DataFrame({"source": alone["item_id"], "copy": ["variant"],
                                             "transform": ["colour variant"]})], ignore_index=True)
     return _build(pd.concat([frame, twin, variant], ignore_index=True), tmp, "faulty", _image_tower, _text_tower), truth
+
+
+@pytest.fixture
+def faulty_shop(faulty):
+    """The ``faulty`` shop's bundle."""
+    return faulty[0]
 
 
 @pytest.fixture

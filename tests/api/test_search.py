@@ -14,28 +14,18 @@ from tests.real_shops import FASHION
 pytestmark = pytest.mark.slow  # end to end over real photos: `make check` leaves it out; the library and CLI tests stay
 
 
-@pytest.fixture
-def served(faulty):
-    return faulty[0]
-
-
-@pytest.fixture
-def client(faulty_client):
-    return faulty_client
-
-
-def _top_levels(served, rows) -> list[str]:
-    category = served.items.set_index("item_id")["category"].str.split("/").str[0]
+def _top_levels(bundle, rows) -> list[str]:
+    category = bundle.items.set_index("item_id")["category"].str.split("/").str[0]
     return list(category[[row["item_id"] for row in rows]])
 
 
-def test_text_search_finds_photos_and_says_its_mode(client, served):
+def test_text_search_finds_photos_and_says_its_mode(faulty_client, faulty_shop):
     for mode, expected in ((None, "both"), ("image", "image"), ("text", "text")):
-        body = client.get("/v1/search?q=a+pair+of+shoes&k=5" + (f"&mode={mode}" if mode else "")).json
+        body = faulty_client.get("/v1/search?q=a+pair+of+shoes&k=5" + (f"&mode={mode}" if mode else "")).json
         assert body["mode"] == expected and len(body["items"]) == 5
         if mode != "text":
-            assert _top_levels(served, body["items"]).count("footwear") >= 4, body
-    filtered = client.get("/v1/search?q=a+pair+of+shoes&k=5&mode=image&category=accessories").json
+            assert _top_levels(faulty_shop, body["items"]).count("footwear") >= 4, body
+    filtered = faulty_client.get("/v1/search?q=a+pair+of+shoes&k=5&mode=image&category=accessories").json
     assert all(row["category"].startswith("accessories") for row in filtered["items"])
 
 
@@ -51,22 +41,22 @@ def _shoe_photo() -> bytes:
     return out.getvalue()
 
 
-def test_a_photo_finds_items_that_look_like_it(client, served):
+def test_a_photo_finds_items_that_look_like_it(faulty_client, faulty_shop):
     photo = _shoe_photo()
-    upload = client.post("/v1/search/image?k=5", data={"image": (io.BytesIO(photo), "shoe.jpg")},
+    upload = faulty_client.post("/v1/search/image?k=5", data={"image": (io.BytesIO(photo), "shoe.jpg")},
                          content_type="multipart/form-data")
     assert upload.status_code == 200, upload.json
     body = upload.json
-    assert body["version"] == upload.headers["X-Recsys-Version"] == served.version
-    assert len(body["items"]) == 5 and _top_levels(served, body["items"]).count("footwear") >= 4, body
+    assert body["version"] == upload.headers["X-Recsys-Version"] == faulty_shop.version
+    assert len(body["items"]) == 5 and _top_levels(faulty_shop, body["items"]).count("footwear") >= 4, body
     assert all(row["image"].startswith("/v1/items/") for row in body["items"])
 
-    as_json = client.post("/v1/search/image?k=5",
+    as_json = faulty_client.post("/v1/search/image?k=5",
                           json={"image": "data:image/jpeg;base64," + base64.b64encode(photo).decode()}).json
     assert [r["item_id"] for r in as_json["items"]] == [r["item_id"] for r in body["items"]]
-    filtered = client.post("/v1/search/image?k=3&category=accessories",
+    filtered = faulty_client.post("/v1/search/image?k=3&category=accessories",
                            data={"image": (io.BytesIO(photo), "shoe.jpg")}).json
-    assert len(filtered["items"]) == 3 and set(_top_levels(served, filtered["items"])) == {"accessories"}
+    assert len(filtered["items"]) == 3 and set(_top_levels(faulty_shop, filtered["items"])) == {"accessories"}
 
 
 def _png(width: int, height: int) -> bytes:
@@ -88,27 +78,27 @@ def _png(width: int, height: int) -> bytes:
      "the limit is"),
     (lambda c: c.get("/v1/search/image"), 405, "method not allowed"),
 ])
-def test_bad_photo_searches_are_clear_4xx(client, send, status, text):
+def test_bad_photo_searches_are_clear_4xx(faulty_client, send, status, text):
     code = {400: "invalid_request", 405: "method_not_allowed"}[status]
-    assert_error(send(client), status, code, text)
+    assert_error(send(faulty_client), status, code, text)
 
 
-def test_a_photo_over_the_size_limit_is_413(tmp_path, redis_url, redis_prefix, served):
+def test_a_photo_over_the_size_limit_is_413(tmp_path, redis_url, redis_prefix, faulty_shop):
     from recsys.api import create_app
     from recsys.store import RedisStore, connect
     from tests.api.conftest import api_settings
 
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(served.path)
+    RedisStore(connect(redis_url), prefix=redis_prefix).publish(faulty_shop.path)
     settings = api_settings(tmp_path, redis_url, redis_prefix)
     settings.images.max_bytes = 50_000
     app = create_app(settings)
     try:
-        client = app.test_client()
+        faulty_client = app.test_client()
         big = b"\xff\xd8" + b"\0" * 60_000
-        answer = client.post("/v1/search/image", data={"image": (io.BytesIO(big), "big.jpg")})
+        answer = faulty_client.post("/v1/search/image", data={"image": (io.BytesIO(big), "big.jpg")})
         assert_error(answer, 413, "request_entity_too_large", "the limit is 50,000")
         far_too_big = b"\0" * (2 << 20)  # over the body limit: refused before it is read
-        assert_error(client.post("/v1/search/image", data={"image": (io.BytesIO(far_too_big), "big.jpg")}),
+        assert_error(faulty_client.post("/v1/search/image", data={"image": (io.BytesIO(far_too_big), "big.jpg")}),
                      413, "request_entity_too_large", "too large")
     finally:
         app.extensions["recsys"].stop()
