@@ -211,7 +211,7 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "simclr
     # both backbones are judged at the training size, the size the tower must then run the new one at
     judged_at = None if resolution == native else resolution
     features = int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
-    ssl = create_method(method, backbone, features)
+    ssl = create_method(method, backbone, features).to(target)  # before the optimiser: its state follows
     train_rows, held, references = _split(catalog, eval_items, max_items, seed)
     settings = {"method": method, "model": model, "weights": str(weights), "resolution": resolution,
                 "batch_size": batch_size, "lr": lr, "seed": seed, "items": len(train_rows)}
@@ -246,7 +246,7 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "simclr
     sources = catalog[S.IMAGE].astype(str).to_numpy()
     steps_per_epoch = max(1, len(train_rows) // batch_size)
     workers = max(0, (os.cpu_count() or 1) - 2) if num_workers is None else num_workers
-    ssl.to(target).train()
+    ssl.train()
     _keep_norm_statistics(ssl)
     while epoch < epochs:
         order = np.random.default_rng(seed + epoch).permutation(train_rows)[step * batch_size:]
