@@ -193,8 +193,9 @@ def build_item_bundle(
         manifest["duplicates"] = {**found.settings, "groups": len(found.groups),
                                   "items": int((duplicate_of >= 0).sum())}
     joint = fit_joint_space(blocks, settings, show_progress=show_progress) if settings.towers.joint.enabled else None
+    fitted_tabular = "tabular" in towers and "tabular" in blocks  # not when its vectors were given
     path = write_bundle(out_dir, items=catalog, vectors=vectors, indexes=indexes,
-                        tabular_state=towers["tabular"].get_state() if "tabular" in blocks else None,
+                        tabular_state=towers["tabular"].get_state() if fitted_tabular else None,
                         manifest=manifest, similar=similar, list_cosines=cosines, thumbnails=thumbnails,
                         duplicate_of=duplicate_of, joint=joint)
     return BuildReport(

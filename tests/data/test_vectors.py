@@ -82,6 +82,13 @@ def test_the_build_uses_given_vectors_like_encoded_ones(tmp_path):
     with pytest.raises(InvalidRequest, match="no text encoder"):  # given at build: nothing to embed a query with
         ItemEmbedder(bundle).embed_query("red dress")
 
+    # every modality given: no encoder runs, and no tabular state is kept
+    path = _parquet(tmp_path / "all.parquet", {"image": _clustered(32, 0), "tabular": _clustered(8, 2)})
+    report = build_item_bundle(_catalog(), make_settings(tmp_path), tmp_path / "models" / "all",
+                               show_progress=False, towers={"text": create_tower("text")}, vectors=path)
+    bundle = read_bundle(report.path)
+    assert bundle.tabular_state is None and bundle.manifest["encoders"]["tabular"]["given"] == str(path)
+
 
 def test_the_cli_builds_from_a_vectors_file(tmp_path):
     from recsys.cli import cli
