@@ -83,7 +83,7 @@ def test_the_cli_fine_tunes_and_judges_the_backbone(photos, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["byol", "dino"])
+@pytest.mark.parametrize("method", ["byol", "dino"])  # simclr: the CLI test
 def test_every_method_trains_on_cpu(photos, tmp_path, method):
     report = finetune(_catalog(photos), tmp_path / method, method=method, **TINY)
     assert len(report.losses) == 1 and np.isfinite(report.losses[0])
@@ -100,7 +100,7 @@ def test_a_run_resumes_and_refuses_other_settings(photos, tmp_path):
     from recsys.errors import ConfigError
 
     with pytest.raises(ConfigError, match="holds a run with other settings \\(method, resolution\\)"):
-        finetune(catalog, tmp_path / "run", **{**TINY, "method": "byol", "resolution": 96})
+        finetune(catalog, tmp_path / "run", **{**TINY, "method": "simclr", "resolution": 96})
 
 
 def test_bad_requests_are_clear_errors(photos, tmp_path):

@@ -152,7 +152,7 @@ def align(ctx: click.Context, bundle: Path, progress: bool) -> None:
 
 @cli.command()
 @click.option("--catalog", required=True, metavar="SOURCE", help="PATH.csv or PATH.parquet: its photos")
-@click.option("--method", type=click.Choice(["simclr", "byol", "dino"]), default="simclr", show_default=True,
+@click.option("--method", type=click.Choice(["byol", "simclr", "dino"]), default="byol", show_default=True,
               help="the self-supervised objective (lightly)")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="checkpoints/NAME: the training state, backbone.pth when kept, report.json")
@@ -160,7 +160,7 @@ def align(ctx: click.Context, bundle: Path, progress: bool) -> None:
 @click.option("--resolution", default=None, type=click.IntRange(32, 1024),
               help="side of the training crops [default: the backbone's input size]")
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2), help="photos per step")
-@click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(0, min_open=True),
+@click.option("--lr", default=3e-5, show_default=True, type=click.FloatRange(0, min_open=True),
               help="the backbone's learning rate (the heads: ten times it)")
 @click.option("--max-items", default=None, type=click.IntRange(1), help="train on a seeded sample of this many photos")
 @click.option("--eval-items", default=5000, show_default=True, type=click.IntRange(10),

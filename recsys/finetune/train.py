@@ -160,9 +160,9 @@ def _save_atomically(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "simclr", model: str = OFFLINE_MODEL,
+def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol", model: str = OFFLINE_MODEL,
              weights: str | None = None, epochs: int = 1, resolution: int | None = None, batch_size: int = 64,
-             lr: float = 1e-4, max_items: int | None = None, eval_items: int = 5000, k: int = 20,
+             lr: float = 3e-5, max_items: int | None = None, eval_items: int = 5000, k: int = 20,
              seed: int = 0, device: str = "auto", num_workers: int | None = None,
              show_progress: bool = True) -> FinetuneReport:
     """Fine-tune the image backbone on ``catalog``'s photos without labels, and keep it if better.
@@ -171,7 +171,8 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "simclr
         catalog: a validated catalog (:func:`recsys.data.load_catalog`); its photos are the
             training data, and its ``category`` and ``colour`` columns, where present, judge it.
         out: the output folder (see the module docstring); an earlier run's state there resumes.
-        method: ``simclr``, ``byol`` or ``dino``.
+        method: ``byol`` (the default: the one measured to help, see docs/finetune.md), ``simclr``
+            or ``dino``.
         model, weights: the starting backbone, as the image tower names them
             (:func:`recsys.towers.image.load_backbone`).
         epochs: passes over the training photos (in all, counting a resumed run's).
