@@ -38,11 +38,12 @@ browser:
 # the fast loop: lint, the import layers, and every test but the end-to-end ones (under a minute):
 # the test shops' embeddings and the converted networks are kept in .venv between runs;
 # two pytest processes, one per core, each with one BLAS thread so that they do not fight; whole
-# files to a process, so that a file's module fixtures (a shop, a model) are made once
+# files to a process, so that a file's module fixtures (a shop, a model) are made once; without the
+# plugins of schemathesis (only the fuzz test, in make test, uses it) and hydra (lightly brings it)
 check: install
 	$(VENV)/bin/ruff check recsys tests benchmarks
 	$(VENV)/bin/lint-imports
-	OMP_NUM_THREADS=1 TESTS_EMBEDDING_CACHE=$(VENV)/test-embeddings RECSYS_MODEL_CACHE=$(VENV)/test-models $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 TESTS_EMBEDDING_CACHE=$(VENV)/test-embeddings RECSYS_MODEL_CACHE=$(VENV)/test-models $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile -p no:schemathesis -p no:hydra_pytest
 
 # the full suite, as CI runs it
 test: install browser

@@ -5,6 +5,7 @@ import copy
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from recsys.data import validate_catalog
@@ -94,6 +95,23 @@ def built(session_dir, shop, _image_tower, _text_tower):
     report = build_item_bundle(shop, settings, session_dir / "models" / "shop", show_progress=False,
                                towers=towers)
     return report, Recommender(read_bundle(report.path))
+
+
+@pytest.fixture(scope="session")
+def plain_shop(tmp_path_factory):
+    """40 items with a category and a price only: a bundle with the tabular modality alone (no
+    photo, no text), built in a moment."""
+    from recsys.bundle import read_bundle
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.towers import create_tower
+
+    tmp = tmp_path_factory.mktemp("plain")
+    catalog = validate_catalog(pd.DataFrame({"item_id": [f"P{i:02d}" for i in range(40)],
+                                             "category": [f"kind{i % 4}" for i in range(40)],
+                                             "price": [5.0 + i for i in range(40)]}), source="plain")
+    report = build_item_bundle(catalog, make_settings(tmp), tmp / "models" / "plain", show_progress=False,
+                               towers={"tabular": create_tower("tabular")})
+    return read_bundle(report.path)
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ def _only(category: str):
     return ItemFilter.create(category=category)
 
 
-def test_unreadable_photos_and_shops_without_photos_are_clear_errors(shop, market, tmp_path):
+def test_unreadable_photos_and_shops_without_photos_are_clear_errors(shop, plain_shop, tmp_path):
     not_a_photo = tmp_path / "notes.png"
     not_a_photo.write_text("not an image")
     with pytest.raises(InvalidRequest, match="cannot read .*notes.png as a photo"):
@@ -87,10 +87,10 @@ def test_unreadable_photos_and_shops_without_photos_are_clear_errors(shop, marke
     photo = shop.vectors.blocks["image"].vectors[0]
     with pytest.raises(InvalidRequest, match="k must be"):
         Recommender(shop).similar_to_photo(photo, k=0)
-    with pytest.raises(InvalidRequest, match="no image encoder"):  # a text-only shop
-        ItemEmbedder(market).embed_photos([str(shop.items["image"].iloc[0])])
+    with pytest.raises(InvalidRequest, match="no image encoder"):  # a shop without photos
+        ItemEmbedder(plain_shop).embed_photos([str(shop.items["image"].iloc[0])])
     with pytest.raises(InvalidRequest, match="no image modality"):
-        Recommender(market).similar_to_photo(photo)
+        Recommender(plain_shop).similar_to_photo(photo)
 
 
 def test_the_cli_finds_items_like_each_photo(shop):

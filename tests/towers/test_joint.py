@@ -67,7 +67,7 @@ def test_the_cli_searches_each_query(shop):
     assert all(len(rows) == 3 for rows in payload["results"].values())
 
 
-def test_align_writes_a_new_version_with_its_own_joint_space(shop, market, tmp_path):
+def test_align_writes_a_new_version_with_its_own_joint_space(shop, plain_shop, tmp_path):
     import shutil
 
     from recsys.bundle import read_bundle
@@ -88,5 +88,5 @@ def test_align_writes_a_new_version_with_its_own_joint_space(shop, market, tmp_p
     vector = ItemEmbedder(aligned).embed_query("a pair of shoes")
     assert _top_levels(aligned, Recommender(aligned).search(vector, k=5, mode="image")).count("footwear") >= 4
 
-    result = CliRunner().invoke(cli, ["align", "--bundle", str(market.path), "--no-progress"])
-    assert result.exit_code == 2 and "has no image modality" in result.output
+    result = CliRunner().invoke(cli, ["align", "--bundle", str(plain_shop.path), "--no-progress"])
+    assert result.exit_code == 2 and "has no image and no text modality" in result.output
