@@ -1,5 +1,7 @@
-"""What every command shares: the settings, read once per invocation."""
+"""What the commands share: the settings, read once per invocation, and the Redis they use."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -14,3 +16,34 @@ def settings_of(ctx: click.Context) -> Settings:
             click.echo(f"warning: {message}", err=True)
         ctx.obj["settings"] = load_settings(config_file=ctx.obj["config_file"])
     return ctx.obj["settings"]
+
+
+def which_redis(settings: Settings) -> str:
+    """The Redis a command uses, for the user to see: the embedded server's folder, or the URL
+    without its password."""
+    from recsys.store.redis import redact
+
+    if settings.redis.url is None:
+        return f"embedded Redis in {Path(settings.state_dir) / 'redis'} (set RECSYS_REDIS_URL to share one)"
+    return f"Redis at {redact(settings.redis.url)}"
+
+
+class RedisSession:
+    """The configured Redis, or the embedded one started for the length of a command."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.embedded = None
+
+    def __enter__(self):
+        from recsys.store import EmbeddedRedis, connect
+
+        url = self.settings.redis.url
+        if url is None:
+            self.embedded = EmbeddedRedis(self.settings.state_dir / "redis").start()
+            url = self.embedded.url
+        return connect(url, socket_timeout=30)
+
+    def __exit__(self, *exc):
+        if self.embedded is not None:
+            self.embedded.stop()
