@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from abc import ABC, abstractmethod
 from typing import Literal
 
 import torch
@@ -19,8 +20,9 @@ Method = Literal["simclr", "byol", "dino"]
 METHODS = ("simclr", "byol", "dino")
 
 
-class SelfSupervised(nn.Module):
-    """A backbone with the heads of one method.
+class SelfSupervised(nn.Module, ABC):
+    """A backbone with the heads of one method (each method below implements both abstract
+    methods).
 
     Attributes:
         backbone: the timm backbone (``num_classes=0``), the part that is kept.
@@ -28,12 +30,13 @@ class SelfSupervised(nn.Module):
 
     backbone: nn.Module
 
+    @abstractmethod
     def transform(self, resolution: int, mean, std):
         """The method's augmentations: a PIL image to its list of views."""
-        raise NotImplementedError
 
+    @abstractmethod
     def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
-        raise NotImplementedError
+        """The objective on one batch's views (each ``(batch, 3, h, w)``)."""
 
     def after_step(self, progress: float) -> None:
         """Called after each optimiser step; ``progress`` runs from 0 to 1 over the training."""
