@@ -14,11 +14,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from recsys.api.context import check_read_access, current_serving, json_body, json_response, use
 from recsys.api.schemas import QueryArgs, SessionIn, check_id, parse_body
-from recsys.data.images import IMAGE_ERRORS, data_url_bytes
+from recsys.data.images import IMAGE_ERRORS, data_url_bytes, decode_image
 from recsys.errors import InvalidRequest, NotFound
 from recsys.serve import MAX_K, Recommender, Scored
+from recsys.serve.embedder import PHOTO_SIDE
 from recsys.worker import Serving
-from recsys.worker.images import prepare_image
 
 __all__ = ["bp", "similar_body", "feed_body", "HOT_READS"]
 
@@ -179,12 +179,12 @@ def search_by_photo():
     if len(data) > limit:
         raise RequestEntityTooLarge(f"the photo is {len(data):,} bytes; the limit is {limit:,}")
     try:
-        prepared = prepare_image(data, serving.settings.images)
+        photo = decode_image(data, draft_size=PHOTO_SIDE, max_pixels=serving.settings.images.max_pixels)
     except IMAGE_ERRORS as exc:
         raise InvalidRequest(f"the photo cannot be used: {exc}") from None
     serving.catch_up()
     recommender = use(serving.recommender())
-    vector = serving.embedder.embed_photos([prepared.embed_url])[0]
+    vector = serving.embedder.embed_photos([photo])[0]
     found = recommender.similar_to_photo(vector, k=k, filters=item_filter, dedupe=dedupe)
     return json_response({"version": recommender.version, "k": k, "filters": item_filter.describe(),
                           "items": recommender.rows(found)})

@@ -281,6 +281,14 @@ class ImageTower:
         vectors, ok = l2_normalise(vectors, ok)
         return TowerOutput(vectors, ok)
 
+    def encode_images(self, images: list) -> TowerOutput:
+        """Vectors of photos already decoded (PIL images, such as a shopper's query photo), the
+        same as :meth:`encode` gives for the same pixels."""
+        transform = self.transform
+        batch = torch.stack([transform(image) for image in images])
+        colours = np.stack([image_colours(image).astype(np.float32) for image in images])
+        return TowerOutput(*l2_normalise(self._join(self.embed_batch(batch), colours)))
+
     def _batches(self, sources: list[str], rows: list[int]):
         """``(rows, (images, colours, readable))`` per batch, in order; with ``num_workers``
         threads the next batches decode while the caller runs the network on this one."""

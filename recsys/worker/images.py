@@ -34,9 +34,9 @@ class PreparedImage:
     thumbnail: bytes
 
 
-def prepare_image(source: str | bytes, settings: ImageSettings) -> PreparedImage:
-    """Fetch (http, https) or unpack (``data:``) an image, or take its uploaded bytes, decode it
-    as a raster image within the pixel cap, and re-encode it.
+def prepare_image(source: str, settings: ImageSettings) -> PreparedImage:
+    """Fetch (http, https) or unpack (``data:``) an image, decode it as a raster image within the
+    pixel cap, and re-encode it.
 
     Raises:
         ValueError: refused URL or address, too large, not a raster image, unreadable; the
@@ -45,9 +45,7 @@ def prepare_image(source: str | bytes, settings: ImageSettings) -> PreparedImage
     """
     import base64
 
-    if isinstance(source, bytes):
-        data = source
-    elif source.startswith(("http://", "https://")):
+    if source.startswith(("http://", "https://")):
         data = fetch(source, settings.fetch_policy(allow_private=settings.fetch_private))
     else:
         data = data_url_bytes(source)[1]
