@@ -24,22 +24,17 @@ def knn_accuracy(vectors: np.ndarray, labels: pd.Series, queries: np.ndarray, re
                  k: int = 20) -> float | None:
     """The share of ``queries`` rows whose label wins the weighted vote of their ``k`` nearest
     ``references`` rows; rows without a label take no part. ``None`` without any labelled query."""
+    from sklearn.neighbors import KNeighborsClassifier
+
     known = labels.notna().to_numpy() & (labels.astype(str).str.len() > 0).to_numpy()
     queries, references = queries[known[queries]], references[known[references]]
     if not len(queries) or not len(references):
         return None
-    codes, _ = pd.factorize(labels)
-    k = min(k, len(references))
-    hits = 0
-    for start in range(0, len(queries), 1024):
-        rows = queries[start:start + 1024]
-        sims = vectors[rows] @ vectors[references].T
-        nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        weights = np.exp(np.take_along_axis(sims, nearest, axis=1) / _TEMPERATURE)
-        votes = np.zeros((len(rows), codes.max() + 1))
-        np.add.at(votes, (np.repeat(np.arange(len(rows)), k), codes[references][nearest].ravel()), weights.ravel())
-        hits += int((votes.argmax(axis=1) == codes[rows]).sum())
-    return hits / len(queries)
+    names = labels.astype(str).to_numpy()
+    vote = KNeighborsClassifier(n_neighbors=min(k, len(references)), metric="cosine", algorithm="brute",
+                                weights=lambda distances: np.exp((1.0 - distances) / _TEMPERATURE))
+    vote.fit(vectors[references], names[references])
+    return float((vote.predict(vectors[queries]) == names[queries]).mean())
 
 
 def evaluate_backbone(embedded: TowerOutput, catalog: pd.DataFrame, queries: np.ndarray,
