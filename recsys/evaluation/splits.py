@@ -84,9 +84,11 @@ def temporal_split(interactions: pd.DataFrame, *, test_fraction: float = 0.2, la
                    min_train: int = 1) -> Split:
     """Hold out each user's latest events: ``ceil(test_fraction * n)`` of them, or ``last_n``.
 
-    Every user keeps at least ``min_train`` events in training; users with fewer are wholly in
-    training. Ties in time keep file order, so every test event is as late as or later than every
-    training event of the same user.
+    Events at one moment (one basket: the same user and timestamp) are never split: the held-out
+    part starts at the moment of its first event and takes all of that moment, since a basket's
+    second unit of an article says nothing about what the user buys later. Where that would leave
+    fewer than ``min_train`` events in training, the moment stays in training instead. Every user
+    keeps at least ``min_train`` events in training; users with fewer are wholly in training.
 
     Example:
         >>> split = temporal_split(events, test_fraction=0.2)  # doctest: +SKIP
@@ -102,6 +104,11 @@ def temporal_split(interactions: pd.DataFrame, *, test_fraction: float = 0.2, la
     wanted = np.full(len(size), last_n) if last_n is not None else np.ceil(test_fraction * size).astype(int)
     n_test = np.minimum(wanted, np.maximum(size - min_train, 0))
     is_test = position >= size - n_test
+    users, times = order[S.USER_ID].to_numpy(), order[S.TIMESTAMP]
+    start = times.where(is_test).groupby(users, sort=False).transform("min")  # NaT: nothing held out
+    whole = (times >= start).to_numpy()
+    n_train = pd.Series(~whole).groupby(users, sort=False).transform("sum").to_numpy()
+    is_test = np.where(n_train >= min_train, whole, (times > start).to_numpy())
     name = f"temporal, last {last_n} per user" if last_n else f"temporal, last {test_fraction:.0%} per user"
     return _finish(name, order[~is_test], order[is_test])
 

@@ -59,6 +59,23 @@ def test_temporal_split_holds_out_each_users_latest():
         temporal_split(frame, test_fraction=1.5)
 
 
+def test_temporal_split_keeps_a_basket_on_one_side():
+    """Events at one moment are one basket: the held-out part takes all of it, unless that would
+    leave nothing to train on, and then the basket stays in training."""
+    frame = validate_interactions(pd.DataFrame({
+        "user_id": ["a"] * 6 + ["b"] * 3,
+        "item_id": ["i1", "i2", "i3", "i3", "i4", "i5", "j1", "j1", "j2"],
+        "event": "purchase",
+        "timestamp": [1, 2, 3, 3, 3, 4, 7, 7, 7],
+    }), source="test")
+    split = temporal_split(frame, test_fraction=0.5)  # a: 3 of 6 held out, b: 2 of 3
+    test = split.test
+    assert sorted(test.loc[test["user_id"] == "a", "item_id"]) == ["i3", "i3", "i4", "i5"]
+    assert sorted(split.train.loc[split.train["user_id"] == "a", "item_id"]) == ["i1", "i2"]
+    assert "b" not in set(test["user_id"])  # b's one basket is all b has: it stays in training
+    assert len(split.train) + len(test) == len(frame)
+
+
 @pytest.mark.slow  # ranx compiles its metrics with numba on first use
 def test_accuracy_matches_ranx():
     """Every accuracy metric against ranx on random rankings. ranx's AP@k divides by all relevant
