@@ -168,6 +168,9 @@ class CollabSettings(_Section):
     history_decay: float = Field(
         0.6, gt=0, le=1, description="weight of each older item in that query, relative to the one "
         "after it (1 = a plain mean); chosen on the same validation part")
+    exclude_seen: bool = Field(
+        True, description="feeds leave out the items a user already had (the default of the API's "
+        "`exclude_seen`, and what every model of `recsys evaluate` does); false lets repurchases back in")
     popularity_window_days: float = Field(
         30.0, gt=0, description="window before the newest event that ranks the popularity fallback"
     )

@@ -128,6 +128,9 @@ def test_seen_items_excluded_unless_asked(feeds, market_events):
     recent = [s.item_id for s in feed.items[:2]]
     after = feeds.recommend(user, 50, recent_items=recent)
     assert not set(recent) & {s.item_id for s in after.items}
+    repurchases = Recommender(feeds.bundle, exclude_seen=False)  # the setting collab.exclude_seen
+    assert repurchases.recommend(user, 50).ids == with_seen.ids
+    assert not seen & set(repurchases.recommend(user, 50, exclude_seen=True).ids)
 
 
 @pytest.mark.parametrize("budget", [0, 10**9], ids=["annoy", "exact"])

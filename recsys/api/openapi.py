@@ -222,8 +222,9 @@ def document() -> dict:
             "responses": {**_ok("Similar"), **_errors(*_READ_ERRORS)}}},
         "/v1/users/{user_id}/recommendations": {"get": {
             "summary": "A user's personalised feed (recent activity folded in)",
-            "parameters": [_USER_ID, _K(20), _param("exclude_seen", "query", {"type": "boolean", "default": True},
-                                                   "leave out items the user interacted with"),
+            "parameters": [_USER_ID, _K(20), _param("exclude_seen", "query", {"type": "boolean"},
+                                                   "leave out items the user interacted with; default: "
+                                                   "the setting collab.exclude_seen (true)"),
                            _DEDUPE, *_FILTERS],
             "responses": {**_ok("Feed"), **_errors(*_READ_ERRORS)}}},
         "/v1/recommendations": {"post": {

@@ -70,7 +70,7 @@ def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes,
     args = QueryArgs(raw_args, ("k", "exclude_seen", "dedupe", *FILTER_ARGS))
     serving.recommender()
     k = args.k(20)
-    exclude_seen = args.flag("exclude_seen", True)
+    exclude_seen = args.flag("exclude_seen", serving.settings.collab.exclude_seen)
     dedupe = args.flag("dedupe", True)
     item_filter = args.item_filter()
     described = item_filter.describe()

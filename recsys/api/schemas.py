@@ -124,7 +124,8 @@ class SessionIn(_FilterFields):
     recent_items: list[Id] = Field(default_factory=list, max_length=MAX_K,
                                    description="items the visitor touched, most recent first")
     k: int = Field(20, ge=1, le=MAX_K)
-    exclude_seen: bool = True
+    exclude_seen: bool | None = Field(
+        None, description="leave out the recent items; default: the setting collab.exclude_seen (true)")
     dedupe: bool = Field(True, description="show one listing of each group of duplicate listings")
 
 

@@ -148,20 +148,22 @@ def search(ctx: click.Context, bundle: Path, queries: tuple[str, ...], mode: str
 @click.option("--k", default=20, show_default=True, type=int, help="items per feed (1..1000)")
 @click.option("--recent", default=None, metavar="ID,ID",
               help="items touched since training, most recent first; alone: an anonymous session")
-@click.option("--include-seen", is_flag=True, help="keep items the user already interacted with")
+@click.option("--include-seen/--exclude-seen", default=None,
+              help="keep (or leave out) items the user already had; default: settings.collab.exclude_seen")
 @_filter_options
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def recommend(ctx: click.Context, bundle: Path, user_ids: tuple[str, ...], k: int, recent: str | None,
-              include_seen: bool, category, min_price, max_price, include, exclude, as_json: bool) -> None:
+              include_seen: bool | None, category, min_price, max_price, include, exclude, as_json: bool) -> None:
     """Personalised feeds for each USER_ID (or for an anonymous session with --recent only)."""
     recent_items = _split_ids(recent)
     if not user_ids and not recent_items:
         raise click.UsageError("give at least one USER_ID, or --recent ITEM,ITEM for an anonymous session")
     recommender = _load(bundle, settings_of(ctx))
     item_filter = _item_filter(category, min_price, max_price, include, exclude)
+    exclude_seen = None if include_seen is None else not include_seen
     feeds = {user: recommender.recommend(None if user == ANONYMOUS else user, k=k,
-                                         recent_items=recent_items, exclude_seen=not include_seen,
+                                         recent_items=recent_items, exclude_seen=exclude_seen,
                                          filters=item_filter)
              for user in (user_ids or (ANONYMOUS,))}
     results = {user: _rows(recommender, feed, cold=True) for user, feed in feeds.items()}

@@ -1,9 +1,10 @@
 """The models an evaluation compares, behind one interface, and the data they are evaluated on.
 
 Every model is fitted on the training events of a :class:`~recsys.evaluation.splits.Split` and
-ranks the whole catalog for each test user, leaving out what is known about the user at query
-time (their training events and any ``given`` events): the same rule the service applies with
-``exclude_seen``.
+ranks the whole catalog for each test user. With ``settings.collab.exclude_seen`` (the default)
+each leaves out what is known about the user at query time (their training events and any
+``given`` events), the same rule the service applies; without it, every model may rank a user's
+known items again (repurchases).
 """
 from __future__ import annotations
 
@@ -89,15 +90,17 @@ class EvalData:
 
     def rank(self, scores_for, n: int, block_users: int | None = None) -> np.ndarray:
         """``(test users, n)`` item rows from ``scores_for(user_slice) -> (b, items)`` scores,
-        known items left out (``-1`` pads when fewer items remain)."""
+        known items left out unless ``settings.collab.exclude_seen`` is off (``-1`` pads when
+        fewer items remain)."""
         n_items = len(self.bundle.item_ids)
         size = block_users or max(1, min(2048, _BLOCK_VALUES // n_items))
         out = np.full((len(self.users), n), -1, np.int64)
         for start in range(0, len(self.users), size):
             block = slice(start, min(len(self.users), start + size))
             scores = np.array(scores_for(block), dtype=np.float32, copy=True)
-            seen = self.known[block]
-            scores[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices] = -np.inf
+            if self.settings.collab.exclude_seen:
+                seen = self.known[block]
+                scores[np.repeat(np.arange(seen.shape[0]), np.diff(seen.indptr)), seen.indices] = -np.inf
             out[block] = top_k_rows(scores, n)[0]
         return out
 
@@ -112,7 +115,8 @@ class Model(ABC):
 
     @abstractmethod
     def rank(self, data: EvalData, n: int) -> np.ndarray:
-        """``(test users, n)`` item rows, best first, ``-1`` padding; known items left out."""
+        """``(test users, n)`` item rows, best first, ``-1`` padding; known items left out
+        unless ``settings.collab.exclude_seen`` is off."""
 
 
 class RandomModel(Model):
@@ -248,7 +252,7 @@ class BundleModel(Model):
     def rank(self, data: EvalData, n: int) -> np.ndarray:
         from recsys.serve import Recommender
 
-        return _rank_with(Recommender(self._bundle), data, n)
+        return _rank_with(Recommender(self._bundle, exclude_seen=data.settings.collab.exclude_seen), data, n)
 
 
 def _rank_with(recommender, data: EvalData, n: int) -> np.ndarray:

@@ -51,10 +51,11 @@ class Recommender:
     """
 
     def __init__(self, bundle: Bundle, *, overfetch: int = 10, content_weight: float = 0.4,
-                 history_items: int = 20, history_decay: float = 0.6, exact_budget: int = 4_000_000,
-                 feed_lists: int = 0,
-                 list_k: int = 100, scan_dir: Path | None = None):
+                 history_items: int = 20, history_decay: float = 0.6, exclude_seen: bool = True,
+                 exact_budget: int = 4_000_000, feed_lists: int = 0, list_k: int = 100,
+                 scan_dir: Path | None = None):
         self.bundle = bundle
+        self.exclude_seen = exclude_seen
         self.changes = ItemChanges.build(bundle)
         self.columns = FilterColumns(bundle.items, bundle.item_ids)
         self.candidates = Candidates(bundle, exact_budget=exact_budget, overfetch=overfetch,
@@ -82,6 +83,7 @@ class Recommender:
         options = {"content_weight": settings.collab.content_weight,
                    "history_items": settings.collab.history_items,
                    "history_decay": settings.collab.history_decay,
+                   "exclude_seen": settings.collab.exclude_seen,
                    "exact_budget": settings.index.exact_budget, "list_k": settings.index.precompute_k}
         return cls(bundle, **{**options, **overrides})
 
@@ -239,7 +241,7 @@ class Recommender:
                                                                            self.changes)), k, item_id)
 
     def recommend(self, user_id: str | None = None, k: int = 10, *,
-                  recent_items: Sequence[str] = (), exclude_seen: bool = True,
+                  recent_items: Sequence[str] = (), exclude_seen: bool | None = None,
                   filters: ItemFilter | None = None, dedupe: bool = True) -> Recommendations:
         """A personalised feed for a user, a session's recent items, or both.
 
@@ -256,7 +258,8 @@ class Recommender:
             user_id: a user id, or ``None`` for an anonymous session.
             k: how many (1..1000).
             recent_items: item ids the user touched since training, most recent first.
-            exclude_seen: leave out the user's training items and ``recent_items``.
+            exclude_seen: leave out the user's training items and ``recent_items`` (default:
+                ``settings.collab.exclude_seen``, true unless set).
             filters: as in :meth:`similar_items`.
             dedupe: show one listing of each group of duplicates, as in :meth:`similar_items`.
 
@@ -268,6 +271,7 @@ class Recommender:
             InvalidRequest: bad ``k`` or filters, or a recent item the bundle does not know.
         """
         k = check_k(k)
+        exclude_seen = self.exclude_seen if exclude_seen is None else exclude_seen
         if not dedupe:
             return self.feeds.recommend(user_id, k, recent_items, exclude_seen, filters, self.changes)
         return self._collapsed(lambda n: self.feeds.recommend(user_id, n, recent_items, exclude_seen, filters,

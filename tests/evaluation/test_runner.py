@@ -39,6 +39,20 @@ def test_every_model_ranks_unseen_items_only(temporal):
             assert len(set(listed.tolist())) == len(listed)
 
 
+def test_without_exclude_seen_every_model_may_rank_known_items(temporal):
+    """With collab.exclude_seen off (repurchases allowed), known items come back in every model
+    that scores them: ALS and the hybrid rank a user's own items high."""
+    settings = temporal.settings.model_copy(
+        update={"collab": temporal.settings.collab.model_copy(update={"exclude_seen": False})})
+    data = EvalData.build(temporal.bundle, temporal.split, settings)
+    for name in ("als", "content", "hybrid"):
+        model = create_model(name, settings)
+        model.fit(data)
+        ranked = model.rank(data, 10)
+        again = sum(len(set(data.known[u].indices) & set(ranked[u].tolist())) for u in range(len(data.users)))
+        assert again > len(data.users) // 2, name
+
+
 def test_the_report_orders_the_models_as_the_tastes_predict(report, temporal):
     m = report.metrics
     assert list(m.index) == list(MODELS)
