@@ -115,6 +115,11 @@ class IndexSettings(_Section):
         "weights score the items their lists cannot rule out within it; 0 = always Annoy",
     )
     seed: int = Field(0, description="Annoy build seed")
+    exact_lists_max: int = Field(
+        50_000, ge=0, description="catalogs with at most this many items get exact precomputed "
+        "similar lists (their cost grows with the square of the catalog); larger ones take HNSW "
+        "candidates re-scored exactly, with their recall on `recall_sample` items in the manifest",
+    )
     precompute_k: int = Field(
         100, ge=0, le=1000, description="results precomputed per item (similar items under the "
         "default weights and per modality) at build, per trained user (feed) at train, and per "

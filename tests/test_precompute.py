@@ -397,3 +397,46 @@ def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(f
     assert not {s.item_id for s in after.items} & changes.deleted_ids
     assert_same_ranking(after.items, feeds.with_changes(changes).recommend(
         "visitor", k=10, recent_items=[items[33]]).items)
+
+
+def test_hnsw_lists_hold_the_exact_neighbours_with_exact_scores(market):
+    """Above index.exact_lists_max the lists come from HNSW candidates re-scored exactly: on the
+    market's vectors they hold the exact neighbours, with the exact scores, and never the item
+    itself or an item without the modality."""
+    from recsys.pipeline.precompute import lists_recall, similar_lists
+
+    exact, approx = market.similar, similar_lists(market.vectors, 100, approximate=True)
+    assert list(approx) == list(exact)
+    for name, lists in approx.items():
+        assert lists.rows.shape == exact[name].rows.shape
+        # rank by rank the same scores (where two items tie, either may be listed)
+        found = (lists.scores >= exact[name].scores - 1e-5) | (exact[name].rows < 0)
+        assert found.mean() >= 0.98, name
+        same = lists.rows == exact[name].rows
+        np.testing.assert_allclose(lists.scores[same], exact[name].scores[same], atol=1e-5)
+        assert not (lists.rows == np.arange(len(lists.rows))[:, None]).any()
+    text = market.vectors.blocks["text"]
+    assert not np.isin(approx["text"].rows, np.flatnonzero(~text.mask)).any()
+    recall = lists_recall(market.vectors, approx, sample=100)
+    assert set(recall) == set(approx) and all(r["recall@10"] >= 0.98 for r in recall.values())
+    wrong = {name: TopLists(np.roll(lists.rows, 1, axis=0), lists.scores) for name, lists in approx.items()}
+    assert lists_recall(market.vectors, wrong, sample=100)["combined"]["recall@10"] < 0.2  # it can fail
+
+
+def test_a_catalog_above_exact_lists_max_gets_hnsw_lists_with_their_recall(session_dir, market):
+    from recsys.bundle import read_bundle
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.settings import load_settings
+    from recsys.towers import create_tower
+
+    settings = load_settings(state_dir=session_dir / "state",
+                             index={"n_trees": 5, "recall_sample": 50, "precompute_k": 20, "exact_lists_max": 100})
+    report = build_item_bundle(market.items.head(300), settings, session_dir / "models" / "hnsw",
+                               show_progress=False, towers={"tabular": create_tower("tabular")})
+    bundle = read_bundle(report.path)
+    lists = bundle.manifest["lists"]
+    assert lists["method"] == "hnsw" and set(lists["recall"]) == {"combined", "tabular"}
+    assert all(r["recall@10"] >= 0.95 and r["recall@20"] >= 0.95 for r in lists["recall"].values())
+    item = bundle.item_ids.ids[3]
+    assert_same_ranking(Recommender(bundle).similar_items(item, k=10),
+                        Recommender(dataclasses.replace(bundle, similar={})).similar_items(item, k=10))

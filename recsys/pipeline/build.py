@@ -24,7 +24,7 @@ from recsys.index.annoy import MIN_CANDIDATES, AnnIndex, measure_recall
 from recsys.index.mips import augment_query, build_mips_index
 from recsys.manifest import check_name
 from recsys.pipeline.align import fit_joint_space
-from recsys.pipeline.precompute import feed_lists, list_cosines, similar_lists
+from recsys.pipeline.precompute import feed_lists, list_cosines, lists_recall, similar_lists
 from recsys.pipeline.thumbnails import make_thumbnails
 from recsys.settings import Settings
 from recsys.towers.base import TowerOutput, l2_normalise
@@ -50,6 +50,8 @@ class BuildReport:
     seconds: float
     unreadable_images: int = 0
     warnings: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    lists_recall: dict[str, dict] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"bundle    {self.path}", f"items     {self.items:,}"]
@@ -59,13 +61,31 @@ class BuildReport:
         lines.append(f"combined  dim {self.dims['combined']}")
         lines.append("recall@10 " + ", ".join(f"{k}: {v:.3f}" for k, v in self.recall.items())
                      + "  (Annoy vs exact search)")
+        if self.lists_recall:
+            lines.append("lists     " + ", ".join(f"{name}: " + " ".join(f"{k} {v:.3f}" for k, v in r.items())
+                                                  for name, r in self.lists_recall.items())
+                         + "  (HNSW candidates vs exact search)")
         lines.append("embedded  " + ", ".join(
             f"{m}: {s['given']:,} given" if "given" in s else f"{m}: {s['encoded']:,} new, {s['cached']:,} cached"
             for m, s in self.cache.items()))
         if self.unreadable_images:
             lines.append(f"images    {self.unreadable_images:,} unreadable (those items have no image modality)")
-        lines.append(f"time      {self.seconds:.1f} s")
+        lines.append(f"time      {self.seconds:.1f} s ("
+                     + ", ".join(f"{name} {s:.1f} s" for name, s in self.phases.items()) + ")")
         return "\n".join(lines)
+
+
+class _Laps:
+    """Seconds per phase of a build: each :meth:`lap` ends the phase begun by the one before."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 2)
+        self._last = now
 
 
 def create_towers(settings: Settings) -> dict:
@@ -113,7 +133,7 @@ def build_item_bundle(
             vectors that do not fit it (:func:`recsys.data.vectors.load_vectors`).
         BundleError: ``out_dir``'s name is not a valid bundle name (checked before any work).
     """
-    started = time.perf_counter()
+    started, laps = time.perf_counter(), _Laps()
     check_name(Path(out_dir).name, "name", str(out_dir))
     if len(catalog) == 0:
         raise DataError(f"{source}: the catalog has no items")
@@ -148,6 +168,7 @@ def build_item_bundle(
         weights = {m: 1.0 for m in blocks}
         caught.append("no configured weight applies to the modalities present; using equal weights")
     vectors = combine(blocks, weights)
+    laps.lap("embed")
 
     index_settings = settings.index
     indexes, recall = {}, {}
@@ -158,6 +179,7 @@ def build_item_bundle(
                                        seed=index_settings.seed, search_k=index_settings.search_k)
         recall[name] = measure_recall(indexes[name], space.vectors, k=10,
                                       sample=index_settings.recall_sample, seed=settings.seed)
+    laps.lap("indexes")
     encoders = {name: towers[name].describe() if name in towers else {"given": given_from, "dim": blocks[name].dim}
                 for name in blocks}
     unreadable = 0
@@ -175,8 +197,16 @@ def build_item_bundle(
         "metrics": {},
     }
     k = index_settings.precompute_k
-    similar = similar_lists(vectors, k, show_progress=show_progress) if k else None
+    approximate = len(catalog) > index_settings.exact_lists_max
+    similar = similar_lists(vectors, k, approximate=approximate, show_progress=show_progress) if k else None
+    if similar:
+        manifest["lists"] = {"method": "hnsw" if approximate else "exact"}
+        if approximate:
+            manifest["lists"]["recall"] = lists_recall(vectors, similar, sample=index_settings.recall_sample,
+                                                       seed=settings.seed)
+    laps.lap("similar lists")
     cosines = list_cosines(vectors, similar, show_progress=show_progress) if similar else None
+    laps.lap("listed cosines")
     thumbnails = (make_thumbnails(catalog[S.IMAGE], settings.images, show_progress=show_progress)
                   if S.IMAGE in catalog.columns else None)
     if thumbnails is not None:
@@ -192,17 +222,21 @@ def build_item_bundle(
         duplicate_of = found.first_rows(building.item_ids)
         manifest["duplicates"] = {**found.settings, "groups": len(found.groups),
                                   "items": int((duplicate_of >= 0).sum())}
+    laps.lap("thumbnails and duplicates")
     joint = fit_joint_space(blocks, settings, show_progress=show_progress) if settings.towers.joint.enabled else None
+    laps.lap("joint space")
     fitted_tabular = "tabular" in towers and "tabular" in blocks  # not when its vectors were given
     path = write_bundle(out_dir, items=catalog, vectors=vectors, indexes=indexes,
                         tabular_state=towers["tabular"].get_state() if fitted_tabular else None,
                         manifest=manifest, similar=similar, list_cosines=cosines, thumbnails=thumbnails,
                         duplicate_of=duplicate_of, joint=joint)
+    laps.lap("write")
     return BuildReport(
         path=path, items=len(catalog), modalities={m: int(b.mask.sum()) for m, b in blocks.items()},
         dims={**{m: b.dim for m, b in blocks.items()}, "combined": int(vectors.combined.shape[1])},
         recall=recall, cache=stats, seconds=time.perf_counter() - started,
-        unreadable_images=unreadable, warnings=caught,
+        unreadable_images=unreadable, warnings=caught, phases=laps.seconds,
+        lists_recall=manifest.get("lists", {}).get("recall", {}),
     )
 
 

@@ -20,27 +20,49 @@ import numpy as np
 
 from recsys.bundle import Bundle, ListCosines, TopLists
 from recsys.index.exact import nearest, row_blocks, top_k_rows
+from recsys.index.hnsw import approximate_nearest, list_recall
 from recsys.towers.item import ItemVectors, content_query
 
-__all__ = ["similar_lists", "list_cosines", "feed_lists"]
+__all__ = ["similar_lists", "lists_recall", "list_cosines", "feed_lists"]
 
-def similar_lists(vectors: ItemVectors, k: int, *, show_progress: bool = False) -> dict[str, TopLists]:
-    """Each item's ``k`` most similar items, exactly, under the default weights (``"combined"``)
-    and by each modality's cosine alone (one entry per modality).
+
+def similar_lists(vectors: ItemVectors, k: int, *, approximate: bool = False,
+                  show_progress: bool = False) -> dict[str, TopLists]:
+    """Each item's ``k`` most similar items under the default weights (``"combined"``) and by
+    each modality's cosine alone (one entry per modality): exactly, or with ``approximate`` from
+    HNSW candidates re-scored exactly (:func:`~recsys.index.hnsw.approximate_nearest`, for large
+    catalogs: the exact lists cost ``n ** 2``).
 
     ``"combined"`` is the score of :meth:`recsys.serve.Recommender.similar_items` with no
     per-request weights. The per-modality lists answer per-request weights: every item outside
     them is bounded by their last scores, so the candidates they hold, re-scored exactly, give
     the exact answer whenever the ``n``-th best beats that bound
     (:meth:`recsys.serve.Recommender.similar_items`). An item lacks a list entry for a modality
-    it has no vector for; an item without any vector gets empty lists.
+    it has no vector for; an item without any vector gets empty lists. Approximate lists never
+    name an item without any vector (the exact ones may, with score 0, where fewer than ``k``
+    items score above 0), and the bound holds only as far as they hold the exact neighbours
+    (:func:`lists_recall`).
     """
-    lists = {"combined": TopLists(*nearest(vectors.combined, vectors.mask, k, desc="similar items",
-                                           show_progress=show_progress))}
+    def find(matrix, mask, desc, only_with):
+        if approximate:
+            return approximate_nearest(matrix, mask, k, desc=f"{desc} (HNSW)", show_progress=show_progress)
+        return nearest(matrix, mask, k, desc=desc, show_progress=show_progress, only_with=only_with)
+
+    lists = {"combined": TopLists(*find(vectors.combined, vectors.mask, "similar items", False))}
     for m, block in vectors.blocks.items():
-        lists[m] = TopLists(*nearest(block.vectors, block.mask, k, desc=f"similar items ({m})",
-                                     show_progress=show_progress, only_with=True))
+        lists[m] = TopLists(*find(block.vectors, block.mask, f"similar items ({m})", True))
     return lists
+
+
+def lists_recall(vectors: ItemVectors, lists: dict[str, TopLists], *, sample: int,
+                 seed: int = 0) -> dict[str, dict[str, float]]:
+    """Per list, recall@10 and recall@k of approximate ``lists`` against exact search on
+    ``sample`` items (:func:`~recsys.index.hnsw.list_recall`)."""
+    spaces = {"combined": (vectors.combined, vectors.mask),
+              **{m: (b.vectors, b.mask) for m, b in vectors.blocks.items()}}
+    k = next(iter(lists.values())).k
+    ks = (10, k) if k > 10 else (k,)
+    return {name: list_recall(*spaces[name], lists[name].rows, ks=ks, sample=sample, seed=seed) for name in lists}
 
 
 def list_cosines(vectors: ItemVectors, lists: dict[str, TopLists], *,
