@@ -116,7 +116,7 @@ class IndexSettings(_Section):
     )
     seed: int = Field(0, description="Annoy build seed")
     exact_lists_max: int = Field(
-        50_000, ge=0, description="catalogs with at most this many items get exact precomputed "
+        200_000, ge=0, description="catalogs with at most this many items get exact precomputed "
         "similar lists (their cost grows with the square of the catalog); larger ones take HNSW "
         "candidates re-scored exactly, with their recall on `recall_sample` items in the manifest",
     )
