@@ -29,7 +29,7 @@ def approximate_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, links: 
     Args:
         links: HNSW links per node (faiss's ``M``): more is better recall, more memory.
         ef_construction: candidates kept while the graph is built.
-        ef_search: candidates kept per query (default: ``2 * (k + 1 + slack)``, at least 128).
+        ef_search: candidates kept per query (default: twice the ``k + 1 + 16`` asked for).
 
     Returns:
         ``(rows, scores)``, each ``(n, k)``, best first, ``-1`` where fewer than ``k`` qualify.
