@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _common import write_results
+
 DIMS = {"image": 256, "text": 384, "tabular": 32}
 ITEMS_PER_CLUSTER = 50
 
@@ -85,7 +85,8 @@ def latency(version: str, queries: int = 2000, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     items = rec.bundle.item_ids.ids[rng.integers(0, len(rec.bundle.item_ids), queries)]
     out = {}
-    for name, weights in {"default weights": None, "per-request weights": {"image": 2, "text": 1, "tabular": 1}}.items():
+    cases = {"default weights": None, "per-request weights": {"image": 2, "text": 1, "tabular": 1}}
+    for name, weights in cases.items():
         times = []
         for item in items:
             start = time.perf_counter()
