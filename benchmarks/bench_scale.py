@@ -68,7 +68,8 @@ def build(catalog: Path, vectors: Path, out: Path, exact_max: int) -> dict:
                           check=True, capture_output=True, text=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    # ru_maxrss of the children is the largest child so far: each build is the largest yet here
+    # the children's ru_maxrss is the largest child's so far: a later build reports the larger of
+    # its own peak and the earlier builds'
     result["peak_rss_gib"] = round(max(peak, before) / 2**20, 2)
     version = Path(result.pop("path"))
     result["bundle_mib"] = round(sum(f.stat().st_size for f in version.rglob("*") if f.is_file()) / 2**20, 1)
