@@ -196,7 +196,10 @@ def _uploaded_photo() -> bytes:
         upload = request.files.get("image")
         if upload is None:
             raise InvalidRequest("send the photo in a multipart file field named 'image'")
-        return upload.read()
+        try:
+            return upload.read()
+        finally:
+            upload.close()  # a large upload is a temporary file: give it back now, not at collection
     if not request.is_json:
         raise InvalidRequest("send the photo as multipart/form-data (a file field named 'image') or as JSON "
                              '{"image": "data:image/jpeg;base64,..."}')
