@@ -43,19 +43,22 @@ def row_blocks(n_queries: int, n_items: int, desc: str, show_progress: bool) -> 
 
 
 def nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, desc: str = "nearest items",
-            show_progress: bool = False, only_with: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            show_progress: bool = False, only_with: bool = False,
+            queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each ``mask`` row's ``k`` best other rows by dot product (``only_with``: among the ``mask``
     rows; otherwise rows without a vector may be listed, with score 0, as the service scores
-    them): ``(rows, scores)``, each ``(n, k)``, best first, ``-1`` where fewer than ``k`` qualify."""
+    them): ``(rows, scores)``, each ``(n, k)``, best first, ``-1`` where fewer than ``k`` qualify.
+    ``queries``: only these rows' neighbours, ``(len(queries), k)`` each."""
     matrix = np.asarray(matrix, dtype=np.float32)
     n = len(matrix)
-    rows = np.full((n, k), -1, np.int32)
-    scores = np.zeros((n, k), np.float32)
-    for block in row_blocks(n, n, desc, show_progress):
-        s = matrix[block] @ matrix.T
-        own = np.arange(block.start, block.stop)
-        s[own - block.start, own] = -np.inf
-        s[~mask[block]] = -np.inf
+    queries = np.arange(n) if queries is None else np.asarray(queries, dtype=np.int64)
+    rows = np.full((len(queries), k), -1, np.int32)
+    scores = np.zeros((len(queries), k), np.float32)
+    for block in row_blocks(len(queries), n, desc, show_progress):
+        own = queries[block]
+        s = matrix[own] @ matrix.T
+        s[np.arange(len(own)), own] = -np.inf
+        s[~mask[own]] = -np.inf
         if only_with:
             s[:, ~mask] = -np.inf
         rows[block], scores[block] = top_k_rows(s, k)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm.auto import tqdm
 
-from recsys.index.exact import row_blocks, top_k_rows
+from recsys.index.exact import nearest, row_blocks, top_k_rows
 
 __all__ = ["approximate_nearest", "list_recall"]
 
@@ -88,14 +88,7 @@ def list_recall(matrix: np.ndarray, mask: np.ndarray, rows: np.ndarray, *, ks: t
     if not len(members) or not sample:
         return {}
     chosen = np.random.default_rng(seed).choice(members, min(sample, len(members)), replace=False)
-    largest = max(ks)
-    exact = np.empty((len(chosen), largest), np.int32)
-    full = np.asarray(matrix, dtype=np.float32)
-    for part in row_blocks(len(chosen), len(matrix), "", False):
-        s = full[chosen[part]] @ full.T
-        s[:, ~mask] = -np.inf
-        s[np.arange(part.stop - part.start), chosen[part]] = -np.inf
-        exact[part] = top_k_rows(s, largest)[0]
+    exact = nearest(matrix, mask, max(ks), only_with=True, queries=chosen)[0]
     out = {}
     for k in ks:
         hits = [len(set(exact[i, :k][exact[i, :k] >= 0]) & set(rows[r, :k][rows[r, :k] >= 0]))
