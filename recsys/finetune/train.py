@@ -34,7 +34,7 @@ from recsys.data.images import IMAGE_ERRORS, open_image
 from recsys.errors import ConfigError, DataError
 from recsys.finetune.knn import evaluate_backbone
 from recsys.finetune.methods import METHODS, Method, create_method
-from recsys.towers.image import OFFLINE_MODEL, ImageTower, load_backbone
+from recsys.towers.image import OFFLINE_MODEL, ImageTower, feature_width, load_backbone
 
 __all__ = ["FinetuneReport", "finetune"]
 
@@ -211,7 +211,7 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
     resolution = resolution or native
     # both backbones are judged at the training size, the size the tower must then run the new one at
     judged_at = None if resolution == native else resolution
-    features = int(getattr(backbone, "head_hidden_size", None) or backbone.num_features)
+    features = feature_width(backbone)
     ssl = create_method(method, backbone, features).to(target)  # before the optimiser: its state follows
     train_rows, held, references = _split(catalog, eval_items, max_items, seed)
     settings = {"method": method, "model": model, "weights": str(weights), "resolution": resolution,

@@ -22,7 +22,7 @@ from recsys.towers.base import TowerOutput, l2_normalise, weighted_concat
 from recsys.towers.inference import CompiledNet, Precision, Runtime, resolve_precision, resolve_runtime
 from recsys.towers.registry import register_tower
 
-__all__ = ["ImageTower", "load_backbone", "OFFLINE_MODEL"]
+__all__ = ["ImageTower", "load_backbone", "feature_width", "OFFLINE_MODEL"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,12 @@ def _check_model(model: str) -> None:
     if not timm.is_model(model):
         raise ConfigError(f"unknown timm model {model!r} (RECSYS_TOWERS__IMAGE__MODEL); "
                           f"e.g. resnet50 or {OFFLINE_MODEL}")
+
+
+def feature_width(net: torch.nn.Module) -> int:
+    """The width of what a timm backbone's forward returns: the pre-logits width, wider than
+    ``num_features`` where the head has hidden layers (VGG's 4096 over 512 channels)."""
+    return int(getattr(net, "head_hidden_size", None) or net.num_features)
 
 
 def load_backbone(model: str, weights: str | None = None) -> torch.nn.Module:
@@ -223,11 +229,8 @@ class ImageTower:
             import timm
 
             _check_model(self.model_name)
-            net = timm.create_model(self.model_name, pretrained=False, num_classes=0)
-            # what forward returns: the pre-logits width, wider than num_features where the head
-            # has hidden layers (VGG's 4096 over 512 channels)
-            features = getattr(net, "head_hidden_size", None) or net.num_features
-            self._dim = int(features) + (len(PALETTE) if self.colour_weight else 0)
+            features = feature_width(timm.create_model(self.model_name, pretrained=False, num_classes=0))
+            self._dim = features + (len(PALETTE) if self.colour_weight else 0)
         return self._dim
 
     def _weights_source(self) -> str:
