@@ -26,14 +26,16 @@ __all__ = ["finetune"]
 @click.option("--eval-items", default=5000, show_default=True, type=click.IntRange(10),
               help="photos in the kNN evaluation (a fifth held out of training)")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--workers", default=None, type=click.IntRange(0),
+              help="processes decoding and augmenting photos [default: one per core beyond two, at most 4]")
 @click.option("--seed", type=int, default=None, help="seed (default: settings.seed)")
 @click.option("--image-root", "image_roots", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="a folder besides the catalog's own that its image paths may point into (repeatable)")
 @click.option("--progress/--no-progress", default=True, help="progress bars")
 @click.pass_context
 def finetune(ctx: click.Context, catalog: str, method: str, out: Path, epochs: int, resolution: int | None,
-             batch_size: int, lr: float, max_items: int | None, eval_items: int, device: str, seed: int | None,
-             image_roots: tuple[Path, ...], progress: bool) -> None:
+             batch_size: int, lr: float, max_items: int | None, eval_items: int, device: str, workers: int | None,
+             seed: int | None, image_roots: tuple[Path, ...], progress: bool) -> None:
     """Fine-tune the image backbone on the catalog's photos without labels (self-supervised), and
     keep it only if its kNN accuracy on the leaf category beats the starting weights. Running it
     again with the same --out resumes."""
@@ -46,5 +48,6 @@ def finetune(ctx: click.Context, catalog: str, method: str, out: Path, epochs: i
     image = settings.towers.image
     report = run(frame, out, method=method, model=image.model, weights=image.weights, epochs=epochs,
                  resolution=resolution, batch_size=batch_size, lr=lr, max_items=max_items, eval_items=eval_items,
-                 seed=settings.seed if seed is None else seed, device=device, show_progress=progress)
+                 seed=settings.seed if seed is None else seed, device=device, num_workers=workers,
+                 show_progress=progress)
     click.echo(report.summary())

@@ -185,7 +185,8 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
             training, are classified by the rest.
         k: neighbours in the kNN vote.
         device: ``auto`` (CUDA where available), ``cpu`` or ``cuda``.
-        num_workers: processes decoding photos; default one per core beyond the first two.
+        num_workers: processes decoding and augmenting photos; default one per core beyond the
+            first two, at most four (a GPU machine wants more: the augmentations run on its CPUs).
 
     Returns:
         FinetuneReport: also written to ``out/report.json``.
@@ -246,14 +247,14 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
 
     sources = catalog[S.IMAGE].astype(str).to_numpy()
     steps_per_epoch = max(1, len(train_rows) // batch_size)
-    workers = max(0, (os.cpu_count() or 1) - 2) if num_workers is None else num_workers
+    workers = min(4, max(0, (os.cpu_count() or 1) - 2)) if num_workers is None else num_workers
     ssl.train()
     _keep_norm_statistics(ssl)
     while epoch < epochs:
         order = np.random.default_rng(seed + epoch).permutation(train_rows)[step * batch_size:]
         photos = _Photos(list(sources[order]), ssl.transform(resolution, config["mean"], config["std"]), resolution)
-        loader = DataLoader(photos, batch_size=batch_size, drop_last=True, num_workers=min(workers, 4),
-                            collate_fn=_collate, persistent_workers=False)
+        loader = DataLoader(photos, batch_size=batch_size, drop_last=True, num_workers=workers,
+                            collate_fn=_collate, pin_memory=target.type == "cuda")
         total, count = 0.0, 0
         with tqdm(loader, total=steps_per_epoch, initial=step, desc=f"{method} epoch {epoch + 1}/{epochs}",
                   unit="step", disable=not show_progress) as bar:
