@@ -72,19 +72,32 @@ def cli(ctx: click.Context, config_file: Path | None, verbose: int) -> None:
 @click.option("--vectors", default=None, type=click.Path(exists=True, path_type=Path),
               help="item vectors you already have: a .parquet file (item_id and a list column per modality) "
                    "or a folder (item_ids.txt and <modality>.npy); those modalities skip the encoders")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="where the image and text towers run: this process, or Ray actors")
+@click.option("--address", default=None, metavar="ADDR",
+              help="with --engine ray: a running cluster (HEAD:PORT or ray://HEAD:10001) [default: a local "
+                   "instance for this build]")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="with --engine ray: actors per tower")
 @click.option("--progress/--no-progress", default=True, help="progress bars")
 @click.pass_context
 def build(ctx: click.Context, catalog: str, out: Path, seed: int | None, image_roots: tuple[Path, ...],
-          vectors: Path | None, progress: bool) -> None:
+          vectors: Path | None, engine: str, address: str | None, workers: int, progress: bool) -> None:
     """Embed a catalog, build its indexes and write a model bundle."""
-    from recsys.data import load_catalog
-    from recsys.pipeline.build import build_item_bundle
+    from contextlib import nullcontext
 
+    from recsys.data import load_catalog
+    from recsys.pipeline.build import build_item_bundle, ray_engine
+
+    if engine == "local" and (address or workers != 1):
+        raise click.UsageError("--address and --workers go with --engine ray")
     settings = _settings(ctx)
     seed = settings.seed if seed is None else seed
     frame = load_catalog(catalog, seed=seed, state_dir=settings.state_dir, show_progress=progress,
                          image_roots=[*settings.images.roots, *image_roots])
-    report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress, vectors=vectors)
+    with ray_engine(settings, address, workers) if engine == "ray" else nullcontext() as runner:
+        report = build_item_bundle(frame, settings, out, source=catalog, show_progress=progress, vectors=vectors,
+                                   engine=runner)
     for message in dict.fromkeys(report.warnings):
         click.echo(f"warning: {message}", err=True)
     click.echo(report.summary())

@@ -29,10 +29,11 @@ from recsys.pipeline.thumbnails import make_thumbnails
 from recsys.settings import Settings
 from recsys.towers.base import TowerOutput, l2_normalise
 from recsys.towers.cache import EmbeddingCache, encode_cached
+from recsys.towers.engines import Engine, RayEngine
 from recsys.towers.item import combine
 from recsys.towers.registry import create_tower
 
-__all__ = ["BuildReport", "TrainReport", "build_item_bundle", "create_towers", "train_user_tower"]
+__all__ = ["BuildReport", "TrainReport", "build_item_bundle", "create_towers", "ray_engine", "train_user_tower"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +89,19 @@ class _Laps:
         self._last = now
 
 
+def _tower_settings(settings: Settings) -> dict[str, dict]:
+    return {name: getattr(settings.towers, name).model_dump() for name in ("image", "text", "tabular")}
+
+
 def create_towers(settings: Settings) -> dict:
     """The image, text and tabular towers configured by ``settings`` (models load lazily)."""
-    return {
-        "image": create_tower("image", **settings.towers.image.model_dump()),
-        "text": create_tower("text", **settings.towers.text.model_dump()),
-        "tabular": create_tower("tabular", **settings.towers.tabular.model_dump()),
-    }
+    return {name: create_tower(name, **config) for name, config in _tower_settings(settings).items()}
+
+
+def ray_engine(settings: Settings, address: str | None = None, workers: int = 1) -> RayEngine:
+    """The Ray engine for :func:`build_item_bundle`, its actors building the towers ``settings``
+    configures (a context manager: ``with ray_engine(settings) as engine: ...``)."""
+    return RayEngine(_tower_settings(settings), address=address, workers=workers)
 
 
 def _fingerprint(frame: pd.DataFrame) -> str:
@@ -111,6 +118,7 @@ def build_item_bundle(
     show_progress: bool = True,
     towers: dict | None = None,
     vectors: str | Path | None = None,
+    engine: Engine | None = None,
 ) -> BuildReport:
     """Embed a validated catalog, build the indexes and write a new bundle version.
 
@@ -124,6 +132,7 @@ def build_item_bundle(
         vectors: a Parquet file or a folder of item vectors a team already has
             (:mod:`recsys.data.vectors`): their modalities skip the encoders and go through
             the same blocks, weights, indexes and bundle.
+        engine: where the towers run: this process by default, or Ray (:func:`ray_engine`).
 
     Returns:
         BuildReport: see :meth:`BuildReport.summary`.
@@ -153,7 +162,7 @@ def build_item_bundle(
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always", RecsysWarning)
                 block, stats[name] = encode_cached(tower, catalog, cache, show_progress=show_progress,
-                                                   save_every=settings.towers.save_every)
+                                                   save_every=settings.towers.save_every, engine=engine)
             caught += [str(w.message) for w in seen if issubclass(w.category, RecsysWarning)]
             if block.mask.any():
                 blocks[name] = block

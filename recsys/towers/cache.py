@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from recsys.errors import RecsysWarning
 from recsys.towers.base import Tower, TowerOutput
+from recsys.towers.engines import Engine, LocalEngine
 
 __all__ = ["EmbeddingCache", "encode_cached"]
 
@@ -65,13 +66,14 @@ class EmbeddingCache:
 
 def encode_cached(
     tower: Tower, catalog: pd.DataFrame, cache: EmbeddingCache | None, *, show_progress: bool = True,
-    save_every: int = 2048,
+    save_every: int = 2048, engine: Engine | None = None,
 ) -> tuple[TowerOutput, dict]:
     """Encode a catalog, re-embedding only rows whose content (or encoder) changed.
 
-    The rows to embed go through the tower ``save_every`` at a time, and each part is written to
-    the cache as soon as it is done: a build that is stopped part way keeps what it embedded, and
-    the next run embeds only the rest.
+    The rows to embed go through the tower ``save_every`` at a time, on ``engine`` (default this
+    process, :class:`~recsys.towers.engines.LocalEngine`), and each part is written to the cache as
+    soon as it is done: a build that is stopped part way keeps what it embedded, and the next run
+    embeds only the rest.
 
     Returns:
         (output, stats): the tower output in catalog order, and counts
@@ -91,13 +93,12 @@ def encode_cached(
     with tqdm(total=len(todo), desc=f"{tower.modality} tower", unit="item",
               disable=not show_progress or not todo) as bar, warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", RecsysWarning)
-        for start in range(0, len(todo), save_every):
-            part = todo[start:start + save_every]
-            out = tower.encode(catalog.iloc[part], show_progress=False)
+        rows = np.asarray(todo, dtype=np.int64)
+        for positions, out in (engine or LocalEngine()).parts(tower, catalog.iloc[rows], save_every):
+            part = rows[positions]
             vectors[part], mask[part] = out.vectors, out.mask
             if cache:
-                ok = [j for j, good in enumerate(out.mask) if good]
-                cache.put(encoder, [keys[part[j]] for j in ok], out.vectors[ok])
+                cache.put(encoder, [keys[i] for i in part[out.mask]], out.vectors[out.mask])
             bar.update(len(part))
     for message in _summed(str(w.message) for w in seen if issubclass(w.category, RecsysWarning)):
         warnings.warn(message, RecsysWarning, stacklevel=2)

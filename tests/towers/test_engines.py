@@ -1,0 +1,52 @@
+"""Where the towers run: the Ray engine writes the bundle the local engine writes."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from recsys.bundle import read_bundle
+from recsys.cli import cli
+from recsys.errors import ConfigError
+from recsys.pipeline.build import build_item_bundle, ray_engine
+from recsys.towers import create_tower
+from recsys.towers.engines import RayEngine
+from tests.conftest import make_settings
+
+
+@pytest.mark.slow  # a local Ray instance and one actor per tower, each loading its model: about a minute
+def test_a_build_on_ray_writes_the_bundle_a_local_build_writes(shop, tmp_path, _image_tower, _text_tower):
+    catalog = shop.iloc[:48].reset_index(drop=True)
+    local = build_item_bundle(catalog, make_settings(tmp_path / "local"), tmp_path / "local" / "models" / "shop",
+                              show_progress=False, towers={"image": _image_tower, "text": _text_tower,
+                                                           "tabular": create_tower("tabular")})
+    # its own embedding cache, so that every image and text goes through the actors, in parts of 16
+    settings = make_settings(tmp_path / "ray", towers={"cache_dir": str(tmp_path / "ray" / "embeddings"),
+                                                       "save_every": 16, "joint": {"enabled": False}})
+    with ray_engine(settings, workers=2) as engine:
+        remote = build_item_bundle(catalog, settings, tmp_path / "ray" / "models" / "shop", show_progress=False,
+                                   engine=engine)
+        again = build_item_bundle(catalog, settings, tmp_path / "ray" / "models" / "shop", show_progress=False,
+                                  engine=engine)
+    assert again.cache["image"] == {"cached": local.modalities["image"], "encoded": 0,
+                                    "missing": len(catalog) - local.modalities["image"]}
+    assert remote.cache["image"]["encoded"] == local.modalities["image"] > 0
+    assert remote.cache["text"]["encoded"] == local.modalities["text"] > 0
+    ours, theirs = read_bundle(local.path), read_bundle(remote.path)
+    np.testing.assert_array_equal(ours.vectors.mask, theirs.vectors.mask)
+    np.testing.assert_allclose(ours.vectors.combined, theirs.vectors.combined, atol=1e-5)
+    for name in ("image", "text"):
+        np.testing.assert_allclose(ours.vectors.blocks[name].vectors, theirs.vectors.blocks[name].vectors, atol=1e-5)
+    np.testing.assert_array_equal(ours.similar["combined"].rows[:, :5], theirs.similar["combined"].rows[:, :5])
+
+
+def test_the_ray_engine_refuses_no_workers():
+    with pytest.raises(ConfigError, match="at least one worker"):
+        RayEngine({}, workers=0)
+
+
+def test_build_options_for_ray_need_the_ray_engine(tmp_path):
+    result = CliRunner().invoke(cli, ["build", "--catalog", "synthetic:10", "--out", str(tmp_path / "m"),
+                                      "--workers", "2"])
+    assert result.exit_code == 2
+    assert "--address and --workers go with --engine ray" in result.output
