@@ -8,6 +8,7 @@ Layout of ``models/<name>/<version>/``::
     vectors/combined.npy       weighted concatenation with the default weights; combined.mask.npy
     towers/tabular.json        fitted tabular state (ranges, vocabularies)
     index/<name>.ann           Annoy (angular) for "combined" and each modality; <name>.rows.npy
+                               (index/<name>.hnsw, a faiss HNSW graph, with index.backend hnsw)
     precomputed/similar.rows.npy, similar.scores.npy
                                each item's top k similar items under the default weights (optional)
     precomputed/similar.<m>.rows.npy, similar.<m>.scores.npy
@@ -59,16 +60,20 @@ from recsys.data.ids import IdMap
 from recsys.data.schema import ITEM_ID, USER_ID
 from recsys.errors import BundleError
 from recsys.index.annoy import AnnIndex
+from recsys.index.hnsw import HnswIndex
 from recsys.index.mips import SEARCH_EFFORT
 from recsys.manifest import check_manifest, check_name
 from recsys.towers.base import TowerOutput
 from recsys.towers.item import ItemVectors
 from recsys.towers.joint import JointSpace
 
-__all__ = ["Bundle", "Collab", "TopLists", "ListCosines", "Thumbnails", "write_bundle", "write_user_tower",
-           "write_joint_space", "read_bundle", "resolve_bundle_path", "FORMAT", "TRAINED", "PROJECTED"]
+__all__ = ["Bundle", "Collab", "ItemIndex", "TopLists", "ListCosines", "Thumbnails", "write_bundle",
+           "write_user_tower", "write_joint_space", "read_bundle", "resolve_bundle_path", "FORMAT", "TRAINED",
+           "PROJECTED"]
 
 logger = logging.getLogger(__name__)
+# the item spaces' serving index, chosen by index.backend
+ItemIndex = AnnIndex | HnswIndex
 FORMAT = 1
 MANIFEST = "manifest.json"
 # item_state values
@@ -208,7 +213,7 @@ class Bundle:
     items: pd.DataFrame
     item_ids: IdMap
     vectors: ItemVectors
-    indexes: dict[str, AnnIndex]
+    indexes: dict[str, ItemIndex]
     tabular_state: dict | None
     collab: Collab | None = None
     similar: dict[str, TopLists] = field(default_factory=dict)
@@ -262,7 +267,7 @@ def write_bundle(
     *,
     items: pd.DataFrame,
     vectors: ItemVectors,
-    indexes: dict[str, AnnIndex],
+    indexes: dict[str, ItemIndex],
     tabular_state: dict | None,
     manifest: dict,
     similar: dict[str, TopLists] | None = None,
@@ -282,7 +287,7 @@ def write_bundle(
             np.save(tmp / "vectors" / f"{name}.npy", block.vectors, allow_pickle=False)
             np.save(tmp / "vectors" / f"{name}.mask.npy", block.mask, allow_pickle=False)
         for name, index in indexes.items():
-            index.save(tmp / "index" / f"{name}.ann")
+            index.save(tmp / "index" / f"{name}{index.suffix}")
         if tabular_state is not None:
             (tmp / "towers" / "tabular.json").write_text(json.dumps(tabular_state, indent=1))
         if similar:
@@ -308,8 +313,8 @@ def write_bundle(
         "dims": {**{m: b.dim for m, b in vectors.blocks.items()}, "combined": int(vectors.combined.shape[1])},
         "default_weights": vectors.weights,
         "indexes": {**manifest.get("indexes", {}),
-                    **{name: {**manifest.get("indexes", {}).get(name, {}), "items": len(ix),
-                              "n_trees": ix.n_trees} for name, ix in indexes.items()}},
+                    **{name: {**manifest.get("indexes", {}).get(name, {}), "items": len(ix), **ix.describe()}
+                       for name, ix in indexes.items()}},
         **(_joint_manifest(joint) if joint is not None else {}),
         **({"precomputed": {"similar": {"k": next(iter(similar.values())).k, "lists": list(similar),
                                         **({"cosines_width": int(list_cosines.rows.shape[1])}
@@ -496,10 +501,8 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
         items = pd.read_parquet(path / "items.parquet")
         blocks = {m: _load_block(path, m) for m in manifest["modalities"]}
         combined = _load_block(path, "combined")
-        indexes = {
-            name: AnnIndex.load(path / "index" / f"{name}.ann", manifest["dims"][name], meta["n_trees"])
-            for name, meta in manifest["indexes"].items()
-        }
+        indexes = {name: _load_index(path / "index", name, manifest["dims"][name], meta)
+                   for name, meta in manifest["indexes"].items()}
         tabular_file = path / "towers" / "tabular.json"
         tabular_state = json.loads(tabular_file.read_text()) if tabular_file.is_file() else None
         collab = _load_collab(path, manifest["collab"]) if "collab" in manifest else None
@@ -514,6 +517,12 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
                   thumbnails=_load_thumbnails(path / "images"),
                   duplicate_of=_load_duplicate_of(path / "curation" / "duplicate_of.npy", len(items)),
                   joint=_load_joint(path / "joint", manifest))
+
+
+def _load_index(folder: Path, name: str, dim: int, meta: dict) -> ItemIndex:
+    if meta.get("backend", "annoy") == "hnsw":
+        return HnswIndex.load(folder / f"{name}{HnswIndex.suffix}", dim, meta["links"], meta["ef_search"])
+    return AnnIndex.load(folder / f"{name}{AnnIndex.suffix}", dim, meta["n_trees"])
 
 
 def _load_joint(folder: Path, manifest: dict) -> JointSpace | None:

@@ -105,6 +105,10 @@ class TowersSettings(_Section):
 
 
 class IndexSettings(_Section):
+    backend: Literal["annoy", "hnsw"] = Field(
+        "annoy", description="the item spaces' serving index: Annoy trees, or a faiss HNSW graph with "
+        "exact scores (higher recall at a large catalog, more memory; docs/performance.md)",
+    )
     n_trees: int = Field(50, gt=0, description="Annoy trees per index")
     search_k: int = Field(-1, description="Annoy search_k at query time; -1 = n_trees * n")
     recall_sample: int = Field(200, ge=0, description="queries used to measure recall@10 at build")
@@ -115,6 +119,10 @@ class IndexSettings(_Section):
         "weights score the items their lists cannot rule out within it; 0 = always Annoy",
     )
     seed: int = Field(0, description="Annoy build seed")
+    hnsw_links: int = Field(32, ge=4, le=128, description="HNSW links per item (faiss's M): more is "
+                            "better recall, more memory")
+    hnsw_ef_search: int = Field(64, ge=1, description="candidates an HNSW query keeps at least: more "
+                                "is better recall, slower queries")
     exact_lists_max: int = Field(
         200_000, ge=0, description="catalogs with at most this many items get exact precomputed "
         "similar lists (their cost grows with the square of the catalog); larger ones take HNSW "

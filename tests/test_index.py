@@ -1,9 +1,10 @@
-"""Annoy indexes: recall against exact search, cosine scores, save/load, exclusions."""
+"""Serving indexes (Annoy, HNSW): recall against exact search, cosine scores, save/load, exclusions."""
 import numpy as np
 import pytest
 
 from recsys.errors import BundleError
 from recsys.index import AnnIndex, measure_recall
+from recsys.index.hnsw import HnswIndex
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +83,24 @@ def test_annoy_is_asked_only_where_it_compares_fewer_items_than_an_exact_pass(cl
     assert annoy_wants(10, 3000, 3000, [index], 32, exact_budget=10**6, overfetch=10) == []  # cheap
     assert annoy_wants(10, 80, 3000, [index], 32, **plan) == []  # fewer items than candidates
     assert annoy_wants(100, 3000, 3000, [index], 32, exact_budget=0, overfetch=10) == [1000]
+
+
+def test_the_hnsw_index_answers_as_annoy_does_with_exact_scores(tmp_path, clustered):
+    rows = np.arange(0, 3000, 2)
+    index = HnswIndex.build(clustered, rows, links=16, ef_search=32)
+    assert measure_recall(index, clustered, k=10, sample=200) > 0.95
+    found, scores = index.query(clustered[4], n=20, exclude={4})
+    assert set(found) <= set(rows) and 4 not in found and len(found) == 20
+    np.testing.assert_allclose(scores, clustered[found] @ clustered[4], atol=1e-5)
+    assert (np.diff(scores) <= 1e-6).all()
+    assert len(index.query(clustered[4], n=len(rows) + 5)[0]) == len(rows)  # asking past the end
+    assert index.inspects(10) == 32 * 16 and index.inspects(10_000) == len(rows)
+    index.save(tmp_path / "x.hnsw")
+    loaded = HnswIndex.load(tmp_path / "x.hnsw", 32, 16, 32)
+    np.testing.assert_array_equal(loaded.query(clustered[4], n=20, exclude={4})[0], found)
+    with pytest.raises(BundleError, match="dimensions"):
+        HnswIndex.load(tmp_path / "x.hnsw", 64, 16, 32)
+    (tmp_path / "bad.hnsw").write_bytes(b"junk")
+    np.save(tmp_path / "bad.rows.npy", rows)
+    with pytest.raises(BundleError):
+        HnswIndex.load(tmp_path / "bad.hnsw", 32, 16, 32)

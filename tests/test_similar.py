@@ -146,3 +146,34 @@ def test_filters_hold_and_fill_k(built, shop, budget):
     plain = [s.item_id for s in recommender.similar_items(query, 5)]
     excluded = recommender.similar_items(query, 5, filters=ItemFilter.create(exclude=plain[:2]))
     assert [s.item_id for s in excluded][:3] == plain[2:]
+
+
+def test_a_bundle_with_the_hnsw_backend_serves_from_its_graphs(session_dir, shop, _image_tower, _text_tower):
+    from recsys.bundle import read_bundle
+    from recsys.index.hnsw import HnswIndex
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.serve import Recommender
+    from recsys.towers import create_tower
+    from tests.conftest import make_settings
+
+    # no precomputed lists and no exact pass: every answer comes from the graphs
+    settings = make_settings(session_dir)
+    settings = settings.model_copy(update={"index": settings.index.model_copy(
+        update={"backend": "hnsw", "precompute_k": 0})})
+    towers = {"image": _image_tower, "text": _text_tower, "tabular": create_tower("tabular")}
+    report = build_item_bundle(shop, settings, session_dir / "models" / "shop-hnsw", show_progress=False,
+                               towers=towers)
+    assert "(HNSW vs exact search)" in report.summary() and min(report.recall.values()) > 0.95
+    bundle = read_bundle(report.path)
+    assert bundle.manifest["indexes"]["combined"]["backend"] == "hnsw"
+    assert all(isinstance(index, HnswIndex) for index in bundle.indexes.values())
+    recommender = Recommender(bundle, exact_budget=0)
+    vectors, ids = bundle.vectors.combined, bundle.item_ids
+    hits = []
+    for row in range(0, len(shop), 15):
+        exact = np.argsort(-(vectors @ vectors[row]))
+        exact = ids.ids[exact[exact != row][:K]]
+        found = recommender.similar_items(ids.ids[row], k=K)
+        hits.append(len({s.item_id for s in found} & set(exact)) / K)
+    assert np.mean(hits) > 0.95, np.mean(hits)
+    assert len(recommender.similar_items(ids.ids[0], k=K, weights={"image": 1.0})) == K

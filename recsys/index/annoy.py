@@ -36,8 +36,14 @@ class AnnIndex:
         self.annoy, self.rows, self.dim = annoy, np.asarray(rows, dtype=np.int64), dim
         self.n_trees, self.search_k, self.search_effort = n_trees, search_k, search_effort
 
+    suffix = ".ann"
+
     def __len__(self) -> int:
         return len(self.rows)
+
+    def describe(self) -> dict:
+        """What the manifest records to load it again."""
+        return {"backend": "annoy", "n_trees": self.n_trees}
 
     @classmethod
     def build(cls, vectors: np.ndarray, rows: np.ndarray | None = None, *, n_trees: int = 50,

@@ -21,6 +21,7 @@ from recsys.data.ids import IdMap
 from recsys.data.vectors import load_vectors
 from recsys.errors import DataError, RecsysWarning
 from recsys.index.annoy import MIN_CANDIDATES, AnnIndex, measure_recall
+from recsys.index.hnsw import HnswIndex
 from recsys.index.mips import augment_query, build_mips_index
 from recsys.manifest import check_name
 from recsys.pipeline.align import fit_joint_space
@@ -53,6 +54,7 @@ class BuildReport:
     warnings: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     lists_recall: dict[str, dict] = field(default_factory=dict)
+    index_backend: str = "Annoy"
 
     def summary(self) -> str:
         lines = [f"bundle    {self.path}", f"items     {self.items:,}"]
@@ -61,7 +63,7 @@ class BuildReport:
             for m, c in self.modalities.items()))
         lines.append(f"combined  dim {self.dims['combined']}")
         lines.append("recall@10 " + ", ".join(f"{k}: {v:.3f}" for k, v in self.recall.items())
-                     + "  (Annoy vs exact search)")
+                     + f"  ({self.index_backend} vs exact search)")
         if self.lists_recall:
             lines.append("lists     " + ", ".join(f"{name}: " + " ".join(f"{k} {v:.3f}" for k, v in r.items())
                                                   for name, r in self.lists_recall.items())
@@ -184,8 +186,11 @@ def build_item_bundle(
     spaces = {"combined": TowerOutput(vectors.combined, vectors.mask), **blocks}
     for name, space in spaces.items():
         rows = np.flatnonzero(space.mask)
-        indexes[name] = AnnIndex.build(space.vectors, rows, n_trees=index_settings.n_trees,
-                                       seed=index_settings.seed, search_k=index_settings.search_k)
+        indexes[name] = (HnswIndex.build(space.vectors, rows, links=index_settings.hnsw_links,
+                                         ef_search=index_settings.hnsw_ef_search)
+                         if index_settings.backend == "hnsw" else
+                         AnnIndex.build(space.vectors, rows, n_trees=index_settings.n_trees,
+                                        seed=index_settings.seed, search_k=index_settings.search_k))
         recall[name] = measure_recall(indexes[name], space.vectors, k=10,
                                       sample=index_settings.recall_sample, seed=settings.seed)
     laps.lap("indexes")
@@ -201,7 +206,8 @@ def build_item_bundle(
         "counts": {"items": len(catalog), "users": 0,
                    **{f"items_with_{m}": int(b.mask.sum()) for m, b in blocks.items()}},
         "data_fingerprint": _fingerprint(catalog),
-        "indexes": {name: {"recall@10": round(r, 4), "search_k": index_settings.search_k}
+        "indexes": {name: {"recall@10": round(r, 4),
+                           **({"search_k": index_settings.search_k} if index_settings.backend == "annoy" else {})}
                     for name, r in recall.items()},
         "metrics": {},
     }
@@ -246,6 +252,7 @@ def build_item_bundle(
         recall=recall, cache=stats, seconds=time.perf_counter() - started,
         unreadable_images=unreadable, warnings=caught, phases=laps.seconds,
         lists_recall=manifest.get("lists", {}).get("recall", {}),
+        index_backend="HNSW" if index_settings.backend == "hnsw" else "Annoy",
     )
 
 

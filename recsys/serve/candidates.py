@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.bundle import Bundle
-from recsys.index.annoy import MIN_CANDIDATES, AnnIndex
+from recsys.bundle import Bundle, ItemIndex
+from recsys.index.annoy import MIN_CANDIDATES
 from recsys.serve.scan import Scan
 
 __all__ = ["Candidates", "annoy_wants", "best", "ANNOY_ITEM_COST"]
@@ -19,7 +19,7 @@ __all__ = ["Candidates", "annoy_wants", "best", "ANNOY_ITEM_COST"]
 # measured on the API benchmark's shop (docs/performance.md)
 ANNOY_ITEM_COST = 3
 
-Search = tuple[AnnIndex, np.ndarray]
+Search = tuple[ItemIndex, np.ndarray]
 
 
 class Candidates:
@@ -82,7 +82,7 @@ class Candidates:
         return best(k, rows, np.asarray(score(rows), dtype=np.float32))
 
 
-def annoy_wants(k: int, n_allowed: int, n_items: int, indexes: list[AnnIndex], dim: int, *,
+def annoy_wants(k: int, n_allowed: int, n_items: int, indexes: list[ItemIndex], dim: int, *,
                 exact_budget: int, overfetch: int) -> list[int]:
     """How many candidates to ask each index for to find the best ``k`` of ``n_allowed`` items
     (of ``n_items``), or ``[]`` when scoring every allowed item exactly (``dim`` dimensions) is

@@ -23,8 +23,6 @@ from recsys.towers.base import Tower, TowerOutput
 
 __all__ = ["Engine", "LocalEngine", "RayEngine"]
 
-logger = logging.getLogger(__name__)
-
 _ROW = "__row"  # the column that carries each row's position through Ray and back
 
 
@@ -91,7 +89,7 @@ class RayEngine:
         try:
             import ray
         except ImportError as error:
-            raise ConfigError("the Ray engine needs ray: pip install 'ray[data]'") from error
+            raise ConfigError("the Ray engine needs ray: pip install 'recsys[ray]'") from error
         if not ray.is_initialized():  # else a session the caller opened, and closes
             # a local instance gets a CPU for every actor, so that none waits for a free one
             cpus = max(os.cpu_count() or 1, self.workers * self.cpus_per_worker)
