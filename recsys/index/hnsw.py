@@ -99,12 +99,13 @@ class HnswIndex:
 
     @classmethod
     def load(cls, path: str | Path, dim: int, links: int, ef_search: int) -> HnswIndex:
-        """Read an index written by :meth:`save`."""
+        """Read an index written by :meth:`save`: the vectors memory-mapped (workers share one
+        page cache, as with Annoy), the graph's links read in (a few hundred bytes per item)."""
         import faiss
 
         path = Path(path)
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
         except RuntimeError as exc:
             raise BundleError(f"cannot load index {path}: {exc}") from exc
         rows = np.load(path.with_suffix(".rows.npy"), allow_pickle=False)
