@@ -43,7 +43,7 @@ class AnnIndex:
 
     def describe(self) -> dict:
         """What the manifest records to load it again."""
-        return {"backend": "annoy", "n_trees": self.n_trees}
+        return {"backend": "annoy", "n_trees": self.n_trees, "search_k": self.search_k}
 
     @classmethod
     def build(cls, vectors: np.ndarray, rows: np.ndarray | None = None, *, n_trees: int = 50,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recsys._hashing import sha256_bytes
-from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, write_bundle, write_user_tower
+from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, ItemIndex, write_bundle, write_user_tower
 from recsys.collab.als import CollabModel, interaction_matrix, popularity
 from recsys.collab.project import ContentProjection
 from recsys.curation.duplicates import find_duplicates
@@ -27,7 +27,7 @@ from recsys.manifest import check_name
 from recsys.pipeline.align import fit_joint_space
 from recsys.pipeline.precompute import feed_lists, list_cosines, lists_recall, similar_lists
 from recsys.pipeline.thumbnails import make_thumbnails
-from recsys.settings import Settings
+from recsys.settings import IndexSettings, Settings
 from recsys.towers.base import TowerOutput, l2_normalise
 from recsys.towers.cache import EmbeddingCache, encode_cached
 from recsys.towers.engines import Engine, RayEngine
@@ -104,6 +104,13 @@ def ray_engine(settings: Settings, address: str | None = None, workers: int = 1)
     """The Ray engine for :func:`build_item_bundle`, its actors building the towers ``settings``
     configures (a context manager: ``with ray_engine(settings) as engine: ...``)."""
     return RayEngine(_tower_settings(settings), address=address, workers=workers)
+
+
+def _serving_index(vectors: np.ndarray, rows: np.ndarray, index: IndexSettings) -> ItemIndex:
+    """The serving index over ``vectors[rows]`` that ``index.backend`` names."""
+    if index.backend == "hnsw":
+        return HnswIndex.build(vectors, rows, links=index.hnsw_links, ef_search=index.hnsw_ef_search)
+    return AnnIndex.build(vectors, rows, n_trees=index.n_trees, seed=index.seed, search_k=index.search_k)
 
 
 def _fingerprint(frame: pd.DataFrame) -> str:
@@ -186,11 +193,7 @@ def build_item_bundle(
     spaces = {"combined": TowerOutput(vectors.combined, vectors.mask), **blocks}
     for name, space in spaces.items():
         rows = np.flatnonzero(space.mask)
-        indexes[name] = (HnswIndex.build(space.vectors, rows, links=index_settings.hnsw_links,
-                                         ef_search=index_settings.hnsw_ef_search)
-                         if index_settings.backend == "hnsw" else
-                         AnnIndex.build(space.vectors, rows, n_trees=index_settings.n_trees,
-                                        seed=index_settings.seed, search_k=index_settings.search_k))
+        indexes[name] = _serving_index(space.vectors, rows, index_settings)
         recall[name] = measure_recall(indexes[name], space.vectors, k=10,
                                       sample=index_settings.recall_sample, seed=settings.seed)
     laps.lap("indexes")
@@ -206,9 +209,7 @@ def build_item_bundle(
         "counts": {"items": len(catalog), "users": 0,
                    **{f"items_with_{m}": int(b.mask.sum()) for m, b in blocks.items()}},
         "data_fingerprint": _fingerprint(catalog),
-        "indexes": {name: {"recall@10": round(r, 4),
-                           **({"search_k": index_settings.search_k} if index_settings.backend == "annoy" else {})}
-                    for name, r in recall.items()},
+        "indexes": {name: {"recall@10": round(r, 4)} for name, r in recall.items()},  # write_bundle adds the rest
         "metrics": {},
     }
     k = index_settings.precompute_k
