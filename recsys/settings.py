@@ -221,6 +221,11 @@ class RedisSettings(_Section):
     recent_items: int = Field(50, gt=0, description="recent items kept per user for fold-in")
     recent_ttl_days: float = Field(30.0, gt=0, description="recent activity of an idle user expires after this")
     chunk_bytes: int = Field(4 << 20, gt=0, description="bundle files are stored in Redis in chunks of this size")
+    bundle_files: Path | None = Field(
+        None, description="a folder every worker mounts (NFS, EFS, a mounted bucket) where `recsys publish` puts "
+        "bundles' files, Redis keeping only their manifests, checksums and the active pointer; unset = the "
+        "files go into Redis (fine up to about 100,000 items: docs/performance.md)",
+    )
 
 
 class ApiSettings(_Section):

@@ -108,9 +108,10 @@ def test_train_then_recommend(runner, shop_copy):
 
 
 @pytest.mark.redis_server
-def test_publish_says_which_redis_and_warns_about_misspelt_variables(runner, built, monkeypatch):
+def test_publish_says_which_redis_and_warns_about_misspelt_variables(runner, built, monkeypatch, tmp_path):
     """RECSYS_REDIS_URL (the short name) reaches the shared server; a misspelt variable is named
-    with the one it resembles instead of being ignored without a word."""
+    with the one it resembles instead of being ignored without a word; RECSYS_REDIS__BUNDLE_FILES
+    puts the bundle's files in that folder."""
     import uuid
 
     from recsys.store import RedisStore, connect
@@ -122,6 +123,7 @@ def test_publish_says_which_redis_and_warns_about_misspelt_variables(runner, bui
     monkeypatch.setenv("RECSYS_REDIS_URL", LOCAL_REDIS)
     monkeypatch.setenv("RECSYS_REDIS__PREFIX", prefix)
     monkeypatch.setenv("RECSYS_REDIS_ULR", "redis://elsewhere:6379")  # silently ignored before
+    monkeypatch.setenv("RECSYS_REDIS__BUNDLE_FILES", str(tmp_path / "share"))
     try:
         result = runner.invoke(cli, ["publish", "--bundle", str(built[0].path), "--no-activate"])
         assert result.exit_code == 0, result.output
@@ -129,6 +131,8 @@ def test_publish_says_which_redis_and_warns_about_misspelt_variables(runner, bui
         assert "RECSYS_REDIS_ULR is not a recsys setting" in result.stderr
         assert "did you mean RECSYS_REDIS_URL?" in result.stderr
         assert RedisStore(connect(LOCAL_REDIS), prefix=prefix).versions() == [built[1].version]
+        shared = tmp_path / "share" / built[0].path.parent.name / built[0].path.name
+        assert (shared / "manifest.json").is_file() and (shared / "vectors" / "combined.npy").is_file()
     finally:
         RedisStore(connect(LOCAL_REDIS), prefix=prefix).clear()
 

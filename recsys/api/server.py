@@ -101,8 +101,7 @@ def serve(settings: Settings, *, host: str, port: int, bundle: Path | None = Non
             logger.warning("%s", problem)
     if bundle is not None:
         settings = settings.model_copy(update={"api": settings.api.model_copy(update={"bundle": bundle})})
-        store = RedisStore(connect(settings.redis.url, socket_timeout=5), prefix=settings.redis.prefix,
-                           chunk_bytes=settings.redis.chunk_bytes)
+        store = RedisStore.from_settings(connect(settings.redis.url, socket_timeout=5), settings.redis)
         try:
             version = store.publish(bundle)
             logger.info("published %s as the active version", version)

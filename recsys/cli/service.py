@@ -33,8 +33,7 @@ def publish(ctx: click.Context, bundle: Path, no_activate: bool, keep: int | Non
     click.echo(f"using {which_redis(settings)}", err=True)
     try:
         with RedisSession(settings) as client:
-            store = RedisStore(client, prefix=settings.redis.prefix,
-                               chunk_bytes=settings.redis.chunk_bytes)
+            store = RedisStore.from_settings(client, settings.redis)
             version = store.publish(bundle, activate=not no_activate)
             removed = store.prune(keep) if keep else []
     except redis_py.RedisError as exc:

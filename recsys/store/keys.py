@@ -5,7 +5,9 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
     P:bundle:active                 string  the active bundle version
     P:bundle:versions               zset    published versions, scored by publish time
     P:bundle:<version>:manifest     string  manifest.json as published
-    P:bundle:<version>:file:<path>  list    the file's chunks, in order
+    P:bundle:<version>:file:<path>  list    the file's chunks, in order (bundles kept in Redis)
+    P:bundle:<version>:folder       string  the shared folder holding the version's files (bundles
+                                            kept in a file store, ``redis.bundle_files``)
     P:bundle:events                 channel JSON messages to the workers: {"active": version},
                                             {"items": generation}, or the users of one interaction
                                             post with their new items (ActivityStore.append); they
@@ -64,6 +66,9 @@ class Keys:
 
     def file(self, version: str, path: str) -> str:
         return self._key("bundle", version, "file", path)
+
+    def folder(self, version: str) -> str:
+        return self._key("bundle", version, "folder")
 
     def bundle_pattern(self, version: str) -> str:
         return self._key("bundle", version, "*")

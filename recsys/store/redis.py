@@ -2,6 +2,11 @@
 
 Nothing read from Redis is unpickled: manifests and item entries are JSON, bundle files are the
 bundle's own bytes checked against the manifest's sha256, vectors are raw float32.
+
+A bundle's files go into Redis itself by default. A large catalog's bundle does not belong in
+Redis memory (about 20 MB per 1,000 items, docs/performance.md), so with ``redis.bundle_files``
+set they go into a folder every worker mounts, and Redis keeps only the manifest (with each
+file's sha256), the folder's path and the active pointer.
 """
 from __future__ import annotations
 
@@ -12,9 +17,9 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 import redis
@@ -23,6 +28,9 @@ from recsys.bundle import MANIFEST, read_bundle
 from recsys.errors import BundleError, NotFound
 from recsys.manifest import check_manifest, check_name
 from recsys.store.keys import Keys
+
+if TYPE_CHECKING:
+    from recsys.settings import RedisSettings
 
 __all__ = ["RedisStore", "connect", "Breaker", "redact", "durability_warning"]
 
@@ -116,6 +124,8 @@ class RedisStore:
         prefix: key namespace (``settings.redis.prefix``).
         chunk_bytes: size of the chunks bundle files are stored in.
         cache_ttl: seconds a cached result lives (0 disables the cache).
+        bundle_files: a folder shared by every worker where published bundles' files go
+            (``<folder>/<name>/<version>/``); ``None`` keeps them in Redis.
 
     Example:
         >>> store = RedisStore(connect("redis://127.0.0.1:6379"))  # doctest: +SKIP
@@ -124,18 +134,27 @@ class RedisStore:
     """
 
     def __init__(self, client: redis.Redis, *, prefix: str = "recsys", chunk_bytes: int = 4 << 20,
-                 cache_ttl: int = 300):
+                 cache_ttl: int = 300, bundle_files: str | Path | None = None):
         self.client = client
         self.keys = Keys(prefix)
         self.chunk_bytes = chunk_bytes
         self.cache_ttl = cache_ttl
+        self.bundle_files = Path(bundle_files) if bundle_files else None
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: RedisSettings) -> RedisStore:
+        """The store the ``redis`` settings describe."""
+        return cls(client, prefix=settings.prefix, chunk_bytes=settings.chunk_bytes, cache_ttl=settings.cache_ttl,
+                   bundle_files=settings.bundle_files)
 
     # -- bundles --------------------------------------------------------------------------------
 
     def publish(self, path: str | Path, *, activate: bool = True) -> str:
         """Upload a bundle (verified first) and make it the active version.
 
-        Uploading a version that is already stored only re-activates it. Item changes that the new
+        Its files go into Redis, or into the ``bundle_files`` folder; the manifest goes into Redis
+        last, so a version is published only once all of its files are in place. Uploading a
+        version that is already stored only re-activates it. Item changes that the new
         bundle supersedes (fresh entries written before the bundle was created) are dropped.
 
         Args:
@@ -152,15 +171,39 @@ class RedisStore:
         version, keys = bundle.version, self.keys
         manifest_text = (bundle.path / MANIFEST).read_text()
         if self.client.get(keys.manifest(version)) != manifest_text.encode():
-            for rel in bundle.manifest["files"]:
-                self._upload(keys.file(version, rel), bundle.path / rel)
+            if self.bundle_files is not None:
+                folder = self._copy_to_folder(bundle)
+                self.client.set(keys.folder(version), str(folder))
+                where = str(folder)
+            else:
+                for rel in bundle.manifest["files"]:
+                    self._upload(keys.file(version, rel), bundle.path / rel)
+                self.client.delete(keys.folder(version))
+                where = "Redis"
             self.client.set(keys.manifest(version), manifest_text)
-            logger.info("bundle %s uploaded (%d files)", version, len(bundle.manifest["files"]))
+            logger.info("bundle %s uploaded to %s (%d files)", version, where, len(bundle.manifest["files"]))
         self.client.zadd(keys.versions, {version: time.time()})
         if activate:
             self.activate(version)
             self._drop_superseded(bundle)
         return version
+
+    def _copy_to_folder(self, bundle) -> Path:
+        """The bundle's files, copied into ``bundle_files/<name>/<version>`` (through a temporary
+        folder renamed into place, so no reader sees a half-copied version)."""
+        target = self.bundle_files / bundle.manifest["name"] / bundle.version
+        tmp = target.parent / f".tmp-{bundle.version}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            for rel in [*bundle.manifest["files"], MANIFEST]:
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(bundle.path / rel, tmp / rel)
+            shutil.rmtree(target, ignore_errors=True)  # an earlier publish that stopped before its manifest
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target.resolve()
 
     def _upload(self, key: str, file: Path) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -202,7 +245,7 @@ class RedisStore:
 
         Raises:
             NotFound: the version is not published.
-            BundleError: a file is missing in Redis or does not match its sha256.
+            BundleError: a file is missing (in Redis or the file store) or does not match its sha256.
         """
         where = f"bundle version {str(version)[:120]!r} in Redis"
         check_name(version, "version", where)
@@ -214,22 +257,20 @@ class RedisStore:
             return target
         tmp = target.parent / f".tmp-{version}-{os.getpid()}-{threading.get_ident()}"
         try:
+            folder = self.client.get(self.keys.folder(version))
+            source = "Redis" if folder is None else folder.decode()
             for rel, meta in manifest["files"].items():
                 file = tmp / rel
                 file.parent.mkdir(parents=True, exist_ok=True)
                 digest = hashlib.sha256()
-                key = self.keys.file(version, rel)
-                n_chunks = self.client.llen(key)
-                if n_chunks == 0 and meta["bytes"] > 0:
-                    raise BundleError(f"bundle {version} in Redis is incomplete: {rel} is missing; "
-                                      "publish it again")
+                chunks = (self._redis_chunks(version, rel, meta) if folder is None else
+                          self._folder_chunks(version, rel, Path(source)))
                 with open(file, "wb") as handle:
-                    for i in range(n_chunks):
-                        chunk = self.client.lindex(key, i)
+                    for chunk in chunks:
                         digest.update(chunk)
                         handle.write(chunk)
                 if digest.hexdigest() != meta["sha256"]:
-                    raise BundleError(f"bundle {version} in Redis is corrupt: {rel} does not match "
+                    raise BundleError(f"bundle {version} in {source} is corrupt: {rel} does not match "
                                       "its sha256; publish it again")
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
             try:
@@ -244,16 +285,39 @@ class RedisStore:
         logger.info("bundle %s downloaded to %s", version, target)
         return target
 
+    def _redis_chunks(self, version: str, rel: str, meta: dict) -> Iterator[bytes]:
+        key = self.keys.file(version, rel)
+        n_chunks = self.client.llen(key)
+        if n_chunks == 0 and meta["bytes"] > 0:
+            raise BundleError(f"bundle {version} in Redis is incomplete: {rel} is missing; publish it again")
+        for i in range(n_chunks):
+            yield self.client.lindex(key, i)
+
+    def _folder_chunks(self, version: str, rel: str, folder: Path) -> Iterator[bytes]:
+        if not folder.is_dir():
+            raise BundleError(f"bundle {version} is kept in {folder}, which this machine cannot read; "
+                              "mount the bundle file store here (redis.bundle_files)")
+        try:
+            with open(folder / rel, "rb") as handle:
+                while chunk := handle.read(self.chunk_bytes):
+                    yield chunk
+        except FileNotFoundError:
+            raise BundleError(f"bundle {version} in {folder} is incomplete: {rel} is missing; "
+                              "publish it again") from None
+
     def remove(self, version: str) -> None:
-        """Delete a published version that is not active."""
+        """Delete a published version that is not active (and its files, wherever they are)."""
         if version == self.active_version():
             raise BundleError(f"bundle {version} is active; activate another version first")
+        folder = self.client.get(self.keys.folder(version))
         keys = [*self.client.scan_iter(self.keys.bundle_pattern(version), count=1000)]
         pipe = self.client.pipeline(transaction=True)
         if keys:
             pipe.delete(*keys)
         pipe.zrem(self.keys.versions, version)
         pipe.execute()
+        if folder is not None:
+            shutil.rmtree(folder.decode(), ignore_errors=True)
 
     def prune(self, keep: int) -> list[str]:
         """Keep the ``keep`` newest versions (and the active one); returns the removed ones."""

@@ -48,8 +48,7 @@ class Serving:
         self.settings = settings
         rs = settings.redis
         self.client = client
-        self.store = (RedisStore(client, prefix=rs.prefix, chunk_bytes=rs.chunk_bytes,
-                                 cache_ttl=rs.cache_ttl) if client is not None else None)
+        self.store = RedisStore.from_settings(client, rs) if client is not None else None
         self.activity = (ActivityStore(client, prefix=rs.prefix, recent_items=rs.recent_items,
                                        recent_ttl=rs.recent_ttl_days * 86400)
                          if client is not None else None)

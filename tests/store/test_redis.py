@@ -51,6 +51,36 @@ def test_a_chunk_damaged_in_redis_fails_the_download(store, served_bundle, tmp_p
     assert not (tmp_path / "cache" / served_bundle.manifest["name"] / version).exists()
 
 
+def test_a_bundle_in_a_file_store_leaves_only_its_manifest_in_redis(redis_url, redis_prefix, served_bundle,
+                                                                     tmp_path):
+    share = tmp_path / "share"
+    store = RedisStore(connect(redis_url), prefix=redis_prefix, chunk_bytes=64 << 10, bundle_files=share)
+    version = store.publish(served_bundle.path)
+    folder = share / served_bundle.manifest["name"] / version
+    assert store.client.get(store.keys.folder(version)) == str(folder.resolve()).encode()
+    assert not [*store.client.scan_iter(store.keys.file(version, "*"))]  # no file's bytes in Redis
+    assert store.active_version() == version
+    path = store.download(version, tmp_path / "cache")
+    for rel, meta in served_bundle.manifest["files"].items():
+        assert sha256_file(path / rel) == meta["sha256"], rel
+    assert read_bundle(path).version == version
+
+    target = folder / "vectors" / "combined.npy"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=f"in {folder.resolve()} is corrupt: vectors/combined.npy"):
+        store.download(version, tmp_path / "cache2")
+    folder.rename(tmp_path / "elsewhere")
+    with pytest.raises(BundleError, match="which this machine cannot read; mount the bundle file store"):
+        store.download(version, tmp_path / "cache3")
+    (tmp_path / "elsewhere").rename(folder)
+
+    store.client.set(store.keys.active, "another")
+    store.remove(version)
+    assert not folder.exists() and store.versions() == [] and store.client.get(store.keys.folder(version)) is None
+
+
 def test_activate_and_remove(store, served_bundle):
     with pytest.raises(NotFound, match="not published"):
         store.activate("19990101T000000Z")
