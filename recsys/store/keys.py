@@ -6,8 +6,9 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
     P:bundle:versions               zset    published versions, scored by publish time
     P:bundle:<version>:manifest     string  manifest.json as published
     P:bundle:<version>:file:<path>  list    the file's chunks, in order (bundles kept in Redis)
-    P:bundle:<version>:folder       string  the shared folder holding the version's files (bundles
-                                            kept in a file store, ``redis.bundle_files``)
+    P:bundle:<version>:folder       string  set for a version whose files are in the file store
+                                            (``redis.bundle_files``): the folder it was published to,
+                                            for people; workers read their own setting's folder
     P:bundle:events                 channel JSON messages to the workers: {"active": version},
                                             {"items": generation}, or the users of one interaction
                                             post with their new items (ActivityStore.append); they

@@ -171,16 +171,17 @@ class RedisStore:
         version, keys = bundle.version, self.keys
         manifest_text = (bundle.path / MANIFEST).read_text()
         if self.client.get(keys.manifest(version)) != manifest_text.encode():
+            pipe = self.client.pipeline(transaction=True)  # the manifest and where its files are, together
             if self.bundle_files is not None:
-                folder = self._copy_to_folder(bundle)
-                self.client.set(keys.folder(version), str(folder))
-                where = str(folder)
+                where = str(self._copy_to_folder(bundle))
+                pipe.set(keys.folder(version), where)
             else:
                 for rel in bundle.manifest["files"]:
                     self._upload(keys.file(version, rel), bundle.path / rel)
-                self.client.delete(keys.folder(version))
+                pipe.delete(keys.folder(version))
                 where = "Redis"
-            self.client.set(keys.manifest(version), manifest_text)
+            pipe.set(keys.manifest(version), manifest_text)
+            pipe.execute()
             logger.info("bundle %s uploaded to %s (%d files)", version, where, len(bundle.manifest["files"]))
         self.client.zadd(keys.versions, {version: time.time()})
         if activate:
@@ -257,14 +258,14 @@ class RedisStore:
             return target
         tmp = target.parent / f".tmp-{version}-{os.getpid()}-{threading.get_ident()}"
         try:
-            folder = self.client.get(self.keys.folder(version))
-            source = "Redis" if folder is None else folder.decode()
+            folder = self._shared_folder(manifest)
+            source = "Redis" if folder is None else str(folder)
             for rel, meta in manifest["files"].items():
                 file = tmp / rel
                 file.parent.mkdir(parents=True, exist_ok=True)
                 digest = hashlib.sha256()
                 chunks = (self._redis_chunks(version, rel, meta) if folder is None else
-                          self._folder_chunks(version, rel, Path(source)))
+                          self._folder_chunks(version, rel, folder))
                 with open(file, "wb") as handle:
                     for chunk in chunks:
                         digest.update(chunk)
@@ -284,6 +285,19 @@ class RedisStore:
             raise
         logger.info("bundle %s downloaded to %s", version, target)
         return target
+
+    def _shared_folder(self, manifest: dict) -> Path | None:
+        """Where this machine reads a version's files: ``None`` when they are in Redis, else its
+        folder under this machine's own ``bundle_files`` (never a path read from Redis, which
+        only says that the version is in a file store)."""
+        version = manifest["version"]
+        published_at = self.client.get(self.keys.folder(version))
+        if published_at is None:
+            return None
+        if self.bundle_files is None:
+            raise BundleError(f"bundle {version} was published to a file store ({published_at.decode()} on the "
+                              "publishing machine); set redis.bundle_files to where that folder is mounted here")
+        return self.bundle_files / manifest["name"] / version
 
     def _redis_chunks(self, version: str, rel: str, meta: dict) -> Iterator[bytes]:
         key = self.keys.file(version, rel)
@@ -309,7 +323,10 @@ class RedisStore:
         """Delete a published version that is not active (and its files, wherever they are)."""
         if version == self.active_version():
             raise BundleError(f"bundle {version} is active; activate another version first")
-        folder = self.client.get(self.keys.folder(version))
+        folder = None
+        if self.client.exists(self.keys.folder(version)):
+            manifest = check_manifest(self.manifest(version), f"bundle version {version!r} in Redis")
+            folder = self._shared_folder(manifest)
         keys = [*self.client.scan_iter(self.keys.bundle_pattern(version), count=1000)]
         pipe = self.client.pipeline(transaction=True)
         if keys:
@@ -317,7 +334,7 @@ class RedisStore:
         pipe.zrem(self.keys.versions, version)
         pipe.execute()
         if folder is not None:
-            shutil.rmtree(folder.decode(), ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def prune(self, keep: int) -> list[str]:
         """Keep the ``keep`` newest versions (and the active one); returns the removed ones."""

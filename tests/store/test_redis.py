@@ -75,6 +75,10 @@ def test_a_bundle_in_a_file_store_leaves_only_its_manifest_in_redis(redis_url, r
     with pytest.raises(BundleError, match="which this machine cannot read; mount the bundle file store"):
         store.download(version, tmp_path / "cache3")
     (tmp_path / "elsewhere").rename(folder)
+    # a worker without the setting is told what to set; it never reads a path that Redis names
+    unmounted = RedisStore(store.client, prefix=redis_prefix)
+    with pytest.raises(BundleError, match="was published to a file store .*set redis.bundle_files"):
+        unmounted.download(version, tmp_path / "cache4")
 
     store.client.set(store.keys.active, "another")
     store.remove(version)
