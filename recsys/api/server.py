@@ -85,8 +85,9 @@ def serve(settings: Settings, *, host: str, port: int, bundle: Path | None = Non
         bundle: a local bundle to publish (and serve when Redis holds none).
         dev: Flask's single-process development server instead of gunicorn.
     """
+    from recsys.store.connection import connect, durability_warning, redact
     from recsys.store.embedded import EmbeddedRedis
-    from recsys.store.redis import RedisStore, connect, durability_warning, redact
+    from recsys.store.redis import RedisStore
 
     embedded = None
     if settings.redis.url is None:

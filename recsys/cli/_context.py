@@ -21,7 +21,7 @@ def settings_of(ctx: click.Context) -> Settings:
 def which_redis(settings: Settings) -> str:
     """The Redis a command uses, for the user to see: the embedded server's folder, or the URL
     without its password."""
-    from recsys.store.redis import redact
+    from recsys.store.connection import redact
 
     if settings.redis.url is None:
         return f"embedded Redis in {Path(settings.state_dir) / 'redis'} (set RECSYS_REDIS_URL to share one)"

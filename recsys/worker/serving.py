@@ -26,7 +26,8 @@ from recsys.serve.embedder import ItemEmbedder
 from recsys.serve.scan import prune_scans
 from recsys.settings import Settings
 from recsys.store.activity import ActivityStore
-from recsys.store.redis import Breaker, RedisStore, connect
+from recsys.store.connection import Breaker, connect
+from recsys.store.redis import RedisStore
 from recsys.worker.cache import ResultCache, Snapshot
 from recsys.worker.images import ImageFetches
 

@@ -204,7 +204,7 @@ def test_a_redis_without_an_append_only_file_is_named_at_start_up(redis_url):
     """The embedded server keeps an AOF; a server that does not (or hides its config) is warned
     about, because a restart would lose acknowledged interactions."""
     from recsys.store import connect
-    from recsys.store.redis import durability_warning
+    from recsys.store.connection import durability_warning
 
     client = connect(redis_url)
     appendonly = client.config_get("appendonly")["appendonly"]
