@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> None:
     deadline = time.monotonic() + args.budget
     Path(args.results).mkdir(parents=True, exist_ok=True)
     method, lr = args.run.split(":")
-    name = f"{method}-lr{lr}"
+    name = f"{method}-lr{lr}" + ("" if args.schedule == "constant" else f"-{args.schedule}")
     catalog = load_catalog(args.catalog, show_progress=False)
     out = Path(args.work) / name
     reports, best = [], None
@@ -34,9 +34,9 @@ def run(args: argparse.Namespace) -> None:
     while True:
         epochs += args.stage_epochs
         started = time.monotonic()
-        report = finetune(catalog, out, method=method, lr=float(lr), epochs=epochs, resolution=args.resolution,
-                          batch_size=args.batch_size, max_items=args.max_items, eval_items=args.eval_items,
-                          device=args.device, num_workers=args.workers, show_progress=False)
+        report = finetune(catalog, out, method=method, lr=float(lr), schedule=args.schedule, epochs=epochs,
+                          resolution=args.resolution, batch_size=args.batch_size, max_items=args.max_items,
+                          eval_items=args.eval_items, device=args.device, num_workers=args.workers, show_progress=False)
         took = time.monotonic() - started
         stage = {"epochs": epochs, "stage_seconds": round(took, 1), **vars(report)}
         reports.append(stage)
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--results", required=True, help="where the reports and kept backbones go")
     parser.add_argument("--work", default="/tmp/finetune", help="the runs' output folders (training states)")
     parser.add_argument("--run", default="byol:1e-4", metavar="METHOD:LR")
+    parser.add_argument("--schedule", choices=["constant", "cosine"], default="constant")
     parser.add_argument("--budget", type=float, default=420, help="seconds after which no new stage starts")
     parser.add_argument("--stage-epochs", type=int, default=1, help="epochs between kNN judgements")
     parser.add_argument("--resolution", type=int, default=224)

@@ -83,11 +83,15 @@ def test_the_cli_fine_tunes_and_judges_the_backbone(photos, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["byol", "dino"])  # simclr: the CLI test
-def test_every_method_trains_on_cpu(photos, tmp_path, method):
-    report = finetune(_catalog(photos), tmp_path / method, method=method, **TINY)
+@pytest.mark.parametrize("method, schedule", [("byol", "constant"), ("dino", "cosine")])  # simclr: the CLI test
+def test_every_method_trains_on_cpu(photos, tmp_path, method, schedule):
+    report = finetune(_catalog(photos), tmp_path / method, method=method, lr=1e-4, schedule=schedule, **TINY)
     assert len(report.losses) == 1 and np.isfinite(report.losses[0])
     assert report.knn_before["category"] is not None and report.knn_after["category"] is not None
+    # 20 photos in batches of 8: two steps, the second taken at half the run
+    state = torch.load(tmp_path / method / STATE_FILE, weights_only=True)
+    rates = [group["lr"] for group in state["optimiser"]["param_groups"]]
+    assert rates == pytest.approx([1e-4, 1e-3] if schedule == "constant" else [0.5e-4, 0.5e-3])
 
 
 @pytest.mark.slow
@@ -109,5 +113,7 @@ def test_bad_requests_are_clear_errors(photos, tmp_path):
     catalog = _catalog(photos)
     with pytest.raises(ConfigError, match="method must be one of"):
         finetune(catalog, tmp_path / "x", method="mae", **TINY)
+    with pytest.raises(ConfigError, match="schedule must be one of"):
+        finetune(catalog, tmp_path / "x", schedule="linear", **TINY)
     with pytest.raises(DataError, match="at least 8"):
         finetune(catalog.head(5), tmp_path / "y", **TINY)

@@ -22,6 +22,8 @@ __all__ = ["finetune"]
 @click.option("--batch-size", default=64, show_default=True, type=click.IntRange(2), help="photos per step")
 @click.option("--lr", default=3e-5, show_default=True, type=click.FloatRange(0, min_open=True),
               help="the backbone's learning rate (the heads: ten times it)")
+@click.option("--schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="the rates over the run: constant, or falling along half a cosine to zero")
 @click.option("--max-items", default=None, type=click.IntRange(1), help="train on a seeded sample of this many photos")
 @click.option("--eval-items", default=5000, show_default=True, type=click.IntRange(10),
               help="photos in the kNN evaluation (a fifth held out of training)")
@@ -34,8 +36,8 @@ __all__ = ["finetune"]
 @click.option("--progress/--no-progress", default=True, help="progress bars")
 @click.pass_context
 def finetune(ctx: click.Context, catalog: str, method: str, out: Path, epochs: int, resolution: int | None,
-             batch_size: int, lr: float, max_items: int | None, eval_items: int, device: str, workers: int | None,
-             seed: int | None, image_roots: tuple[Path, ...], progress: bool) -> None:
+             batch_size: int, lr: float, schedule: str, max_items: int | None, eval_items: int, device: str,
+             workers: int | None, seed: int | None, image_roots: tuple[Path, ...], progress: bool) -> None:
     """Fine-tune the image backbone on the catalog's photos without labels (self-supervised), and
     keep it only if its kNN accuracy on the leaf category beats the starting weights. Running it
     again with the same --out resumes."""
@@ -47,7 +49,7 @@ def finetune(ctx: click.Context, catalog: str, method: str, out: Path, epochs: i
                          image_roots=[*settings.images.roots, *image_roots])
     image = settings.towers.image
     report = run(frame, out, method=method, model=image.model, weights=image.weights, epochs=epochs,
-                 resolution=resolution, batch_size=batch_size, lr=lr, max_items=max_items, eval_items=eval_items,
-                 seed=settings.seed if seed is None else seed, device=device, num_workers=workers,
-                 show_progress=progress)
+                 resolution=resolution, batch_size=batch_size, lr=lr, schedule=schedule, max_items=max_items,
+                 eval_items=eval_items, seed=settings.seed if seed is None else seed, device=device,
+                 num_workers=workers, show_progress=progress)
     click.echo(report.summary())

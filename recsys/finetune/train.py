@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -44,6 +46,8 @@ STATE_FILE = "last.pt"
 BACKBONE_FILE = "backbone.pth"
 REPORT_FILE = "report.json"
 MIN_PHOTOS = 8
+Schedule = Literal["constant", "cosine"]
+SCHEDULES = ("constant", "cosine")
 SAVE_EVERY = 200  # steps between saves of the training state within an epoch
 
 
@@ -58,6 +62,8 @@ class FinetuneReport:
     epochs: int
     resolution: int
     batch_size: int
+    lr: float
+    schedule: str
     trained_items: int
     held_out: int
     device: str
@@ -162,8 +168,8 @@ def _save_atomically(obj, path: Path) -> None:
 
 def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol", model: str = OFFLINE_MODEL,
              weights: str | None = None, epochs: int = 1, resolution: int | None = None, batch_size: int = 64,
-             lr: float = 3e-5, max_items: int | None = None, eval_items: int = 5000, k: int = 20,
-             seed: int = 0, device: str = "auto", num_workers: int | None = None,
+             lr: float = 3e-5, schedule: Schedule = "constant", max_items: int | None = None,
+             eval_items: int = 5000, k: int = 20, seed: int = 0, device: str = "auto", num_workers: int | None = None,
              show_progress: bool = True) -> FinetuneReport:
     """Fine-tune the image backbone on ``catalog``'s photos without labels, and keep it if better.
 
@@ -180,6 +186,8 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
             Smaller is much faster on CPU (the catalog photos may be small anyway).
         batch_size: photos per step (SimCLR contrasts each with the rest of the batch).
         lr: the backbone's learning rate (the new heads learn ten times faster).
+        schedule: ``constant``, or ``cosine``: the rates fall along half a cosine to zero at the
+            last step of ``epochs`` (a resumed run with more epochs stretches the curve).
         max_items: train on at most this many photos (a seeded sample).
         eval_items: how many photos the kNN evaluation uses; a fifth of them, held out of
             training, are classified by the rest.
@@ -199,6 +207,8 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
         raise ConfigError(f"method must be one of {', '.join(METHODS)} (got {method!r})")
     if epochs < 1 or batch_size < 2:
         raise ConfigError("epochs must be at least 1 and batch_size at least 2")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)} (got {schedule!r})")
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,10 +226,11 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
     ssl = create_method(method, backbone, features).to(target)  # before the optimiser: its state follows
     train_rows, held, references = _split(catalog, eval_items, max_items, seed)
     settings = {"method": method, "model": model, "weights": str(weights), "resolution": resolution,
-                "batch_size": batch_size, "lr": lr, "seed": seed, "items": len(train_rows)}
+                "batch_size": batch_size, "lr": lr, "schedule": schedule, "seed": seed, "items": len(train_rows)}
     report = FinetuneReport(out=str(out), method=method, model=model, start_weights=str(weights or "default"),
                             epochs=epochs, resolution=resolution, batch_size=batch_size,
-                            trained_items=len(train_rows), held_out=len(held), device=str(target))
+                            lr=lr, schedule=schedule, trained_items=len(train_rows), held_out=len(held),
+                            device=str(target))
 
     heads = [p for name, p in ssl.named_parameters() if not name.startswith("backbone.") and p.requires_grad]
     optimiser = torch.optim.AdamW([{"params": ssl.backbone.parameters(), "lr": lr},
@@ -228,8 +239,9 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
     state_path = out / STATE_FILE
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["settings"] != settings:
-            changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+        earlier = {"schedule": "constant", **state["settings"]}  # runs from before the option had one
+        if earlier != settings:
+            changed = sorted(k for k in settings if earlier.get(k) != settings[k])
             raise ConfigError(f"{out} holds a run with other settings ({', '.join(changed)}); "
                               "use another --out, or the same settings to resume it")
         ssl.load_state_dict(state["model"])
@@ -265,6 +277,9 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
                     loss = ssl.loss([v.to(target, non_blocking=True) for v in views])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
+                progress = (epoch * steps_per_epoch + step) / (epochs * steps_per_epoch)
+                for group, base in zip(optimiser.param_groups, (lr, 10 * lr)):
+                    group["lr"] = base * (0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0)
                 optimiser.step()
                 step += 1
                 ssl.after_step((epoch * steps_per_epoch + step) / (epochs * steps_per_epoch))
