@@ -501,7 +501,7 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
         items = pd.read_parquet(path / "items.parquet")
         blocks = {m: _load_block(path, m) for m in manifest["modalities"]}
         combined = _load_block(path, "combined")
-        indexes = {name: _load_index(path / "index", name, manifest["dims"][name], meta)
+        indexes = {name: load_index(path / "index", name, manifest["dims"][name], meta)
                    for name, meta in manifest["indexes"].items()}
         tabular_file = path / "towers" / "tabular.json"
         tabular_state = json.loads(tabular_file.read_text()) if tabular_file.is_file() else None
@@ -519,7 +519,8 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
                   joint=_load_joint(path / "joint", manifest))
 
 
-def _load_index(folder: Path, name: str, dim: int, meta: dict) -> ItemIndex:
+def load_index(folder: Path, name: str, dim: int, meta: dict) -> ItemIndex:
+    """Map ``folder/<name><suffix>``, written by the index's ``save``; ``meta`` is its ``describe()``."""
     if meta.get("backend", "annoy") == "hnsw":
         return HnswIndex.load(folder / f"{name}{HnswIndex.suffix}", dim, meta["links"], meta["ef_search"])
     return AnnIndex.load(folder / f"{name}{AnnIndex.suffix}", dim, meta["n_trees"])

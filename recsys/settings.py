@@ -125,8 +125,9 @@ class IndexSettings(_Section):
                                 "is better recall, slower queries")
     exact_lists_max: int = Field(
         200_000, ge=0, description="catalogs with at most this many items get exact precomputed "
-        "similar lists (their cost grows with the square of the catalog); larger ones take HNSW "
-        "candidates re-scored exactly, with their recall on `recall_sample` items in the manifest",
+        "similar lists (their cost grows with the square of the catalog); larger ones score each item "
+        "exactly against the items of nearby k-means cells, with their recall on `recall_sample` items in the "
+        "manifest",
     )
     precompute_k: int = Field(
         100, ge=0, le=1000, description="results precomputed per item (similar items under the "

@@ -399,8 +399,42 @@ def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(f
         "visitor", k=10, recent_items=[items[33]]).items)
 
 
-def test_hnsw_lists_hold_the_exact_neighbours_with_exact_scores(market):
-    """Above index.exact_lists_max the lists come from HNSW candidates re-scored exactly: on the
+def test_cell_lists_score_the_rows_of_the_cells_they_probe_exactly():
+    """Each row is scored exactly against the rows of the k-means cells its own cell probes: with
+    every cell probed the lists are the exact ones; with a few, the near neighbours are still
+    found, a far one can be missed, and the recall measured against exact search says so."""
+    from recsys.index.cells import cell_nearest, list_recall
+    from recsys.index.exact import nearest
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(150, 48))
+    v = centres[rng.integers(150, size=4000)] + 0.5 * rng.normal(size=(4000, 48))
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    mask = np.ones(len(v), bool)
+    mask[::50] = False
+    exact_rows, exact_scores = nearest(v, mask, 30, only_with=True)
+
+    rows, scores = cell_nearest(v, mask, 30, cell_items=40, probe=100)  # 97 cells, all probed
+    np.testing.assert_allclose(scores, exact_scores, atol=1e-5)
+    assert (rows == exact_rows).mean() > 0.99  # where two rows tie, either may come first
+    assert (rows[~mask] == -1).all() and not np.isin(rows, np.flatnonzero(~mask)).any()
+    assert not (rows == np.arange(len(v))[:, None]).any()
+
+    few, few_scores = cell_nearest(v, mask, 30, cell_items=40, probe=6)
+    listed = few >= 0
+    dots = np.einsum("nkd,nd->nk", v[np.maximum(few, 0)], v)
+    np.testing.assert_allclose(few_scores[listed], dots[listed], atol=1e-5)  # exact scores
+    recall = list_recall(v, mask, few, ks=(10, 30), sample=400)
+    assert recall["recall@10"] >= 0.98, recall
+    alone = list_recall(v, mask, cell_nearest(v, mask, 30, cell_items=40, probe=1)[0], ks=(10, 30), sample=400)
+    assert alone["recall@30"] < recall["recall@30"] < 1.0, (alone, recall)  # fewer cells, more missed
+
+    tiny, _ = cell_nearest(v[:3], np.ones(3, bool), 5)
+    assert sorted(tiny[0, :2]) == [1, 2] and (tiny[:, 2:] == -1).all()
+
+
+def test_cell_lists_hold_the_exact_neighbours_with_exact_scores(market):
+    """Above index.exact_lists_max the lists come from k-means cells scored exactly: on the
     market's vectors they hold the exact neighbours, with the exact scores, and never the item
     itself or an item without the modality."""
     from recsys.pipeline.precompute import lists_recall, similar_lists
@@ -423,7 +457,7 @@ def test_hnsw_lists_hold_the_exact_neighbours_with_exact_scores(market):
     assert lists_recall(market.vectors, wrong, sample=100)["combined"]["recall@10"] < 0.2  # it can fail
 
 
-def test_a_catalog_above_exact_lists_max_gets_hnsw_lists_with_their_recall(session_dir, market):
+def test_a_catalog_above_exact_lists_max_gets_cell_lists_with_their_recall(session_dir, market):
     from recsys.bundle import read_bundle
     from recsys.pipeline.build import build_item_bundle
     from recsys.settings import load_settings
@@ -431,11 +465,11 @@ def test_a_catalog_above_exact_lists_max_gets_hnsw_lists_with_their_recall(sessi
 
     settings = load_settings(state_dir=session_dir / "state",
                              index={"n_trees": 5, "recall_sample": 50, "precompute_k": 20, "exact_lists_max": 100})
-    report = build_item_bundle(market.items.head(300), settings, session_dir / "models" / "hnsw",
+    report = build_item_bundle(market.items.head(300), settings, session_dir / "models" / "cells",
                                show_progress=False, towers={"tabular": create_tower("tabular")})
     bundle = read_bundle(report.path)
     lists = bundle.manifest["lists"]
-    assert lists["method"] == "hnsw" and set(lists["recall"]) == {"combined", "tabular"}
+    assert lists["method"] == "cells" and set(lists["recall"]) == {"combined", "tabular"}
     assert all(r["recall@10"] >= 0.95 and r["recall@20"] >= 0.95 for r in lists["recall"].values())
     item = bundle.item_ids.ids[3]
     assert_same_ranking(Recommender(bundle).similar_items(item, k=10),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from recsys._hashing import sha256_bytes
-from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, ItemIndex, write_bundle, write_user_tower
+from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, ItemIndex, load_index, write_bundle, write_user_tower
 from recsys.collab.als import CollabModel, interaction_matrix, popularity
 from recsys.collab.project import ContentProjection
 from recsys.curation.duplicates import find_duplicates
@@ -67,7 +68,7 @@ class BuildReport:
         if self.lists_recall:
             lines.append("lists     " + ", ".join(f"{name}: " + " ".join(f"{k} {v:.3f}" for k, v in r.items())
                                                   for name, r in self.lists_recall.items())
-                         + "  (HNSW candidates vs exact search)")
+                         + "  (k-means cells vs exact search)")
         lines.append("embedded  " + ", ".join(
             f"{m}: {s['given']:,} given" if "given" in s else f"{m}: {s['encoded']:,} new, {s['cached']:,} cached"
             for m, s in self.cache.items()))
@@ -111,6 +112,16 @@ def _serving_index(vectors: np.ndarray, rows: np.ndarray, index: IndexSettings) 
     if index.backend == "hnsw":
         return HnswIndex.build(vectors, rows, links=index.hnsw_links, ef_search=index.hnsw_ef_search)
     return AnnIndex.build(vectors, rows, n_trees=index.n_trees, seed=index.seed, search_k=index.search_k)
+
+
+def _mapped(index: ItemIndex, name: str, folder: Path) -> ItemIndex:
+    """``index`` written to a file and mapped back from it, so that a large catalog's indexes are
+    held by the page cache, not in the build's memory, until the bundle is written. The mapping
+    outlives the file's name, so the file is unlinked at once: nothing is left behind on failure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".index-", dir=folder) as scratch:
+        index.save(Path(scratch) / f"{name}{index.suffix}")
+        return load_index(Path(scratch), name, index.dim, index.describe())
 
 
 def _fingerprint(frame: pd.DataFrame) -> str:
@@ -163,6 +174,7 @@ def build_item_bundle(
     blocks: dict[str, TowerOutput] = {name: TowerOutput(*l2_normalise(rows, present))
                                       for name, (rows, present) in given.items() if present.any()}
     stats: dict[str, dict] = {name: {"given": int(present.sum())} for name, (_, present) in given.items()}
+    del given  # the blocks hold them now, normalised
     caught: list[str] = []
     try:
         for name, tower in towers.items():
@@ -193,7 +205,7 @@ def build_item_bundle(
     spaces = {"combined": TowerOutput(vectors.combined, vectors.mask), **blocks}
     for name, space in spaces.items():
         rows = np.flatnonzero(space.mask)
-        indexes[name] = _serving_index(space.vectors, rows, index_settings)
+        indexes[name] = _mapped(_serving_index(space.vectors, rows, index_settings), name, Path(out_dir))
         recall[name] = measure_recall(indexes[name], space.vectors, k=10,
                                       sample=index_settings.recall_sample, seed=settings.seed)
     laps.lap("indexes")
@@ -216,7 +228,7 @@ def build_item_bundle(
     approximate = len(catalog) > index_settings.exact_lists_max
     similar = similar_lists(vectors, k, approximate=approximate, show_progress=show_progress) if k else None
     if similar:
-        manifest["lists"] = {"method": "hnsw" if approximate else "exact"}
+        manifest["lists"] = {"method": "cells" if approximate else "exact"}
         if approximate:
             manifest["lists"]["recall"] = lists_recall(vectors, similar, sample=index_settings.recall_sample,
                                                        seed=settings.seed)

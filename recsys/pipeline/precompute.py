@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from recsys.bundle import Bundle, ListCosines, TopLists
+from recsys.index.cells import cell_nearest, list_recall
 from recsys.index.exact import nearest, row_blocks, top_k_rows
-from recsys.index.hnsw import approximate_nearest, list_recall
 from recsys.towers.item import ItemVectors, content_query
 
 __all__ = ["similar_lists", "lists_recall", "list_cosines", "feed_lists"]
@@ -30,8 +30,8 @@ def similar_lists(vectors: ItemVectors, k: int, *, approximate: bool = False,
                   show_progress: bool = False) -> dict[str, TopLists]:
     """Each item's ``k`` most similar items under the default weights (``"combined"``) and by
     each modality's cosine alone (one entry per modality): exactly, or with ``approximate`` from
-    HNSW candidates re-scored exactly (:func:`~recsys.index.hnsw.approximate_nearest`, for large
-    catalogs: the exact lists cost ``n ** 2``).
+    the rows of nearby k-means cells scored exactly (:func:`~recsys.index.cells.cell_nearest`, for
+    large catalogs: the exact lists cost ``n ** 2``).
 
     ``"combined"`` is the score of :meth:`recsys.serve.Recommender.similar_items` with no
     per-request weights. The per-modality lists answer per-request weights: every item outside
@@ -45,7 +45,7 @@ def similar_lists(vectors: ItemVectors, k: int, *, approximate: bool = False,
     """
     def find(matrix, mask, desc, only_with):
         if approximate:
-            return approximate_nearest(matrix, mask, k, desc=f"{desc} (HNSW)", show_progress=show_progress)
+            return cell_nearest(matrix, mask, k, desc=f"{desc} (cells)", show_progress=show_progress)
         return nearest(matrix, mask, k, desc=desc, show_progress=show_progress, only_with=only_with)
 
     lists = {"combined": TopLists(*find(vectors.combined, vectors.mask, "similar items", False))}
@@ -57,7 +57,7 @@ def similar_lists(vectors: ItemVectors, k: int, *, approximate: bool = False,
 def lists_recall(vectors: ItemVectors, lists: dict[str, TopLists], *, sample: int,
                  seed: int = 0) -> dict[str, dict[str, float]]:
     """Per list, recall@10 and recall@k of approximate ``lists`` against exact search on
-    ``sample`` items (:func:`~recsys.index.hnsw.list_recall`)."""
+    ``sample`` items (:func:`~recsys.index.cells.list_recall`)."""
     spaces = {"combined": (vectors.combined, vectors.mask),
               **{m: (b.vectors, b.mask) for m, b in vectors.blocks.items()}}
     k = next(iter(lists.values())).k
@@ -71,23 +71,35 @@ def list_cosines(vectors: ItemVectors, lists: dict[str, TopLists], *,
     (:class:`ListCosines`)."""
     blocks = list(vectors.blocks.values())
     n = len(vectors.combined)
-    listed = np.concatenate([lists[m].rows for m in vectors.blocks], axis=1).astype(np.int64)
+    names = list(vectors.blocks)
+    # twice in blocks of rows, so that a large catalog's union is never held in int64: its width,
+    # then the rows and their cosines
+    width = max(1, max((int((_union(lists, names, part) < n).sum(axis=1).max(initial=0))
+                        for part in row_blocks(n, len(names) * lists[names[0]].k, "", False)), default=1))
+    rows = np.full((n, width), -1, np.int32)
+    cosines = np.zeros((n, width, len(blocks)), np.float32)
+    dims = sum(b.dim for b in blocks)
+    for part in row_blocks(n, width * dims, "similar items (cosines)", show_progress):
+        union = _union(lists, names, part)[:, :width]
+        valid = union < n
+        safe = np.where(valid, union, 0)
+        rows[part] = np.where(valid, union, -1)
+        for j, block in enumerate(blocks):
+            matrix = np.asarray(block.vectors, dtype=np.float32)
+            cos = np.einsum("bwd,bd->bw", matrix[safe], matrix[part])
+            cosines[part, :, j] = np.where(valid, cos, 0.0)
+    return ListCosines(rows, cosines)
+
+
+def _union(lists: dict[str, TopLists], names: list[str], part: slice) -> np.ndarray:
+    """The rows ``part``'s lists ``names`` hold, each once, ascending; ``n`` pads each row's end."""
+    n = len(lists[names[0]].rows)
+    listed = np.concatenate([lists[m].rows[part] for m in names], axis=1).astype(np.int64)
     listed[listed < 0] = n  # padding sorts last
     listed.sort(axis=1)
     listed[:, 1:][listed[:, 1:] == listed[:, :-1]] = n  # repeats become padding
     listed.sort(axis=1)
-    width = max(1, int((listed < n).sum(axis=1).max(initial=0)))
-    rows = listed[:, :width]
-    valid = rows < n
-    cosines = np.zeros((n, width, len(blocks)), np.float32)
-    dims = sum(b.dim for b in blocks)
-    for part in row_blocks(n, width * dims, "similar items (cosines)", show_progress):
-        safe = np.where(valid[part], rows[part], 0)
-        for j, block in enumerate(blocks):
-            matrix = np.asarray(block.vectors, dtype=np.float32)
-            cos = np.einsum("bwd,bd->bw", matrix[safe], matrix[part])
-            cosines[part, :, j] = np.where(valid[part], cos, 0.0)
-    return ListCosines(np.where(valid, rows, -1).astype(np.int32), cosines)
+    return listed
 
 
 def feed_lists(bundle: Bundle, k: int, *, content_weight: float, history_items: int,
