@@ -171,12 +171,15 @@ def _candidates(bundle: Bundle, show_progress: bool) -> tuple[np.ndarray, np.nda
     else:
         rows, _ = nearest(block.vectors, block.mask, _CANDIDATES, desc="image neighbours",
                           show_progress=show_progress, only_with=True)
-    a = np.repeat(np.arange(len(rows)), rows.shape[1])
+    n = len(rows)
+    a = np.repeat(np.arange(n, dtype=np.int64), rows.shape[1])
     b = rows.ravel().astype(np.int64)
     keep = b >= 0
     a, b = a[keep], b[keep]
-    pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0)
-    return pairs[:, 0], pairs[:, 1]
+    # one int64 key per pair: unique keys are one sort, where unique rows of pairs take several
+    # times the memory (gigabytes at a million items)
+    keys = np.unique(np.minimum(a, b) * n + np.maximum(a, b))
+    return keys // n, keys % n
 
 
 def _cosines(matrix: np.ndarray, mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
