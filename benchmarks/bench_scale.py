@@ -8,8 +8,10 @@ Each build runs in its own process, so its peak RSS is its own.
 
 The bundle is then published twice to the machine's Redis (``REDIS_URL``, default
 127.0.0.1:6379, under a namespace of its own that is deleted afterwards): with its files in Redis
-and with them in a file store (``redis.bundle_files``). Each gives the publish time, what Redis
-holds after it, and a worker's swap: the download into its cache and the load. Last, ``recsys
+(skipped, with the reason recorded, where the bundle would take more than a third of the
+machine's available memory) and with them in a file store (``redis.bundle_files``). Each gives
+the publish time, what Redis holds after it, and a worker's swap: the download into its cache and
+the load. Last, ``recsys
 serve`` (2 gunicorn workers, its bundle in a file store) answers wrk at 16 connections for 10 s
 per lookup kind, every request an item not asked before, after a 10 s run that is not measured.
 
@@ -33,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 from _common import write_results
 from bench_api import wrk
 
@@ -55,9 +58,26 @@ print(json.dumps({"path": str(report.path), "seconds": report.seconds, "phases":
                   "annoy_recall@10": report.recall, "lists_recall": report.lists_recall}))
 """
 
+_TRAIN = """
+import json, sys
+from recsys.bundle import read_bundle
+from recsys.data import load_interactions
+from recsys.pipeline.build import train_user_tower
+from recsys.settings import load_settings
+version, interactions, out = sys.argv[1:4]
+bundle = read_bundle(version)
+report = train_user_tower(bundle, load_interactions(interactions, catalog=bundle.items),
+                          load_settings(state_dir=out + "/state"), show_progress=False)
+print(json.dumps({"path": str(report.path), "seconds": report.seconds, "fit_seconds": report.fit_seconds,
+                  "users": report.users, "events": report.events}))
+"""
+EVENTS_PER_USER = 10
 
-def make_data(n: int, folder: Path, seed: int = 0) -> tuple[Path, Path]:
-    """A catalog CSV and a vectors folder of ``n`` items in ``n / 50`` clusters."""
+
+def make_data(n: int, folder: Path, users: int, seed: int = 0) -> tuple[Path, Path, Path | None]:
+    """A catalog CSV and a vectors folder of ``n`` items in ``n / 50`` clusters, and the
+    interactions of ``users`` users: each views ``EVENTS_PER_USER`` items, most of them from one
+    cluster of their own taste."""
     rng = np.random.default_rng(seed)
     cluster = rng.integers(0, max(1, n // ITEMS_PER_CLUSTER), n)
     vectors = folder / "vectors"
@@ -73,22 +93,62 @@ def make_data(n: int, folder: Path, seed: int = 0) -> tuple[Path, Path]:
         f.write("item_id,title,category,price\n")
         for i, c in zip(ids, cluster):
             f.write(f"{i},item {i},cat/{c % 97}/{c},{10 + c % 90}\n")
-    return catalog, vectors
+    if not users:
+        return catalog, vectors, None
+    members = np.argsort(cluster, kind="stable")
+    starts = np.searchsorted(cluster[members], np.arange(cluster.max() + 2))
+    taste = rng.integers(0, cluster.max() + 1, users)
+    interactions = folder / "interactions.csv"
+    with interactions.open("w") as f:
+        f.write("user_id,item_id,event,timestamp\n")
+        for u, c in enumerate(taste):
+            own = members[starts[c]:starts[c + 1]]
+            picks = rng.choice(own, min(len(own), EVENTS_PER_USER - 2), replace=False) if len(own) else []
+            for j, item in enumerate([*picks, *rng.integers(0, n, 2)]):
+                f.write(f"U{u:07d},{ids[item]},view,{1_700_000_000 + 60 * j}\n")
+    return catalog, vectors, interactions
 
 
 def build(catalog: Path, vectors: Path, out: Path, exact_max: int) -> dict:
+    return _child(_BUILD, catalog, vectors, out, exact_max)
+
+
+def train(version: str, interactions: Path, out: Path) -> dict:
+    return _child(_TRAIN, version, interactions, out)
+
+
+def _child(script: str, *args) -> dict:
+    """``script`` in a process of its own: what it prints, its peak RSS (``ru_maxrss``, which
+    counts the mapped index files' pages too), peak anonymous memory (sampled twice a second),
+    the memory that cannot be given back to the page cache, and its bundle's size."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    done = subprocess.run([sys.executable, "-c", _BUILD, str(catalog), str(vectors), str(out), str(exact_max)],
-                          check=True, capture_output=True, text=True)
+    child = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    anon = 0
+    while child.poll() is None:
+        anon = max(anon, _anon_kib(child.pid))
+        time.sleep(0.5)
+    stdout, stderr = child.communicate()
+    if child.returncode:
+        raise SystemExit(f"a child failed ({child.returncode}):\n{stderr[-3000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    # the children's ru_maxrss is the largest child's so far: a later build reports the larger of
-    # its own peak and the earlier builds'
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["peak_anonymous_gib"] = round(anon / 2**20, 2)
+    # the children's ru_maxrss is the largest child's so far: a later child reports the larger of
+    # its own peak and the earlier ones'
     result["peak_rss_gib"] = round(max(peak, before) / 2**20, 2)
     version = Path(result.pop("path"))
     result["bundle_mib"] = round(sum(f.stat().st_size for f in version.rglob("*") if f.is_file()) / 2**20, 1)
     result["version"] = str(version)
     return result
+
+
+def _anon_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # it has just ended
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("RssAnon:")), 0)
 
 
 def latency(version: str, queries: int = 2000, seed: int = 0) -> dict:
@@ -120,7 +180,13 @@ def publish_and_swap(version: str, folder: Path) -> dict:
 
     client = connect(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"), socket_timeout=300)
     out = {}
+    size = sum(f.stat().st_size for f in Path(version).rglob("*") if f.is_file())
+    available = psutil.virtual_memory().available
     for name, files in (("files in Redis", None), ("files in a file store", folder / "share")):
+        if files is None and size > available / 3:
+            out[name] = {"skipped": f"the bundle ({size / 2**30:.1f} GiB) would take more than a third of the "
+                                    f"machine's available memory ({available / 2**30:.1f} GiB) in Redis"}
+            continue
         store = RedisStore(client, prefix=f"bench-scale-{os.getpid()}", bundle_files=files)
         before = client.info("memory")["used_memory"]
         try:
@@ -145,21 +211,28 @@ def publish_and_swap(version: str, folder: Path) -> dict:
 
 
 def http_latency(version: str, folder: Path, seed: int = 0) -> dict:
-    """p50 and p99 over HTTP of ``recsys serve`` at 16 connections, a new item in every request."""
+    """p50 and p99 over HTTP of ``recsys serve`` at 16 connections, a new item (or user) in every
+    request."""
     from recsys.bundle import read_bundle
 
-    ids = read_bundle(version).item_ids.ids
-    items = [str(i) for i in np.random.default_rng(seed).permutation(ids)]
+    bundle = read_bundle(version)
+    rng = np.random.default_rng(seed)
+    items = [str(i) for i in rng.permutation(bundle.item_ids.ids)]
+    users = [str(u) for u in rng.permutation(bundle.collab.user_ids.ids)] if bundle.collab else []
     server = LiveServer(folder / "serve", {"RECSYS_REDIS__BUNDLE_FILES": str(folder / "served")},
                         bundle=Path(version))
     try:
         server.wait_ready(timeout=900)
         third = len(items) // 3
+        half = len(users) // 2
         # a first run pages the bundle in and starts both workers' connections; it is not measured
-        wrk(server.port, [f"/v1/items/{i}/similar?k=10" for i in items[:third]], folder, "10s")
+        wrk(server.port, [f"/v1/items/{i}/similar?k=10" for i in items[:third]]
+            + [f"/v1/users/{u}/recommendations?k=10" for u in users[:half]], folder, "10s")
         cases = {"similar items, default weights": [f"/v1/items/{i}/similar?k=10" for i in items[third:2 * third]],
                  "similar items, per-request weights": [
                      f"/v1/items/{i}/similar?k=10&weights=image:0.5,text:0.3,tabular:0.2" for i in items[2 * third:]]}
+        if users:
+            cases["feed, no activity since training"] = [f"/v1/users/{u}/recommendations?k=10" for u in users[half:]]
         out = {}
         for name, paths in cases.items():
             run = wrk(server.port, paths, folder, "10s")
@@ -173,19 +246,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--exact", action="store_true", help="also build with exact lists, for comparison")
+    parser.add_argument("--users", type=int, default=0, help="users whose interactions train a user tower "
+                        "on the bundle (its feeds are then served too)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     try:
         started = time.perf_counter()
-        catalog, vectors = make_data(args.items, folder)
-        result = {"items": args.items, "dims": DIMS,
-                  "clusters": args.items // ITEMS_PER_CLUSTER,
+        catalog, vectors, interactions = make_data(args.items, folder, args.users)
+        result = {"items": args.items, "dims": DIMS, "clusters": args.items // ITEMS_PER_CLUSTER,
+                  "users": args.users, "events_per_user": EVENTS_PER_USER if args.users else 0,
                   "data_seconds": round(time.perf_counter() - started, 1)}
-        result["hnsw_lists"] = build(catalog, vectors, folder / "hnsw", exact_max=0)
-        version = result["hnsw_lists"].pop("version")
-        result["hnsw_lists"]["latency"] = latency(version)
-        result["hnsw_lists"]["publish_and_swap"] = publish_and_swap(version, folder)
-        result["hnsw_lists"]["http"] = http_latency(version, folder)
+        result["cell_lists"] = build(catalog, vectors, folder / "cells", exact_max=0)
+        version = result["cell_lists"].pop("version")
+        if interactions is not None:
+            result["cell_lists"]["train"] = train(version, interactions, folder / "cells")
+            version = result["cell_lists"]["train"].pop("version")
+        result["cell_lists"]["latency"] = latency(version)
+        result["cell_lists"]["publish_and_swap"] = publish_and_swap(version, folder)
+        result["cell_lists"]["http"] = http_latency(version, folder)
         if args.exact:
             result["exact_lists"] = build(catalog, vectors, folder / "exact", exact_max=args.items)
             result["exact_lists"].pop("version")
