@@ -91,17 +91,14 @@ def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: in
 
 
 def _centres(x: torch.Tensor, n_cells: int, seed: int, iterations: int = 5) -> torch.Tensor:
-    """Spherical k-means centres (unit rows) of a sample of ``x``'s rows."""
-    generator = torch.Generator().manual_seed(seed)
-    sample = x[torch.randperm(len(x), generator=generator)[:n_cells * _TRAIN_PER_CELL]]
-    centres = sample[torch.randperm(len(sample), generator=generator)[:n_cells]].clone()
-    for _ in range(iterations):
-        assigned = torch.argmax(sample @ centres.T, dim=1)
-        sums = torch.zeros_like(centres).index_add_(0, assigned, sample)
-        empty = torch.bincount(assigned, minlength=n_cells) == 0
-        sums[empty] = centres[empty]  # a cell that lost all its rows keeps its centre
-        centres = torch.nn.functional.normalize(sums, dim=1)
-    return centres
+    """Spherical k-means centres (unit rows) of ``x``'s rows, by faiss on a sample of them."""
+    import faiss
+
+    kmeans = faiss.Kmeans(x.shape[1], n_cells, niter=iterations, spherical=True, seed=seed,
+                          max_points_per_centroid=_TRAIN_PER_CELL, min_points_per_centroid=1)
+    # faiss samples the rows itself: a fancy-indexed copy of a million rows would cost gigabytes
+    kmeans.train(x.numpy())
+    return torch.from_numpy(kmeans.centroids)
 
 
 def list_recall(matrix: np.ndarray, mask: np.ndarray, rows: np.ndarray, *, ks: tuple[int, ...] = (10,),
