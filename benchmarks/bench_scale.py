@@ -4,19 +4,20 @@ latency in process and over HTTP, publish and swap.
 Clustered synthetic vectors (items drawn around shared centres, as real catalogs cluster by
 product type; never uniform random) for three modalities, given to the build as ``recsys build
 --vectors`` reads them, so the towers are skipped and what is measured is the rest of the build.
-Each build runs in its own process, so its peak RSS is its own.
+Each build runs in its own process, so its peak RSS is its own; ``--memory-limit GIB`` runs it in a
+memory cgroup of that size (page cache included), to show that it fits a machine that size.
 
 The bundle is then published twice to the machine's Redis (``REDIS_URL``, default
 127.0.0.1:6379, under a namespace of its own that is deleted afterwards): with its files in Redis
 (skipped, with the reason recorded, where the bundle would take more than a third of the
 machine's available memory) and with them in a file store (``redis.bundle_files``). Each gives
 the publish time, what Redis holds after it, and a worker's swap: the download into its cache and
-the load. Last, ``recsys
-serve`` (2 gunicorn workers, its bundle in a file store) answers wrk at 16 connections for 10 s
-per lookup kind, every request an item not asked before, after a 10 s run that is not measured.
+the load. Last, ``recsys serve`` (2 gunicorn workers, its bundle in a file store) answers wrk at
+16 connections for 10 s per lookup kind, every request an item not asked before, after a 10 s run
+of every kind that is not measured.
 
     apt-get install wrk
-    python benchmarks/bench_scale.py --items 100000 [--exact]
+    python benchmarks/bench_scale.py --items 100000 [--users 20000] [--memory-limit 16] [--exact]
 
 ``--exact`` also builds with exact precomputed lists at the same size, for the time they cost.
 Writes ``benchmarks/results/scale_<items>.json``.
@@ -72,6 +73,7 @@ print(json.dumps({"path": str(report.path), "seconds": report.seconds, "fit_seco
                   "users": report.users, "events": report.events}))
 """
 EVENTS_PER_USER = 10
+PER_REQUEST = "weights=image:0.5,text:0.3,tabular:0.2"
 
 
 def make_data(n: int, folder: Path, users: int, seed: int = 0) -> tuple[Path, Path, Path | None]:
@@ -109,28 +111,36 @@ def make_data(n: int, folder: Path, users: int, seed: int = 0) -> tuple[Path, Pa
     return catalog, vectors, interactions
 
 
-def build(catalog: Path, vectors: Path, out: Path, exact_max: int) -> dict:
-    return _child(_BUILD, catalog, vectors, out, exact_max)
+def build(catalog: Path, vectors: Path, out: Path, exact_max: int, memory_gib: float | None = None) -> dict:
+    return _child(_BUILD, catalog, vectors, out, exact_max, memory_gib=memory_gib)
 
 
 def train(version: str, interactions: Path, out: Path) -> dict:
     return _child(_TRAIN, version, interactions, out)
 
 
-def _child(script: str, *args) -> dict:
+def _child(script: str, *args, memory_gib: float | None = None) -> dict:
     """``script`` in a process of its own: what it prints, its peak RSS (``ru_maxrss``, which
-    counts the mapped index files' pages too), peak anonymous memory (sampled twice a second),
-    the memory that cannot be given back to the page cache, and its bundle's size."""
+    counts the mapped files' resident pages too), peak anonymous memory (sampled twice a second,
+    the memory that cannot be given back to the page cache), and its bundle's size. With
+    ``memory_gib``, the child runs in a memory cgroup of that limit, which its page cache counts
+    against as well: finishing inside it shows that the build fits a machine of that size."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    group = _memory_cgroup(memory_gib) if memory_gib else None
+    if memory_gib and group is None:
+        raise SystemExit("--memory-limit needs a writable memory cgroup (v1 or v2) under this process's own")
     child = subprocess.Popen([sys.executable, "-c", script, *map(str, args)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=(lambda: (group / "cgroup.procs").write_text(str(os.getpid())))
+                             if group else None)
     anon = 0
     while child.poll() is None:
         anon = max(anon, _anon_kib(child.pid))
         time.sleep(0.5)
     stdout, stderr = child.communicate()
+    limited = _cgroup_report(group, memory_gib) if group else None
     if child.returncode:
-        raise SystemExit(f"a child failed ({child.returncode}):\n{stderr[-3000:]}")
+        raise SystemExit(f"a child failed ({child.returncode}; memory cgroup: {limited}):\n{stderr[-3000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = json.loads(stdout.strip().splitlines()[-1])
     result["peak_anonymous_gib"] = round(anon / 2**20, 2)
@@ -140,7 +150,46 @@ def _child(script: str, *args) -> dict:
     version = Path(result.pop("path"))
     result["bundle_mib"] = round(sum(f.stat().st_size for f in version.rglob("*") if f.is_file()) / 2**20, 1)
     result["version"] = str(version)
+    if limited:
+        result["memory_cgroup"] = limited
     return result
+
+
+def _memory_cgroup(limit_gib: float) -> Path | None:
+    """A new memory cgroup under this process's own, limited to ``limit_gib`` (cgroup v2's
+    ``memory.max`` or v1's ``memory.limit_in_bytes``), or ``None`` where none can be made."""
+    limit = str(int(limit_gib * 2**30))
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, own = line.split(":", 2)
+        if controllers == "":  # v2
+            parent, setting = Path("/sys/fs/cgroup") / own.lstrip("/"), "memory.max"
+        elif "memory" in controllers.split(","):
+            parent, setting = Path("/sys/fs/cgroup/memory") / own.lstrip("/"), "memory.limit_in_bytes"
+        else:
+            continue
+        group = parent / f"bench-scale-{os.getpid()}"
+        try:
+            group.mkdir(exist_ok=True)
+            (group / setting).write_text(limit)
+            return group
+        except OSError:
+            if group.exists():
+                group.rmdir()
+    return None
+
+
+def _cgroup_report(group: Path, limit_gib: float) -> dict:
+    """The limit, the cgroup's peak usage (page cache included) and how often it reached the
+    limit (and so had to give back page cache); the cgroup is then removed."""
+    if (group / "memory.failcnt").exists():  # v1
+        peak = int((group / "memory.max_usage_in_bytes").read_text())
+        hits = int((group / "memory.failcnt").read_text())
+    else:
+        peak = int((group / "memory.peak").read_text()) if (group / "memory.peak").exists() else 0
+        events = dict(line.split() for line in (group / "memory.events").read_text().splitlines())
+        hits = int(events.get("max", 0))
+    group.rmdir()
+    return {"limit_gib": limit_gib, "peak_gib": round(peak / 2**30, 2), "limit_hits": hits}
 
 
 def _anon_kib(pid: int) -> int:
@@ -226,11 +275,13 @@ def http_latency(version: str, folder: Path, seed: int = 0) -> dict:
         third = len(items) // 3
         half = len(users) // 2
         # a first run pages the bundle in and starts both workers' connections; it is not measured
-        wrk(server.port, [f"/v1/items/{i}/similar?k=10" for i in items[:third]]
+        wrk(server.port, [f"/v1/items/{i}/similar?k=10" for i in items[:third // 2]]
+            + [f"/v1/items/{i}/similar?k=10&{PER_REQUEST}" for i in items[third // 2:third]]
             + [f"/v1/users/{u}/recommendations?k=10" for u in users[:half]], folder, "10s")
+        os.sync()  # the bundle's download is written back first: writeback would slow the reads measured
         cases = {"similar items, default weights": [f"/v1/items/{i}/similar?k=10" for i in items[third:2 * third]],
                  "similar items, per-request weights": [
-                     f"/v1/items/{i}/similar?k=10&weights=image:0.5,text:0.3,tabular:0.2" for i in items[2 * third:]]}
+                     f"/v1/items/{i}/similar?k=10&{PER_REQUEST}" for i in items[2 * third:]]}
         if users:
             cases["feed, no activity since training"] = [f"/v1/users/{u}/recommendations?k=10" for u in users[half:]]
         out = {}
@@ -246,6 +297,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--exact", action="store_true", help="also build with exact lists, for comparison")
+    parser.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
+                        help="run the build in a memory cgroup of this many GiB, page cache included")
     parser.add_argument("--users", type=int, default=0, help="users whose interactions train a user tower "
                         "on the bundle (its feeds are then served too)")
     args = parser.parse_args()
@@ -256,7 +309,7 @@ def main() -> None:
         result = {"items": args.items, "dims": DIMS, "clusters": args.items // ITEMS_PER_CLUSTER,
                   "users": args.users, "events_per_user": EVENTS_PER_USER if args.users else 0,
                   "data_seconds": round(time.perf_counter() - started, 1)}
-        result["cell_lists"] = build(catalog, vectors, folder / "cells", exact_max=0)
+        result["cell_lists"] = build(catalog, vectors, folder / "cells", exact_max=0, memory_gib=args.memory_limit)
         version = result["cell_lists"].pop("version")
         if interactions is not None:
             result["cell_lists"]["train"] = train(version, interactions, folder / "cells")

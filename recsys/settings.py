@@ -89,6 +89,10 @@ class JointSettings(_Section):
     dim: int = Field(128, ge=8, le=1024, description="dimensions of the joint text-image space")
     max_epochs: int = Field(50, gt=0, description="most passes over the (photo, text) pairs; training "
                             "stops earlier when the held-out loss stops falling")
+    max_pairs: int = Field(
+        200_000, ge=100, description="most (photo, text) pairs the joint space learns from: a larger "
+        "catalog's are a seeded sample of them, which keeps the build's time and memory bounded (two "
+        "linear heads learn no more from millions)")
 
 
 class TowersSettings(_Section):

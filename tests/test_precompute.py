@@ -155,6 +155,20 @@ def test_the_listed_cosines_hold_every_listed_item_once_with_each_modality(marke
     assert (cosines.cosines[lacking, :, names.index("text")] == 0).all()
 
 
+def test_listed_cosines_kept_in_mapped_files_equal_those_in_memory_and_leave_no_file(market, tmp_path):
+    from recsys.pipeline.precompute import list_cosines
+    from recsys.pipeline.scratch import mapped_copy
+
+    in_memory = list_cosines(market.vectors, market.similar)
+    mapped = list_cosines(market.vectors, market.similar, folder=tmp_path / "scratch")
+    np.testing.assert_array_equal(mapped.rows, in_memory.rows)
+    np.testing.assert_array_equal(mapped.cosines, in_memory.cosines)
+    copy = mapped_copy(in_memory.cosines, tmp_path / "scratch")
+    np.testing.assert_array_equal(copy, in_memory.cosines)
+    assert not copy.flags.writeable and type(copy) is np.ndarray
+    assert list((tmp_path / "scratch").iterdir()) == []  # unlinked once mapped
+
+
 @pytest.mark.parametrize("weights", WEIGHTS[:3], ids=lambda w: ",".join(f"{m}:{v}" for m, v in w.items()))
 def test_per_request_weights_score_the_same_from_stored_cosines_and_from_vectors(market, weights):
     stored = Recommender(market)

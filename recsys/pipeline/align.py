@@ -20,14 +20,17 @@ JOINT_MIN_PAIRS = 100
 
 def fit_joint_space(blocks: dict[str, TowerOutput], settings: Settings, *,
                     show_progress: bool = True) -> JointSpace | None:
-    """The joint space learned from the items that have both a photo and text, or ``None`` where
-    the catalog lacks a modality or has fewer than :data:`JOINT_MIN_PAIRS` such items."""
+    """The joint space learned from the items that have both a photo and text (a sample of
+    ``towers.joint.max_pairs`` of them at most), or ``None`` where the catalog lacks a modality or
+    has fewer than :data:`JOINT_MIN_PAIRS` such items."""
     if "image" not in blocks or "text" not in blocks:
         return None
     both = np.flatnonzero(blocks["image"].mask & blocks["text"].mask)
     if len(both) < JOINT_MIN_PAIRS:
         return None
     joint = settings.towers.joint
+    if len(both) > joint.max_pairs:
+        both = np.sort(np.random.default_rng(settings.seed).choice(both, joint.max_pairs, replace=False))
     return train_joint_space(blocks["image"].vectors[both], blocks["text"].vectors[both], dim=joint.dim,
                              max_epochs=joint.max_epochs, seed=settings.seed, show_progress=show_progress)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recsys._hashing import sha256_bytes
-from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, ItemIndex, load_index, write_bundle, write_user_tower
+from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, ItemIndex, TopLists, write_bundle, write_user_tower
 from recsys.collab.als import CollabModel, interaction_matrix, popularity
 from recsys.collab.project import ContentProjection
 from recsys.curation.duplicates import find_duplicates
@@ -27,6 +26,7 @@ from recsys.index.mips import augment_query, build_mips_index
 from recsys.manifest import check_name
 from recsys.pipeline.align import fit_joint_space
 from recsys.pipeline.precompute import feed_lists, list_cosines, lists_recall, similar_lists
+from recsys.pipeline.scratch import mapped_copy, mapped_index
 from recsys.pipeline.thumbnails import make_thumbnails
 from recsys.settings import IndexSettings, Settings
 from recsys.towers.base import TowerOutput, l2_normalise
@@ -114,14 +114,8 @@ def _serving_index(vectors: np.ndarray, rows: np.ndarray, index: IndexSettings) 
     return AnnIndex.build(vectors, rows, n_trees=index.n_trees, seed=index.seed, search_k=index.search_k)
 
 
-def _mapped(index: ItemIndex, name: str, folder: Path) -> ItemIndex:
-    """``index`` written to a file and mapped back from it, so that a large catalog's indexes are
-    held by the page cache, not in the build's memory, until the bundle is written. The mapping
-    outlives the file's name, so the file is unlinked at once: nothing is left behind on failure."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".index-", dir=folder) as scratch:
-        index.save(Path(scratch) / f"{name}{index.suffix}")
-        return load_index(Path(scratch), name, index.dim, index.describe())
+def _mapped_block(block: TowerOutput, folder: Path) -> TowerOutput:
+    return TowerOutput(mapped_copy(block.vectors, folder), block.mask)
 
 
 def _fingerprint(frame: pd.DataFrame) -> str:
@@ -171,7 +165,9 @@ def build_item_bundle(
     towers = {name: tower for name, tower in (towers or create_towers(settings)).items() if name not in given}
     cache_dir = settings.towers.cache_dir or settings.state_dir / "embeddings"
     cache = EmbeddingCache(Path(cache_dir) / "cache.sqlite3")
-    blocks: dict[str, TowerOutput] = {name: TowerOutput(*l2_normalise(rows, present))
+    # a large catalog's arrays are kept in mapped files beside the bundle (recsys.pipeline.scratch)
+    scratch = Path(out_dir)
+    blocks: dict[str, TowerOutput] = {name: _mapped_block(TowerOutput(*l2_normalise(rows, present)), scratch)
                                       for name, (rows, present) in given.items() if present.any()}
     stats: dict[str, dict] = {name: {"given": int(present.sum())} for name, (_, present) in given.items()}
     del given  # the blocks hold them now, normalised
@@ -186,7 +182,7 @@ def build_item_bundle(
                                                    save_every=settings.towers.save_every, engine=engine)
             caught += [str(w.message) for w in seen if issubclass(w.category, RecsysWarning)]
             if block.mask.any():
-                blocks[name] = block
+                blocks[name] = _mapped_block(block, scratch)
             else:
                 logger.info("no item has the %s modality; it is left out", name)
     finally:
@@ -198,6 +194,7 @@ def build_item_bundle(
         weights = {m: 1.0 for m in blocks}
         caught.append("no configured weight applies to the modalities present; using equal weights")
     vectors = combine(blocks, weights)
+    vectors = dataclasses.replace(vectors, combined=mapped_copy(vectors.combined, scratch))
     laps.lap("embed")
 
     index_settings = settings.index
@@ -205,7 +202,7 @@ def build_item_bundle(
     spaces = {"combined": TowerOutput(vectors.combined, vectors.mask), **blocks}
     for name, space in spaces.items():
         rows = np.flatnonzero(space.mask)
-        indexes[name] = _mapped(_serving_index(space.vectors, rows, index_settings), name, Path(out_dir))
+        indexes[name] = mapped_index(_serving_index(space.vectors, rows, index_settings), name, scratch)
         recall[name] = measure_recall(indexes[name], space.vectors, k=10,
                                       sample=index_settings.recall_sample, seed=settings.seed)
     laps.lap("indexes")
@@ -227,13 +224,15 @@ def build_item_bundle(
     k = index_settings.precompute_k
     approximate = len(catalog) > index_settings.exact_lists_max
     similar = similar_lists(vectors, k, approximate=approximate, show_progress=show_progress) if k else None
+    similar = {name: TopLists(mapped_copy(lists.rows, scratch), mapped_copy(lists.scores, scratch))
+               for name, lists in similar.items()} if similar else None
     if similar:
         manifest["lists"] = {"method": "cells" if approximate else "exact"}
         if approximate:
             manifest["lists"]["recall"] = lists_recall(vectors, similar, sample=index_settings.recall_sample,
                                                        seed=settings.seed)
     laps.lap("similar lists")
-    cosines = list_cosines(vectors, similar, show_progress=show_progress) if similar else None
+    cosines = list_cosines(vectors, similar, folder=scratch, show_progress=show_progress) if similar else None
     laps.lap("listed cosines")
     thumbnails = (make_thumbnails(catalog[S.IMAGE], settings.images, show_progress=show_progress)
                   if S.IMAGE in catalog.columns else None)

@@ -16,11 +16,14 @@ per-request weights whose bound fails, or ``n > k``) the service computes the an
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from recsys.bundle import Bundle, ListCosines, TopLists
 from recsys.index.cells import cell_nearest, list_recall
 from recsys.index.exact import nearest, row_blocks, top_k_rows
+from recsys.pipeline.scratch import mapped_zeros
 from recsys.towers.item import ItemVectors, content_query
 
 __all__ = ["similar_lists", "lists_recall", "list_cosines", "feed_lists"]
@@ -65,10 +68,11 @@ def lists_recall(vectors: ItemVectors, lists: dict[str, TopLists], *, sample: in
     return {name: list_recall(*spaces[name], lists[name].rows, ks=ks, sample=sample, seed=seed) for name in lists}
 
 
-def list_cosines(vectors: ItemVectors, lists: dict[str, TopLists], *,
+def list_cosines(vectors: ItemVectors, lists: dict[str, TopLists], *, folder: Path | None = None,
                  show_progress: bool = False) -> ListCosines:
     """The union of each item's per-modality ``lists`` with every modality's cosine to each
-    (:class:`ListCosines`)."""
+    (:class:`ListCosines`), in memory or, with ``folder``, mapped from files there
+    (:mod:`recsys.pipeline.scratch`: a million items' come to gigabytes)."""
     blocks = list(vectors.blocks.values())
     n = len(vectors.combined)
     names = list(vectors.blocks)
@@ -76,8 +80,11 @@ def list_cosines(vectors: ItemVectors, lists: dict[str, TopLists], *,
     # then the rows and their cosines
     width = max(1, max((int((_union(lists, names, part) < n).sum(axis=1).max(initial=0))
                         for part in row_blocks(n, len(names) * lists[names[0]].k, "", False)), default=1))
-    rows = np.full((n, width), -1, np.int32)
-    cosines = np.zeros((n, width, len(blocks)), np.float32)
+    if folder is None:
+        rows, cosines = np.full((n, width), -1, np.int32), np.zeros((n, width, len(blocks)), np.float32)
+    else:
+        rows = mapped_zeros((n, width), np.int32, folder, fill=-1)
+        cosines = mapped_zeros((n, width, len(blocks)), np.float32, folder)
     dims = sum(b.dim for b in blocks)
     for part in row_blocks(n, width * dims, "similar items (cosines)", show_progress):
         union = _union(lists, names, part)[:, :width]

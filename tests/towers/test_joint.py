@@ -28,6 +28,23 @@ def test_training_pairs_each_photo_with_its_own_text():
         train_joint_space(image[:10], text[:10])
 
 
+def test_a_large_catalog_learns_from_a_sample_of_its_pairs():
+    from recsys.pipeline.align import fit_joint_space
+    from recsys.settings import load_settings
+    from recsys.towers.base import TowerOutput, l2_normalise
+
+    rng = np.random.default_rng(0)
+    concepts = rng.normal(size=(1000, 16))
+    blocks = {m: TowerOutput(*l2_normalise(concepts @ rng.normal(size=(16, d)), np.ones(1000, bool)))
+              for m, d in (("image", 40), ("text", 24))}
+    sampled = fit_joint_space(blocks, load_settings(towers={"joint": {"dim": 16, "max_pairs": 300}}),
+                              show_progress=False)
+    assert sampled.validation["pairs"] == 30  # a tenth of the 300 it learned from
+    assert sampled.validation["text_to_image_recall@10"] >= 0.8
+    whole = fit_joint_space(blocks, load_settings(towers={"joint": {"dim": 16}}), show_progress=False)
+    assert whole.validation["pairs"] == 100
+
+
 @pytest.fixture(scope="module")
 def shop(faulty):
     return faulty[0]
