@@ -20,7 +20,7 @@ of every kind that is not measured.
     python benchmarks/bench_scale.py --items 100000 [--users 20000] [--memory-limit 16] [--exact]
 
 ``--exact`` also builds with exact precomputed lists at the same size, for the time they cost.
-Writes ``benchmarks/results/scale_<items>.json``.
+Writes ``benchmarks/results/scale_<items>.json`` (``--tag T``: ``scale_<items>_T.json``).
 """
 from __future__ import annotations
 
@@ -299,6 +299,7 @@ def main() -> None:
     parser.add_argument("--exact", action="store_true", help="also build with exact lists, for comparison")
     parser.add_argument("--memory-limit", type=float, default=None, metavar="GIB",
                         help="run the build in a memory cgroup of this many GiB, page cache included")
+    parser.add_argument("--tag", default="", help="results file scale_<items>_<tag>.json, beside the others")
     parser.add_argument("--users", type=int, default=0, help="users whose interactions train a user tower "
                         "on the bundle (its feeds are then served too)")
     args = parser.parse_args()
@@ -322,7 +323,7 @@ def main() -> None:
             result["exact_lists"].pop("version")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    write_results(f"scale_{args.items}", result)
+    write_results(f"scale_{args.items}" + (f"_{args.tag}" if args.tag else ""), result)
     print(json.dumps(result, indent=1))
 
 

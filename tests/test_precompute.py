@@ -488,3 +488,17 @@ def test_a_catalog_above_exact_lists_max_gets_cell_lists_with_their_recall(sessi
     item = bundle.item_ids.ids[3]
     assert_same_ranking(Recommender(bundle).similar_items(item, k=10),
                         Recommender(dataclasses.replace(bundle, similar={})).similar_items(item, k=10))
+    # per-request weights whose bound the lists cannot beat (the whole list asked for) and whose
+    # other items are past the exact budget: cell lists answer with their best, exact lists go
+    # to Annoy
+    weights, k = {"tabular": 1.0}, 20
+    cells = Recommender(bundle, exact_budget=0).similar
+    exact = Recommender(dataclasses.replace(bundle, manifest={**bundle.manifest, "lists": {"method": "exact"}}),
+                        exact_budget=0).similar
+    for row in (3, 50, 299):
+        assert exact.threshold(row, k, None, weights, ["tabular"], None) is None
+        rows, scores = cells.threshold(row, k, None, weights, ["tabular"], None)
+        listed = bundle.similar["tabular"].rows[row]
+        assert set(rows) == set(listed[listed >= 0])
+        tabular = np.asarray(bundle.vectors.blocks["tabular"].vectors)
+        np.testing.assert_allclose(scores, tabular[rows] @ tabular[row], atol=1e-5)

@@ -175,7 +175,8 @@ class SimilarItems:
         modalities; when the ``k``-th candidate beats every bound no unlisted item can enter the
         answer. When it does not beat the bound of some combinations (typically a few items that
         lack a modality: they are scored by the others alone), every allowed item of those is
-        scored exactly too, if that is within the exact budget. ``allowed`` ``None``: every item
+        scored exactly too, if that is within the exact budget; beyond it, lists from k-means
+        cells (:attr:`approximate_lists`) answer with their best all the same. ``allowed`` ``None``: every item
         but ``row`` (which no list of its own holds). ``query``: the item's vectors per modality
         (``None``: read from the bundle when needed).
         """
@@ -206,7 +207,9 @@ class SimilarItems:
         members = np.concatenate([self.pattern_rows[p] for p in beaten])
         dim = sum(self.bundle.vectors.blocks[m].dim for m in usable)
         if len(members) * dim > self.candidates.exact_budget:
-            return None
+            # lists from k-means cells bound nothing for certain to begin with, and their best
+            # beat what Annoy finds in a catalog that large (a far lower recall), at no search
+            return (rows, scores) if self.approximate_lists else None
         members = np.setdiff1d(members[allowed[members] if allowed is not None else members != row],
                                candidates, assume_unique=True)
         query = query if query is not None else self.item_query(row)
@@ -266,6 +269,11 @@ class SimilarItems:
         return [(p, sum(map(mul, coefficients, last)) / denominator)
                 for p, has, coefficients, denominator in weighting.bounds
                 if not (exhaustive and exhaustive & has)]
+
+    @cached_property
+    def approximate_lists(self) -> bool:
+        """Whether the bundle's lists come from k-means cells (a large catalog), not exact search."""
+        return self.bundle.manifest.get("lists", {}).get("method") == "cells"
 
     @cached_property
     def listed_counts(self) -> np.ndarray:
