@@ -123,3 +123,11 @@ def test_projection_recovers_a_linear_map():
     # fewer items than dimensions takes the dual form and still fits the training items
     wide = ContentProjection(0.01).fit(content[:10, :], factors[:10])
     assert np.linalg.norm(wide.transform(content[:10]) - factors[:10]) < 0.1 * np.linalg.norm(factors[:10])
+    # more rows than one block: each block the same as the rows alone
+    many = rng.normal(size=(70_000, 20)).astype(np.float32)
+    projected = projection.transform(many)
+    assert projected.shape == (70_000, 5) and projected.dtype == np.float32
+    np.testing.assert_allclose(projected[[0, 65_535, 65_536, 69_999]],
+                               projection.transform(many[[0, 65_535, 65_536, 69_999]]), rtol=1e-6)
+    np.testing.assert_allclose(projected[65_536:65_540], (many[65_536:65_540] - projection.mean_x_)
+                               @ projection.weights_ + projection.mean_y_, rtol=1e-5)

@@ -5,6 +5,8 @@ import numpy as np
 
 __all__ = ["ContentProjection"]
 
+_BLOCK_ROWS = 65_536
+
 
 class ContentProjection:
     """Linear map ``factors ~ (content - mean_x) @ W + mean_y`` fitted by ridge regression.
@@ -43,6 +45,10 @@ class ContentProjection:
         return self
 
     def transform(self, content: np.ndarray) -> np.ndarray:
-        """Projected factors of ``content`` ``(n, d)``: ``(n, f)`` float32."""
-        x = np.asarray(content, dtype=np.float64)
-        return ((x - self.mean_x_) @ self.weights_ + self.mean_y_).astype(np.float32)
+        """Projected factors of ``content`` ``(n, d)``: ``(n, f)`` float32, computed in float64
+        a block of rows at a time (a million new items in float64 at once would take gigabytes)."""
+        out = np.empty((len(content), len(self.mean_y_)), dtype=np.float32)
+        for start in range(0, len(content), _BLOCK_ROWS):
+            x = np.asarray(content[start:start + _BLOCK_ROWS], dtype=np.float64)
+            out[start:start + _BLOCK_ROWS] = (x - self.mean_x_) @ self.weights_ + self.mean_y_
+        return out
