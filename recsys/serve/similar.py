@@ -204,12 +204,12 @@ class SimilarItems:
         if not beaten:
             return rows, scores
         # unlisted items of these patterns might enter the answer: score them all, if they are few
-        members = np.concatenate([self.pattern_rows[p] for p in beaten])
         dim = sum(self.bundle.vectors.blocks[m].dim for m in usable)
-        if len(members) * dim > self.candidates.exact_budget:
+        if sum(len(self.pattern_rows[p]) for p in beaten) * dim > self.candidates.exact_budget:
             # lists from k-means cells bound nothing for certain to begin with, and their best
             # beat what Annoy finds in a catalog that large (a far lower recall), at no search
             return (rows, scores) if self.approximate_lists else None
+        members = np.concatenate([self.pattern_rows[p] for p in beaten])
         members = np.setdiff1d(members[allowed[members] if allowed is not None else members != row],
                                candidates, assume_unique=True)
         query = query if query is not None else self.item_query(row)
