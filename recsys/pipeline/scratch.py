@@ -8,6 +8,8 @@ it is mapped: the mapping outlives the name, so nothing is left behind however t
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +19,19 @@ from recsys.bundle import ItemIndex, load_index
 __all__ = ["mapped_copy", "mapped_zeros", "mapped_index"]
 
 
-def mapped_zeros(shape: tuple[int, ...], dtype, folder: Path, fill=0) -> np.ndarray:
-    """A writable array of ``shape`` filled with ``fill``, mapped from a file in ``folder``."""
+@contextmanager
+def _scratch_file(folder: Path, name: str) -> Iterator[Path]:
+    """A path in a new folder inside ``folder``, both removed on exit (a mapping made of the
+    file inside outlives them)."""
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".scratch-", dir=folder) as scratch:
-        array = np.lib.format.open_memmap(Path(scratch) / "array.npy", mode="w+", dtype=dtype, shape=shape)
+        yield Path(scratch) / name
+
+
+def mapped_zeros(shape: tuple[int, ...], dtype, folder: Path, fill=0) -> np.ndarray:
+    """A writable array of ``shape`` filled with ``fill``, mapped from a file in ``folder``."""
+    with _scratch_file(folder, "array.npy") as path:
+        array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     if fill:
         array.fill(fill)
     # a plain ndarray view of the mapping (which its base keeps open): np.memmap's per-operation
@@ -31,15 +41,13 @@ def mapped_zeros(shape: tuple[int, ...], dtype, folder: Path, fill=0) -> np.ndar
 
 def mapped_copy(array: np.ndarray, folder: Path) -> np.ndarray:
     """A read-only copy of ``array`` mapped from a file in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=folder) as scratch:
-        np.save(Path(scratch) / "array.npy", array, allow_pickle=False)
-        return np.asarray(np.load(Path(scratch) / "array.npy", mmap_mode="r", allow_pickle=False))
+    with _scratch_file(folder, "array.npy") as path:
+        np.save(path, array, allow_pickle=False)
+        return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
 
 
 def mapped_index(index: ItemIndex, name: str, folder: Path) -> ItemIndex:
     """``index`` written to a file in ``folder`` and mapped back from it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=folder) as scratch:
-        index.save(Path(scratch) / f"{name}{index.suffix}")
-        return load_index(Path(scratch), name, index.dim, index.describe())
+    with _scratch_file(folder, f"{name}{index.suffix}") as path:
+        index.save(path)
+        return load_index(path.parent, name, index.dim, index.describe())
