@@ -446,6 +446,24 @@ def test_cell_lists_score_the_rows_of_the_cells_they_probe_exactly():
     tiny, _ = cell_nearest(v[:3], np.ones(3, bool), 5)
     assert sorted(tiny[0, :2]) == [1, 2] and (tiny[:, 2:] == -1).all()
 
+    # a score is symmetric: a row that lists another above that row's 10th score is in its list
+    lone, lone_scores = cell_nearest(v, mask, 30, cell_items=40, probe=1)
+    for q in np.flatnonzero(mask):
+        listers = np.flatnonzero(((lone == q) & (lone_scores > lone_scores[q, 9])).any(1))
+        assert np.isin(listers, lone[q, :10]).all(), q
+
+
+def test_cell_lists_take_in_the_rows_that_list_them():
+    """Row 0 holds 1 and 2; row 3 lists 0 with a score above 0's last, so it moves in (before 2);
+    row 4 lists 0 below it and stays out; a short list takes rows in where it has room."""
+    from recsys.index.cells import _take_reverse
+
+    rows = np.array([[1, 2], [0, -1], [0, 1], [0, 1], [0, -1]], np.int32)
+    scores = np.array([[0.9, 0.5], [0.9, 0.0], [0.5, 0.4], [0.7, 0.2], [0.3, 0.0]], np.float32)
+    _take_reverse(rows, scores, top=2)
+    assert rows[0].tolist() == [1, 3] and np.allclose(scores[0], [0.9, 0.7])
+    assert rows[1].tolist() == [0, 2] and np.allclose(scores[1], [0.9, 0.4])  # 3 lists 1 at 0.2 < 0.4
+
 
 def test_cell_lists_hold_the_exact_neighbours_with_exact_scores(market):
     """Above index.exact_lists_max the lists come from k-means cells scored exactly: on the

@@ -5,8 +5,16 @@ grows with ``n ** 2``. Here the rows are grouped into cells by spherical k-means
 one cell are scored exactly, in float32, against the rows of the ``probe`` cells that they vote
 for (each row votes for the ``votes`` centres nearest to it; its own cell always counts). A cell
 then costs one matrix product, the fastest thing a CPU does, and the whole build grows with
-``n * probe * (n / cells)`` instead of ``n ** 2``. Only a neighbour outside the probed cells can be
-missed; :func:`list_recall` measures how often.
+``n * probe * (n / cells)`` instead of ``n ** 2``.
+
+A row far from its cell's centre is where k-means fails: its neighbours sit in a cell that its own
+cell's majority does not vote for. Two cheap repairs, which need no more products, cover it:
+
+* a row is also a candidate in every other cell it votes for, so the cells it nearly joined find it;
+* a list then takes in the rows that list it among their best (:func:`_take_reverse`): a score is
+  symmetric, so what the other cell found is this row's neighbour too.
+
+Only a neighbour that neither side reached can be missed; :func:`list_recall` measures how often.
 """
 from __future__ import annotations
 
@@ -37,7 +45,7 @@ def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: in
     Args:
         cell_items: rows per cell on average (up to ``max_cells`` cells, which bounds k-means).
         probe: cells whose rows a cell's rows are compared with: more is better recall, slower.
-        votes: centres nearest to each row that it votes for.
+        votes: centres nearest to each row that it votes for (and whose cells it is a candidate in).
 
     Returns:
         ``(rows, scores)``, each ``(n, k)``, best first, ``-1`` where fewer than ``k`` qualify.
@@ -67,12 +75,19 @@ def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: in
         own = nearest_cells[:, 0]
         order = np.argsort(own, kind="stable")
         bounds = np.searchsorted(own[order], np.arange(n_cells + 1))
+        # the rows that vote for each cell other than their own
+        visits = nearest_cells[:, 1:].ravel()
+        by_cell = np.argsort(visits, kind="stable")
+        visitor_rows = by_cell // max(1, votes - 1)
+        visitor_bounds = np.searchsorted(visits[by_cell], np.arange(n_cells + 1))
         for c in np.flatnonzero(np.diff(bounds)):
             queries = order[bounds[c]:bounds[c + 1]]
             tally = np.bincount(nearest_cells[queries].ravel(), minlength=n_cells)
             tally[c] = len(queries) * votes + 1  # its own cell first
             probed = np.argsort(-tally, kind="stable")[:probe]
-            candidates = np.concatenate([order[bounds[p]:bounds[p + 1]] for p in probed])
+            visitors = visitor_rows[visitor_bounds[c]:visitor_bounds[c + 1]]
+            candidates = np.concatenate([order[bounds[p]:bounds[p + 1]] for p in probed]
+                                        + [visitors[~np.isin(own[visitors], probed)]])
             cand = x[candidates]
             step = max(1, _BLOCK_VALUES // len(candidates))
             for start in range(0, len(queries), step):
@@ -87,7 +102,43 @@ def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: in
                 rows[members[part], :width] = np.where(ok, members[found], -1)
                 scores[members[part], :width] = np.where(ok, values, 0.0)
             bar.update(len(queries))
+    _take_reverse(rows, scores)
     return rows, scores
+
+
+def _take_reverse(rows: np.ndarray, scores: np.ndarray, top: int = 10, block: int = 1 << 16) -> None:
+    """Adds to each list, in place, the rows that list its row with a score above its ``top``-th
+    and that it does not hold: they belong in its first ``top``. Lists run best first, ``-1`` at
+    the end where short."""
+    n, k = rows.shape
+    top = min(top, k)
+    floor = np.where(rows[:, top - 1] >= 0, scores[:, top - 1], -np.inf)
+    offers = []
+    for start in range(0, n, block):
+        listed, listed_scores = rows[start:start + block], scores[start:start + block]
+        lister = np.broadcast_to(np.arange(start, start + len(listed))[:, None], listed.shape)
+        ok = listed >= 0
+        ok[ok] = listed_scores[ok] > floor[listed[ok]]
+        to, by, score = listed[ok], lister[ok], listed_scores[ok]
+        held = (rows[to, :top] == by[:, None]).any(1)  # a row held lower would score below the floor
+        offers.append((to[~held], by[~held], score[~held]))
+    to, by, score = (np.concatenate(a) for a in zip(*offers))
+    order = np.argsort(to, kind="stable")
+    to, by, score = to[order], by[order], score[order]
+    taking = np.unique(to)
+    for start in range(0, len(taking), block):
+        q = taking[start:start + block]
+        lo, hi = np.searchsorted(to, [q[0], q[-1] + 1])
+        owner = np.concatenate([np.repeat(q, k), to[lo:hi]])
+        row = np.concatenate([rows[q].ravel(), by[lo:hi]])
+        value = np.concatenate([np.where(rows[q] >= 0, scores[q], -np.inf).ravel(), score[lo:hi]])
+        order = np.lexsort((-value, owner))
+        owner, row, value = owner[order], row[order], value[order]
+        rank = np.arange(len(owner)) - np.searchsorted(owner, owner)
+        best = rank < k
+        owner, rank, row, value = owner[best], rank[best], row[best], value[best]
+        rows[owner, rank] = np.where(np.isfinite(value), row, -1)
+        scores[owner, rank] = np.where(np.isfinite(value), value, 0.0)
 
 
 def _centres(x: torch.Tensor, n_cells: int, seed: int, iterations: int = 5) -> torch.Tensor:
