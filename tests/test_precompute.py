@@ -453,6 +453,21 @@ def test_cell_lists_score_the_rows_of_the_cells_they_probe_exactly():
         assert np.isin(listers, lone[q, :10]).all(), q
 
 
+def test_list_recall_counts_a_tied_row_as_a_hit():
+    """Rows 0-19 share one vector and 20-29 another: any 5 of a row's 19 twins are its exact top
+    5, so a list of other twins than exact search picked is perfect, and a stranger is a miss."""
+    from recsys.index.cells import list_recall
+
+    v = np.zeros((30, 4), np.float32)
+    v[:20, 0], v[20:, 1] = 1, 1
+    group = [np.arange(20), np.arange(20, 30)]
+    lists = np.array([[t for t in group[i >= 20][::-1] if t != i][:5] for i in range(30)], np.int32)
+    mask = np.ones(30, bool)
+    assert list_recall(v, mask, lists, ks=(5,), sample=30) == {"recall@5": 1.0}
+    lists[:, 4] = np.where(np.arange(30) < 20, 25, 5)
+    assert list_recall(v, mask, lists, ks=(5,), sample=30) == {"recall@5": 0.8}
+
+
 def test_cell_lists_take_in_the_rows_that_list_them():
     """Row 0 holds 1 and 2; row 3 lists 0 with a score above 0's last, so it moves in (before 2);
     row 4 lists 0 below it and stays out; a short list takes rows in where it has room."""

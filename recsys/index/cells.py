@@ -156,15 +156,21 @@ def list_recall(matrix: np.ndarray, mask: np.ndarray, rows: np.ndarray, *, ks: t
                 sample: int = 200, seed: int = 0) -> dict[str, float]:
     """Recall of approximate lists ``rows`` against the exact ones on ``sample`` random ``mask``
     rows: for each ``k`` in ``ks``, the share of the exact top ``k`` that the list's top ``k``
-    holds (``{"recall@10": ...}``)."""
+    holds (``{"recall@10": ...}``). A listed row that scores as high as the exact ``k``-th counts
+    as one of them: where rows tie (items with the same colour, category and price), the exact
+    top ``k`` holds an arbitrary few of them."""
     members = np.flatnonzero(mask)
     if not len(members) or not sample:
         return {}
     chosen = np.random.default_rng(seed).choice(members, min(sample, len(members)), replace=False)
-    exact = nearest(matrix, mask, max(ks), only_with=True, queries=chosen)[0]
+    exact_rows, exact_scores = nearest(matrix, mask, max(ks), only_with=True, queries=chosen)
     out = {}
     for k in ks:
-        hits = [len(set(exact[i, :k][exact[i, :k] >= 0]) & set(rows[r, :k][rows[r, :k] >= 0]))
-                / max(1, int((exact[i, :k] >= 0).sum())) for i, r in enumerate(chosen)]
+        hits = []
+        for q, found, best in zip(chosen, exact_rows[:, :k], exact_scores[:, :k]):
+            want = int((found >= 0).sum())
+            listed = rows[q, :k][rows[q, :k] >= 0]
+            scores = np.asarray(matrix[listed], np.float32) @ np.asarray(matrix[q], np.float32)
+            hits.append(min(want, int((scores >= best[want - 1] - 1e-5).sum())) / want if want else 0.0)
         out[f"recall@{k}"] = round(float(np.mean(hits)), 4)
     return out
