@@ -451,6 +451,7 @@ def test_cell_lists_score_the_rows_of_the_cells_they_probe_exactly():
     for q in np.flatnonzero(mask):
         listers = np.flatnonzero(((lone == q) & (lone_scores > lone_scores[q, 9])).any(1))
         assert np.isin(listers, lone[q, :10]).all(), q
+    assert all(len(np.unique(r[r >= 0])) == (r >= 0).sum() for r in lone)  # no row listed twice
 
 
 def test_list_recall_counts_a_tied_row_as_a_hit():

@@ -120,7 +120,9 @@ def _take_reverse(rows: np.ndarray, scores: np.ndarray, top: int = 10, block: in
         ok = listed >= 0
         ok[ok] = listed_scores[ok] > floor[listed[ok]]
         to, by, score = listed[ok], lister[ok], listed_scores[ok]
-        held = (rows[to, :top] == by[:, None]).any(1)  # a row held lower would score below the floor
+        # held anywhere in the list: the two sides' products round apart, so a row held just
+        # below the floor can be offered just above it
+        held = (rows[to] == by[:, None]).any(1)
         offers.append((to[~held], by[~held], score[~held]))
     to, by, score = (np.concatenate(a) for a in zip(*offers))
     order = np.argsort(to, kind="stable")
@@ -132,8 +134,8 @@ def _take_reverse(rows: np.ndarray, scores: np.ndarray, top: int = 10, block: in
         owner = np.concatenate([np.repeat(q, k), to[lo:hi]])
         row = np.concatenate([rows[q].ravel(), by[lo:hi]])
         value = np.concatenate([np.where(rows[q] >= 0, scores[q], -np.inf).ravel(), score[lo:hi]])
-        order = np.lexsort((-value, owner))
-        owner, row, value = owner[order], row[order], value[order]
+        ranked = np.lexsort((-value, owner))
+        owner, row, value = owner[ranked], row[ranked], value[ranked]
         rank = np.arange(len(owner)) - np.searchsorted(owner, owner)
         best = rank < k
         owner, rank, row, value = owner[best], rank[best], row[best], value[best]
