@@ -1,0 +1,52 @@
+"""The similar lists of one space from k-means cells (``recsys/index/cells.py``): time and recall.
+
+Clustered synthetic unit vectors, drawn as bench_scale draws each modality (``n / 50`` clusters,
+noise 0.7 around each centre; never uniform random), one space of ``--dim`` dimensions. The 100
+best per item come from :func:`~recsys.index.cells.cell_nearest` with its defaults, and recall@10
+and recall@100 are measured against exact search on ``--sample`` items. One list of a build, on
+its own, so a change to the cells can be measured in minutes at a million items.
+
+    python benchmarks/bench_cells.py --items 1000000 --dim 256
+
+Writes ``benchmarks/results/cells_<items>_<dim>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from _common import write_results
+
+from recsys.index.cells import cell_nearest, list_recall
+
+
+def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(0, max(1, n // 50), n)
+    centres = rng.standard_normal((cluster.max() + 1, dim), dtype=np.float32)
+    x = centres[cluster] + 0.7 * rng.standard_normal((n, dim), dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--sample", type=int, default=300, help="items whose lists are checked against exact")
+    args = parser.parse_args()
+    x = clustered(args.items, args.dim)
+    mask = np.ones(len(x), bool)
+    started = time.perf_counter()
+    rows, _ = cell_nearest(x, mask, 100, show_progress=True)
+    seconds = time.perf_counter() - started
+    recall = list_recall(x, mask, rows, ks=(10, 100), sample=args.sample)
+    result = {"items": args.items, "dim": args.dim, "threads": torch.get_num_threads(),
+              "seconds": round(seconds, 1), "sample": args.sample, **recall}
+    print(result)
+    write_results(f"cells_{args.items}_{args.dim}", result)
+
+
+if __name__ == "__main__":
+    main()
