@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from _common import write_results
 
-from recsys.index.cells import cell_nearest, list_recall
+from recsys.index.cells import cell_nearest
+from recsys.index.lists import list_recall
 
 
 def clustered(n: int, dim: int, seed: int = 0) -> np.ndarray:

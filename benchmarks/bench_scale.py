@@ -55,8 +55,10 @@ catalog, vectors, out, exact_max = sys.argv[1:5]
 settings = load_settings(state_dir=out + "/state", index={"exact_lists_max": int(exact_max)})
 report = build_item_bundle(load_catalog(catalog), settings, out + "/models/scale", vectors=vectors,
                            show_progress=False)
+lists = json.loads((report.path / "manifest.json").read_text()).get("lists", {})
 print(json.dumps({"path": str(report.path), "seconds": report.seconds, "phases": report.phases,
-                  "annoy_recall@10": report.recall, "lists_recall": report.lists_recall}))
+                  "annoy_recall@10": report.recall, "lists_methods": lists.get("methods"),
+                  "lists_recall": report.lists_recall}))
 """
 
 _TRAIN = """
@@ -310,14 +312,16 @@ def main() -> None:
         result = {"items": args.items, "dims": DIMS, "clusters": args.items // ITEMS_PER_CLUSTER,
                   "users": args.users, "events_per_user": EVENTS_PER_USER if args.users else 0,
                   "data_seconds": round(time.perf_counter() - started, 1)}
-        result["cell_lists"] = build(catalog, vectors, folder / "cells", exact_max=0, memory_gib=args.memory_limit)
-        version = result["cell_lists"].pop("version")
+        # the lists of a large catalog (index.exact_lists_max 0): k-means cells, and HNSW in few dimensions
+        large = result["approximate_lists"] = build(catalog, vectors, folder / "approximate", exact_max=0,
+                                                    memory_gib=args.memory_limit)
+        version = large.pop("version")
         if interactions is not None:
-            result["cell_lists"]["train"] = train(version, interactions, folder / "cells")
-            version = result["cell_lists"]["train"].pop("version")
-        result["cell_lists"]["latency"] = latency(version)
-        result["cell_lists"]["publish_and_swap"] = publish_and_swap(version, folder)
-        result["cell_lists"]["http"] = http_latency(version, folder)
+            large["train"] = train(version, interactions, folder / "approximate")
+            version = large["train"].pop("version")
+        large["latency"] = latency(version)
+        large["publish_and_swap"] = publish_and_swap(version, folder)
+        large["http"] = http_latency(version, folder)
         if args.exact:
             result["exact_lists"] = build(catalog, vectors, folder / "exact", exact_max=args.items)
             result["exact_lists"].pop("version")

@@ -130,8 +130,13 @@ class IndexSettings(_Section):
     exact_lists_max: int = Field(
         200_000, ge=0, description="catalogs with at most this many items get exact precomputed "
         "similar lists (their cost grows with the square of the catalog); larger ones score each item "
-        "exactly against the items of nearby k-means cells, with their recall on `recall_sample` items in the "
-        "manifest",
+        "exactly against the items of nearby k-means cells (or, see `hnsw_lists_max_dim`, those an HNSW "
+        "graph finds), with their recall on `recall_sample` items in the manifest",
+    )
+    hnsw_lists_max_dim: int = Field(
+        128, ge=0, description="above `exact_lists_max` items, a list over at most this many dimensions "
+        "(a tabular block, typically) comes from an HNSW graph instead of k-means cells: in few "
+        "dimensions an item's neighbours spread over more cells than the cells probe; 0 = always cells",
     )
     precompute_k: int = Field(
         100, ge=0, le=1000, description="results precomputed per item (similar items under the "

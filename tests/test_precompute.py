@@ -417,8 +417,9 @@ def test_cell_lists_score_the_rows_of_the_cells_they_probe_exactly():
     """Each row is scored exactly against the rows of the k-means cells its own cell probes: with
     every cell probed the lists are the exact ones; with a few, the near neighbours are still
     found, a far one can be missed, and the recall measured against exact search says so."""
-    from recsys.index.cells import cell_nearest, list_recall
+    from recsys.index.cells import cell_nearest
     from recsys.index.exact import nearest
+    from recsys.index.lists import list_recall
 
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(150, 48))
@@ -454,10 +455,36 @@ def test_cell_lists_score_the_rows_of_the_cells_they_probe_exactly():
     assert all(len(np.unique(r[r >= 0])) == (r >= 0).sum() for r in lone)  # no row listed twice
 
 
+def test_hnsw_lists_hold_the_near_neighbours_with_exact_scores():
+    """The graph's lists score exactly and find the near neighbours; they leave out the row
+    itself (also among identical rows) and the rows outside the mask."""
+    from recsys.index.hnsw import hnsw_nearest
+    from recsys.index.lists import list_recall
+
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(150, 24))
+    v = centres[rng.integers(150, size=4000)] + 0.5 * rng.normal(size=(4000, 24))
+    v[101:111] = v[101]  # ten identical rows
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    mask = np.ones(len(v), bool)
+    mask[::50] = False
+    rows, scores = hnsw_nearest(v, mask, 30)
+    listed = rows >= 0
+    assert listed[mask].all() and (rows[~mask] == -1).all() and not np.isin(rows, np.flatnonzero(~mask)).any()
+    assert not (rows == np.arange(len(v))[:, None]).any()
+    assert sorted(rows[102, :9]) == [r for r in range(101, 111) if r != 102]
+    dots = np.einsum("nkd,nd->nk", v[np.maximum(rows, 0)], v)
+    np.testing.assert_allclose(scores[listed], dots[listed], atol=1e-5)
+    assert (np.diff(scores[mask], axis=1) <= 1e-6).all()
+    assert list_recall(v, mask, rows, ks=(10, 30), sample=400)["recall@10"] >= 0.98
+    tiny, _ = hnsw_nearest(v[:3], np.ones(3, bool), 5)
+    assert sorted(tiny[0, :2]) == [1, 2] and (tiny[:, 2:] == -1).all()
+
+
 def test_list_recall_counts_a_tied_row_as_a_hit():
     """Rows 0-19 share one vector and 20-29 another: any 5 of a row's 19 twins are its exact top
     5, so a list of other twins than exact search picked is perfect, and a stranger is a miss."""
-    from recsys.index.cells import list_recall
+    from recsys.index.lists import list_recall
 
     v = np.zeros((30, 4), np.float32)
     v[:20, 0], v[20:, 1] = 1, 1
@@ -472,22 +499,27 @@ def test_list_recall_counts_a_tied_row_as_a_hit():
 def test_cell_lists_take_in_the_rows_that_list_them():
     """Row 0 holds 1 and 2; row 3 lists 0 with a score above 0's last, so it moves in (before 2);
     row 4 lists 0 below it and stays out; a short list takes rows in where it has room."""
-    from recsys.index.cells import _take_reverse
+    from recsys.index.lists import take_reverse
 
     rows = np.array([[1, 2], [0, -1], [0, 1], [0, 1], [0, -1]], np.int32)
     scores = np.array([[0.9, 0.5], [0.9, 0.0], [0.5, 0.4], [0.7, 0.2], [0.3, 0.0]], np.float32)
-    _take_reverse(rows, scores, top=2)
+    take_reverse(rows, scores, top=2)
     assert rows[0].tolist() == [1, 3] and np.allclose(scores[0], [0.9, 0.7])
     assert rows[1].tolist() == [0, 2] and np.allclose(scores[1], [0.9, 0.4])  # 3 lists 1 at 0.2 < 0.4
 
 
-def test_cell_lists_hold_the_exact_neighbours_with_exact_scores(market):
-    """Above index.exact_lists_max the lists come from k-means cells scored exactly: on the
-    market's vectors they hold the exact neighbours, with the exact scores, and never the item
-    itself or an item without the modality."""
-    from recsys.pipeline.precompute import lists_recall, similar_lists
+@pytest.mark.parametrize("hnsw_max_dim", [0, 128])
+def test_approximate_lists_hold_the_exact_neighbours_with_exact_scores(market, hnsw_max_dim):
+    """Above index.exact_lists_max the lists come from k-means cells or, in few dimensions, an
+    HNSW graph, scored exactly: on the market's vectors they hold the exact neighbours, with the
+    exact scores, and never the item itself or an item without the modality."""
+    from recsys.pipeline.precompute import list_methods, lists_recall, similar_lists
 
-    exact, approx = market.similar, similar_lists(market.vectors, 100, approximate=True)
+    methods = list_methods(market.vectors, approximate=True, hnsw_max_dim=hnsw_max_dim)
+    dims = {"combined": market.vectors.combined.shape[1], **{m: b.dim for m, b in market.vectors.blocks.items()}}
+    assert methods == {name: "hnsw" if dim <= hnsw_max_dim else "cells" for name, dim in dims.items()}
+    assert set(methods.values()) == ({"cells"} if hnsw_max_dim == 0 else {"cells", "hnsw"})
+    exact, approx = market.similar, similar_lists(market.vectors, 100, approximate=True, hnsw_max_dim=hnsw_max_dim)
     assert list(approx) == list(exact)
     for name, lists in approx.items():
         assert lists.rows.shape == exact[name].rows.shape
@@ -505,7 +537,7 @@ def test_cell_lists_hold_the_exact_neighbours_with_exact_scores(market):
     assert lists_recall(market.vectors, wrong, sample=100)["combined"]["recall@10"] < 0.2  # it can fail
 
 
-def test_a_catalog_above_exact_lists_max_gets_cell_lists_with_their_recall(session_dir, market):
+def test_a_catalog_above_exact_lists_max_gets_approximate_lists_with_their_recall(session_dir, market):
     from recsys.bundle import read_bundle
     from recsys.pipeline.build import build_item_bundle
     from recsys.settings import load_settings
@@ -517,14 +549,15 @@ def test_a_catalog_above_exact_lists_max_gets_cell_lists_with_their_recall(sessi
                                show_progress=False, towers={"tabular": create_tower("tabular")})
     bundle = read_bundle(report.path)
     lists = bundle.manifest["lists"]
-    assert lists["method"] == "cells" and set(lists["recall"]) == {"combined", "tabular"}
+    assert lists["method"] == "approximate" and set(lists["recall"]) == {"combined", "tabular"}
+    assert lists["methods"] == {"combined": "hnsw", "tabular": "hnsw"}  # few dimensions
     assert all(r["recall@10"] >= 0.95 and r["recall@20"] >= 0.95 for r in lists["recall"].values())
     item = bundle.item_ids.ids[3]
     assert_same_ranking(Recommender(bundle).similar_items(item, k=10),
                         Recommender(dataclasses.replace(bundle, similar={})).similar_items(item, k=10))
     # per-request weights whose bound the lists cannot beat (the whole list asked for) and whose
-    # other items are past the exact budget: cell lists answer with their best, exact lists go
-    # to Annoy
+    # other items are past the exact budget: approximate lists answer with their best, exact lists
+    # go to Annoy
     weights, k = {"tabular": 1.0}, 20
     cells = Recommender(bundle, exact_budget=0).similar
     exact = Recommender(dataclasses.replace(bundle, manifest={**bundle.manifest, "lists": {"method": "exact"}}),

@@ -11,10 +11,12 @@ A row far from its cell's centre is where k-means fails: its neighbours sit in a
 cell's majority does not vote for. Two cheap repairs, which need no more products, cover it:
 
 * a row is also a candidate in every other cell it votes for, so the cells it nearly joined find it;
-* a list then takes in the rows that list it among their best (:func:`_take_reverse`): a score is
-  symmetric, so what the other cell found is this row's neighbour too.
+* a list then takes in the rows that list it among their best
+  (:func:`~recsys.index.lists.take_reverse`): a score is symmetric, so what the other cell found
+  is this row's neighbour too.
 
-Only a neighbour that neither side reached can be missed; :func:`list_recall` measures how often.
+Only a neighbour that neither side reached can be missed; :func:`~recsys.index.lists.list_recall`
+measures how often.
 """
 from __future__ import annotations
 
@@ -24,9 +26,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from recsys.index.exact import nearest
+from recsys.index.lists import take_reverse
 
-__all__ = ["cell_nearest", "list_recall"]
+__all__ = ["cell_nearest"]
 
 # scores held at once while a cell's rows meet their candidates: float32 values
 _BLOCK_VALUES = 1 << 25
@@ -102,45 +104,8 @@ def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: in
                 rows[members[part], :width] = np.where(ok, members[found], -1)
                 scores[members[part], :width] = np.where(ok, values, 0.0)
             bar.update(len(queries))
-    _take_reverse(rows, scores)
+    take_reverse(rows, scores)
     return rows, scores
-
-
-def _take_reverse(rows: np.ndarray, scores: np.ndarray, top: int = 10, block: int = 1 << 16) -> None:
-    """Adds to each list, in place, the rows that list its row with a score above its ``top``-th
-    and that it does not hold: they belong in its first ``top``. Lists run best first, ``-1`` at
-    the end where short."""
-    n, k = rows.shape
-    top = min(top, k)
-    floor = np.where(rows[:, top - 1] >= 0, scores[:, top - 1], -np.inf)
-    offers = []
-    for start in range(0, n, block):
-        listed, listed_scores = rows[start:start + block], scores[start:start + block]
-        lister = np.broadcast_to(np.arange(start, start + len(listed))[:, None], listed.shape)
-        ok = listed >= 0
-        ok[ok] = listed_scores[ok] > floor[listed[ok]]
-        to, by, score = listed[ok], lister[ok], listed_scores[ok]
-        # held anywhere in the list: the two sides' products round apart, so a row held just
-        # below the floor can be offered just above it
-        held = (rows[to] == by[:, None]).any(1)
-        offers.append((to[~held], by[~held], score[~held]))
-    to, by, score = (np.concatenate(a) for a in zip(*offers))
-    order = np.argsort(to, kind="stable")
-    to, by, score = to[order], by[order], score[order]
-    taking = np.unique(to)
-    for start in range(0, len(taking), block):
-        q = taking[start:start + block]
-        lo, hi = np.searchsorted(to, [q[0], q[-1] + 1])
-        owner = np.concatenate([np.repeat(q, k), to[lo:hi]])
-        row = np.concatenate([rows[q].ravel(), by[lo:hi]])
-        value = np.concatenate([np.where(rows[q] >= 0, scores[q], -np.inf).ravel(), score[lo:hi]])
-        ranked = np.lexsort((-value, owner))
-        owner, row, value = owner[ranked], row[ranked], value[ranked]
-        rank = np.arange(len(owner)) - np.searchsorted(owner, owner)
-        best = rank < k
-        owner, rank, row, value = owner[best], rank[best], row[best], value[best]
-        rows[owner, rank] = np.where(np.isfinite(value), row, -1)
-        scores[owner, rank] = np.where(np.isfinite(value), value, 0.0)
 
 
 def _centres(x: torch.Tensor, n_cells: int, seed: int, iterations: int = 5) -> torch.Tensor:
@@ -152,27 +117,3 @@ def _centres(x: torch.Tensor, n_cells: int, seed: int, iterations: int = 5) -> t
     # faiss samples the rows itself: a fancy-indexed copy of a million rows would cost gigabytes
     kmeans.train(x.numpy())
     return torch.from_numpy(kmeans.centroids)
-
-
-def list_recall(matrix: np.ndarray, mask: np.ndarray, rows: np.ndarray, *, ks: tuple[int, ...] = (10,),
-                sample: int = 200, seed: int = 0) -> dict[str, float]:
-    """Recall of approximate lists ``rows`` against the exact ones on ``sample`` random ``mask``
-    rows: for each ``k`` in ``ks``, the share of the exact top ``k`` that the list's top ``k``
-    holds (``{"recall@10": ...}``). A listed row that scores as high as the exact ``k``-th counts
-    as one of them: where rows tie (items with the same colour, category and price), the exact
-    top ``k`` holds an arbitrary few of them."""
-    members = np.flatnonzero(mask)
-    if not len(members) or not sample:
-        return {}
-    chosen = np.random.default_rng(seed).choice(members, min(sample, len(members)), replace=False)
-    exact_rows, exact_scores = nearest(matrix, mask, max(ks), only_with=True, queries=chosen)
-    out = {}
-    for k in ks:
-        hits = []
-        for q, found, best in zip(chosen, exact_rows[:, :k], exact_scores[:, :k]):
-            want = int((found >= 0).sum())
-            listed = rows[q, :k][rows[q, :k] >= 0]
-            scores = np.asarray(matrix[listed], np.float32) @ np.asarray(matrix[q], np.float32)
-            hits.append(min(want, int((scores >= best[want - 1] - 1e-5).sum())) / want if want else 0.0)
-        out[f"recall@{k}"] = round(float(np.mean(hits)), 4)
-    return out

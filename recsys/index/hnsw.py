@@ -1,15 +1,18 @@
 """An HNSW graph (faiss) over item vectors: the serving index where Annoy's recall falls short
 (``index.backend: hnsw``), with the same interface as :class:`~recsys.index.annoy.AnnIndex` and
-exact float32 scores."""
+exact float32 scores, and every item's nearest list of a large catalog in few dimensions
+(:func:`hnsw_nearest`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from recsys.errors import BundleError
+from recsys.index.lists import take_reverse
 
-__all__ = ["HnswIndex"]
+__all__ = ["HnswIndex", "hnsw_nearest"]
 
 _QUERY_BLOCK = 4096
 
@@ -102,3 +105,46 @@ class HnswIndex:
             raise BundleError(f"index {path} holds {index.ntotal} items of {index.d} dimensions; its rows file "
                               f"has {len(rows)} and the bundle {dim} dimensions")
         return cls(index, rows, dim, links, ef_search)
+
+
+def hnsw_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, links: int = 16, ef_construction: int = 80,
+                 ef_search: int = 128, desc: str = "nearest items (hnsw)",
+                 show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Each ``mask`` row's ``k`` best other ``mask`` rows by dot product, as
+    :func:`recsys.index.cells.cell_nearest` gives them, from an HNSW graph over the ``mask`` rows.
+    The graph stores the vectors themselves, so every score is exact; a row the search does not
+    reach can be missed, unless it is among the best of a row the list's row is among the best of
+    (:func:`~recsys.index.lists.take_reverse`).
+
+    Returns:
+        ``(rows, scores)``, each ``(n, k)``, best first, ``-1`` where fewer than ``k`` qualify.
+    """
+    import faiss
+
+    members = np.flatnonzero(mask)
+    n = len(matrix)
+    rows = np.full((n, k), -1, np.int32)
+    scores = np.zeros((n, k), np.float32)
+    if len(members) < 2 or k == 0:
+        return rows, scores
+    graph = HnswIndex.build(matrix, members, links=links, ef_construction=ef_construction)
+    params = faiss.SearchParametersHNSW()
+    params.efSearch = max(ef_search, k + 1)
+    want = min(k + 1, len(members))
+    with tqdm(total=len(members), desc=desc, unit="row", disable=not show_progress) as bar:
+        for start in range(0, len(members), _QUERY_BLOCK):
+            part = np.arange(start, min(start + _QUERY_BLOCK, len(members)))
+            found_scores, found = graph.index.search(
+                np.ascontiguousarray(matrix[members[part]], dtype=np.float32), want, params=params)
+            # a row finds itself, or, among identical rows, a twin first: drop itself, else the last
+            drop = np.where((found == part[:, None]).any(1), (found == part[:, None]).argmax(1), want - 1)
+            keep = np.ones_like(found, bool)
+            keep[np.arange(len(part)), drop] = False
+            found, found_scores = found[keep].reshape(len(part), -1), found_scores[keep].reshape(len(part), -1)
+            ok = found >= 0
+            width = found.shape[1]
+            rows[members[part], :width] = np.where(ok, members[np.maximum(found, 0)], -1)
+            scores[members[part], :width] = np.where(ok, found_scores, 0.0)
+            bar.update(len(part))
+    take_reverse(rows, scores)
+    return rows, scores

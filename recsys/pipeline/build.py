@@ -25,7 +25,7 @@ from recsys.index.hnsw import HnswIndex
 from recsys.index.mips import augment_query, build_mips_index
 from recsys.manifest import check_name
 from recsys.pipeline.align import fit_joint_space
-from recsys.pipeline.precompute import feed_lists, list_cosines, lists_recall, similar_lists
+from recsys.pipeline.precompute import feed_lists, list_cosines, list_methods, lists_recall, similar_lists
 from recsys.pipeline.scratch import mapped_copy, mapped_index
 from recsys.pipeline.thumbnails import make_thumbnails
 from recsys.settings import IndexSettings, Settings
@@ -223,12 +223,15 @@ def build_item_bundle(
     }
     k = index_settings.precompute_k
     approximate = len(catalog) > index_settings.exact_lists_max
-    similar = similar_lists(vectors, k, approximate=approximate, show_progress=show_progress) if k else None
+    similar = similar_lists(vectors, k, approximate=approximate, hnsw_max_dim=index_settings.hnsw_lists_max_dim,
+                            show_progress=show_progress) if k else None
     similar = {name: TopLists(mapped_copy(lists.rows, scratch), mapped_copy(lists.scores, scratch))
                for name, lists in similar.items()} if similar else None
     if similar:
-        manifest["lists"] = {"method": "cells" if approximate else "exact"}
+        manifest["lists"] = {"method": "approximate" if approximate else "exact"}
         if approximate:
+            manifest["lists"]["methods"] = list_methods(vectors, approximate=True,
+                                                        hnsw_max_dim=index_settings.hnsw_lists_max_dim)
             manifest["lists"]["recall"] = lists_recall(vectors, similar, sample=index_settings.recall_sample,
                                                        seed=settings.seed)
     laps.lap("similar lists")

@@ -21,20 +21,21 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bundle import Bundle, ListCosines, TopLists
-from recsys.index.cells import cell_nearest, list_recall
+from recsys.index.cells import cell_nearest
 from recsys.index.exact import nearest, row_blocks, top_k_rows
+from recsys.index.hnsw import hnsw_nearest
+from recsys.index.lists import list_recall
 from recsys.pipeline.scratch import mapped_zeros
 from recsys.towers.item import ItemVectors, content_query
 
-__all__ = ["similar_lists", "lists_recall", "list_cosines", "feed_lists"]
+__all__ = ["similar_lists", "list_methods", "lists_recall", "list_cosines", "feed_lists"]
 
 
-def similar_lists(vectors: ItemVectors, k: int, *, approximate: bool = False,
+def similar_lists(vectors: ItemVectors, k: int, *, approximate: bool = False, hnsw_max_dim: int = 0,
                   show_progress: bool = False) -> dict[str, TopLists]:
     """Each item's ``k`` most similar items under the default weights (``"combined"``) and by
-    each modality's cosine alone (one entry per modality): exactly, or with ``approximate`` from
-    the rows of nearby k-means cells scored exactly (:func:`~recsys.index.cells.cell_nearest`, for
-    large catalogs: the exact lists cost ``n ** 2``).
+    each modality's cosine alone (one entry per modality): exactly, or with ``approximate`` as
+    :func:`list_methods` picks for each (large catalogs: the exact lists cost ``n ** 2``).
 
     ``"combined"`` is the score of :meth:`recsys.serve.Recommender.similar_items` with no
     per-request weights. The per-modality lists answer per-request weights: every item outside
@@ -46,23 +47,41 @@ def similar_lists(vectors: ItemVectors, k: int, *, approximate: bool = False,
     items score above 0), and the bound holds only as far as they hold the exact neighbours
     (:func:`lists_recall`).
     """
-    def find(matrix, mask, desc, only_with):
-        if approximate:
-            return cell_nearest(matrix, mask, k, desc=f"{desc} (cells)", show_progress=show_progress)
-        return nearest(matrix, mask, k, desc=desc, show_progress=show_progress, only_with=only_with)
-
-    lists = {"combined": TopLists(*find(vectors.combined, vectors.mask, "similar items", False))}
-    for m, block in vectors.blocks.items():
-        lists[m] = TopLists(*find(block.vectors, block.mask, f"similar items ({m})", True))
+    spaces = _spaces(vectors)
+    methods = list_methods(vectors, approximate=approximate, hnsw_max_dim=hnsw_max_dim)
+    lists = {}
+    for name, (matrix, mask) in spaces.items():
+        desc = "similar items" if name == "combined" else f"similar items ({name})"
+        if methods[name] == "exact":
+            found = nearest(matrix, mask, k, desc=desc, show_progress=show_progress, only_with=name != "combined")
+        else:
+            find = cell_nearest if methods[name] == "cells" else hnsw_nearest
+            found = find(matrix, mask, k, desc=f"{desc} ({methods[name]})", show_progress=show_progress)
+        lists[name] = TopLists(*found)
     return lists
+
+
+def list_methods(vectors: ItemVectors, *, approximate: bool, hnsw_max_dim: int) -> dict[str, str]:
+    """How :func:`similar_lists` finds each list: ``"exact"``, or with ``approximate`` from the
+    rows of nearby k-means cells scored exactly (``"cells"``,
+    :func:`~recsys.index.cells.cell_nearest`), or from an HNSW graph (``"hnsw"``,
+    :func:`~recsys.index.hnsw.hnsw_nearest`) for a space of at most ``hnsw_max_dim`` dimensions:
+    in few dimensions an item's neighbours spread over more cells than a cell probes."""
+    return {name: "exact" if not approximate else "hnsw" if matrix.shape[1] <= hnsw_max_dim else "cells"
+            for name, (matrix, _) in _spaces(vectors).items()}
+
+
+def _spaces(vectors: ItemVectors) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each list's vectors and which items have them: the combined space, then each modality."""
+    return {"combined": (vectors.combined, vectors.mask),
+            **{m: (b.vectors, b.mask) for m, b in vectors.blocks.items()}}
 
 
 def lists_recall(vectors: ItemVectors, lists: dict[str, TopLists], *, sample: int,
                  seed: int = 0) -> dict[str, dict[str, float]]:
     """Per list, recall@10 and recall@k of approximate ``lists`` against exact search on
-    ``sample`` items (:func:`~recsys.index.cells.list_recall`)."""
-    spaces = {"combined": (vectors.combined, vectors.mask),
-              **{m: (b.vectors, b.mask) for m, b in vectors.blocks.items()}}
+    ``sample`` items (:func:`~recsys.index.lists.list_recall`)."""
+    spaces = _spaces(vectors)
     k = next(iter(lists.values())).k
     ks = (10, k) if k > 10 else (k,)
     return {name: list_recall(*spaces[name], lists[name].rows, ks=ks, sample=sample, seed=seed) for name in lists}

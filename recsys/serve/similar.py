@@ -175,10 +175,10 @@ class SimilarItems:
         modalities; when the ``k``-th candidate beats every bound no unlisted item can enter the
         answer. When it does not beat the bound of some combinations (typically a few items that
         lack a modality: they are scored by the others alone), every allowed item of those is
-        scored exactly too, if that is within the exact budget; beyond it, lists from k-means
-        cells (:attr:`approximate_lists`) answer with their best all the same. ``allowed`` ``None``: every item
-        but ``row`` (which no list of its own holds). ``query``: the item's vectors per modality
-        (``None``: read from the bundle when needed).
+        scored exactly too, if that is within the exact budget; beyond it, a large catalog's
+        approximate lists (:attr:`approximate_lists`) answer with their best all the same.
+        ``allowed`` ``None``: every item but ``row`` (which no list of its own holds). ``query``:
+        the item's vectors per modality (``None``: read from the bundle when needed).
         """
         lists = self.bundle.similar
         if not usable or any(m not in lists for m in usable):
@@ -272,8 +272,9 @@ class SimilarItems:
 
     @cached_property
     def approximate_lists(self) -> bool:
-        """Whether the bundle's lists come from k-means cells (a large catalog), not exact search."""
-        return self.bundle.manifest.get("lists", {}).get("method") == "cells"
+        """Whether the bundle's lists are approximate (a large catalog's, from k-means cells or an
+        HNSW graph), not from exact search; bundles of earlier builds say ``cells``."""
+        return self.bundle.manifest.get("lists", {}).get("method") in ("approximate", "cells")
 
     @cached_property
     def listed_counts(self) -> np.ndarray:
