@@ -562,6 +562,8 @@ def test_a_catalog_above_exact_lists_max_gets_approximate_lists_with_their_recal
     cells = Recommender(bundle, exact_budget=0).similar
     exact = Recommender(dataclasses.replace(bundle, manifest={**bundle.manifest, "lists": {"method": "exact"}}),
                         exact_budget=0).similar
+    older = Recommender(dataclasses.replace(bundle, manifest={**bundle.manifest, "lists": {"method": "cells"}}))
+    assert cells.approximate_lists and older.similar.approximate_lists and not exact.approximate_lists
     for row in (3, 50, 299):
         assert exact.threshold(row, k, None, weights, ["tabular"], None) is None
         rows, scores = cells.threshold(row, k, None, weights, ["tabular"], None)

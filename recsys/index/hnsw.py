@@ -113,7 +113,7 @@ def hnsw_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, links: int = 1
     """Each ``mask`` row's ``k`` best other ``mask`` rows by dot product, as
     :func:`recsys.index.cells.cell_nearest` gives them, from an HNSW graph over the ``mask`` rows.
     The graph stores the vectors themselves, so every score is exact; a row the search does not
-    reach can be missed, unless it is among the best of a row the list's row is among the best of
+    reach can be missed, unless that row lists this one among its best
     (:func:`~recsys.index.lists.take_reverse`).
 
     Returns:

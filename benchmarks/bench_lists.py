@@ -1,14 +1,15 @@
-"""The similar lists of one space from k-means cells (``recsys/index/cells.py``): time and recall.
+"""One space's similar lists at a large catalog: k-means cells or an HNSW graph, time and recall.
 
 Clustered synthetic unit vectors, drawn as bench_scale draws each modality (``n / 50`` clusters,
 noise 0.7 around each centre; never uniform random), one space of ``--dim`` dimensions. The 100
-best per item come from :func:`~recsys.index.cells.cell_nearest` with its defaults, and recall@10
+best per item come from :func:`~recsys.index.cells.cell_nearest` (``--method cells``) or
+:func:`~recsys.index.hnsw.hnsw_nearest` (``--method hnsw``) with their defaults, and recall@10
 and recall@100 are measured against exact search on ``--sample`` items. One list of a build, on
-its own, so a change to the cells can be measured in minutes at a million items.
+its own, so a change to either can be measured in minutes at a million items.
 
-    python benchmarks/bench_cells.py --items 1000000 --dim 256
+    python benchmarks/bench_lists.py --items 1000000 --dim 256 [--method hnsw]
 
-Writes ``benchmarks/results/cells_<items>_<dim>.json``.
+Writes ``benchmarks/results/<method>_<items>_<dim>.json``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch
 from _common import write_results
 
 from recsys.index.cells import cell_nearest
+from recsys.index.hnsw import hnsw_nearest
 from recsys.index.lists import list_recall
 
 
@@ -35,18 +37,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--method", choices=["cells", "hnsw"], default="cells")
     parser.add_argument("--sample", type=int, default=300, help="items whose lists are checked against exact")
     args = parser.parse_args()
     x = clustered(args.items, args.dim)
     mask = np.ones(len(x), bool)
     started = time.perf_counter()
-    rows, _ = cell_nearest(x, mask, 100, show_progress=True)
+    find = cell_nearest if args.method == "cells" else hnsw_nearest
+    rows, _ = find(x, mask, 100, show_progress=True)
     seconds = time.perf_counter() - started
     recall = list_recall(x, mask, rows, ks=(10, 100), sample=args.sample)
-    result = {"items": args.items, "dim": args.dim, "threads": torch.get_num_threads(),
+    result = {"method": args.method, "items": args.items, "dim": args.dim, "threads": torch.get_num_threads(),
               "seconds": round(seconds, 1), "sample": args.sample, **recall}
     print(result)
-    write_results(f"cells_{args.items}_{args.dim}", result)
+    write_results(f"{args.method}_{args.items}_{args.dim}", result)
 
 
 if __name__ == "__main__":
