@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from recsys.index.lists import take_reverse
+from recsys.index.lists import empty_lists, take_reverse
 
 __all__ = ["cell_nearest"]
 
@@ -54,8 +54,7 @@ def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: in
     """
     members = np.flatnonzero(mask)
     n = len(matrix)
-    rows = np.full((n, k), -1, np.int32)
-    scores = np.zeros((n, k), np.float32)
+    rows, scores = empty_lists(n, k)
     if len(members) < 2 or k == 0:
         return rows, scores
     # every row present, as is usual, needs no copy: the matrix itself is read, never written,

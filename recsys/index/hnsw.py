@@ -10,7 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recsys.errors import BundleError
-from recsys.index.lists import take_reverse
+from recsys.index.lists import empty_lists, take_reverse
 
 __all__ = ["HnswIndex", "hnsw_nearest"]
 
@@ -122,9 +122,7 @@ def hnsw_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, links: int = 1
     import faiss
 
     members = np.flatnonzero(mask)
-    n = len(matrix)
-    rows = np.full((n, k), -1, np.int32)
-    scores = np.zeros((n, k), np.float32)
+    rows, scores = empty_lists(len(matrix), k)
     if len(members) < 2 or k == 0:
         return rows, scores
     graph = HnswIndex.build(matrix, members, links=links, ef_construction=ef_construction)

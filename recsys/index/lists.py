@@ -12,7 +12,12 @@ import numpy as np
 
 from recsys.index.exact import nearest
 
-__all__ = ["take_reverse", "list_recall"]
+__all__ = ["empty_lists", "take_reverse", "list_recall"]
+
+
+def empty_lists(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` lists of ``k`` with nothing listed yet: rows ``-1``, scores 0."""
+    return np.full((n, k), -1, np.int32), np.zeros((n, k), np.float32)
 
 
 def take_reverse(rows: np.ndarray, scores: np.ndarray, top: int = 10, block: int = 1 << 16) -> None:
