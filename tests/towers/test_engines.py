@@ -40,6 +40,41 @@ def test_a_build_on_ray_writes_the_bundle_a_local_build_writes(shop, tmp_path, _
     np.testing.assert_array_equal(ours.similar["combined"].rows[:, :5], theirs.similar["combined"].rows[:, :5])
 
 
+@pytest.mark.slow  # two Ray nodes and two actors, each loading the text model: under a minute
+def test_a_build_through_the_address_of_a_two_node_ray_cluster(shop, tmp_path, _text_tower):
+    """Two Ray nodes on this machine, each with one CPU, and two text actors of one CPU each: a
+    build given the head's address runs an actor on each node and writes the vectors a local
+    build writes."""
+    import socket
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    catalog = shop.iloc[:32].drop(columns=["image"]).reset_index(drop=True)
+    local = build_item_bundle(catalog, make_settings(tmp_path / "local"), tmp_path / "local" / "models" / "shop",
+                              show_progress=False, towers={"text": _text_tower, "tabular": create_tower("tabular")})
+    with socket.socket() as free:  # Ray's default port is the machine's Redis's
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "gcs_server_port": port,
+                                                            "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        settings = make_settings(tmp_path / "ray", towers={"cache_dir": str(tmp_path / "ray" / "embeddings"),
+                                                           "save_every": 8, "joint": {"enabled": False}})
+        with ray_engine(settings, address=cluster.address, workers=2) as engine:
+            remote = build_item_bundle(catalog, settings, tmp_path / "ray" / "models" / "shop",
+                                       show_progress=False, engine=engine)
+            actors = [a for a in ray._private.state.actors().values() if "MapWorker" in a["ActorClassName"]]
+        assert len(actors) == 2 and len({a["Address"]["NodeID"] for a in actors}) == 2  # one on each node
+    finally:
+        cluster.shutdown()
+    assert remote.cache["text"]["encoded"] == local.modalities["text"] > 0
+    ours, theirs = read_bundle(local.path), read_bundle(remote.path)
+    np.testing.assert_allclose(ours.vectors.blocks["text"].vectors, theirs.vectors.blocks["text"].vectors, atol=1e-5)
+    np.testing.assert_allclose(ours.vectors.combined, theirs.vectors.combined, atol=1e-5)
+
+
 def test_the_ray_engine_refuses_no_workers():
     with pytest.raises(ConfigError, match="at least one worker"):
         RayEngine({}, workers=0)
