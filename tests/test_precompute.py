@@ -519,7 +519,7 @@ def test_approximate_lists_hold_the_exact_neighbours_with_exact_scores(market, h
     dims = {"combined": market.vectors.combined.shape[1], **{m: b.dim for m, b in market.vectors.blocks.items()}}
     assert methods == {name: "hnsw" if dim <= hnsw_max_dim else "cells" for name, dim in dims.items()}
     assert set(methods.values()) == ({"cells"} if hnsw_max_dim == 0 else {"cells", "hnsw"})
-    exact, approx = market.similar, similar_lists(market.vectors, 100, approximate=True, hnsw_max_dim=hnsw_max_dim)
+    exact, approx = market.similar, similar_lists(market.vectors, 100, methods=methods)
     assert list(approx) == list(exact)
     for name, lists in approx.items():
         assert lists.rows.shape == exact[name].rows.shape

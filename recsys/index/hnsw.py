@@ -135,7 +135,8 @@ def hnsw_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, links: int = 1
             found_scores, found = graph.index.search(
                 np.ascontiguousarray(matrix[members[part]], dtype=np.float32), want, params=params)
             # a row finds itself, or, among identical rows, a twin first: drop itself, else the last
-            drop = np.where((found == part[:, None]).any(1), (found == part[:, None]).argmax(1), want - 1)
+            itself = found == part[:, None]
+            drop = np.where(itself.any(1), itself.argmax(1), want - 1)
             keep = np.ones_like(found, bool)
             keep[np.arange(len(part)), drop] = False
             found, found_scores = found[keep].reshape(len(part), -1), found_scores[keep].reshape(len(part), -1)

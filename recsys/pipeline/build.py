@@ -223,15 +223,14 @@ def build_item_bundle(
     }
     k = index_settings.precompute_k
     approximate = len(catalog) > index_settings.exact_lists_max
-    similar = similar_lists(vectors, k, approximate=approximate, hnsw_max_dim=index_settings.hnsw_lists_max_dim,
-                            show_progress=show_progress) if k else None
+    methods = list_methods(vectors, approximate=approximate, hnsw_max_dim=index_settings.hnsw_lists_max_dim)
+    similar = similar_lists(vectors, k, methods=methods, show_progress=show_progress) if k else None
     similar = {name: TopLists(mapped_copy(lists.rows, scratch), mapped_copy(lists.scores, scratch))
                for name, lists in similar.items()} if similar else None
     if similar:
         manifest["lists"] = {"method": "approximate" if approximate else "exact"}
         if approximate:
-            manifest["lists"]["methods"] = list_methods(vectors, approximate=True,
-                                                        hnsw_max_dim=index_settings.hnsw_lists_max_dim)
+            manifest["lists"]["methods"] = methods
             manifest["lists"]["recall"] = lists_recall(vectors, similar, sample=index_settings.recall_sample,
                                                        seed=settings.seed)
     laps.lap("similar lists")

@@ -31,11 +31,12 @@ from recsys.towers.item import ItemVectors, content_query
 __all__ = ["similar_lists", "list_methods", "lists_recall", "list_cosines", "feed_lists"]
 
 
-def similar_lists(vectors: ItemVectors, k: int, *, approximate: bool = False, hnsw_max_dim: int = 0,
+def similar_lists(vectors: ItemVectors, k: int, *, methods: dict[str, str] | None = None,
                   show_progress: bool = False) -> dict[str, TopLists]:
     """Each item's ``k`` most similar items under the default weights (``"combined"``) and by
-    each modality's cosine alone (one entry per modality): exactly, or with ``approximate`` as
-    :func:`list_methods` picks for each (large catalogs: the exact lists cost ``n ** 2``).
+    each modality's cosine alone (one entry per modality): exactly, or each by the method
+    ``methods`` names for it (:func:`list_methods`: large catalogs, where the exact lists cost
+    ``n ** 2``).
 
     ``"combined"`` is the score of :meth:`recsys.serve.Recommender.similar_items` with no
     per-request weights. The per-modality lists answer per-request weights: every item outside
@@ -47,16 +48,15 @@ def similar_lists(vectors: ItemVectors, k: int, *, approximate: bool = False, hn
     items score above 0), and the bound holds only as far as they hold the exact neighbours
     (:func:`lists_recall`).
     """
-    spaces = _spaces(vectors)
-    methods = list_methods(vectors, approximate=approximate, hnsw_max_dim=hnsw_max_dim)
     lists = {}
-    for name, (matrix, mask) in spaces.items():
+    for name, (matrix, mask) in _spaces(vectors).items():
+        method = (methods or {}).get(name, "exact")
         desc = "similar items" if name == "combined" else f"similar items ({name})"
-        if methods[name] == "exact":
+        if method == "exact":
             found = nearest(matrix, mask, k, desc=desc, show_progress=show_progress, only_with=name != "combined")
         else:
-            find = cell_nearest if methods[name] == "cells" else hnsw_nearest
-            found = find(matrix, mask, k, desc=f"{desc} ({methods[name]})", show_progress=show_progress)
+            find = cell_nearest if method == "cells" else hnsw_nearest
+            found = find(matrix, mask, k, desc=f"{desc} ({method})", show_progress=show_progress)
         lists[name] = TopLists(*found)
     return lists
 
