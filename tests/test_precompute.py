@@ -1,5 +1,6 @@
 """Precomputed similar items and feeds: the same answers as computing them, and the fallbacks."""
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -413,14 +414,17 @@ def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(f
         "visitor", k=10, recent_items=[items[33]]).items)
 
 
-def test_cell_lists_score_the_rows_of_the_cells_they_probe_exactly():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cell_lists_score_the_rows_of_the_cells_they_probe_exactly(precision):
     """Each row is scored exactly against the rows of the k-means cells its own cell probes: with
     every cell probed the lists are the exact ones; with a few, the near neighbours are still
-    found, a far one can be missed, and the recall measured against exact search says so."""
-    from recsys.index.cells import cell_nearest
+    found, a far one can be missed, and the recall measured against exact search says so. Votes
+    in bfloat16 pick the cells; the scores stay exact."""
+    from recsys.index import cells
     from recsys.index.exact import nearest
     from recsys.index.lists import list_recall
 
+    cell_nearest = functools.partial(cells.cell_nearest, precision=precision)
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(150, 48))
     v = centres[rng.integers(150, size=4000)] + 0.5 * rng.normal(size=(4000, 48))

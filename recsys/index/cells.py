@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recsys.index.lists import empty_lists, take_reverse
+from recsys.towers.inference import resolve_precision
 
 __all__ = ["cell_nearest"]
 
@@ -38,7 +39,7 @@ _TRAIN_PER_CELL = 16
 
 def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: int = 100,
                  max_cells: int = 16384, probe: int = 160, votes: int = 8, seed: int = 0,
-                 desc: str = "nearest items (cells)",
+                 precision: str = "auto", desc: str = "nearest items (cells)",
                  show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Each ``mask`` row's ``k`` best other ``mask`` rows by dot product, as
     :func:`recsys.index.exact.nearest` with ``only_with`` gives them, from the rows of the
@@ -48,6 +49,9 @@ def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: in
         cell_items: rows per cell on average (up to ``max_cells`` cells, which bounds k-means).
         probe: cells whose rows a cell's rows are compared with: more is better recall, slower.
         votes: centres nearest to each row that it votes for (and whose cells it is a candidate in).
+        precision: what the votes are computed in: ``"bf16"`` is several times faster where the
+            CPU has it natively, and a vote only picks cells, so it need not be exact; ``"auto"``
+            picks it there. The listed scores are float32 either way.
 
     Returns:
         ``(rows, scores)``, each ``(n, k)``, best first, ``-1`` where fewer than ``k`` qualify.
@@ -67,11 +71,13 @@ def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: in
     votes, probe = min(votes, n_cells), min(probe, n_cells)
     want = min(k, len(members) - 1)
     with tqdm(total=2 * len(members), desc=desc, unit="row", disable=not show_progress) as bar:
-        centres = _centres(x, n_cells, seed)
+        dtype = torch.bfloat16 if resolve_precision(precision) == "bf16" else torch.float32
+        centres = _centres(x, n_cells, seed).to(dtype)
         nearest_cells = np.empty((len(members), votes), np.int64)
         step = max(1, _BLOCK_VALUES // n_cells)
         for start in range(0, len(members), step):
-            nearest_cells[start:start + step] = torch.topk(x[start:start + step] @ centres.T, votes).indices.numpy()
+            votes_of = x[start:start + step].to(dtype) @ centres.T
+            nearest_cells[start:start + step] = torch.topk(votes_of, votes).indices.numpy()
             bar.update(min(step, len(members) - start))
         own = nearest_cells[:, 0]
         order = np.argsort(own, kind="stable")
@@ -89,7 +95,8 @@ def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: in
             visitors = visitor_rows[visitor_bounds[c]:visitor_bounds[c + 1]]
             candidates = np.concatenate([order[bounds[p]:bounds[p + 1]] for p in probed]
                                         + [visitors[~np.isin(own[visitors], probed)]])
-            cand = x[candidates]
+            # index_select copies rows several times faster than indexing with an array
+            cand = torch.index_select(x, 0, torch.from_numpy(candidates))
             step = max(1, _BLOCK_VALUES // len(candidates))
             for start in range(0, len(queries), step):
                 part = queries[start:start + step]
