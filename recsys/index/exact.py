@@ -2,9 +2,11 @@
 precomputed lists of a bundle and the neighbourhoods curation reads."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 __all__ = ["nearest", "top_k_rows", "row_blocks"]
@@ -18,8 +20,14 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     by column order; excluded columns come back as ``-1``."""
     b, n = scores.shape
     k_eff = min(k, n)
-    cols = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else \
-        np.tile(np.arange(n), (b, 1))
+    if k_eff < n:
+        # torch's top-k selects several times faster than argpartition over wide rows
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            best = torch.from_numpy(np.ascontiguousarray(scores))
+        cols = torch.topk(best, k_eff, dim=1, sorted=False).indices.numpy()
+    else:
+        cols = np.tile(np.arange(n), (b, 1))
     cols.sort(axis=1)
     picked = np.take_along_axis(scores, cols, axis=1)
     order = np.argsort(-picked, axis=1, kind="stable")
@@ -33,8 +41,10 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, out
 
 
-def row_blocks(n_queries: int, n_items: int, desc: str, show_progress: bool) -> Iterator[slice]:
-    size = max(1, min(4096, _BLOCK_VALUES // max(1, n_items)))
+def row_blocks(n_queries: int, n_items: int, desc: str, show_progress: bool, *,
+               values: int = _BLOCK_VALUES) -> Iterator[slice]:
+    """Consecutive query rows, as many at once as keep ``n_items`` scores each within ``values``."""
+    size = max(1, min(4096, values // max(1, n_items)))
     with tqdm(total=n_queries, desc=desc, unit="row", disable=not show_progress) as bar:
         for start in range(0, n_queries, size):
             stop = min(n_queries, start + size)

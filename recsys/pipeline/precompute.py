@@ -30,6 +30,10 @@ from recsys.towers.item import ItemVectors, content_query
 
 __all__ = ["similar_lists", "list_methods", "lists_recall", "list_cosines", "feed_lists"]
 
+# a block of users' feed scores against every item: float32 values held at once (256 MB), which
+# is 64 users at a million items
+_FEED_BLOCK_VALUES = 1 << 26
+
 
 def similar_lists(vectors: ItemVectors, k: int, *, methods: dict[str, str] | None = None,
                   show_progress: bool = False) -> dict[str, TopLists]:
@@ -146,7 +150,7 @@ def feed_lists(bundle: Bundle, k: int, *, content_weight: float, history_items: 
     beta = content_weight
     rows = np.full((n_users, k), -1, np.int32)
     scores = np.zeros((n_users, k), np.float32)
-    for block in row_blocks(n_users, n_items, "feeds", show_progress):
+    for block in row_blocks(n_users, n_items, "feeds", show_progress, values=_FEED_BLOCK_VALUES):
         users = np.arange(block.start, block.stop)
         s = np.asarray(collab.user_factors[block], dtype=np.float32) @ factors.T
         if beta > 0:
