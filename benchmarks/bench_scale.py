@@ -71,8 +71,8 @@ version, interactions, out = sys.argv[1:4]
 bundle = read_bundle(version)
 report = train_user_tower(bundle, load_interactions(interactions, catalog=bundle.items),
                           load_settings(state_dir=out + "/state"), show_progress=False)
-print(json.dumps({"path": str(report.path), "seconds": report.seconds, "fit_seconds": report.fit_seconds,
-                  "users": report.users, "events": report.events}))
+print(json.dumps({"path": str(report.path), "seconds": report.seconds, "phases": report.phases,
+                  "fit_seconds": report.fit_seconds, "users": report.users, "events": report.events}))
 """
 EVENTS_PER_USER = 10
 PER_REQUEST = "weights=image:0.5,text:0.3,tabular:0.2"

@@ -68,7 +68,7 @@ class BuildReport:
         if self.lists_recall:
             lines.append("lists     " + ", ".join(f"{name}: " + " ".join(f"{k} {v:.3f}" for k, v in r.items())
                                                   for name, r in self.lists_recall.items())
-                         + "  (k-means cells vs exact search)")
+                         + "  (approximate lists vs exact search)")
         lines.append("embedded  " + ", ".join(
             f"{m}: {s['given']:,} given" if "given" in s else f"{m}: {s['encoded']:,} new, {s['cached']:,} cached"
             for m, s in self.cache.items()))
@@ -80,7 +80,7 @@ class BuildReport:
 
 
 class _Laps:
-    """Seconds per phase of a build: each :meth:`lap` ends the phase begun by the one before."""
+    """Seconds per phase of a build or a training: each :meth:`lap` ends the phase begun by the one before."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
@@ -285,6 +285,7 @@ class TrainReport:
     recall: float
     fit_seconds: float
     seconds: float
+    phases: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
         return "\n".join([
@@ -295,7 +296,8 @@ class TrainReport:
             f"content), {self.items_without:,} without factors",
             f"recall@10 cf: {self.recall:.3f}  (Annoy inner-product search, 50 candidates re-scored, "
             "vs exact)",
-            f"time      fit {self.fit_seconds:.1f} s, total {self.seconds:.1f} s",
+            f"time      {self.seconds:.1f} s ("
+            + ", ".join(f"{name} {s:.1f} s" for name, s in self.phases.items()) + ")",
         ])
 
 
@@ -325,7 +327,7 @@ def train_user_tower(
     Raises:
         DataError: no usable interactions, or events on items the bundle lacks.
     """
-    started = time.perf_counter()
+    started, laps = time.perf_counter(), _Laps()
     opts = settings.collab
     user_items = interaction_matrix(interactions, bundle.item_ids, event_weights=opts.event_weights,
                                     half_life_days=opts.half_life_days)
@@ -333,6 +335,7 @@ def train_user_tower(
                         iterations=opts.iterations, alpha=opts.alpha, learning_rate=opts.learning_rate,
                         seed=settings.seed, num_threads=opts.num_threads)
     model.fit(user_items.matrix, show_progress=show_progress)
+    laps.lap("fit")
 
     n_items = len(bundle.item_ids)
     item_factors = model.item_factors_.copy()
@@ -353,11 +356,13 @@ def train_user_tower(
         warnings.warn(f"{int(cold.sum()):,} items have no interactions, and too few items have both "
                       "content and interactions to place them; they stay out of feeds",
                       RecsysWarning, stacklevel=2)
+    laps.lap("new items placed by content")
     rows = np.flatnonzero(state > 0)
     index = build_mips_index(item_factors, rows, n_trees=settings.index.n_trees,
                              seed=settings.index.seed, search_k=settings.index.search_k)
     recall = _mips_recall(index, item_factors, model.user_factors_, sample=settings.index.recall_sample,
                           seed=settings.seed)
+    laps.lap("index")
     collab = Collab(user_items=user_items, user_factors=model.user_factors_, item_factors=item_factors,
                     item_state=state, popularity=popularity(user_items, opts.popularity_window_days),
                     index=index, params={})
@@ -378,12 +383,15 @@ def train_user_tower(
                                  history_decay=opts.history_decay, show_progress=show_progress)
         manifest["feed"] = {"k": k, "content_weight": opts.content_weight,
                             "history_items": opts.history_items, "history_decay": opts.history_decay}
+        laps.lap("feeds")
     path = write_user_tower(bundle, collab, manifest)
+    laps.lap("write")
     return TrainReport(
         path=path, parent=bundle.version, users=len(user_items.user_ids), events=len(interactions),
         pairs=int(user_items.matrix.nnz), items_trained=int(trained.sum()),
         items_projected=int((state == PROJECTED).sum()), items_without=int((state == 0).sum()),
         recall=recall, fit_seconds=model.fit_seconds_, seconds=time.perf_counter() - started,
+        phases=laps.seconds,
     )
 
 
