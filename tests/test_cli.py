@@ -77,7 +77,8 @@ def test_train_then_recommend(runner, shop_copy):
     result = runner.invoke(cli, ["train", "--bundle", str(shop_copy), "--interactions", "synthetic",
                                  "--no-progress"])
     assert result.exit_code == 0, result.output
-    for line in ("users     150", "items     ", "cold (placed by content)", "recall@10 cf:", "time      ", "(fit ", "feeds ", "write "):
+    for line in ("users     150", "items     ", "cold (placed by content)", "recall@10 cf:", "time      ",
+                 "(fit ", "feeds ", "write "):
         assert line in result.output
     assert len([p for p in shop_copy.iterdir() if not p.name.startswith(".")]) == 2  # a new version
 
