@@ -104,3 +104,28 @@ def test_the_hnsw_index_answers_as_annoy_does_with_exact_scores(tmp_path, cluste
     np.save(tmp_path / "bad.rows.npy", rows)
     with pytest.raises(BundleError):
         HnswIndex.load(tmp_path / "bad.hnsw", 32, 16, 32)
+
+
+def test_top_k_rows_keeps_the_best_columns_ties_in_column_order():
+    """The best ``k`` of each row, best first, equal scores among those kept in column order (a tie
+    across the k-th place keeps any of its columns); excluded (``-inf``) columns come back as -1
+    when too few qualify."""
+    from recsys.index.exact import top_k_rows
+
+    scores = np.array([[0.5, 0.9, 0.5, 0.1, 0.5, 0.9],
+                       [-np.inf, 0.2, -np.inf, -np.inf, -np.inf, -np.inf]], dtype=np.float32)
+    rows, best = top_k_rows(scores, 3)
+    assert rows[0, :2].tolist() == [1, 5] and rows[0, 2] in (0, 2, 4)
+    np.testing.assert_allclose(best[0], [0.9, 0.9, 0.5])
+    assert rows[1].tolist() == [1, -1, -1] and best[1].tolist() == [np.float32(0.2), 0.0, 0.0]
+    rows, best = top_k_rows(scores, 4)
+    assert rows[0].tolist()[:2] == [1, 5] and rows[0, 2] < rows[0, 3]  # ties among the picked: column order
+
+    rng = np.random.default_rng(0)
+    wide = rng.standard_normal((7, 5000)).astype(np.float32)
+    rows, best = top_k_rows(wide, 50)
+    expected = np.argsort(-wide, axis=1, kind="stable")[:, :50]
+    assert (rows == expected).all()
+    np.testing.assert_array_equal(best, np.take_along_axis(wide, expected, axis=1))
+    rows, _ = top_k_rows(wide[:, :30], 50)  # k above the width: every column, then -1
+    assert (rows[:, :30] == np.argsort(-wide[:, :30], axis=1, kind="stable")).all() and (rows[:, 30:] == -1).all()
