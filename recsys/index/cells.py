@@ -20,12 +20,11 @@ measures how often.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from recsys.index.exact import tensor_view
 from recsys.index.lists import empty_lists, take_reverse
 from recsys.towers.inference import resolve_precision
 
@@ -61,12 +60,8 @@ def cell_nearest(matrix: np.ndarray, mask: np.ndarray, k: int, *, cell_items: in
     rows, scores = empty_lists(n, k)
     if len(members) < 2 or k == 0:
         return rows, scores
-    # every row present, as is usual, needs no copy: the matrix itself is read, never written,
-    # so a read-only (memory-mapped) one is fine
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        x = torch.from_numpy(np.ascontiguousarray(matrix if len(members) == n else matrix[members],
-                                                  dtype=np.float32))
+    # every row present, as is usual, needs no copy: the matrix itself is read, never written
+    x = tensor_view(np.asarray(matrix if len(members) == n else matrix[members], dtype=np.float32))
     n_cells = int(np.clip(len(members) // cell_items, 1, max_cells))
     votes, probe = min(votes, n_cells), min(probe, n_cells)
     want = min(k, len(members) - 1)

@@ -9,10 +9,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-__all__ = ["nearest", "top_k_rows", "row_blocks"]
+__all__ = ["nearest", "top_k_rows", "row_blocks", "tensor_view"]
 
 # scores of one block of queries against every item: at most this many float32 values at once
 _BLOCK_VALUES = 1 << 24
+
+
+def tensor_view(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a contiguous torch tensor, sharing its memory where it already is one. The
+    tensor is only read, so a read-only (memory-mapped) array is fine: torch's warning about
+    those is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -22,10 +31,7 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k_eff = min(k, n)
     if k_eff < n:
         # torch's top-k selects several times faster than argpartition over wide rows
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            best = torch.from_numpy(np.ascontiguousarray(scores))
-        cols = torch.topk(best, k_eff, dim=1, sorted=False).indices.numpy()
+        cols = torch.topk(tensor_view(scores), k_eff, dim=1, sorted=False).indices.numpy()
     else:
         cols = np.tile(np.arange(n), (b, 1))
     cols.sort(axis=1)
