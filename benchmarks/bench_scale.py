@@ -57,7 +57,8 @@ report = build_item_bundle(load_catalog(catalog), settings, out + "/models/scale
                            show_progress=False)
 lists = json.loads((report.path / "manifest.json").read_text()).get("lists", {})
 print(json.dumps({"path": str(report.path), "seconds": report.seconds, "phases": report.phases,
-                  "annoy_recall@10": report.recall, "lists_methods": lists.get("methods"),
+                  "annoy_recall@10": report.recall, "search_effort": report.search_effort,
+                  "lists_methods": lists.get("methods"),
                   "lists_recall": report.lists_recall}))
 """
 
@@ -202,24 +203,33 @@ def _anon_kib(pid: int) -> int:
     return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("RssAnon:")), 0)
 
 
-def latency(version: str, queries: int = 2000, seed: int = 0) -> dict:
-    """In-process similar-items latency (ms) for the default weights (a list lookup) and for
-    per-request weights (re-scored from the listed cosines)."""
+def latency(version: str, queries: int = 2000, past_lists: int = 200, seed: int = 0) -> dict:
+    """In-process similar-items latency (ms) for the default weights (a list lookup), for
+    per-request weights (re-scored from the listed cosines), and for ``k`` past the lists (150:
+    candidates from the serving index, re-scored), with that answer's recall against scoring
+    every item, on ``past_lists`` items."""
     from recsys.serve import Recommender
 
     rec = Recommender.from_bundle(version).warm()
     rng = np.random.default_rng(seed)
     items = rec.bundle.item_ids.ids[rng.integers(0, len(rec.bundle.item_ids), queries)]
     out = {}
-    cases = {"default weights": None, "per-request weights": {"image": 2, "text": 1, "tabular": 1}}
-    for name, weights in cases.items():
-        times = []
-        for item in items:
+    cases = {"default weights": ({}, items),
+             "per-request weights": ({"weights": {"image": 2, "text": 1, "tabular": 1}}, items),
+             "k 150, past the lists": ({"k": 150}, items[:past_lists])}
+    answers = {}
+    for name, (options, asked) in cases.items():
+        times, answers[name] = [], []
+        for item in asked:
             start = time.perf_counter()
-            rec.similar_items(item, k=10, weights=weights)
+            answers[name].append(rec.similar_items(item, **{"k": 10, **options}).items)
             times.append((time.perf_counter() - start) * 1000)
         out[name] = {"p50_ms": round(float(np.percentile(times, 50)), 3),
                      "p99_ms": round(float(np.percentile(times, 99)), 3)}
+    exact = Recommender.from_bundle(version, exact_budget=2**62)  # every item scored
+    hits = [len({s.item_id for s in got} & {s.item_id for s in exact.similar_items(item, k=150).items}) / 150
+            for item, got in zip(items[:past_lists], answers["k 150, past the lists"])]
+    out["k 150, past the lists"]["recall@150"] = round(float(np.mean(hits)), 4)
     return out
 
 
@@ -274,16 +284,18 @@ def http_latency(version: str, folder: Path, seed: int = 0) -> dict:
                         bundle=Path(version))
     try:
         server.wait_ready(timeout=900)
-        third = len(items) // 3
+        part = len(items) // 4
         half = len(users) // 2
         # a first run pages the bundle in and starts both workers' connections; it is not measured
-        wrk(server.port, [f"/v1/items/{i}/similar?k=10" for i in items[:third // 2]]
-            + [f"/v1/items/{i}/similar?k=10&{PER_REQUEST}" for i in items[third // 2:third]]
+        wrk(server.port, [f"/v1/items/{i}/similar?k=10" for i in items[:part // 3]]
+            + [f"/v1/items/{i}/similar?k=10&{PER_REQUEST}" for i in items[part // 3:2 * part // 3]]
+            + [f"/v1/items/{i}/similar?k=150" for i in items[2 * part // 3:part]]
             + [f"/v1/users/{u}/recommendations?k=10" for u in users[:half]], folder, "10s")
         os.sync()  # the bundle's download is written back first: writeback would slow the reads measured
-        cases = {"similar items, default weights": [f"/v1/items/{i}/similar?k=10" for i in items[third:2 * third]],
+        cases = {"similar items, default weights": [f"/v1/items/{i}/similar?k=10" for i in items[part:2 * part]],
                  "similar items, per-request weights": [
-                     f"/v1/items/{i}/similar?k=10&{PER_REQUEST}" for i in items[2 * third:]]}
+                     f"/v1/items/{i}/similar?k=10&{PER_REQUEST}" for i in items[2 * part:3 * part]],
+                 "similar items, k 150 (serving index)": [f"/v1/items/{i}/similar?k=150" for i in items[3 * part:]]}
         if users:
             cases["feed, no activity since training"] = [f"/v1/users/{u}/recommendations?k=10" for u in users[half:]]
         out = {}

@@ -523,7 +523,8 @@ def load_index(folder: Path, name: str, dim: int, meta: dict) -> ItemIndex:
     """Map ``folder/<name><suffix>``, written by the index's ``save``; ``meta`` is its ``describe()``."""
     if meta.get("backend", "annoy") == "hnsw":
         return HnswIndex.load(folder / f"{name}{HnswIndex.suffix}", dim, meta["links"], meta["ef_search"])
-    return AnnIndex.load(folder / f"{name}{AnnIndex.suffix}", dim, meta["n_trees"])
+    return AnnIndex.load(folder / f"{name}{AnnIndex.suffix}", dim, meta["n_trees"], meta.get("search_k", -1),
+                         meta.get("search_effort", 1.0))
 
 
 def _load_joint(folder: Path, manifest: dict) -> JointSpace | None:
@@ -568,7 +569,6 @@ def _load_collab(path: Path, params: dict) -> Collab:
         last_seen = z["last_seen"]
     arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in _COLLAB_ARRAYS}
     index = AnnIndex.load(path / "index" / "cf.ann", int(arrays["item_factors"].shape[1]) + 1,
-                          params["index"]["n_trees"])
-    index.search_effort = SEARCH_EFFORT
+                          params["index"]["n_trees"], params["index"].get("search_k", -1), SEARCH_EFFORT)
     return Collab(user_items=UserItems(IdMap(users, kind="user"), matrix, last_seen), index=index,
                   params=params, feed=_load_lists(folder, "feed"), **arrays)

@@ -114,7 +114,17 @@ class IndexSettings(_Section):
         "exact scores (higher recall at a large catalog, more memory; docs/performance.md)",
     )
     n_trees: int = Field(50, gt=0, description="Annoy trees per index")
-    search_k: int = Field(-1, description="Annoy search_k at query time; -1 = n_trees * n")
+    search_k: int = Field(-1, description="Annoy search_k at query time; -1 = n_trees * n times the "
+                          "search effort the build tunes (`target_recall`)")
+    target_recall: float = Field(
+        0.95, ge=0, le=1, description="with `search_k` -1, the build doubles each Annoy item index's "
+        "search effort (the nodes a query inspects, as a multiple of Annoy's default) until recall@10 "
+        "on `recall_sample` items, asked as the service asks (100 candidates re-scored), "
+        "reaches this, up to `max_search_effort`: a large catalog needs more; 0 = Annoy's default",
+    )
+    max_search_effort: float = Field(4.0, ge=1, description="the most search effort the build tunes an "
+                                      "Annoy index to: query time grows with it (at 1M items, 4 reaches "
+                                      "recall@10 0.98 and about 10 ms a query on 2 cores; docs/performance.md)")
     recall_sample: int = Field(200, ge=0, description="queries used to measure recall@10 at build")
     exact_budget: int = Field(
         4_000_000, ge=0, description="a query scores all allowed items exactly instead of asking "

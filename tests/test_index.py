@@ -21,6 +21,34 @@ def test_recall_against_exact(clustered):
     assert recall > 0.9, recall
 
 
+def test_the_build_tunes_annoys_search_effort_to_a_recall_and_a_bundle_keeps_it(tmp_path):
+    """A few trees over many clusters miss neighbours at Annoy's default search; doubling the
+    effort until a sample reaches the target recall finds them, the effort is capped, and it
+    travels with the index (describe, save, load) as a configured search_k does."""
+    from recsys.bundle import load_index
+    from recsys.index import tune_search_effort
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(400, 48))[rng.integers(400, size=8000)] + 0.6 * rng.normal(size=(8000, 48))
+    v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+    index = AnnIndex.build(v, n_trees=2, seed=1)
+    default = measure_recall(index, v, k=10, fetch=50, sample=200)
+    assert default < 0.9, default
+    assert measure_recall(index, v, k=10, sample=200) < default  # Annoy's own top 10, not re-scored
+    capped = tune_search_effort(AnnIndex.build(v, n_trees=2, seed=1), v, target=0.99, max_effort=2, fetch=50)
+    reached = tune_search_effort(index, v, target=0.95, max_effort=64, fetch=50)
+    assert default < capped < reached and reached >= 0.95 and index.search_effort in (2, 4, 8, 16, 32, 64)
+    assert measure_recall(index, v, k=10, fetch=50, sample=200) == reached
+    assert index.inspects(50) == int(2 * 50 * index.search_effort)
+    index.save(tmp_path / "x.ann")
+    loaded = load_index(tmp_path, "x", 48, index.describe())
+    assert loaded.search_effort == index.search_effort
+    np.testing.assert_array_equal(loaded.query(v[5], n=50)[0], index.query(v[5], n=50)[0])
+    fixed = AnnIndex.build(v, n_trees=2, seed=1, search_k=4000)
+    fixed.save(tmp_path / "fixed.ann")
+    assert load_index(tmp_path, "fixed", 48, fixed.describe()).inspects(50) == 4000
+
+
 def test_scores_are_cosines_and_exclude_works(clustered):
     index = AnnIndex.build(clustered, n_trees=10)
     rows, scores = index.query(clustered[7], n=5, exclude={7})

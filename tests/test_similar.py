@@ -163,7 +163,8 @@ def test_a_bundle_with_the_hnsw_backend_serves_from_its_graphs(session_dir, shop
     towers = {"image": _image_tower, "text": _text_tower, "tabular": create_tower("tabular")}
     report = build_item_bundle(shop, settings, session_dir / "models" / "shop-hnsw", show_progress=False,
                                towers=towers)
-    assert "(HNSW vs exact search)" in report.summary() and min(report.recall.values()) > 0.95
+    assert "(HNSW, 100 candidates re-scored, vs exact search)" in report.summary()
+    assert min(report.recall.values()) > 0.95
     bundle = read_bundle(report.path)
     assert bundle.manifest["indexes"]["combined"]["backend"] == "hnsw"
     assert all(isinstance(index, HnswIndex) for index in bundle.indexes.values())
@@ -177,3 +178,41 @@ def test_a_bundle_with_the_hnsw_backend_serves_from_its_graphs(session_dir, shop
         hits.append(len({s.item_id for s in found} & set(exact)) / K)
     assert np.mean(hits) > 0.95, np.mean(hits)
     assert len(recommender.similar_items(ids.ids[0], k=K, weights={"image": 1.0})) == K
+
+
+def test_the_build_tunes_annoys_search_effort_and_the_service_searches_with_it(session_dir, shop, _image_tower,
+                                                                               _text_tower):
+    """One tree over the few tabular dimensions inspects too few nodes at Annoy's default search
+    to find the neighbours: the build doubles the effort until the sample reaches the target
+    recall, records it, and the service's answers from the index reach it too."""
+    from recsys.bundle import read_bundle
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.serve import Recommender
+    from recsys.towers import create_tower
+    from tests.conftest import make_settings
+
+    settings = make_settings(session_dir)
+    settings = settings.model_copy(update={"index": settings.index.model_copy(
+        update={"n_trees": 1, "target_recall": 0.99, "max_search_effort": 64, "precompute_k": 0,
+                "recall_sample": 200})})
+    towers = {"image": _image_tower, "text": _text_tower, "tabular": create_tower("tabular")}
+    report = build_item_bundle(shop, settings, session_dir / "models" / "shop-one-tree", show_progress=False,
+                               towers=towers)
+    effort = report.search_effort["tabular"]
+    assert effort > 1 and report.recall["tabular"] >= 0.99 and f"(effort {effort:g})" in report.summary()
+    bundle = read_bundle(report.path)
+    assert bundle.manifest["indexes"]["tabular"]["search_effort"] == effort
+    assert bundle.indexes["tabular"].search_effort == effort
+    untuned = read_bundle(report.path)
+    untuned.indexes["tabular"].search_effort = 1.0
+    vectors, ids = bundle.vectors.blocks["tabular"].vectors, bundle.item_ids
+    recall = {}
+    for name, served in (("tuned", bundle), ("untuned", untuned)):
+        recommender, hits = Recommender(served, exact_budget=0), []
+        for row in range(0, len(shop), 5):
+            exact = np.delete(vectors @ vectors[row], row)
+            kth = np.sort(exact)[-K]  # items that tie with the K-th best count as found
+            found = recommender.similar_items(ids.ids[row], k=K, weights={"tabular": 1.0})
+            hits.append(np.mean([vectors[ids.row(s.item_id)] @ vectors[row] >= kth - 1e-5 for s in found]))
+        recall[name] = np.mean(hits)
+    assert recall["untuned"] < recall["tuned"] and recall["tuned"] >= 0.95, recall

@@ -9,12 +9,13 @@ from annoy import AnnoyIndex
 
 from recsys.errors import BundleError
 
-__all__ = ["AnnIndex", "measure_recall", "MIN_CANDIDATES"]
+__all__ = ["AnnIndex", "measure_recall", "tune_search_effort", "MIN_CANDIDATES", "OVERFETCH"]
 
 logger = logging.getLogger(__name__)
 
-# queries gather at least this many candidates before an exact re-rank
-MIN_CANDIDATES = 50
+# queries gather OVERFETCH candidates per result wanted, at least MIN_CANDIDATES, before an exact
+# re-rank (recsys.serve.candidates)
+MIN_CANDIDATES, OVERFETCH = 50, 10
 
 
 class AnnIndex:
@@ -43,7 +44,8 @@ class AnnIndex:
 
     def describe(self) -> dict:
         """What the manifest records to load it again."""
-        return {"backend": "annoy", "n_trees": self.n_trees, "search_k": self.search_k}
+        return {"backend": "annoy", "n_trees": self.n_trees, "search_k": self.search_k,
+                "search_effort": self.search_effort}
 
     @classmethod
     def build(cls, vectors: np.ndarray, rows: np.ndarray | None = None, *, n_trees: int = 50,
@@ -99,7 +101,8 @@ class AnnIndex:
         return [path, rows_path]
 
     @classmethod
-    def load(cls, path: str | Path, dim: int, n_trees: int, search_k: int = -1) -> AnnIndex:
+    def load(cls, path: str | Path, dim: int, n_trees: int, search_k: int = -1,
+             search_effort: float = 1.0) -> AnnIndex:
         """mmap an index written by :meth:`save` (workers share one page cache)."""
         path = Path(path)
         annoy = AnnoyIndex(dim, "angular")
@@ -111,26 +114,54 @@ class AnnIndex:
         if annoy.get_n_items() != len(rows):
             raise BundleError(f"index {path} holds {annoy.get_n_items()} items but its rows file "
                               f"{len(rows)}")
-        return cls(annoy, rows, dim, n_trees, search_k)
+        return cls(annoy, rows, dim, n_trees, search_k, search_effort)
 
 
-def measure_recall(index: AnnIndex, vectors: np.ndarray, *, k: int = 10, sample: int = 200,
-                   seed: int = 0) -> float:
+def measure_recall(index: AnnIndex, vectors: np.ndarray, *, k: int = 10, fetch: int | None = None,
+                   sample: int = 200, seed: int = 0) -> float:
     """Mean recall@k of the index against exact inner-product search, over sampled queries.
 
     Queries are indexed items themselves (as "similar items" asks), the query excluded from
-    both lists.
+    both lists. ``fetch``: candidates asked per query and re-scored exactly, the best ``k`` kept,
+    as the service asks (``max(MIN_CANDIDATES, OVERFETCH * k)``, :mod:`recsys.serve.candidates`);
+    by default ``k``, Annoy's own top ``k``.
     """
     if len(index) <= k or sample <= 0:
         return 1.0
-    rng = np.random.default_rng(seed)
-    queries = rng.choice(index.rows, size=min(sample, len(index)), replace=False)
+    return _recall(index, vectors, _exact_neighbours(index, vectors, k, sample, seed), k, fetch or k)
+
+
+def tune_search_effort(index: AnnIndex, vectors: np.ndarray, *, target: float, max_effort: float,
+                       k: int = 10, fetch: int | None = None, sample: int = 200, seed: int = 0) -> float:
+    """Double ``index.search_effort`` (the nodes a query inspects, as a multiple of Annoy's
+    default) from its value until :func:`measure_recall` reaches ``target`` or the effort
+    ``max_effort``: a large catalog needs more than the default. Returns the recall it reached."""
+    if len(index) <= k or sample <= 0:
+        return 1.0
+    exact = _exact_neighbours(index, vectors, k, sample, seed)
+    recall = _recall(index, vectors, exact, k, fetch or k)
+    while recall < target and index.search_effort * 2 <= max_effort:
+        index.search_effort *= 2
+        recall = _recall(index, vectors, exact, k, fetch or k)
+    return recall
+
+
+def _exact_neighbours(index: AnnIndex, vectors: np.ndarray, k: int, sample: int, seed: int) -> dict[int, set[int]]:
+    """Sampled indexed rows and the exact ``k`` best other indexed rows of each."""
+    queries = np.random.default_rng(seed).choice(index.rows, size=min(sample, len(index)), replace=False)
     indexed = vectors[index.rows]
-    hits = 0
+    exact = {}
     for q in queries:
         scores = indexed @ vectors[q]
         scores[index.rows == q] = -np.inf
-        exact = set(index.rows[np.argpartition(-scores, k)[:k]].tolist())
-        approx, _ = index.query(vectors[q], n=k, exclude={int(q)})
-        hits += len(exact & set(approx.tolist()))
-    return hits / (k * len(queries))
+        exact[int(q)] = set(index.rows[np.argpartition(-scores, k)[:k]].tolist())
+    return exact
+
+
+def _recall(index: AnnIndex, vectors: np.ndarray, exact: dict[int, set[int]], k: int, fetch: int) -> float:
+    hits = 0
+    for q, best in exact.items():
+        found, _ = index.query(vectors[q], n=max(k, fetch), exclude={q})
+        found = found[np.argsort(-(np.asarray(vectors[found], np.float32) @ vectors[q]), kind="stable")[:k]]
+        hits += len(best & set(found.tolist()))
+    return hits / (k * len(exact))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bundle import Bundle, ItemIndex
-from recsys.index.annoy import MIN_CANDIDATES
+from recsys.index.annoy import MIN_CANDIDATES, OVERFETCH
 from recsys.serve.scan import Scan
 
 __all__ = ["Candidates", "annoy_wants", "best", "ANNOY_ITEM_COST"]
@@ -37,7 +37,7 @@ class Candidates:
             ``None`` keeps them in this process's memory.
     """
 
-    def __init__(self, bundle: Bundle, *, exact_budget: int = 4_000_000, overfetch: int = 10,
+    def __init__(self, bundle: Bundle, *, exact_budget: int = 4_000_000, overfetch: int = OVERFETCH,
                  scan_dir: Path | None = None):
         self.bundle = bundle
         self.exact_budget = exact_budget

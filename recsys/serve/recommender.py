@@ -17,6 +17,7 @@ import numpy as np
 
 from recsys.bundle import Bundle, read_bundle
 from recsys.errors import InvalidRequest, NotFound
+from recsys.index.annoy import OVERFETCH
 from recsys.serve.candidates import Candidates
 from recsys.serve.changes import ItemChanges
 from recsys.serve.feeds import Feeds
@@ -50,7 +51,7 @@ class Recommender:
         >>> rec.similar_items("I000001", k=5).ids  # doctest: +SKIP
     """
 
-    def __init__(self, bundle: Bundle, *, overfetch: int = 10, content_weight: float = 0.4,
+    def __init__(self, bundle: Bundle, *, overfetch: int = OVERFETCH, content_weight: float = 0.4,
                  history_items: int = 20, history_decay: float = 0.6, exclude_seen: bool = True,
                  exact_budget: int = 4_000_000, feed_lists: int = 0, list_k: int = 100,
                  scan_dir: Path | None = None):
