@@ -38,6 +38,8 @@ from recsys.towers.registry import create_tower
 __all__ = ["BuildReport", "TrainReport", "build_item_bundle", "create_towers", "ray_engine", "train_user_tower"]
 
 logger = logging.getLogger(__name__)
+# the candidates the service asks an index for 10 results, re-scored: how the build measures its recall
+_FETCH_10 = max(MIN_CANDIDATES, OVERFETCH * 10)
 
 
 @dataclass
@@ -66,8 +68,7 @@ class BuildReport:
         lines.append(f"combined  dim {self.dims['combined']}")
         effort = {k: f" (effort {e:g})" for k, e in self.search_effort.items() if e > 1}
         lines.append("recall@10 " + ", ".join(f"{k}: {v:.3f}{effort.get(k, '')}" for k, v in self.recall.items())
-                     + f"  ({self.index_backend}, {max(MIN_CANDIDATES, OVERFETCH * 10)} candidates re-scored, "
-                       "vs exact search)")
+                     + f"  ({self.index_backend}, {_FETCH_10} candidates re-scored, vs exact search)")
         if self.lists_recall:
             lines.append("lists     " + ", ".join(f"{name}: " + " ".join(f"{k} {v:.3f}" for k, v in r.items())
                                                   for name, r in self.lists_recall.items())
@@ -206,9 +207,7 @@ def build_item_bundle(
     for name, space in spaces.items():
         rows = np.flatnonzero(space.mask)
         indexes[name] = index = mapped_index(_serving_index(space.vectors, rows, index_settings), name, scratch)
-        # recall@10 as the service asks: its candidates for 10 results, re-scored
-        measure = {"k": 10, "fetch": max(MIN_CANDIDATES, OVERFETCH * 10), "sample": index_settings.recall_sample,
-                   "seed": settings.seed}
+        measure = {"k": 10, "fetch": _FETCH_10, "sample": index_settings.recall_sample, "seed": settings.seed}
         if isinstance(index, AnnIndex) and index.search_k == -1 and index_settings.target_recall > 0:
             recall[name] = tune_search_effort(index, space.vectors, target=index_settings.target_recall,
                                               max_effort=index_settings.max_search_effort, **measure)
