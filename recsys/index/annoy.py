@@ -8,6 +8,7 @@ import numpy as np
 from annoy import AnnoyIndex
 
 from recsys.errors import BundleError
+from recsys.index.exact import nearest
 
 __all__ = ["AnnIndex", "measure_recall", "tune_search_effort", "MIN_CANDIDATES", "OVERFETCH"]
 
@@ -149,13 +150,10 @@ def tune_search_effort(index: AnnIndex, vectors: np.ndarray, *, target: float, m
 def _exact_neighbours(index: AnnIndex, vectors: np.ndarray, k: int, sample: int, seed: int) -> dict[int, set[int]]:
     """Sampled indexed rows and the exact ``k`` best other indexed rows of each."""
     queries = np.random.default_rng(seed).choice(index.rows, size=min(sample, len(index)), replace=False)
-    indexed = vectors[index.rows]
-    exact = {}
-    for q in queries:
-        scores = indexed @ vectors[q]
-        scores[index.rows == q] = -np.inf
-        exact[int(q)] = set(index.rows[np.argpartition(-scores, k)[:k]].tolist())
-    return exact
+    indexed = np.zeros(len(vectors), bool)
+    indexed[index.rows] = True
+    best, _ = nearest(vectors, indexed, k, only_with=True, queries=queries)
+    return {int(q): set(row[row >= 0].tolist()) for q, row in zip(queries, best)}
 
 
 def _recall(index: AnnIndex, vectors: np.ndarray, exact: dict[int, set[int]], k: int, fetch: int) -> float:
