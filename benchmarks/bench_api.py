@@ -75,7 +75,8 @@ def build_bundle(tmp: Path) -> Path:
     from recsys.bundle import read_bundle
     from recsys.data import load_interactions, validate_catalog
     from recsys.data.synthetic import make_catalog
-    from recsys.pipeline.build import build_item_bundle, train_user_tower
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.pipeline.train import train_user_tower
     from recsys.settings import load_settings
     from recsys.towers import create_tower
 

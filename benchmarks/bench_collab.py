@@ -27,7 +27,8 @@ from recsys.collab.als import CollabModel, interaction_matrix
 from recsys.data import load_catalog, load_interactions, validate_catalog, validate_interactions
 from recsys.data.ids import IdMap
 from recsys.data.synthetic import make_catalog, make_interactions
-from recsys.pipeline.build import build_item_bundle, create_towers, train_user_tower
+from recsys.pipeline.build import build_item_bundle, create_towers
+from recsys.pipeline.train import train_user_tower
 from recsys.serve import Recommender
 from recsys.serve.filters import ItemFilter
 from recsys.settings import load_settings

@@ -66,7 +66,7 @@ _TRAIN = """
 import json, sys
 from recsys.bundle import read_bundle
 from recsys.data import load_interactions
-from recsys.pipeline.build import train_user_tower
+from recsys.pipeline.train import train_user_tower
 from recsys.settings import load_settings
 version, interactions, out = sys.argv[1:4]
 bundle = read_bundle(version)

@@ -27,7 +27,8 @@ from recsys.collab.als import CollabModel, interaction_matrix  # noqa: E402
 from recsys.data import load_catalog, load_interactions  # noqa: E402
 from recsys.data import schema as S  # noqa: E402
 from recsys.evaluation import ndcg_at_k, recall_at_k, temporal_split  # noqa: E402
-from recsys.pipeline.build import build_item_bundle, create_towers, train_user_tower  # noqa: E402
+from recsys.pipeline.build import build_item_bundle, create_towers  # noqa: E402
+from recsys.pipeline.train import train_user_tower  # noqa: E402
 from recsys.serve import Recommender  # noqa: E402
 from recsys.settings import load_settings  # noqa: E402
 

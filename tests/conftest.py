@@ -161,7 +161,7 @@ def train(bundle, events, tmp: Path, **collab):
     import shutil
 
     from recsys.bundle import read_bundle
-    from recsys.pipeline.build import train_user_tower
+    from recsys.pipeline.train import train_user_tower
 
     target = tmp / "models" / bundle.path.parent.name / bundle.path.name
     if not target.exists():

@@ -119,7 +119,7 @@ def train(ctx: click.Context, bundle: Path, interactions: str, model: str | None
     """Fit the user tower on interactions and write it as a new bundle version."""
     from recsys.bundle import read_bundle
     from recsys.data import load_interactions
-    from recsys.pipeline.build import train_user_tower
+    from recsys.pipeline.train import train_user_tower
 
     settings = _settings(ctx)
     if model is not None:

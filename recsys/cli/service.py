@@ -85,7 +85,8 @@ def _demo_bundle(settings: Settings, catalog: str, interactions: str, users: int
 
     from recsys.bundle import read_bundle
     from recsys.data import load_catalog, load_interactions
-    from recsys.pipeline.build import build_item_bundle, train_user_tower
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.pipeline.train import train_user_tower
 
     if catalog.startswith(("synthetic", "movielens:")):
         name = "demo" if catalog.startswith("synthetic") else "demo-movielens"

@@ -224,7 +224,7 @@ class HybridModel(Model):
     name = "hybrid"
 
     def fit(self, data: EvalData) -> None:
-        from recsys.pipeline.build import train_user_tower
+        from recsys.pipeline.train import train_user_tower
 
         report = train_user_tower(data.bundle, data.split.train, data.settings, show_progress=False,
                                   source=f"evaluation: {data.split.name}")

@@ -1,4 +1,4 @@
-"""The builds: catalog -> towers -> item vectors -> indexes -> bundle, and the user tower on top."""
+"""The item build: catalog -> towers -> item vectors -> indexes -> precomputed lists -> bundle."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recsys._hashing import sha256_bytes
-from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, ItemIndex, TopLists, write_bundle, write_user_tower
-from recsys.collab.als import CollabModel, interaction_matrix, popularity
-from recsys.collab.project import ContentProjection
+from recsys.bundle import Bundle, ItemIndex, TopLists, write_bundle
 from recsys.curation.duplicates import find_duplicates
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
@@ -22,10 +20,9 @@ from recsys.data.vectors import load_vectors
 from recsys.errors import DataError, RecsysWarning
 from recsys.index.annoy import MIN_CANDIDATES, OVERFETCH, AnnIndex, measure_recall, tune_search_effort
 from recsys.index.hnsw import HnswIndex
-from recsys.index.mips import augment_query, build_mips_index
 from recsys.manifest import check_name
 from recsys.pipeline.align import fit_joint_space
-from recsys.pipeline.precompute import feed_lists, list_cosines, list_methods, lists_recall, similar_lists
+from recsys.pipeline.precompute import list_cosines, list_methods, lists_recall, similar_lists
 from recsys.pipeline.scratch import mapped_copy, mapped_index
 from recsys.pipeline.thumbnails import make_thumbnails
 from recsys.settings import IndexSettings, Settings
@@ -35,7 +32,7 @@ from recsys.towers.engines import Engine, RayEngine
 from recsys.towers.item import combine
 from recsys.towers.registry import create_tower
 
-__all__ = ["BuildReport", "TrainReport", "build_item_bundle", "create_towers", "ray_engine", "train_user_tower"]
+__all__ = ["BuildReport", "Laps", "build_item_bundle", "create_towers", "data_fingerprint", "ray_engine"]
 
 logger = logging.getLogger(__name__)
 # the candidates the service asks an index for 10 results, re-scored: how the build measures its recall
@@ -83,7 +80,7 @@ class BuildReport:
         return "\n".join(lines)
 
 
-class _Laps:
+class Laps:
     """Seconds per phase of a build or a training: each :meth:`lap` ends the phase begun by the one before."""
 
     def __init__(self):
@@ -122,7 +119,8 @@ def _mapped_block(block: TowerOutput, folder: Path) -> TowerOutput:
     return TowerOutput(mapped_copy(block.vectors, folder), block.mask)
 
 
-def _fingerprint(frame: pd.DataFrame) -> str:
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """A sha256 of a frame's values and column names: what a manifest records of its input data."""
     hashes = pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy()
     return sha256_bytes(hashes.tobytes() + "\x1f".join(frame.columns).encode())
 
@@ -160,7 +158,7 @@ def build_item_bundle(
             vectors that do not fit it (:func:`recsys.data.vectors.load_vectors`).
         BundleError: ``out_dir``'s name is not a valid bundle name (checked before any work).
     """
-    started, laps = time.perf_counter(), _Laps()
+    started, laps = time.perf_counter(), Laps()
     check_name(Path(out_dir).name, "name", str(out_dir))
     if len(catalog) == 0:
         raise DataError(f"{source}: the catalog has no items")
@@ -225,7 +223,7 @@ def build_item_bundle(
         "encoders": encoders,
         "counts": {"items": len(catalog), "users": 0,
                    **{f"items_with_{m}": int(b.mask.sum()) for m, b in blocks.items()}},
-        "data_fingerprint": _fingerprint(catalog),
+        "data_fingerprint": data_fingerprint(catalog),
         "indexes": {name: {"recall@10": round(r, 4)} for name, r in recall.items()},  # write_bundle adds the rest
         "metrics": {},
     }
@@ -277,160 +275,3 @@ def build_item_bundle(
         index_backend="HNSW" if index_settings.backend == "hnsw" else "Annoy",
         search_effort={name: ix.search_effort for name, ix in indexes.items() if isinstance(ix, AnnIndex)},
     )
-
-
-@dataclass
-class TrainReport:
-    """What training the user tower did."""
-
-    path: Path
-    parent: str
-    users: int
-    events: int
-    pairs: int
-    items_trained: int
-    items_projected: int
-    items_without: int
-    recall: float
-    fit_seconds: float
-    seconds: float
-    phases: dict[str, float] = field(default_factory=dict)
-
-    def summary(self) -> str:
-        return "\n".join([
-            f"bundle    {self.path} (item side from {self.parent})",
-            f"users     {self.users:,}",
-            f"events    {self.events:,} ({self.pairs:,} user-item pairs)",
-            f"items     {self.items_trained:,} trained, {self.items_projected:,} cold (placed by "
-            f"content), {self.items_without:,} without factors",
-            f"recall@10 cf: {self.recall:.3f}  (Annoy inner-product search, 50 candidates re-scored, "
-            "vs exact)",
-            f"time      {self.seconds:.1f} s ("
-            + ", ".join(f"{name} {s:.1f} s" for name, s in self.phases.items()) + ")",
-        ])
-
-
-def train_user_tower(
-    bundle: Bundle,
-    interactions: pd.DataFrame,
-    settings: Settings,
-    *,
-    source: str = "interactions",
-    show_progress: bool = True,
-) -> TrainReport:
-    """Fit the user tower on ``interactions`` and write it with ``bundle``'s item side as a new version.
-
-    Items nobody interacted with get factors projected from their content vectors
-    (:class:`recsys.collab.project.ContentProjection`), so new products can appear in feeds.
-
-    Args:
-        bundle: a loaded bundle (its item side is reused as is).
-        interactions: validated interactions on the bundle's items.
-        settings: the ``collab`` and ``index`` sections are used.
-        source: how the interactions were named (recorded in the manifest).
-        show_progress: implicit's progress bar.
-
-    Returns:
-        TrainReport: see :meth:`TrainReport.summary`.
-
-    Raises:
-        DataError: no usable interactions, or events on items the bundle lacks.
-    """
-    started, laps = time.perf_counter(), _Laps()
-    opts = settings.collab
-    user_items = interaction_matrix(interactions, bundle.item_ids, event_weights=opts.event_weights,
-                                    half_life_days=opts.half_life_days)
-    model = CollabModel(opts.model, factors=opts.factors, regularization=opts.regularization,
-                        iterations=opts.iterations, alpha=opts.alpha, learning_rate=opts.learning_rate,
-                        seed=settings.seed, num_threads=opts.num_threads)
-    model.fit(user_items.matrix, show_progress=show_progress)
-    laps.lap("fit")
-
-    n_items = len(bundle.item_ids)
-    item_factors = model.item_factors_.copy()
-    state = np.zeros(n_items, dtype=np.int8)
-    trained = np.bincount(user_items.matrix.indices, minlength=n_items) > 0
-    state[trained] = TRAINED
-    item_factors[~trained] = 0.0
-    content, has_content = bundle.vectors.combined, bundle.vectors.mask
-    cold = ~trained & has_content
-    fit_rows = np.flatnonzero(trained & has_content)
-    if cold.any() and len(fit_rows) >= 2:
-        projection = ContentProjection(opts.projection_regularization)
-        projection.fit(content[fit_rows], item_factors[fit_rows])
-        projected = projection.transform(content[np.flatnonzero(cold)])
-        item_factors[cold] = _rescale(projected, item_factors[trained], opts.cold_norm_quantile)
-        state[cold] = PROJECTED
-    elif cold.any():
-        warnings.warn(f"{int(cold.sum()):,} items have no interactions, and too few items have both "
-                      "content and interactions to place them; they stay out of feeds",
-                      RecsysWarning, stacklevel=2)
-    laps.lap("new items placed by content")
-    rows = np.flatnonzero(state > 0)
-    index = build_mips_index(item_factors, rows, n_trees=settings.index.n_trees,
-                             seed=settings.index.seed, search_k=settings.index.search_k)
-    recall = _mips_recall(index, item_factors, model.user_factors_, sample=settings.index.recall_sample,
-                          seed=settings.seed)
-    laps.lap("index")
-    collab = Collab(user_items=user_items, user_factors=model.user_factors_, item_factors=item_factors,
-                    item_state=state, popularity=popularity(user_items, opts.popularity_window_days),
-                    index=index, params={})
-    manifest = {
-        **opts.model_dump(mode="json"), "regularization": model.regularization,
-        "iterations": model.iterations, "seed": settings.seed, "source": source,
-        "data_fingerprint": _fingerprint(interactions[[S.USER_ID, S.ITEM_ID, S.EVENT]]),
-        "counts": {"users": len(user_items.user_ids), "events": len(interactions),
-                   "pairs": int(user_items.matrix.nnz), "items_trained": int(trained.sum()),
-                   "items_projected": int((state == PROJECTED).sum())},
-        "index": {"recall@10": round(recall, 4), "search_k": settings.index.search_k},
-        "fit_seconds": round(model.fit_seconds_, 3),
-    }
-    k = settings.index.precompute_k
-    if k:
-        collab.feed = feed_lists(dataclasses.replace(bundle, collab=collab), k,
-                                 content_weight=opts.content_weight, history_items=opts.history_items,
-                                 history_decay=opts.history_decay, show_progress=show_progress)
-        manifest["feed"] = {"k": k, "content_weight": opts.content_weight,
-                            "history_items": opts.history_items, "history_decay": opts.history_decay}
-        laps.lap("feeds")
-    path = write_user_tower(bundle, collab, manifest)
-    laps.lap("write")
-    return TrainReport(
-        path=path, parent=bundle.version, users=len(user_items.user_ids), events=len(interactions),
-        pairs=int(user_items.matrix.nnz), items_trained=int(trained.sum()),
-        items_projected=int((state == PROJECTED).sum()), items_without=int((state == 0).sum()),
-        recall=recall, fit_seconds=model.fit_seconds_, seconds=time.perf_counter() - started,
-        phases=laps.seconds,
-    )
-
-
-def _rescale(projected: np.ndarray, trained: np.ndarray, quantile: float) -> np.ndarray:
-    """Give projected factors the ``quantile`` of the trained items' factor norms.
-
-    Ridge gets the direction of a cold item's factors from its content (what kind of user likes
-    it) but shrinks its norm, which in ALS carries popularity, towards the mean. How popular a new
-    item will be is a business prior, so it is a setting: 0.5 treats a new product as typical,
-    lower values as likely to stay in the tail, higher ones promote new arrivals.
-    """
-    norms = np.linalg.norm(projected, axis=1, keepdims=True)
-    target = float(np.quantile(np.linalg.norm(trained, axis=1), quantile))
-    return (projected * np.divide(target, norms, out=np.zeros_like(norms), where=norms > 0)).astype(np.float32)
-
-
-def _mips_recall(index: AnnIndex, item_factors: np.ndarray, user_factors: np.ndarray, *,
-                 k: int = 10, sample: int = 200, seed: int = 0) -> float:
-    """Recall@k of the inner-product index against exact search, for sampled users, the way the
-    service asks it: the top ``MIN_CANDIDATES`` candidates re-scored exactly."""
-
-    if len(index) <= k or sample <= 0 or len(user_factors) == 0:
-        return 1.0
-    rng = np.random.default_rng(seed)
-    users = rng.choice(len(user_factors), size=min(sample, len(user_factors)), replace=False)
-    indexed = item_factors[index.rows]
-    hits = 0
-    for u in users:
-        exact = set(index.rows[np.argpartition(-(indexed @ user_factors[u]), k)[:k]].tolist())
-        candidates, _ = index.query(augment_query(user_factors[u]), n=max(MIN_CANDIDATES, k))
-        approx = candidates[np.argsort(-(item_factors[candidates] @ user_factors[u]))[:k]]
-        hits += len(exact & set(approx.tolist()))
-    return hits / (k * len(users))

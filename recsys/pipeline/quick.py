@@ -8,7 +8,8 @@ import pandas as pd
 
 from recsys.bundle import read_bundle
 from recsys.data import load_catalog, load_interactions, validate_catalog, validate_interactions
-from recsys.pipeline.build import build_item_bundle, train_user_tower
+from recsys.pipeline.build import build_item_bundle
+from recsys.pipeline.train import train_user_tower
 from recsys.settings import Settings, load_settings
 
 __all__ = ["build", "train"]
