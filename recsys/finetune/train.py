@@ -223,7 +223,10 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
     # both backbones are judged at the training size, the size the tower must then run the new one at
     judged_at = None if resolution == native else resolution
     features = feature_width(backbone)
-    ssl = create_method(method, backbone, features).to(target)  # before the optimiser: its state follows
+    # before the optimiser: its state follows; channels-last is the layout oneDNN's CPU convolutions
+    # want (the training steps run about 1.5x faster in it, see docs/finetune.md)
+    layout = torch.channels_last if target.type == "cpu" else torch.contiguous_format
+    ssl = create_method(method, backbone, features).to(target, memory_format=layout)
     train_rows, held, references = _split(catalog, eval_items, max_items, seed)
     settings = {"method": method, "model": model, "weights": str(weights), "resolution": resolution,
                 "batch_size": batch_size, "lr": lr, "schedule": schedule, "seed": seed, "items": len(train_rows)}
@@ -274,7 +277,7 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
                 if views is None:
                     continue
                 with torch.autocast(target.type, dtype=torch.bfloat16, enabled=target.type == "cuda"):
-                    loss = ssl.loss([v.to(target, non_blocking=True) for v in views])
+                    loss = ssl.loss([v.to(target, memory_format=layout, non_blocking=True) for v in views])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 progress = (epoch * steps_per_epoch + step) / (epochs * steps_per_epoch)
