@@ -11,7 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from recsys.finetune import finetune, knn_accuracy
+from recsys.finetune import finetune, knn_accuracy, paired_gain
+from recsys.finetune.knn import knn_hits
 from recsys.finetune.train import BACKBONE_FILE, REPORT_FILE, STATE_FILE
 from recsys.towers.image import ImageTower
 from tests.real_shops import FASHION
@@ -50,6 +51,29 @@ def test_knn_accuracy_reads_the_labels_of_the_nearest_items():
     shuffled = pd.Series(rng.permutation(labels.to_numpy()))
     assert knn_accuracy(vectors, shuffled, queries, references) < 0.5
     assert knn_accuracy(vectors, pd.Series([None] * 200), queries, references) is None
+    # a query without a label takes no part (NaN), and the accuracy is over the others
+    partial = labels.copy()
+    partial[queries[:10]] = None
+    hits = knn_hits(vectors, partial, queries, references)
+    assert np.isnan(hits[:10]).all() and (hits[10:] == 1.0).all()
+
+
+def test_the_paired_gain_brackets_the_change_and_sees_noise():
+    rng = np.random.default_rng(0)
+    before = (rng.random(1000) < 0.7).astype(float)
+    better = np.where(rng.random(1000) < 0.1, 1.0, before)  # a tenth of the queries now right
+    gain = paired_gain(before, better)
+    assert gain["gain"] == pytest.approx(better.mean() - before.mean())
+    assert 0 < gain["low"] < gain["gain"] < gain["high"]
+    # the same accuracy, reached by other queries: the interval straddles zero
+    shuffled = rng.permutation(before)
+    noise = paired_gain(before, shuffled)
+    assert noise["low"] < 0 < noise["high"] and noise["high"] - noise["low"] > 0.03
+    assert paired_gain(before, before) == {"gain": 0.0, "low": 0.0, "high": 0.0}
+    # queries that took no part in either judgement are left out
+    before[:500] = np.nan
+    assert paired_gain(before, better)["gain"] == pytest.approx(np.nanmean(better[500:] - before[500:]))
+    assert paired_gain(np.full(3, np.nan), better[:3]) is None
 
 
 @pytest.mark.slow  # three networks converted and run: `make check` keeps the kNN and the argument checks
@@ -65,7 +89,11 @@ def test_the_cli_fine_tunes_and_judges_the_backbone(photos, tmp_path):
     report = json.loads((out / REPORT_FILE).read_text())
     assert report["method"] == "simclr" and len(report["losses"]) == 1 and np.isfinite(report["losses"][0])
     assert report["trained_items"] == 20 and report["held_out"] == 4  # a fifth of the judged photos
-    assert set(report["knn_before"]) == set(report["knn_after"]) == {"category", "colour"}
+    assert set(report["knn_before"]) == set(report["knn_after"]) == set(report["knn_gain"]) == {"category", "colour"}
+    gain = report["knn_gain"]["category"]
+    assert gain["gain"] == pytest.approx(report["knn_after"]["category"] - report["knn_before"]["category"])
+    assert gain["low"] <= gain["gain"] <= gain["high"]
+    assert "gain:   category" in result.output
     better = report["knn_after"]["category"] > report["knn_before"]["category"]
     assert report["kept"] == better == (out / BACKBONE_FILE).is_file()
 
@@ -101,6 +129,9 @@ def test_a_run_resumes_and_refuses_other_settings(photos, tmp_path):
     longer = finetune(catalog, tmp_path / "run", **{**TINY, "epochs": 2})
     assert longer.losses[0] == first.losses[0] and len(longer.losses) == 2  # the first epoch was not run again
     assert longer.knn_before == first.knn_before
+    # the starting weights' hits came back from the saved state: the gain is paired with them
+    gain = longer.knn_after["category"] - first.knn_before["category"]
+    assert longer.knn_gain["category"]["gain"] == pytest.approx(gain)
     from recsys.errors import ConfigError
 
     with pytest.raises(ConfigError, match="holds a run with other settings \\(method, resolution\\)"):
@@ -117,3 +148,17 @@ def test_bad_requests_are_clear_errors(photos, tmp_path):
         finetune(catalog, tmp_path / "x", schedule="linear", **TINY)
     with pytest.raises(DataError, match="at least 8"):
         finetune(catalog.head(5), tmp_path / "y", **TINY)
+
+
+def test_the_summary_says_when_a_kept_gain_is_within_the_noise():
+    from recsys.finetune import FinetuneReport
+
+    report = FinetuneReport(out="o", method="dino", model="m", start_weights="default", epochs=1, resolution=96,
+                            batch_size=64, lr=1e-4, schedule="constant", trained_items=8000, held_out=1000,
+                            device="cpu", losses=[1.0], knn_before={"category": 0.70}, knn_after={"category": 0.71},
+                            knn_gain={"category": {"gain": 0.01, "low": -0.004, "high": 0.024}}, kept=True,
+                            checkpoint="o/backbone.pth")
+    assert "gain:   category +0.010 (-0.004 to +0.024)" in report.summary()
+    assert "within the noise of 1,000 held-out photos" in report.summary()
+    report.knn_gain["category"]["low"] = 0.002
+    assert "within the noise" not in report.summary()

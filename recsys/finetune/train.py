@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from recsys.data import schema as S
 from recsys.data.images import IMAGE_ERRORS, open_image
 from recsys.errors import ConfigError, DataError
-from recsys.finetune.knn import evaluate_backbone
+from recsys.finetune.knn import accuracy, evaluate_backbone, paired_gain
 from recsys.finetune.methods import METHODS, Method, create_method
 from recsys.towers.image import OFFLINE_MODEL, ImageTower, feature_width, load_backbone
 
@@ -70,6 +70,7 @@ class FinetuneReport:
     losses: list[float] = field(default_factory=list)
     knn_before: dict = field(default_factory=dict)
     knn_after: dict = field(default_factory=dict)
+    knn_gain: dict = field(default_factory=dict)
     kept: bool = False
     checkpoint: str | None = None
     seconds: float = 0.0
@@ -78,9 +79,17 @@ class FinetuneReport:
         def accuracies(knn: dict) -> str:
             return ", ".join(f"{c} {v:.3f}" for c, v in knn.items() if v is not None) or "no labels"
 
+        def gains() -> str:
+            return ", ".join(f"{c} {g['gain']:+.3f} ({g['low']:+.3f} to {g['high']:+.3f})"
+                             for c, g in self.knn_gain.items() if g is not None) or "none measured"
+
         verdict = (f"kept: {self.checkpoint} (set towers.image.weights to it, and towers.image.resolution to "
                    f"{self.resolution})" if self.kept else
                    f"not kept: no better than {self.start_weights} on the leaf category")
+        category = self.knn_gain.get(S.CATEGORY)
+        if self.kept and category is not None and category["low"] <= 0:
+            verdict += (f"\n          the leaf-category gain is within the noise of {self.held_out:,} held-out "
+                        "photos: judge on more (--eval-items) before using it")
         return "\n".join([
             f"finetune  {self.method} on {self.model} from {self.start_weights}, {self.epochs} epoch(s) at "
             f"{self.resolution} px on {self.device}",
@@ -89,6 +98,7 @@ class FinetuneReport:
             f"kNN@20    at {self.resolution} px",
             f"          before: {accuracies(self.knn_before)}",
             f"          after:  {accuracies(self.knn_after)}",
+            f"          gain:   {gains()} (95% paired bootstrap interval)",
             verdict,
             f"time      {self.seconds:.0f} s",
         ])
@@ -139,9 +149,9 @@ def _split(catalog: pd.DataFrame, eval_items: int, max_items: int | None, seed: 
 
 
 def _judge(catalog: pd.DataFrame, model: str, weights: str | None, resolution: int | None, held: np.ndarray,
-           references: np.ndarray, k: int, show_progress: bool) -> dict:
-    """kNN accuracies of a backbone through the image tower (the backbone alone, no colour, at
-    ``resolution``: ``None`` is the backbone's own)."""
+           references: np.ndarray, k: int, show_progress: bool) -> dict[str, np.ndarray]:
+    """The held-out items' kNN hits per label column, from a backbone through the image tower
+    (the backbone alone, no colour, at ``resolution``: ``None`` is the backbone's own)."""
     rows = np.concatenate([held, references])
     tower = ImageTower(model=model, weights=weights, colour_weight=0.0, resolution=resolution)
     embedded = tower.encode(catalog.iloc[rows].reset_index(drop=True), show_progress=show_progress)
@@ -251,14 +261,17 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
         optimiser.load_state_dict(state["optimiser"])
         epoch, step = state["epoch"], state["step"]
         report.losses, report.knn_before = state["losses"], state["knn_before"]
+        hits_before = {c: np.asarray(h, dtype=float) for c, h in state.get("hits_before", {}).items()}
         logger.info("resuming %s at epoch %d, step %d", out, epoch + 1, step)
     if not report.knn_before:
-        report.knn_before = _judge(catalog, model, weights, judged_at, held, references, k, show_progress)
+        hits_before = _judge(catalog, model, weights, judged_at, held, references, k, show_progress)
+        report.knn_before = {c: accuracy(h) for c, h in hits_before.items()}
 
     def save(epoch: int, step: int) -> None:
         _save_atomically({"settings": settings, "model": ssl.state_dict(), "optimiser": optimiser.state_dict(),
                           "epoch": epoch, "step": step, "losses": report.losses,
-                          "knn_before": report.knn_before}, state_path)
+                          "knn_before": report.knn_before,
+                          "hits_before": {c: h.tolist() for c, h in hits_before.items()}}, state_path)
 
     sources = catalog[S.IMAGE].astype(str).to_numpy()
     steps_per_epoch = max(1, len(train_rows) // batch_size)
@@ -296,7 +309,9 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
 
     candidate = out / "candidate.pth"
     torch.save({k: v.cpu() for k, v in ssl.backbone.state_dict().items()}, candidate)
-    report.knn_after = _judge(catalog, model, str(candidate), judged_at, held, references, k, show_progress)
+    hits_after = _judge(catalog, model, str(candidate), judged_at, held, references, k, show_progress)
+    report.knn_after = {c: accuracy(h) for c, h in hits_after.items()}
+    report.knn_gain = {c: paired_gain(hits_before[c], h, seed=seed) for c, h in hits_after.items() if c in hits_before}
     before, after = report.knn_before.get(S.CATEGORY), report.knn_after.get(S.CATEGORY)
     report.kept = before is None or (after is not None and after > before)
     if report.kept:
