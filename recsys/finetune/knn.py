@@ -85,4 +85,5 @@ def paired_gain(before: np.ndarray, after: np.ndarray, confidence: float = 0.95,
         return {"gain": 0.0, "low": 0.0, "high": 0.0}
     interval = bootstrap((change,), np.mean, n_resamples=resamples, confidence_level=confidence,
                          method="percentile", rng=np.random.default_rng(seed)).confidence_interval
-    return {"gain": float(change.mean()), "low": float(interval.low), "high": float(interval.high)}
+    return {"gain": round(float(change.mean()), 4), "low": round(float(interval.low), 4),
+            "high": round(float(interval.high), 4)}
