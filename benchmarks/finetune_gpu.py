@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> None:
             shutil.copy(out / "backbone.pth", Path(args.results) / f"{name}.pth")
         (Path(args.results) / f"{name}.json").write_text(json.dumps({"name": name, "stages": reports}, indent=1))
         print(name, f"epochs {epochs}", f"{took:.0f} s", "before", report.knn_before, "after", report.knn_after,
-              flush=True)
+              "gain", report.knn_gain, flush=True)
         if time.monotonic() + took > deadline:  # the next stage takes about as long as this one
             return
 
