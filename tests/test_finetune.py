@@ -126,7 +126,18 @@ def test_every_method_trains_on_cpu(photos, tmp_path, method, schedule):
 def test_a_run_resumes_and_refuses_other_settings(photos, tmp_path):
     catalog = _catalog(photos)
     first = finetune(catalog, tmp_path / "run", **TINY)
+    # as if the first run had kept a backbone that no later one can beat: a resumed run that judges
+    # worse leaves it in place
+    state = torch.load(tmp_path / "run" / STATE_FILE, weights_only=True)
+    state["best"] = {"category": 1.0, "epochs": 1}
+    torch.save(state, tmp_path / "run" / STATE_FILE)
+    kept = tmp_path / "run" / BACKBONE_FILE
+    torch.save({k.removeprefix("backbone."): v for k, v in state["model"].items() if k.startswith("backbone.")}, kept)
+    earlier = kept.read_bytes()
     longer = finetune(catalog, tmp_path / "run", **{**TINY, "epochs": 2})
+    assert not longer.kept and kept.read_bytes() == earlier and not (tmp_path / "run" / "candidate.pth").exists()
+    assert longer.checkpoint == str(kept) and longer.checkpoint_epochs == 1
+    assert f"not kept: no better than the backbone after 1 epoch(s), which {kept} keeps" in longer.summary()
     assert longer.losses[0] == first.losses[0] and len(longer.losses) == 2  # the first epoch was not run again
     assert longer.knn_before == first.knn_before
     # the starting weights' hits came back from the saved state: the gain is paired with them

@@ -10,8 +10,9 @@ The output folder holds:
 * ``last.pt``: the training state (model, optimiser, progress), written every few hundred steps
   and at the end of each epoch; running the same command again resumes from it, and a larger
   ``--epochs`` trains further;
-* ``backbone.pth``: the kept backbone, a state dict that ``towers.image.weights`` loads (only
-  when it beat the starting weights);
+* ``backbone.pth``: the kept backbone, a state dict that ``towers.image.weights`` loads: the best
+  one judged in this folder, and only if it beat the starting weights (a resumed run that judges
+  worse leaves an earlier run's backbone in place);
 * ``report.json``: the settings, the loss per epoch and the kNN accuracies before and after.
 """
 from __future__ import annotations
@@ -73,6 +74,7 @@ class FinetuneReport:
     knn_gain: dict = field(default_factory=dict)
     kept: bool = False
     checkpoint: str | None = None
+    checkpoint_epochs: int | None = None
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -86,6 +88,10 @@ class FinetuneReport:
         verdict = (f"kept: {self.checkpoint} (set towers.image.weights to it, and towers.image.resolution to "
                    f"{self.resolution})" if self.kept else
                    f"not kept: no better than {self.start_weights} on the leaf category")
+        if not self.kept and self.checkpoint:  # an earlier run in this folder kept one
+            verdict = (f"not kept: no better than the backbone after {self.checkpoint_epochs} epoch(s), which "
+                       f"{self.checkpoint} keeps" if self.checkpoint_epochs else
+                       f"{verdict}; {self.checkpoint} keeps an earlier run's backbone")
         category = self.knn_gain.get(S.CATEGORY)
         if self.kept and category is not None and category["low"] <= 0:
             verdict += (f"\n          the leaf-category gain is within the noise of {self.held_out:,} held-out "
@@ -249,6 +255,7 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
     optimiser = torch.optim.AdamW([{"params": ssl.backbone.parameters(), "lr": lr},
                                    {"params": heads, "lr": 10 * lr}], weight_decay=1e-4)
     epoch, step = 0, 0
+    best = None  # the leaf-category accuracy and epochs of the backbone in BACKBONE_FILE
     state_path = out / STATE_FILE
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -261,6 +268,7 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
         optimiser.load_state_dict(state["optimiser"])
         epoch, step = state["epoch"], state["step"]
         report.losses, report.knn_before = state["losses"], state["knn_before"]
+        best = state.get("best")
         hits_before = {c: np.asarray(h, dtype=float) for c, h in state.get("hits_before", {}).items()}
         logger.info("resuming %s at epoch %d, step %d", out, epoch + 1, step)
     if not report.knn_before:
@@ -270,7 +278,7 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
     def save(epoch: int, step: int) -> None:
         _save_atomically({"settings": settings, "model": ssl.state_dict(), "optimiser": optimiser.state_dict(),
                           "epoch": epoch, "step": step, "losses": report.losses,
-                          "knn_before": report.knn_before,
+                          "knn_before": report.knn_before, "best": best,
                           "hits_before": {c: h.tolist() for c, h in hits_before.items()}}, state_path)
 
     sources = catalog[S.IMAGE].astype(str).to_numpy()
@@ -313,12 +321,17 @@ def finetune(catalog: pd.DataFrame, out: str | Path, *, method: Method = "byol",
     report.knn_after = {c: accuracy(h) for c, h in hits_after.items()}
     report.knn_gain = {c: paired_gain(hits_before[c], h, seed=seed) for c, h in hits_after.items() if c in hits_before}
     before, after = report.knn_before.get(S.CATEGORY), report.knn_after.get(S.CATEGORY)
-    report.kept = before is None or (after is not None and after > before)
+    report.kept = before is None or (after is not None and after > before
+                                     and (best is None or after > best["category"]))
     if report.kept:
         os.replace(candidate, out / BACKBONE_FILE)
-        report.checkpoint = str(out / BACKBONE_FILE)
+        best = None if after is None else {"category": after, "epochs": epochs}
+        save(epoch, step)
     else:
         candidate.unlink()
+    if (out / BACKBONE_FILE).is_file():
+        report.checkpoint = str(out / BACKBONE_FILE)
+        report.checkpoint_epochs = best["epochs"] if best else (epochs if report.kept else None)
     report.seconds = round(time.perf_counter() - started, 1)
     (out / REPORT_FILE).write_text(json.dumps(asdict(report), indent=1))
     return report
