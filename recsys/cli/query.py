@@ -98,8 +98,9 @@ def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], images:
         results.update({path: _rows(recommender, recommender.similar_to_photo(v, k=k, filters=item_filter))
                         for path, v in zip(images, vectors)})
     if as_json:
-        click.echo(json.dumps({"version": recommender.version, "weights": parsed or
-                               recommender.bundle.vectors.weights, "filters": item_filter.describe(),
+        # the weights are the items' only: a photo is compared by the image modality alone
+        weighted = {"weights": parsed or recommender.bundle.vectors.weights} if item_ids else {}
+        click.echo(json.dumps({"version": recommender.version, **weighted, "filters": item_filter.describe(),
                                "results": results}, indent=1))
         return
     for key, rows in results.items():
