@@ -7,7 +7,7 @@ import binascii
 import io
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from recsys.data.fetch import FetchPolicy, fetch
 
@@ -58,7 +58,11 @@ def decode_image(data: bytes | Path, *, draft_size: int | None = None,
         One of ``IMAGE_ERRORS``.
     """
     source = io.BytesIO(data) if isinstance(data, bytes) else data
-    with Image.open(source, formats=RASTER_FORMATS) as image:
+    try:
+        opened = Image.open(source, formats=RASTER_FORMATS)
+    except UnidentifiedImageError:  # its message names a BytesIO object, not what was wrong
+        raise ValueError(f"not a {', '.join(RASTER_FORMATS[:-1])} or {RASTER_FORMATS[-1]} image") from None
+    with opened as image:
         width, height = image.size
         if width * height > max_pixels:
             raise ValueError(f"the image is {width}x{height} pixels; the limit is {max_pixels:,}")

@@ -68,7 +68,7 @@ def _png(width: int, height: int) -> bytes:
 @pytest.mark.parametrize("send, status, text", [
     (lambda c: c.post("/v1/search/image", data={"photo": (io.BytesIO(b"x"), "a.jpg")}), 400, "field named 'image'"),
     (lambda c: c.post("/v1/search/image", data={"image": (io.BytesIO(b"not an image"), "a.jpg")}), 400,
-     "the photo cannot be used"),
+     "the photo cannot be used: not a JPEG, PNG, GIF, WEBP, BMP or TIFF image"),
     (lambda c: c.post("/v1/search/image", data=b"raw bytes", content_type="image/jpeg"), 400, "multipart/form-data"),
     (lambda c: c.post("/v1/search/image", json={"image": "https://example.com/a.jpg"}), 400, "data:image/jpeg;base64"),
     (lambda c: c.post("/v1/search/image", json={"image": "data:image/png;base64,@@@"}), 400, "not valid base64"),
