@@ -128,6 +128,8 @@ def search(ctx: click.Context, bundle: Path, queries: tuple[str, ...], mode: str
     """Items for each free-text QUERY ("red floral summer dress")."""
     from recsys.serve.embedder import ItemEmbedder
 
+    if any(not q.strip() for q in queries):  # as the API's ?q=: an empty query matches nothing in particular
+        raise click.UsageError("a QUERY is empty: give the words to search for, e.g. \"red dress\"")
     recommender = _load(bundle, settings_of(ctx))
     item_filter = _item_filter(category, min_price, max_price, include, exclude)
     mode = mode or ("both" if recommender.bundle.joint is not None else "text")

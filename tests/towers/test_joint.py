@@ -79,9 +79,12 @@ def test_the_cli_searches_each_query(shop):
     result = CliRunner().invoke(cli, ["search", "--bundle", str(shop.path), "a pair of shoes", "a wrist watch",
                                       "--mode", "image", "--k", "3", "--json"])
     assert result.exit_code == 0, result.output
-    payload = json.loads(result.stdout)  # stderr has the text model's loading messages
+    payload = json.loads(result.stdout)
     assert payload["mode"] == "image" and list(payload["results"]) == ["a pair of shoes", "a wrist watch"]
     assert all(len(rows) == 3 for rows in payload["results"].values())
+
+    result = CliRunner().invoke(cli, ["search", "--bundle", str(shop.path), "a pair of shoes", "  "])
+    assert result.exit_code == 2 and "a QUERY is empty" in result.output
 
 
 def test_align_writes_a_new_version_with_its_own_joint_space(shop, plain_shop, tmp_path):
