@@ -4,8 +4,8 @@ Held-out items are classified by the labels of their ``k`` nearest reference ite
 backbone's space (cosine, each vote weighted by ``exp(cos / 0.07)`` as in the DINO paper's kNN
 evaluation). No label is used to train anything, so the accuracy says how well the space groups
 the catalog's kinds (the leaf category) and colours. Two backbones are judged on the same items,
-so the gain of one over the other comes with a paired bootstrap interval: a thousand held-out
-items leave about a point of noise either way.
+so the gain of one over the other comes with a paired bootstrap interval: with a thousand
+held-out items, its 95% interval spans about two points either way.
 """
 from __future__ import annotations
 
