@@ -121,30 +121,35 @@ def train_joint_space(image: np.ndarray, text: np.ndarray, *, dim: int = 128, ma
     held = shuffled[:max(2, int(len(shuffled) * validation_fraction))]
     train = shuffled[len(held):]
     best, best_loss, history, waited = None, math.inf, [], 0
-    for _ in tqdm(range(max_epochs), desc="joint space", unit="epoch", disable=not show_progress):
-        order = train[torch.randperm(len(train), generator=generator)]
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            if len(batch) < 2:
-                continue
-            loss = _loss(heads, log_scale, x_image[batch], x_text[batch])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        with torch.no_grad():
-            parts = [held[s:s + batch_size] for s in range(0, len(held), batch_size)]
-            parts = [p for p in parts if len(p) >= 2]
-            validation = sum(float(_loss(heads, log_scale, x_image[p], x_text[p])) * len(p) for p in parts) \
-                / sum(len(p) for p in parts)
-        history.append(validation)
-        if validation < best_loss:
-            best_loss, waited = validation, 0
-            best = {name: head.weight.detach().numpy().T.copy() for name, head in heads.items()}
-            best["temperature"] = float(1 / log_scale.detach().clamp(max=math.log(100)).exp())
-        else:
-            waited += 1
-            if waited >= patience:
-                break
+    with tqdm(total=max_epochs, desc="joint space", unit="epoch", disable=not show_progress) as bar:
+        for _ in range(max_epochs):
+            order = train[torch.randperm(len(train), generator=generator)]
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                if len(batch) < 2:
+                    continue
+                loss = _loss(heads, log_scale, x_image[batch], x_text[batch])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+            with torch.no_grad():
+                parts = [held[s:s + batch_size] for s in range(0, len(held), batch_size)]
+                parts = [p for p in parts if len(p) >= 2]
+                validation = sum(float(_loss(heads, log_scale, x_image[p], x_text[p])) * len(p) for p in parts) \
+                    / sum(len(p) for p in parts)
+            history.append(validation)
+            bar.update()
+            bar.set_postfix(validation=f"{validation:.4f}")
+            if validation < best_loss:
+                best_loss, waited = validation, 0
+                best = {name: head.weight.detach().numpy().T.copy() for name, head in heads.items()}
+                best["temperature"] = float(1 / log_scale.detach().clamp(max=math.log(100)).exp())
+            else:
+                waited += 1
+                if waited >= patience:  # the bar ends full, and says why it ended early
+                    bar.total = bar.n
+                    bar.set_postfix_str(f"stopped: no better for {patience} epochs")
+                    break
     space = JointSpace(image=best["image"], text=best["text"], temperature=best["temperature"], history=history)
     images, texts = space.embed_images(image[held.numpy()]), space.embed_texts(text[held.numpy()])
     validation = {"pairs": len(held), "loss": round(best_loss, 4),

@@ -14,7 +14,7 @@ from recsys.serve.embedder import ItemEmbedder
 from recsys.towers.joint import train_joint_space
 
 
-def test_training_pairs_each_photo_with_its_own_text():
+def test_training_pairs_each_photo_with_its_own_text(capsys):
     rng = np.random.default_rng(0)
     concepts = rng.normal(size=(400, 16))  # one hidden concept per item, seen by both towers
     image = concepts @ rng.normal(size=(16, 40)) + 0.1 * rng.normal(size=(400, 40))
@@ -22,8 +22,14 @@ def test_training_pairs_each_photo_with_its_own_text():
     joint = train_joint_space(image, text, dim=16, seed=0)
     assert joint.image.shape == (40, 16) and joint.text.shape == (24, 16)
     assert joint.validation["pairs"] == 40 and joint.validation["text_to_image_recall@10"] >= 0.8
-    shuffled = train_joint_space(image, text[rng.permutation(400)], dim=16, seed=0)
+    unpaired = text[rng.permutation(400)]
+    shuffled = train_joint_space(image, unpaired, dim=16, seed=0)
     assert shuffled.validation["text_to_image_recall@10"] <= 0.5  # nothing to learn without true pairs
+    # learning noise fast, it overfits and stops early: the progress bar ends full and says why
+    noise = train_joint_space(image, unpaired, dim=16, seed=0, learning_rate=1e-2, show_progress=True)
+    epochs = len(noise.history)
+    last = capsys.readouterr().err.split("\r")[-1]
+    assert epochs < 50 and "100%" in last and f"{epochs}/{epochs}" in last and "stopped" in last
     with pytest.raises(ValueError, match="at least 20"):
         train_joint_space(image[:10], text[:10])
 
