@@ -10,13 +10,18 @@ from annoy import AnnoyIndex
 from recsys.errors import BundleError
 from recsys.index.exact import nearest
 
-__all__ = ["AnnIndex", "measure_recall", "tune_search_effort", "MIN_CANDIDATES", "OVERFETCH"]
+__all__ = ["AnnIndex", "candidates_for", "measure_recall", "tune_search_effort", "MIN_CANDIDATES", "OVERFETCH"]
 
 logger = logging.getLogger(__name__)
 
 # queries gather OVERFETCH candidates per result wanted, at least MIN_CANDIDATES, before an exact
 # re-rank (recsys.serve.candidates)
 MIN_CANDIDATES, OVERFETCH = 50, 10
+
+
+def candidates_for(k: int, overfetch: int = OVERFETCH) -> int:
+    """How many candidates the service gathers for ``k`` results before re-scoring them exactly."""
+    return max(MIN_CANDIDATES, overfetch * k)
 
 
 class AnnIndex:
@@ -124,7 +129,7 @@ def measure_recall(index: AnnIndex, vectors: np.ndarray, *, k: int = 10, fetch: 
 
     Queries are indexed items themselves (as "similar items" asks), the query excluded from
     both lists. ``fetch``: candidates asked per query and re-scored exactly, the best ``k`` kept,
-    as the service asks (``max(MIN_CANDIDATES, OVERFETCH * k)``, :mod:`recsys.serve.candidates`);
+    as the service asks (:func:`candidates_for`);
     by default ``k``, Annoy's own top ``k``.
     """
     if len(index) <= k or sample <= 0:

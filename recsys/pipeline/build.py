@@ -18,7 +18,7 @@ from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.data.vectors import load_vectors
 from recsys.errors import DataError, RecsysWarning
-from recsys.index.annoy import MIN_CANDIDATES, OVERFETCH, AnnIndex, measure_recall, tune_search_effort
+from recsys.index.annoy import AnnIndex, candidates_for, measure_recall, tune_search_effort
 from recsys.index.hnsw import HnswIndex
 from recsys.manifest import check_name
 from recsys.pipeline.align import fit_joint_space
@@ -36,7 +36,7 @@ __all__ = ["BuildReport", "Laps", "build_item_bundle", "create_towers", "data_fi
 
 logger = logging.getLogger(__name__)
 # the candidates the service asks an index for 10 results, re-scored: how the build measures its recall
-_FETCH_10 = max(MIN_CANDIDATES, OVERFETCH * 10)
+_FETCH_10 = candidates_for(10)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bundle import Bundle, ItemIndex
-from recsys.index.annoy import MIN_CANDIDATES, OVERFETCH
+from recsys.index.annoy import OVERFETCH, candidates_for
 from recsys.serve.scan import Scan
 
 __all__ = ["Candidates", "annoy_wants", "best", "ANNOY_ITEM_COST"]
@@ -89,7 +89,7 @@ def annoy_wants(k: int, n_allowed: int, n_items: int, indexes: list[ItemIndex], 
     cheaper: few allowed items, items x dimensions within ``exact_budget``, or Annoy comparing
     about as many items itself (a long list, a narrow filter). ``exact_budget`` 0: always Annoy.
     """
-    fetch = max(MIN_CANDIDATES, overfetch * k)
+    fetch = candidates_for(k, overfetch)
     if not indexes or n_allowed <= fetch or n_allowed * dim <= exact_budget:
         return []
     share = n_allowed / n_items
