@@ -17,7 +17,7 @@ from recsys.collab.als import CollabModel, interaction_matrix, popularity
 from recsys.collab.project import ContentProjection
 from recsys.data import schema as S
 from recsys.errors import RecsysWarning
-from recsys.index.annoy import MIN_CANDIDATES, AnnIndex
+from recsys.index.annoy import AnnIndex, candidates_for
 from recsys.index.mips import augment_query, build_mips_index
 from recsys.pipeline.build import Laps, data_fingerprint
 from recsys.pipeline.precompute import feed_lists
@@ -50,8 +50,8 @@ class TrainReport:
             f"events    {self.events:,} ({self.pairs:,} user-item pairs)",
             f"items     {self.items_trained:,} trained, {self.items_projected:,} cold (placed by "
             f"content), {self.items_without:,} without factors",
-            f"recall@10 cf: {self.recall:.3f}  (Annoy inner-product search, 50 candidates re-scored, "
-            "vs exact)",
+            f"recall@10 cf: {self.recall:.3f}  (Annoy inner-product search, {candidates_for(10)} candidates "
+            "re-scored, vs exact)",
             f"time      {self.seconds:.1f} s ("
             + ", ".join(f"{name} {s:.1f} s" for name, s in self.phases.items()) + ")",
         ])
@@ -167,7 +167,7 @@ def _rescale(projected: np.ndarray, trained: np.ndarray, quantile: float) -> np.
 def _mips_recall(index: AnnIndex, item_factors: np.ndarray, user_factors: np.ndarray, *,
                  k: int = 10, sample: int = 200, seed: int = 0) -> float:
     """Recall@k of the inner-product index against exact search, for sampled users, the way the
-    service asks it: the top ``MIN_CANDIDATES`` candidates re-scored exactly."""
+    service asks it: :func:`~recsys.index.annoy.candidates_for` ``k`` candidates re-scored exactly."""
 
     if len(index) <= k or sample <= 0 or len(user_factors) == 0:
         return 1.0
@@ -177,7 +177,7 @@ def _mips_recall(index: AnnIndex, item_factors: np.ndarray, user_factors: np.nda
     hits = 0
     for u in users:
         exact = set(index.rows[np.argpartition(-(indexed @ user_factors[u]), k)[:k]].tolist())
-        candidates, _ = index.query(augment_query(user_factors[u]), n=max(MIN_CANDIDATES, k))
+        candidates, _ = index.query(augment_query(user_factors[u]), n=candidates_for(k))
         approx = candidates[np.argsort(-(item_factors[candidates] @ user_factors[u]))[:k]]
         hits += len(exact & set(approx.tolist()))
     return hits / (k * len(users))
