@@ -108,8 +108,9 @@ class TextTower:
                 shapes = {name: [-1, -1] for name in example}
                 fingerprint = self._weights_fingerprint()
                 key = f"sentence:{self.model_name}:{fingerprint}" if fingerprint else None
-                self._compiled = CompiledNet(_SentenceNet(self.model), example, shapes, self.precision,
-                                             key=key)
+                with _quiet_transformers():  # tracing the network reads the config's unused keys too
+                    self._compiled = CompiledNet(_SentenceNet(self.model), example, shapes, self.precision,
+                                                 key=key)
             else:
                 logger.info("%s takes inputs %s; it runs in PyTorch", self.model_name, sorted(example))
                 self.runtime = "torch"

@@ -50,11 +50,13 @@ def test_the_declared_dimension_is_the_encoded_one():
     assert tower.encode_texts(["a red summer dress"]).shape == (1, declared) and declared == 384
 
 
-def test_loading_the_model_draws_no_bar_and_leaves_transformers_as_it_was(capfd):
+@pytest.mark.slow  # converts the network for OpenVINO, about 10 s
+def test_loading_the_model_draws_no_bar_and_leaves_transformers_as_it_was(capfd, tmp_path, monkeypatch):
     from transformers.utils import logging as hf_logging
 
+    monkeypatch.setenv("RECSYS_MODEL_CACHE", str(tmp_path))  # converted afresh, as on a new machine
     before = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    assert TextTower().model is not None
+    TextTower(runtime="openvino").load()
     err = capfd.readouterr().err
     assert "Loading weights" not in err and "loss_type" not in err
     assert (hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()) == before
