@@ -8,7 +8,8 @@ Build a bundle from a real catalog first, e.g. a 5,000-item sample of fashion-pr
     .venv/bin/recsys build --catalog SAMPLE.csv --image-root ../shared/data/fashion-products --out models/fp
     .venv/bin/python benchmarks/quality_real_photos.py --bundle models/fp
 
-Writes benchmarks/results/quality_real_photos.json and prints the tables.
+Writes benchmarks/results/quality_real_photos.json (``--tag T``: ``quality_real_photos_T.json``)
+and prints the tables.
 """
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--bundle", required=True, type=Path)
     parser.add_argument("--queries", type=int, default=2000, help="query items (half validation, half test)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", help="writes quality_real_photos_TAG.json")
     args = parser.parse_args()
 
     rec = Recommender.from_bundle(args.bundle)
@@ -102,7 +104,7 @@ def main() -> None:
     print("| chance | " + " | ".join(f"{base[a]:.3f}" for a in ATTRIBUTES) + " |")
     for name, result in {**table, **colour}.items():
         print(f"| {name} | " + " | ".join(f"{result[a]:.3f}" for a in ATTRIBUTES) + " |")
-    write_results("quality_real_photos", {
+    write_results("quality_real_photos" + (f"_{args.tag}" if args.tag else ""), {
         "bundle": str(bundle.path), "items": len(bundle.item_ids), "queries": {"validation": len(validation),
                                                                              "test": len(test)},
         "k": K, "chance": base, "validation": [{"weights": w, "objective": o} for o, w in searched],

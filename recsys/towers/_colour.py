@@ -8,7 +8,7 @@ from PIL import Image, ImageCms, ImageColor
 
 from recsys.data.images import IMAGE_ERRORS, open_image
 
-__all__ = ["PALETTE", "rgb_to_lab", "colour_distribution", "parse_colour", "image_colours"]
+__all__ = ["NOT_ONE_COLOUR", "PALETTE", "rgb_to_lab", "colour_distribution", "parse_colour", "image_colours"]
 
 # a perceptual palette of common product colours (sRGB)
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -58,21 +58,47 @@ def colour_distribution(lab: np.ndarray, sharpness: float) -> np.ndarray:
     return share.mean(axis=0)
 
 
+# colour attributes that name no single colour: the photo's colours are the item's, without a warning
+NOT_ONE_COLOUR = frozenset({"multi", "multicolour", "multicolor", "multicoloured", "multicolored", "assorted",
+                            "mixed", "other", "transparent", "clear", "metallic"})
+
+
+@lru_cache(maxsize=1)
+def _survey_colours() -> dict[str, tuple[int, int, int]]:
+    """The 949 names of the xkcd colour survey (how people name colours: "light beige", "mustard",
+    "off white", "yellowish brown"), as matplotlib ships them, spelt "grey"."""
+    from matplotlib.colors import XKCD_COLORS, to_rgb
+
+    return {name.removeprefix("xkcd:"): tuple(round(255 * c) for c in to_rgb(code))
+            for name, code in XKCD_COLORS.items()}
+
+
+def _named_rgb(name: str) -> tuple[int, int, int] | None:
+    if name in PALETTE:
+        return PALETTE[name]
+    if name in _survey_colours():
+        return _survey_colours()[name]
+    try:
+        return ImageColor.getrgb(name.replace(" ", ""))[:3]
+    except ValueError:
+        return None
+
+
 def parse_colour(text: str) -> list[tuple[int, int, int]] | None:
     """RGB of a colour attribute: palette names first (a shopper's "brown" is not CSS's reddish
-    brown), then CSS names and hex codes; "red/white" and "red and white" give both. None if any
-    part is unknown."""
+    brown), then the xkcd survey's names (its "khaki" is the fashion one, CSS's is pale yellow),
+    then CSS names and hex codes; "red/white" and "red and white" give both. A name none of these
+    knows is read by its last words, then its first ones ("coffee brown" as brown, "grey melange"
+    as grey). None if any part is unknown."""
     parts = [p.strip().lower() for p in text.replace("&", "/").replace(",", "/").replace(" and ", "/").split("/")]
     rgbs = []
     for part in filter(None, parts):
-        name = part.replace("gray", "grey")
-        if name in PALETTE:
-            rgbs.append(PALETTE[name])
-            continue
-        try:
-            rgbs.append(ImageColor.getrgb(part.replace(" ", ""))[:3])
-        except ValueError:
+        words = part.replace("gray", "grey").split()
+        shorter = [words[i:] for i in range(len(words))] + [words[:j] for j in range(len(words) - 1, 0, -1)]
+        rgb = next(filter(None, (_named_rgb(" ".join(w)) for w in shorter)), None)
+        if rgb is None:
             return None
+        rgbs.append(rgb)
     return rgbs or None
 
 

@@ -20,11 +20,15 @@ import pandas as pd
 from recsys._hashing import sha256_text
 from recsys.data import schema as S
 from recsys.errors import NotReady, RecsysWarning
-from recsys.towers._colour import PALETTE, colour_distribution, image_colours, parse_colour, rgb_to_lab
+from recsys.towers._colour import NOT_ONE_COLOUR, PALETTE, colour_distribution, image_colours, parse_colour, rgb_to_lab
 from recsys.towers.base import TowerOutput, l2_normalise, weighted_concat
 from recsys.towers.registry import register_tower
 
 __all__ = ["TabularTower"]
+
+# the revision of how attributes become vectors (how colour names are read, say), part of every
+# cache key: vectors that older code cached for the same attributes are not reused
+ENCODING = 2
 
 
 def _rbf(values: np.ndarray, centres: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +130,7 @@ class TabularTower:
         return max(1, sum(self._part_dims().values()))
 
     def encoder_id(self) -> str:
-        return "tabular:" + sha256_text(json.dumps(self.get_state(), sort_keys=True))[:16]
+        return f"tabular:{ENCODING}:" + sha256_text(json.dumps(self.get_state(), sort_keys=True))[:16]
 
     def load(self) -> None:
         """Nothing to load: the tower's state is fitted from the catalog."""
@@ -151,15 +155,15 @@ class TabularTower:
                 rgbs = parse_colour(name)
                 if rgbs:
                     dist = colour_distribution(rgb_to_lab(np.array(rgbs)), self.colour_sharpness)
-                else:
+                elif name.strip().lower() not in NOT_ONE_COLOUR:
                     unknown += 1
             if dist is None and image:
                 dist = image_colours(image, self.colour_sharpness)
             if dist is not None:
                 block[row] = dist
         if unknown:
-            warnings.warn(f"{unknown} items have a colour name that is not a CSS colour or hex code; "
-                          "their colour was taken from the image", RecsysWarning, stacklevel=3)
+            warnings.warn(f"{unknown} items have a colour name that is not a known colour; their colour was "
+                          "taken from the image", RecsysWarning, stacklevel=3)
         vectors, mask = l2_normalise(block)
         return TowerOutput(vectors, mask)
 

@@ -1,9 +1,11 @@
 """Tabular tower: cosine on each part means closeness in that attribute."""
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.errors import NotReady
+from recsys.errors import NotReady, RecsysWarning
 from recsys.towers.tabular import TabularTower
 from tests.towers.contract import TowerContract
 
@@ -25,7 +27,7 @@ def _cos(tower, frame):
 
 
 def test_colour_is_perceptual():
-    frame = pd.DataFrame({"item_id": list("abcd"), "colour": ["red", "#8b0000", "navy", "Dark Red"]})
+    frame = pd.DataFrame({"item_id": list("abcd"), "colour": ["red", "#8b0000", "navy", "DarkRed"]})
     cos = _cos(TabularTower().fit(frame), frame)
     assert cos[0, 1] > cos[0, 2] + 0.3  # red ~ dark red, not navy
     assert cos[1, 3] > 0.99  # "#8b0000" is CSS darkred
@@ -59,13 +61,26 @@ def test_colour_from_image_when_attribute_missing(shop):
     assert np.mean(np.sum(a * b, axis=1)) > 0.8  # the image's colour agrees with the label
 
 
-def test_unknown_colour_name_warns_and_falls_back(shop):
-    from recsys.errors import RecsysWarning
+def test_colour_names_as_shops_write_them():
+    # names hm-sample and fashion-products use that are not CSS colours, and the colour each is near
+    names = {"light beige": "beige", "greyish beige": "beige", "coffee brown": "brown", "grey melange": "grey",
+             "other pink": "pink", "off white": "white", "mustard": "gold", "burgundy": "maroon"}
+    plain = sorted(set(names.values()))
+    frame = pd.DataFrame({"colour": [*names, *plain, "navy blue", "greenish khaki", "yellowish brown"]})
+    frame["item_id"] = range(len(frame))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every name is known
+        cos = _cos(TabularTower().fit(frame), frame)[:len(names), len(names):len(names) + len(plain)]
+    for i, (name, near) in enumerate(names.items()):
+        assert plain[cos[i].argmax()] == near and cos[i].max() > 0.8, (name, dict(zip(plain, cos[i].round(2))))
 
-    frame = shop.iloc[:2].assign(colour=["blurple", "red"])
-    with pytest.warns(RecsysWarning, match="1 items have a colour name"):
+
+def test_unknown_colour_name_warns_and_falls_back(shop):
+    frame = shop.iloc[:5].assign(colour=["moonlight", "moonlight", "sunset", "red", "multi"])
+    with pytest.warns(RecsysWarning, match="3 items have a colour name that is not a known colour;") as caught:
         out = TabularTower().fit(frame).encode(frame, show_progress=False)
-    assert out.mask.all()
+    assert out.mask.all()  # from the photo
+    assert len(caught) == 1  # "multi" names no single colour: the photo's, without a warning
 
 
 def test_state_round_trip_and_not_fitted(shop):
