@@ -209,3 +209,12 @@ def test_a_build_stopped_part_way_embeds_only_the_rest_when_run_again(tmp_path):
     # what the killed run stored comes from the cache; only the rest is embedded again
     has_text = (catalog[["title", "description", "tags"]].fillna("") != "").any(axis=1).sum()
     assert cached == kept and new + cached == has_text, line
+
+
+def test_tables_leave_a_missing_value_blank(capsys):
+    from recsys.cli.query import _print_table
+
+    _print_table("similar to A", [{"item_id": "B", "price": None, "colour": "red"},
+                                  {"item_id": "C", "price": 9.5, "colour": None}], "none")
+    out = capsys.readouterr().out
+    assert "NaN" not in out and "None" not in out and "9.5" in out

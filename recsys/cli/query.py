@@ -61,7 +61,7 @@ def _print_table(title: str, rows: list[dict], empty: str) -> None:
     if rows:
         frame = pd.DataFrame(rows)
         frame.index = range(1, len(frame) + 1)
-        click.echo(frame.to_string(max_colwidth=48))
+        click.echo(frame.to_string(max_colwidth=48, na_rep=""))  # an unpriced item shows no price, not NaN
     else:
         click.echo(f"  ({empty})")
 
