@@ -110,6 +110,7 @@ def test_no_history_gets_popular_items(feeds):
 def test_unknown_user_falls_back_and_says_so(feeds, market):
     feed = feeds.recommend("nobody-42", 5)
     assert feed.strategy == "popular" and "unknown user_id 'nobody-42'" in feed.message
+    assert "no recent item the model knows" in feed.message
     recent = market.items["item_id"].iloc[:2].tolist()
     folded = feeds.recommend("nobody-42", 5, recent_items=recent)
     assert folded.strategy == "fold-in" and "placed by the recent items" in folded.message

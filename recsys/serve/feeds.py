@@ -113,7 +113,8 @@ class Feeds:
         if user_id is not None and not known:
             message = (f"unknown user_id {user_id!r} (not in the trained model): "
                        + ("placed by the recent items given" if len(recent)
-                          else "showing popular items; send recent_items to personalise"))
+                          else "no recent item the model knows (put items count after the next training), "
+                               "so showing popular items"))
         elif user_id is None and not len(recent):
             message = "no user and no recent items: showing popular items"
 
