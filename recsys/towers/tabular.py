@@ -162,8 +162,8 @@ class TabularTower:
             if dist is not None:
                 block[row] = dist
         if unknown:
-            warnings.warn(f"{unknown} items have a colour name that is not a known colour; their colour was "
-                          "taken from the image", RecsysWarning, stacklevel=3)
+            warnings.warn(f"{unknown} items have a colour name that is not a known colour; their colour comes "
+                          "from their photo, where they have one", RecsysWarning, stacklevel=3)
         vectors, mask = l2_normalise(block)
         return TowerOutput(vectors, mask)
 
