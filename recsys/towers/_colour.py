@@ -74,10 +74,9 @@ def _survey_colours() -> dict[str, tuple[int, int, int]]:
 
 
 def _named_rgb(name: str) -> tuple[int, int, int] | None:
-    if name in PALETTE:
-        return PALETTE[name]
-    if name in _survey_colours():
-        return _survey_colours()[name]
+    known = PALETTE.get(name) or _survey_colours().get(name)
+    if known:
+        return known
     try:
         return ImageColor.getrgb(name.replace(" ", ""))[:3]
     except ValueError:
