@@ -65,6 +65,10 @@ class TextTowerSettings(_Section):
         default_factory=lambda: ["title", "description", "tags"],
         description="catalog columns joined to form each item's text",
     )
+    name_colour: bool = Field(
+        True, description="end an item's text with its colour attribute where the text does not name it, so "
+        "that a search for \"red dress\" finds red dresses whose titles do not say red",
+    )
     batch_size: int = Field(64, gt=0, description="texts per forward pass")
     runtime: Literal["auto", "torch", "openvino"] = Field(
         "auto", description="where the sentence network runs: openvino (compiled for this CPU), "

@@ -47,7 +47,9 @@ class ItemEmbedder:
         if "text" in encoders:
             enc = encoders["text"]
             model = None if "offline package" in enc["model"] else enc["model"]
+            # a bundle from before name_colour embedded its items' texts without their colour
             towers["text"] = create_tower("text", model=model, fields=enc.get("fields"),
+                                          name_colour=enc.get("name_colour", False),
                                           runtime=enc.get("runtime"), precision=enc.get("precision"))
         if "tabular" in encoders and self.bundle.tabular_state is not None:
             towers["tabular"] = create_tower("tabular", state=self.bundle.tabular_state)

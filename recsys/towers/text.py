@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recsys._hashing import file_fingerprint, sha256_text
+from recsys.data import schema as S
 from recsys.errors import ConfigError
 from recsys.towers.base import TowerOutput, l2_normalise
 from recsys.towers.inference import CompiledNet, Precision, Runtime, resolve_precision, resolve_runtime
@@ -48,12 +49,19 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
-def item_texts(catalog: pd.DataFrame, fields: list[str]) -> list[str]:
-    """Join the non-empty ``fields`` of each row with '. '; '' when the item has no text."""
+def item_texts(catalog: pd.DataFrame, fields: list[str], name_colour: bool = False) -> list[str]:
+    """Join the non-empty ``fields`` of each row with '. '; '' when the item has no text. With
+    ``name_colour``, an item's colour attribute ends a text that does not already name it: "red
+    dress" then finds the red dresses whose titles do not say red."""
     columns = [catalog[f].fillna("").astype(str).str.strip() for f in fields if f in catalog.columns]
     if not columns:
         return [""] * len(catalog)
-    return [". ".join(part for part in parts if part) for parts in zip(*columns)]
+    texts = [". ".join(part for part in parts if part) for parts in zip(*columns)]
+    if name_colour and S.COLOUR in catalog.columns:
+        colours = catalog[S.COLOUR].fillna("").astype(str).str.strip()
+        texts = [f"{text}. {colour}" if text and colour and colour.lower() not in text.lower() else text
+                 for text, colour in zip(texts, colours)]
+    return texts
 
 
 @register_tower("text")
@@ -70,15 +78,19 @@ class TextTower:
             (see :mod:`recsys.towers.inference`). A model whose inputs are not BERT's token
             tensors runs in PyTorch.
         precision: ``"bf16"`` where the CPU has native bfloat16 (``"auto"``), else ``"fp32"``.
+        name_colour: end an item's text with its colour attribute where the text does not name it
+            (:func:`item_texts`).
     """
 
     modality = "text"
 
     def __init__(self, model: str | None = None, fields: list[str] | tuple[str, ...] = ("title", "description", "tags"),
-                 batch_size: int = 64, runtime: Runtime = "auto", precision: Precision = "auto"):
+                 batch_size: int = 64, runtime: Runtime = "auto", precision: Precision = "auto",
+                 name_colour: bool = True):
         self.model_name = str(model) if model else str(offline_model_path())
         self.offline = model is None
         self.fields = list(fields)
+        self.name_colour = name_colour
         self.batch_size = batch_size
         self.runtime = resolve_runtime(runtime)
         self.precision = resolve_precision(precision)
@@ -138,11 +150,11 @@ class TextTower:
 
     def describe(self) -> dict:
         name = "all-MiniLM-L6-v2 (offline package)" if self.offline else self.model_name
-        return {"model": name, "fields": self.fields, "dim": self.dim, "runtime": self.runtime,
-                "precision": self.precision}
+        return {"model": name, "fields": self.fields, "name_colour": self.name_colour, "dim": self.dim,
+                "runtime": self.runtime, "precision": self.precision}
 
     def content_keys(self, catalog: pd.DataFrame) -> list[str | None]:
-        return [sha256_text(t) if t else None for t in item_texts(catalog, self.fields)]
+        return [sha256_text(t) if t else None for t in item_texts(catalog, self.fields, self.name_colour)]
 
     def encode_texts(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
         """Unit vectors ``(len(texts), dim)`` float32 for free text (search queries too)."""
@@ -163,7 +175,7 @@ class TextTower:
         return l2_normalise(vectors)[0]
 
     def encode(self, catalog: pd.DataFrame, *, show_progress: bool = True) -> TowerOutput:
-        texts = item_texts(catalog, self.fields)
+        texts = item_texts(catalog, self.fields, self.name_colour)
         rows = [i for i, t in enumerate(texts) if t]
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         if rows:

@@ -60,3 +60,34 @@ def test_loading_the_model_draws_no_bar_and_leaves_transformers_as_it_was(capfd,
     err = capfd.readouterr().err
     assert "Loading weights" not in err and "loss_type" not in err
     assert (hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()) == before
+
+
+def test_the_colour_ends_a_text_that_does_not_name_it():
+    frame = pd.DataFrame({"title": ["Rosa dress", "Navy Blue T-shirt", "", "Mug"],
+                          "colour": ["dark red", "navy blue", "black", None]})
+    assert item_texts(frame, ["title"], name_colour=True) == ["Rosa dress. dark red", "Navy Blue T-shirt", "", "Mug"]
+    assert item_texts(frame, ["title"]) == ["Rosa dress", "Navy Blue T-shirt", "", "Mug"]
+
+
+def test_a_colour_query_finds_the_item_of_that_colour_whose_title_does_not_say_it(text_tower):
+    frame = pd.DataFrame({"item_id": ["a", "b"], "title": ["Rosa dress", "Rosa dress"], "colour": ["red", "black"]})
+    query = text_tower.encode_texts(["red dress"])[0]
+    with_colour = text_tower.encode(frame, show_progress=False).vectors @ query
+    assert text_tower.name_colour and with_colour[0] > with_colour[1] + 0.05
+    text_tower.name_colour = False
+    without = text_tower.encode(frame, show_progress=False).vectors @ query
+    assert without[0] == pytest.approx(without[1])
+
+
+def test_a_bundle_from_before_name_colour_embeds_put_items_as_its_own_were(built):
+    import dataclasses
+
+    from recsys.serve.embedder import ItemEmbedder
+
+    bundle = built[1].bundle
+    assert bundle.manifest["encoders"]["text"]["name_colour"] is True
+    assert ItemEmbedder(bundle).warm()["text"].name_colour is True
+    encoders = bundle.manifest["encoders"]
+    text = {k: v for k, v in encoders["text"].items() if k != "name_colour"}
+    older = dataclasses.replace(bundle, manifest={**bundle.manifest, "encoders": {**encoders, "text": text}})
+    assert ItemEmbedder(older).warm()["text"].name_colour is False
