@@ -148,14 +148,17 @@ class TabularTower:
         block = np.zeros((n, len(PALETTE)), dtype=np.float64)
         colours = catalog[S.COLOUR].tolist() if S.COLOUR in catalog.columns else [""] * n
         images = catalog[S.IMAGE].tolist() if S.IMAGE in catalog.columns else [""] * n
+        named: dict[str, np.ndarray | None] = {}  # a catalog has a few dozen colour names, not one per item
         unknown = 0
         for row, (name, image) in enumerate(zip(colours, images)):
             dist = None
             if name:
-                rgbs = parse_colour(name)
-                if rgbs:
-                    dist = colour_distribution(rgb_to_lab(np.array(rgbs)), self.colour_sharpness)
-                elif name.strip().lower() not in NOT_ONE_COLOUR:
+                if name not in named:
+                    rgbs = parse_colour(name)
+                    named[name] = colour_distribution(rgb_to_lab(np.array(rgbs)), self.colour_sharpness) \
+                        if rgbs else None
+                dist = named[name]
+                if dist is None and name.strip().lower() not in NOT_ONE_COLOUR:
                     unknown += 1
             if dist is None and image:
                 dist = image_colours(image, self.colour_sharpness)
