@@ -59,14 +59,13 @@ def evaluate_backbone(embedded: TowerOutput, catalog: pd.DataFrame, queries: np.
                       references: np.ndarray, k: int = 20) -> dict[str, np.ndarray]:
     """:func:`knn_hits` of ``queries`` for each label column the catalog has (:data:`KNN_LABELS`),
     from the backbone's vectors of ``catalog``; items it could not read take no part (NaN)."""
-    usable = embedded.mask
+    readable = embedded.mask[queries]
+    voters = references[embedded.mask[references]]
     hits = {}
     for column in KNN_LABELS:
         if column in catalog.columns:
             hits[column] = np.full(len(queries), np.nan)
-            readable = usable[queries]
-            hits[column][readable] = knn_hits(embedded.vectors, catalog[column], queries[readable],
-                                              references[usable[references]], k)
+            hits[column][readable] = knn_hits(embedded.vectors, catalog[column], queries[readable], voters, k)
     return hits
 
 

@@ -120,6 +120,8 @@ def train_joint_space(image: np.ndarray, text: np.ndarray, *, dim: int = 128, ma
     shuffled = torch.randperm(len(x_image), generator=generator)
     held = shuffled[:max(2, int(len(shuffled) * validation_fraction))]
     train = shuffled[len(held):]
+    parts = [held[s:s + batch_size] for s in range(0, len(held), batch_size)]
+    parts = [p for p in parts if len(p) >= 2]  # the validation batches, the same every epoch
     best, best_loss, history, waited = None, math.inf, [], 0
     with tqdm(total=max_epochs, desc="joint space", unit="epoch", disable=not show_progress) as bar:
         for _ in range(max_epochs):
@@ -133,8 +135,6 @@ def train_joint_space(image: np.ndarray, text: np.ndarray, *, dim: int = 128, ma
                 loss.backward()
                 optimiser.step()
             with torch.no_grad():
-                parts = [held[s:s + batch_size] for s in range(0, len(held), batch_size)]
-                parts = [p for p in parts if len(p) >= 2]
                 validation = sum(float(_loss(heads, log_scale, x_image[p], x_text[p])) * len(p) for p in parts) \
                     / sum(len(p) for p in parts)
             history.append(validation)
