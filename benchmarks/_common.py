@@ -20,9 +20,10 @@ def cpu() -> dict:
     return {"cpu": names[0] if names else platform.processor(), "cores": len(names), "native_bf16": cpu_has_bf16()}
 
 
-def write_results(name: str, results: dict) -> Path:
+def write_results(name: str, results: dict, tag: str | None = None) -> Path:
+    """``results/NAME.json``, or ``results/NAME_TAG.json`` beside it for a run with a ``--tag``."""
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / (f"{name}_{tag}.json" if tag else f"{name}.json")
     meta = {"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": platform.machine(),
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(), **cpu()}
     path.write_text(json.dumps({"meta": meta, **results}, indent=1))

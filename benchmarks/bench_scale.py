@@ -340,7 +340,7 @@ def main() -> None:
             result["exact_lists"].pop("version")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    write_results(f"scale_{args.items}" + (f"_{args.tag}" if args.tag else ""), result)
+    write_results(f"scale_{args.items}", result, args.tag)
     print(json.dumps(result, indent=1))
 
 

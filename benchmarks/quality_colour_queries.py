@@ -63,9 +63,9 @@ def main() -> None:
     for mode, row in table.items():
         print(f"| {mode} | {row['colour']:.3f} | {row['type']:.3f} | {row['both']:.3f} |")
     print(f"| chance (both) | | | {chance:.4f} |")
-    write_results("quality_colour_queries" + (f"_{args.tag}" if args.tag else ""), {
+    write_results("quality_colour_queries", {
         "bundle": str(rec.bundle.path), "text_encoder": rec.bundle.manifest["encoders"].get("text"),
-        "queries": len(queries), "min_items": args.min_items, "k": K, "chance_both": chance, "modes": table})
+        "queries": len(queries), "min_items": args.min_items, "k": K, "chance_both": chance, "modes": table}, args.tag)
 
 
 if __name__ == "__main__":

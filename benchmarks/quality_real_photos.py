@@ -104,11 +104,11 @@ def main() -> None:
     print("| chance | " + " | ".join(f"{base[a]:.3f}" for a in ATTRIBUTES) + " |")
     for name, result in {**table, **colour}.items():
         print(f"| {name} | " + " | ".join(f"{result[a]:.3f}" for a in ATTRIBUTES) + " |")
-    write_results("quality_real_photos" + (f"_{args.tag}" if args.tag else ""), {
+    write_results("quality_real_photos", {
         "bundle": str(bundle.path), "items": len(bundle.item_ids), "queries": {"validation": len(validation),
                                                                              "test": len(test)},
         "k": K, "chance": base, "validation": [{"weights": w, "objective": o} for o, w in searched],
-        "chosen": best, "test": table, "colour_histogram": colour})
+        "chosen": best, "test": table, "colour_histogram": colour}, args.tag)
 
 
 if __name__ == "__main__":
