@@ -34,6 +34,8 @@ A trained version (``recsys train``) adds the user tower beside a byte-identical
     collab/item_factors.npy    (items, f) float32; trained, or projected from content (cold items)
     collab/item_state.npy      (items,) int8: 0 no factors, 1 trained, 2 projected from content
     collab/popularity.npy      (items,) float32, the no-history fallback ranking
+    collab/projection.npz      the map from combined content vectors to factors that placed the
+                               cold items, for items put later (mean_x, weights, mean_y, norm)
     index/cf.ann               Annoy over the augmented item factors (inner product search)
     collab/feed.rows.npy, feed.scores.npy
                                each trained user's top k feed, training items excluded (optional)
@@ -56,6 +58,7 @@ import scipy.sparse as sp
 
 from recsys._hashing import sha256_file
 from recsys.collab.als import UserItems
+from recsys.collab.project import ContentProjection
 from recsys.data.ids import IdMap
 from recsys.data.schema import ITEM_ID, USER_ID
 from recsys.errors import BundleError
@@ -183,6 +186,8 @@ class Collab:
         index: inner-product index over the item factors (:mod:`recsys.index.mips`).
         params: the manifest's ``collab`` section (model, factors, regularization, alpha, ...).
         feed: each trained user's precomputed feed (:mod:`recsys.pipeline.precompute`), if the bundle has it.
+        projection: the content-to-factors map that placed the cold items, for items put later;
+            ``None`` in a bundle written without it.
     """
 
     user_items: UserItems
@@ -193,6 +198,7 @@ class Collab:
     index: AnnIndex
     params: dict
     feed: TopLists | None = None
+    projection: ContentProjection | None = None
 
     @property
     def user_ids(self) -> IdMap:
@@ -359,6 +365,8 @@ def write_user_tower(source: Bundle, collab: Collab, collab_manifest: dict) -> P
         collab.index.save(tmp / "index" / "cf.ann")
         if collab.feed is not None:
             _save_lists(tmp / "collab", "feed", collab.feed)
+        if collab.projection is not None:
+            np.savez(tmp / "collab" / "projection.npz", **collab.projection.to_arrays())
 
     keep = {k: v for k, v in source.manifest.items()
             if k not in ("format", "name", "version", "created", "files", "collab")}
@@ -570,5 +578,9 @@ def _load_collab(path: Path, params: dict) -> Collab:
     arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in _COLLAB_ARRAYS}
     index = AnnIndex.load(path / "index" / "cf.ann", int(arrays["item_factors"].shape[1]) + 1,
                           params["index"]["n_trees"], params["index"].get("search_k", -1), SEARCH_EFFORT)
+    projection = None
+    if (folder / "projection.npz").exists():
+        with np.load(folder / "projection.npz", allow_pickle=False) as z:
+            projection = ContentProjection.from_arrays(z)
     return Collab(user_items=UserItems(IdMap(users, kind="user"), matrix, last_seen), index=index,
-                  params=params, feed=_load_lists(folder, "feed"), **arrays)
+                  params=params, feed=_load_lists(folder, "feed"), projection=projection, **arrays)

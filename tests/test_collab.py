@@ -131,3 +131,20 @@ def test_projection_recovers_a_linear_map():
                                projection.transform(many[[0, 65_535, 65_536, 69_999]]), rtol=1e-6)
     np.testing.assert_allclose(projected[65_536:65_540], (many[65_536:65_540] - projection.mean_x_)
                                @ projection.weights_ + projection.mean_y_, rtol=1e-5)
+
+
+def test_projection_gives_the_length_asked_and_survives_its_arrays():
+    rng = np.random.default_rng(1)
+    content = rng.normal(size=(200, 12)).astype(np.float32)
+    factors = content @ rng.normal(size=(12, 4))
+    free = ContentProjection(0.1).fit(content, factors)
+    fixed = ContentProjection(0.1).fit(content, factors, norm=2.5)
+    placed = fixed.transform(content[:50])
+    np.testing.assert_allclose(np.linalg.norm(placed, axis=1), 2.5, rtol=1e-5)
+    cos = np.sum(placed * free.transform(content[:50]), axis=1) / 2.5 / np.linalg.norm(
+        free.transform(content[:50]), axis=1)
+    np.testing.assert_allclose(cos, 1.0, rtol=1e-5)  # the direction is the projection's
+    for original in (free, fixed):
+        again = ContentProjection.from_arrays(original.to_arrays())
+        assert again.norm_ == original.norm_
+        np.testing.assert_array_equal(again.transform(content), original.transform(content))

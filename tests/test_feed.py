@@ -1,7 +1,10 @@
 """Personalised feeds on a synthetic market whose users have known tastes."""
+import dataclasses
+
 import numpy as np
 import pytest
 
+from recsys.bundle import PROJECTED
 from recsys.errors import InvalidRequest, NotReady
 from recsys.serve import Recommender
 from recsys.serve.changes import ItemChanges, make_entry
@@ -199,12 +202,14 @@ def test_recent_items_are_known_by_the_item_changes_asked_with(feeds):
         "PUT-1": make_entry({"title": "a put item"}, outputs)}))
     recent = ["PUT-1", seen]
     first = with_put.recommend(None, 5, recent_items=recent)
-    assert first.strategy == "fold-in"  # placed by the bundle item; the put item has no factors yet
+    assert first.strategy == "fold-in"
     assert with_put.recommend(None, 5, recent_items=recent) == first
     removed = with_put.with_changes(ItemChanges.build(bundle, gen=2))  # a copy, kept answer and all
     with pytest.raises(InvalidRequest, match="recent_items names unknown item_id 'PUT-1'"):
         removed.recommend(None, 5, recent_items=recent)
-    assert removed.recommend(None, 5, recent_items=[seen]).items == first.items
+    alone = removed.recommend(None, 5, recent_items=[seen])
+    assert alone.items == feeds.recommend(None, 5, recent_items=[seen]).items
+    assert alone.items != first.items  # the put item counted while it was put
 
 
 def test_bpr_user_tower(market, market_events, tmp_path):
@@ -232,3 +237,92 @@ def test_training_measures_the_user_towers_recall_as_the_service_asks(market, ma
     assert report.recall >= 0.85, report.recall  # 0.71 when measured with 50 candidates
     assert "100 candidates re-scored" in report.summary()
     assert read_bundle(report.path).collab.params["index"]["recall@10"] == round(report.recall, 4)
+
+
+def _put_copies(recommender, rows, gen=1):
+    """The recommender with the bundle items at ``rows`` put again under new ids (``PUT-<id>``):
+    the same attributes and vectors, but items the bundle does not hold."""
+    bundle = recommender.bundle
+    entries = {}
+    for r in rows:
+        outputs = {m: TowerOutput(np.asarray(b.vectors[r:r + 1], np.float32), b.mask[r:r + 1].copy())
+                   for m, b in bundle.vectors.blocks.items()}
+        item = bundle.items.iloc[r]
+        entries[f"PUT-{item['item_id']}"] = make_entry(
+            {"title": item["title"], "category": item["category"], "price": float(item["price"])}, outputs)
+    return recommender.with_changes(ItemChanges.build(bundle, gen=gen, entries=entries))
+
+
+def test_put_items_are_placed_like_the_cold_items_they_copy(feeds):
+    """The training keeps its content map in the bundle: a put copy of a cold item gets that item's
+    factors, and the same score in any feed."""
+    collab = feeds.bundle.collab
+    assert collab.projection is not None  # written by the training, read back with the bundle
+    cold = np.flatnonzero(collab.item_state == PROJECTED)[:6]
+    assert len(cold) == 6
+    with_put = _put_copies(feeds, cold)
+    changes = with_put.changes
+    put = with_put.feeds.put_items(changes)
+    order = changes.ids.rows([f"PUT-{i}" for i in feeds.bundle.item_ids.ids[cold]])
+    assert put.placed[order].all()
+    np.testing.assert_allclose(put.factors[order], collab.item_factors[cold], rtol=1e-4, atol=1e-6)
+    originals = feeds.bundle.item_ids.ids[cold].tolist()
+    only = ItemFilter.create(include=originals + [f"PUT-{i}" for i in originals])
+    for user, recent in [(str(collab.user_ids.ids[7]), ()), (None, [str(feeds.bundle.item_ids.ids[40])])]:
+        feed = with_put.recommend(user, 12, recent_items=recent, filters=only, dedupe=False)
+        scores = {s.item_id: s.score for s in feed.items}
+        assert len(scores) == 12 and all(s.cold for s in feed.items)
+        for item_id in originals:
+            assert scores[f"PUT-{item_id}"] == pytest.approx(scores[item_id], abs=1e-4)
+    # without a filter, a put copy of a cold item a user's feed shows is shown beside it
+    user = next(str(u) for u in collab.user_ids.ids if any(s.cold for s in feeds.recommend(str(u), 30).items))
+    shown = [s.item_id for s in feeds.recommend(user, 30).items if s.cold]
+    with_put = _put_copies(feeds, feeds.bundle.item_ids.rows(shown))
+    ids = [s.item_id for s in with_put.recommend(user, 30 + len(shown)).items]
+    assert all(abs(ids.index(f"PUT-{i}") - ids.index(i)) == 1 for i in shown)
+    assert with_put.feeds.source(10, user, True, (), with_put.changes) == "lookup"  # the list, and the put items
+
+
+def test_recent_put_items_place_a_session(feeds, market):
+    catalog = market.items
+    cell = catalog[(catalog["category"] == "accessories/watches") & (catalog["true_colour"] == "navy")]
+    rows = feeds.bundle.item_ids.rows(cell["item_id"].iloc[:3])
+    with_put = _put_copies(feeds, rows)
+    recent = [f"PUT-{i}" for i in cell["item_id"].iloc[:3]]
+    feed = with_put.recommend(None, 20, recent_items=recent)
+    assert feed.strategy == "fold-in" and feed.message is None
+    shown = [s.item_id for s in feed.items]
+    assert not set(recent) & set(shown)
+    kinds = catalog.set_index("item_id").reindex([i.removeprefix("PUT-") for i in shown])["category"]
+    assert (kinds == "accessories/watches").mean() >= 0.7
+    assert with_put.feeds.source(20, None, True, recent, with_put.changes) is None  # computed
+    assert with_put.feeds.feed_list(None, recent, with_put.changes) is None
+    with pytest.raises(InvalidRequest, match="not a feed list"):
+        with_put.feeds.keep_list(None, recent, np.zeros(100, int), np.zeros(100), with_put.changes)
+    # a trained user's feed moves towards what they just looked at
+    user = str(feeds.bundle.collab.user_ids.ids[2])
+    before = with_put.recommend(user, 20).items
+    after = with_put.recommend(user, 20, recent_items=recent).items
+    share = {name: (kinds_of == "accessories/watches").mean() for name, kinds_of in [
+        ("before", catalog.set_index("item_id").reindex([s.item_id.removeprefix("PUT-") for s in before])["category"]),
+        ("after", kinds)]}
+    assert after != before and share["after"] >= share["before"]
+
+
+def test_a_bundle_without_the_content_map_leaves_put_items_out_of_feeds(feeds, market):
+    """A user tower written before the training kept its content map: put items cannot be placed,
+    so they join feeds after the next training; a recent one still counts by its content."""
+    bundle = feeds.bundle
+    older = Recommender(dataclasses.replace(bundle, collab=dataclasses.replace(bundle.collab, projection=None)))
+    catalog = market.items
+    cell = catalog[(catalog["category"] == "accessories/watches") & (catalog["true_colour"] == "navy")]
+    with_put = _put_copies(older, bundle.item_ids.rows(cell["item_id"].iloc[:3]))
+    assert not with_put.feeds.put_items(with_put.changes).placed.any()
+    recent = [f"PUT-{i}" for i in cell["item_id"].iloc[:3]]
+    feed = with_put.recommend(None, 20, recent_items=recent)
+    assert feed.strategy == "fold-in" and not any(s.item_id.startswith("PUT-") for s in feed.items)
+    kinds = catalog.set_index("item_id").loc[[s.item_id for s in feed.items], "category"]
+    assert (kinds == "accessories/watches").mean() >= 0.7  # the content half alone
+    blind = Recommender(older.bundle, content_weight=0.0).with_changes(with_put.changes)
+    feed = blind.recommend("nobody", 5, recent_items=recent)
+    assert feed.strategy == "popular" and "no recent item the model knows" in feed.message

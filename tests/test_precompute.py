@@ -386,8 +386,8 @@ def test_a_feed_list_made_in_another_process_is_kept_as_a_lookup(feeds):
         keeper.feeds.keep_list("v2", ["no such item"], rows, scores, keeper.changes)
     assert feeds.feeds.feed_list("visitor", [items[1]], feeds.changes) is None  # lists off
     assert maker.feeds.feed_list("visitor", [], maker.changes) is None
-    assert maker.feeds.usable_recent(["no such item", items[1], items[1]]) == [items[1], items[1]]
-    assert len(maker.feeds.usable_recent(items)) == 5 * maker.feeds.history_items
+    assert maker.feeds.usable_recent(["no such item", items[1], items[1]], maker.changes) == [items[1], items[1]]
+    assert len(maker.feeds.usable_recent(items, maker.changes)) == 5 * maker.feeds.history_items
 
 
 def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(feeds):

@@ -128,7 +128,7 @@ def _post_lists(serving: Serving, recommender: Recommender, events: list[Event])
         return None
     lists = []
     for user, recent in serving.activity.recent_after(events).items():
-        recent = recommender.feeds.usable_recent(recent)
+        recent = recommender.feeds.usable_recent(recent, recommender.changes)
         try:
             made = recommender.feeds.feed_list(user, recent, recommender.changes)
         except Exception:  # the list only saves the first feed some work: the post goes on

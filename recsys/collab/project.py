@@ -26,9 +26,18 @@ class ContentProjection:
 
     def __init__(self, regularization: float = 1.0):
         self.regularization = regularization
+        self.norm_: float | None = None
 
-    def fit(self, content: np.ndarray, factors: np.ndarray) -> ContentProjection:
-        """Fit on ``content`` ``(m, d)`` and ``factors`` ``(m, f)`` of the same items."""
+    def fit(self, content: np.ndarray, factors: np.ndarray, *, norm: float | None = None) -> ContentProjection:
+        """Fit on ``content`` ``(m, d)`` and ``factors`` ``(m, f)`` of the same items.
+
+        Args:
+            norm: the length :meth:`transform` gives every projected row (``None``: as projected).
+                Ridge gets the direction of a new item's factors from its content (what kind of
+                user likes it) but shrinks their length, which in ALS carries popularity,
+                towards the mean; how popular a new item will be is a business prior.
+        """
+        self.norm_ = None if norm is None else float(norm)
         x = np.asarray(content, dtype=np.float64)
         y = np.asarray(factors, dtype=np.float64)
         if len(x) != len(y) or len(x) == 0:
@@ -46,9 +55,29 @@ class ContentProjection:
 
     def transform(self, content: np.ndarray) -> np.ndarray:
         """Projected factors of ``content`` ``(n, d)``: ``(n, f)`` float32, computed in float64
-        a block of rows at a time (a million new items in float64 at once would take gigabytes)."""
+        a block of rows at a time (a million new items in float64 at once would take gigabytes),
+        each of length ``norm`` where :meth:`fit` was given one."""
         out = np.empty((len(content), len(self.mean_y_)), dtype=np.float32)
         for start in range(0, len(content), _BLOCK_ROWS):
             x = np.asarray(content[start:start + _BLOCK_ROWS], dtype=np.float64)
             out[start:start + _BLOCK_ROWS] = (x - self.mean_x_) @ self.weights_ + self.mean_y_
+        if self.norm_ is not None:
+            lengths = np.linalg.norm(out, axis=1, keepdims=True)
+            out *= np.divide(self.norm_, lengths, out=np.zeros_like(lengths), where=lengths > 0)
         return out
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted map as arrays (what a bundle stores): see :meth:`from_arrays`."""
+        return {"mean_x": self.mean_x_, "weights": self.weights_, "mean_y": self.mean_y_,
+                "norm": np.asarray(np.nan if self.norm_ is None else self.norm_)}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> ContentProjection:
+        """The map :meth:`to_arrays` gave (any mapping of those names, an ``np.load`` of an npz)."""
+        projection = cls()
+        projection.mean_x_ = np.asarray(arrays["mean_x"])
+        projection.weights_ = np.asarray(arrays["weights"])
+        projection.mean_y_ = np.asarray(arrays["mean_y"])
+        norm = float(arrays["norm"])
+        projection.norm_ = None if np.isnan(norm) else norm
+        return projection

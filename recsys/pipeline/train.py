@@ -68,7 +68,8 @@ def train_user_tower(
     """Fit the user tower on ``interactions`` and write it with ``bundle``'s item side as a new version.
 
     Items nobody interacted with get factors projected from their content vectors
-    (:class:`recsys.collab.project.ContentProjection`), so new products can appear in feeds.
+    (:class:`recsys.collab.project.ContentProjection`), so new products can appear in feeds; the
+    bundle keeps that map, so items put through the API later are placed the same way.
 
     Args:
         bundle: a loaded bundle (its item side is reused as is).
@@ -102,11 +103,14 @@ def train_user_tower(
     content, has_content = bundle.vectors.combined, bundle.vectors.mask
     cold = ~trained & has_content
     fit_rows = np.flatnonzero(trained & has_content)
-    if cold.any() and len(fit_rows) >= 2:
+    projection = None
+    if len(fit_rows) >= 2:
+        # a new item's factors get a quantile of the trained items' lengths: 0.5 treats a new
+        # product as typical, lower values as likely to stay in the tail, higher ones promote it
+        norm = np.quantile(np.linalg.norm(item_factors[trained], axis=1), opts.cold_norm_quantile)
         projection = ContentProjection(opts.projection_regularization)
-        projection.fit(content[fit_rows], item_factors[fit_rows])
-        projected = projection.transform(content[np.flatnonzero(cold)])
-        item_factors[cold] = _rescale(projected, item_factors[trained], opts.cold_norm_quantile)
+        projection.fit(content[fit_rows], item_factors[fit_rows], norm=norm)
+        item_factors[cold] = projection.transform(content[np.flatnonzero(cold)])
         state[cold] = PROJECTED
     elif cold.any():
         warnings.warn(f"{int(cold.sum()):,} items have no interactions, and too few items have both "
@@ -121,7 +125,7 @@ def train_user_tower(
     laps.lap("index")
     collab = Collab(user_items=user_items, user_factors=model.user_factors_, item_factors=item_factors,
                     item_state=state, popularity=popularity(user_items, opts.popularity_window_days),
-                    index=index, params={})
+                    index=index, params={}, projection=projection)
     manifest = {
         **opts.model_dump(mode="json"), "regularization": model.regularization,
         "iterations": model.iterations, "seed": settings.seed, "source": source,
@@ -149,19 +153,6 @@ def train_user_tower(
         recall=recall, fit_seconds=model.fit_seconds_, seconds=time.perf_counter() - started,
         phases=laps.seconds,
     )
-
-
-def _rescale(projected: np.ndarray, trained: np.ndarray, quantile: float) -> np.ndarray:
-    """Give projected factors the ``quantile`` of the trained items' factor norms.
-
-    Ridge gets the direction of a cold item's factors from its content (what kind of user likes
-    it) but shrinks its norm, which in ALS carries popularity, towards the mean. How popular a new
-    item will be is a business prior, so it is a setting: 0.5 treats a new product as typical,
-    lower values as likely to stay in the tail, higher ones promote new arrivals.
-    """
-    norms = np.linalg.norm(projected, axis=1, keepdims=True)
-    target = float(np.quantile(np.linalg.norm(trained, axis=1), quantile))
-    return (projected * np.divide(target, norms, out=np.zeros_like(norms), where=norms > 0)).astype(np.float32)
 
 
 def _mips_recall(index: AnnIndex, item_factors: np.ndarray, user_factors: np.ndarray, *,

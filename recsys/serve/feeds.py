@@ -1,8 +1,14 @@
 """Personalised feeds: a trained user's factors, or a user folded in from their recent items, blended
-with content similarity; the precomputed feeds, and the folded-in lists kept per recent items."""
+with content similarity; the precomputed feeds, and the folded-in lists kept per recent items.
+
+Items put through the API since the training take part through the content-to-factors map the
+training kept (:class:`~recsys.collab.project.ContentProjection`): placed like the bundle's cold
+items, they are scored exactly beside the bundle's (they are few), and a recent put item places
+its user by its projected factors and its content."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -16,12 +22,53 @@ from recsys.serve.candidates import Candidates, best
 from recsys.serve.changes import ItemChanges
 from recsys.serve.filters import FilterColumns, ItemFilter, is_unfiltered
 from recsys.serve.rows import Recommendations, Scored, scored_list
-from recsys.towers.item import content_query, rows_dot
+from recsys.towers.item import rows_dot, taste_of
 
 __all__ = ["Feeds"]
 
-# (user row or None, recent rows, training rows, training strengths)
-History = tuple[int | None, np.ndarray, np.ndarray, np.ndarray]
+
+@dataclass(frozen=True)
+class Recent:
+    """A feed's recent items, each list newest first and without repeats.
+
+    Attributes:
+        rows: the bundle rows among them.
+        put: the rows (in the item changes) of the put items the bundle does not hold.
+        ids: all of them, as given.
+    """
+
+    rows: np.ndarray
+    put: np.ndarray
+    ids: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.put)
+
+
+@dataclass(frozen=True)
+class History:
+    """What a feed is made from: a trained user's row (``None`` for anyone else), the recent items,
+    and the user's training items with their strengths."""
+
+    user_row: int | None
+    recent: Recent
+    rows: np.ndarray
+    strength: np.ndarray
+
+
+@dataclass(frozen=True)
+class PutItems:
+    """The put items' places in the factor space, by the training's content map.
+
+    Attributes:
+        factors: ``(put items, f)`` float32, zero where not placed.
+        placed: ``(put items,)`` bool: the put items a feed may show and fold in, those that the
+            bundle does not hold and that have a combined vector (none where the bundle kept no
+            map). A put item the bundle holds keeps its trained factors.
+    """
+
+    factors: np.ndarray
+    placed: np.ndarray
 
 
 class Feeds:
@@ -53,7 +100,8 @@ class Feeds:
         self.history_decay = history_decay
         self.list_k = list_k
         self._lists = Lru(feed_lists if list_k > 0 else 0)
-        self._last_recent = None  # (recent items, item changes, rows): see recent_rows
+        self._last_recent = None  # (recent items, item changes, Recent): see recent
+        self._last_put = None  # (item changes, PutItems): see put_items
         self._precomputed = None
         collab = bundle.collab
         if collab is not None:
@@ -84,62 +132,74 @@ class Feeds:
         """Where a feed of ``k`` for ``user_id`` with these recent items normally comes from:
         ``"lookup"``, a precomputed list (the bundle's, or a folded-in list kept since an earlier
         request); ``"list"``, a folded-in list made now (the cost of one computed feed) and kept,
-        so that later feeds are lookups until the recent items change; ``None``, computed."""
+        so that later feeds are lookups until the recent items change; ``None``, computed (also
+        whenever a recent item is a put item, whose place moves with the item changes)."""
         collab = self.bundle.collab
         if not exclude_seen or collab is None:
             return None
         known = user_id is not None and user_id in collab.user_ids
-        recent = self.recent_rows(recent_items, changes)
-        if not len(recent):
+        recent = self.recent(recent_items, changes)
+        if len(recent.put):
+            return None
+        if not len(recent.rows):
             return "lookup" if known and self._precomputed is not None and k <= self._precomputed.k else None
         if k > self.list_k or not self._lists.size:
             return None
-        return "lookup" if self._lists.get(self._list_key(user_id, recent)) is not None else "list"
+        return "lookup" if self._lists.get(self._list_key(user_id, recent.rows)) is not None else "list"
 
-    def usable_recent(self, recent_items: Sequence[str]) -> list[str]:
+    def usable_recent(self, recent_items: Sequence[str], changes: ItemChanges) -> list[str]:
         """The recent items (from the activity log, newest first) a feed reads: the ones this
-        bundle has (the log may name items a newer bundle dropped, or put items without factors),
-        at most ``5 * history_items``."""
-        return [i for i in recent_items if i in self.bundle.item_ids][: self.history_items * 5]
+        bundle or its put items hold (the log may name items a newer bundle dropped), at most
+        ``5 * history_items``."""
+        ids, put = self.bundle.item_ids, changes.ids
+        return [i for i in recent_items if i in ids or i in put][: self.history_items * 5]
 
     def recommend(self, user_id: str | None, k: int, recent_items: Sequence[str], exclude_seen: bool,
                   filters: ItemFilter | None, changes: ItemChanges) -> Recommendations:
         """See :meth:`recsys.serve.Recommender.recommend`."""
         collab = self._collab()
-        history = self._history(user_id, self.recent_rows(recent_items, changes))
-        user_row, recent, hist_rows, _ = history
-        known = user_row is not None
+        recent = self.recent(recent_items, changes)
+        history = self._history(user_id, recent)
+        known = history.user_row is not None
+        placed = len(recent.rows) or (len(recent.put) and self._places(recent.put, changes))
         message = None
         if user_id is not None and not known:
             message = (f"unknown user_id {user_id!r} (not in the trained model): "
-                       + ("placed by the recent items given" if len(recent)
-                          else "no recent item the model knows (put items count after the next training), "
-                               "so showing popular items"))
-        elif user_id is None and not len(recent):
+                       + ("placed by the recent items given" if placed
+                          else "no recent item the model knows, so showing popular items"))
+        elif user_id is None and not placed:
             message = "no user and no recent items: showing popular items"
 
         def allowed() -> np.ndarray:
             keep = self.columns.allowed(filters, known_elsewhere=changes.ids)
             keep &= ~changes.deleted
             if exclude_seen:
-                keep[hist_rows] = False
-                keep[recent] = False
+                keep[history.rows] = False
+                keep[recent.rows] = False
             return keep
 
-        if not known and not len(recent):
+        if not known and not placed:
             keep = allowed()
             rows = np.flatnonzero(keep)
             return Recommendations(self._scored(*best(k, rows, collab.popularity[rows])), "popular", message)
         strategy = "collaborative" if known else "fold-in"
-        if exclude_seen:
-            lists, owner = self._list_for(user_id, history)
-            listed = None
+        found = None
+        if exclude_seen and not len(recent.put):
+            lists, owner = self._list_for(user_id, history, changes)
             if lists is not None:  # the lists leave out seen items; a filter or a deletion cuts them
-                listed = (lists.head(owner, k) if is_unfiltered(filters, changes.deleted_ids)
-                          else lists.first(owner, k, allowed()))
-            if listed is not None:
-                return Recommendations(self._scored(*listed), strategy, message)
-        return Recommendations(self._scored(*self._top(k, allowed(), history)), strategy, message)
+                found = (lists.head(owner, k) if is_unfiltered(filters, changes.deleted_ids)
+                         else lists.first(owner, k, allowed()))
+        query = None
+        if found is None:
+            query = self._query(history, changes)
+            found = self._top(k, allowed(), *query)
+        put = self._put_candidates(filters, changes, recent.put if exclude_seen else ())
+        if not len(put):
+            return Recommendations(self._scored(*found), strategy, message)
+        user, taste = query or self._query(history, changes)
+        scores = self._put_scores(put, user, taste, changes)
+        merged = self._scored(*found) + scored_list(changes.ids.ids[put].tolist(), scores, [True] * len(put))
+        return Recommendations(sorted(merged, key=lambda s: -s.score)[:k], strategy, message)
 
     def feed_list(self, user_id: str | None, recent_items: Sequence[str],
                   changes: ItemChanges) -> TopLists | None:
@@ -148,17 +208,18 @@ class Feeds:
 
         Returns:
             One list (row 0) of the best ``list_k`` rows, or ``None`` when no list applies: lists
-            are off (``feed_lists=0``), the bundle has no user tower, or no recent item is known.
+            are off (``feed_lists=0``), the bundle has no user tower, no recent item is known,
+            or one is a put item.
 
         Raises:
             InvalidRequest: a recent item the bundle does not know.
         """
         if not self.keeps_lists:
             return None
-        history = self._history(user_id, self.recent_rows(recent_items, changes))
-        if not len(history[1]):
+        recent = self.recent(recent_items, changes)
+        if not len(recent.rows) or len(recent.put):
             return None
-        return self._list_for(user_id, history)[0]
+        return self._list_for(user_id, self._history(user_id, recent), changes)[0]
 
     def keep_list(self, user_id: str | None, recent_items: Sequence[str], rows: Sequence[int],
                   scores: Sequence[float], changes: ItemChanges) -> None:
@@ -167,22 +228,21 @@ class Feeds:
 
         Raises:
             InvalidRequest: the list does not fit this bundle (length, rows, scores) or names an
-                unknown recent item.
+                unknown recent item, or a put one.
         """
-        recent = self.recent_rows(recent_items, changes)
+        recent = self.recent(recent_items, changes)
         rows = np.asarray(rows)
         scores = np.asarray(scores, dtype=np.float32)
-        if self.bundle.collab is None or not len(recent) or rows.dtype.kind != "i" \
+        if self.bundle.collab is None or not len(recent.rows) or len(recent.put) or rows.dtype.kind != "i" \
                 or rows.shape != (self.list_k,) or scores.shape != rows.shape \
                 or not ((rows >= -1) & (rows < len(self.bundle.item_ids))).all() \
                 or not np.isfinite(scores).all():
             raise InvalidRequest(f"not a feed list of bundle {self.bundle.version} (list_k {self.list_k})")
-        self._lists.put(self._list_key(user_id, recent), TopLists(rows.astype(np.int32)[None], scores[None]))
+        self._lists.put(self._list_key(user_id, recent.rows), TopLists(rows.astype(np.int32)[None], scores[None]))
 
-    def recent_rows(self, recent_items: Sequence[str], changes: ItemChanges) -> np.ndarray:
-        """The bundle rows of the recent items, first occurrences in order (put items, which have
-        no collaborative factors until the next training, left out; read-only). A feed asks this
-        twice for the same items (where it comes from, then the feed): the last answer is kept.
+    def recent(self, recent_items: Sequence[str], changes: ItemChanges) -> Recent:
+        """The recent items as bundle rows and put rows (read-only). A feed asks this twice for
+        the same items (where it comes from, then the feed): the last answer is kept.
 
         Raises:
             InvalidRequest: one string instead of a list, or an item neither the bundle nor the
@@ -196,17 +256,62 @@ class Feeds:
             return last[2]
         ids = list(dict.fromkeys(map(str, key)))
         rows = self.bundle.item_ids.find(ids)
+        put = np.zeros(0, np.int64)
         if (rows < 0).any():
-            unknown = [i for i, r in zip(ids, rows.tolist()) if r < 0 and i not in changes.ids]
+            missing = [i for i, r in zip(ids, rows.tolist()) if r < 0]
+            put = changes.ids.find(missing)
+            unknown = [i for i, r in zip(missing, put.tolist()) if r < 0]
             if unknown:
                 raise InvalidRequest(f"recent_items names unknown item_id {unknown[0]!r}"
                                      + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
                                      + f"; bundle {self.bundle.version} has {len(self.bundle.item_ids):,} items",
                                      unknown=unknown[:20])
             rows = rows[rows >= 0]
-        rows.flags.writeable = False
-        self._last_recent = (key, changes, rows)  # one tuple: replaced whole, never torn
-        return rows
+        for array in (rows, put):
+            array.flags.writeable = False
+        recent = Recent(rows, put, tuple(ids))
+        self._last_recent = (key, changes, recent)  # one tuple: replaced whole, never torn
+        return recent
+
+    def put_items(self, changes: ItemChanges) -> PutItems:
+        """The put items' places in the factor space (see :class:`PutItems`), made once per item
+        changes."""
+        last = self._last_put
+        if last is not None and last[0] is changes:
+            return last[1]
+        collab = self._collab()
+        factors = np.zeros((len(changes), collab.item_factors.shape[1]), np.float32)
+        placed = np.zeros(len(changes), bool)
+        if len(changes) and collab.projection is not None:
+            placed = changes.vectors.mask & (self.bundle.item_ids.find(changes.ids.ids.tolist()) < 0)
+            if placed.any():
+                factors[placed] = collab.projection.transform(changes.vectors.combined[placed])
+        put = PutItems(factors, placed)
+        self._last_put = (changes, put)
+        return put
+
+    def _places(self, put: np.ndarray, changes: ItemChanges) -> bool:
+        """Whether recent put items can place a user: by their factors, or by their content when
+        feeds blend it in."""
+        return bool(self.put_items(changes).placed[put].any()
+                    or (self.content_weight > 0 and changes.vectors.mask[put].any()))
+
+    def _put_candidates(self, filters: ItemFilter | None, changes: ItemChanges, seen) -> np.ndarray:
+        """The rows of the placed put items that ``filters`` keeps, ``seen`` left out."""
+        if not len(changes):
+            return np.zeros(0, np.int64)
+        rows = changes.matching(filters, self.bundle.item_ids)
+        rows = rows[self.put_items(changes).placed[rows]]
+        return rows[~np.isin(rows, seen)] if len(seen) else rows
+
+    def _put_scores(self, rows: np.ndarray, user: np.ndarray, taste: np.ndarray | None,
+                    changes: ItemChanges) -> np.ndarray:
+        """Put items scored as :meth:`_top` scores the bundle's."""
+        cf = self.put_items(changes).factors[rows] @ user
+        if taste is None or self.content_weight == 0:
+            return cf
+        beta = self.content_weight
+        return (1.0 - beta) * cf + beta * (np.asarray(changes.vectors.combined[rows], np.float32) @ taste)
 
     def _list_key(self, user_id: str | None, recent: np.ndarray) -> tuple:
         """A kept feed list's key: a trained user's id, or ``None`` for anyone the model does not
@@ -214,49 +319,86 @@ class Feeds:
         known = user_id is not None and user_id in self.bundle.collab.user_ids
         return user_id if known else None, recent.tobytes()
 
-    def _history(self, user_id: str | None, recent: np.ndarray) -> History:
+    def _history(self, user_id: str | None, recent: Recent) -> History:
         collab = self.bundle.collab
         known = user_id is not None and user_id in collab.user_ids
         if not known:
-            return None, recent, np.zeros(0, np.int64), np.zeros(0, np.float32)
+            return History(None, recent, np.zeros(0, np.int64), np.zeros(0, np.float32))
         user_row = collab.user_ids.row(user_id)
-        return (user_row, recent, *collab.user_items.history(user_row))
+        return History(user_row, recent, *collab.user_items.history(user_row))
 
-    def _list_for(self, user_id: str | None, history: History) -> tuple[TopLists | None, int]:
+    def _list_for(self, user_id: str | None, history: History,
+                  changes: ItemChanges) -> tuple[TopLists | None, int]:
         """The user's precomputed feed list (seen items excluded, no filter) and its row in it: the
         bundle's for a trained user without recent items, else the one kept for these recent
         items (made now if there is none)."""
-        user_row, recent, hist_rows, _ = history
+        recent = history.recent.rows
         if not len(recent):
-            return (self._precomputed, user_row) if user_row is not None else (None, 0)
+            return (self._precomputed, history.user_row) if history.user_row is not None else (None, 0)
         key = self._list_key(user_id, recent)
         lists = self._lists.get(key)
         if lists is None and self._lists.size:
             allowed = np.ones(len(self.bundle.item_ids), dtype=bool)
-            allowed[hist_rows] = False
+            allowed[history.rows] = False
             allowed[recent] = False
-            rows, scores = self._top(self.list_k, allowed, history)
+            rows, scores = self._top(self.list_k, allowed, *self._query(history, changes))
             lists = TopLists(np.full((1, self.list_k), -1, np.int32), np.zeros((1, self.list_k), np.float32))
             lists.rows[0, :len(rows)], lists.scores[0, :len(rows)] = rows, scores
             self._lists.put(key, lists)
         return lists, 0
 
-    def _top(self, k: int, allowed: np.ndarray, history: History) -> tuple[np.ndarray, np.ndarray]:
-        """The best ``k`` allowed rows for a history: the trained or folded-in user's factors,
-        blended with the content similarity to the history."""
+    def _query(self, history: History, changes: ItemChanges) -> tuple[np.ndarray, np.ndarray | None]:
+        """The user's factors (trained, or folded in from the history with the recent items) and
+        taste in content space (``None`` when feeds blend no content, or nothing has a vector)."""
         collab = self.bundle.collab
-        user_row, recent, hist_rows, hist_strength = history
-        if user_row is not None and not len(recent):
-            user = collab.user_factors[user_row]
+        recent = history.recent
+        if history.user_row is not None and not len(recent):
+            user = collab.user_factors[history.user_row]
         else:
-            rows, strength = _merge(recent, self._recent_strength, hist_rows, hist_strength)
+            rows, strength = _merge(recent.rows, self._recent_strength, history.rows, history.strength)
             placed = collab.item_state[rows] > 0
-            user = fold_in(collab.item_factors, rows[placed],
-                           1.0 + collab.params.get("alpha", 1.0) * strength[placed],
+            alpha = collab.params.get("alpha", 1.0)
+            factors = collab.item_factors[rows[placed]]
+            confidence = 1.0 + alpha * strength[placed]
+            if len(recent.put):
+                put = self.put_items(changes)
+                mine = recent.put[put.placed[recent.put]]
+                factors = np.concatenate([factors, put.factors[mine]])
+                confidence = np.concatenate([confidence, np.full(len(mine), 1.0 + alpha * self._recent_strength)])
+            user = fold_in(factors, np.arange(len(factors)), confidence,
                            regularization=collab.params.get("regularization", 0.0), yty=self._yty)
-        taste = (content_query(self.bundle.vectors, np.concatenate([recent, hist_rows]), self.history_items,
-                               self.history_decay)
-                 if self.content_weight > 0 else None)
+        return user, (self._taste(history, changes) if self.content_weight > 0 else None)
+
+    def _taste(self, history: History, changes: ItemChanges) -> np.ndarray | None:
+        """:func:`~recsys.towers.item.taste_of` the newest ``history_items`` items that have a
+        combined vector: the recent items in their order, then the training history."""
+        vectors, fresh = self.bundle.vectors, changes.vectors
+        recent = history.recent
+        picked = []
+        rows, put = iter(recent.rows.tolist()), iter(recent.put.tolist())
+        for item_id in recent.ids:
+            if item_id in self.bundle.item_ids:
+                r = next(rows)
+                if vectors.mask[r]:
+                    picked.append(vectors.combined[r])
+            else:
+                p = next(put)
+                if fresh.mask[p]:
+                    picked.append(fresh.combined[p])
+        shown = set(recent.rows.tolist())
+        for r in dict.fromkeys(history.rows.tolist()):
+            if len(picked) >= self.history_items:
+                break
+            if r not in shown and vectors.mask[r]:
+                picked.append(vectors.combined[r])
+        picked = picked[: self.history_items]
+        return taste_of(np.asarray(picked, np.float32).reshape(len(picked), -1), self.history_decay)
+
+    def _top(self, k: int, allowed: np.ndarray, user: np.ndarray,
+             taste: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``k`` allowed rows for a user's factors, blended with the content similarity
+        to their taste."""
+        collab = self.bundle.collab
         beta = self.content_weight if taste is not None else 0.0
         allowed = allowed & (collab.item_state > 0)
         searches = [(collab.index, augment_query(user))]

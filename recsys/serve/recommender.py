@@ -253,7 +253,8 @@ class Recommender:
         near the user's recent items) and are re-scored exactly:
         ``(1 - content_weight) * cf + content_weight * cosine(item, mean of recent items)``.
         Items nobody interacted with can appear through their projected factors
-        (``Scored.cold``).
+        (``Scored.cold``), and so can items put since the training, placed by the same content
+        map when the bundle kept it; a recent put item places the user the same way.
 
         Args:
             user_id: a user id, or ``None`` for an anonymous session.

@@ -16,7 +16,7 @@ from recsys.errors import InvalidRequest
 from recsys.towers.base import TowerOutput, weighted_concat
 
 __all__ = ["MODALITIES", "ItemVectors", "combine", "check_weights", "parse_weights", "weighted_scores",
-           "rows_dot", "content_query"]
+           "rows_dot", "content_query", "taste_of"]
 
 MODALITIES = ("image", "text", "tabular")
 
@@ -142,9 +142,15 @@ def content_query(vectors: ItemVectors, history: np.ndarray, history_items: int,
     ``history_items`` distinct rows of ``history`` (most recent first) that have one, the i-th
     weighted ``decay ** i`` (1 = a plain mean); ``None`` if none has one."""
     rows = [r for r in dict.fromkeys(history.tolist()) if vectors.mask[r]][:history_items]
-    if not rows:
+    return taste_of(vectors.combined[rows], decay)
+
+
+def taste_of(combined: np.ndarray, decay: float = 1.0) -> np.ndarray | None:
+    """The unit weighted mean of ``(m, d)`` combined vectors, most recent first, the i-th weighted
+    ``decay ** i`` (see :func:`content_query`); ``None`` for no rows or a zero mean."""
+    if not len(combined):
         return None
-    weights = np.power(np.float32(decay), np.arange(len(rows), dtype=np.float32))
-    mean = weights @ np.asarray(vectors.combined[rows], dtype=np.float32)
+    weights = np.power(np.float32(decay), np.arange(len(combined), dtype=np.float32))
+    mean = weights @ np.asarray(combined, dtype=np.float32)
     norm = float(np.linalg.norm(mean))
     return mean / norm if norm > 0 else None

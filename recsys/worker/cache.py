@@ -184,14 +184,15 @@ class ResultCache:
     def feed(self, serving, metrics, user_id: str, query: dict, compute: Compute, *,
              k: int, exclude_seen: bool) -> tuple[bytes, Recommender]:
         """The body of a feed read (see :meth:`answer`): ``compute`` gets the user's recent items
-        that the recommender's bundle knows (:meth:`~recsys.serve.feeds.Feeds.usable_recent`); a
-        lookup when a precomputed or kept list answers it."""
+        that the recommender's bundle or put items hold
+        (:meth:`~recsys.serve.feeds.Feeds.usable_recent`); a lookup when a precomputed or kept
+        list answers it."""
         usable: dict = {}
 
         def recent_of(rec: Recommender, recent: list[str]) -> list[str]:
             key = (id(rec), tuple(recent))  # lookup and compute ask the same
             if key not in usable:
-                usable[key] = rec.feeds.usable_recent(recent)
+                usable[key] = rec.feeds.usable_recent(recent, rec.changes)
             return usable[key]
 
         def lookup(rec: Recommender, recent: list[str]) -> str | None:

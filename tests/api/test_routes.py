@@ -301,11 +301,12 @@ def test_a_put_item_is_findable_at_once_and_a_deleted_one_disappears(client, ser
     assert client.get("/v1/items/NEW-TWIN").json["item"]["title"] == twin["title"]
     r = client.put("/v1/items/NEW-TWIN", json={**twin, "price": 1.0}, headers=WRITE)
     assert r.status_code == 200 and not r.json["created"] and r.json["item"]["price"] == 1.0
-    # a put item has no collaborative factors until the next training, and the feed says so
+    # a put item places a new user who bought it, by the content map the training kept
     event = {"user_id": "U-FRESH", "item_id": "NEW-TWIN", "event": "purchase"}
     assert client.post("/v1/interactions", json=event, headers=WRITE).status_code == 202
     r = client.get("/v1/users/U-FRESH/recommendations?k=3")
-    assert r.json["strategy"] == "popular" and "put items count after the next training" in r.json["message"]
+    assert r.json["strategy"] == "fold-in" and "placed by the recent items given" in r.json["message"]
+    assert "NEW-TWIN" not in ids_of(r) and len(ids_of(r)) == 3
 
     neighbour = ids_of(client.get(f"/v1/items/{source['item_id']}/similar?k=5"))[1]
     assert client.delete(f"/v1/items/{neighbour}", headers=WRITE).json["deleted"]
