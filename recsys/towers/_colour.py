@@ -73,8 +73,13 @@ def _survey_colours() -> dict[str, tuple[int, int, int]]:
             for name, code in XKCD_COLORS.items()}
 
 
+# shop colour names that neither list has: the median foreground colour of fashion-products'
+# photos of the items so named (163 "skin", 21 "nude": bras, briefs, foundation), which agree
+_SHOP_COLOURS = {"skin": (198, 174, 156), "nude": (201, 165, 138)}
+
+
 def _named_rgb(name: str) -> tuple[int, int, int] | None:
-    known = PALETTE.get(name) or _survey_colours().get(name)
+    known = PALETTE.get(name) or _SHOP_COLOURS.get(name) or _survey_colours().get(name)
     if known:
         return known
     try:
@@ -85,10 +90,10 @@ def _named_rgb(name: str) -> tuple[int, int, int] | None:
 
 def parse_colour(text: str) -> list[tuple[int, int, int]] | None:
     """RGB of a colour attribute: palette names first (a shopper's "brown" is not CSS's reddish
-    brown), then the xkcd survey's names (its "khaki" is the fashion one, CSS's is pale yellow),
-    then CSS names and hex codes; "red/white" and "red and white" give both. A name none of these
-    knows is read by its last words, then its first ones ("coffee brown" as brown, "grey melange"
-    as grey). None if any part is unknown."""
+    brown), then shop names neither list has ("skin", "nude"), then the xkcd survey's names (its
+    "khaki" is the fashion one, CSS's is pale yellow), then CSS names and hex codes; "red/white"
+    and "red and white" give both. A name none of these knows is read by its last words, then its
+    first ones ("coffee brown" as brown, "grey melange" as grey). None if any part is unknown."""
     parts = [p.strip().lower() for p in text.replace("&", "/").replace(",", "/").replace(" and ", "/").split("/")]
     rgbs = []
     for part in filter(None, parts):

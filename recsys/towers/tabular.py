@@ -28,7 +28,7 @@ __all__ = ["TabularTower"]
 
 # the revision of how attributes become vectors (how colour names are read, say), part of every
 # cache key: vectors that older code cached for the same attributes are not reused
-ENCODING = 2
+ENCODING = 3
 
 
 def _rbf(values: np.ndarray, centres: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:

@@ -66,13 +66,18 @@ def test_colour_names_as_shops_write_them():
     names = {"light beige": "beige", "greyish beige": "beige", "coffee brown": "brown", "grey melange": "grey",
              "other pink": "pink", "off white": "white", "mustard": "gold", "burgundy": "maroon"}
     plain = sorted(set(names.values()))
-    frame = pd.DataFrame({"colour": [*names, *plain, "navy blue", "greenish khaki", "yellowish brown"]})
+    frame = pd.DataFrame({"colour": [*names, *plain, "navy blue", "greenish khaki", "yellowish brown",
+                                     "skin", "nude", "tan"]})
     frame["item_id"] = range(len(frame))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every name is known
-        cos = _cos(TabularTower().fit(frame), frame)[:len(names), len(names):len(names) + len(plain)]
+        every = _cos(TabularTower().fit(frame), frame)
+    cos = every[:len(names), len(names):len(names) + len(plain)]
     for i, (name, near) in enumerate(names.items()):
         assert plain[cos[i].argmax()] == near and cos[i].max() > 0.8, (name, dict(zip(plain, cos[i].round(2))))
+    # skin and nude (fashion-products) lie between beige and tan, as their photos do
+    warm = every[-3:-1][:, [len(names) + plain.index("beige"), len(frame) - 1]]
+    assert (warm.sum(axis=1) > 1.0).all() and (warm > 0.3).all(), warm
 
 
 def test_unknown_colour_name_warns_and_falls_back(shop):
