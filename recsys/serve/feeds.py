@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -27,9 +27,9 @@ from recsys.towers.item import rows_dot, taste_of
 __all__ = ["Feeds"]
 
 
-@dataclass(frozen=True)
-class Recent:
-    """A feed's recent items, each list newest first and without repeats.
+class Recent(NamedTuple):
+    """A feed's recent items, each list newest first and without repeats (a named tuple: made
+    for every feed, so cheap to build).
 
     Attributes:
         rows: the bundle rows among them.
@@ -41,12 +41,8 @@ class Recent:
     put: np.ndarray
     ids: tuple[str, ...]
 
-    def __len__(self) -> int:
-        return len(self.rows) + len(self.put)
 
-
-@dataclass(frozen=True)
-class History:
+class History(NamedTuple):
     """What a feed is made from: a trained user's row (``None`` for anyone else), the recent items,
     and the user's training items with their strengths."""
 
@@ -54,6 +50,11 @@ class History:
     recent: Recent
     rows: np.ndarray
     strength: np.ndarray
+
+
+# no put item among the recent items (read-only, shared)
+_NO_ROWS = np.zeros(0, np.int64)
+_NO_ROWS.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -193,11 +194,11 @@ class Feeds:
         if found is None:
             query = self._query(history, changes)
             found = self._top(k, allowed(), *query)
-        put = self._put_candidates(filters, changes, recent.put if exclude_seen else ())
+        put = self._put_candidates(filters, changes, recent.put if exclude_seen else ()) if len(changes) else ()
         if not len(put):
             return Recommendations(self._scored(*found), strategy, message)
         user, taste = query or self._query(history, changes)
-        scores = self._put_scores(put, user, taste, changes)
+        put, scores = best(k, put, self._put_scores(put, user, taste, changes))
         merged = self._scored(*found) + scored_list(changes.ids.ids[put].tolist(), scores, [True] * len(put))
         return Recommendations(sorted(merged, key=lambda s: -s.score)[:k], strategy, message)
 
@@ -212,7 +213,7 @@ class Feeds:
             or one is a put item.
 
         Raises:
-            InvalidRequest: a recent item the bundle does not know.
+            InvalidRequest: a recent item neither the bundle nor the put items hold.
         """
         if not self.keeps_lists:
             return None
@@ -256,7 +257,7 @@ class Feeds:
             return last[2]
         ids = list(dict.fromkeys(map(str, key)))
         rows = self.bundle.item_ids.find(ids)
-        put = np.zeros(0, np.int64)
+        put = _NO_ROWS
         if (rows < 0).any():
             missing = [i for i, r in zip(ids, rows.tolist()) if r < 0]
             put = changes.ids.find(missing)
@@ -266,9 +267,9 @@ class Feeds:
                                      + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
                                      + f"; bundle {self.bundle.version} has {len(self.bundle.item_ids):,} items",
                                      unknown=unknown[:20])
+            put.flags.writeable = False
             rows = rows[rows >= 0]
-        for array in (rows, put):
-            array.flags.writeable = False
+        rows.flags.writeable = False
         recent = Recent(rows, put, tuple(ids))
         self._last_recent = (key, changes, recent)  # one tuple: replaced whole, never torn
         return recent
@@ -298,8 +299,6 @@ class Feeds:
 
     def _put_candidates(self, filters: ItemFilter | None, changes: ItemChanges, seen) -> np.ndarray:
         """The rows of the placed put items that ``filters`` keeps, ``seen`` left out."""
-        if not len(changes):
-            return np.zeros(0, np.int64)
         rows = changes.matching(filters, self.bundle.item_ids)
         rows = rows[self.put_items(changes).placed[rows]]
         return rows[~np.isin(rows, seen)] if len(seen) else rows
@@ -307,11 +306,11 @@ class Feeds:
     def _put_scores(self, rows: np.ndarray, user: np.ndarray, taste: np.ndarray | None,
                     changes: ItemChanges) -> np.ndarray:
         """Put items scored as :meth:`_top` scores the bundle's."""
-        cf = self.put_items(changes).factors[rows] @ user
+        cf = rows_dot(self.put_items(changes).factors, rows, user)
         if taste is None or self.content_weight == 0:
             return cf
         beta = self.content_weight
-        return (1.0 - beta) * cf + beta * (np.asarray(changes.vectors.combined[rows], np.float32) @ taste)
+        return (1.0 - beta) * cf + beta * rows_dot(changes.vectors.combined, rows, taste)
 
     def _list_key(self, user_id: str | None, recent: np.ndarray) -> tuple:
         """A kept feed list's key: a trained user's id, or ``None`` for anyone the model does not
@@ -352,7 +351,7 @@ class Feeds:
         taste in content space (``None`` when feeds blend no content, or nothing has a vector)."""
         collab = self.bundle.collab
         recent = history.recent
-        if history.user_row is not None and not len(recent):
+        if history.user_row is not None and not recent.ids:
             user = collab.user_factors[history.user_row]
         else:
             rows, strength = _merge(recent.rows, self._recent_strength, history.rows, history.strength)
