@@ -75,7 +75,10 @@ def default_k(n: int) -> int:
 
 
 def _names(texts: list[str], labels: np.ndarray, k: int) -> list[str]:
-    """c-TF-IDF: per cluster, the words most frequent in it relative to their frequency overall."""
+    """c-TF-IDF: per cluster, the words most frequent in it relative to their frequency overall.
+
+    k-means may split one kind of product into two clusters with the same best words: the later
+    (smaller) one then takes its next words until its name is its own, or a number."""
     if not any(t.strip() for t in texts):
         return [""] * k
     try:
@@ -91,10 +94,16 @@ def _names(texts: list[str], labels: np.ndarray, k: int) -> list[str]:
     mean_words = per_cluster.sum() / k
     idf = np.log1p(mean_words / np.maximum(per_cluster.sum(axis=0), 1))
     weight = tf * idf
-    names = []
+    names, taken = [], set()
     for row in weight:
-        best = np.argsort(-row, kind="stable")[:NAME_WORDS]
-        names.append(" ".join(words[b] for b in best if row[b] > 0))
+        ranked = [words[b] for b in np.argsort(-row, kind="stable") if row[b] > 0]
+        name, more = " ".join(ranked[:NAME_WORDS]), NAME_WORDS
+        while name and name in taken and more < len(ranked):
+            name, more = f"{name} {ranked[more]}", more + 1
+        if name and name in taken:
+            name = f"{name} ({sum(n.startswith(name) for n in taken) + 1})"
+        taken.add(name)
+        names.append(name)
     return names
 
 

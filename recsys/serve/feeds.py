@@ -376,6 +376,8 @@ class Feeds:
         picked = []
         rows, put = iter(recent.rows.tolist()), iter(recent.put.tolist())
         for item_id in recent.ids:
+            if len(picked) == self.history_items:
+                break
             if item_id in self.bundle.item_ids:
                 r = next(rows)
                 if vectors.mask[r]:
@@ -390,7 +392,6 @@ class Feeds:
                 break
             if r not in shown and vectors.mask[r]:
                 picked.append(vectors.combined[r])
-        picked = picked[: self.history_items]
         return taste_of(np.asarray(picked, np.float32).reshape(len(picked), -1), self.history_decay)
 
     def _top(self, k: int, allowed: np.ndarray, user: np.ndarray,

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from recsys.curation import find_clusters
+from recsys.curation.clusters import _names
 from recsys.errors import InvalidRequest
 
 
@@ -66,3 +67,14 @@ def test_the_cli_prints_clusters_as_json(broken):
     payload = json.loads(result.output)
     assert payload["version"] == bundle.version and payload["modality"] == "image"
     assert [set(c) for c in payload["clusters"]] == [{"id", "name", "size", "cohesion", "representatives"}] * 4
+
+
+def test_two_clusters_of_one_kind_get_names_of_their_own():
+    """k-means may split one kind in two: the smaller cluster's name takes its next words."""
+    texts = ["jersey sleeves fancy"] * 8 + ["jersey sleeves fancy top"] + ["jersey sleeves fancy"] * 8 \
+        + ["jersey sleeves fancy dress"] + ["denim jeans skinny"] * 6 + ["denim jeans skinny"] * 6
+    labels = np.array([0] * 9 + [1] * 9 + [2] * 6 + [3] * 6)
+    names = _names(texts, labels, 4)
+    assert names[0].split()[:3] == names[1].split()[:3]  # the same best words ...
+    assert len(set(names)) == 4 and all(names)  # ... but four names
+    assert names[1].endswith("dress") and names[3] == "denim jeans skinny (2)", names
