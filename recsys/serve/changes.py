@@ -19,8 +19,9 @@ from recsys.bundle import Bundle
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.data.validate import validate_catalog
+from recsys.serve.candidates import best
 from recsys.serve.filters import FilterColumns, ItemFilter, without_include
-from recsys.serve.rows import Scored
+from recsys.serve.rows import Scored, scored_list
 from recsys.towers.base import TowerOutput
 from recsys.towers.item import ItemVectors, combine, weighted_scores
 
@@ -139,6 +140,6 @@ class ItemChanges:
             return found
         rows = self.matching(filters, bundle_ids)
         rows = rows[self.ids.ids[rows] != exclude]
-        scores = weighted_scores(self.vectors.blocks, query, rows, weights)
-        found = found + [Scored(str(self.ids.ids[r]), float(sc)) for r, sc in zip(rows, scores)]
+        rows, scores = best(k, rows, weighted_scores(self.vectors.blocks, query, rows, weights))
+        found = found + scored_list(self.ids.ids[rows].tolist(), scores)
         return sorted(found, key=lambda x: -x.score)[:k]
