@@ -140,6 +140,12 @@ class ItemChanges:
             return found
         rows = self.matching(filters, bundle_ids)
         rows = rows[self.ids.ids[rows] != exclude]
-        rows, scores = best(k, rows, weighted_scores(self.vectors.blocks, query, rows, weights))
-        found = found + scored_list(self.ids.ids[rows].tolist(), scores)
+        return self.merge_scored(found, rows, weighted_scores(self.vectors.blocks, query, rows, weights), k)
+
+    def merge_scored(self, found: list[Scored], rows: np.ndarray, scores: np.ndarray, k: int, *,
+                     cold: bool = False) -> list[Scored]:
+        """``found`` (bundle items, best first) merged with the put items at ``rows`` and their
+        ``scores``: the best ``k``. Only the best ``k`` put items become rows."""
+        rows, scores = best(k, rows, scores)
+        found = found + scored_list(self.ids.ids[rows].tolist(), scores, [cold] * len(rows))
         return sorted(found, key=lambda x: -x.score)[:k]

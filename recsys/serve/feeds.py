@@ -198,9 +198,9 @@ class Feeds:
         if not len(put):
             return Recommendations(self._scored(*found), strategy, message)
         user, taste = query or self._query(history, changes)
-        put, scores = best(k, put, self._put_scores(put, user, taste, changes))
-        merged = self._scored(*found) + scored_list(changes.ids.ids[put].tolist(), scores, [True] * len(put))
-        return Recommendations(sorted(merged, key=lambda s: -s.score)[:k], strategy, message)
+        merged = changes.merge_scored(self._scored(*found), put, self._put_scores(put, user, taste, changes), k,
+                                      cold=True)
+        return Recommendations(merged, strategy, message)
 
     def feed_list(self, user_id: str | None, recent_items: Sequence[str],
                   changes: ItemChanges) -> TopLists | None:
