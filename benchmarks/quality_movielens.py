@@ -129,14 +129,14 @@ def main() -> None:
                               show_progress=False)
     trained = read_bundle(report.path)
     train_seconds = time.perf_counter() - started
-    weights = sorted({0.0, settings.collab.content_weight})
-    for weight in weights:
+    chosen = trained.collab.params["content_weight"]  # the setting, or what the training chose
+    for weight in sorted({0.0, chosen}):
         started = time.perf_counter()
         recommender = Recommender.configured(trained, settings, content_weight=weight)
         lists = [trained.item_ids.rows([s.item_id for s in recommender.recommend(u, n).items])
                  for u in test_users]
         label = "our feed" + (" (content_weight 0: collaborative only)" if weight == 0 else
-                              f" (content_weight {weight:g}, the default)")
+                              f" (content_weight {weight:g}, as the training chose it)")
         record(label, lists, train_seconds + time.perf_counter() - started)
 
     cold_test = int(sum(trained.collab.item_state[list(r)].tolist().count(2) for r in relevant))

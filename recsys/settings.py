@@ -195,9 +195,10 @@ class CollabSettings(_Section):
         "their content, scaled to this quantile of the trained items' factor norms: 0.5 treats a "
         "new item as typical, 0.9 promotes new arrivals, 0.1 keeps them in the tail",
     )
-    content_weight: float = Field(
-        0.4, ge=0, le=1, description="share of the feed score from content similarity to the "
-        "user's recent items (0 = pure collaborative); chosen on a validation part of the H&M purchases",
+    content_weight: float | None = Field(
+        None, ge=0, le=1, description="share of the feed score from content similarity to the "
+        "user's recent items (0 = pure collaborative); unset: `recsys train` chooses it on the "
+        "users' latest events and the bundle keeps it",
     )
     history_items: int = Field(
         20, gt=0, description="most recent items of a user that form the content query of the feed blend"

@@ -78,7 +78,7 @@ def test_train_then_recommend(runner, shop_copy):
                                  "--no-progress"])
     assert result.exit_code == 0, result.output
     for line in ("users     150", "items     ", "cold (placed by content)", "recall@10 cf:", "time      ",
-                 "(fit ", "feeds ", "write "):
+                 "content   weight ", "(content weight ", "fit ", "feeds ", "write "):
         assert line in result.output
     assert len([p for p in shop_copy.iterdir() if not p.name.startswith(".")]) == 2  # a new version
 

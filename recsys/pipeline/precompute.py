@@ -16,11 +16,14 @@ per-request weights whose bound fails, or ``n > k``) the service computes the an
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from recsys.bundle import Bundle, ListCosines, TopLists
+from recsys.collab.als import UserItems
+from recsys.collab.blend import blend, cf_scale, unit_users
 from recsys.index.cells import cell_nearest
 from recsys.index.exact import nearest, row_blocks, top_k_rows
 from recsys.index.hnsw import hnsw_nearest
@@ -28,7 +31,7 @@ from recsys.index.lists import list_recall
 from recsys.pipeline.scratch import mapped_zeros
 from recsys.towers.item import ItemVectors, content_query
 
-__all__ = ["similar_lists", "list_methods", "lists_recall", "list_cosines", "feed_lists"]
+__all__ = ["similar_lists", "list_methods", "lists_recall", "list_cosines", "feed_lists", "blended_lists"]
 
 # a block of users' feed scores against every item: float32 values held at once (256 MB), which
 # is 64 users at a million items
@@ -134,34 +137,51 @@ def _union(lists: dict[str, TopLists], names: list[str], part: slice) -> np.ndar
 
 def feed_lists(bundle: Bundle, k: int, *, content_weight: float, history_items: int,
                history_decay: float = 1.0, show_progress: bool = False) -> TopLists:
-    """Each trained user's feed with their training items excluded and no recent items.
-
-    The same score as :meth:`recsys.serve.Recommender.recommend` for that case, computed exactly
-    in blocks: ``(1 - w) * user . item + w * cosine(item, mean of the user's history)`` with
-    ``w = content_weight`` (0 for a user whose history has no content vectors), the history's mean
-    weighted by ``history_decay`` as :func:`~recsys.towers.item.content_query` weights it.
-    """
+    """Each trained user's feed with their training items excluded and no recent items: the same
+    score as :meth:`recsys.serve.Recommender.recommend` for that case (:func:`blended_lists`)."""
     collab = bundle.collab
-    factors = np.asarray(collab.item_factors, dtype=np.float32)
-    combined = np.asarray(bundle.vectors.combined, dtype=np.float32)
-    matrix = collab.user_items.matrix
-    n_users, n_items = len(collab.user_ids), len(factors)
-    placed = collab.item_state > 0
-    beta = content_weight
-    rows = np.full((n_users, k), -1, np.int32)
-    scores = np.zeros((n_users, k), np.float32)
-    for block in row_blocks(n_users, n_items, "feeds", show_progress, values=_FEED_BLOCK_VALUES):
-        users = np.arange(block.start, block.stop)
-        s = np.asarray(collab.user_factors[block], dtype=np.float32) @ factors.T
-        if beta > 0:
-            queries = [content_query(bundle.vectors, collab.user_items.history(u)[0], history_items,
-                                     history_decay) for u in users]
+    return blended_lists(collab.user_factors, collab.user_items, collab.item_factors, collab.item_state,
+                         bundle.vectors, k, [content_weight], history_items=history_items,
+                         history_decay=history_decay, show_progress=show_progress)[0]
+
+
+def blended_lists(user_factors: np.ndarray, user_items: UserItems, item_factors: np.ndarray,
+                  item_state: np.ndarray, vectors: ItemVectors, k: int, content_weights: Sequence[float],
+                  *, history_items: int, history_decay: float = 1.0, users: np.ndarray | None = None,
+                  show_progress: bool = False) -> list[TopLists]:
+    """The best ``k`` items of each of ``users`` (rows of ``user_items``; default all) under each
+    of ``content_weights``, their own items and the items without factors excluded, in one pass.
+
+    Computed exactly in blocks: :func:`~recsys.collab.blend.blend` of ``user . item`` (the user's
+    factors as :func:`~recsys.collab.blend.unit_users` scales them) and ``cosine(item, mean of the
+    user's history)``, the content weight 0 for a user whose history has no content vectors, the
+    history's mean weighted by ``history_decay`` as :func:`~recsys.towers.item.content_query`
+    weights it.
+    """
+    factors = np.asarray(item_factors, dtype=np.float32)
+    combined = np.asarray(vectors.combined, dtype=np.float32)
+    users = np.arange(user_items.matrix.shape[0]) if users is None else np.asarray(users, np.int64)
+    placed = item_state > 0
+    scale = cf_scale(factors, item_state)
+    lists = [TopLists(np.full((len(users), k), -1, np.int32), np.zeros((len(users), k), np.float32))
+             for _ in content_weights]
+    for block in row_blocks(len(users), len(factors), "feeds", show_progress, values=_FEED_BLOCK_VALUES):
+        own = users[block]
+        cf = unit_users(user_factors[own], scale) @ factors.T
+        seen = user_items.matrix[own]
+        seen = (np.repeat(np.arange(len(own)), np.diff(seen.indptr)), seen.indices)
+        content = None
+        if any(content_weights):
+            queries = [content_query(vectors, user_items.history(u)[0], history_items, history_decay)
+                       for u in own]
             has = np.array([q is not None for q in queries])
             if has.any():
-                q = np.stack([q for q in queries if q is not None])
-                s[has] = (1.0 - beta) * s[has] + beta * (q @ combined.T)
-        s[:, ~placed] = -np.inf
-        seen = matrix[block]
-        s[np.repeat(np.arange(len(users)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        rows[block], scores[block] = top_k_rows(s, k)
-    return TopLists(rows, scores)
+                content = (np.stack([q for q in queries if q is not None]) @ combined.T, has)
+        for weight, out in zip(content_weights, lists):
+            s = cf if len(content_weights) == 1 else cf.copy()  # with one weight, cf itself
+            if content is not None and weight > 0:
+                s[content[1]] = blend(cf[content[1]], content[0], weight)
+            s[:, ~placed] = -np.inf
+            s[seen] = -np.inf
+            out.rows[block], out.scores[block] = top_k_rows(s, k)
+    return lists

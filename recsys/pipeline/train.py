@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,13 +12,14 @@ import numpy as np
 import pandas as pd
 
 from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, write_user_tower
-from recsys.collab.als import CollabModel, interaction_matrix, popularity
-from recsys.collab.project import ContentProjection
+from recsys.collab.als import interaction_matrix, popularity
+from recsys.collab.blend import SCORING
 from recsys.data import schema as S
-from recsys.errors import RecsysWarning
 from recsys.index.annoy import AnnIndex, candidates_for
 from recsys.index.mips import augment_query, build_mips_index
 from recsys.pipeline.build import Laps, data_fingerprint
+from recsys.pipeline.content_weight import WeightChoice, choose_content_weight
+from recsys.pipeline.factors import fit_factors
 from recsys.pipeline.precompute import feed_lists
 from recsys.settings import Settings
 
@@ -39,6 +39,8 @@ class TrainReport:
     items_projected: int
     items_without: int
     recall: float
+    content_weight: float
+    choice: WeightChoice | None
     fit_seconds: float
     seconds: float
     phases: dict[str, float] = field(default_factory=dict)
@@ -50,6 +52,8 @@ class TrainReport:
             f"events    {self.events:,} ({self.pairs:,} user-item pairs)",
             f"items     {self.items_trained:,} trained, {self.items_projected:,} cold (placed by "
             f"content), {self.items_without:,} without factors",
+            "content   weight " + (self.choice.summary() if self.choice is not None
+                                     else f"{self.content_weight:g} (collab.content_weight)"),
             f"recall@10 cf: {self.recall:.3f}  (Annoy inner-product search, {candidates_for(10)} candidates "
             "re-scored, vs exact)",
             f"time      {self.seconds:.1f} s ("
@@ -69,7 +73,9 @@ def train_user_tower(
 
     Items nobody interacted with get factors projected from their content vectors
     (:class:`recsys.collab.project.ContentProjection`), so new products can appear in feeds; the
-    bundle keeps that map, so items put through the API later are placed the same way.
+    bundle keeps that map, so items put through the API later are placed the same way. With
+    ``collab.content_weight`` unset, the feeds' content weight is chosen first, on the users' latest
+    events (:func:`~recsys.pipeline.content_weight.choose_content_weight`), and recorded.
 
     Args:
         bundle: a loaded bundle (its item side is reused as is).
@@ -88,35 +94,15 @@ def train_user_tower(
     opts = settings.collab
     user_items = interaction_matrix(interactions, bundle.item_ids, event_weights=opts.event_weights,
                                     half_life_days=opts.half_life_days)
-    model = CollabModel(opts.model, factors=opts.factors, regularization=opts.regularization,
-                        iterations=opts.iterations, alpha=opts.alpha, learning_rate=opts.learning_rate,
-                        seed=settings.seed, num_threads=opts.num_threads)
-    model.fit(user_items.matrix, show_progress=show_progress)
+    choice = None
+    if opts.content_weight is None:
+        choice = choose_content_weight(bundle, interactions, settings, show_progress=show_progress)
+        laps.lap("content weight")
+    content_weight = choice.weight if choice is not None else opts.content_weight
+    model, item_factors, state, projection = fit_factors(bundle, user_items, settings,
+                                                         show_progress=show_progress)
+    trained = state == TRAINED
     laps.lap("fit")
-
-    n_items = len(bundle.item_ids)
-    item_factors = model.item_factors_.copy()
-    state = np.zeros(n_items, dtype=np.int8)
-    trained = np.bincount(user_items.matrix.indices, minlength=n_items) > 0
-    state[trained] = TRAINED
-    item_factors[~trained] = 0.0
-    content, has_content = bundle.vectors.combined, bundle.vectors.mask
-    cold = ~trained & has_content
-    fit_rows = np.flatnonzero(trained & has_content)
-    projection = None
-    if len(fit_rows) >= 2:
-        # a new item's factors get a quantile of the trained items' lengths: 0.5 treats a new
-        # product as typical, lower values as likely to stay in the tail, higher ones promote it
-        norm = np.quantile(np.linalg.norm(item_factors[trained], axis=1), opts.cold_norm_quantile)
-        projection = ContentProjection(opts.projection_regularization)
-        projection.fit(content[fit_rows], item_factors[fit_rows], norm=norm)
-        item_factors[cold] = projection.transform(content[np.flatnonzero(cold)])
-        state[cold] = PROJECTED
-    elif cold.any():
-        warnings.warn(f"{int(cold.sum()):,} items have no interactions, and too few items have both "
-                      "content and interactions to place them; they stay out of feeds",
-                      RecsysWarning, stacklevel=2)
-    laps.lap("new items placed by content")
     rows = np.flatnonzero(state > 0)
     index = build_mips_index(item_factors, rows, n_trees=settings.index.n_trees,
                              seed=settings.index.seed, search_k=settings.index.search_k)
@@ -127,7 +113,9 @@ def train_user_tower(
                     item_state=state, popularity=popularity(user_items, opts.popularity_window_days),
                     index=index, params={}, projection=projection)
     manifest = {
-        **opts.model_dump(mode="json"), "regularization": model.regularization,
+        **opts.model_dump(mode="json"), "content_weight": content_weight,
+        "content_weight_choice": choice.to_json() if choice is not None else None,
+        "regularization": model.regularization,
         "iterations": model.iterations, "seed": settings.seed, "source": source,
         "data_fingerprint": data_fingerprint(interactions[[S.USER_ID, S.ITEM_ID, S.EVENT]]),
         "counts": {"users": len(user_items.user_ids), "events": len(interactions),
@@ -139,9 +127,9 @@ def train_user_tower(
     k = settings.index.precompute_k
     if k:
         collab.feed = feed_lists(dataclasses.replace(bundle, collab=collab), k,
-                                 content_weight=opts.content_weight, history_items=opts.history_items,
+                                 content_weight=content_weight, history_items=opts.history_items,
                                  history_decay=opts.history_decay, show_progress=show_progress)
-        manifest["feed"] = {"k": k, "content_weight": opts.content_weight,
+        manifest["feed"] = {"k": k, "scoring": SCORING, "content_weight": content_weight,
                             "history_items": opts.history_items, "history_decay": opts.history_decay}
         laps.lap("feeds")
     path = write_user_tower(bundle, collab, manifest)
@@ -150,7 +138,8 @@ def train_user_tower(
         path=path, parent=bundle.version, users=len(user_items.user_ids), events=len(interactions),
         pairs=int(user_items.matrix.nnz), items_trained=int(trained.sum()),
         items_projected=int((state == PROJECTED).sum()), items_without=int((state == 0).sum()),
-        recall=recall, fit_seconds=model.fit_seconds_, seconds=time.perf_counter() - started,
+        recall=recall, content_weight=content_weight, choice=choice, fit_seconds=model.fit_seconds_,
+        seconds=time.perf_counter() - started,
         phases=laps.seconds,
     )
 

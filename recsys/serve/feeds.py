@@ -1,5 +1,6 @@
 """Personalised feeds: a trained user's factors, or a user folded in from their recent items, blended
-with content similarity; the precomputed feeds, and the folded-in lists kept per recent items.
+with content similarity (:mod:`recsys.collab.blend`); the precomputed feeds, and the folded-in
+lists kept per recent items.
 
 Items put through the API since the training take part through the content-to-factors map the
 training kept (:class:`~recsys.collab.project.ContentProjection`): placed like the bundle's cold
@@ -15,6 +16,7 @@ import numpy as np
 
 from recsys._lru import Lru
 from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, TopLists
+from recsys.collab.blend import FALLBACK_WEIGHT, SCORING, blend, cf_scale, unit_users
 from recsys.collab.foldin import fold_in, gramian
 from recsys.errors import InvalidRequest, NotReady
 from recsys.index.mips import augment_query
@@ -79,7 +81,9 @@ class Feeds:
         bundle: the loaded bundle.
         candidates: the exact-or-ANN choice for the bundle.
         columns: the bundle's filter columns.
-        content_weight: share of a feed score from content similarity to the user's recent items.
+        content_weight: share of a feed score from content similarity to the user's recent items;
+            ``None``: the weight the training chose (:data:`~recsys.collab.blend.FALLBACK_WEIGHT`
+            where the bundle records none).
         history_items: how many recent items form the content query.
         feed_lists: feeds with recent items are made as the user's best ``list_k`` items (no
             filter, seen items excluded) and kept for the last this many distinct (user, recent
@@ -89,8 +93,12 @@ class Feeds:
     """
 
     def __init__(self, bundle: Bundle, candidates: Candidates, columns: FilterColumns, *,
-                 content_weight: float = 0.4, history_items: int = 20, history_decay: float = 0.6,
-                 feed_lists: int = 0, list_k: int = 100):
+                 content_weight: float | None = None, history_items: int = 20,
+                 history_decay: float = 0.6, feed_lists: int = 0, list_k: int = 100):
+        collab = bundle.collab
+        if content_weight is None:
+            chosen = collab.params.get("content_weight") if collab is not None else None
+            content_weight = FALLBACK_WEIGHT if chosen is None else chosen
         if not 0.0 <= content_weight <= 1.0:
             raise InvalidRequest(f"content_weight must be between 0 and 1 (got {content_weight!r})")
         self.bundle = bundle
@@ -104,14 +112,15 @@ class Feeds:
         self._last_recent = None  # (recent items, item changes, Recent): see recent
         self._last_put = None  # (item changes, PutItems): see put_items
         self._precomputed = None
-        collab = bundle.collab
         if collab is not None:
             self._yty = gramian(collab.item_factors[collab.item_state == TRAINED])
+            self._cf_scale = cf_scale(collab.item_factors, collab.item_state)
             data = collab.user_items.matrix.data
             # a recent item counts as much as a typical training interaction
             self._recent_strength = float(data.mean()) if len(data) else 1.0
             made = collab.params.get("feed", {})
-            if collab.feed is not None and made.get("content_weight") == content_weight \
+            if collab.feed is not None and made.get("scoring") == SCORING \
+                    and made.get("content_weight") == content_weight \
                     and made.get("history_items") == history_items \
                     and made.get("history_decay", 1.0) == history_decay:
                 self._precomputed = collab.feed  # made with the scoring these feeds use
@@ -307,10 +316,8 @@ class Feeds:
                     changes: ItemChanges) -> np.ndarray:
         """Put items scored as :meth:`_top` scores the bundle's."""
         cf = rows_dot(self.put_items(changes).factors, rows, user)
-        if taste is None or self.content_weight == 0:
-            return cf
-        beta = self.content_weight
-        return (1.0 - beta) * cf + beta * rows_dot(changes.vectors.combined, rows, taste)
+        content = None if taste is None else rows_dot(changes.vectors.combined, rows, taste)
+        return blend(cf, content, self.content_weight)
 
     def _list_key(self, user_id: str | None, recent: np.ndarray) -> tuple:
         """A kept feed list's key: a trained user's id, or ``None`` for anyone the model does not
@@ -347,8 +354,9 @@ class Feeds:
         return lists, 0
 
     def _query(self, history: History, changes: ItemChanges) -> tuple[np.ndarray, np.ndarray | None]:
-        """The user's factors (trained, or folded in from the history with the recent items) and
-        taste in content space (``None`` when feeds blend no content, or nothing has a vector)."""
+        """The user's factors (trained, or folded in from the history with the recent items), as
+        :func:`~recsys.collab.blend.unit_users` scales them, and taste in content space (``None``
+        when feeds blend no content, or nothing has a vector)."""
         collab = self.bundle.collab
         recent = history.recent
         if history.user_row is not None and not recent.ids:
@@ -366,6 +374,7 @@ class Feeds:
                 confidence = np.concatenate([confidence, np.full(len(mine), 1.0 + alpha * self._recent_strength)])
             user = fold_in(factors, np.arange(len(factors)), confidence,
                            regularization=collab.params.get("regularization", 0.0), yty=self._yty)
+        user = unit_users(user, self._cf_scale)
         return user, (self._taste(history, changes) if self.content_weight > 0 else None)
 
     def _taste(self, history: History, changes: ItemChanges) -> np.ndarray | None:
@@ -399,21 +408,20 @@ class Feeds:
         """The best ``k`` allowed rows for a user's factors, blended with the content similarity
         to their taste."""
         collab = self.bundle.collab
-        beta = self.content_weight if taste is not None else 0.0
+        weight = self.content_weight if taste is not None else 0.0
         allowed = allowed & (collab.item_state > 0)
         searches = [(collab.index, augment_query(user))]
-        if beta > 0:
+        if weight > 0:
             searches.append((self.bundle.indexes["combined"], taste))
         combined = self.bundle.vectors.combined
         scans = self.candidates.scans
 
         def score(rows: np.ndarray) -> np.ndarray:
             cf = rows_dot(collab.item_factors, rows, user, scans["factors"])
-            if beta == 0:
-                return cf
-            return (1.0 - beta) * cf + beta * rows_dot(combined, rows, taste, scans["combined"])
+            content = rows_dot(combined, rows, taste, scans["combined"]) if weight > 0 else None
+            return blend(cf, content, weight)
 
-        dim = collab.item_factors.shape[1] + (combined.shape[1] if beta > 0 else 0)
+        dim = collab.item_factors.shape[1] + (combined.shape[1] if weight > 0 else 0)
         return self.candidates.top(k, searches, allowed, score, dim)
 
     def _collab(self) -> Collab:

@@ -36,7 +36,7 @@ class Recommender:
         bundle: the loaded bundle.
         overfetch: candidates gathered per index, as a multiple of ``k``.
         content_weight: share of a feed score from content similarity to the user's recent items
-            (``settings.collab.content_weight``).
+            (``settings.collab.content_weight``); ``None``: the weight the training chose.
         history_items: how many recent items form the content query.
         exact_budget: score every allowed item exactly, skipping Annoy, when allowed items x
             vector dimensions is at most this (``settings.index.exact_budget``); 0 = always Annoy.
@@ -51,7 +51,7 @@ class Recommender:
         >>> rec.similar_items("I000001", k=5).ids  # doctest: +SKIP
     """
 
-    def __init__(self, bundle: Bundle, *, overfetch: int = OVERFETCH, content_weight: float = 0.4,
+    def __init__(self, bundle: Bundle, *, overfetch: int = OVERFETCH, content_weight: float | None = None,
                  history_items: int = 20, history_decay: float = 0.6, exclude_seen: bool = True,
                  exact_budget: int = 4_000_000, feed_lists: int = 0, list_k: int = 100,
                  scan_dir: Path | None = None):
@@ -251,7 +251,9 @@ class Recommender:
         neither a known user nor recent items the feed is the popularity fallback. Candidates come
         from the inner-product index (and, with ``content_weight > 0``, from the content index
         near the user's recent items) and are re-scored exactly:
-        ``(1 - content_weight) * cf + content_weight * cosine(item, mean of recent items)``.
+        ``(1 - content_weight) * cf + content_weight * cosine(item, mean of recent items)``, where
+        ``cf`` is the factors' score with the user's factors scaled to one length
+        (:mod:`recsys.collab.blend`).
         Items nobody interacted with can appear through their projected factors
         (``Scored.cold``), and so can items put since the training, placed by the same content
         map when the bundle kept it; a recent put item places the user the same way.
