@@ -1,10 +1,12 @@
 """The feed's content weight, chosen by the training on the shop's own later events."""
+import numpy as np
 import pandas as pd
 import pytest
 
 from recsys.collab.blend import FALLBACK_WEIGHT
 from recsys.data import validate_interactions
 from recsys.pipeline.content_weight import GRID, MIN_USERS, choose_content_weight, held_out
+from recsys.pipeline.precompute import blended_lists
 from recsys.serve import Recommender
 from tests.conftest import make_settings, train
 
@@ -68,3 +70,17 @@ def test_a_weight_outside_0_to_1_is_refused(feeds, weight):
 
     with pytest.raises(InvalidRequest, match="between 0 and 1"):
         Recommender(feeds.bundle, content_weight=weight)
+
+
+def test_with_repurchases_allowed_the_weight_is_judged_on_feeds_that_may_hold_own_items(feeds):
+    collab, users = feeds.bundle.collab, np.arange(50)
+    args = (collab.user_factors, collab.user_items, collab.item_factors, collab.item_state,
+            feeds.bundle.vectors, 10, [1.0])
+    allowed = blended_lists(*args, history_items=20, users=users, exclude_seen=False)[0]
+    left_out = blended_lists(*args, history_items=20, users=users)[0]
+
+    def own(lists):
+        return sum(len(set(lists.rows[i].tolist()) & set(collab.user_items.history(u)[0].tolist()))
+                   for i, u in enumerate(users))
+
+    assert own(allowed) > 0 and own(left_out) == 0

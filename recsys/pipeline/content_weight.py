@@ -4,7 +4,8 @@ How much a feed should follow content depends on the shop: photos and descriptio
 which dress a customer buys next, a film's title little about which film a person watches next.
 So ``recsys train`` holds out each sampled user's latest 20% of events (whole baskets), fits the
 user tower on the rest, and keeps the weight of :data:`GRID` whose feeds find the held-out items
-best (NDCG@10, the feeds scored exactly as they are served). Only the last basket would favour
+best (NDCG@10, the feeds scored exactly as they are served, the user's own items left out unless
+``collab.exclude_seen`` is false). Only the last basket would favour
 content: the films rated in one sitting are alike, more than the films of the weeks after.
 """
 from __future__ import annotations
@@ -105,7 +106,8 @@ def choose_content_weight(bundle: Bundle, interactions: pd.DataFrame, settings: 
     truth = [set(bundle.item_ids.rows(bought[u]).tolist()) for u in user_items.user_ids.ids[held_users]]
     lists = blended_lists(factors.model.user_factors_, user_items, factors.item_factors, factors.state,
                           bundle.vectors, k, GRID, history_items=opts.history_items,
-                          history_decay=opts.history_decay, users=held_users, show_progress=show_progress)
+                          history_decay=opts.history_decay, users=held_users, exclude_seen=opts.exclude_seen,
+                          show_progress=show_progress)
     ndcg = {w: float(np.mean(_ndcg(top.rows, truth, k))) for w, top in zip(GRID, lists)}
     best = max(GRID, key=lambda w: (ndcg[w], -w))
     return WeightChoice(best, len(held_users), ndcg, k)

@@ -148,9 +148,10 @@ def feed_lists(bundle: Bundle, k: int, *, content_weight: float, history_items: 
 def blended_lists(user_factors: np.ndarray, user_items: UserItems, item_factors: np.ndarray,
                   item_state: np.ndarray, vectors: ItemVectors, k: int, content_weights: Sequence[float],
                   *, history_items: int, history_decay: float = 1.0, users: np.ndarray | None = None,
-                  show_progress: bool = False) -> list[TopLists]:
+                  exclude_seen: bool = True, show_progress: bool = False) -> list[TopLists]:
     """The best ``k`` items of each of ``users`` (rows of ``user_items``; default all) under each
-    of ``content_weights``, their own items and the items without factors excluded, in one pass.
+    of ``content_weights``, the items without factors excluded and, with ``exclude_seen``, the
+    user's own, in one pass.
 
     Computed exactly in blocks: :func:`~recsys.collab.blend.blend` of ``user . item`` (the user's
     factors as :func:`~recsys.collab.blend.unit_users` scales them) and ``cosine(item, mean of the
@@ -182,6 +183,7 @@ def blended_lists(user_factors: np.ndarray, user_items: UserItems, item_factors:
             if content is not None and weight > 0:
                 s[content[1]] = blend(cf[content[1]], content[0], weight)
             s[:, ~placed] = -np.inf
-            s[seen] = -np.inf
+            if exclude_seen:
+                s[seen] = -np.inf
             out.rows[block], out.scores[block] = top_k_rows(s, k)
     return lists
