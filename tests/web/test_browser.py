@@ -133,8 +133,11 @@ def test_an_anonymous_visitors_feed_follows_three_clicks(browser, live, trained_
     assert feed.get_attribute("data-strategy") == "fold-in"
     shown = cards(browser, "#feed")
     assert len(shown) == 8 and not set(clicked) & set(ids(browser, "#feed"))
+    # the feed over-represents the clicked department, which the popular feed before the clicks
+    # left out; how much is the shop's content weight (three clicks' factors weigh in too)
     same = sum(c["category"].startswith(department) for c in shown)
-    assert same >= 4, [c["category"] for c in shown]
+    share = (categories == department).mean()
+    assert same / len(shown) >= 1.5 * share, ([c["category"] for c in shown], share)
 
 
 def test_search_for_a_colour(browser, live):
