@@ -107,7 +107,7 @@ def choose_content_weight(bundle: Bundle, interactions: pd.DataFrame, settings: 
     lists = blended_lists(factors.model.user_factors_, user_items, factors.item_factors, factors.state,
                           bundle.vectors, k, GRID, history_items=opts.history_items,
                           history_decay=opts.history_decay, users=held_users, exclude_seen=opts.exclude_seen,
-                          show_progress=show_progress)
+                          show_progress=show_progress, desc="content weight")
     ndcg = {w: float(np.mean(_ndcg(top.rows, truth, k))) for w, top in zip(GRID, lists)}
     best = max(GRID, key=lambda w: (ndcg[w], -w))
     return WeightChoice(best, len(held_users), ndcg, k)

@@ -148,7 +148,7 @@ def feed_lists(bundle: Bundle, k: int, *, content_weight: float, history_items: 
 def blended_lists(user_factors: np.ndarray, user_items: UserItems, item_factors: np.ndarray,
                   item_state: np.ndarray, vectors: ItemVectors, k: int, content_weights: Sequence[float],
                   *, history_items: int, history_decay: float = 1.0, users: np.ndarray | None = None,
-                  exclude_seen: bool = True, show_progress: bool = False) -> list[TopLists]:
+                  exclude_seen: bool = True, show_progress: bool = False, desc: str = "feeds") -> list[TopLists]:
     """The best ``k`` items of each of ``users`` (rows of ``user_items``; default all) under each
     of ``content_weights``, the items without factors excluded and, with ``exclude_seen``, the
     user's own, in one pass.
@@ -166,7 +166,7 @@ def blended_lists(user_factors: np.ndarray, user_items: UserItems, item_factors:
     scale = cf_scale(factors, item_state)
     lists = [TopLists(np.full((len(users), k), -1, np.int32), np.zeros((len(users), k), np.float32))
              for _ in content_weights]
-    for block in row_blocks(len(users), len(factors), "feeds", show_progress, values=_FEED_BLOCK_VALUES):
+    for block in row_blocks(len(users), len(factors), desc, show_progress, values=_FEED_BLOCK_VALUES):
         own = users[block]
         cf = unit_users(user_factors[own], scale) @ factors.T
         seen = user_items.matrix[own]
