@@ -22,9 +22,8 @@ SCORING = "unit-user"
 FALLBACK_WEIGHT = 0.5
 
 
-def cf_scale(item_factors: np.ndarray, item_state: np.ndarray) -> float:
-    """The median length of the trained items' factors (``item_state == 1``), 1 when there are none."""
-    trained = np.asarray(item_factors)[np.asarray(item_state) == 1]
+def cf_scale(trained: np.ndarray) -> float:
+    """The median length of the ``(n, f)`` trained items' factors, 1 when there are none."""
     if not len(trained):
         return 1.0
     scale = float(np.median(np.linalg.norm(trained, axis=1)))

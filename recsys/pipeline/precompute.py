@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.bundle import Bundle, ListCosines, TopLists
+from recsys.bundle import TRAINED, Bundle, ListCosines, TopLists
 from recsys.collab.als import UserItems
 from recsys.collab.blend import blend, cf_scale, unit_users
 from recsys.index.cells import cell_nearest
@@ -163,7 +163,7 @@ def blended_lists(user_factors: np.ndarray, user_items: UserItems, item_factors:
     combined = np.asarray(vectors.combined, dtype=np.float32)
     users = np.arange(user_items.matrix.shape[0]) if users is None else np.asarray(users, np.int64)
     placed = item_state > 0
-    scale = cf_scale(factors, item_state)
+    scale = cf_scale(factors[item_state == TRAINED])
     lists = [TopLists(np.full((len(users), k), -1, np.int32), np.zeros((len(users), k), np.float32))
              for _ in content_weights]
     for block in row_blocks(len(users), len(factors), desc, show_progress, values=_FEED_BLOCK_VALUES):

@@ -113,8 +113,9 @@ class Feeds:
         self._last_put = None  # (item changes, PutItems): see put_items
         self._precomputed = None
         if collab is not None:
-            self._yty = gramian(collab.item_factors[collab.item_state == TRAINED])
-            self._cf_scale = cf_scale(collab.item_factors, collab.item_state)
+            trained = collab.item_factors[collab.item_state == TRAINED]
+            self._yty = gramian(trained)
+            self._cf_scale = cf_scale(trained)
             data = collab.user_items.matrix.data
             # a recent item counts as much as a typical training interaction
             self._recent_strength = float(data.mean()) if len(data) else 1.0
