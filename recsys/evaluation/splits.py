@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data import schema as S
+from recsys.data.holdout import latest_events
 from recsys.errors import DataError
 
 __all__ = ["Split", "SPLITS", "make_split", "random_split", "temporal_split", "cutoff_split",
@@ -82,13 +83,9 @@ def random_split(interactions: pd.DataFrame, *, test_fraction: float = 0.2, seed
 
 def temporal_split(interactions: pd.DataFrame, *, test_fraction: float = 0.2, last_n: int | None = None,
                    min_train: int = 1) -> Split:
-    """Hold out each user's latest events: ``ceil(test_fraction * n)`` of them, or ``last_n``.
-
-    Events at one moment (one basket: the same user and timestamp) are never split: the held-out
-    part starts at the moment of its first event and takes all of that moment, since a basket's
-    second unit of an article says nothing about what the user buys later. Where that would leave
-    fewer than ``min_train`` events in training, the moment stays in training instead. Every user
-    keeps at least ``min_train`` events in training; users with fewer are wholly in training.
+    """Hold out each user's latest events: ``ceil(test_fraction * n)`` of them, or ``last_n``,
+    baskets kept whole, at least ``min_train`` events of each user kept in training
+    (:func:`~recsys.data.holdout.latest_events`).
 
     Example:
         >>> split = temporal_split(events, test_fraction=0.2)  # doctest: +SKIP
@@ -99,16 +96,7 @@ def temporal_split(interactions: pd.DataFrame, *, test_fraction: float = 0.2, la
     elif last_n < 1:
         raise DataError(f"last_n must be at least 1 (got {last_n})")
     order = _in_time_order(interactions)
-    position = order.groupby(S.USER_ID, sort=False).cumcount().to_numpy()
-    size = order.groupby(S.USER_ID, sort=False)[S.USER_ID].transform("size").to_numpy()
-    wanted = np.full(len(size), last_n) if last_n is not None else np.ceil(test_fraction * size).astype(int)
-    n_test = np.minimum(wanted, np.maximum(size - min_train, 0))
-    is_test = position >= size - n_test
-    users, times = order[S.USER_ID].to_numpy(), order[S.TIMESTAMP]
-    start = times.where(is_test).groupby(users, sort=False).transform("min")  # NaT: nothing held out
-    whole = (times >= start).to_numpy()
-    n_train = pd.Series(~whole).groupby(users, sort=False).transform("sum").to_numpy()
-    is_test = np.where(n_train >= min_train, whole, (times > start).to_numpy())
+    is_test = latest_events(order, fraction=test_fraction, last_n=last_n, min_train=min_train)
     name = f"temporal, last {last_n} per user" if last_n else f"temporal, last {test_fraction:.0%} per user"
     return _finish(name, order[~is_test], order[is_test])
 

@@ -19,6 +19,7 @@ from recsys.bundle import Bundle
 from recsys.collab.als import interaction_matrix
 from recsys.collab.blend import FALLBACK_WEIGHT
 from recsys.data import schema as S
+from recsys.data.holdout import latest_events
 from recsys.pipeline.factors import fit_factors
 from recsys.pipeline.precompute import blended_lists
 from recsys.settings import Settings
@@ -63,27 +64,14 @@ class WeightChoice:
 def held_out(interactions: pd.DataFrame, max_users: int, fraction: float = 0.2,
              seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(rest, held)``: for up to ``max_users`` sampled users, their latest ``fraction`` of
-    events is held out, whole moments (a basket is never split), as long as an earlier moment stays;
-    everything else is the rest. Events without a timestamp count as older than any with one;
-    without any timestamp, the file order tells which events are the latest."""
+    events is held out (:func:`~recsys.data.holdout.latest_events`: baskets whole, an earlier
+    event kept; without timestamps, by the file order); everything else is the rest."""
     frame = interactions.reset_index(drop=True)
-    when = frame[S.TIMESTAMP]
-    if when.notna().any():
-        key = when.to_numpy(dtype="datetime64[ns]").view(np.int64)  # NaT is the smallest int64
-    else:
-        key = np.arange(len(frame), dtype=np.int64)
-    order = np.lexsort((key, frame[S.USER_ID].to_numpy()))
-    users, key = frame[S.USER_ID].to_numpy()[order], key[order]
-    grouped = pd.Series(key).groupby(users, sort=False)
-    position, size = grouped.cumcount().to_numpy(), grouped.transform("size").to_numpy()
-    first_held = np.where(position == size - np.ceil(fraction * size).astype(int), key, np.iinfo(np.int64).max)
-    start = pd.Series(first_held).groupby(users, sort=False).transform("min").to_numpy()
-    latest = key >= start
-    earlier = pd.Series(~latest).groupby(users, sort=False).transform("any").to_numpy()
-    eligible = pd.unique(users[earlier])
+    latest = latest_events(frame, fraction=fraction)
+    users = frame[S.USER_ID]
+    eligible = pd.unique(users[latest])
     picked = np.random.default_rng(seed).choice(eligible, size=min(max_users, len(eligible)), replace=False)
-    held = np.zeros(len(frame), bool)
-    held[order] = latest & earlier & pd.Series(users).isin(picked).to_numpy()  # hashed, not sorted
+    held = latest & users.isin(picked).to_numpy()  # hashed, where np.isin sorts the strings
     return frame[~held], frame[held]
 
 
