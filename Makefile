@@ -35,7 +35,7 @@ browser:
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null) || \
 	  echo "warning: could not install chromium and chromium-driver; the browser tests will be skipped"
 
-# the fast loop: lint, the import layers, and every test but the end-to-end ones (under a minute):
+# the fast loop: lint, the import layers, and every test but the end-to-end ones (a minute or so):
 # the test shops' embeddings and the converted networks are kept in .venv between runs;
 # two pytest processes, one per core, each with one BLAS thread so that they do not fight; whole
 # files to a process, so that a file's module fixtures (a shop, a model) are made once; without the

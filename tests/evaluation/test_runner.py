@@ -10,6 +10,10 @@ from recsys.errors import ConfigError
 from recsys.evaluation import MODELS, EvalData, create_model, evaluate, make_split
 from recsys.settings import load_settings
 
+# whole evaluations (every model fitted, a report, a trained bundle, the CLI): `make test` runs
+# them; `make check` keeps the tests that each model ranks and places new users as it should
+end_to_end = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
@@ -39,6 +43,7 @@ def test_every_model_ranks_unseen_items_only(temporal):
             assert len(set(listed.tolist())) == len(listed)
 
 
+@end_to_end
 def test_without_exclude_seen_every_model_may_rank_known_items(temporal):
     """With collab.exclude_seen off (repurchases allowed), known items come back in every model
     that scores them: ALS and the hybrid rank a user's own items high."""
@@ -53,6 +58,7 @@ def test_without_exclude_seen_every_model_may_rank_known_items(temporal):
         assert again > len(data.users) // 2, name
 
 
+@end_to_end
 def test_the_report_orders_the_models_as_the_tastes_predict(report, temporal):
     m = report.metrics
     assert list(m.index) == list(MODELS)
@@ -71,6 +77,7 @@ def test_the_report_orders_the_models_as_the_tastes_predict(report, temporal):
     assert per_user.loc[temporal.truth.sizes > 0, "ndcg@10"].mean() == pytest.approx(m.loc["hybrid", "ndcg@10"])
 
 
+@end_to_end
 def test_segments_break_the_metrics_down(report):
     s = report.segments
     assert set(s["breakdown"]) == {"user activity", "item popularity", "item warmth"}
@@ -82,6 +89,7 @@ def test_segments_break_the_metrics_down(report):
     assert popular["share@10"].iloc[0] == pytest.approx(1.0)
 
 
+@end_to_end
 def test_the_report_is_saved_as_csv_and_json(report, tmp_path):
     paths = report.save(tmp_path / "out")
     payload = json.loads(paths["json"].read_text())
@@ -100,6 +108,7 @@ def test_cold_users_are_placed_by_their_given_events(market, market_events, sett
     assert m.loc["content", "ndcg@10"] > 2 * m.loc["random", "ndcg@10"]
 
 
+@end_to_end
 def test_a_trained_bundle_is_evaluated_as_it_is(market, temporal, report, tmp_path):
     from tests.conftest import train
 
@@ -112,6 +121,7 @@ def test_a_trained_bundle_is_evaluated_as_it_is(market, temporal, report, tmp_pa
         create_model("magic", temporal.settings)
 
 
+@end_to_end
 def test_recsys_evaluate(market, market_events, tmp_path, monkeypatch):
     monkeypatch.setenv("RECSYS_STATE_DIR", str(tmp_path / "state"))
     events = tmp_path / "events.csv"
