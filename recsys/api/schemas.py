@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any
+from difflib import get_close_matches
+from typing import Annotated, Any, get_args
 from urllib.parse import parse_qsl
 
 import werkzeug.urls  # noqa: F401 - registers the 'werkzeug.url_quote' error handler
@@ -158,25 +159,47 @@ class ItemIn(_Body):
         return _check_finite(value)
 
 
-def _message(exc: ValidationError) -> str:
+def _message(exc: ValidationError, model: type[BaseModel]) -> str:
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
+        if err["type"] == "extra_forbidden":  # a misspelt field: say which ones there are
+            parts.append(f"{where}: {_unknown_field(err['loc'], model)}")
+        else:
+            parts.append(f"{where}: {err['msg']}")
     more = len(exc.errors()) - 5
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _unknown_field(loc: tuple, model: type[BaseModel]) -> str:
+    """What to say of the field at ``loc`` that ``model`` (or the model nested there) lacks."""
+    for part in loc[:-1]:
+        if model is not None and isinstance(part, str):  # an int is an element of a list field
+            model = _model_in(model.model_fields[part].annotation)
+    fields = list(model.model_fields) if model is not None else []
+    close = get_close_matches(str(loc[-1]), fields, n=1)
+    return (f"unknown field{f' (did you mean {close[0]!r}?)' if close else ''}"
+            + (f"; the fields are {', '.join(fields)}" if fields else ""))
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The body model an annotation holds: itself, or the one in ``list[...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next(filter(None, map(_model_in, get_args(annotation))), None)
 
 
 def parse_body(model: type[BaseModel], data: Any) -> BaseModel:
     """Validate a JSON body against ``model``.
 
     Raises:
-        InvalidRequest: naming each bad field (at most five) and the rule it breaks.
+        InvalidRequest: naming each bad field (at most five) and the rule it breaks; a field the
+            body does not take is named with the fields it does.
     """
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise InvalidRequest(f"invalid request body: {_message(exc)}") from None
+        raise InvalidRequest(f"invalid request body: {_message(exc, model)}") from None
 
 
 def parse_query(query_string: str) -> list[tuple[str, str]]:

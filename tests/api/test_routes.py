@@ -181,7 +181,9 @@ def test_anonymous_session_feed(client, served_bundle):
                  "invalid_request", "unknown item_id 'NOPE'")
     assert_error(client.post("/v1/recommendations", json={"k": "many"}), 400, "invalid_request", "k:")
     assert_error(client.post("/v1/recommendations", json={"colour": "red"}), 400, "invalid_request",
-                 "colour: Extra inputs")
+                 "colour: unknown field; the fields are category, min_price, max_price, exclude, recent_items")
+    assert_error(client.post("/v1/recommendations", json={"recent": recent}), 400, "invalid_request",
+                 "recent: unknown field (did you mean 'recent_items'?)")
     assert_error(client.post("/v1/recommendations", data="{", content_type="application/json"), 400,
                  "invalid_request", "not valid JSON")
     assert_error(client.post("/v1/recommendations", data="k=3"), 400, "invalid_request", "Content-Type")
@@ -235,6 +237,9 @@ def test_interaction_bodies_and_limits(client, serving, served_bundle):
     assert_error(client.post("/v1/interactions", json=[one] * 1001, headers=WRITE), 400,
                  "invalid_request", "at most 1000 events")
     assert_error(client.post("/v1/interactions", json=[], headers=WRITE), 400, "invalid_request", "events")
+    misspelt = {"userid": "u1", "item_id": items[0]}  # a field of the events in the list
+    assert_error(client.post("/v1/interactions", json=[misspelt], headers=WRITE), 400, "invalid_request",
+                 "events.0.userid: unknown field (did you mean 'user_id'?); the fields are user_id, item_id")
     # what the trainer would refuse is refused here, so one event can never block training
     for bad, why in [({"user_id": "u\u00a0"}, "non-printable"), ({"user_id": "u\u200b1"}, "non-printable"),
                      ({"item_id": items[0] + "\u200f"}, "non-printable"),
@@ -333,7 +338,9 @@ def test_bad_items_are_refused(client):
     assert_error(client.put("/v1/items/x", json={"price": -1}, headers=WRITE), 400, "invalid_request", "price")
     assert_error(client.put("/v1/items/x", json={}, headers=WRITE), 400, "invalid_request", "nothing to embed")
     assert_error(client.put("/v1/items/x", json={"title": "t", "size": 9}, headers=WRITE), 400,
-                 "invalid_request", "size")
+                 "invalid_request", "size: unknown field; the fields are title, description, tags, image")
+    assert_error(client.put("/v1/items/x", json={"titel": "t"}, headers=WRITE), 400,
+                 "invalid_request", "titel: unknown field (did you mean 'title'?)")
 
 
 # -- operations ---------------------------------------------------------------------------------
