@@ -74,11 +74,13 @@ def _schemas() -> dict:
         "image": {"type": ["string", "null"], "description": "path of the item's image (GET it), null without one"}}}
     version = {"type": "string", "description": "the bundle version that produced the response"}
     filters = {"type": "object", "description": "the filters applied, normalised"}
+    why_empty = {"type": "string", "description": "why the items are empty, when the filters explain it"}
     feed = {"type": "object", "required": ["version", "k", "strategy", "items"], "properties": {
         "version": version, "user_id": {"type": "string"}, "k": {"type": "integer"},
         "recent": {"type": "integer", "description": "recent items from the activity log used"},
         "strategy": {"type": "string", "enum": ["collaborative", "fold-in", "popular"]},
-        "message": {"type": ["string", "null"]}, "filters": filters,
+        "message": {"type": ["string", "null"], "description": "how the feed was made, or why it is empty"},
+        "filters": filters,
         "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}}
     schemas = {
         "ResultItem": result_item,
@@ -86,19 +88,21 @@ def _schemas() -> dict:
                     "properties": {"version": version, "item_id": {"type": "string"},
                                    "k": {"type": "integer"},
                                    "weights": {"type": "object", "additionalProperties": {"type": "number"}},
-                                   "filters": filters,
+                                   "filters": filters, "message": why_empty,
                                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}},
         "Feed": feed,
         "ItemList": {"type": "object", "required": ["version", "total", "offset", "limit", "items"],
                      "properties": {"version": version, "total": {"type": "integer"},
                                     "offset": {"type": "integer"}, "limit": {"type": "integer"},
-                                    "filters": filters, "items": {"type": "array", "items": {"type": "object"}}}},
+                                    "filters": filters, "message": why_empty,
+                                    "items": {"type": "array", "items": {"type": "object"}}}},
         "Search": {"type": "object", "required": ["version", "q", "mode", "k", "items"], "properties": {
             "version": version, "q": {"type": "string"}, "k": {"type": "integer"}, "filters": filters,
+            "message": why_empty,
             "mode": {"type": "string", "enum": ["text", "image", "both"]},
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}},
         "PhotoSearch": {"type": "object", "required": ["version", "k", "items"], "properties": {
-            "version": version, "k": {"type": "integer"}, "filters": filters,
+            "version": version, "k": {"type": "integer"}, "filters": filters, "message": why_empty,
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/ResultItem"}}}},
         "Item": {"type": "object", "required": ["version", "item"], "properties": {
             "version": version, "item": {"type": "object", "required": ["item_id", "fresh"],

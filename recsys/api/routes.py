@@ -18,6 +18,7 @@ from recsys.data.images import IMAGE_ERRORS, data_url_bytes, decode_image
 from recsys.errors import InvalidRequest, NotFound
 from recsys.serve import MAX_K, Recommender, Scored
 from recsys.serve.embedder import PHOTO_SIDE
+from recsys.serve.filters import ItemFilter
 from recsys.worker import Serving
 
 __all__ = ["bp", "similar_body", "feed_body", "HOT_READS"]
@@ -52,9 +53,9 @@ def similar_body(serving: Serving, metrics, item_id: str, raw_args) -> tuple[byt
 
     def compute(rec: Recommender, _recent) -> dict:
         found = rec.similar_items(item_id, k=k, weights=weights, filters=item_filter, dedupe=dedupe)
-        return {"version": rec.version, "item_id": item_id, "k": k,
-                "weights": weights or rec.bundle.vectors.weights,
-                "filters": described, "items": rec.rows(found)}
+        return _explained({"version": rec.version, "item_id": item_id, "k": k,
+                           "weights": weights or rec.bundle.vectors.weights,
+                           "filters": described, "items": rec.rows(found)}, rec, item_filter)
 
     return serving.results.similar(serving, metrics, item_id, query, compute, k=k, weights=weights)
 
@@ -79,7 +80,7 @@ def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes,
     def compute(rec: Recommender, recent: list[str]) -> dict:
         feed = rec.recommend(user_id, k=k, recent_items=recent, exclude_seen=exclude_seen,
                              filters=item_filter, dedupe=dedupe)
-        return _feed_body(rec, feed, k, described, user_id=user_id, recent=len(recent))
+        return _feed_body(rec, feed, k, item_filter, user_id=user_id, recent=len(recent))
 
     return serving.results.feed(serving, metrics, user_id, query, compute, k=k, exclude_seen=exclude_seen)
 
@@ -108,10 +109,20 @@ for _endpoint, (_rule, _body_of) in HOT_READS.items():
     bp.add_url_rule(_rule, _endpoint, _hot_view(_body_of), methods=["GET"])
 
 
-def _feed_body(rec: Recommender, feed, k: int, filters: dict, **extra: Any) -> dict:
-    return {"version": rec.version, **extra, "k": k, "strategy": feed.strategy,
-            "message": feed.message, "filters": filters,
-            "items": rec.rows(feed, cold=True)}
+def _feed_body(rec: Recommender, feed, k: int, item_filter: ItemFilter, **extra: Any) -> dict:
+    return _explained({"version": rec.version, **extra, "k": k, "strategy": feed.strategy,
+                       "message": feed.message, "filters": item_filter.describe(),
+                       "items": rec.rows(feed, cold=True)}, rec, item_filter)
+
+
+def _explained(body: dict, rec: Recommender, item_filter: ItemFilter) -> dict:
+    """``body`` with a ``message`` saying why its items are empty, where the filter explains it
+    (a category no item is in)."""
+    if not body["items"]:
+        message = rec.filter_message(item_filter)
+        if message is not None:
+            body["message"] = message
+    return body
 
 
 @bp.post("/v1/recommendations")
@@ -124,7 +135,7 @@ def session_feed():
     item_filter = body.item_filter()
     feed = recommender.recommend(None, k=body.k, recent_items=body.recent_items,
                                  exclude_seen=body.exclude_seen, filters=item_filter, dedupe=body.dedupe)
-    return json_response(_feed_body(recommender, feed, body.k, item_filter.describe()))
+    return json_response(_feed_body(recommender, feed, body.k, item_filter))
 
 
 @bp.get("/v1/items")
@@ -139,8 +150,9 @@ def list_items():
     recommender = use(serving.recommender())
     total, page = recommender.listing(item_filter, offset, limit)
     rows = recommender.rows([Scored(i, 0.0) for i in page], score=False)
-    return json_response({"version": recommender.version, "total": total, "offset": offset, "limit": limit,
-                  "filters": item_filter.describe(), "items": rows})
+    return json_response(_explained({"version": recommender.version, "total": total, "offset": offset,
+                                     "limit": limit, "filters": item_filter.describe(), "items": rows},
+                                    recommender, item_filter))
 
 
 @bp.get("/v1/search")
@@ -157,8 +169,9 @@ def search():
     vector = serving.embedder.embed_query(text)
     found = recommender.search(vector, k=k, filters=item_filter, mode=mode)
     mode = mode or ("both" if recommender.bundle.joint is not None else "text")
-    return json_response({"version": recommender.version, "q": text, "mode": mode, "k": k,
-                          "filters": item_filter.describe(), "items": recommender.rows(found)})
+    return json_response(_explained({"version": recommender.version, "q": text, "mode": mode, "k": k,
+                                     "filters": item_filter.describe(), "items": recommender.rows(found)},
+                                    recommender, item_filter))
 
 
 @bp.post("/v1/search/image")
@@ -186,8 +199,8 @@ def search_by_photo():
     recommender = use(serving.recommender())
     vector = serving.embedder.embed_photos([photo])[0]
     found = recommender.similar_to_photo(vector, k=k, filters=item_filter, dedupe=dedupe)
-    return json_response({"version": recommender.version, "k": k, "filters": item_filter.describe(),
-                          "items": recommender.rows(found)})
+    return json_response(_explained({"version": recommender.version, "k": k, "filters": item_filter.describe(),
+                                     "items": recommender.rows(found)}, recommender, item_filter))
 
 
 def _uploaded_photo() -> bytes:

@@ -96,11 +96,23 @@ class FilterColumns:
         self._prefix_cache = lru_cache(maxsize=1024)(self._category_mask)
 
     def _category_mask(self, prefix: str) -> np.ndarray:
-        names = np.asarray(self._categories, dtype=object)
-        hits = [i for i, name in enumerate(names) if name == prefix or name.startswith(prefix + "/")]
-        mask = np.isin(self._category_codes, hits)
+        mask = np.isin(self._category_codes, self._category_hits(prefix))
         mask.flags.writeable = False
         return mask
+
+    def _category_hits(self, prefix: str) -> list[int]:
+        """The codes of the categories under ``prefix`` (itself included)."""
+        return [i for i, name in enumerate(self._categories) if name == prefix or name.startswith(prefix + "/")]
+
+    def has_category(self, prefix: str) -> bool:
+        """Whether some item's category is ``prefix`` or under it (a normalised path)."""
+        return bool(self._category_hits(prefix))
+
+    def next_segments(self, prefix: str) -> set[str]:
+        """The segments that follow ``prefix`` in the items' categories (``""``: the first ones)."""
+        start = f"{prefix}/" if prefix else ""
+        return {name[len(start):].split("/")[0] for name in self._categories
+                if name.startswith(start) and len(name) > len(start)}
 
     def allowed(self, item_filter: ItemFilter | None, known_elsewhere=()) -> np.ndarray:
         """``(items,)`` bool of the items the filter keeps, a new array the caller may change."""

@@ -164,6 +164,24 @@ class Recommender:
         row = self.bundle.item_ids.row(item_id)
         return self.bundle.thumbnails.get(row) if self.bundle.thumbnails is not None else None
 
+    def filter_message(self, filters: ItemFilter | None) -> str | None:
+        """Why ``filters`` can keep nothing, for a caller with an empty result: a category no
+        item (in the bundle or put since) is in, likely misspelt, with the categories there are
+        under the longest part of it that exists; ``None`` otherwise."""
+        category = filters.category if filters is not None else None
+        columns = (self.columns, self.changes.columns)
+        if not category or any(c.has_category(category) for c in columns):
+            return None
+        parts = category.split("/")
+        known = next(("/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)
+                      if any(c.has_category("/".join(parts[:i])) for c in columns)), "")
+        names = sorted(set().union(*(c.next_segments(known) for c in columns)))
+        if not names:
+            return f"no item is in category {category!r}: the items have no categories"
+        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+        return (f"no item is in category {category!r}; "
+                f"{f'under {known!r} there are' if known else 'the top-level categories are'} {shown}")
+
     def listing(self, filters: ItemFilter | None = None, offset: int = 0,
                 limit: int = 24) -> tuple[int, list[str]]:
         """One page of the servable items that pass ``filters``: the bundle's in catalog order

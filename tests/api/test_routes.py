@@ -432,6 +432,31 @@ def test_the_catalog_is_listed_page_by_page(client, served_bundle):
     assert_error(client.get("/v1/items?offset=-1"), 400, "invalid_request", "offset")
 
 
+def test_an_empty_result_says_when_its_category_is_none_of_the_shops(client, served_bundle):
+    """A misspelt category gets an empty list with a message naming the categories there are; a
+    category that only an item put since the bundle has is known."""
+    item, user = first_items(served_bundle)[0], str(served_bundle.collab.user_ids.ids[0])
+    tops = sorted(served_bundle.items["category"].str.split("/").str[0].unique())
+    typo = tops[0][:-1] + "x"
+    reads = [f"/v1/items/{item}/similar?k=5&category=", f"/v1/users/{user}/recommendations?k=5&category=",
+             "/v1/items?category=", "/v1/search?q=red&category="]
+    for path in reads:
+        r = client.get(path + typo)
+        assert r.status_code == 200 and r.json["items"] == [], path
+        assert r.json["message"] == (f"no item is in category {typo!r}; the top-level categories are "
+                                     f"{', '.join(tops)}"), path
+        r = client.get(path + tops[0])
+        assert r.json["items"] and r.json.get("message") is None, path
+    r = client.post("/v1/recommendations", json={"recent_items": [item], "category": typo.upper()})
+    assert r.json["items"] == [] and f"no item is in category {typo!r}" in r.json["message"]
+    assert client.put("/v1/items/NEW-KIND", json={"title": "a new kind", "category": f"{typo}/new"},
+                      headers=WRITE).status_code == 201
+    r = client.get(f"/v1/items?category={typo}")
+    assert ids_of(r) == ["NEW-KIND"] and "message" not in r.json
+    r = client.get(f"/v1/search?q=red&category={typo}/other")  # the longest part that exists, and under it
+    assert r.json["items"] == [] and r.json["message"].endswith(f"under {typo!r} there are new")
+
+
 def test_search_finds_items_by_their_text(client, served_bundle):
     items = served_bundle.items
     colour = items["colour"].replace("", None).dropna().iloc[0]
