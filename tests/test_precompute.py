@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recsys.bundle import TopLists
-from recsys.serve import Recommender
+from recsys.serve import Recommender, Scored
 from recsys.serve.changes import ItemChanges
 from recsys.serve.filters import ItemFilter
 
@@ -311,6 +311,27 @@ def test_listed_feeds_equal_the_computed_ones(feeds, n, filters):
         assert listed.strategy == computed.strategy == "collaborative"
         assert_same_ranking(listed.items, computed.items)
         assert [s.cold for s in listed.items][:5] == [s.cold for s in computed.items][:5]
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 1.0])
+def test_one_pass_over_every_weight_scores_each_as_the_service_does(feeds, weight):
+    """The content weight's choice scores every weight of its grid in one pass: each weight's lists
+    equal the feeds the service computes at that weight (at 0 and 1 a blend of excluded items
+    must not turn NaN)."""
+    from recsys.pipeline.content_weight import GRID
+    from recsys.pipeline.precompute import blended_lists
+
+    bundle = dataclasses.replace(feeds.bundle, collab=dataclasses.replace(feeds.bundle.collab, feed=None))
+    collab, users = bundle.collab, np.arange(0, len(bundle.collab.user_ids), 97)
+    lists = blended_lists(collab.user_factors, collab.user_items, collab.item_factors, collab.item_state,
+                          bundle.vectors, 10, GRID, history_items=20, history_decay=0.6, users=users)
+    top = lists[GRID.index(weight)]
+    computing = Recommender(bundle, content_weight=weight, history_items=20, history_decay=0.6)
+    for i, user in enumerate(users):
+        computed = computing.recommend(str(collab.user_ids.ids[user]), k=10)
+        listed = [Scored(str(bundle.item_ids.ids[r]), float(s)) for r, s in zip(top.rows[i], top.scores[i])]
+        assert computed.strategy == "collaborative" and len(listed) == 10
+        assert_same_ranking(listed, computed.items)
 
 
 def test_feeds_listed_with_another_content_weight_are_not_used(feeds):

@@ -168,22 +168,32 @@ def blended_lists(user_factors: np.ndarray, user_items: UserItems, item_factors:
              for _ in content_weights]
     for block in row_blocks(len(users), len(factors), desc, show_progress, values=_FEED_BLOCK_VALUES):
         own = users[block]
-        cf = unit_users(user_factors[own], scale) @ factors.T
         seen = user_items.matrix[own]
-        seen = (np.repeat(np.arange(len(own)), np.diff(seen.indptr)), seen.indices)
-        content = None
+        excluded = [(slice(None), ~placed)]
+        if exclude_seen:
+            excluded.append((np.repeat(np.arange(len(own)), np.diff(seen.indptr)), seen.indices))
+        cf = unit_users(user_factors[own], scale) @ factors.T
+        content, has = None, np.zeros(len(own), bool)
         if any(content_weights):
             queries = [content_query(vectors, user_items.history(u)[0], history_items, history_decay)
                        for u in own]
             has = np.array([q is not None for q in queries])
             if has.any():
-                content = (np.stack([q for q in queries if q is not None]) @ combined.T, has)
+                taste = np.zeros((len(own), combined.shape[1]), np.float32)
+                taste[has] = np.stack([q for q in queries if q is not None])
+                content = taste @ combined.T
+        # excluded items are -inf in both terms, so that every blend of them stays -inf: masked
+        # once per block, not once per weight
+        for where in excluded:
+            cf[where] = -np.inf
+            if content is not None:
+                content[where] = -np.inf
         for weight, out in zip(content_weights, lists):
-            s = cf if len(content_weights) == 1 else cf.copy()  # with one weight, cf itself
+            s = cf
             if content is not None and weight > 0:
-                s[content[1]] = blend(cf[content[1]], content[0], weight)
-            s[:, ~placed] = -np.inf
-            if exclude_seen:
-                s[seen] = -np.inf
+                # the blend at weight 1 is the content itself, and 0 * -inf would be NaN
+                s = content if weight == 1 else blend(cf, content, weight)
+                if not has.all():  # a user whose history has no content vectors: the factors alone
+                    s = np.where(has[:, None], s, cf)
             out.rows[block], out.scores[block] = top_k_rows(s, k)
     return lists
