@@ -11,7 +11,10 @@ in the fifth decimal, which can swap two items that nearly tie.
 
     python benchmarks/bench_feeds.py --items 1000000 --users 2000
 
-Writes ``benchmarks/results/feeds_<items>.json``.
+Writes ``benchmarks/results/feeds_<items>.json``. With ``--grid``, it times instead what
+``recsys train`` scores to choose the content weight: the best 10 of each user under every weight
+of the grid in one pass (``blended_lists``, 11 weights; the choice holds out up to 1,000 users),
+and writes ``feeds_<items>_grid.json`` with a digest per weight.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ import recsys.pipeline.precompute as precompute
 from recsys.bundle import Collab
 from recsys.collab.als import UserItems
 from recsys.data.ids import IdMap
+from recsys.pipeline.content_weight import GRID
 from recsys.towers.item import ItemVectors
 
 
@@ -36,6 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--grid", action="store_true", help="time the content weight's choice instead")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     n, users = args.items, args.users
@@ -51,13 +56,18 @@ def main() -> None:
     vectors = ItemVectors(blocks={}, weights={}, combined=clustered(n, 672), mask=np.ones(n, bool))
     bundle = types.SimpleNamespace(collab=collab, vectors=vectors)  # all that feed_lists reads
     started = time.perf_counter()
-    feeds = precompute.feed_lists(bundle, 100, content_weight=0.3, history_items=20)
+    if args.grid:
+        lists = precompute.blended_lists(collab.user_factors, user_items, collab.item_factors, collab.item_state,
+                                         vectors, 10, GRID, history_items=20)
+    else:
+        lists = [precompute.feed_lists(bundle, 100, content_weight=0.3, history_items=20)]
     seconds = time.perf_counter() - started
+    digests = [hashlib.sha256(top.rows.tobytes()).hexdigest()[:16] for top in lists]
     result = {"items": n, "users": users, "code": precompute.__file__, "seconds": round(seconds, 1),
               "ms_per_user": round(seconds / users * 1000, 2),
-              "lists_digest": hashlib.sha256(feeds.rows.tobytes()).hexdigest()[:16]}
+              **({"weights": list(GRID), "lists_digests": digests} if args.grid else {"lists_digest": digests[0]})}
     print(result)
-    write_results(f"feeds_{n}", result)
+    write_results(f"feeds_{n}{'_grid' if args.grid else ''}", result)
 
 
 if __name__ == "__main__":
