@@ -80,7 +80,7 @@ def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes,
     def compute(rec: Recommender, recent: list[str]) -> dict:
         feed = rec.recommend(user_id, k=k, recent_items=recent, exclude_seen=exclude_seen,
                              filters=item_filter, dedupe=dedupe)
-        return _feed_body(rec, feed, k, item_filter, user_id=user_id, recent=len(recent))
+        return _feed_body(rec, feed, k, item_filter, described, user_id=user_id, recent=len(recent))
 
     return serving.results.feed(serving, metrics, user_id, query, compute, k=k, exclude_seen=exclude_seen)
 
@@ -109,9 +109,9 @@ for _endpoint, (_rule, _body_of) in HOT_READS.items():
     bp.add_url_rule(_rule, _endpoint, _hot_view(_body_of), methods=["GET"])
 
 
-def _feed_body(rec: Recommender, feed, k: int, item_filter: ItemFilter, **extra: Any) -> dict:
+def _feed_body(rec: Recommender, feed, k: int, item_filter: ItemFilter, described: dict, **extra: Any) -> dict:
     return _explained({"version": rec.version, **extra, "k": k, "strategy": feed.strategy,
-                       "message": feed.message, "filters": item_filter.describe(),
+                       "message": feed.message, "filters": described,
                        "items": rec.rows(feed, cold=True)}, rec, item_filter)
 
 
@@ -135,7 +135,7 @@ def session_feed():
     item_filter = body.item_filter()
     feed = recommender.recommend(None, k=body.k, recent_items=body.recent_items,
                                  exclude_seen=body.exclude_seen, filters=item_filter, dedupe=body.dedupe)
-    return json_response(_feed_body(recommender, feed, body.k, item_filter))
+    return json_response(_feed_body(recommender, feed, body.k, item_filter, item_filter.describe()))
 
 
 @bp.get("/v1/items")
