@@ -147,6 +147,8 @@ def worker(bundle: Path, tmp: Path) -> None:
                        capture_output=True)
         subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
     serving.stop()
+    if serving.embedded is not None:  # the app started it; at exit nothing else would stop it
+        serving.embedded.stop()
 
 
 if __name__ == "__main__":
