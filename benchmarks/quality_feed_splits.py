@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap
 
 from recsys.evaluation.runner import evaluate, prepare
+from recsys.finetune.knn import paired_gain
 from recsys.settings import load_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -78,12 +78,12 @@ def main() -> None:
             print(f"| {name} | {len(after)} | {after.mean():.4f} |", flush=True)
             continue
         before = pd.read_csv(args.against / f"{name}.csv", dtype={"user_id": str}).set_index("user_id")["ndcg@10"]
-        diff = (after - before.reindex(after.index)).dropna().to_numpy()
-        ci = bootstrap((diff,), np.mean, n_resamples=5000, random_state=0, method="percentile").confidence_interval
-        results[name].update({"before": round(float(before.mean()), 4), "difference": round(float(diff.mean()), 4),
-                              "interval95": [round(float(ci.low), 4), round(float(ci.high), 4)]})
-        print(f"| {name} | {len(diff)} | {before.mean():.4f} | {after.mean():.4f} | {diff.mean():+.4f} "
-              f"({ci.low:+.4f} to {ci.high:+.4f}) |", flush=True)
+        paired = before.reindex(after.index).to_numpy()  # NaN: a user the earlier run lacks
+        gain = paired_gain(paired, after.to_numpy(), resamples=5000)
+        results[name].update({"before": round(float(before.mean()), 4), "difference": gain["gain"],
+                              "interval95": [gain["low"], gain["high"]]})
+        print(f"| {name} | {int((~np.isnan(paired)).sum())} | {before.mean():.4f} | {after.mean():.4f} | "
+              f"{gain['gain']:+.4f} ({gain['low']:+.4f} to {gain['high']:+.4f}) |", flush=True)
     write_results("quality_feed_splits", {"before": args.before or None, "splits": results})
 
 
