@@ -107,7 +107,7 @@ def worker(bundle: Path, tmp: Path) -> None:
         clicks = [{"user_id": f"poster-{n}", "item_id": items[(n + d) % len(items)]} for d in (0, 6)]
         assert client.post("/v1/interactions", json=clicks, headers={"X-API-Key": "key"}).status_code == 202
     deadline = time.monotonic() + 600  # the posts' messages come back through Redis pub/sub
-    while not all(serving.results.recent(f"poster-{n}") for n in range(POSTERS)):
+    while not all(serving.memory.recent(f"poster-{n}") for n in range(POSTERS)):
         assert time.monotonic() < deadline, "the posts' messages did not arrive"
         time.sleep(0.1)
 

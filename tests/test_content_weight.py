@@ -54,14 +54,14 @@ def test_the_training_chooses_the_weight_whose_feeds_find_the_later_events_best(
     assert scores[chosen] == max(scores.values())
     # the synthetic users follow both their co-browsers and the looks of what they browse
     assert scores[chosen] > scores[0.0] and scores[chosen] > scores[1.0]
-    assert feeds.feeds.content_weight == chosen == collab.params["feed"]["content_weight"]
+    assert feeds.content_weight == chosen == collab.params["feed"]["content_weight"]
 
 
 def test_a_set_content_weight_is_used_as_it_is(market, market_events, tmp_path):
     bundle = train(market, market_events[0], tmp_path, content_weight=0.3)
     assert bundle.collab.params["content_weight"] == 0.3
     assert bundle.collab.params["content_weight_choice"] is None
-    assert Recommender(bundle).feeds.content_weight == 0.3
+    assert Recommender(bundle).content_weight == 0.3
 
 
 @pytest.mark.parametrize("weight", [1.2, -0.1])

@@ -6,9 +6,9 @@ import pytest
 
 from recsys.bundle import PROJECTED
 from recsys.errors import InvalidRequest, NotReady
-from recsys.serve import Recommender
+from recsys.serve import FeedQuery, Recommender
 from recsys.serve.changes import ItemChanges, make_entry
-from recsys.serve.filters import ItemFilter
+from recsys.serve.filters import FilterColumns, ItemFilter
 from recsys.towers import TowerOutput
 from tests.conftest import train
 
@@ -57,7 +57,7 @@ def test_a_feed_does_not_depend_on_the_length_of_the_users_factors(feeds):
     computed = Recommender(dataclasses.replace(bundle, collab=collab))
     longer = Recommender(dataclasses.replace(bundle, collab=dataclasses.replace(
         collab, user_factors=collab.user_factors * np.float32(7.0))))
-    assert 0 < computed.feeds.content_weight < 1
+    assert 0 < computed.content_weight < 1
     for user in bundle.collab.user_ids.ids[::97]:
         a, b = longer.recommend(user, k=20), computed.recommend(user, k=20)
         assert [s.item_id for s in a.items] == [s.item_id for s in b.items]
@@ -156,6 +156,7 @@ def test_seen_items_excluded_unless_asked(feeds, market_events):
 @pytest.mark.parametrize("budget", [0, 10**9], ids=["annoy", "exact"])
 def test_filters_hold_and_fill_k(feeds, market, market_events, budget):
     recommender = Recommender(feeds.bundle, exact_budget=budget)
+    columns = FilterColumns(feeds.bundle.items, feeds.bundle.item_ids)  # which items each filter keeps
     meta = market.items.set_index("item_id")
     user = market_events[1]["user_id"].iloc[3]
     top = [s.item_id for s in recommender.recommend(user, 5).items]
@@ -167,7 +168,7 @@ def test_filters_hold_and_fill_k(feeds, market, market_events, budget):
         "include": ItemFilter.create(include=meta.index[:30].tolist()),
     }
     for name, item_filter in filters.items():
-        keep = recommender.columns.mask(item_filter) & (feeds.bundle.collab.item_state > 0)
+        keep = columns.mask(item_filter) & (feeds.bundle.collab.item_state > 0)
         seen = feeds.bundle.collab.user_items.history(feeds.bundle.collab.user_ids.row(user))[0]
         keep[seen] = False
         expect = min(30, int(keep.sum()))
@@ -277,8 +278,7 @@ def test_put_items_are_placed_like_the_cold_items_they_copy(feeds):
     cold = np.flatnonzero(collab.item_state == PROJECTED)[:6]
     assert len(cold) == 6
     with_put = _put_copies(feeds, cold)
-    changes = with_put.changes
-    put = with_put.feeds.put_items(changes)
+    put = changes = with_put.changes  # the put items' places in the factor space
     order = changes.ids.rows([f"PUT-{i}" for i in feeds.bundle.item_ids.ids[cold]])
     assert put.placed[order].all()
     np.testing.assert_allclose(put.factors[order], collab.item_factors[cold], rtol=1e-4, atol=1e-6)
@@ -296,7 +296,7 @@ def test_put_items_are_placed_like_the_cold_items_they_copy(feeds):
     with_put = _put_copies(feeds, feeds.bundle.item_ids.rows(shown))
     ids = [s.item_id for s in with_put.recommend(user, 30 + len(shown)).items]
     assert all(abs(ids.index(f"PUT-{i}") - ids.index(i)) == 1 for i in shown)
-    assert with_put.feeds.source(10, user, True, (), with_put.changes) == "lookup"  # the list, and the put items
+    assert with_put.plan(FeedQuery(user, 10)).source == "lookup"  # the list, and the put items
 
 
 def test_recent_put_items_place_a_session(feeds, market):
@@ -311,10 +311,10 @@ def test_recent_put_items_place_a_session(feeds, market):
     assert not set(recent) & set(shown)
     kinds = catalog.set_index("item_id").reindex([i.removeprefix("PUT-") for i in shown])["category"]
     assert (kinds == "accessories/watches").mean() >= 0.7
-    assert with_put.feeds.source(20, None, True, recent, with_put.changes) is None  # computed
-    assert with_put.feeds.feed_list(None, recent, with_put.changes) is None
+    assert with_put.plan(FeedQuery(None, 20, tuple(recent))).source == "compute"
+    assert with_put.feed_list(None, recent) is None
     with pytest.raises(InvalidRequest, match="not a feed list"):
-        with_put.feeds.keep_list(None, recent, np.zeros(100, int), np.zeros(100), with_put.changes)
+        with_put.receive_feed_list(None, recent, np.zeros(100, int), np.zeros(100))
     # a trained user's feed moves towards what they just looked at
     user = str(feeds.bundle.collab.user_ids.ids[2])
     before = with_put.recommend(user, 20).items
@@ -333,7 +333,7 @@ def test_a_bundle_without_the_content_map_leaves_put_items_out_of_feeds(feeds, m
     catalog = market.items
     cell = catalog[(catalog["category"] == "accessories/watches") & (catalog["true_colour"] == "navy")]
     with_put = _put_copies(older, bundle.item_ids.rows(cell["item_id"].iloc[:3]))
-    assert not with_put.feeds.put_items(with_put.changes).placed.any()
+    assert not with_put.changes.placed.any()
     recent = [f"PUT-{i}" for i in cell["item_id"].iloc[:3]]
     feed = with_put.recommend(None, 20, recent_items=recent)
     assert feed.strategy == "fold-in" and not any(s.item_id.startswith("PUT-") for s in feed.items)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from recsys.bundle import TopLists
-from recsys.serve import Recommender, Scored
+from recsys.serve import FeedQuery, Recommender, Scored, SimilarQuery
 from recsys.serve.changes import ItemChanges
 from recsys.serve.filters import ItemFilter
+from recsys.serve.threshold import ModalityLists
 
 
 def assert_same_ranking(listed, computed):
@@ -20,6 +21,15 @@ def assert_same_ranking(listed, computed):
     last = b[-1]
     clear = lambda found: {s.item_id for s in found if s.score > last + 1e-5}  # noqa: E731
     assert clear(listed) == clear(computed)
+
+
+def similar_source(rec: Recommender, item: str, k: int, weights=None, filters=None) -> str:
+    """Where the recommender's plan takes an answer from (see recsys.serve.queries)."""
+    return rec.plan(SimilarQuery(item, k, weights, filters or ItemFilter())).source
+
+
+def feed_source(rec: Recommender, user, k: int = 10, recent=(), exclude_seen: bool = True) -> str:
+    return rec.plan(FeedQuery(user, k, tuple(recent), exclude_seen)).source
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +99,7 @@ def test_deleted_items_leave_per_request_weights_answered_from_stored_cosines(ma
     serving = Recommender(market).with_changes(changes)
     row = market.item_ids.row(item)
     assert all(b.mask[row] for b in market.vectors.blocks.values())
-    allowed = serving.columns.allowed(None) & ~changes.hidden
-    allowed[row] = False
-    query = {m: np.asarray(b.vectors[row]) for m, b in market.vectors.blocks.items()}
-    assert serving.similar.threshold(row, 10, query, weights, list(weights), allowed) is not None  # from the lists
+    assert similar_source(serving, item, 10, weights) == "lookup"  # from the lists
     found = serving.similar_items(item, k=10, weights=weights)
     assert not {top[0], top[3]} & {s.item_id for s in found}
     assert_same_ranking(found, computing.with_changes(changes).similar_items(item, k=10, weights=weights))
@@ -101,8 +108,8 @@ def test_deleted_items_leave_per_request_weights_answered_from_stored_cosines(ma
 def test_large_k_is_computed(market):
     serving = Recommender(market)
     item = market.item_ids.ids[0]
-    assert serving.similar.is_listed(item, 100, None, serving.changes)
-    assert not serving.similar.is_listed(item, 101, None, serving.changes)
+    assert similar_source(serving, item, 100) == "lookup"
+    assert similar_source(serving, item, 101) == "compute"
     found = serving.similar_items(item, k=300)  # more than the 100 listed
     assert len(found) == 300 and [s.score for s in found] == sorted((s.score for s in found), reverse=True)
 
@@ -121,16 +128,10 @@ def test_per_request_weights_from_the_modality_lists_equal_the_computed_ones(mar
         if not text[row] and set(weights) <= {"text", "image"}:
             continue  # nothing to compare (a 400 from the API)
         for n, filters in [(1, None), (10, None), (40, None), (10, ItemFilter(max_price=80.0))]:
-            assert serving.similar.is_listed(item, n, weights, serving.changes)
             listed = serving.similar_items(item, k=n, weights=weights, filters=filters)
             assert_same_ranking(listed, computing.similar_items(item, k=n, weights=weights, filters=filters))
-            query = {m: (np.asarray(b.vectors[row]) if b.mask[row] else None)
-                     for m, b in market.vectors.blocks.items()}
-            usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
-            allowed = serving.columns.allowed(filters)
-            allowed[row] = False
             asked += 1
-            answered += serving.similar.threshold(row, n, query, weights, usable, allowed) is not None
+            answered += similar_source(serving, item, n, weights, filters) == "lookup"
     assert answered >= 0.9 * asked  # the lists, not the fallback, answer nearly all of them
 
 
@@ -184,86 +185,6 @@ def test_per_request_weights_score_the_same_from_stored_cosines_and_from_vectors
             assert_same_ranking(a, b)
 
 
-def test_the_threshold_scores_every_item_of_a_pattern_an_unlisted_item_could_win_from(market):
-    from recsys.serve.candidates import best as _best
-    from recsys.towers.item import weighted_scores
-
-    row, weights, usable = 11, {"text": 0.5, "tabular": 0.5}, ["text", "tabular"]
-    query = {m: np.asarray(b.vectors[row]) for m, b in market.vectors.blocks.items()}
-    allowed = np.ones(len(market.item_ids), bool)
-    allowed[row] = False
-    answered = Recommender(market).similar.threshold(row, 10, query, weights, usable, allowed)
-    assert answered is not None
-    # the listed items filtered away: the best candidates left fall to the bound of the items
-    # with both modalities, so these are scored from their vectors, within the exact budget ...
-    for m in usable:
-        allowed[market.similar[m].rows[row][:85]] = False
-    rows = np.flatnonzero(allowed)
-    exact = _best(10, rows, weighted_scores(market.vectors.blocks, query, rows, weights))
-    serving = Recommender(market)
-    candidates, scores = serving.similar.listed_scores(row, serving.similar.weighting(weights, usable), allowed)
-    nth = np.sort(scores)[-10]
-    assert len(candidates) >= 10 and any(nth <= bound for _, bound in serving.similar.unlisted_bounds(
-        serving.similar.weighting(weights, usable), serving.similar.list_ends[row].tolist()))
-    found = serving.similar.threshold(row, 10, query, weights, usable, allowed)
-    np.testing.assert_allclose(found[1], exact[1], atol=1e-5)
-    # the bounds hold: no item outside the lists scores above its pattern's bound
-    unlisted = np.setdiff1d(np.arange(len(market.item_ids)),
-                            np.concatenate([market.similar[m].rows[row] for m in usable] + [[row]]))
-    unlisted_scores = weighted_scores(market.vectors.blocks, query, unlisted, weights)
-    codes = serving.similar.patterns[0][unlisted]
-    similar = serving.similar
-    bounds = similar.unlisted_bounds(similar.weighting(weights, usable), similar.list_ends[row].tolist())
-    assert bounds and {p for p, _ in bounds} >= set(codes.tolist())
-    for p, bound in bounds:
-        assert unlisted_scores[codes == p].max(initial=0.0) <= bound + 1e-5
-    # ... and without one, the threshold cannot tell
-    assert Recommender(market, exact_budget=0).similar.threshold(row, 10, query, weights, usable, allowed) is None
-
-
-def _bounds_by_pattern(bundle, weights: dict, last: dict) -> dict[tuple, float]:
-    """The unlisted bounds written out: per combination of modalities some item has (and some
-    weighted one), the best weighted score its last listed cosines allow, leaving out the
-    combinations with a modality whose list holds every item with it (``last`` None)."""
-    names = list(bundle.vectors.blocks)
-    masks = np.stack([np.asarray(b.mask, bool) for b in bundle.vectors.blocks.values()], axis=1)
-    w_q, bounds = sum(weights[m] for m in last), {}
-    for combo in np.unique(masks, axis=0):
-        has = {m for m, h in zip(names, combo) if h}
-        w_c = sum(weights.get(m, 0.0) for m in has)
-        if w_c > 0 and not any(last[m] is None for m in has & last.keys()):
-            top = sum(weights[m] * max(last[m], 0.0) for m in has & last.keys())
-            bounds[tuple(combo.tolist())] = top / np.sqrt(w_q * w_c)
-    return bounds
-
-
-@pytest.mark.parametrize("weights", WEIGHTS, ids=lambda w: ",".join(f"{m}:{v}" for m, v in w.items()))
-@pytest.mark.parametrize("which", ["market", "built"])
-def test_the_unlisted_bounds_are_per_modality_pattern_of_the_catalog(request, which, weights):
-    serving = Recommender(request.getfixturevalue("market")) if which == "market" \
-        else request.getfixturevalue("built")[1]
-    bundle, names = serving.bundle, list(serving.bundle.vectors.blocks)
-    usable = [m for m in weights if m in bundle.similar]
-    patterns = [tuple(bool(h) for h in combo) for combo in serving.similar.patterns[1].tolist()]
-    for p, rows in enumerate(serving.similar.pattern_rows):  # the items of each pattern
-        masks = np.stack([np.asarray(b.mask, bool)[rows] for b in bundle.vectors.blocks.values()], axis=1)
-        assert len(rows) and (masks == patterns[p]).all()
-    assert sum(map(len, serving.similar.pattern_rows)) == len(bundle.item_ids)
-    for row in range(0, len(bundle.item_ids), 37):
-        ends = serving.similar.list_ends[row].tolist()
-        for m in names:  # the ends are the lists' last cosines, NaN for a list that is not full
-            full = bundle.similar[m].rows[row, -1] >= 0
-            assert ends[names.index(m)] == float(bundle.similar[m].scores[row, -1]) if full \
-                else np.isnan(ends[names.index(m)])
-        for exhaustive in [None, *usable]:  # as they are, then as if each list held every item
-            if exhaustive is not None:
-                ends[names.index(exhaustive)] = float("nan")
-            last = {m: None if np.isnan(ends[names.index(m)]) else ends[names.index(m)] for m in usable}
-            found = serving.similar.unlisted_bounds(serving.similar.weighting(weights, usable), ends)
-            expected = _bounds_by_pattern(bundle, weights, last)
-            assert {patterns[p]: bound for p, bound in found} == pytest.approx(expected, abs=1e-12)
-
-
 def test_items_lacking_the_weighted_modality_are_found_from_the_lists_of_the_others(market, computing):
     """An item without text, asked with text and tabular weights, is compared by tabular alone:
     items without text score their tabular cosine and those with text less; the unlisted items
@@ -274,7 +195,7 @@ def test_items_lacking_the_weighted_modality_are_found_from_the_lists_of_the_oth
     assert len(lacking) == 10
     for row in lacking:
         item = market.item_ids.ids[row]
-        assert serving.similar.threshold(row, 10, None, weights, ["tabular"], None) is not None
+        assert similar_source(serving, item, 10, weights) == "lookup"
         assert_same_ranking(serving.similar_items(item, k=10, weights=weights),
                             computing.similar_items(item, k=10, weights=weights))
 
@@ -283,7 +204,7 @@ def test_a_bundle_without_modality_lists_computes_per_request_weights(market, co
     only_combined = Recommender(dataclasses.replace(market, similar={"combined": market.similar["combined"]}))
     item = market.item_ids.ids[3]
     weights = {"text": 0.6, "tabular": 0.4}
-    assert not only_combined.similar.is_listed(item, 10, weights, only_combined.changes)
+    assert similar_source(only_combined, item, 10, weights) == "compute"
     assert_same_ranking(only_combined.similar_items(item, k=10, weights=weights),
                         computing.similar_items(item, k=10, weights=weights))
 
@@ -336,18 +257,18 @@ def test_one_pass_over_every_weight_scores_each_as_the_service_does(feeds, weigh
 
 def test_feeds_listed_with_another_content_weight_are_not_used(feeds):
     user = feeds.bundle.collab.user_ids.ids[3]
-    assert feeds.feeds.source(10, user, True, (), feeds.changes) == "lookup"
-    assert feeds.feeds.source(101, user, True, (), feeds.changes) != "lookup"
-    chosen = feeds.feeds.content_weight
+    assert feed_source(feeds, user, 10) == "lookup"
+    assert feed_source(feeds, user, 101) != "lookup"
+    chosen = feeds.content_weight
     other = Recommender(feeds.bundle, content_weight=0.6 if chosen != 0.6 else 0.3)
-    assert other.feeds.source(10, user, True, (), other.changes) != "lookup"
+    assert feed_source(other, user, 10) != "lookup"
     # lists made with raw factor scores (bundles trained before the unit-user scoring)
     made = {k: v for k, v in feeds.bundle.collab.params["feed"].items() if k != "scoring"}
     collab = dataclasses.replace(feeds.bundle.collab, params={**feeds.bundle.collab.params, "feed": made})
     older = Recommender(dataclasses.replace(feeds.bundle, collab=collab))
-    assert older.feeds.source(10, user, True, (), older.changes) != "lookup"
-    assert feeds.feeds.source(10, user, False, (), feeds.changes) != "lookup"
-    assert feeds.feeds.source(10, "nobody", True, (), feeds.changes) != "lookup"
+    assert feed_source(older, user, 10) != "lookup"
+    assert feed_source(feeds, user, 10, exclude_seen=False) != "lookup"
+    assert feed_source(feeds, "nobody", 10) != "lookup"
 
 
 def test_first_returns_the_allowed_prefix_or_says_it_cannot_tell():
@@ -380,8 +301,8 @@ def test_precompute_k_zero_writes_no_lists(session_dir, market):
 
 
 def test_a_feed_list_made_in_another_process_is_kept_as_a_lookup(feeds):
-    """What a worker sends with a post (feed_list, through JSON) another keeps (keep_list): its
-    next feed is a lookup that equals the computed one; a list that does not fit is refused."""
+    """What a worker sends with a post (feed_list, through JSON) another keeps (receive_feed_list):
+    its next feed is a lookup that equals the computed one; a list that does not fit is refused."""
     import json
 
     from recsys.errors import InvalidRequest
@@ -391,32 +312,34 @@ def test_a_feed_list_made_in_another_process_is_kept_as_a_lookup(feeds):
     trained = bundle.collab.user_ids.ids[4]
     maker, keeper = Recommender(bundle, feed_lists=100), Recommender(bundle, feed_lists=100)
     for user, recent in [(trained, [items[10], items[20]]), ("visitor", [items[33], items[34]])]:
-        made = maker.feeds.feed_list(user, recent, maker.changes)
-        assert made is maker.feeds.feed_list(user, recent, maker.changes)  # kept: made once
-        sent = json.loads(json.dumps({"rows": made.rows[0].tolist(), "scores": made.scores[0].tolist()}))
-        assert keeper.feeds.source(10, user, True, recent, keeper.changes) == "list"
-        keeper.feeds.keep_list(user, recent, sent["rows"], sent["scores"], keeper.changes)
-        assert keeper.feeds.source(10, user, True, recent, keeper.changes) == "lookup"
+        assert feed_source(maker, user, 10, recent) == "list"
+        made = maker.feed_list(user, recent)
+        assert feed_source(maker, user, 10, recent) == "lookup"  # kept: made once
+        assert maker.feed_list(user, recent) == made
+        sent = json.loads(json.dumps({"recent": made[0], "rows": made[1], "scores": made[2]}))
+        assert sent["recent"] == recent
+        assert feed_source(keeper, user, 10, recent) == "list"
+        keeper.receive_feed_list(user, sent["recent"], sent["rows"], sent["scores"])
+        assert feed_source(keeper, user, 10, recent) == "lookup"
         kept = keeper.recommend(user, k=50, recent_items=recent)
         assert [(s.item_id, s.score) for s in kept.items] == \
             [(s.item_id, s.score) for s in maker.recommend(user, k=50, recent_items=recent).items]
         assert_same_ranking(kept.items, feeds.recommend(user, k=50, recent_items=recent).items)
     # a trained user's list is their own; visitors (unknown to the model) share by recent items
-    assert keeper.feeds.source(10, bundle.collab.user_ids.ids[5], True, [items[10], items[20]],
-                               keeper.changes) == "list"
-    assert keeper.feeds.source(10, "another visitor", True, [items[33], items[34]], keeper.changes) == "lookup"
-    good = maker.feeds.feed_list("visitor", [items[33], items[34]], maker.changes)
-    rows, scores = good.rows[0].tolist(), good.scores[0].tolist()
+    assert feed_source(keeper, bundle.collab.user_ids.ids[5], 10, [items[10], items[20]]) == "list"
+    assert feed_source(keeper, "another visitor", 10, [items[33], items[34]]) == "lookup"
+    _, rows, scores = maker.feed_list("visitor", [items[33], items[34]])
     for bad in [(rows[:-1], scores[:-1]), ([len(items)] + rows[1:], scores), ([float(r) for r in rows], scores),
                 (rows, [float("nan")] + scores[1:]), (["x"] * len(rows), scores)]:
         with pytest.raises(InvalidRequest, match="not a feed list"):
-            keeper.feeds.keep_list("v2", [items[1]], *bad, keeper.changes)
+            keeper.receive_feed_list("v2", [items[1]], *bad)
     with pytest.raises(InvalidRequest, match="unknown item_id"):
-        keeper.feeds.keep_list("v2", ["no such item"], rows, scores, keeper.changes)
-    assert feeds.feeds.feed_list("visitor", [items[1]], feeds.changes) is None  # lists off
-    assert maker.feeds.feed_list("visitor", [], maker.changes) is None
-    assert maker.feeds.usable_recent(["no such item", items[1], items[1]], maker.changes) == [items[1], items[1]]
-    assert len(maker.feeds.usable_recent(items, maker.changes)) == 5 * maker.feeds.history_items
+        keeper.receive_feed_list("v2", ["no such item"], rows, scores)
+    assert feeds.feed_list("visitor", [items[1]]) is None  # lists off
+    assert maker.feed_list("visitor", []) is None
+    # the recent items of the activity log: those the bundle lacks are dropped, at most 5 x history_items (20)
+    assert maker.feed_list("v3", ["no such item", items[1], items[1]])[0] == [items[1]]
+    assert len(maker.feed_list("v4", items)[0]) == 5 * 20
 
 
 def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(feeds):
@@ -425,16 +348,16 @@ def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(f
     items = bundle.item_ids.ids
     for user, recent in [(bundle.collab.user_ids.ids[4], [items[10], items[20]]), ("visitor", [items[33]]),
                          (None, [items[5], items[6], items[7]])]:
-        assert keeping.feeds.source(10, user, True, recent, keeping.changes) != "lookup"
+        assert feed_source(keeping, user, 10, recent) != "lookup"
         for n, filters in [(10, None), (100, None), (20, ItemFilter(max_price=60.0)), (150, None)]:
             kept = keeping.recommend(user, k=n, recent_items=recent, filters=filters)
             computed = feeds.recommend(user, k=n, recent_items=recent, filters=filters)
             assert kept.strategy == computed.strategy and kept.message == computed.message
             assert_same_ranking(kept.items, computed.items)
             assert not {s.item_id for s in kept.items} & set(recent)
-        assert keeping.feeds.source(100, user, True, recent, keeping.changes) == "lookup"  # kept since the first feed
-        assert keeping.feeds.source(101, user, True, recent, keeping.changes) != "lookup"
-        assert keeping.feeds.source(10, user, True, recent[::-1] + [items[40]], keeping.changes) != "lookup"
+        assert feed_source(keeping, user, 100, recent) == "lookup"  # kept since the first feed
+        assert feed_source(keeping, user, 101, recent) != "lookup"
+        assert feed_source(keeping, user, 10, recent[::-1] + [items[40]]) != "lookup"
     changes = ItemChanges.build(bundle, gen=1, deleted={s.item_id for s in keeping.recommend(
         "visitor", k=3, recent_items=[items[33]]).items})
     after = keeping.with_changes(changes).recommend("visitor", k=10, recent_items=[items[33]])
@@ -592,14 +515,15 @@ def test_a_catalog_above_exact_lists_max_gets_approximate_lists_with_their_recal
     # other items are past the exact budget: approximate lists answer with their best, exact lists
     # go to Annoy
     weights, k = {"tabular": 1.0}, 20
-    cells = Recommender(bundle, exact_budget=0).similar
-    exact = Recommender(dataclasses.replace(bundle, manifest={**bundle.manifest, "lists": {"method": "exact"}}),
-                        exact_budget=0).similar
-    older = Recommender(dataclasses.replace(bundle, manifest={**bundle.manifest, "lists": {"method": "cells"}}))
-    assert cells.approximate_lists and older.similar.approximate_lists and not exact.approximate_lists
+    cells = ModalityLists(bundle, exact_budget=0)
+    exact = ModalityLists(dataclasses.replace(bundle, manifest={**bundle.manifest, "lists": {"method": "exact"}}),
+                          exact_budget=0)
+    older = ModalityLists(dataclasses.replace(bundle, manifest={**bundle.manifest, "lists": {"method": "cells"}}),
+                          exact_budget=0)
+    assert cells.approximate_lists and older.approximate_lists and not exact.approximate_lists
     for row in (3, 50, 299):
-        assert exact.threshold(row, k, None, weights, ["tabular"], None) is None
-        rows, scores = cells.threshold(row, k, None, weights, ["tabular"], None)
+        assert exact.threshold(row, k, weights, ["tabular"], None) is None
+        rows, scores = cells.threshold(row, k, weights, ["tabular"], None)
         listed = bundle.similar["tabular"].rows[row]
         assert set(rows) == set(listed[listed >= 0])
         tabular = np.asarray(bundle.vectors.blocks["tabular"].vectors)

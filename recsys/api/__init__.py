@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
         >>> app = create_app(load_settings(api={"bundle": "models/shop"}))  # doctest: +SKIP
         >>> app.test_client().get("/v1/items/SKU-1/similar?k=5").json["items"]  # doctest: +SKIP
     """
-    from recsys.api.context import SECURITY_HEADERS
+    from recsys.api.context import api_headers
     from recsys.api.curation import bp as curation
     from recsys.api.errors import register_error_handlers
     from recsys.api.metrics import Metrics
@@ -80,10 +80,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
 
     @app.after_request
     def _finish(response):
-        version = g.get("version")
-        if version is not None:
-            response.headers["X-Recsys-Version"] = version
-        for name, value in SECURITY_HEADERS:
+        for name, value in api_headers(g.get("version")):
             response.headers.setdefault(name, value)
         rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.request(rule, response.status_code,

@@ -16,11 +16,20 @@ from recsys.worker import Serving
 
 # every API answer: no MIME sniffing (an image is never run as HTML), and a policy that lets a
 # response load or run nothing should a browser open it as a page; the shop page sets its own
-SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
-                    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
+_SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
+                     ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"))
 
 
-__all__ = ["current_serving", "use", "json_body", "json_response", "require_key", "check_read_access"]
+__all__ = ["current_serving", "use", "json_body", "json_response", "require_key", "check_read_access",
+           "api_headers"]
+
+
+def api_headers(version: str | None) -> list[tuple[str, str]]:
+    """The headers every response carries, whichever path answered it (Flask's after-request
+    hook, or the fast path): the security headers, and the bundle version that answered."""
+    if version is None:
+        return list(_SECURITY_HEADERS)
+    return [*_SECURITY_HEADERS, ("X-Recsys-Version", version)]
 
 
 def current_serving() -> Serving:

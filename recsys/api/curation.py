@@ -17,14 +17,13 @@ from flask import Blueprint, request
 
 from recsys._lru import Lru
 from recsys.api.context import current_serving, json_body, json_response, require_key, use
-from recsys.api.schemas import QueryArgs
+from recsys.api.params import parse
 from recsys.errors import InvalidRequest
 
 __all__ = ["bp"]
 
 bp = Blueprint("recsys_curation", __name__)
 _answers = Lru(16)
-MAX_SUBSET = 5000
 MAX_LABELS = 1000
 _MAP_POINTS = 3000
 # answers describe (title, category, image) the items an admin page shows, not every item
@@ -57,8 +56,7 @@ def duplicates():
     require_key()
     from recsys.curation import duplicates as dup
 
-    args = QueryArgs(request.args, ("threshold",))
-    threshold = args.fraction("threshold", dup.IMAGE_THRESHOLD)
+    threshold = parse("duplicates", request.args)["threshold"]
     found = _kept(("duplicates", threshold), lambda b: dup.find_duplicates(b, threshold=threshold))
     return json_response({"version": found.version, "threshold": found.threshold, "groups": found.groups,
                           "catalog": _catalog(i for group in found.groups[:_SHOWN_GROUPS] for i in group)})
@@ -69,8 +67,7 @@ def outliers():
     require_key()
     from recsys.curation import find_outliers
 
-    args = QueryArgs(request.args, ("top",))
-    top = args.integer("top", 50, 0, 10**9)
+    top = parse("outliers", request.args)["top"]
     found = _kept(("outliers",), find_outliers)
     items = [{"item_id": r.item_id, "score": float(r.score), "reasons": list(r.reasons),
               "suggested_category": r.suggested_category} for r in found.top(top).itertuples()]
@@ -83,15 +80,14 @@ def clusters():
     require_key()
     from recsys.curation import find_clusters
 
-    args = QueryArgs(request.args, ("k", "modality", "map"))
-    k = args.integer("k", 0, 0, 1000) or None
-    modality = request.args.get("modality", "combined")
+    values = parse("clusters", request.args)
+    k, modality = values["k"] or None, values["modality"]
     seed = current_serving().settings.seed
     found = _kept(("clusters", k, modality), lambda b: find_clusters(b, k=k, modality=modality, seed=seed))
     body = {"version": found.version, "modality": found.modality,
             "clusters": [dataclasses.asdict(c) for c in found.clusters],
             "catalog": _catalog(i for c in found.clusters for i in c.representatives)}
-    if args.flag("map", False):
+    if values["map"]:
         body["map"] = _map_points(found)
     return json_response(body)
 
@@ -113,11 +109,9 @@ def subset():
     from recsys.curation import diverse_subset
     from recsys.curation.duplicates import duplicate_rows
 
-    args = QueryArgs(request.args, ("n", "balance", "quota", "seed", "modality"))
-    n = args.integer("n", 100, 1, MAX_SUBSET)
-    seed = args.integer("seed", current_serving().settings.seed, 0, 2**31 - 1)
-    balance, quota = request.args.get("balance") or None, request.args.get("quota", "one")
-    modality = request.args.get("modality", "combined")
+    values = parse("subset", request.args)
+    n, balance, quota, modality = values["n"], values["balance"] or None, values["quota"], values["modality"]
+    seed = values["seed"] if values["seed"] is not None else current_serving().settings.seed
 
     def compute(bundle):
         return diverse_subset(bundle, n, balance=balance, quota=quota, seed=seed, modality=modality,
@@ -146,12 +140,11 @@ def labels():
         raise InvalidRequest(f"{kind} must be a list of 1 to {MAX_LABELS} objects with the string fields "
                              f"{' and '.join(columns)}")
     frame = pd.DataFrame([{c: r[c] for c in columns} for r in rows])
-    serving = current_serving()
-    recommender = use(serving.recommender())
+    recommender = use(current_serving().recommender())
     if kind == "examples":
         found = label_from_examples(recommender.bundle, frame)
     else:
-        found = label_from_prompts(recommender.bundle, frame, serving.embedder.embed_queries)
+        found = label_from_prompts(recommender.bundle, frame, recommender.embed_texts)
     items = [{"item_id": r.item_id, "label": r.label, "confidence": float(r.confidence)}
              for r in found.items.itertuples()]
     confident = found.items.sort_values("confidence", ascending=False, kind="stable").groupby("label").head(8)

@@ -17,9 +17,10 @@ import time
 
 from werkzeug.http import HTTP_STATUS_CODES
 
-from recsys.api.context import SECURITY_HEADERS
+from recsys.api.context import api_headers
 from recsys.api.errors import INTERNAL_ERROR, error_body, recsys_error_parts
 from recsys.api.metrics import Metrics
+from recsys.api.routes import HOT_READS, HotRead
 from recsys.api.schemas import parse_query
 from recsys.errors import RecsysError
 from recsys.worker import Serving
@@ -43,7 +44,6 @@ class FastReads:
     """
 
     def __init__(self, app, serving: Serving, metrics: Metrics):
-        from recsys.api.routes import HOT_READS
 
         self.app = app.wsgi_app
         self.serving = serving
@@ -51,36 +51,33 @@ class FastReads:
         registered = {(r.rule, r.endpoint) for r in app.url_map.iter_rules() if "GET" in (r.methods or ())}
         default = app.url_map.converters["default"].regex  # what <name> matches in Flask
         self.routes = []
-        for endpoint, (rule, body_of) in HOT_READS.items():
-            if (rule, f"recsys.{endpoint}") not in registered:
-                raise RuntimeError(f"the fast path's {rule} is not a GET route of the app")
-            pattern = re.compile(re.sub(r"<\w+>", f"({default})", rule))
-            self.routes.append((pattern, rule, body_of))
+        for endpoint, hot in HOT_READS.items():
+            if (hot.rule, f"recsys.{endpoint}") not in registered:
+                raise RuntimeError(f"the fast path's {hot.rule} is not a GET route of the app")
+            self.routes.append((re.compile(re.sub(r"<\w+>", f"({default})", hot.rule)), hot))
         api = serving.settings.api
         self.enabled = not api.protect_reads and not api.cors_origins
 
     def __call__(self, environ, start_response):
         if self.enabled and environ.get("REQUEST_METHOD") == "GET":
             path = environ.get("PATH_INFO", "")
-            for pattern, rule, body_of in self.routes:
+            for pattern, hot in self.routes:
                 match = pattern.fullmatch(path)  # not re's $, which allows a final newline
                 if match is not None:
-                    return self._answer(environ, start_response, rule, body_of, match.group(1))
+                    return self._answer(environ, start_response, hot, match.group(1))
         return self.app(environ, start_response)
 
-    def _answer(self, environ, start_response, rule: str, body_of, raw_id: str):
+    def _answer(self, environ, start_response, hot: HotRead, raw_id: str):
         started = time.perf_counter()
         try:
             owner = raw_id.encode("latin-1").decode()  # WSGI paths are bytes as latin-1
-            body, recommender = body_of(self.serving, self.metrics, owner,
-                                        parse_query(environ.get("QUERY_STRING", "")))
+            body, version, source = hot.read(self.serving, owner, parse_query(environ.get("QUERY_STRING", "")))
         except Exception as exc:  # noqa: BLE001 - every failure is answered here, never replayed
-            return self._error(start_response, rule, exc, started)
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Content-Length", str(len(body))),
-                                  ("X-Recsys-Version", recommender.version), *SECURITY_HEADERS])
-        self.metrics.request(rule, 200, time.perf_counter() - started,
-                             self.serving.breaker.error is None)
+            return self._error(start_response, hot.rule, exc, started)
+        self.metrics.cached(hot.cache, source)
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                                  *api_headers(version)])
+        self.metrics.request(hot.rule, 200, time.perf_counter() - started, self.serving.breaker.error is None)
         return [body]
 
     def _error(self, start_response, rule: str, exc: Exception, started: float):
@@ -99,9 +96,7 @@ class FastReads:
             status = 500
             body = error_body(*INTERNAL_ERROR, version=version)
         out = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers.items(),
-               *SECURITY_HEADERS]
-        if version is not None:
-            out.append(("X-Recsys-Version", version))
+               *api_headers(version)]
         start_response(f"{status} {HTTP_STATUS_CODES.get(status, '').upper()}".rstrip(), out)
         self.metrics.request(rule, status, time.perf_counter() - started,
                              self.serving.breaker.error is None)

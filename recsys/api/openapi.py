@@ -9,16 +9,13 @@ from __future__ import annotations
 from functools import lru_cache
 
 from recsys import __version__
+from recsys.api.params import ENDPOINTS
 from recsys.api.schemas import ID_PATTERN, EventIn, InteractionsIn, ItemIn, SessionIn
 from recsys.data.schema import MAX_ID_LENGTH
-from recsys.serve import MAX_K
 
 __all__ = ["document"]
 
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": ID_PATTERN}
-_NUMBER = {"type": "number", "minimum": 0}
-_WEIGHT = r"(image|text|tabular):[0-9]+(\.[0-9]+)?"
-_WEIGHTS = rf"^{_WEIGHT}(,{_WEIGHT})*$"
 
 
 def _param(name: str, where: str, schema: dict, description: str, required: bool = False) -> dict:
@@ -26,17 +23,11 @@ def _param(name: str, where: str, schema: dict, description: str, required: bool
             "description": description}
 
 
-_K = lambda default: _param("k", "query", {"type": "integer", "minimum": 1, "maximum": MAX_K,  # noqa: E731
-                                           "default": default}, "how many items")
-_FILTERS = [
-    _param("category", "query", {"type": "string", "minLength": 1, "maxLength": 500},
-           "category path prefix, matched on whole segments (women/shoes)"),
-    _param("min_price", "query", _NUMBER, "lowest price, inclusive"),
-    _param("max_price", "query", _NUMBER, "highest price, inclusive"),
-    _param("exclude", "query", {"type": "string"}, "comma-separated item ids never to return"),
-]
-_DEDUPE = _param("dedupe", "query", {"type": "boolean", "default": True},
-                 "show one listing of each group of duplicate listings (docs/curation.md)")
+def _query(endpoint: str) -> list[dict]:
+    """An endpoint's query parameters, from their one declaration (:mod:`recsys.api.params`)."""
+    return [param.openapi() for param in ENDPOINTS[endpoint]]
+
+
 _ITEM_ID = _param("item_id", "path", _ID, "catalog item id")
 _USER_ID = _param("user_id", "path", _ID, "user id")
 
@@ -147,34 +138,16 @@ def _schemas() -> dict:
 def _admin_paths() -> dict:
     """The curation admin reads (docs/curation.md): each needs the API key."""
     errors = _errors(400, 401, 403, 405, 503)
-    fraction = {"type": "number", "minimum": 0, "maximum": 1}
-    modality = _param("modality", "query", {"type": "string", "enum": ["combined", "image", "text", "tabular"],
-                                            "default": "combined"}, "the vectors to use")
 
-    def read(summary: str, schema: str, *parameters: dict) -> dict:
-        return {"get": {"summary": summary, "security": _SECURITY, "parameters": list(parameters),
+    def read(summary: str, schema: str, endpoint: str) -> dict:
+        return {"get": {"summary": summary, "security": _SECURITY, "parameters": _query(endpoint),
                         "responses": {**_ok(schema), **errors}}}
 
     return {
-        "/v1/admin/duplicates": read("Groups of duplicate listings", "Duplicates",
-                                     _param("threshold", "query", fraction, "image cosine of a duplicate")),
-        "/v1/admin/outliers": read("Items most likely wrong, with their reasons", "Outliers",
-                                   _param("top", "query", {"type": "integer", "minimum": 0, "default": 50},
-                                          "how many items; 0 for all")),
-        "/v1/admin/clusters": read("The catalog's clusters, named", "Clusters",
-                                   _param("k", "query", {"type": "integer", "minimum": 0, "maximum": 1000},
-                                          "how many clusters (0 or absent: chosen from the size)"), modality,
-                                   _param("map", "query", {"type": "boolean", "default": False},
-                                          "add a 2-D position per item (a sample of at most 3,000)")),
-        "/v1/admin/subset": read("Items that cover the catalog", "Subset",
-                                 _param("n", "query", {"type": "integer", "minimum": 1, "maximum": 5000,
-                                                       "default": 100}, "how many items"),
-                                 _param("balance", "query", {"type": "string"}, "a column every value of "
-                                        "which is represented, e.g. category"),
-                                 _param("quota", "query", {"type": "string", "enum": ["one", "equal"]},
-                                        "at least one item per value, or equal shares"),
-                                 _param("seed", "query", {"type": "integer", "minimum": 0}, "the first draw"),
-                                 modality),
+        "/v1/admin/duplicates": read("Groups of duplicate listings", "Duplicates", "duplicates"),
+        "/v1/admin/outliers": read("Items most likely wrong, with their reasons", "Outliers", "outliers"),
+        "/v1/admin/clusters": read("The catalog's clusters, named", "Clusters", "clusters"),
+        "/v1/admin/subset": read("Items that cover the catalog", "Subset", "subset"),
         "/v1/admin/labels": {"post": {
             "summary": "Label every item from a few examples per label, or a text per label",
             "security": _SECURITY,
@@ -220,16 +193,11 @@ def document() -> dict:
     paths = {
         "/v1/items/{item_id}/similar": {"get": {
             "summary": "Items similar to an item (the product-page widget)",
-            "parameters": [_ITEM_ID, _K(10), _param(
-                "weights", "query", {"type": "string", "pattern": _WEIGHTS},
-                "per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1"), _DEDUPE, *_FILTERS],
+            "parameters": [_ITEM_ID, *_query("similar")],
             "responses": {**_ok("Similar"), **_errors(*_READ_ERRORS)}}},
         "/v1/users/{user_id}/recommendations": {"get": {
             "summary": "A user's personalised feed (recent activity folded in)",
-            "parameters": [_USER_ID, _K(20), _param("exclude_seen", "query", {"type": "boolean"},
-                                                   "leave out items the user interacted with; default: "
-                                                   "the setting collab.exclude_seen (true)"),
-                           _DEDUPE, *_FILTERS],
+            "parameters": [_USER_ID, *_query("user_feed")],
             "responses": {**_ok("Feed"), **_errors(*_READ_ERRORS)}}},
         "/v1/recommendations": {"post": {
             "summary": "A feed for an anonymous session from its recent items",
@@ -246,25 +214,17 @@ def document() -> dict:
             "responses": {**_ok("Accepted", "stored in the log", "202"), **_errors(*_WRITE_ERRORS)}}},
         "/v1/items": {"get": {
             "summary": "The catalog, page by page (the shop's grid)",
-            "parameters": [_param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 24},
-                                  "items per page"),
-                           _param("offset", "query", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
-                                  "items to skip"), *_FILTERS[:3]],
+            "parameters": _query("items"),
             "responses": {**_ok("ItemList"), **_errors(*_READ_ERRORS)}}},
         "/v1/search": {"get": {
             "summary": "Items for a free-text query: by their text, their photos (the joint text-image "
                        "space) or both",
-            "parameters": [_param("q", "query", {"type": "string", "minLength": 1, "maxLength": 500,
-                                                 "pattern": r"\S"}, "the query text", required=True),
-                           _param("mode", "query", {"type": "string", "enum": ["text", "image", "both"]},
-                                  "what the query is compared with; default both where the bundle has a "
-                                  "joint space, else text"),
-                           _K(10), *_FILTERS],
+            "parameters": _query("search"),
             "responses": {**_ok("Search"), **_errors(*_READ_ERRORS)}}},
         "/v1/search/image": {"post": {
             "summary": "Items that look like a photo (visual search): a multipart file field `image`, or "
                        "JSON with a data: URL; at most images.max_bytes and images.max_pixels",
-            "parameters": [_K(10), _DEDUPE, *_FILTERS],
+            "parameters": _query("search_by_photo"),
             "requestBody": {"required": True, "content": {
                 "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
                     "image": {"type": "string", "format": "binary"}}}},

@@ -7,171 +7,141 @@ header.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from flask import Blueprint, Response, current_app, g, request
+from orjson import Fragment
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from recsys.api.context import check_read_access, current_serving, json_body, json_response, use
-from recsys.api.schemas import QueryArgs, SessionIn, check_id, parse_body
+from recsys.api.params import parse
+from recsys.api.schemas import SessionIn, check_id, parse_body
 from recsys.data.images import IMAGE_ERRORS, data_url_bytes, decode_image
 from recsys.errors import InvalidRequest, NotFound
-from recsys.serve import MAX_K, Recommender, Scored
+from recsys.serve import FeedQuery, Recommender, Scored, SimilarQuery
 from recsys.serve.embedder import PHOTO_SIDE
 from recsys.serve.filters import ItemFilter
+from recsys.serve.rows import dump_json
 from recsys.worker import Serving
 
-__all__ = ["bp", "similar_body", "feed_body", "HOT_READS"]
+__all__ = ["bp", "similar", "user_feed", "HOT_READS"]
 
 bp = Blueprint("recsys", __name__)
 
-FILTER_ARGS = ("category", "min_price", "max_price", "exclude")
+
+# -- the hot reads ------------------------------------------------------------------------------
+# Each is a plain function of (the worker, the path's id, the query's (name, value) pairs) that
+# parses the request into a typed query, asks the worker's result cache, and shapes the answer's
+# JSON: the Flask views below and the WSGI fast path in front of Flask (recsys.api.fast) both call
+# it, then count how it was answered and add the headers.
 
 
-# -- reads --------------------------------------------------------------------------------------
-# The two hot reads are plain functions of (serving, metrics, path id, query args): the Flask views
-# below and the WSGI fast path in front of Flask (recsys.api.fast) both call them.
-
-
-def similar_body(serving: Serving, metrics, item_id: str, raw_args) -> tuple[bytes, Recommender]:
-    """``GET /v1/items/{item_id}/similar``: the JSON body and the recommender that answered.
+def similar(serving: Serving, item_id: str, args) -> tuple[bytes, str, str]:
+    """``GET /v1/items/{item_id}/similar``: the JSON body, the bundle version that answered, and
+    where the answer came from (:meth:`~recsys.worker.cache.ResultCache.similar`).
 
     Raises:
-        InvalidRequest: a bad id or query parameter.
-        NotReady: no bundle loaded.
-        NotFound: an unknown item.
+        InvalidRequest: a bad id or query parameter. NotReady: no bundle loaded. NotFound: an
+            unknown item.
     """
     check_id(item_id, "item")
-    args = QueryArgs(raw_args, ("k", "weights", "dedupe", *FILTER_ARGS))
-    serving.recommender()  # not ready: 503 before parsing the query
-    k = args.k(10)
-    weights = args.weights()
-    dedupe = args.flag("dedupe", True)
-    item_filter = args.item_filter()
-    described = item_filter.describe()
-    query = {"k": k, "w": weights, "f": described, "d": dedupe}
-
-    def compute(rec: Recommender, _recent) -> dict:
-        found = rec.similar_items(item_id, k=k, weights=weights, filters=item_filter, dedupe=dedupe)
-        return _explained({"version": rec.version, "item_id": item_id, "k": k,
-                           "weights": weights or rec.bundle.vectors.weights,
-                           "filters": described, "items": rec.rows(found)}, rec, item_filter)
-
-    return serving.results.similar(serving, metrics, item_id, query, compute, k=k, weights=weights)
+    values = parse("similar", args)
+    query = SimilarQuery(item_id, values["k"], values["weights"], values["filters"], values["dedupe"])
+    answer, source = serving.results.similar(query)
+    body = {"version": answer.version, "item_id": item_id, "k": query.k, "weights": Fragment(answer.weights),
+            "filters": query.filters.describe(), "items": Fragment(answer.items)}
+    if answer.message is not None:
+        body["message"] = answer.message
+    return dump_json(body), answer.version, source
 
 
-def feed_body(serving: Serving, metrics, user_id: str, raw_args) -> tuple[bytes, Recommender]:
-    """``GET /v1/users/{user_id}/recommendations``: the JSON body and the recommender that answered.
-
-    Raises:
-        InvalidRequest: a bad id or query parameter.
-        NotReady: no bundle loaded.
-    """
+def user_feed(serving: Serving, user_id: str, args) -> tuple[bytes, str, str]:
+    """``GET /v1/users/{user_id}/recommendations``, as :func:`similar`."""
     check_id(user_id, "user")
-    args = QueryArgs(raw_args, ("k", "exclude_seen", "dedupe", *FILTER_ARGS))
-    serving.recommender()
-    k = args.k(20)
-    exclude_seen = args.flag("exclude_seen", serving.settings.collab.exclude_seen)
-    dedupe = args.flag("dedupe", True)
-    item_filter = args.item_filter()
-    described = item_filter.describe()
-    query = {"k": k, "s": exclude_seen, "f": described, "d": dedupe}
-
-    def compute(rec: Recommender, recent: list[str]) -> dict:
-        feed = rec.recommend(user_id, k=k, recent_items=recent, exclude_seen=exclude_seen,
-                             filters=item_filter, dedupe=dedupe)
-        return _feed_body(rec, feed, k, item_filter, described, user_id=user_id, recent=len(recent))
-
-    return serving.results.feed(serving, metrics, user_id, query, compute, k=k, exclude_seen=exclude_seen)
+    values = parse("user_feed", args)
+    exclude_seen = values["exclude_seen"]
+    if exclude_seen is None:
+        exclude_seen = serving.settings.collab.exclude_seen
+    query = FeedQuery(user_id, values["k"], (), exclude_seen, values["filters"], values["dedupe"])
+    answer, source = serving.results.feed(query)
+    return dump_json({"version": answer.version, "user_id": user_id, "recent": answer.recent, "k": query.k,
+                      "strategy": answer.strategy, "message": answer.message,
+                      "filters": query.filters.describe(), "items": Fragment(answer.items)}), answer.version, source
 
 
-def _hot_read(body_of, owner: str) -> Response:
-    check_read_access()
-    body, recommender = body_of(current_serving(), current_app.extensions["recsys.metrics"], owner,
-                                request.args)
-    use(recommender)
-    return Response(body, mimetype="application/json")
+class HotRead(NamedTuple):
+    rule: str
+    read: Callable[[Serving, str, object], tuple[bytes, str, str]]
+    cache: str  # its name in the cache metrics
 
 
-# the hot reads' route table: endpoint -> (URL rule, body function); Flask's views are registered
-# from it, and the fast path (recsys.api.fast) answers the same rules with the same functions
-HOT_READS = {"similar": ("/v1/items/<item_id>/similar", similar_body),
-             "user_feed": ("/v1/users/<user_id>/recommendations", feed_body)}
+# the hot reads' route table, by endpoint: Flask's views are registered from it, and the fast path
+# (recsys.api.fast) answers the same rules with the same functions
+HOT_READS = {"similar": HotRead("/v1/items/<item_id>/similar", similar, "similar"),
+             "user_feed": HotRead("/v1/users/<user_id>/recommendations", user_feed, "feed")}
 
 
-def _hot_view(body_of):
+def _hot_view(hot: HotRead):
     def view(**owner: str) -> Response:  # one URL variable: the item or user id
-        return _hot_read(body_of, *owner.values())
+        check_read_access()
+        body, version, source = hot.read(current_serving(), *owner.values(), request.args)
+        g.version = version
+        current_app.extensions["recsys.metrics"].cached(hot.cache, source)
+        return Response(body, mimetype="application/json")
     return view
 
 
-for _endpoint, (_rule, _body_of) in HOT_READS.items():
-    bp.add_url_rule(_rule, _endpoint, _hot_view(_body_of), methods=["GET"])
+for _endpoint, _hot in HOT_READS.items():
+    bp.add_url_rule(_hot.rule, _endpoint, _hot_view(_hot), methods=["GET"])
 
 
-def _feed_body(rec: Recommender, feed, k: int, item_filter: ItemFilter, described: dict, **extra: Any) -> dict:
-    return _explained({"version": rec.version, **extra, "k": k, "strategy": feed.strategy,
-                       "message": feed.message, "filters": described,
-                       "items": rec.rows(feed, cold=True)}, rec, item_filter)
-
-
-def _explained(body: dict, rec: Recommender, item_filter: ItemFilter) -> dict:
-    """``body`` with a ``message`` saying why its items are empty, where the filter explains it
-    (a category no item is in)."""
-    if not body["items"]:
-        message = rec.filter_message(item_filter)
-        if message is not None:
-            body["message"] = message
-    return body
+# -- the other reads ----------------------------------------------------------------------------
 
 
 @bp.post("/v1/recommendations")
 def session_feed():
     check_read_access()
     body = parse_body(SessionIn, json_body())
-    recommender = use(current_serving().recommender())
-    current_serving().snapshot()  # pick up item changes before answering
-    recommender = use(current_serving().recommender())
-    item_filter = body.item_filter()
-    feed = recommender.recommend(None, k=body.k, recent_items=body.recent_items,
-                                 exclude_seen=body.exclude_seen, filters=item_filter, dedupe=body.dedupe)
-    return json_response(_feed_body(recommender, feed, body.k, item_filter, item_filter.describe()))
+    recommender = use(current_serving().synced())
+    query = FeedQuery(None, body.k, tuple(body.recent_items), body.exclude_seen, body.item_filter(), body.dedupe)
+    feed = recommender.answer(recommender.plan(query))
+    return json_response({"version": recommender.version, "k": body.k, "strategy": feed.strategy,
+                          "message": feed.message, "filters": query.filters.describe(),
+                          "items": recommender.rows(feed, cold=True)})
 
 
 @bp.get("/v1/items")
 def list_items():
     check_read_access()
-    args = QueryArgs(request.args, ("limit", "offset", "category", "min_price", "max_price"))
-    limit = args.integer("limit", 24, 1, MAX_K)
-    offset = args.integer("offset", 0, 0, 10**9)
-    item_filter = args.item_filter()
-    serving = current_serving()
-    serving.catch_up()
-    recommender = use(serving.recommender())
-    total, page = recommender.listing(item_filter, offset, limit)
-    rows = recommender.rows([Scored(i, 0.0) for i in page], score=False)
-    return json_response(_explained({"version": recommender.version, "total": total, "offset": offset,
-                                     "limit": limit, "filters": item_filter.describe(), "items": rows},
-                                    recommender, item_filter))
+    values = parse("items", request.args)
+    recommender = use(current_serving().recommender())
+    total, page, message = recommender.listing(values["filters"], values["offset"], values["limit"])
+    body = {"version": recommender.version, "total": total, "offset": values["offset"], "limit": values["limit"],
+            "filters": values["filters"].describe(),
+            "items": recommender.rows([Scored(i, 0.0) for i in page], score=False)}
+    if message is not None:
+        body["message"] = message
+    return json_response(body)
 
 
 @bp.get("/v1/search")
 def search():
     check_read_access()
-    args = QueryArgs(request.args, ("q", "k", "mode", "category", "min_price", "max_price", "exclude"))
-    text = args.text("q")
-    mode = args.args.get("mode")
-    k = args.k(10)
-    item_filter = args.item_filter()
-    serving = current_serving()
-    serving.catch_up()
-    recommender = use(serving.recommender())
-    vector = serving.embedder.embed_query(text)
-    found = recommender.search(vector, k=k, filters=item_filter, mode=mode)
-    mode = mode or ("both" if recommender.bundle.joint is not None else "text")
-    return json_response(_explained({"version": recommender.version, "q": text, "mode": mode, "k": k,
-                                     "filters": item_filter.describe(), "items": recommender.rows(found)},
-                                    recommender, item_filter))
+    values = parse("search", request.args)
+    recommender = use(current_serving().recommender())
+    found = recommender.search(values["q"], k=values["k"], filters=values["filters"], mode=values["mode"])
+    return json_response(_result(recommender, found, q=values["q"], mode=values["mode"] or recommender.search_mode,
+                                 k=values["k"], filters=values["filters"]))
+
+
+def _result(recommender: Recommender, found, *, filters: ItemFilter, **fields: Any) -> dict:
+    """A search's body: the version, the query's ``fields``, the filters, the items, and a
+    message when the result says why it is empty."""
+    body = {"version": recommender.version, **fields, "filters": filters.describe(), "items": recommender.rows(found)}
+    if found.message is not None:
+        body["message"] = found.message
+    return body
 
 
 @bp.post("/v1/search/image")
@@ -180,10 +150,7 @@ def search_by_photo():
     ``{"image": "data:image/...;base64,..."}``; ``k``, ``dedupe`` and the filters are query
     parameters either way."""
     check_read_access()
-    args = QueryArgs(request.args, ("k", "dedupe", *FILTER_ARGS))
-    k = args.k(10)
-    dedupe = args.flag("dedupe", True)
-    item_filter = args.item_filter()
+    values = parse("search_by_photo", request.args)
     serving = current_serving()
     limit = serving.settings.images.max_bytes
     # a phone photo is larger than the JSON bodies the other endpoints take (base64 adds a third)
@@ -195,12 +162,9 @@ def search_by_photo():
         photo = decode_image(data, draft_size=PHOTO_SIDE, max_pixels=serving.settings.images.max_pixels)
     except IMAGE_ERRORS as exc:
         raise InvalidRequest(f"the photo cannot be used: {exc}") from None
-    serving.catch_up()
     recommender = use(serving.recommender())
-    vector = serving.embedder.embed_photos([photo])[0]
-    found = recommender.similar_to_photo(vector, k=k, filters=item_filter, dedupe=dedupe)
-    return json_response(_explained({"version": recommender.version, "k": k, "filters": item_filter.describe(),
-                                     "items": recommender.rows(found)}, recommender, item_filter))
+    found = recommender.similar_to_photo(photo, k=values["k"], filters=values["filters"], dedupe=values["dedupe"])
+    return json_response(_result(recommender, found, k=values["k"], filters=values["filters"]))
 
 
 def _uploaded_photo() -> bytes:
@@ -230,24 +194,21 @@ def _uploaded_photo() -> bytes:
 def item_image(item_id: str):
     check_read_access()
     check_id(item_id, "item")
-    QueryArgs(request.args, ())
+    parse("item_image", request.args)
     recommender = use(current_serving().recommender())
     data = recommender.image(item_id)
     if data is None:
         raise NotFound(f"item {item_id!r} has no image", item_id=item_id)
     # the bundle's own re-encoded JPEG, never a file or URL the catalog named
-    response = Response(data, mimetype="image/jpeg", headers={"Cache-Control": "public, max-age=3600"})
-    response.headers["X-Recsys-Version"] = recommender.version
-    return response
+    return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "public, max-age=3600"})
 
 
 @bp.get("/v1/items/<item_id>")
 def get_item(item_id: str):
     check_read_access()
     check_id(item_id, "item")
-    QueryArgs(request.args, ())
-    current_serving().snapshot()
-    recommender = use(current_serving().recommender())
+    parse("item", request.args)
+    recommender = use(current_serving().synced())
     return json_response({"version": recommender.version, "item": recommender.item(item_id)})
 
 

@@ -1,4 +1,4 @@
-"""Request bodies and query parameters of the HTTP API, validated at the boundary.
+"""Request bodies and ids of the HTTP API, validated at the boundary (query parameters: :mod:`recsys.api.params`).
 
 The pydantic models double as the OpenAPI schemas (``model_json_schema``), so the document and
 the validation cannot drift apart.
@@ -16,18 +16,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from recsys.data.schema import EVENTS, MAX_ID_LENGTH, id_problem, timestamp_problem
 from recsys.errors import InvalidRequest
-from recsys.serve import MAX_K
+from recsys.serve import FEED_K, MAX_K
 from recsys.serve.filters import ItemFilter
-from recsys.towers.item import parse_weights
 
-__all__ = ["Id", "EventIn", "InteractionsIn", "SessionIn", "ItemIn", "check_id", "parse_body",
-           "QueryArgs", "parse_query"]
+__all__ = ["Id", "EventIn", "InteractionsIn", "SessionIn", "ItemIn", "check_id", "parse_body", "parse_query"]
 
 # no control characters, no space at either end, bounded: what every id at the API boundary must
 # be (the same pattern is in the OpenAPI document, so generated clients agree with the server)
 ID_PATTERN = r"^[^\x00-\x20\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\x9f])?$"
 _ID = re.compile(ID_PATTERN)
-_DIGITS = re.compile(r"[0-9]{1,9}")
 
 
 def _trained_id(value: str) -> str:
@@ -124,7 +121,7 @@ class SessionIn(_FilterFields):
 
     recent_items: list[Id] = Field(default_factory=list, max_length=MAX_K,
                                    description="items the visitor touched, most recent first")
-    k: int = Field(20, ge=1, le=MAX_K)
+    k: int = Field(FEED_K, ge=1, le=MAX_K)
     exclude_seen: bool | None = Field(
         None, description="leave out the recent items; default: the setting collab.exclude_seen (true)")
     dedupe: bool = Field(True, description="show one listing of each group of duplicate listings")
@@ -211,96 +208,3 @@ def parse_query(query_string: str) -> list[tuple[str, str]]:
     """
     return parse_qsl(query_string.encode("latin-1").decode(), keep_blank_values=True,
                      errors="werkzeug.url_quote")  # the error handler werkzeug.urls registers
-
-
-_FILTER_NAMES = {"category", "min_price", "max_price", "exclude"}
-_NO_FILTER = ItemFilter()
-
-
-class QueryArgs:
-    """Query-string parameters of one endpoint, each validated with a message that names it.
-
-    Args:
-        args: ``request.args``, or the ``(name, value)`` pairs of a query string in order (what
-            the WSGI fast path parses, see :func:`parse_query`).
-        allowed: the parameter names this endpoint takes; any other is an error (a typo such as
-            ``?kk=5`` must not be silently ignored).
-    """
-
-    def __init__(self, args, allowed: tuple[str, ...]):
-        # a plain dict: werkzeug's MultiDict.get builds an exception for every absent name
-        self.args: dict[str, str] = {}
-        repeated = []
-        for name, value in (args.items(multi=True) if hasattr(args, "getlist") else args):
-            if name in self.args:
-                repeated.append(name)
-            self.args[name] = value
-        unknown = sorted(self.args.keys() - set(allowed))
-        if unknown:
-            raise InvalidRequest(f"unknown query parameter(s) {', '.join(unknown)}; this endpoint "
-                                 f"takes: {', '.join(allowed)}", allowed=list(allowed))
-        if repeated:
-            raise InvalidRequest(f"query parameter {repeated[0]!r} is given more than once")
-
-    def k(self, default: int) -> int:
-        return self.integer("k", default, 1, MAX_K)
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        """A parameter of plain ASCII digits (``int`` would also take ``+5``, `` 5`` and other
-        scripts' digits) from ``low`` to ``high``."""
-        raw = self.args.get(name)
-        if raw is None:
-            return default
-        value = int(raw) if _DIGITS.fullmatch(raw) else None
-        if value is None or not low <= value <= high:
-            raise InvalidRequest(f"{name} must be an integer from {low} to {high} (got {raw!r})")
-        return value
-
-    def fraction(self, name: str, default: float) -> float:
-        """A number from 0 to 1."""
-        raw = self.args.get(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = float("nan")
-        if not 0.0 <= value <= 1.0:
-            raise InvalidRequest(f"{name} must be a number from 0 to 1 (got {raw!r})")
-        return value
-
-    def text(self, name: str, max_length: int = 500) -> str:
-        raw = (self.args.get(name) or "").strip()
-        if not raw:
-            raise InvalidRequest(f"give {name}, e.g. ?{name}=red+dress")
-        if len(raw) > max_length or any(not c.isprintable() for c in raw):
-            raise InvalidRequest(f"{name} must be at most {max_length} printable characters")
-        return raw
-
-    def flag(self, name: str, default: bool) -> bool:
-        raw = self.args.get(name)
-        if raw is None:
-            return default
-        if raw.lower() in ("1", "true", "yes"):
-            return True
-        if raw.lower() in ("0", "false", "no"):
-            return False
-        raise InvalidRequest(f"{name} must be true or false (got {raw!r})")
-
-    def weights(self) -> dict[str, float] | None:
-        raw = self.args.get("weights")
-        return parse_weights(raw) if raw is not None else None
-
-    def item_filter(self) -> ItemFilter:
-        if not self.args.keys() & _FILTER_NAMES:
-            return _NO_FILTER  # the common case: nothing to validate
-        exclude = [p.strip() for p in self.args.get("exclude", "").split(",") if p.strip()]
-        if len(exclude) > MAX_K:
-            raise InvalidRequest(f"exclude names more than {MAX_K} items")
-        for item_id in exclude:
-            check_id(item_id, "exclude item")
-        category = self.args.get("category")
-        if category is not None and len(category) > 500:
-            raise InvalidRequest("category must be at most 500 characters")
-        return ItemFilter.create(category=category, min_price=self.args.get("min_price"),
-                                 max_price=self.args.get("max_price"), exclude=exclude)

@@ -9,6 +9,7 @@ import click
 import pandas as pd
 
 from recsys.cli._context import settings_of
+from recsys.serve.queries import FEED_K, SEARCH_K, SIMILAR_K
 from recsys.settings import Settings
 
 __all__ = ["similar", "search", "recommend", "items"]
@@ -72,7 +73,7 @@ def _print_table(title: str, rows: list[dict], empty: str) -> None:
 @click.argument("item_ids", nargs=-1)
 @click.option("--image", "images", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="a photo to find similar items for (visual search); may be repeated")
-@click.option("--k", default=10, show_default=True, type=int, help="neighbours per item (1..1000)")
+@click.option("--k", default=SIMILAR_K, show_default=True, type=int, help="neighbours per item (1..1000)")
 @click.option("--weights", default=None, metavar="SPEC",
               help="per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1")
 @_filter_options
@@ -81,7 +82,6 @@ def _print_table(title: str, rows: list[dict], empty: str) -> None:
 def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], images: tuple[str, ...], k: int,
             weights: str | None, category, min_price, max_price, include, exclude, as_json: bool) -> None:
     """Items most similar to each ITEM_ID, or to each photo given with --image."""
-    from recsys.serve.embedder import ItemEmbedder
     from recsys.towers.item import parse_weights
 
     if not item_ids and not images:
@@ -93,10 +93,8 @@ def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], images:
     parsed = parse_weights(weights, tuple(recommender.bundle.vectors.blocks)) if weights else None
     results = {i: _rows(recommender, recommender.similar_items(i, k=k, weights=parsed, filters=item_filter))
                for i in item_ids}
-    if images:
-        vectors = ItemEmbedder(recommender.bundle).embed_photos(list(images))
-        results.update({path: _rows(recommender, recommender.similar_to_photo(v, k=k, filters=item_filter))
-                        for path, v in zip(images, vectors)})
+    results.update({path: _rows(recommender, recommender.similar_to_photo(path, k=k, filters=item_filter))
+                    for path in images})
     if as_json:
         # the weights are the items' only: a photo is compared by the image modality alone
         weighted = {"weights": parsed or recommender.bundle.vectors.weights} if item_ids else {}
@@ -105,7 +103,7 @@ def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], images:
         return
     for key, rows in results.items():
         if key in item_ids:
-            meta = recommender.row_templates.get(key) or recommender.item(key)
+            meta = recommender.item(key)
             label = " | ".join(str(meta[c]) for c in _DISPLAY if meta.get(c) not in (None, ""))
             _print_table(f"similar to {key}: {label}", rows, "no similar items")
         else:
@@ -119,23 +117,19 @@ def similar(ctx: click.Context, bundle: Path, item_ids: tuple[str, ...], images:
 @click.option("--mode", type=click.Choice(["text", "image", "both"]), default=None,
               help="compare the query with the items' text, their photos (the joint text-image space), or "
                    "both [default: both where the bundle has a joint space, else text]")
-@click.option("--k", default=10, show_default=True, type=int, help="items per query (1..1000)")
+@click.option("--k", default=SEARCH_K, show_default=True, type=int, help="items per query (1..1000)")
 @_filter_options
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def search(ctx: click.Context, bundle: Path, queries: tuple[str, ...], mode: str | None, k: int,
            category, min_price, max_price, include, exclude, as_json: bool) -> None:
     """Items for each free-text QUERY ("red floral summer dress")."""
-    from recsys.serve.embedder import ItemEmbedder
-
     if any(not q.strip() for q in queries):  # as the API's ?q=: an empty query matches nothing in particular
         raise click.UsageError("a QUERY is empty: give the words to search for, e.g. \"red dress\"")
     recommender = _load(bundle, settings_of(ctx))
     item_filter = _item_filter(category, min_price, max_price, include, exclude)
-    mode = mode or ("both" if recommender.bundle.joint is not None else "text")
-    vectors = ItemEmbedder(recommender.bundle).embed_queries(list(queries))
-    results = {q: _rows(recommender, recommender.search(v, k=k, filters=item_filter, mode=mode))
-               for q, v in zip(queries, vectors)}
+    mode = mode or recommender.search_mode
+    results = {q: _rows(recommender, recommender.search(q, k=k, filters=item_filter, mode=mode)) for q in queries}
     if as_json:
         click.echo(json.dumps({"version": recommender.version, "mode": mode, "filters": item_filter.describe(),
                                "results": results}, indent=1))
@@ -148,7 +142,7 @@ def search(ctx: click.Context, bundle: Path, queries: tuple[str, ...], mode: str
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="a trained bundle version directory, or models/NAME for the newest")
 @click.argument("user_ids", nargs=-1)
-@click.option("--k", default=20, show_default=True, type=int, help="items per feed (1..1000)")
+@click.option("--k", default=FEED_K, show_default=True, type=int, help="items per feed (1..1000)")
 @click.option("--recent", default=None, metavar="ID,ID",
               help="items touched since training, most recent first; alone: an anonymous session")
 @click.option("--include-seen/--exclude-seen", default=None,

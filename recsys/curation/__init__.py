@@ -1,13 +1,25 @@
 """Catalog curation from the item vectors: duplicate listings, outliers and mislabels, clusters,
 labels from a few examples or prompts, and diverse, balanced subsets."""
-from recsys.curation.clusters import Clusters as Clusters
-from recsys.curation.clusters import find_clusters as find_clusters
-from recsys.curation.duplicates import Duplicates as Duplicates
-from recsys.curation.duplicates import find_duplicates as find_duplicates
-from recsys.curation.labels import Labels as Labels
-from recsys.curation.labels import label_from_examples as label_from_examples
-from recsys.curation.labels import label_from_prompts as label_from_prompts
-from recsys.curation.outliers import Outliers as Outliers
-from recsys.curation.outliers import find_outliers as find_outliers
-from recsys.curation.subset import Subset as Subset
-from recsys.curation.subset import diverse_subset as diverse_subset
+import importlib
+
+# loaded on first use: the API imports the duplicates' defaults without the clustering (scikit-learn)
+_LAZY = {
+    "Clusters": "recsys.curation.clusters",
+    "find_clusters": "recsys.curation.clusters",
+    "Duplicates": "recsys.curation.duplicates",
+    "find_duplicates": "recsys.curation.duplicates",
+    "Labels": "recsys.curation.labels",
+    "label_from_examples": "recsys.curation.labels",
+    "label_from_prompts": "recsys.curation.labels",
+    "Outliers": "recsys.curation.outliers",
+    "find_outliers": "recsys.curation.outliers",
+    "Subset": "recsys.curation.subset",
+    "diverse_subset": "recsys.curation.subset",
+}
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'recsys.curation' has no attribute {name!r}")

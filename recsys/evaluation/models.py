@@ -256,18 +256,20 @@ class BundleModel(Model):
 
 
 def _rank_with(recommender, data: EvalData, n: int) -> np.ndarray:
-    """Rank every test user through the service: a trained user by id, any other by the items
-    known about them (the ``given`` events), as the API would."""
+    """Rank every test user through the service's batch call: a trained user by id, any other by
+    the items known about them (the ``given`` events), as the API would."""
     known_users = recommender.bundle.collab.user_ids
     known_items = recommender.bundle.item_ids
-    out = np.full((len(data.users), n), -1, np.int64)
     trained = data.train.user_ids
-    for u, user in enumerate(data.users):
-        user = str(user)
-        given = [] if user in trained else [i for i in data.recent[u] if i in known_items]
-        feed = recommender.recommend(user if user in known_users else None, k=n, recent_items=given)
-        rows = data.bundle.item_ids.rows([s.item_id for s in feed.items if s.item_id in data.bundle.item_ids])
-        out[u, :len(rows)] = rows
+    users = [str(u) for u in data.users]
+    given = [[] if user in trained else [i for i in data.recent[u] if i in known_items]
+             for u, user in enumerate(users)]
+    ids, _ = recommender.recommend([u if u in known_users else None for u in users], k=n, recent_items=given)
+    rows = data.bundle.item_ids.find(ids.ravel().tolist()).reshape(ids.shape)  # "" (a short list) and unknown: -1
+    out = np.full((len(users), n), -1, np.int64)
+    for u, found in enumerate(rows):  # keep each list's known items in order, at the front
+        found = found[found >= 0]
+        out[u, :len(found)] = found
     return out
 
 

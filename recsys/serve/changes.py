@@ -65,6 +65,12 @@ class ItemChanges:
         deleted: ``(bundle items,)`` bool: rows deleted; every result skips them.
         deleted_ids: every deleted id, in the bundle or not.
         thumbnails: the JPEG thumbnail of each put item that has one, by id.
+        factors: ``(put items, f)`` float32: each put item's place in the bundle's factor space,
+            by the content map the training kept (:class:`~recsys.collab.project.ContentProjection`),
+            zero where not placed; ``f`` is 0 without a user tower.
+        placed: ``(put items,)`` bool: the put items a feed may show and fold in: those the bundle
+            does not hold (one it holds keeps its trained factors) that have a combined vector,
+            where the bundle kept the map.
     """
 
     gen: int
@@ -76,6 +82,8 @@ class ItemChanges:
     deleted: np.ndarray
     deleted_ids: frozenset[str]
     thumbnails: dict[str, bytes]
+    factors: np.ndarray
+    placed: np.ndarray
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -116,8 +124,10 @@ class ItemChanges:
         gone[bundle.item_ids.rows(known_deleted)] = True
         hidden = gone.copy()
         hidden[bundle.item_ids.rows([i for i in ids.ids if i in bundle.item_ids])] = True
+        factors, placed = _places(bundle, ids, vectors)
         return cls(gen=gen, ids=ids, items=items, vectors=vectors, columns=FilterColumns(items, ids),
-                   hidden=hidden, deleted=gone, deleted_ids=frozenset(deleted), thumbnails=thumbnails)
+                   hidden=hidden, deleted=gone, deleted_ids=frozenset(deleted), thumbnails=thumbnails,
+                   factors=factors, placed=placed)
 
     def query(self, item_id: str) -> dict[str, np.ndarray | None]:
         """A put item's unit vector per modality (``None`` where it lacks one)."""
@@ -149,3 +159,15 @@ class ItemChanges:
         rows, scores = best(k, rows, scores)
         found = found + scored_list(self.ids.ids[rows].tolist(), scores, [cold] * len(rows))
         return sorted(found, key=lambda x: -x.score)[:k]
+
+
+def _places(bundle: Bundle, ids: IdMap, vectors: ItemVectors) -> tuple[np.ndarray, np.ndarray]:
+    """The put items' factors and which are placed (see :class:`ItemChanges`)."""
+    collab = bundle.collab
+    factors = np.zeros((len(ids), collab.item_factors.shape[1] if collab is not None else 0), np.float32)
+    placed = np.zeros(len(ids), bool)
+    if len(ids) and collab is not None and collab.projection is not None:
+        placed = vectors.mask & (bundle.item_ids.find(ids.ids.tolist()) < 0)
+        if placed.any():
+            factors[placed] = collab.projection.transform(vectors.combined[placed])
+    return factors, placed

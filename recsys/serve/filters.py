@@ -70,9 +70,13 @@ class ItemFilter:
                     or self.min_price is not None or self.max_price is not None)
 
     def describe(self) -> dict:
-        """The non-empty fields, for responses and cache keys."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()
-                if v not in (None, ())}
+        """The non-empty fields, for responses and cache keys (a new dict each time; made once)."""
+        described = self.__dict__.get("_described")
+        if described is None:
+            described = {f.name: list(v) if isinstance(v, tuple) else v for f in dataclasses.fields(self)
+                         if (v := getattr(self, f.name)) not in (None, ())}
+            object.__setattr__(self, "_described", described)  # a cache, not a field: frozen all the same
+        return described.copy()
 
 
 class FilterColumns:

@@ -1,33 +1,39 @@
-"""The query engine's façade: similar items, feeds, search and item lookups over one bundle.
+"""The query engine's façade: similar items, feeds, search and the catalog over one bundle.
 
-The work is done by collaborators, one file each: :mod:`~recsys.serve.similar` (the threshold
-algorithm), :mod:`~recsys.serve.feeds` (fold-in, kept lists), :mod:`~recsys.serve.candidates`
-(the exact-or-ANN choice), :mod:`~recsys.serve.search` (text queries against photos),
-:mod:`~recsys.serve.changes` (items put or deleted since the bundle),
-:mod:`~recsys.serve.filters` and :mod:`~recsys.serve.rows` (what a result looks like).
+Every read is planned once (:meth:`Recommender.plan`, see :mod:`recsys.serve.queries`) and then
+answered (:meth:`Recommender.answer`); the single-id calls do both. The work is done by
+collaborators, one file each: :mod:`~recsys.serve.similar` (with :mod:`~recsys.serve.threshold`),
+:mod:`~recsys.serve.feeds` (with :mod:`~recsys.serve.feed_lists`), :mod:`~recsys.serve.search`,
+:mod:`~recsys.serve.catalog`, :mod:`~recsys.serve.candidates` (the exact-or-ANN choice),
+:mod:`~recsys.serve.changes` (items put or deleted since the bundle) and
+:mod:`~recsys.serve.embedder` (the bundle's encoders, for text queries, photos and put items).
 """
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from recsys.bundle import Bundle, read_bundle
-from recsys.errors import InvalidRequest, NotFound
+from recsys.errors import InvalidRequest
 from recsys.index.annoy import OVERFETCH
 from recsys.serve.candidates import Candidates
+from recsys.serve.catalog import Catalog
 from recsys.serve.changes import ItemChanges
+from recsys.serve.dedupe import first_k
+from recsys.serve.embedder import ItemEmbedder
 from recsys.serve.feeds import Feeds
 from recsys.serve.filters import FilterColumns, ItemFilter
-from recsys.serve.rows import Recommendations, check_k, image_path, plain_row, result_rows, row_templates
-from recsys.serve.search import SEARCH_MODES, PhotoSearch, SearchMode
+from recsys.serve.queries import FEED_K, NO_FILTER, SEARCH_K, SIMILAR_K, FeedQuery, Plan, SimilarQuery
+from recsys.serve.rows import Batch, Recommendations, batch_arrays, check_k
+from recsys.serve.search import Search, SearchMode
 from recsys.serve.similar import SimilarItems
+from recsys.towers.base import TowerOutput
 
 __all__ = ["Recommender"]
-
 
 class Recommender:
     """Answers queries against one loaded :class:`~recsys.bundle.Bundle`.
@@ -35,20 +41,20 @@ class Recommender:
     Args:
         bundle: the loaded bundle.
         overfetch: candidates gathered per index, as a multiple of ``k``.
-        content_weight: share of a feed score from content similarity to the user's recent items
-            (``settings.collab.content_weight``); ``None``: the weight the training chose.
-        history_items: how many recent items form the content query.
+        content_weight, history_items, history_decay, exclude_seen: the feeds' blend and defaults
+            (``settings.collab``, see docs/settings.md); ``content_weight`` ``None``: the
+            training's choice.
         exact_budget: score every allowed item exactly, skipping Annoy, when allowed items x
             vector dimensions is at most this (``settings.index.exact_budget``); 0 = always Annoy.
-        feed_lists: keep folded-in feed lists for the last this many (user, recent items) pairs
-            (:class:`~recsys.serve.feeds.Feeds`); 0 = compute every feed.
-        list_k: the length of those lists (``settings.index.precompute_k``).
+        feed_lists, list_k: keep folded-in feed lists of ``list_k`` items for the last this many
+            (user, recent items) pairs (:mod:`recsys.serve.feed_lists`); 0 = compute every feed.
         scan_dir: where the transposed copies for products with every item go, shared by the
             processes that serve the bundle; ``None`` keeps them in this process's memory.
 
     Example:
         >>> rec = Recommender.from_bundle("models/demo")  # doctest: +SKIP
         >>> rec.similar_items("I000001", k=5).ids  # doctest: +SKIP
+        >>> ids, scores = rec.recommend(["U000001", "U000002"], k=5)  # doctest: +SKIP
     """
 
     def __init__(self, bundle: Bundle, *, overfetch: int = OVERFETCH, content_weight: float | None = None,
@@ -58,14 +64,15 @@ class Recommender:
         self.bundle = bundle
         self.exclude_seen = exclude_seen
         self.changes = ItemChanges.build(bundle)
-        self.columns = FilterColumns(bundle.items, bundle.item_ids)
-        self.candidates = Candidates(bundle, exact_budget=exact_budget, overfetch=overfetch,
-                                     scan_dir=scan_dir)
-        self.similar = SimilarItems(bundle, self.candidates, self.columns)
-        self.photo_search = PhotoSearch(bundle, self.columns)
-        self.feeds = Feeds(bundle, self.candidates, self.columns, content_weight=content_weight,
-                           history_items=history_items, history_decay=history_decay, feed_lists=feed_lists,
-                           list_k=list_k)
+        columns = FilterColumns(bundle.items, bundle.item_ids)
+        self._catalog = Catalog(bundle, columns)
+        self._candidates = Candidates(bundle, exact_budget=exact_budget, overfetch=overfetch, scan_dir=scan_dir)
+        self._similar = SimilarItems(bundle, self._candidates, columns)
+        self._embedder = ItemEmbedder(bundle)
+        self._search = Search(bundle, columns, self._similar, self._embedder)
+        self._feeds = Feeds(bundle, self._candidates, columns, content_weight=content_weight,
+                            history_items=history_items, history_decay=history_decay, feed_lists=feed_lists,
+                            list_k=list_k)
 
     @classmethod
     def from_bundle(cls, path: str | Path, settings=None, **overrides) -> Recommender:
@@ -81,42 +88,36 @@ class Recommender:
     def configured(cls, bundle: Bundle, settings, **overrides) -> Recommender:
         """A recommender over a loaded ``bundle`` with the options ``settings`` gives (the feed
         blend, the exact budget, the list length); keyword ``overrides`` win."""
-        options = {"content_weight": settings.collab.content_weight,
-                   "history_items": settings.collab.history_items,
-                   "history_decay": settings.collab.history_decay,
-                   "exclude_seen": settings.collab.exclude_seen,
-                   "exact_budget": settings.index.exact_budget, "list_k": settings.index.precompute_k}
+        c, i = settings.collab, settings.index
+        options = {"content_weight": c.content_weight, "history_items": c.history_items, "exact_budget": i.exact_budget,
+                   "history_decay": c.history_decay, "exclude_seen": c.exclude_seen, "list_k": i.precompute_k}
         return cls(bundle, **{**options, **overrides})
+
+    @property
+    def path(self) -> Path:
+        return self.bundle.path
 
     @property
     def version(self) -> str:
         return self.bundle.version
 
-    @cached_property
-    def row_templates(self) -> dict[str, dict]:
-        """A result row per bundle item (:func:`~recsys.serve.rows.row_templates`), built once and
-        shared by copies."""
-        return row_templates(self.bundle)
+    def __fspath__(self) -> str:  # a recommender stands for its bundle's folder wherever a path is taken
+        return str(self.bundle.path)
 
-    def rows(self, scored, *, cold: bool = False, score: bool = True) -> list[dict]:
-        """Plain result rows for scored items (:func:`~recsys.serve.rows.result_rows`): what the
-        API returns and the CLI prints."""
-        return result_rows(self.row_templates, self.changes, scored, cold=cold, score=score)
+    @property
+    def content_weight(self) -> float:
+        """The share of a feed score that comes from content (the training's choice, or the setting)."""
+        return self._feeds.content_weight
 
     def warm(self) -> Recommender:
-        """Build now what requests would otherwise build on first use (row templates, modality
-        patterns, list ends, the transposed copies, histories sorted by recency). Idempotent;
-        a worker calls it before it swaps a bundle in.
-
-        Returns:
-            self.
-        """
-        self.row_templates  # noqa: B018
-        self.similar.warm()
-        self.candidates.scans  # noqa: B018
-        self.feeds.warm()
+        """Build now, once, what requests would otherwise build on first use (row templates, list
+        ends, the transposed copies, ...); a worker calls it before it swaps a bundle in. Returns self."""
+        self._catalog.row_templates  # noqa: B018
+        self._similar.warm()
+        self._candidates.scans  # noqa: B018
+        self._feeds.warm()
         if self.bundle.joint is not None:
-            self.photo_search.photos  # noqa: B018
+            self._search.photos  # noqa: B018
         return self
 
     def with_changes(self, changes: ItemChanges) -> Recommender:
@@ -126,227 +127,211 @@ class Recommender:
         other.changes = changes
         return other
 
-    def knows(self, item_id: str) -> bool:
-        """Whether ``item_id`` can be served (in the bundle or put since, and not deleted)."""
-        return item_id in self.changes.ids or (item_id in self.bundle.item_ids
-                                               and item_id not in self.changes.deleted_ids)
+    def scan_keys(self) -> set[str]:
+        """The shared transposed files this bundle maps (:mod:`recsys.serve.scan`)."""
+        return self._candidates.scan_keys()
 
-    def item(self, item_id: str) -> dict:
-        """An item's attributes (a put item's latest ones) with ``fresh``: whether it was put since
-        the bundle.
+    # -- reads: planned once, then answered ------------------------------------------------------
 
-        Raises:
-            NotFound: unknown or deleted item.
-        """
-        changes = self.changes
-        if item_id in changes.ids:
-            item = plain_row(changes.items.iloc[changes.ids.row(item_id)])
-            return {**item, "image": image_path(item_id, item_id in changes.thumbnails), "fresh": True}
-        if item_id in changes.deleted_ids:
-            raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
-        row = self.bundle.item_ids.row(item_id)
-        item = plain_row(self.bundle.items.iloc[row])
-        thumbnails = self.bundle.thumbnails
-        return {**item, "image": image_path(item_id, thumbnails is not None and thumbnails.has(row)),
-                "fresh": False}
+    def plan(self, query: SimilarQuery | FeedQuery, *, logged_recent: Sequence[str] | None = None) -> Plan:
+        """Decide how to answer ``query`` (:mod:`recsys.serve.queries`): read the precomputed lists
+        now if they answer it, otherwise resolve what computing it needs. A plan is answered by
+        the recommender that made it (the same item changes).
 
-    def image(self, item_id: str) -> bytes | None:
-        """An item's JPEG thumbnail (a put item's latest), or ``None`` when it has none.
+        Args:
+            logged_recent: a feed's recent items from the activity log (instead of the query's):
+                items this bundle does not hold are dropped, not refused.
 
         Raises:
-            NotFound: unknown or deleted item.
+            NotFound, NotReady, InvalidRequest: as :meth:`similar_items` and :meth:`recommend`.
         """
+        check_k(query.k)
         changes = self.changes
-        if item_id in changes.ids:
-            return changes.thumbnails.get(item_id)
-        if item_id in changes.deleted_ids:
-            raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
-        row = self.bundle.item_ids.row(item_id)
-        return self.bundle.thumbnails.get(row) if self.bundle.thumbnails is not None else None
+        if isinstance(query, SimilarQuery):
+            inputs = self._similar.resolve(query, changes)
+            found = self._first(query, lambda n: self._similar.listed(inputs, n, changes))
+            return Plan(query, "compute" if found is None else "lookup", found, inputs)
+        exclude_seen = self.exclude_seen if query.exclude_seen is None else query.exclude_seen
+        inputs = self._feeds.resolve(query.user_id, query.recent_items if logged_recent is None else logged_recent,
+                                     exclude_seen, query.filters, changes, logged=logged_recent is not None)
+        found = self._first(query, lambda n: self._feeds.listed(inputs, n, changes))
+        source = "lookup" if found is not None else "list" if self._feeds.makes_list(inputs, query.k) else "compute"
+        return Plan(query, source, found, inputs, inputs.history.recent.ids)
 
-    def filter_message(self, filters: ItemFilter | None) -> str | None:
-        """Why ``filters`` can keep nothing, for a caller with an empty result: a category no
-        item (in the bundle or put since) is in, likely misspelt, with the categories there are
-        under the longest part of it that exists; ``None`` otherwise."""
-        category = filters.category if filters is not None else None
-        columns = (self.columns, self.changes.columns)
-        if not category or any(c.has_category(category) for c in columns):
-            return None
-        parts = category.split("/")
-        known = next(("/".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)
-                      if any(c.has_category("/".join(parts[:i])) for c in columns)), "")
-        names = sorted(set().union(*(c.next_segments(known) for c in columns)))
-        if not names:
-            return f"no item is in category {category!r}: the items have no categories"
-        shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
-        return (f"no item is in category {category!r}; "
-                f"{f'under {known!r} there are' if known else 'the top-level categories are'} {shown}")
+    def answer(self, plan: Plan) -> Recommendations:
+        """The answer a :meth:`plan` describes; an empty one says why when its filters explain it
+        (a category no item is in)."""
+        query, found, changes = plan.query, plan.found, self.changes
+        if found is None and isinstance(query, SimilarQuery):
+            found = self._first(query, lambda n: self._similar.computed(plan.inputs, n, changes))
+        elif found is None:
+            make = plan.source == "list"
+            found = self._first(query, lambda n: self._feeds.computed(plan.inputs, n, changes, make_list=make))
+        return self._catalog.explained(found, query.filters, changes)
 
-    def listing(self, filters: ItemFilter | None = None, offset: int = 0,
-                limit: int = 24) -> tuple[int, list[str]]:
-        """One page of the servable items that pass ``filters``: the bundle's in catalog order
-        (deleted and replaced ones left out), then the put items.
+    def _first(self, query: SimilarQuery | FeedQuery, find) -> Recommendations | None:
+        item_id = query.item_id if isinstance(query, SimilarQuery) else None
+        return first_k(self.bundle, find, query.k, query.dedupe, item_id)
 
-        Returns:
-            ``(how many pass in all, the ids from offset to offset + limit)``.
-        """
-        changes = self.changes
-        rows = np.flatnonzero(self.columns.allowed(filters, known_elsewhere=changes.ids) & ~changes.hidden)
-        fresh = changes.ids.ids[changes.matching(filters, self.bundle.item_ids)]
-        page = [str(i) for i in self.bundle.item_ids.ids[rows[offset:offset + limit]]]
-        start = max(0, offset - len(rows))
-        page += [str(i) for i in fresh[start:start + limit - len(page)]]
-        return len(rows) + len(fresh), page
-
-    def _collapsed(self, find, k: int, query_id: str | None = None) -> Recommendations:
-        """``find(n)``'s first ``k`` items with duplicate listings collapsed: an item in the same
-        group of duplicates (:attr:`Bundle.duplicate_of`) as ``query_id`` or as a better item
-        is left out. More items are asked for until ``k`` remain or ``find`` runs out."""
-        groups = self.bundle.duplicate_of  # a group is named by its first item's row
-        if groups is None:
-            return find(k)
-        ids = self.bundle.item_ids
-        query_group = groups[ids.row(query_id)] if query_id is not None and query_id in ids else -1
-        ask = k  # most answers hold no duplicate: the same call as without dedupe (a list lookup)
-        while True:
-            found = find(ask)
-            kept, seen = [], {query_group} - {-1}
-            for scored in found:
-                group = groups[ids.row(scored.item_id)] if scored.item_id in ids else -1
-                if group >= 0:
-                    if group in seen:
-                        continue
-                    seen.add(group)
-                kept.append(scored)
-                if len(kept) == k:
-                    break
-            if len(kept) == k or len(found) < ask or ask >= 8 * k + 100:
-                return Recommendations(kept, found.strategy, found.message)
-            ask = 2 * ask + 10
-
-    def similar_items(self, item_id: str, k: int = 10, weights: dict[str, float] | None = None,
-                      filters: ItemFilter | None = None, *, dedupe: bool = True) -> Recommendations:
+    def similar_items(self, item_id: str | Sequence[str], k: int = SIMILAR_K,
+                      weights: dict[str, float] | None = None, filters: ItemFilter | None = None, *,
+                      dedupe: bool = True) -> Recommendations | Batch:
         """Items most similar to ``item_id``, best first, the item itself excluded.
 
         Args:
-            item_id: a catalog id (or an item put since the bundle).
+            item_id: a catalog id (or an item put since the bundle); a list of them for a batch.
             k: how many (1..1000).
-            weights: per-request modality weights; ``None`` uses the bundle's defaults (the
-                precomputed list, or the combined index). Other weights take the candidates from
-                the item's precomputed list of every weighted modality and re-rank them exactly,
-                which is the exact answer when the ``k``-th beats the bound on unlisted items
-                (:meth:`SimilarItems.threshold`); otherwise candidates come from the combined
-                index and the index of every weighted modality.
-            filters: category prefix, price range, include and exclude lists. When at least ``k``
-                items pass, ``k`` are returned (exact search over the filtered set if the indexes
-                do not yield enough).
-            dedupe: leave out duplicate listings of the item and of better results (the
-                bundle's groups, :mod:`recsys.curation.duplicates`), so that a widget never shows
-                one product twice.
+            weights: per-request modality weights; ``None``: the bundle's defaults (its precomputed
+                lists answer). Other weights re-rank the item's per-modality lists exactly when
+                that is provably the answer (:mod:`recsys.serve.threshold`), else candidates from
+                the indexes.
+            filters: category prefix, price range, include and exclude lists.
+            dedupe: leave out duplicate listings of the item and of better results
+                (:mod:`recsys.serve.dedupe`).
 
         Returns:
-            Recommendations: strategy ``"similar"``; scores are the weighted cosine described in
-            :func:`recsys.towers.item.weighted_scores`.
+            Recommendations (strategy ``"similar"``, scores the weighted cosine of
+            :func:`recsys.towers.item.weighted_scores`); for a list of ids, ``(ids, scores)``
+            arrays of shape ``(len(item_id), k)``, rows short of ``k`` padded with ``""`` and NaN.
 
         Raises:
-            NotFound: unknown item id.
-            InvalidRequest: bad ``k``, weights or filters, or weights that leave the item nothing
-                to compare.
+            NotFound: unknown item id. InvalidRequest: bad ``k``, weights or filters, or weights
+                that leave the item nothing to compare.
         """
-        k = check_k(k)
-        if not dedupe:
-            return Recommendations(self.similar.find(item_id, k, weights, filters, self.changes))
-        return self._collapsed(lambda n: Recommendations(self.similar.find(item_id, n, weights, filters,
-                                                                           self.changes)), k, item_id)
+        def one(i: str) -> Recommendations:
+            return self.answer(self.plan(SimilarQuery(i, k, weights, filters or NO_FILTER, dedupe)))
 
-    def recommend(self, user_id: str | None = None, k: int = 10, *,
-                  recent_items: Sequence[str] = (), exclude_seen: bool | None = None,
-                  filters: ItemFilter | None = None, dedupe: bool = True) -> Recommendations:
-        """A personalised feed for a user, a session's recent items, or both.
+        return one(item_id) if isinstance(item_id, str) else batch_arrays(one, item_id, k)
 
-        A trained user is scored by ``user factors . item factors``; recent items (not yet in the
-        model) are folded in with the ALS user solve, as is a user the model has not seen. With
-        neither a known user nor recent items the feed is the popularity fallback. Candidates come
-        from the inner-product index (and, with ``content_weight > 0``, from the content index
-        near the user's recent items) and are re-scored exactly:
-        ``(1 - content_weight) * cf + content_weight * cosine(item, mean of recent items)``, where
-        ``cf`` is the factors' score with the user's factors scaled to one length
-        (:mod:`recsys.collab.blend`).
-        Items nobody interacted with can appear through their projected factors
-        (``Scored.cold``), and so can items put since the training, placed by the same content
-        map when the bundle kept it; a recent put item places the user the same way.
+    def recommend(self, user_id: str | None | Sequence[str | None] = None, k: int = FEED_K, *,
+                  recent_items: Sequence[str] | Sequence[Sequence[str]] = (),
+                  exclude_seen: bool | None = None, filters: ItemFilter | None = None,
+                  dedupe: bool = True) -> Recommendations | Batch:
+        """A personalised feed for a user, a session's recent items, or both: the user's factors
+        (recent items folded in) blended with content similarity to the recent items
+        (:mod:`recsys.serve.feeds`); the most popular items with neither.
 
         Args:
-            user_id: a user id, or ``None`` for an anonymous session.
+            user_id: a user id, or ``None`` for an anonymous session; a list of them for a batch.
             k: how many (1..1000).
-            recent_items: item ids the user touched since training, most recent first.
+            recent_items: item ids the user touched since training, most recent first; for a
+                batch, one such list per user (or none).
             exclude_seen: leave out the user's training items and ``recent_items`` (default:
                 ``settings.collab.exclude_seen``, true unless set).
             filters: as in :meth:`similar_items`.
             dedupe: show one listing of each group of duplicates, as in :meth:`similar_items`.
 
         Returns:
-            Recommendations: items best first, the strategy used, and a message when it fell back.
+            Recommendations (items best first, the strategy used, a message when it fell back);
+            for a list of users, ``(ids, scores)`` arrays as in :meth:`similar_items`.
 
         Raises:
             NotReady: the bundle has no user tower (run ``recsys train``).
             InvalidRequest: bad ``k`` or filters, or a recent item the bundle does not know.
         """
-        k = check_k(k)
-        exclude_seen = self.exclude_seen if exclude_seen is None else exclude_seen
-        if not dedupe:
-            return self.feeds.recommend(user_id, k, recent_items, exclude_seen, filters, self.changes)
-        return self._collapsed(lambda n: self.feeds.recommend(user_id, n, recent_items, exclude_seen, filters,
-                                                              self.changes), k)
+        def one(user: str | None, recent: Sequence[str]) -> Recommendations:
+            query = FeedQuery(user, k, tuple(recent), exclude_seen, filters or NO_FILTER, dedupe)
+            return self.answer(self.plan(query))
 
-    def similar_to_photo(self, vector: np.ndarray, k: int = 10, filters: ItemFilter | None = None, *,
-                         dedupe: bool = True) -> Recommendations:
-        """Items whose photos look most like a query photo, best first (visual search).
+        if user_id is None or isinstance(user_id, str):
+            return one(user_id, recent_items)
+        users = list(user_id)
+        if recent_items and len(recent_items) != len(users):
+            raise InvalidRequest(f"recent_items must hold one list per user ({len(users)}), "
+                                 f"got {len(recent_items)}")
+        recents = list(recent_items) if recent_items else [()] * len(users)
+        return batch_arrays(lambda i: one(users[i], recents[i]), range(len(users)), k)
 
-        Args:
-            vector: the photo's unit vector in the bundle's image space
-                (:meth:`recsys.serve.embedder.ItemEmbedder.embed_photos`).
-            k: how many (1..1000).
-            filters: as in :meth:`similar_items`.
-            dedupe: show one listing of each group of duplicates, as in :meth:`similar_items`.
-
-        Returns:
-            Recommendations: scores are the image cosine (backbone and colour, as between items).
-
-        Raises:
-            InvalidRequest: the bundle has no image modality, or bad ``k`` or filters.
-        """
-        k = check_k(k)
-        if "image" not in self.bundle.vectors.blocks:
-            raise InvalidRequest(f"bundle {self.version} has no image modality to compare photos with")
-        query = {"image": np.asarray(vector, np.float32)}
-
-        def find(n: int) -> Recommendations:
-            return Recommendations(self.similar.nearest(query, {"image": 1.0}, n, filters, self.changes))
-
-        return self._collapsed(find, k) if dedupe else find(k)
-
-    def search(self, vector: np.ndarray, k: int = 10, filters: ItemFilter | None = None,
+    def search(self, query: str | np.ndarray, k: int = SEARCH_K, filters: ItemFilter | None = None,
                mode: SearchMode | None = None) -> Recommendations:
-        """Items for a text query's unit ``vector`` (from the bundle's text encoder), best first,
-        put items included and deleted ones left out.
+        """Items for a free-text query (``"red floral dress"``), best first, put items included.
 
         Args:
+            query: the text, or its unit vector from the bundle's text encoder.
             mode: ``text`` (the items' text), ``image`` (their photos, through the joint
                 text-image space) or ``both`` (the mean of the two); ``None`` is ``both`` where the
                 bundle has a joint space and ``text`` elsewhere (:mod:`recsys.serve.search`).
 
         Raises:
-            InvalidRequest: an unknown mode, a mode the bundle cannot answer, or bad ``k`` or filters.
+            InvalidRequest: an empty text, an unknown mode or one the bundle cannot answer, bad
+                ``k`` or filters.
+        """
+        found = self._search.text(query, check_k(k), filters, mode, self.changes)
+        return self._catalog.explained(Recommendations(found), filters, self.changes)
+
+    @property
+    def search_mode(self) -> SearchMode:
+        """The default mode of :meth:`search`: ``both`` with a joint text-image space, else ``text``."""
+        return self._search.default_mode
+
+    def similar_to_photo(self, photo, k: int = SIMILAR_K, filters: ItemFilter | None = None, *,
+                         dedupe: bool = True) -> Recommendations:
+        """Items whose photos look most like a query photo, best first (visual search).
+
+        Args:
+            photo: a PIL image, a local path, or the photo's unit vector in the bundle's image
+                space.
+
+        Returns:
+            Recommendations: scores are the image cosine (backbone and colour, as between items).
+
+        Raises:
+            InvalidRequest: the bundle has no image modality, a path is not a photo, or bad ``k``
+                or filters.
         """
         k = check_k(k)
-        if mode is None:
-            mode = "both" if self.bundle.joint is not None else "text"
-        if mode not in SEARCH_MODES:
-            raise InvalidRequest(f"mode must be one of {', '.join(SEARCH_MODES)} (got {mode!r})")
-        if mode != "text":
-            return Recommendations(self.photo_search.find(vector, k, mode, filters, self.changes))
-        if "text" not in self.bundle.vectors.blocks:
-            raise InvalidRequest(f"bundle {self.version} has no text modality to search")
-        query = {"text": np.asarray(vector, np.float32)}
-        return Recommendations(self.similar.nearest(query, {"text": 1.0}, k, filters, self.changes))
+        query = self._search.photo_query(photo)
+        found = first_k(self.bundle, lambda n: self._search.photo(query, n, filters, self.changes), k, dedupe)
+        return self._catalog.explained(found, filters, self.changes)
+
+    # -- the catalog -------------------------------------------------------------------------------
+
+    def knows(self, item_id: str, *, or_deleted: bool = False) -> bool:
+        """Whether ``item_id`` can be served (in the bundle or put since, and not deleted, unless ``or_deleted``)."""
+        return self._catalog.knows(item_id, self.changes) or (or_deleted and item_id in self.changes.deleted_ids)
+
+    def item(self, item_id: str) -> dict:
+        """An item's attributes, with ``fresh`` (put since the bundle); NotFound if unknown or deleted."""
+        return self._catalog.item(item_id, self.changes)
+
+    def image(self, item_id: str) -> bytes | None:
+        """An item's JPEG thumbnail or ``None``; NotFound if unknown or deleted."""
+        return self._catalog.image(item_id, self.changes)
+
+    def listing(self, filters: ItemFilter | None = None, offset: int = 0,
+                limit: int = 24) -> tuple[int, list[str], str | None]:
+        """How many items pass ``filters``, one page of their ids, and why there are none when the
+        filters explain it (:meth:`Catalog.listing`)."""
+        return self._catalog.listing(filters, offset, limit, self.changes)
+
+    def rows(self, scored, *, cold: bool = False, score: bool = True) -> list[dict]:
+        """Plain result rows for scored items: what the API returns and the CLI prints."""
+        return self._catalog.rows(scored, self.changes, cold=cold, score=score)
+
+    # -- the bundle's encoders, and the feed lists workers share ---------------------------------
+
+    def embed_items(self, catalog: pd.DataFrame) -> dict[str, TowerOutput]:
+        """Validated catalog rows' unit vectors per modality, by the bundle's own encoders (what an
+        item put through the API is served with)."""
+        return self._embedder.embed(catalog)
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Free texts' unit vectors ``(len(texts), dim)`` in the bundle's text space."""
+        return self._embedder.embed_queries(list(texts))
+
+    def load_encoders(self) -> None:
+        """Load the encoders' models now (a worker does it in the background after start-up)."""
+        self._embedder.warm()
+
+    def feed_list(self, user_id: str | None,
+                  logged_recent: Sequence[str]) -> tuple[list[str], list[int], list[float]] | None:
+        """A user's folded-in feed list for their recent items from the activity log, made now if
+        not kept, for another worker's :meth:`receive_feed_list`: ``(the recent items it is for,
+        rows, scores)``; ``None`` when none applies (lists off, no known or a put recent item)."""
+        made = self._feeds.feed_list(user_id, logged_recent, self.changes)
+        return None if made is None else (list(made[0]), made[1].rows[0].tolist(), made[1].scores[0].tolist())
+
+    def receive_feed_list(self, user_id: str | None, recent_items: Sequence[str], rows: Sequence[int],
+                          scores: Sequence[float]) -> None:
+        """Keep a feed list another worker made for this bundle; InvalidRequest if it does not fit."""
+        self._feeds.receive_list(user_id, recent_items, rows, scores, self.changes)

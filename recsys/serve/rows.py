@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from recsys.bundle import Bundle
 
 __all__ = ["Scored", "Recommendations", "MAX_K", "check_k", "DISPLAY_COLUMNS", "image_path",
-           "plain_value", "plain_row", "row_templates", "result_rows", "scored_list", "dump_json"]
+           "plain_value", "plain_row", "row_templates", "result_rows", "scored_list", "dump_json", "Batch",
+           "batch_arrays"]
 
 MAX_K = 1000
 # item attributes every result carries, so a widget can render it without another call
@@ -71,6 +72,23 @@ class Recommendations(list):
 
     def __repr__(self) -> str:
         return f"Recommendations({list.__repr__(self)}, strategy={self.strategy!r}, message={self.message!r})"
+
+
+Batch = tuple[np.ndarray, np.ndarray]  # ids (n, k) object, scores (n, k) float32
+
+
+def batch_arrays(one, keys, k: int) -> Batch:
+    """``one(key)`` (a list of :class:`Scored`) for each key, as ``(ids, scores)`` arrays of shape
+    ``(len(keys), k)``: ids an object array of str, scores float32; a row short of ``k`` is padded
+    with ``""`` and NaN (implicit's batch calls return the same shapes)."""
+    keys = list(keys)
+    ids = np.full((len(keys), k), "", dtype=object)
+    scores = np.full((len(keys), k), np.nan, dtype=np.float32)
+    for i, key in enumerate(keys):
+        found = one(key)
+        ids[i, :len(found)] = [s.item_id for s in found]
+        scores[i, :len(found)] = [s.score for s in found]
+    return ids, scores
 
 
 def check_k(k: int) -> int:

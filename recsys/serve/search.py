@@ -1,10 +1,11 @@
-"""Text search that sees photos: a text query compared with the items' photos through the bundle's
-joint text-image space (:mod:`recsys.towers.joint`), alone or together with their texts.
+"""Search: a free-text query compared with the items' texts, or with their photos through the
+bundle's joint text-image space (:mod:`recsys.towers.joint`), or both; and a query photo compared
+with the items' photos.
 
-Modes:
+Modes of a text query:
 
 * ``text``: the query's text vector against the items' text vectors (the similar-items engine,
-  :meth:`recsys.serve.Recommender.search`);
+  :meth:`recsys.serve.similar.SimilarItems.nearest`);
 * ``image``: the query placed in the joint space against the items' photos placed there, so an
   item without text is found by its photo;
 * ``both``: per item, the mean of the two cosines it has (an item with only a photo or only text is
@@ -12,7 +13,8 @@ Modes:
 
 Image and both modes score every allowed item exactly (:func:`recsys.towers.joint.text_query_scores`):
 the items' photos are placed in the joint space once per bundle, then a query costs one product
-with a ``(n, 128 + 384)`` matrix, a few milliseconds for 44,000 items.
+with a ``(n, 128 + 384)`` matrix, a few milliseconds for 44,000 items. A query photo is compared
+by the image modality alone, as between items.
 """
 from __future__ import annotations
 
@@ -25,28 +27,74 @@ from recsys.bundle import Bundle
 from recsys.errors import InvalidRequest
 from recsys.index.exact import top_k_rows
 from recsys.serve.changes import ItemChanges
+from recsys.serve.embedder import ItemEmbedder
 from recsys.serve.filters import FilterColumns, ItemFilter
 from recsys.serve.rows import Scored
+from recsys.serve.similar import SimilarItems
 from recsys.towers.base import TowerOutput
 from recsys.towers.joint import text_query_scores
 
-__all__ = ["PhotoSearch", "SEARCH_MODES", "SearchMode"]
+__all__ = ["Search", "SEARCH_MODES", "SearchMode"]
 
 SearchMode = Literal["text", "image", "both"]
 SEARCH_MODES = ("text", "image", "both")
 
 
-class PhotoSearch:
-    """The image and both modes over one bundle's joint space.
+class Search:
+    """Text queries and query photos over one bundle.
 
     Args:
-        bundle: a bundle with a joint space (``bundle.joint``).
-        columns: the bundle's filter columns.
+        bundle: the loaded bundle.
+        columns: its filter columns.
+        similar: its similar-items engine (the text mode, and photos).
+        embedder: its encoders (the query's text or photo).
     """
 
-    def __init__(self, bundle: Bundle, columns: FilterColumns):
+    def __init__(self, bundle: Bundle, columns: FilterColumns, similar: SimilarItems, embedder: ItemEmbedder):
         self.bundle = bundle
         self.columns = columns
+        self.similar = similar
+        self.embedder = embedder
+
+    @property
+    def default_mode(self) -> SearchMode:
+        """``both`` where the bundle has a joint text-image space, ``text`` elsewhere."""
+        return "both" if self.bundle.joint is not None else "text"
+
+    def text(self, query: str | np.ndarray, k: int, filters: ItemFilter | None, mode: SearchMode | None,
+             changes: ItemChanges) -> list[Scored]:
+        """The best ``k`` items for a text (or its unit vector in the bundle's text space); see
+        :meth:`recsys.serve.Recommender.search`."""
+        mode = mode or self.default_mode
+        if mode not in SEARCH_MODES:
+            raise InvalidRequest(f"mode must be one of {', '.join(SEARCH_MODES)} (got {mode!r})")
+        if isinstance(query, str):
+            if not query.strip():
+                raise InvalidRequest("the query text is empty: give the words to search for")
+            query = self.embedder.embed_query(query)
+        vector = np.asarray(query, np.float32)
+        if mode != "text":
+            return self.find(vector, k, mode, filters, changes)
+        if "text" not in self.bundle.vectors.blocks:
+            raise InvalidRequest(f"bundle {self.bundle.version} has no text modality to search")
+        return self.similar.nearest({"text": vector}, {"text": 1.0}, k, filters, changes)
+
+    def photo_query(self, photo) -> dict[str, np.ndarray]:
+        """A query photo (a PIL image, a local path, or its unit vector in the image space) as the
+        per-modality query of :meth:`photo`.
+
+        Raises:
+            InvalidRequest: the bundle has no image modality, or a path is not a photo.
+        """
+        if "image" not in self.bundle.vectors.blocks:
+            raise InvalidRequest(f"bundle {self.bundle.version} has no image modality to compare photos with")
+        vector = photo if isinstance(photo, np.ndarray) else self.embedder.embed_photos([photo])[0]
+        return {"image": np.asarray(vector, np.float32)}
+
+    def photo(self, query: dict[str, np.ndarray], k: int, filters: ItemFilter | None,
+              changes: ItemChanges) -> list[Scored]:
+        """The ``k`` items whose photos look most like the query photo (:meth:`photo_query`)."""
+        return self.similar.nearest(query, {"image": 1.0}, k, filters, changes)
 
     @cached_property
     def photos(self) -> TowerOutput | None:
@@ -59,7 +107,7 @@ class PhotoSearch:
     def find(self, vector: np.ndarray, k: int, mode: SearchMode, filters: ItemFilter | None,
              changes: ItemChanges) -> list[Scored]:
         """The ``k`` best items (bundle items and items put since) for a text query's unit
-        ``vector`` in the bundle's text space."""
+        ``vector`` in the bundle's text space, against their photos (``image``) or both."""
         joint = self.bundle.joint
         if joint is None:
             raise InvalidRequest(f"bundle {self.bundle.version} has no joint text-image space to search photos "

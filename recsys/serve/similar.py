@@ -1,45 +1,46 @@
-"""Similar items: the precomputed lists under the default weights, the threshold algorithm over the
-per-modality lists under per-request weights, and candidates re-scored exactly otherwise."""
+"""Similar items: resolved once (:meth:`SimilarItems.resolve`), then read from the item's precomputed
+lists (:meth:`SimilarItems.listed`: the combined list under the default weights, the threshold
+algorithm of :mod:`recsys.serve.threshold` over the per-modality lists under per-request weights)
+or computed (:meth:`SimilarItems.computed`: candidates re-scored exactly). Items put since the
+bundle are scored exactly and merged in either way."""
 from __future__ import annotations
 
-import math
-from functools import cached_property
-from operator import mul
 from typing import NamedTuple
 
 import numpy as np
 
-from recsys._lru import Lru
 from recsys.bundle import Bundle
 from recsys.errors import InvalidRequest, NotFound
-from recsys.serve.candidates import Candidates, Search, best
+from recsys.serve.candidates import Candidates, Search
 from recsys.serve.changes import ItemChanges
 from recsys.serve.filters import FilterColumns, ItemFilter, is_unfiltered
+from recsys.serve.queries import SimilarQuery
 from recsys.serve.rows import Scored, scored_list
+from recsys.serve.threshold import ModalityLists
 from recsys.towers.item import check_weights, rows_dot, weighted_scores
 
-__all__ = ["SimilarItems", "Weighting"]
-
-Found = tuple[np.ndarray, np.ndarray]  # rows, scores: best first
+__all__ = ["SimilarItems", "SimilarInputs"]
 
 
-class Weighting(NamedTuple):
-    """A weighting's numbers for scoring an item's lists (:meth:`SimilarItems.weighting`).
+class SimilarInputs(NamedTuple):
+    """A similar-items query resolved once (:meth:`SimilarItems.resolve`).
 
     Attributes:
-        w: the weights in block order (float32).
-        scale: per modality pattern (:attr:`SimilarItems.patterns`), the factor
-            ``1 / sqrt(W_q * W_c)`` of :func:`~recsys.towers.item.weighted_scores` (``W_q``: the
-            weights of the usable modalities the query has, ``W_c``: those of the pattern's).
-        columns: the block positions of the usable modalities.
-        bounds: per pattern with a weighted modality, ``(its index, the positions in usable of
-            the modalities it has, their weights (0 for the others), sqrt(W_q * W_c))``.
+        item_id: the query item.
+        row: its bundle row; ``None`` for an item put since the bundle.
+        weights: the weights in use (the bundle's defaults, or the query's, checked).
+        default: whether they are the bundle's defaults (the combined vectors carry them).
+        filters: the query's filters.
+        usable: the weighted modalities the item has; ``None`` where the combined vector stands
+            for them (a bundle item that has one, under the default weights).
     """
 
-    w: np.ndarray
-    scale: np.ndarray
-    columns: list[int]
-    bounds: list[tuple[int, frozenset[int], tuple[float, ...], float]]
+    item_id: str
+    row: int | None
+    weights: dict[str, float]
+    default: bool
+    filters: ItemFilter | None
+    usable: list[str] | None
 
 
 class SimilarItems:
@@ -55,74 +56,83 @@ class SimilarItems:
         self.bundle = bundle
         self.candidates = candidates
         self.columns = columns
-        self._weightings = Lru(256)  # a widget asks a few weightings over and over
+        self.lists = ModalityLists(bundle, candidates.exact_budget)
 
     def warm(self) -> None:
         """Build what requests would otherwise build on first use."""
-        self.patterns  # noqa: B018
-        self.list_ends  # noqa: B018
-        self.pattern_rows  # noqa: B018
-        if self.bundle.list_cosines is not None:
-            self.listed_counts  # noqa: B018
+        self.lists.warm()
 
-    def is_listed(self, item_id: str, k: int, weights: dict | None, changes: ItemChanges) -> bool:
-        """Whether ``k`` items similar to ``item_id`` under ``weights`` normally come from the
-        precomputed lists (a filter that leaves fewer than ``k`` of a list makes it a computation)."""
-        listed = self.bundle.similar
-        names = (["combined"] if weights is None
-                 else [m for m, w in weights.items() if w > 0 and m in self.bundle.vectors.blocks])
-        return (item_id in self.bundle.item_ids and item_id not in changes.ids
-                and all(m in listed and k <= listed[m].k for m in names))
+    def resolve(self, query: SimilarQuery, changes: ItemChanges) -> SimilarInputs:
+        """The item and the weights of a query (see :meth:`recsys.serve.Recommender.similar_items`).
 
-    def find(self, item_id: str, k: int, weights: dict[str, float] | None, filters: ItemFilter | None,
-             changes: ItemChanges) -> list[Scored]:
-        """See :meth:`recsys.serve.Recommender.similar_items`."""
+        Raises:
+            NotFound: an unknown or deleted item.
+            InvalidRequest: bad weights, or weights that leave the item nothing to compare.
+        """
         vectors = self.bundle.vectors
-        default = weights is None
+        default = query.weights is None
         # any known modality may be weighted; one the bundle lacks counts as missing for every item
-        weights = vectors.weights if default else check_weights(weights)
-        row, tried = None, False  # tried: the modality lists, unmasked, could not tell
+        weights = vectors.weights if default else check_weights(query.weights)
+        item_id = query.item_id
         if item_id in changes.ids:
-            query = changes.query(item_id)
-            combined_query = changes.vectors.combined[changes.ids.row(item_id)]
-            has_combined = bool(changes.vectors.mask[changes.ids.row(item_id)])
+            row, has = None, changes.query(item_id)
         elif item_id in changes.deleted_ids:
             raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
         else:
             row = self.bundle.item_ids.row(item_id)
-            # nothing put, deleted or filtered out: the lists answer without the item's vectors
-            listed = not len(changes) and is_unfiltered(filters, changes.deleted_ids)
-            if listed and default and vectors.mask[row] and "combined" in self.bundle.similar:
-                head = self.bundle.similar["combined"].head(row, k)  # the precomputed answer
-                if head is not None:
-                    return self._found(*head)
-            tried = listed and not default and self.bundle.list_cosines is not None
-            if tried:
-                usable = [m for m, w in weights.items() if w > 0 and m in vectors.blocks
-                          and vectors.blocks[m].mask[row]]
-                found = self.threshold(row, k, None, weights, usable, None)  # every item but row
-                if found is not None:
-                    return self._found(*found)
-            query = self.item_query(row)
-            combined_query, has_combined = vectors.combined[row], bool(vectors.mask[row])
-        usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
+            if default and vectors.mask[row]:
+                return SimilarInputs(item_id, row, weights, True, query.filters, None)
+            has = {m: (b if b.mask[row] else None) for m, b in vectors.blocks.items()}
+        usable = [m for m, w in weights.items() if w > 0 and has.get(m) is not None]
         if not usable:
             lacking = ", ".join(m for m, w in weights.items() if w > 0)
             raise InvalidRequest(f"item {item_id!r} has no {lacking} data, so these weights leave "
-                                 "nothing to compare; give weight to another modality",
-                                 item_id=item_id)
-        return self.nearest(query, weights, k, filters, changes, row=row, exclude=item_id,
-                            default=default, combined_query=combined_query if has_combined else None,
-                            tried=tried)
+                                 "nothing to compare; give weight to another modality", item_id=item_id)
+        return SimilarInputs(item_id, row, weights, default, query.filters, usable)
+
+    def listed(self, inputs: SimilarInputs, n: int, changes: ItemChanges) -> list[Scored] | None:
+        """The best ``n`` from the item's precomputed lists, or ``None`` when they cannot tell (no
+        list, or a filter leaves too few of it, or the threshold algorithm's bound is not beaten)."""
+        row = inputs.row
+        if row is None:
+            return None
+        unchanged = not len(changes) and is_unfiltered(inputs.filters, changes.deleted_ids)
+        if inputs.default:
+            lists = self.bundle.similar.get("combined")
+            if lists is None or inputs.usable is not None:  # no list, or no combined vector
+                return None
+            found = lists.head(row, n) if unchanged else lists.first(row, n, self._allowed(inputs, changes))
+        else:
+            found = self.lists.threshold(row, n, inputs.weights, inputs.usable,
+                                         None if unchanged else self._allowed(inputs, changes))
+        if found is None:
+            return None
+        found = self._found(*found)
+        if not len(changes):
+            return found
+        return changes.merge(found, self.lists.item_query(row), inputs.weights, n, inputs.filters,
+                             self.bundle.item_ids, exclude=inputs.item_id)
+
+    def computed(self, inputs: SimilarInputs, n: int, changes: ItemChanges) -> list[Scored]:
+        """The best ``n``: candidates from the indexes (or every allowed item) scored exactly."""
+        if inputs.row is None:
+            put = changes.ids.row(inputs.item_id)
+            query = changes.query(inputs.item_id)
+            combined = changes.vectors.combined[put] if changes.vectors.mask[put] else None
+        else:
+            vectors = self.bundle.vectors
+            query = self.lists.item_query(inputs.row)
+            combined = vectors.combined[inputs.row] if vectors.mask[inputs.row] else None
+        return self.nearest(query, inputs.weights, n, inputs.filters, changes, row=inputs.row,
+                            exclude=inputs.item_id, default=inputs.default, combined_query=combined)
 
     def nearest(self, query: dict, weights: dict[str, float], k: int, filters: ItemFilter | None,
                 changes: ItemChanges, *, row: int | None = None, exclude: str | None = None,
-                default: bool = False, combined_query: np.ndarray | None = None,
-                tried: bool = False) -> list[Scored]:
+                default: bool = False, combined_query: np.ndarray | None = None) -> list[Scored]:
         """The best ``k`` items for per-modality ``query`` vectors under ``weights``: the bundle's
-        items (precomputed lists, Annoy candidates or exact search, re-scored exactly) merged
-        with the put items scored exactly. ``row``/``exclude`` leave the query item out;
-        ``tried``: the caller already asked the modality lists of ``row`` with nothing masked."""
+        items (Annoy candidates or exact search, re-scored exactly) merged with the put items
+        scored exactly. ``row``/``exclude`` leave the query item out; ``combined_query``: its
+        combined vector, searched when the weights are the bundle's ``default``."""
         vectors = self.bundle.vectors
         usable = [m for m, w in weights.items() if w > 0 and query.get(m) is not None]
         allowed = self.columns.allowed(filters, known_elsewhere=changes.ids)
@@ -145,168 +155,14 @@ class SimilarItems:
         else:
             def score(r):
                 return weighted_scores(vectors.blocks, query, r, weights)
-        listed = None
-        if row is not None and default and has_combined and "combined" in self.bundle.similar:
-            listed = self.bundle.similar["combined"].first(row, k, allowed)
-        elif row is not None and not default and not tried:
-            listed = self.threshold(row, k, query, weights, usable, allowed)
-        found = self._found(*(listed or self.candidates.top(k, searches, allowed, score, dim)))
+        found = self._found(*self.candidates.top(k, searches, allowed, score, dim))
         return changes.merge(found, query, weights, k, filters, self.bundle.item_ids, exclude=exclude)
 
-    def item_query(self, row: int) -> dict[str, np.ndarray | None]:
-        """A bundle item's vector per modality (``None`` where it lacks the modality)."""
-        return {m: (np.asarray(b.vectors[row]) if b.mask[row] else None)
-                for m, b in self.bundle.vectors.blocks.items()}
+    def _allowed(self, inputs: SimilarInputs, changes: ItemChanges) -> np.ndarray:
+        allowed = self.columns.allowed(inputs.filters, known_elsewhere=changes.ids)
+        allowed &= ~changes.hidden
+        allowed[inputs.row] = False
+        return allowed
 
     def _found(self, rows: np.ndarray, scores: np.ndarray) -> list[Scored]:
         return scored_list(self.bundle.item_ids.ids[rows].tolist(), scores)
-
-    # -- the threshold algorithm ----------------------------------------------------------------
-
-    def threshold(self, row: int, k: int, query: dict | None, weights: dict[str, float],
-                  usable: list[str], allowed: np.ndarray | None) -> Found | None:
-        """The exact best ``k`` under per-request ``weights`` from the per-modality lists of
-        ``row``'s neighbours (Fagin's threshold algorithm), or ``None`` when they cannot tell.
-
-        The candidates are the allowed items listed for any weighted modality (with the bundle's
-        :class:`~recsys.bundle.ListCosines`, for any modality), scored exactly. An item in no
-        list of a weighted modality has, in each modality it has, a cosine at most that list's last
-        score, so :meth:`unlisted_bounds` bounds its weighted score, per combination of
-        modalities; when the ``k``-th candidate beats every bound no unlisted item can enter the
-        answer. When it does not beat the bound of some combinations (typically a few items that
-        lack a modality: they are scored by the others alone), every allowed item of those is
-        scored exactly too, if that is within the exact budget; beyond it, a large catalog's
-        approximate lists (:attr:`approximate_lists`) answer with their best all the same.
-        ``allowed`` ``None``: every item but ``row`` (which no list of its own holds). ``query``:
-        the item's vectors per modality (``None``: read from the bundle when needed).
-        """
-        lists = self.bundle.similar
-        if not usable or any(m not in lists for m in usable):
-            return None
-        weighting = self.weighting(weights, usable)
-        if self.bundle.list_cosines is not None:
-            candidates, scores = self.listed_scores(row, weighting, allowed)
-        else:
-            if allowed is None:
-                allowed = np.ones(len(self.bundle.item_ids), bool)
-                allowed[row] = False
-            listed = np.zeros_like(allowed)
-            for m in usable:
-                rows = lists[m].rows[row]
-                listed[rows[rows >= 0]] = True
-            candidates = np.flatnonzero(listed & allowed)
-            scores = weighted_scores(self.bundle.vectors.blocks, query, candidates, weights)
-        if len(candidates) < k:
-            return None
-        rows, scores = best(k, candidates, scores)
-        bounds = self.unlisted_bounds(weighting, self.list_ends[row].tolist())
-        beaten = [p for p, bound in bounds if not scores[-1] > bound + 1e-5]  # float error of the lists
-        if not beaten:
-            return rows, scores
-        # unlisted items of these patterns might enter the answer: score them all, if they are few
-        dim = sum(self.bundle.vectors.blocks[m].dim for m in usable)
-        if sum(len(self.pattern_rows[p]) for p in beaten) * dim > self.candidates.exact_budget:
-            # lists from k-means cells bound nothing for certain to begin with, and their best
-            # beat what Annoy finds in a catalog that large (a far lower recall), at no search
-            return (rows, scores) if self.approximate_lists else None
-        members = np.concatenate([self.pattern_rows[p] for p in beaten])
-        members = np.setdiff1d(members[allowed[members] if allowed is not None else members != row],
-                               candidates, assume_unique=True)
-        query = query if query is not None else self.item_query(row)
-        return best(k, np.concatenate([rows, members]), np.concatenate(
-            [scores, weighted_scores(self.bundle.vectors.blocks, query, members, weights)]))
-
-    def listed_scores(self, row: int, weighting: Weighting, allowed: np.ndarray | None) -> Found:
-        """The allowed items listed for ``row`` (all of them when ``allowed`` is ``None``) and their
-        :func:`weighted_scores` under the ``weighting``'s weights, from the bundle's stored cosines
-        (no vector is read)."""
-        listed = self.bundle.list_cosines
-        count = self.listed_counts[row]
-        rows, cosines = listed.rows[row, :count], listed.cosines[row, :count]
-        if allowed is not None:
-            keep = allowed[rows]
-            rows, cosines = rows[keep], cosines[keep]
-        return rows.astype(np.int64), (cosines @ weighting.w) * weighting.scale[self.patterns[0][rows]]
-
-    def weighting(self, weights: dict[str, float], usable: list[str]) -> Weighting:
-        """What scoring the lists under ``weights`` needs (:class:`Weighting`), for a query item
-        with the ``usable`` modalities; kept for the last few hundred asked."""
-        key = (tuple(weights.items()), tuple(usable))
-        found = self._weightings.get(key)
-        if found is None:
-            names = list(self.bundle.vectors.blocks)
-            w = np.array([weights.get(m, 0.0) for m in names], np.float32)
-            w_q = sum(weights[m] for m in usable)
-            patterns = self.patterns[1]
-            scale = 1.0 / np.sqrt(np.maximum(np.float32(w_q) * (patterns @ w), np.float32(1e-12)))
-            bounds = []
-            for p, combo in enumerate(patterns.tolist()):
-                w_c = sum(weights.get(m, 0.0) for m, has in zip(names, combo) if has)
-                if w_c > 0:  # an item sharing no weighted modality with the query scores 0
-                    has = frozenset(i for i, m in enumerate(usable) if combo[names.index(m)])
-                    coefficients = tuple(weights[m] if i in has else 0.0 for i, m in enumerate(usable))
-                    bounds.append((p, has, coefficients, math.sqrt(w_q * w_c)))
-            found = Weighting(w, scale.astype(np.float32), [names.index(m) for m in usable], bounds)
-            self._weightings.put(key, found)
-        return found
-
-    @staticmethod
-    def unlisted_bounds(weighting: Weighting, ends: list[float]) -> list[tuple[int, float]]:
-        """``(pattern, bound)``: per combination of modalities (:attr:`patterns`) the highest
-        weighted score an item of it absent from the lists of every usable modality can have.
-
-        ``ends``: per modality (block order), the last cosine of the query item's list, NaN when
-        the list holds every item with that modality (an unlisted item then lacks it). In each
-        usable modality it has, an unlisted item's cosine is at most that last cosine; the score's
-        denominator depends on the modalities the item has. Patterns with no weighted modality
-        (their items score 0) and those with a modality whose list holds every item with it (no
-        unlisted item has them) are left out. Plain Python: a few numbers, for which numpy calls
-        cost more.
-        """
-        last = [ends[j] for j in weighting.columns]
-        exhaustive = {i for i, v in enumerate(last) if v != v}  # NaN
-        last = [v if v > 0.0 else 0.0 for v in last]  # (NaN > 0 is False: 0)
-        return [(p, sum(map(mul, coefficients, last)) / denominator)
-                for p, has, coefficients, denominator in weighting.bounds
-                if not (exhaustive and exhaustive & has)]
-
-    @cached_property
-    def approximate_lists(self) -> bool:
-        """Whether the bundle's lists are approximate (a large catalog's, from k-means cells or an
-        HNSW graph), not from exact search; bundles of earlier builds say ``cells``."""
-        return self.bundle.manifest.get("lists", {}).get("method") in ("approximate", "cells")
-
-    @cached_property
-    def listed_counts(self) -> np.ndarray:
-        """Per item, how many items :attr:`Bundle.list_cosines` lists for it."""
-        return (np.asarray(self.bundle.list_cosines.rows) >= 0).sum(axis=1)
-
-    @cached_property
-    def list_ends(self) -> np.ndarray:
-        """``(items, modalities)`` float32 (the lists' own numbers), block order: the last cosine of
-        each item's similar list per modality; NaN where the list is not full (it holds every item
-        with the modality, or the item lacks it) or the bundle has no list for it."""
-        ends = np.full((len(self.bundle.item_ids), len(self.bundle.vectors.blocks)), np.nan, np.float32)
-        for j, m in enumerate(self.bundle.vectors.blocks):
-            if m in self.bundle.similar:
-                lists = self.bundle.similar[m]
-                full = np.asarray(lists.rows[:, -1]) >= 0
-                ends[full, j] = lists.scores[full, -1]
-        return ends
-
-    @cached_property
-    def pattern_rows(self) -> list[np.ndarray]:
-        """Per modality pattern (:attr:`patterns`), the rows of the items with it."""
-        codes = self.patterns[0]
-        order = np.argsort(codes, kind="stable")
-        counts = np.bincount(codes, minlength=len(self.patterns[1]))
-        return np.split(order.astype(np.int64), np.cumsum(counts)[:-1])
-
-    @cached_property
-    def patterns(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(codes, patterns)``: ``patterns`` ``(p, modalities)`` float32, the distinct combinations
-        of modalities the items have (1 where it has it, block order); ``codes`` ``(items,)`` each
-        item's row in it."""
-        masks = np.stack([np.asarray(b.mask, bool) for b in self.bundle.vectors.blocks.values()], axis=1)
-        patterns, codes = np.unique(masks, axis=0, return_inverse=True)
-        return codes.reshape(-1).astype(np.int32), patterns.astype(np.float32)

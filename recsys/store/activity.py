@@ -22,6 +22,7 @@ import redis
 
 from recsys.data import schema as S
 from recsys.store.keys import Keys
+from recsys.store.messages import ActivityPosted, FeedList, encode
 
 __all__ = ["Event", "ActivityStore", "merge_recent", "touched", "POSTED_TTL"]
 
@@ -86,15 +87,15 @@ class ActivityStore:
         self.recent_items = recent_items
         self.recent_ttl = int(recent_ttl)
 
-    def append(self, events: Sequence[Event], origin: str | None = None,
-               extra: dict | None = None) -> list[str]:
+    def append(self, events: Sequence[Event], origin: str | None = None, version: str | None = None,
+               lists: Sequence[FeedList] = ()) -> list[str]:
         """Log events and update the users' recent items, in one transaction.
 
         Args:
             events: the interactions, in any order (a user's items go in by timestamp).
             origin: who posts them (a worker's token), repeated in the workers' message.
-            extra: more fields for the workers' message (JSON-serialisable; the API sends the
-                users' feed lists in it).
+            version, lists: the users' feed lists made with bundle ``version``, for the workers'
+                message (:class:`~recsys.store.messages.ActivityPosted`).
 
         Returns:
             list[str]: the stream ids the log gave the events, in order.
@@ -103,11 +104,11 @@ class ActivityStore:
             redis.RedisError: nothing was written (the transaction is all or nothing).
         """
         pipe = self.client.pipeline(transaction=True)
-        self._queue(pipe, events, origin, extra)
+        self._queue(pipe, events, origin, version, lists)
         return [i.decode() for i in pipe.execute()[: len(events)]]
 
     def append_once(self, key: str, events: Sequence[Event], origin: str | None = None,
-                    extra: dict | None = None) -> tuple[list[str], bool]:
+                    version: str | None = None, lists: Sequence[FeedList] = ()) -> tuple[list[str], bool]:
         """:meth:`append` under an idempotency key: the key is taken in the same transaction as
         the events, so a post retried with the same key within :data:`POSTED_TTL` seconds never
         logs them twice, even when the first attempt's answer was lost.
@@ -127,7 +128,7 @@ class ActivityStore:
                 if earlier is not None:
                     return json.loads(earlier), True
                 pipe.multi()
-                self._queue(pipe, events, origin, extra)
+                self._queue(pipe, events, origin, version, lists)
                 pipe.set(posted, "[]", ex=POSTED_TTL)
                 ids = [i.decode() for i in pipe.execute()[: len(events)]]
             except redis.WatchError:  # the key changed meanwhile, or the connection dropped
@@ -138,7 +139,8 @@ class ActivityStore:
         self.client.set(posted, json.dumps(ids), ex=POSTED_TTL, xx=True)
         return ids, False
 
-    def _queue(self, pipe, events: Sequence[Event], origin: str | None, extra: dict | None) -> None:
+    def _queue(self, pipe, events: Sequence[Event], origin: str | None, version: str | None,
+               lists: Sequence[FeedList]) -> None:
         now = time.time()
         for event in events:
             pipe.xadd(self.keys.log, event.fields())
@@ -158,9 +160,8 @@ class ActivityStore:
         pipe.zadd(self.keys.active_users, {user_id: now for user_id in users})
         pipe.zremrangebyscore(self.keys.active_users, "-inf", now - self.recent_ttl)
         # the workers drop their copies, and update the recent lists they know
-        pipe.publish(self.keys.events, json.dumps({
-            "users": list(users), "origin": origin, "at": now, "ttl": self.recent_ttl,
-            "cap": self.recent_items, "recent": users, **(extra or {})}))
+        pipe.publish(self.keys.events, encode(ActivityPosted(users, origin, now, self.recent_ttl, self.recent_items,
+                                                             version, tuple(lists))))
 
     def active_users(self, limit: int) -> set[str] | None:
         """The users who may have recent items (a post within the TTL); every other user has none.

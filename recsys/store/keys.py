@@ -9,10 +9,9 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
     P:bundle:<version>:folder       string  set for a version whose files are in the file store
                                             (``redis.bundle_files``): the folder it was published to,
                                             for people; workers read their own setting's folder
-    P:bundle:events                 channel JSON messages to the workers: {"active": version},
-                                            {"items": generation}, or the users of one interaction
-                                            post with their new items (ActivityStore.append); they
-                                            also poll
+    P:bundle:events                 channel messages to the workers, one type per kind
+                                            (recsys.store.messages: a version activated, items
+                                            changed, an interaction post); they also poll
     P:items:gen                     string  counter bumped by every item write (result cache epoch)
     P:items:fresh                   hash    item_id -> JSON of an item put since the bundle
     P:items:deleted                 set     item ids hidden from every result
@@ -24,9 +23,9 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
                                             post's own transaction: the stream ids it logged (JSON)
     P:activity:<user_id>            string  counter bumped by each of the user's interaction posts;
                                             a cached feed carries the count it was computed at
-    P:result:<kind>:<owner>         hash    cached response bodies of one item, user or session;
+    P:result:<kind>:<owner>         hash    cached answers of one item or user (recsys.store.results);
                                             field = bundle version | item generation | query; a
-                                            user's value is the activity count, a newline, the body
+                                            user's value is the activity count, a newline, the answer
 """
 from __future__ import annotations
 

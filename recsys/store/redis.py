@@ -17,41 +17,33 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import orjson
 import redis
 
 from recsys.bundle import MANIFEST, read_bundle
 from recsys.errors import BundleError, NotFound
 from recsys.manifest import check_manifest, check_name
 from recsys.store.keys import Keys
+from recsys.store.messages import Activated, ItemsChanged, encode
 
 if TYPE_CHECKING:
     from recsys.settings import RedisSettings
 
-__all__ = ["RedisStore", "cache_field"]
+__all__ = ["RedisStore"]
 
 logger = logging.getLogger(__name__)
 
 
-def cache_field(*parts: object) -> str:
-    """A cache hash field from a version, a generation and a normalised query (sorted JSON)."""
-    text = "|".join(p if isinstance(p, str) else orjson.dumps(p, option=orjson.OPT_SORT_KEYS).decode()
-                    for p in parts)
-    return text if len(text) <= 200 else hashlib.sha256(text.encode()).hexdigest()
-
-
 class RedisStore:
-    """Published bundles, item changes and the result cache under one key namespace.
+    """Published bundles and item changes under one key namespace.
 
     Args:
         client: a redis-py client (see :func:`connect`).
         prefix: key namespace (``settings.redis.prefix``).
         chunk_bytes: size of the chunks bundle files are stored in.
-        cache_ttl: seconds a cached result lives (0 disables the cache).
         bundle_files: a folder shared by every worker where published bundles' files go
             (``<folder>/<name>/<version>/``); ``None`` keeps them in Redis.
 
@@ -62,18 +54,16 @@ class RedisStore:
     """
 
     def __init__(self, client: redis.Redis, *, prefix: str = "recsys", chunk_bytes: int = 4 << 20,
-                 cache_ttl: int = 300, bundle_files: str | Path | None = None):
+                 bundle_files: str | Path | None = None):
         self.client = client
         self.keys = Keys(prefix)
         self.chunk_bytes = chunk_bytes
-        self.cache_ttl = cache_ttl
         self.bundle_files = Path(bundle_files) if bundle_files else None
 
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: RedisSettings) -> RedisStore:
         """The store the ``redis`` settings describe."""
-        return cls(client, prefix=settings.prefix, chunk_bytes=settings.chunk_bytes, cache_ttl=settings.cache_ttl,
-                   bundle_files=settings.bundle_files)
+        return cls(client, prefix=settings.prefix, chunk_bytes=settings.chunk_bytes, bundle_files=settings.bundle_files)
 
     # -- bundles --------------------------------------------------------------------------------
 
@@ -149,7 +139,7 @@ class RedisStore:
                            f"published: {', '.join(self.versions()) or 'none'}", version=version)
         pipe = self.client.pipeline(transaction=True)
         pipe.set(self.keys.active, version)
-        pipe.publish(self.keys.events, json.dumps({"active": version}))
+        pipe.publish(self.keys.events, encode(Activated(version)))
         pipe.execute()
         logger.info("bundle %s is active", version)
 
@@ -276,23 +266,25 @@ class RedisStore:
 
     def put_item(self, item_id: str, entry: dict) -> int:
         """Store a new or changed item (JSON-serialisable ``entry``); returns the new generation."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.keys.fresh, item_id, json.dumps(entry, separators=(",", ":")))
-        pipe.srem(self.keys.deleted, item_id)
-        pipe.incr(self.keys.items_gen)
-        gen = pipe.execute()[-1]
-        self.client.publish(self.keys.events, json.dumps({"items": gen}))
-        return int(gen)
+        return self._change_item(item_id, entry)
 
     def delete_item(self, item_id: str) -> int:
         """Hide an item from every result; returns the new generation."""
+        return self._change_item(item_id, None)
+
+    def _change_item(self, item_id: str, entry: dict | None) -> int:
+        """Put (``entry``) or delete an item, move the generation, and tell the workers."""
         pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.keys.fresh, item_id)
-        pipe.sadd(self.keys.deleted, item_id)
+        if entry is not None:
+            pipe.hset(self.keys.fresh, item_id, json.dumps(entry, separators=(",", ":")))
+            pipe.srem(self.keys.deleted, item_id)
+        else:
+            pipe.hdel(self.keys.fresh, item_id)
+            pipe.sadd(self.keys.deleted, item_id)
         pipe.incr(self.keys.items_gen)
-        gen = pipe.execute()[-1]
-        self.client.publish(self.keys.events, json.dumps({"items": gen}))
-        return int(gen)
+        gen = int(pipe.execute()[-1])
+        self.client.publish(self.keys.events, encode(ItemsChanged(gen)))
+        return gen
 
     def item_changes(self) -> tuple[int, dict[str, dict], set[str]]:
         """``(generation, fresh entries by id, deleted ids)``, read in one transaction."""
@@ -316,19 +308,6 @@ class RedisStore:
             pipe.incr(self.keys.items_gen)
             pipe.execute()
             logger.info("%d fresh items superseded by bundle %s", len(stale), bundle.version)
-
-    # -- result cache ---------------------------------------------------------------------------
-
-    def cached(self, key: str, field: str, ttl: int | None = None) -> Callable[[bytes], None]:
-        """A function that stores a response body under ``key``/``field`` with the TTL."""
-
-        def put(body: bytes) -> None:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hset(key, field, body)
-            pipe.expire(key, ttl or self.cache_ttl)
-            pipe.execute()
-
-        return put
 
     def clear(self) -> int:
         """Delete every key of this namespace (tests and `recsys` resets); returns how many."""

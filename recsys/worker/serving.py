@@ -8,9 +8,7 @@ fails to load is remembered and the old one keeps serving.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import secrets
 import threading
 import time
@@ -22,14 +20,16 @@ from recsys.bundle import read_bundle
 from recsys.errors import BundleError, InvalidRequest, NotFound, NotReady, RecsysError
 from recsys.serve import Recommender
 from recsys.serve.changes import ItemChanges
-from recsys.serve.embedder import ItemEmbedder
 from recsys.serve.scan import prune_scans
 from recsys.settings import Settings
 from recsys.store.activity import ActivityStore
 from recsys.store.connection import Breaker, connect
+from recsys.store.messages import Activated, ActivityPosted, ItemsChanged, decode
 from recsys.store.redis import RedisStore
-from recsys.worker.cache import ResultCache, Snapshot
+from recsys.store.results import ResultStore
+from recsys.worker.cache import ResultCache
 from recsys.worker.images import ImageFetches
+from recsys.worker.memory import WorkerMemory
 
 __all__ = ["Serving", "redis_client"]
 
@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 
 class Serving:
-    """The serving state of one worker process.
+    """The serving state of one worker process (the :class:`~recsys.worker.cache.WorkerState` its
+    result cache reads).
 
     Args:
         settings: validated settings; ``settings.redis.url`` must be set (``create_app`` starts
@@ -47,7 +48,7 @@ class Serving:
 
     def __init__(self, settings: Settings, client: redis.Redis | None):
         self.settings = settings
-        rs = settings.redis
+        rs, api = settings.redis, settings.api
         self.client = client
         self.store = RedisStore.from_settings(client, rs) if client is not None else None
         self.activity = (ActivityStore(client, prefix=rs.prefix, recent_items=rs.recent_items,
@@ -55,7 +56,6 @@ class Serving:
                          if client is not None else None)
         self.breaker = Breaker(rs.retry_after)
         self.current: Recommender | None = None
-        self.embedder: ItemEmbedder | None = None
         self.failed: dict[str, str] = {}  # version -> why it was refused
         self.load_error: str | None = None
         self.cache_dir = Path(settings.state_dir) / "bundles"
@@ -64,12 +64,64 @@ class Serving:
         self._stop = threading.Event()
         self.subscribed = False  # the follower thread is receiving invalidations
         self.shared_gen = None  # the item generation the workers of one server share (RawValue)
-        self.results = ResultCache(settings.api.local_cache_items, settings.api.local_recent_users,
-                                    settings.api.local_active_users)
+        self.memory = WorkerMemory(api.local_cache_items, api.local_recent_users, api.local_active_users)
+        self._results = (ResultStore(client, self.store.keys, recent_items=rs.recent_items, ttl=rs.cache_ttl)
+                         if client is not None else None)
+        self.results = ResultCache(self, self._results, self.breaker, ttl=rs.cache_ttl, memory=self.memory)
         self.images = ImageFetches(settings.images, retry_after=rs.retry_after)
         self.origin = secrets.token_hex(8)  # names this worker's posts in their messages
         self._thread: threading.Thread | None = None
         self.on_change = lambda recommender: None  # metrics hook
+
+    # -- what a request uses ----------------------------------------------------------------------
+
+    @property
+    def following(self) -> bool:
+        """Whether invalidations arrive: subscribed to the workers' channel, and Redis answering."""
+        return self.subscribed and not self.breaker.open
+
+    def recommender(self) -> Recommender:
+        """The recommender a request should use, with the item changes a sibling worker of this
+        server wrote caught up.
+
+        Raises:
+            NotReady: nothing loaded yet; the message says why.
+        """
+        current = self.current
+        if current is None:
+            reason = self.load_error or (
+                "no bundle is active in Redis; run `recsys publish --bundle DIR`"
+                if self.store is not None else "no bundle configured; start with --bundle DIR")
+            raise NotReady(f"not ready: {reason}")
+        shared = self.shared_gen
+        if shared is not None and shared.value > current.changes.gen:
+            return self.at_generation(shared.value)
+        return current
+
+    def synced(self) -> Recommender:
+        """:meth:`recommender`, with the item changes at Redis's generation (a round trip): for
+        reads and writes that must see an item written through another server at once."""
+        current = self.recommender()
+        gen = self.breaker.call(self._results.gen) if self._results is not None else None
+        return self.at_generation(gen) if gen is not None else current
+
+    def at_generation(self, gen: int) -> Recommender:
+        """The current recommender, its item changes reloaded from Redis first if they are not at
+        generation ``gen``: the one place a moved generation is acted on."""
+        with self._swap_lock:
+            current = self.current
+            if current is not None and gen != current.changes.gen and self.store is not None:
+                changes = self.breaker.call(self.store.item_changes)
+                if changes is not None:
+                    self.current = current.with_changes(ItemChanges.build(current.bundle, *changes))
+        if self.current is not current:
+            self.on_change(self.current)
+        return self.current
+
+    def announce(self, gen: int) -> None:
+        """Tell the sibling workers an item write reached generation ``gen`` (before answering)."""
+        if self.shared_gen is not None and gen > self.shared_gen.value:
+            self.shared_gen.value = gen
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -94,9 +146,9 @@ class Serving:
                 pubsub = self.client.pubsub()
                 pubsub.subscribe(self.store.keys.events)
                 _confirmed(pubsub, self.settings.redis.socket_timeout)
-                self.results.clear()  # invalidations may have been missed while not subscribed
+                self.memory.clear()  # invalidations may have been missed while not subscribed
                 # read after Redis confirmed the subscription: a user active since is in a message
-                self.results.know_active(self.activity.active_users(self.settings.api.local_active_users))
+                self.memory.know_active(self.activity.active_users(self.settings.api.local_active_users))
                 self.subscribed = True
                 self.refresh()
                 while not self._stop.is_set():
@@ -104,7 +156,7 @@ class Serving:
                     if message is None:
                         self.refresh()
                     elif message["type"] == "message":
-                        self._handle(message["data"])
+                        self._handle(decode(message["data"]))
             except (redis.RedisError, OSError) as exc:
                 self.breaker.fail(exc)
             except Exception:  # the loop must survive anything; the old state keeps serving
@@ -116,32 +168,24 @@ class Serving:
                         pubsub.close()
             self._stop.wait(self.settings.redis.retry_after)
 
-    def _handle(self, data: bytes) -> None:
-        try:
-            message = json.loads(data)
-        except ValueError:
-            return
-        if "recent" in message:
-            if "lists" in message and message.get("origin") != self.origin:
-                self.keep_lists(message)  # first: a feed that knows the new items finds the lists
-            self.results.heard(message, self.origin)
-        elif "users" in message:
-            self.results.drop_owners("user", message["users"])
-        if "items" in message or "active" in message:
+    def _handle(self, message) -> None:
+        if isinstance(message, ActivityPosted):
+            if message.lists and message.origin != self.origin:
+                self._keep_lists(message)  # first: a feed that knows the new items finds the lists
+            self.memory.heard(message, self.origin)
+        elif isinstance(message, (Activated, ItemsChanged)):
             self.refresh()
 
-    def keep_lists(self, message: dict) -> None:
-        """Keep the feed lists another worker made for its post's users (see
-        ``recsys.api.writes.post_interactions``), if they were made with the bundle this one serves."""
+    def _keep_lists(self, message: ActivityPosted) -> None:
+        """Keep the feed lists another worker made for its post's users
+        (:func:`recsys.worker.writes.post_interactions`), if made with the bundle this one serves."""
         current = self.current
-        lists = message.get("lists")
-        if current is None or message.get("version") != current.version or not isinstance(lists, list):
+        if current is None or message.version != current.version:
             return
-        for entry in lists:
+        for entry in message.lists:
             try:
-                current.feeds.keep_list(entry["user"], entry["recent"], entry["rows"], entry["scores"],
-                                        current.changes)
-            except (InvalidRequest, KeyError, TypeError, ValueError) as exc:
+                current.receive_feed_list(entry.user, entry.recent, entry.rows, entry.scores)
+            except (InvalidRequest, TypeError, ValueError) as exc:
                 logger.warning("ignored a feed list in a post's message: %s", exc)
 
     def refresh(self) -> None:
@@ -153,11 +197,10 @@ class Serving:
             self._load_version(active)
         elif current is None and self.settings.api.bundle is not None:
             self._load_local(self.settings.api.bundle)
-        current = self.current
-        if current is not None and self.store is not None:
-            gen = self.breaker.call(lambda: int(self.client.get(self.store.keys.items_gen) or 0))
-            if gen is not None and gen != current.changes.gen:
-                self.sync_items()
+        if self.current is not None and self._results is not None:
+            gen = self.breaker.call(self._results.gen)
+            if gen is not None:
+                self.at_generation(gen)
                 self.announce(gen)
 
     def _install(self, bundle) -> None:
@@ -165,25 +208,23 @@ class Serving:
                                              feed_lists=self.settings.api.local_cache_items)
         # what requests share is built here, before serving (the transposed copies made or
         # mapped); other bundles' copies go
-        prune_scans(self.scan_dir, recommender.warm().candidates.scan_keys())
+        prune_scans(self.scan_dir, recommender.warm().scan_keys())
         if self.store is not None:
             changes = self.breaker.call(self.store.item_changes)
             if changes is not None:
                 recommender = recommender.with_changes(ItemChanges.build(bundle, *changes))
-        embedder = ItemEmbedder(bundle)
         if self.settings.api.warm_embedder:
-            threading.Thread(target=self._warm, args=(embedder,), name="recsys-warm", daemon=True).start()
+            threading.Thread(target=self._warm, args=(recommender,), name="recsys-warm", daemon=True).start()
         with self._swap_lock:
             self.current = recommender
-            self.embedder = embedder
             self.load_error = None
         logger.info("serving bundle %s (%d items)", bundle.version, len(bundle.item_ids))
         self.on_change(recommender)
 
     @staticmethod
-    def _warm(embedder: ItemEmbedder) -> None:
+    def _warm(recommender: Recommender) -> None:
         try:
-            embedder.warm()
+            recommender.load_encoders()
         except Exception:  # a put will report the problem to its caller
             logger.exception("loading the item encoders failed")
 
@@ -208,90 +249,6 @@ class Serving:
         except BundleError as exc:
             self.load_error = exc.message
             logger.error("cannot load local bundle: %s", exc.message)
-
-    def sync_items(self) -> None:
-        """Rebuild the item changes of the current bundle from Redis (no-op when Redis is down)."""
-        with self._swap_lock:
-            current = self.current
-            if current is None or self.store is None:
-                return
-            changes = self.breaker.call(self.store.item_changes)
-            if changes is None:
-                return
-            self.current = current.with_changes(ItemChanges.build(current.bundle, *changes))
-        self.on_change(self.current)
-
-    # -- per request ----------------------------------------------------------------------------
-
-    def announce(self, gen: int) -> None:
-        """Tell the sibling workers an item write reached generation ``gen`` (before answering)."""
-        if self.shared_gen is not None and gen > self.shared_gen.value:
-            self.shared_gen.value = gen
-
-    def catch_up(self) -> None:
-        """Reload item changes if a sibling worker wrote since this one last looked."""
-        current = self.current
-        if self.shared_gen is not None and current is not None \
-                and self.shared_gen.value > current.changes.gen:
-            self.sync_items()
-
-    def recommender(self) -> Recommender:
-        """The recommender a request should use.
-
-        Raises:
-            NotReady: nothing loaded yet; the message says why.
-        """
-        current = self.current
-        if current is None:
-            reason = self.load_error or (
-                "no bundle is active in Redis; run `recsys publish --bundle DIR`"
-                if self.store is not None else "no bundle configured; start with --bundle DIR")
-            raise NotReady(f"not ready: {reason}")
-        return current
-
-    def snapshot(self, cache_key: str | None = None, field: str | None = None,
-                 recent_user: str | None = None) -> Snapshot:
-        """One pipelined round trip: the active version, the item generation, a cached result and
-        a user's recent items. When the generation moved the item changes are reloaded before
-        returning, so a put or deleted item shows in this very response."""
-        if self.store is None:
-            return Snapshot()
-        keys = self.store.keys
-
-        def ask():
-            pipe = self.client.pipeline(transaction=False)
-            pipe.get(keys.active)
-            pipe.get(keys.items_gen)
-            if cache_key is not None:
-                pipe.hget(cache_key, field)
-            if recent_user is not None:
-                pipe.lrange(keys.recent(recent_user), 0, self.settings.redis.recent_items - 1)
-                pipe.pttl(keys.recent(recent_user))
-                pipe.get(keys.activity(recent_user))
-            return pipe.execute()
-
-        result = self.breaker.call(ask)
-        if result is None:
-            return Snapshot()
-        active = result[0].decode() if result[0] is not None else None  # a new one: the follower loads it
-        gen = int(result[1] or 0)
-        cached = result[2] if cache_key is not None else None
-        recent = activity = None
-        expires = math.inf
-        if recent_user is not None:
-            recent = list(dict.fromkeys(r.decode() for r in result[-3]))
-            if result[-2] > 0:  # -2: no list, -1: no expiry
-                expires = time.time() + result[-2] / 1000
-            activity = int(result[-1] or 0)
-            if cached is not None:  # computed at another activity count: stale, whenever written
-                count, _, body = cached.partition(b"\n")
-                cached = body if count == str(activity).encode() else None
-        current = self.current
-        if current is not None and gen != current.changes.gen:
-            self.sync_items()
-            cached = None  # computed against other item changes
-        return Snapshot(active=active, gen=gen, cached=cached, recent=recent, recent_expires=expires,
-                        activity=activity)
 
     def readiness(self) -> tuple[bool, list[str]]:
         """``(ready, reasons it is degraded or not ready)``."""

@@ -6,10 +6,12 @@ import io
 import time
 
 import numpy as np
+import orjson
 import pytest
 from PIL import Image
 
 from recsys.api.openapi import document
+from recsys.worker import Answer
 from tests.api.conftest import API_KEY, WRITE
 
 
@@ -542,7 +544,8 @@ def test_a_feed_computed_before_an_interaction_is_never_served_after_it(client, 
     assert first.json["recent"] == 0
     key = serving.store.keys.result("user", user)
     [(field, stored)] = serving.client.hgetall(key).items()
-    assert stored == b"0\n" + first.data  # the body, behind the activity count it was computed at
+    count, _, answer = stored.partition(b"\n")  # the answer, behind the activity count it was computed at
+    assert count == b"0" and orjson.loads(Answer.decode(first.json["version"], answer).items) == first.json["items"]
     event = {"user_id": user, "item_id": first_items(served_bundle)[0], "event": "click"}
     assert client.post("/v1/interactions", json=event, headers=WRITE).status_code == 202
     # a slow request that read the recent items before the post writes its feed only now

@@ -2,11 +2,12 @@
 drop), recent items known without Redis, and the transposed copies shared between workers."""
 import numpy as np
 
-from recsys.worker.cache import ResultCache
+from recsys.store.messages import ActivityPosted
+from recsys.worker.memory import WorkerMemory
 
 
 def test_local_cache_is_bounded_and_drops_a_users_entries():
-    cache = ResultCache(max_items=3, max_users=2)
+    cache = WorkerMemory(max_items=3, max_users=2)
     for i in range(4):
         cache.put(("item", f"i{i}", "q"), b"body")
     assert len(cache) == 3 and cache.get(("item", "i0", "q")) is None
@@ -18,7 +19,7 @@ def test_local_cache_is_bounded_and_drops_a_users_entries():
         cache.put(("item", f"i{i}", "q"), b"body")
     assert cache.recent("u1") == ("a", "b") and cache.recent("u2") == ()
     cache.put(("user", "u1", "q"), b"feed")
-    cache.drop_owners("user", ["u1"])
+    cache.expect(["u1"])  # this worker posts for u1: its answers go, its recent items are due
     assert cache.get(("user", "u1", "q")) is None and cache.recent("u1") is None
     assert cache.recent("u2") == () and cache.get(("item", "i8", "q")) == b"body"
     cache.put_recent("u3", ("c",), cache.epoch)  # the least recently used user goes
@@ -27,9 +28,9 @@ def test_local_cache_is_bounded_and_drops_a_users_entries():
 
 
 def test_a_value_read_before_a_drop_is_not_stored_after_it():
-    cache = ResultCache(max_items=10, max_users=10)
+    cache = WorkerMemory(max_items=10, max_users=10)
     epoch = cache.epoch  # a request starts reading the user's recent items ...
-    cache.drop_owners("user", ["u1"])  # ... the user posts an interaction meanwhile
+    cache.heard(_message({"u1": ["x"]}), origin="me")  # ... the user posts an interaction meanwhile
     cache.put_recent("u1", ("old",), epoch)
     cache.put(("user", "u1", "q"), b"old feed", epoch)
     assert cache.recent("u1") is None and cache.get(("user", "u1", "q")) is None
@@ -42,23 +43,22 @@ def test_a_value_read_before_a_drop_is_not_stored_after_it():
 
 
 def test_a_cache_of_size_zero_keeps_nothing_and_forgets_nothing_it_never_had():
-    cache = ResultCache(max_items=0, max_users=0)
+    cache = WorkerMemory(max_items=0, max_users=0)
     cache.put(("user", "u1", "q"), b"feed")
     cache.put_recent("u1", ("a",), cache.epoch)
     assert len(cache) == 0 and cache.get(("user", "u1", "q")) is None and cache.recent("u1") is None
-    cache.drop_owners("user", ["u1"])  # nothing indexed, nothing to drop
+    cache.expect(["u1"])  # nothing indexed, nothing to drop
     assert cache.epoch == 1
 
 
-def _message(recent: dict, origin: str = "other", at: float | None = None, cap: int = 3) -> dict:
+def _message(recent: dict, origin: str = "other", at: float | None = None, cap: int = 3) -> ActivityPosted:
     import time
 
-    return {"users": list(recent), "recent": recent, "origin": origin,
-            "at": time.time() if at is None else at, "ttl": 3600, "cap": cap}
+    return ActivityPosted(recent, origin, time.time() if at is None else at, 3600, cap)
 
 
 def test_users_outside_the_active_set_have_no_recent_items_and_messages_update_known_lists():
-    cache = ResultCache(max_items=10, max_users=10, max_active=3)
+    cache = WorkerMemory(max_items=10, max_users=10, max_active=3)
     assert cache.recent("u1") is None  # nothing known before the set is loaded
     cache.know_active({"u1"})
     assert cache.recent("u1") is None and cache.recent("u2") == ()
@@ -78,7 +78,7 @@ def test_own_posts_are_unknown_until_their_message_and_expired_lists_are_not_tru
     import math
     import time
 
-    cache = ResultCache(max_items=10, max_users=10, max_active=10)
+    cache = WorkerMemory(max_items=10, max_users=10, max_active=10)
     cache.know_active(set())
     cache.put(("user", "u1", "q"), b"feed")
     cache.expect(["u1"])  # this worker posts for u1
@@ -115,13 +115,13 @@ def test_a_worker_answers_feeds_after_posts_without_reading_redis(app, client, t
     redis = connect(redis_url)
     item = str(served_bundle.item_ids.ids[5])
     for user in ("visitor-a", str(served_bundle.collab.user_ids.ids[0])):
-        assert [w.results.recent(user) for w in workers] == [(), ()]  # no activity: nothing to read
+        assert [w.memory.recent(user) for w in workers] == [(), ()]  # no activity: nothing to read
         assert client.post("/v1/interactions", json={"user_id": user, "item_id": item},
                            headers=WRITE).status_code == 202
         deadline = time.monotonic() + 5
-        while any(w.results.recent(user) != (item,) for w in workers) and time.monotonic() < deadline:
+        while any(w.memory.recent(user) != (item,) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.01)  # both hear the post, the poster included
-        assert [w.results.recent(user) for w in workers] == [(item,), (item,)]
+        assert [w.memory.recent(user) for w in workers] == [(item,), (item,)]
         lranges = _calls(redis, "lrange")
         feeds = [c.get(f"/v1/users/{user}/recommendations?k=5") for c in (client, other.test_client())]
         assert _calls(redis, "lrange") == lranges
@@ -136,7 +136,7 @@ def test_a_post_sends_its_users_feed_lists_to_every_worker(app, client, tmp_path
     import time
 
     from recsys.api import create_app
-    from recsys.serve import Recommender
+    from recsys.serve import FeedQuery, Recommender
     from tests.api.conftest import WRITE, api_settings
 
     other = create_app(api_settings(tmp_path / "other", redis_url, redis_prefix, post_lists=2))
@@ -150,15 +150,16 @@ def test_a_post_sends_its_users_feed_lists_to_every_worker(app, client, tmp_path
 
     def heard(user: str, recent: list[str]) -> bool:
         deadline = time.monotonic() + 5
-        while any(w.results.recent(user) != tuple(recent) for w in workers) and time.monotonic() < deadline:
+        while any(w.memory.recent(user) != tuple(recent) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.01)
-        return all(w.results.recent(user) == tuple(recent) for w in workers)
+        return all(w.memory.recent(user) == tuple(recent) for w in workers)
 
-    def sources(user: str, recent: list[str]) -> list[str | None]:
-        return [w.recommender().feeds.source(10, user, True, recent, w.recommender().changes) for w in workers]
+    def sources(user: str, recent: list[str]) -> list[str]:
+        return [w.recommender().plan(FeedQuery(user, 10, exclude_seen=True), logged_recent=recent).source
+                for w in workers]
 
     for user, post in [("visitor-lists", items[:2]), (trained, items[2:3]), ("visitor-lists", items[3:4])]:
-        before = tuple(workers[1].results.recent(user) or ())
+        before = tuple(workers[1].memory.recent(user) or ())
         events = [{"user_id": user, "item_id": i, "event": "click", "timestamp": 1e9 + n}
                   for n, i in enumerate(post)]
         assert client.post("/v1/interactions", json=events, headers=WRITE).status_code == 202
@@ -191,7 +192,7 @@ def test_workers_share_the_transposed_copies_for_full_products(app, serving, tmp
     recommender = serving.recommender()
     files = recommender.bundle.manifest["files"]
     keys = {files["vectors/combined.npy"]["sha256"], files["collab/item_factors.npy"]["sha256"]}
-    assert recommender.candidates.scan_keys() == keys
+    assert recommender.scan_keys() == keys
     folder = tmp_path / "state" / "scans"
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{k}.columns.npy" for k in keys)
     stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
@@ -200,7 +201,7 @@ def test_workers_share_the_transposed_copies_for_full_products(app, serving, tmp
                                   combined.T)
     other = create_app(api_settings(tmp_path, redis_url, redis_prefix))  # same state folder
     try:
-        assert other.extensions["recsys"].recommender().candidates.scan_keys() == keys
+        assert other.extensions["recsys"].recommender().scan_keys() == keys
         assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps  # mapped, not rewritten
     finally:
         other.extensions["recsys"].stop()
@@ -211,14 +212,19 @@ def test_a_bundle_is_warmed_before_it_serves(serving, client):
     needs it: the shared transposed copies are on disk before any request, and requests reuse
     the parts the install built."""
     recommender = serving.recommender()
-    keys = recommender.candidates.scan_keys()
+    keys = recommender.scan_keys()
     assert keys and all((serving.scan_dir / f"{key}.columns.npy").is_file() for key in keys)
-    shared = (recommender.row_templates, recommender.candidates.scans, recommender.similar.patterns,
-              recommender.similar.list_ends, recommender.bundle.collab.user_items.by_recency)
+    shared = _warmed(recommender)
     user = recommender.bundle.collab.user_ids.ids[0]
     assert client.get(f"/v1/users/{user}/recommendations?k=5").status_code == 200
     assert client.get(f"/v1/items/{recommender.bundle.item_ids.ids[0]}/similar?k=5").status_code == 200
     assert recommender.warm() is recommender
-    again = (recommender.row_templates, recommender.candidates.scans, recommender.similar.patterns,
-             recommender.similar.list_ends, recommender.bundle.collab.user_items.by_recency)
-    assert all(a is b for a, b in zip(shared, again))  # nothing built again
+    assert all(a is b for a, b in zip(shared, _warmed(recommender)))  # nothing built again
+
+
+def _warmed(recommender) -> tuple:
+    """What warming builds, looked at inside the recommender (white-box: nothing outside shows
+    whether it was built now or at install)."""
+    lists = recommender._similar.lists
+    return (recommender._catalog.row_templates, recommender._candidates.scans, lists.patterns, lists.list_ends,
+            recommender.bundle.collab.user_items.by_recency)

@@ -106,11 +106,22 @@ def test_item_changes_bump_the_generation(store):
     assert store.item_changes()[2] == set()
 
 
-def test_result_cache_entries_expire(store):
+def test_result_cache_entries_expire_and_are_read_in_one_round_trip(store):
+    from recsys.store.results import ResultStore
+
+    results = ResultStore(store.client, store.keys, recent_items=3, ttl=1)
+    results.write("item", "SKU-1", "v1|0|q", b'{"items": []}')
     key = store.keys.result("item", "SKU-1")
-    store.cached(key, "v1|0|q", ttl=1)(b'{"items": []}')
     assert store.client.hget(key, "v1|0|q") == b'{"items": []}'
     assert 0 < store.client.ttl(key) <= 1
+    snap = results.read("item", "SKU-1", "v1|0|q")
+    assert (snap.gen, snap.cached, snap.recent) == (0, b'{"items": []}', None)
+    assert results.read("item", "SKU-1", "v1|0|other").cached is None
+    store.put_item("NEW-1", {"item": {}, "vectors": {}, "updated": "x"})
+    ActivityStore(store.client, prefix=store.keys.prefix, recent_items=3).append([Event("u1", "i1", "click", 1e9)])
+    snap = results.read("user", "u1", None, "u1")
+    assert (snap.gen, snap.cached, snap.recent, snap.activity) == (1, None, ["i1"], 1) == (results.gen(), None,
+                                                                                           ["i1"], 1)
 
 
 def test_activity_log_and_recent_items(redis_url, redis_prefix):
@@ -150,16 +161,16 @@ def test_recent_lists_written_before_the_active_set_existed_mark_their_users(red
 def test_the_messages_keep_a_workers_copy_of_a_recent_list_exact(redis_url, redis_prefix):
     """A worker that knows a user's list, or that the user has none, and hears the posts' messages
     in order holds what Redis holds, also when it hears posts its own read already saw."""
-    import json
     import random
 
-    from recsys.worker.cache import ResultCache
+    from recsys.store.messages import decode
+    from recsys.worker.memory import WorkerMemory
 
     client = connect(redis_url)
     activity = ActivityStore(client, prefix=redis_prefix, recent_items=5)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(activity.keys.events)
-    local = ResultCache(0, max_users=10, max_active=100)
+    local = WorkerMemory(0, max_users=10, max_active=100)
     local.know_active(activity.active_users(100))
     users = ["u1", "u2", "u3"]
     assert [local.recent(u) for u in users] == [(), (), ()]  # nobody active: known empty
@@ -172,7 +183,7 @@ def test_the_messages_keep_a_workers_copy_of_a_recent_list_exact(redis_url, redi
         message = None
         while message is None:
             message = pubsub.get_message(timeout=5)
-        pending.append(json.loads(message["data"]))
+        pending.append(decode(message["data"]))
         if post % 10 == 3:  # a request reads u1's list from Redis before hearing the last posts
             local.put_recent("u1", tuple(activity.recent("u1")), local.epoch)
             continue

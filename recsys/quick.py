@@ -1,5 +1,6 @@
-"""The two build steps with plain arguments: :func:`build` (catalog -> item bundle) and
-:func:`train` (interactions -> user tower), for notebooks and scripts."""
+"""The two build steps with plain arguments, for notebooks and scripts: :func:`build` (catalog ->
+item bundle) and :func:`train` (interactions -> user tower), each returning the new version loaded,
+as a :class:`~recsys.serve.Recommender` that carries its folder (``.path``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,13 +11,14 @@ from recsys.bundle import read_bundle
 from recsys.data import load_catalog, load_interactions, validate_catalog, validate_interactions
 from recsys.pipeline.build import build_item_bundle
 from recsys.pipeline.train import train_user_tower
+from recsys.serve import Recommender
 from recsys.settings import Settings, load_settings
 
 __all__ = ["build", "train"]
 
 
 def build(catalog: str | Path | pd.DataFrame, out: str | Path, *, weights: dict[str, float] | None = None,
-          seed: int | None = None, settings: Settings | None = None, show_progress: bool = True) -> Path:
+          seed: int | None = None, settings: Settings | None = None, show_progress: bool = True) -> Recommender:
     """Embed a catalog, build its indexes and write a new bundle version under ``out``.
 
     Args:
@@ -28,10 +30,15 @@ def build(catalog: str | Path | pd.DataFrame, out: str | Path, *, weights: dict[
         show_progress: progress bars.
 
     Returns:
-        The new bundle version's folder.
+        The new bundle version, loaded (similar items and search work at once); ``.path`` is its
+        folder.
 
     Raises:
         DataError: a catalog that breaks the schema, or with nothing to embed.
+
+    Example:
+        >>> items = recsys.build("synthetic:200", "models/demo", show_progress=False)  # doctest: +SKIP
+        >>> items.similar_items("SKU-000001", k=5).ids, items.path.name  # doctest: +SKIP
     """
     settings = _settings(settings, weights=weights, seed=seed)
     if isinstance(catalog, pd.DataFrame):
@@ -40,17 +47,19 @@ def build(catalog: str | Path | pd.DataFrame, out: str | Path, *, weights: dict[
         source = str(catalog)
         frame = load_catalog(source, seed=settings.seed, state_dir=settings.state_dir,
                              show_progress=show_progress, image_roots=settings.images.roots)
-    return build_item_bundle(frame, settings, out, source=source, show_progress=show_progress).path
+    path = build_item_bundle(frame, settings, out, source=source, show_progress=show_progress).path
+    return Recommender.from_bundle(path, settings)
 
 
-def train(bundle: str | Path, interactions: str | Path | pd.DataFrame, *, factors: int | None = None,
+def train(bundle: str | Path | Recommender, interactions: str | Path | pd.DataFrame, *, factors: int | None = None,
           iterations: int | None = None, seed: int | None = None, settings: Settings | None = None,
-          show_progress: bool = True) -> Path:
+          show_progress: bool = True) -> Recommender:
     """Fit the user tower on ``interactions`` and write it with the bundle's item side as a new
     version beside it.
 
     Args:
-        bundle: a bundle version folder, or ``models/NAME`` for its newest version.
+        bundle: what :func:`build` returned, a bundle version folder, or ``models/NAME`` for its
+            newest version.
         interactions: a CSV or Parquet path, ``movielens:DIR``, ``synthetic``, or a frame.
         factors, iterations: ALS options (defaults from the settings).
         seed: seed of every random choice.
@@ -58,21 +67,22 @@ def train(bundle: str | Path, interactions: str | Path | pd.DataFrame, *, factor
         show_progress: progress bars.
 
     Returns:
-        The new (trained) bundle version's folder.
+        The new (trained) bundle version, loaded; ``.path`` is its folder.
 
     Raises:
         DataError: no usable interactions, or events on items the bundle lacks.
     """
     collab = {k: v for k, v in {"factors": factors, "iterations": iterations}.items() if v is not None}
     settings = _settings(settings, seed=seed, collab=collab or None)
-    loaded = read_bundle(bundle)
+    loaded = bundle.bundle if isinstance(bundle, Recommender) else read_bundle(bundle)
     if isinstance(interactions, pd.DataFrame):
         source = "interactions frame"
         events = validate_interactions(interactions, source=source, item_ids=loaded.items["item_id"])
     else:
         source = str(interactions)
         events = load_interactions(source, catalog=loaded.items, seed=settings.seed)
-    return train_user_tower(loaded, events, settings, source=source, show_progress=show_progress).path
+    path = train_user_tower(loaded, events, settings, source=source, show_progress=show_progress).path
+    return Recommender.from_bundle(path, settings)
 
 
 def _settings(settings: Settings | None, **overrides) -> Settings:

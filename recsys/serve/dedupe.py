@@ -1,0 +1,56 @@
+"""One listing per product: a result's items with the duplicate listings of the bundle's groups
+(:mod:`recsys.curation.duplicates`) collapsed, so that a widget never shows one product twice."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from recsys.bundle import Bundle
+from recsys.data.ids import IdMap
+from recsys.serve.rows import Recommendations
+
+__all__ = ["first_k", "first_distinct"]
+
+
+def first_k(bundle: Bundle, find: Callable[[int], list | None], k: int, dedupe: bool,
+            query_id: str | None = None) -> Recommendations | None:
+    """``find(n)``'s first ``k`` items, with the bundle's duplicate listings collapsed when
+    ``dedupe`` (:func:`first_distinct`); ``None`` when ``find`` says ``None``."""
+    groups = bundle.duplicate_of if dedupe else None
+    if groups is None:
+        found = find(k)
+        return found if found is None or isinstance(found, Recommendations) else Recommendations(found)
+    return first_distinct(find, k, groups, bundle.item_ids, query_id)
+
+
+def first_distinct(find: Callable[[int], list | None], k: int, groups: np.ndarray, ids: IdMap,
+                   query_id: str | None = None) -> Recommendations | None:
+    """``find(n)``'s first ``k`` items, an item in the same group of duplicates as ``query_id``
+    or as a better item left out; more items are asked for until ``k`` remain or ``find`` runs
+    out. ``None`` when ``find`` says ``None`` (it cannot tell).
+
+    Args:
+        find: the best ``n`` items (a list of :class:`~recsys.serve.rows.Scored`), or ``None``.
+        groups: per bundle row, the row naming its group (its first item), ``-1`` for none.
+        ids: the bundle's id map.
+    """
+    query_group = groups[ids.row(query_id)] if query_id and query_id in ids else -1
+    ask = k  # most answers hold no duplicate: the same call as without dedupe (a list lookup)
+    while True:
+        found = find(ask)
+        if found is None:
+            return None
+        kept, seen = [], {query_group} - {-1}
+        for scored in found:
+            group = groups[ids.row(scored.item_id)] if scored.item_id in ids else -1
+            if group >= 0:
+                if group in seen:
+                    continue
+                seen.add(group)
+            kept.append(scored)
+            if len(kept) == k:
+                break
+        if len(kept) == k or len(found) < ask or ask >= 8 * k + 100:
+            return Recommendations(kept, getattr(found, "strategy", "similar"), getattr(found, "message", None))
+        ask = 2 * ask + 10

@@ -1,0 +1,147 @@
+"""A worker's writes to Redis: interaction posts (the log, recent activity, and the feed lists the
+post's users will read), and items put or deleted between bundles. Redis down means nothing was
+stored, and the caller is told when to retry."""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import pandas as pd
+import redis
+
+from recsys.data import schema as S
+from recsys.errors import InvalidRequest, RecsysWarning, Unavailable
+from recsys.serve import Recommender
+from recsys.serve.changes import ITEM_FIELDS, make_entry
+from recsys.serve.rows import plain_value
+from recsys.store.activity import Event
+from recsys.store.messages import FeedList
+from recsys.worker.images import PreparedImage
+from recsys.worker.serving import Serving
+
+__all__ = ["post_interactions", "store_item", "delete_item", "redis_down"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def redis_down(serving: Serving, what: str) -> Unavailable:
+    retry = serving.settings.redis.retry_after
+    return Unavailable(f"Redis is unavailable, so {what} cannot be stored now; nothing was stored, "
+                       f"retry in {max(1, round(retry))} s", retry_after=retry)
+
+
+def _write(serving: Serving, what: str, write: Callable[[], T]) -> T:
+    """Run a Redis write; 503 with Retry-After when Redis is down (nothing was stored then) or
+    did not answer in time (then the write may still happen, and the answer says so)."""
+    if serving.store is None or serving.breaker.open:
+        raise redis_down(serving, what)
+    try:
+        return write()
+    except redis.TimeoutError as exc:
+        serving.breaker.fail(exc)
+        retry = serving.settings.redis.retry_after
+        raise Unavailable(f"Redis did not answer in time, so {what} may or may not have been stored; "
+                          "retry with the same Idempotency-Key (a retry with it is never stored twice)",
+                          retry_after=retry) from None
+    except (redis.RedisError, OSError) as exc:
+        serving.breaker.fail(exc)
+        raise redis_down(serving, what) from None
+
+
+def post_interactions(serving: Serving, recommender: Recommender, events: Sequence[Event],
+                      idempotency_key: str | None = None) -> tuple[list[str], bool]:
+    """Log ``events`` and move the users' recent items, in one transaction; every worker hears it
+    (:class:`~recsys.store.messages.ActivityPosted`) with the users' feed lists made here.
+
+    Returns:
+        ``(the log's stream ids, whether this idempotency key was posted before)``.
+
+    Raises:
+        Unavailable: Redis is down or did not answer (see :func:`_write`).
+    """
+    def append() -> tuple[list[str], bool]:
+        lists = _post_lists(serving, recommender, events)
+        # the users' answers go now, their recent items stay unknown here until the post's own
+        # message comes back (in order with everyone else's)
+        serving.memory.expect(e.user_id for e in events)
+        if idempotency_key is None:
+            return serving.activity.append(events, origin=serving.origin, version=recommender.version,
+                                           lists=lists), False
+        return serving.activity.append_once(idempotency_key, events, origin=serving.origin,
+                                            version=recommender.version, lists=lists)
+
+    return _write(serving, "interactions", append)
+
+
+def _post_lists(serving: Serving, recommender: Recommender, events: Sequence[Event]) -> list[FeedList]:
+    """The feed lists of a post's users, for the recent items the post leaves them: every worker
+    keeps them, so a user's next feed is a lookup wherever it lands. Made only for a post of at
+    most ``api.post_lists`` users; a list that cannot be made here is made at the user's first
+    feed instead.
+
+    Raises:
+        redis.RedisError: the users' recent items could not be read (nothing was stored).
+    """
+    users = {e.user_id for e in events}
+    if not 0 < len(users) <= serving.settings.api.post_lists:
+        return []
+    lists = []
+    for user, recent in serving.activity.recent_after(events).items():
+        try:
+            made = recommender.feed_list(user, recent)
+        except Exception:  # the list only saves the first feed some work: the post goes on
+            logger.exception("making the feed list of user %r after a post failed", user)
+            continue
+        if made is not None:
+            lists.append(FeedList(user, *made))
+    return lists
+
+
+def store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: PreparedImage | None) -> dict:
+    """Embed a put item with the bundle's encoders and store it in Redis; every worker serves it
+    from its next request. Runs in the request or in the image pool, never in Flask's context.
+
+    Returns:
+        ``{"created", "modalities", "warnings"}``.
+
+    Raises:
+        InvalidRequest: nothing to embed. Unavailable: Redis is down (nothing was stored).
+    """
+    recommender = serving.recommender()
+    source = frame[S.IMAGE].iloc[0] if S.IMAGE in frame.columns else ""
+    if prepared is not None:  # the towers read the re-encoded copy, never the URL again
+        frame = frame.assign(**{S.IMAGE: prepared.embed_url})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", RecsysWarning)
+        outputs = recommender.embed_items(frame)
+    if not any(o.mask[0] for o in outputs.values()):
+        raise InvalidRequest("the item has nothing to embed: give a title, description, tags, "
+                             "image, colour, price or category" + (f" ({seen[0].message})" if seen else ""))
+    existed = recommender.knows(item_id)
+    item = {k: plain_value(frame.iloc[0][k]) for k in ITEM_FIELDS if k in frame.columns}
+    # a URL stays on record; a data: URL's bytes live on only as the thumbnail
+    item[S.IMAGE] = source if source.startswith(("http://", "https://")) else ""
+    entry = make_entry(item, outputs, prepared.thumbnail if prepared is not None else None)
+    _changed(serving, _write(serving, "the item", lambda: serving.store.put_item(item_id, entry)))
+    return {"created": not existed, "modalities": [m for m, o in outputs.items() if o.mask[0]],
+            "warnings": [str(w.message) for w in seen]}
+
+
+def delete_item(serving: Serving, item_id: str) -> None:
+    """Hide an item from every result, on every worker from its next request.
+
+    Raises:
+        Unavailable: Redis is down (nothing was stored).
+    """
+    _changed(serving, _write(serving, "the deletion", lambda: serving.store.delete_item(item_id)))
+
+
+def _changed(serving: Serving, gen: int) -> None:
+    """An item write reached generation ``gen``: served here now, and by the sibling workers from
+    their next request."""
+    serving.at_generation(gen)
+    serving.announce(gen)
