@@ -1,7 +1,9 @@
-"""The code's shape: no import cycle between modules, and each package imports only the layers
-below it in the flow (the contract in pyproject.toml, checked by import-linter)."""
+"""The code's shape: no import cycle between modules, each package imports only the layers below it
+in the flow (the contract in pyproject.toml, checked by import-linter), and the read path's modules
+and classes stay small enough to follow (docs/architecture.md)."""
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +55,16 @@ def test_the_packages_keep_to_their_layers():
     lint = Path(sys.executable).with_name("lint-imports")
     done = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_the_read_path_has_no_module_over_400_lines_and_no_class_over_300():
+    found = []
+    for folder in ("serve", "worker"):
+        for path in sorted((ROOT / "recsys" / folder).glob("*.py")):
+            source = path.read_text()
+            if len(source.splitlines()) > 400:
+                found.append(f"{path.name}: {len(source.splitlines())} lines")
+            for node in ast.parse(source).body:
+                if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 300:
+                    found.append(f"{path.name}: class {node.name}, {node.end_lineno - node.lineno + 1} lines")
+    assert found == []

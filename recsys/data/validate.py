@@ -151,19 +151,31 @@ def normalise_category(value: str) -> str:
 
 def _confined_images(images: pd.Series, base_dir: Path, roots, source: str) -> pd.Series:
     """Local image paths resolved against ``base_dir`` (links followed); one that ends outside
-    ``base_dir`` and ``roots`` becomes "" so that no build ever opens it."""
+    ``base_dir`` and ``roots`` becomes "" so that no build ever opens it.
+
+    Raises:
+        DataError: every image the catalog names is a local path outside them: the build would
+            have no images at all, which is a folder to allow, not a catalog to build.
+    """
     allowed = [base_dir.resolve(), *(Path(r).resolve() for r in roots)]
-    resolved, outside = [], []
+    resolved, outside, named = [], [], 0
     for row, path in enumerate(images):
         if not path or "://" in path or path.startswith("data:"):
             resolved.append(path)
+            named += bool(path)
             continue
+        named += 1
         full = (base_dir / path).resolve()
         if any(full.is_relative_to(root) for root in allowed):
             resolved.append(str(full))
         else:
             resolved.append("")
             outside.append(row)
+    if outside and len(outside) == named:
+        raise DataError(f"{source}: every image path ({named:,}) lies outside the catalog's folder {allowed[0]}"
+                        f"{' and the allowed folders' if roots else ''} (first: {images.iloc[outside[0]]!r}), "
+                        "so the build would have no images; allow the photos' folder with --image-root DIR "
+                        "(or the setting images.roots), or drop the image column to build without images")
     if outside:
         warnings.warn(f"{_where(source, outside[0])}: {len(outside):,} image path(s) lie outside the "
                       f"catalog's folder {allowed[0]} (first: {images.iloc[outside[0]]!r}); they are "

@@ -93,7 +93,7 @@ def test_a_catalog_path_outside_its_folder_is_never_read_or_shown(strict, tmp_pa
     (shop / "catalog.csv").write_text("\n".join(lines) + "\n")
     with pytest.warns(Warning, match="3 image path"):
         path = recsys.build(shop / "catalog.csv", tmp_path / "models" / "crafted", show_progress=False,
-                            weights={"image": 1.0, "text": 1.0, "tabular": 0.0})
+                            weights={"image": 1.0, "text": 1.0, "tabular": 0.0}).path
     store = RedisStore(connect(strict.redis_url), prefix=strict.prefix)
     store.publish(path)
     _wait_for_version(strict, path.name)

@@ -66,6 +66,23 @@ def test_image_paths_outside_the_catalog_folder_are_left_out_unless_allowed(tmp_
     assert images["other"] == str(elsewhere / "b.jpg")
 
 
+def test_a_catalog_whose_every_photo_lies_outside_its_folder_is_refused_naming_the_fix(tmp_path):
+    """Absolute photo paths in a catalog file (fashion-products' own layout) would build a bundle
+    without a single image: the load stops and says which option allows them."""
+    shop, photos = tmp_path / "shop", tmp_path / "photos"
+    shop.mkdir()
+    photos.mkdir()
+    frame = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["x", "y", "z"],
+                          "image": [str(photos / "a.jpg"), str(photos / "b.jpg"), ""]})
+    frame.to_csv(shop / "catalog.csv", index=False)
+    with pytest.raises(DataError, match=r"every image path \(2\) lies outside .* --image-root DIR"):
+        load_catalog(shop / "catalog.csv")
+    allowed = load_catalog(shop / "catalog.csv", image_roots=[photos])
+    assert allowed["image"].tolist() == [str(photos / "a.jpg"), str(photos / "b.jpg"), ""]
+    frame.drop(columns="image").to_csv(shop / "catalog.csv", index=False)
+    assert "image" not in load_catalog(shop / "catalog.csv").columns  # no photos named: a text-only shop
+
+
 def test_unreadable_and_unknown_files(tmp_path):
     with pytest.raises(DataError, match="catalog file not found"):
         load_catalog(tmp_path / "missing.csv")
