@@ -142,10 +142,16 @@ class IndexSettings(_Section):
     hnsw_ef_search: int = Field(64, ge=1, description="candidates an HNSW query keeps at least: more "
                                 "is better recall, slower queries")
     exact_lists_max: int = Field(
-        200_000, ge=0, description="catalogs with at most this many items get exact precomputed "
-        "similar lists (their cost grows with the square of the catalog); larger ones score each item "
-        "exactly against the items of nearby k-means cells (or, see `hnsw_lists_max_dim`, those an HNSW "
-        "graph finds), with their recall on `recall_sample` items in the manifest",
+        200_000, ge=0, description="catalogs with at most this many items may get exact precomputed "
+        "similar lists (their cost grows with the square of the catalog), when they fit "
+        "`exact_lists_seconds`; larger ones score each item exactly against the items of nearby k-means "
+        "cells (or, see `hnsw_lists_max_dim`, those an HNSW graph finds), with their recall on "
+        "`recall_sample` items in the manifest",
+    )
+    exact_lists_seconds: float = Field(
+        600.0, ge=0, description="the longest the exact similar lists may take on the machine that "
+        "builds: above 20,000 items the build times 512 rows of each list and takes the approximate "
+        "lists when the whole would take longer (CPUs differ several times in this cost)",
     )
     hnsw_lists_max_dim: int = Field(
         128, ge=0, description="above `exact_lists_max` items, a list over at most this many dimensions "
@@ -298,8 +304,8 @@ class ApiSettings(_Section):
     )
     fast_reads: bool = Field(
         True, description="answer the similar-items and feed GETs in a thin WSGI layer in front of "
-        "Flask (same code, same answers; errors still go through Flask, and everything does when "
-        "reads need the key or CORS is configured)",
+        "Flask: the same read functions, headers, error bodies and metrics as Flask's views, errors "
+        "answered there too; Flask answers everything when reads need the key or CORS is configured",
     )
     warm_embedder: bool = Field(
         True, description="load the item encoders in the background when a bundle loads, so the "

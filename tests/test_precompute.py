@@ -285,6 +285,30 @@ def test_first_returns_the_allowed_prefix_or_says_it_cannot_tell():
     assert short.head(0, 3)[0].tolist() == [4, 2] and short.head(0, 3)[1].tolist() == pytest.approx([0.9, 0.5])
 
 
+def test_exact_lists_are_chosen_by_their_cost_timed_on_this_machine():
+    """Above 20,000 items the build times 512 rows of each exact list and takes the approximate
+    lists when the whole would pass the limit (CPUs differ several times in this cost); a catalog
+    over the item limit is approximate untimed, a small one exact untimed."""
+    from recsys.pipeline.precompute import EXACT_UNTIMED_ITEMS, approximate_lists, exact_lists_seconds
+    from recsys.towers import TowerOutput
+    from recsys.towers.item import combine
+
+    def vectors(n: int):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(n, 16)).astype(np.float32)
+        return combine({"tabular": TowerOutput(x / np.linalg.norm(x, axis=1, keepdims=True), np.ones(n, bool))},
+                       {"tabular": 1.0})
+
+    large, small = vectors(EXACT_UNTIMED_ITEMS + 5_000), vectors(2_000)
+    estimate = exact_lists_seconds(large, 10)
+    assert estimate > 0 and exact_lists_seconds(vectors(EXACT_UNTIMED_ITEMS * 2), 10) > estimate  # grows with n
+    approximate, timed = approximate_lists(large, 10, max_items=10**6, max_seconds=0.0)
+    assert approximate and timed > 0
+    assert approximate_lists(large, 10, max_items=10**6, max_seconds=1e9)[0] is False
+    assert approximate_lists(large, 10, max_items=1000, max_seconds=1e9) == (True, None)
+    assert approximate_lists(small, 10, max_items=10**6, max_seconds=0.0) == (False, None)
+
+
 def test_precompute_k_zero_writes_no_lists(session_dir, market):
     from recsys.bundle import read_bundle
     from recsys.pipeline.build import build_item_bundle

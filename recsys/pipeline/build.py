@@ -22,7 +22,13 @@ from recsys.index.annoy import AnnIndex, candidates_for, measure_recall, tune_se
 from recsys.index.hnsw import HnswIndex
 from recsys.manifest import check_name
 from recsys.pipeline.align import fit_joint_space
-from recsys.pipeline.precompute import list_cosines, list_methods, lists_recall, similar_lists
+from recsys.pipeline.precompute import (
+    approximate_lists,
+    list_cosines,
+    list_methods,
+    lists_recall,
+    similar_lists,
+)
 from recsys.pipeline.scratch import mapped_copy, mapped_index
 from recsys.pipeline.thumbnails import make_thumbnails
 from recsys.settings import IndexSettings, Settings
@@ -228,13 +234,17 @@ def build_item_bundle(
         "metrics": {},
     }
     k = index_settings.precompute_k
-    approximate = len(catalog) > index_settings.exact_lists_max
+    approximate, exact_estimate = (False, None) if not k else approximate_lists(
+        vectors, k, max_items=index_settings.exact_lists_max, max_seconds=index_settings.exact_lists_seconds,
+        seed=settings.seed)
     methods = list_methods(vectors, approximate=approximate, hnsw_max_dim=index_settings.hnsw_lists_max_dim)
     similar = similar_lists(vectors, k, methods=methods, show_progress=show_progress) if k else None
     similar = {name: TopLists(mapped_copy(lists.rows, scratch), mapped_copy(lists.scores, scratch))
                for name, lists in similar.items()} if similar else None
     if similar:
         manifest["lists"] = {"method": "approximate" if approximate else "exact"}
+        if exact_estimate is not None:
+            manifest["lists"]["exact_estimate_s"] = round(exact_estimate, 1)
         if approximate:
             manifest["lists"]["methods"] = methods
             manifest["lists"]["recall"] = lists_recall(vectors, similar, sample=index_settings.recall_sample,

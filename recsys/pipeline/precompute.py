@@ -16,6 +16,8 @@ per-request weights whose bound fails, or ``n > k``) the service computes the an
 """
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +33,13 @@ from recsys.index.lists import list_recall
 from recsys.pipeline.scratch import mapped_zeros
 from recsys.towers.item import ItemVectors, content_query
 
-__all__ = ["similar_lists", "list_methods", "lists_recall", "list_cosines", "feed_lists", "blended_lists"]
+__all__ = ["similar_lists", "list_methods", "approximate_lists", "exact_lists_seconds", "lists_recall",
+           "list_cosines", "feed_lists", "blended_lists"]
+
+logger = logging.getLogger(__name__)
+
+# below this many items the exact lists take seconds on any machine: not worth timing
+EXACT_UNTIMED_ITEMS = 20_000
 
 # a block of users' feed scores against every item: float32 values held at once (256 MB), which
 # is 64 users at a million items
@@ -76,6 +84,43 @@ def list_methods(vectors: ItemVectors, *, approximate: bool, hnsw_max_dim: int) 
     in few dimensions an item's neighbours spread over more cells than a cell probes."""
     return {name: "exact" if not approximate else "hnsw" if matrix.shape[1] <= hnsw_max_dim else "cells"
             for name, (matrix, _) in _spaces(vectors).items()}
+
+
+def approximate_lists(vectors: ItemVectors, k: int, *, max_items: int, max_seconds: float,
+                      seed: int = 0) -> tuple[bool, float | None]:
+    """Whether a build takes approximate lists (:func:`list_methods`) instead of the exact ones: a
+    catalog of more than ``max_items``, or one whose exact lists would take more than
+    ``max_seconds`` on this machine (:func:`exact_lists_seconds`, timed above
+    :data:`EXACT_UNTIMED_ITEMS` items).
+
+    Returns:
+        ``(approximate, the exact lists' estimated seconds, None where not timed)``.
+    """
+    n = len(vectors.mask)
+    if n > max_items:
+        return True, None
+    if n <= EXACT_UNTIMED_ITEMS:
+        return False, None
+    estimate = exact_lists_seconds(vectors, k, seed=seed)
+    approximate = estimate > max_seconds
+    logger.info("exact similar lists would take about %.0f s here (512 rows timed, %s items); the limit is "
+                "%.0f s: %s lists", estimate, f"{n:,}", max_seconds, "approximate" if approximate else "exact")
+    return approximate, estimate
+
+
+def exact_lists_seconds(vectors: ItemVectors, k: int, *, sample: int = 512, seed: int = 0) -> float:
+    """How long the exact lists of every space (:func:`similar_lists`) would take on this machine:
+    ``sample`` rows of each timed, scaled to every row. The cost per row grows with the catalog
+    and differs several times between CPUs (their vector units, AMX or AVX2 only), so it is
+    measured where the build runs, never assumed."""
+    n = len(vectors.mask)
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(sample, n), replace=False))
+    total = 0.0
+    for name, (matrix, mask) in _spaces(vectors).items():
+        started = time.perf_counter()
+        nearest(matrix, mask, k, queries=rows, only_with=name != "combined")
+        total += (time.perf_counter() - started) * n / len(rows)
+    return total
 
 
 def _spaces(vectors: ItemVectors) -> dict[str, tuple[np.ndarray, np.ndarray]]:
