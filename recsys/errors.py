@@ -87,6 +87,12 @@ class ModelFitError(RecsysError):
     code = "model_fit_error"
 
 
+class EngineError(RecsysError):
+    """The engine the towers run on (Ray) failed, or made no progress within its deadline."""
+
+    code = "engine_error"
+
+
 class Unauthorized(RecsysError):
     """A write (or a protected read) without a valid API key."""
 

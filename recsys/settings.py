@@ -110,6 +110,10 @@ class TowersSettings(_Section):
     cache_dir: Path | None = Field(
         None, description="embedding cache directory; unset uses <state_dir>/embeddings"
     )
+    part_timeout: float = Field(
+        900.0, ge=0, description="with --engine ray, the longest a build waits for the next part of "
+        "`save_every` items embedded before it stops with an error (actors that cannot start, or get "
+        "no CPU); what was embedded is kept for the next build; 0 = no limit")
 
 
 class IndexSettings(_Section):

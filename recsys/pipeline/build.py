@@ -111,7 +111,8 @@ def create_towers(settings: Settings) -> dict:
 def ray_engine(settings: Settings, address: str | None = None, workers: int = 1) -> RayEngine:
     """The Ray engine for :func:`build_item_bundle`, its actors building the towers ``settings``
     configures (a context manager: ``with ray_engine(settings) as engine: ...``)."""
-    return RayEngine(_tower_settings(settings), address=address, workers=workers)
+    return RayEngine(_tower_settings(settings), address=address, workers=workers,
+                     part_timeout=settings.towers.part_timeout)
 
 
 def _serving_index(vectors: np.ndarray, rows: np.ndarray, index: IndexSettings) -> ItemIndex:

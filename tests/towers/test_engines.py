@@ -1,6 +1,8 @@
 """Where the towers run: the Ray engine writes the bundle the local engine writes."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -65,7 +67,7 @@ def test_a_build_through_the_address_of_a_two_node_ray_cluster(shop, tmp_path, _
         with ray_engine(settings, address=cluster.address, workers=2) as engine:
             remote = build_item_bundle(catalog, settings, tmp_path / "ray" / "models" / "shop",
                                        show_progress=False, engine=engine)
-            actors = [a for a in ray._private.state.actors().values() if "MapWorker" in a["ActorClassName"]]
+            actors = [a for a in ray._private.state.actors().values() if "_TowerActor" in a["ActorClassName"]]
         assert len(actors) == 2 and len({a["Address"]["NodeID"] for a in actors}) == 2  # one on each node
     finally:
         cluster.shutdown()
@@ -73,6 +75,22 @@ def test_a_build_through_the_address_of_a_two_node_ray_cluster(shop, tmp_path, _
     ours, theirs = read_bundle(local.path), read_bundle(remote.path)
     np.testing.assert_allclose(ours.vectors.blocks["text"].vectors, theirs.vectors.blocks["text"].vectors, atol=1e-5)
     np.testing.assert_allclose(ours.vectors.combined, theirs.vectors.combined, atol=1e-5)
+
+
+@pytest.mark.slow  # a local Ray instance: about ten seconds
+def test_a_ray_build_that_makes_no_progress_stops_with_an_error_at_its_deadline(shop, tmp_path):
+    """A part not embedded within towers.part_timeout stops the build with an error that says what
+    may be wrong, instead of waiting forever (here: an actor cannot start and embed in a second)."""
+    from recsys.errors import EngineError
+
+    catalog = shop.iloc[:8].drop(columns=["image"]).reset_index(drop=True)
+    settings = make_settings(tmp_path, towers={"cache_dir": str(tmp_path / "embeddings"), "part_timeout": 1.0,
+                                               "joint": {"enabled": False}})
+    started = time.monotonic()
+    with pytest.raises(EngineError, match=r"no text part in 1 s \(towers.part_timeout\).*resumes it"), \
+            ray_engine(settings) as engine:
+        build_item_bundle(catalog, settings, tmp_path / "models" / "shop", show_progress=False, engine=engine)
+    assert time.monotonic() - started < 60
 
 
 def test_the_ray_engine_refuses_no_workers():
