@@ -14,7 +14,6 @@ Where the answer comes from (:data:`Source`):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from recsys.serve.filters import ItemFilter
@@ -81,9 +80,8 @@ class FeedQuery(NamedTuple):
         return self.k, self.exclude_seen, self.filters.describe(), self.dedupe
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """How one read is answered, decided once.
+class Plan(NamedTuple):
+    """How one read is answered, decided once (a named tuple: one per request).
 
     Attributes:
         query: the read.
