@@ -3,7 +3,7 @@
 Similar items and feeds are most of the traffic, and most of their answers are lookups that take
 less time than Flask's request machinery around them (app and request contexts, URL routing, the
 response object, the hooks). :class:`FastReads` answers ``GET`` requests to the routes of
-:data:`recsys.api.routes.HOT_READS` (the table Flask registers them from) by calling the same body
+:data:`recsys.api.routes.HOT_READS` (the table Flask registers them from) by calling the same read
 functions the Flask views call, with the same headers, error responses and metrics. Everything
 else goes to Flask untouched: other routes and methods, and every request when reads need the API
 key (the check lives in Flask) or CORS is configured (flask-cors adds its headers to every
@@ -44,7 +44,6 @@ class FastReads:
     """
 
     def __init__(self, app, serving: Serving, metrics: Metrics):
-
         self.app = app.wsgi_app
         self.serving = serving
         self.metrics = metrics

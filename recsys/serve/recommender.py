@@ -35,6 +35,7 @@ from recsys.towers.base import TowerOutput
 
 __all__ = ["Recommender"]
 
+
 class Recommender:
     """Answers queries against one loaded :class:`~recsys.bundle.Bundle`.
 
