@@ -5,7 +5,8 @@ One run (``--run METHOD:LR``) through :func:`recsys.finetune.finetune`: it train
 allows. After each judgement it writes ``RESULTS/NAME.json`` (one report per stage) and, when the
 stage beat the run's earlier stages and the starting weights, ``RESULTS/NAME.pth`` (the backbone).
 
-    python benchmarks/tools/pack_photos.py --catalog ../shared/data/fashion-products/catalog.csv --out .gpu/photos.tar.gz
+    python benchmarks/tools/pack_photos.py --catalog ../shared/data/fashion-products/catalog.csv \\
+        --out .gpu/photos.tar.gz
     # on the GPU machine, with the photos unpacked into /tmp/fashion:
     python benchmarks/finetune_gpu.py --catalog /tmp/fashion/catalog.csv --results $OUT --budget 420 --run byol:1e-4
 """

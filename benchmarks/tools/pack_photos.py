@@ -5,7 +5,8 @@ The GPU machines that ``benchmarks/finetune_gpu.py`` runs on take at most 64 MiB
 about 30 MB. It holds ``catalog.csv`` (the catalog with its ``image`` column pointing at the
 WebP files) and ``images/``.
 
-    python benchmarks/tools/pack_photos.py --catalog ../shared/data/fashion-products/catalog.csv --out .gpu/photos.tar.gz
+    python benchmarks/tools/pack_photos.py --catalog ../shared/data/fashion-products/catalog.csv \\
+        --out .gpu/photos.tar.gz
 """
 from __future__ import annotations
 
