@@ -58,8 +58,9 @@ def test_offline_evaluation_notebook(ml_dir, state, tmp_path):
     assert ndcg["random"] < ndcg["popular"] and ndcg["random"] < ndcg["hybrid"]
     assert json.loads((tmp_path / "report" / "report.json").read_text())["info"]["test_users"] > 50
     feeds = next(c for c in nb.cells if "rec.recommend(sample" in c.source)  # the Python API's batch call
-    shown = next(o for o in feeds.outputs if o.output_type == "execute_result")["data"]["text/plain"]
-    assert len(shown.splitlines()) == 6  # a header and five rows: five feeds of five
+    shown = next(o for o in feeds.outputs if o.output_type == "execute_result")["data"]["text/html"]
+    head, body = shown.split("<tbody>")
+    assert body.count("<tr") == 5 and head.count("<th>") == 1 + 5  # five feeds of five: the index and a column each
 
 
 def test_similar_items_notebook(state, tmp_path):

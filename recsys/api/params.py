@@ -135,8 +135,10 @@ _FILTERS = (
 )
 _DEDUPE = Param("dedupe", {"type": "boolean"}, "show one listing of each group of duplicate listings "
                 "(docs/curation.md)", True, parser=_flag)
-_MODALITY = Param("modality", {"type": "string", "enum": ["combined", "image", "text", "tabular"]},
-                  "the vectors to use", "combined", parser=_choice)
+# checked against the modalities the bundle has where the vectors are read, which names them
+_MODALITY = Param("modality", {"type": "string", "minLength": 1, "maxLength": 40},
+                  "the vectors to use: combined, image, text or tabular (those the bundle has)", "combined",
+                  parser=_string)
 
 
 class Params:
