@@ -238,6 +238,47 @@ class CollabSettings(_Section):
         return {**_EVENT_WEIGHTS, **value}
 
 
+def _default_sources() -> dict[str, int]:
+    return {"repurchase": 50, "copurchase": 50, "trending": 50, "category_trending": 20, "taste": 50,
+            "neighbours": 50}
+
+
+class RankSettings(_Section):
+    enabled: bool = Field(True, description="`recsys train` fits the learned ranker (recsys.rank) into the "
+                          "bundle when the events have times and there are enough of them; feeds do not read it "
+                          "yet (`recsys evaluate --models ranker` measures it)")
+    sources: dict[str, int] = Field(
+        default_factory=_default_sources,
+        description="items each candidate source proposes per user (0 leaves it out; a source not "
+        "named keeps its default): repurchase, copurchase, trending, category_trending, taste, neighbours")
+    label_days: float = Field(
+        7.0, gt=0, description="length of the ranker's label periods: the last one before the newest "
+        "event validates, the ones before it train; each period's features come from everything before it")
+    train_periods: int = Field(
+        3, gt=0, description="label periods the ranker trains on, one after another before the "
+        "validation period (those the log reaches back to)")
+    max_users: int = Field(30_000, gt=0, description="users sampled per label period for training")
+    min_groups: int = Field(
+        200, gt=0, description="users with a bought candidate the training periods need (a quarter "
+        "of it the validation period); with fewer there is no ranker")
+    rounds: int = Field(300, gt=0, description="boosting rounds at most (early stopping picks fewer)")
+    objectives: list[Literal["lambdarank", "rank_xendcg", "binary"]] = Field(
+        default_factory=lambda: ["lambdarank", "binary"], min_length=1,
+        description="LightGBM objectives tried; the one with the best NDCG@12 on the validation period is kept "
+        "(LambdaMART's pairs, or each candidate bought or not)")
+
+    @field_validator("sources")
+    @classmethod
+    def _check_sources(cls, value: dict[str, int]) -> dict[str, int]:
+        known = set(_default_sources())
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown candidate source(s) {unknown}; use: {', '.join(sorted(known))}")
+        if any(n < 0 for n in value.values()):
+            raise ValueError("a source's count must be >= 0")
+        return {**_default_sources(), **value}
+
+
 class RedisSettings(_Section):
     url: str | None = Field(
         None, description="redis:// or unix:// URL of the shared Redis; unset starts an embedded "
@@ -363,6 +404,7 @@ class Settings(BaseSettings):
     towers: TowersSettings = Field(default_factory=TowersSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
     collab: CollabSettings = Field(default_factory=CollabSettings)
+    rank: RankSettings = Field(default_factory=RankSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     images: ImageSettings = Field(default_factory=ImageSettings)

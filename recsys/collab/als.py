@@ -16,7 +16,7 @@ from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.errors import DataError, ModelFitError
 
-__all__ = ["UserItems", "interaction_matrix", "CollabModel", "popularity"]
+__all__ = ["UserItems", "interaction_matrix", "event_seconds", "CollabModel", "popularity"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def interaction_matrix(
     if is_rating.any():
         values = interactions[S.VALUE].to_numpy(dtype=np.float64)
         strength = np.where(is_rating, strength * np.nan_to_num(values, nan=1.0), strength)
-    seconds = _epoch_seconds(interactions[S.TIMESTAMP])
+    seconds = event_seconds(interactions[S.TIMESTAMP])
     if half_life_days is not None and np.isfinite(seconds).any():
         age_days = (np.nanmax(seconds) - seconds) / _DAY
         strength = strength * np.where(np.isfinite(age_days), 0.5 ** (age_days / half_life_days), 1.0)
@@ -115,7 +115,8 @@ def interaction_matrix(
     return UserItems(IdMap(users, kind="user"), matrix, last_seen)
 
 
-def _epoch_seconds(timestamps: pd.Series) -> np.ndarray:
+def event_seconds(timestamps: pd.Series) -> np.ndarray:
+    """Event times as float64 epoch seconds (NaN where a time is missing)."""
     # through total_seconds: the integer view depends on the column's resolution (s, ms, us, ns)
     values = pd.to_datetime(timestamps, utc=True)
     return (values - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64, copy=True)

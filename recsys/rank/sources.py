@@ -1,0 +1,232 @@
+"""Candidate sources: each takes the users to rank and proposes items with a score.
+
+A source is one small class with one verb, :meth:`Source.propose`: an :class:`Audience` in, a
+``(users, items)`` sparse matrix of scores out, at most ``n`` items a user, higher better. Every
+source reads the same :class:`~recsys.rank.state.ShopState`, so a source runs per request or for
+every user of an evaluation alike.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.bundle import Bundle
+from recsys.index.exact import top_k_rows
+from recsys.rank.state import HISTORY, ShopState
+
+__all__ = ["Audience", "Source", "Repurchase", "CoPurchase", "Trending", "CategoryTrending", "Taste",
+           "Neighbours", "SOURCES", "create_sources", "top_per_row"]
+
+_POSITION_DECAY = 0.8  # a user's taste: each older item of their history weighs 0.8 of the next
+
+
+class Audience(NamedTuple):
+    """The users one ranking serves.
+
+    Attributes:
+        rows: ``(n,)`` rows of the state's users, ``-1`` for a user it does not know (anonymous,
+            or new since).
+        history: ``(n, HISTORY)`` item rows each user had, newest first, ``-1`` padding (a known
+            user's from the state, an anonymous visitor's from their session).
+        bought: ``(n, items)`` decayed strength of each user's events per item.
+    """
+
+    rows: np.ndarray
+    history: np.ndarray
+    bought: sp.csr_matrix
+
+    @classmethod
+    def of(cls, state: ShopState, rows: np.ndarray, recent: list[list[int]] | None = None) -> Audience:
+        """Users by state row; ``recent`` item rows (newest first) stand in for the history of a
+        user the state does not know."""
+        rows = np.asarray(rows, np.int64)
+        known = rows >= 0
+        history = np.full((len(rows), HISTORY), -1, np.int64)
+        history[known] = state.history[rows[known]]
+        bought = sp.csr_matrix(sp.diags(known.astype(np.float32)) @ state.bought[np.maximum(rows, 0)]) \
+            if state.n_users else sp.csr_matrix((len(rows), state.n_items), dtype=np.float32)
+        if recent is not None:
+            extra_rows, extra_cols, extra_values = [], [], []
+            for u in np.flatnonzero(~known):
+                items = list(dict.fromkeys(recent[u]))[:HISTORY]
+                history[u, :len(items)] = items
+                extra_rows += [u] * len(items)
+                extra_cols += items
+                extra_values += [_POSITION_DECAY ** p for p in range(len(items))]
+            bought = bought + sp.csr_matrix((np.asarray(extra_values, np.float32), (extra_rows, extra_cols)),
+                                            shape=bought.shape)
+        return cls(rows, history, sp.csr_matrix(bought))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def top_per_row(scores: np.ndarray | sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """The ``n`` best entries of each row as a sparse matrix (the others dropped)."""
+    if sp.issparse(scores):
+        m = sp.csr_matrix(scores)
+        m.eliminate_zeros()
+        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        order = np.lexsort((-m.data, rows))
+        rank = np.arange(len(order)) - m.indptr[rows[order]]
+        keep = order[rank < n]
+        return sp.csr_matrix((m.data[keep], (rows[keep], m.indices[keep])), shape=m.shape)
+    cols, values = top_k_rows(np.asarray(scores, np.float32), n)
+    keep = (cols >= 0) & np.isfinite(values) & (values != 0)
+    rows = np.repeat(np.arange(len(cols)), cols.shape[1]).reshape(cols.shape)
+    return sp.csr_matrix((values[keep], (rows[keep], cols[keep])), shape=scores.shape)
+
+
+class Source(ABC):
+    """One way of finding items for a user."""
+
+    name = "source"
+
+    def __init__(self, n: int):
+        self.n = n
+
+    @abstractmethod
+    def propose(self, state: ShopState, audience: Audience) -> sp.csr_matrix:
+        """``(users, items)`` scores of at most ``n`` items per user, higher better."""
+
+
+class Repurchase(Source):
+    """Buy it again: what the user had, by decayed strength times the item's repurchase rate."""
+
+    name = "repurchase"
+
+    def propose(self, state, audience):
+        return top_per_row(audience.bought @ sp.diags(state.repurchase_rate), self.n)
+
+
+class CoPurchase(Source):
+    """Bought together: items other users had with the user's items, time-decayed."""
+
+    name = "copurchase"
+
+    def propose(self, state, audience):
+        return top_per_row(audience.bought @ state.copurchase, self.n)
+
+
+class Trending(Source):
+    """The shop's best sellers of late (a week's half-life), the same for everyone."""
+
+    name = "trending"
+
+    def propose(self, state, audience):
+        top = np.argsort(-state.trending, kind="stable")[:self.n]
+        top = top[state.trending[top] > 0]
+        rows = np.repeat(np.arange(len(audience)), len(top))
+        values = np.tile(state.trending[top], len(audience))
+        return sp.csr_matrix((values, (rows, np.tile(top, len(audience)))), shape=(len(audience), state.n_items))
+
+
+class CategoryTrending(Source):
+    """Best sellers of late in the category the user buys most in."""
+
+    name = "category_trending"
+
+    def propose(self, state, audience):
+        shares = _share_rows(state.category_share, audience)
+        favourite = np.asarray(shares.argmax(axis=1)).ravel()
+        has = np.asarray(shares.max(axis=1).todense()).ravel() > 0
+        cats = state.facts.category
+        out_rows, out_cols, out_values = [], [], []
+        for cat in np.unique(favourite[has]):
+            members = np.flatnonzero((cats == cat) & (state.trending > 0))
+            top = members[np.argsort(-state.trending[members], kind="stable")[:self.n]]
+            users = np.flatnonzero(has & (favourite == cat))
+            out_rows.append(np.repeat(users, len(top)))
+            out_cols.append(np.tile(top, len(users)))
+            out_values.append(np.tile(state.trending[top], len(users)))
+        if not out_rows:
+            return sp.csr_matrix((len(audience), state.n_items), dtype=np.float32)
+        return sp.csr_matrix((np.concatenate(out_values), (np.concatenate(out_rows), np.concatenate(out_cols))),
+                             shape=(len(audience), state.n_items))
+
+
+def _share_rows(shares: sp.csr_matrix, audience: Audience) -> sp.csr_matrix:
+    if not shares.shape[0]:
+        return sp.csr_matrix((len(audience), shares.shape[1]), dtype=np.float32)
+    known = audience.rows >= 0
+    return sp.csr_matrix(sp.diags(known.astype(np.float32)) @ shares[np.maximum(audience.rows, 0)])
+
+
+def taste_vectors(vectors: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """``(users, dim)`` each user's taste: the position-decayed mean of their history's vectors,
+    unit length (zero for a user without history)."""
+    weights = np.where(history >= 0, _POSITION_DECAY ** np.arange(history.shape[1]), 0.0).astype(np.float32)
+    taste = np.einsum("uh,uhd->ud", weights, vectors[np.maximum(history, 0)])
+    norms = np.linalg.norm(taste, axis=1, keepdims=True)
+    return np.divide(taste, norms, out=np.zeros_like(taste), where=norms > 0)
+
+
+class Taste(Source):
+    """Looks like what the user had: cosine of each item to their taste in the item tower."""
+
+    name = "taste"
+
+    def __init__(self, n: int, bundle: Bundle, block: int = 1024):
+        super().__init__(n)
+        self.vectors = np.asarray(bundle.vectors.combined, np.float32)
+        self.block = block
+
+    def propose(self, state, audience):
+        parts = []
+        for start in range(0, len(audience), self.block):
+            taste = taste_vectors(self.vectors, audience.history[start:start + self.block])
+            scores = taste @ self.vectors.T
+            scores[~taste.any(axis=1)] = 0
+            parts.append(top_per_row(scores, self.n))
+        return sp.vstack(parts).tocsr() if parts else sp.csr_matrix((0, state.n_items))
+
+
+class Neighbours(Source):
+    """Close to one of the user's latest items (another colour or size of the same product, a
+    near twin): the bundle's precomputed similar lists of each history item, best cosine kept."""
+
+    name = "neighbours"
+
+    def __init__(self, n: int, bundle: Bundle, per_item: int = 10):
+        super().__init__(n)
+        lists = bundle.similar.get("combined")
+        self.rows = None if lists is None else np.asarray(lists.rows[:, :per_item])
+        self.scores = None if lists is None else np.asarray(lists.scores[:, :per_item])
+
+    def propose(self, state, audience):
+        if self.rows is None:
+            return sp.csr_matrix((len(audience), state.n_items), dtype=np.float32)
+        history = audience.history[:, :5]  # the latest items: a session's drift, not a lifetime's
+        users, slots = np.nonzero(history >= 0)
+        items = history[users, slots]
+        cols, values = self.rows[items], self.scores[items]
+        keep = cols >= 0
+        rows = np.repeat(users, cols.shape[1]).reshape(cols.shape)
+        m = max_matrix(rows[keep], cols[keep], values[keep], (len(audience), state.n_items))
+        return top_per_row(m, self.n)
+
+
+def max_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """A sparse matrix holding the largest of the values given for each (row, column)."""
+    if not len(rows):
+        return sp.csr_matrix(shape, dtype=np.float32)
+    key = rows.astype(np.int64) * shape[1] + cols
+    order = np.lexsort((-values, key))
+    first = np.ones(len(order), bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    pick = order[first]
+    return sp.csr_matrix((values[pick].astype(np.float32), (rows[pick], cols[pick])), shape=shape)
+
+
+SOURCES = ("repurchase", "copurchase", "trending", "category_trending", "taste", "neighbours")
+
+
+def create_sources(bundle: Bundle, counts: dict[str, int]) -> list[Source]:
+    """The sources named in ``counts`` (name to items proposed per user; 0 leaves one out)."""
+    made = {"repurchase": lambda n: Repurchase(n), "copurchase": lambda n: CoPurchase(n),
+            "trending": lambda n: Trending(n), "category_trending": lambda n: CategoryTrending(n),
+            "taste": lambda n: Taste(n, bundle), "neighbours": lambda n: Neighbours(n, bundle)}
+    return [made[name](n) for name, n in counts.items() if n > 0]
