@@ -210,7 +210,8 @@ def _ints(text: str) -> tuple[int, ...]:
 @click.option("--given", type=int, default=None, help="cold-users: events shown per withheld user (5)")
 @click.option("--k", "ks", default="10,20", show_default=True, help="cut-offs, comma-separated")
 @click.option("--models", default="random,popular,itemknn,als,content,hybrid", show_default=True,
-              help="comma-separated: random, popular, itemknn, als, content, hybrid, bundle:PATH")
+              help="comma-separated: random, popular, itemknn, als, content, hybrid, recent-popular, "
+              "repurchase, repurchase-copurchase, ease, ranker, bundle:PATH")
 @click.option("--users", type=click.IntRange(1, None), default=None,
               help="evaluate a random sample of this many users (quick runs)")
 @click.option("--seed", type=int, default=None, help="seed of splits and models (default: settings.seed)")
@@ -244,12 +245,16 @@ def evaluate(ctx: click.Context, data: str, catalog: str | None, bundle: Path | 
     report.info["data"] = data
     top = cut_offs[-1]
     columns = [f"{m}@{k}" for k in cut_offs for m in ("precision", "recall", "ndcg", "map")]
+    columns += [f"{m}_new@{k}" for k in cut_offs for m in ("ndcg", "map") if f"{m}_new@{k}" in report.metrics]
     columns += [f"{m}@{top}" for m in ("hitrate", "mrr", "coverage", "novelty", "popularity", "gini",
                                        "diversity")]
     info = report.info
+    seen = "known items left out" if info["exclude_seen"] else "known items may come back (_new: new to the user)"
     click.echo(f"{info['split']}: {info['train_events']:,} training events, {info['test_events']:,} "
-               f"held out, {info['test_users']:,} test users, {info['items']:,} items")
+               f"held out, {info['test_users']:,} test users, {info['items']:,} items; {seen}")
     click.echo(report.table(columns))
+    if not report.gains.empty:
+        click.echo(report.gains_table())
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     paths = report.save(out or settings.state_dir / "evaluations" / stamp)
     click.echo(f"written {paths['json']} and {paths['metrics'].name}, {paths['segments'].name} beside it")

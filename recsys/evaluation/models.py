@@ -28,7 +28,7 @@ from recsys.index.exact import top_k_rows
 from recsys.settings import Settings
 from recsys.towers.item import content_query
 
-__all__ = ["EvalData", "Model", "MODELS", "create_model", "RandomModel", "PopularModel",
+__all__ = ["EvalData", "Model", "MODELS", "RandomModel", "PopularModel",
            "ItemKNNModel", "ALSModel", "ContentModel", "HybridModel", "BundleModel"]
 
 _BLOCK_VALUES = 1 << 24
@@ -275,20 +275,3 @@ def _rank_with(recommender, data: EvalData, n: int) -> np.ndarray:
 
 MODELS = {"random": RandomModel, "popular": PopularModel, "itemknn": ItemKNNModel, "als": ALSModel,
           "content": ContentModel, "hybrid": HybridModel}
-
-
-def create_model(name: str, settings: Settings) -> Model:
-    """A model by name: one of :data:`MODELS` or ``bundle:PATH``.
-
-    Raises:
-        ConfigError: an unknown name.
-    """
-    if name.startswith("bundle:"):
-        return BundleModel(name.split(":", 1)[1])
-    if name == "random":
-        return RandomModel(settings.seed)
-    if name == "als":
-        return ALSModel(settings.collab.factors, settings.seed)
-    if name in MODELS:
-        return MODELS[name]()
-    raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)} or bundle:PATH")

@@ -21,13 +21,18 @@ from recsys.data import load_catalog, load_interactions
 from recsys.data import schema as S
 from recsys.errors import BundleError, DataError
 from recsys.evaluation import metrics as M
-from recsys.evaluation.models import EvalData, Model, create_model
+from recsys.evaluation.models import EvalData, Model
+from recsys.evaluation.registry import create_model
 from recsys.evaluation.splits import make_split
 from recsys.settings import Settings, load_settings
 
 __all__ = ["Report", "prepare", "evaluate", "item_bundle", "sample_users", "segments_of"]
 
 BEYOND = ("coverage", "novelty", "popularity", "gini", "diversity")
+# the models whose gain over the best baseline a report measures; every other model but random
+# (and a bundle evaluated as it is) is a baseline
+OURS = ("hybrid", "ranker")
+_DISCOVERY_DEPTH = 20  # with repurchases allowed, lists are ranked this much deeper for the new-items metrics
 
 
 @dataclass
@@ -47,6 +52,18 @@ class Report:
     segments: pd.DataFrame
     per_user: dict[str, pd.DataFrame] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    gains: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def gains_table(self) -> str:
+        """A markdown table of each of our models' gain over the best baseline, with its 95%
+        paired bootstrap interval."""
+        if self.gains.empty:
+            return ""
+        lines = ["| model | metric | best baseline | gain | 95% interval |", "|---|---|---|---|---|"]
+        for row in self.gains.itertuples():
+            lines.append(f"| {row.model} | {row.metric} | {row.baseline} | {row.gain:+.1%} | "
+                         f"[{row.low:+.1%}, {row.high:+.1%}] |")
+        return "\n".join(lines)
 
     def table(self, columns: list[str] | None = None) -> str:
         """A markdown table of the main metrics."""
@@ -61,12 +78,15 @@ class Report:
         """Write ``metrics.csv``, ``segments.csv`` and ``report.json`` into ``out``."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"metrics": out / "metrics.csv", "segments": out / "segments.csv", "json": out / "report.json"}
+        paths = {"metrics": out / "metrics.csv", "segments": out / "segments.csv", "gains": out / "gains.csv",
+                 "json": out / "report.json"}
         self.metrics.to_csv(paths["metrics"], index_label="model")
         self.segments.to_csv(paths["segments"], index=False)
+        self.gains.to_csv(paths["gains"], index=False)
         paths["json"].write_text(json.dumps({
             "info": self.info, "metrics": self.metrics.reset_index(names="model").to_dict("records"),
-            "segments": self.segments.to_dict("records")}, indent=1, default=_json_default))
+            "gains": self.gains.to_dict("records"), "segments": self.segments.to_dict("records")},
+            indent=1, default=_json_default))
         return paths
 
 
@@ -182,13 +202,16 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
 
     Args:
         data: from :func:`prepare` (or :meth:`EvalData.build`).
-        models: names (:func:`recsys.evaluation.models.create_model`) or model objects.
+        models: names (:func:`recsys.evaluation.registry.create_model`) or model objects.
         ks: cut-offs; lists of ``max(ks)`` items are ranked once.
     """
     ks = tuple(sorted(set(ks)))
     if not ks or ks[0] < 1:
         raise DataError(f"k values must be positive integers (got {ks})")
     n = ks[-1]
+    repeats = not data.settings.collab.exclude_seen
+    depth = n + _DISCOVERY_DEPTH if repeats else n
+    new_truth = data.truth.without(data.known) if repeats else None
     has_truth = data.truth.sizes > 0
     segments = segments_of(data)
     vectors, mask = data.bundle.vectors.combined, data.bundle.vectors.mask
@@ -199,15 +222,23 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
         started = time.perf_counter()
         model.fit(data)
         fitted = time.perf_counter()
-        ranked = model.rank(data, n)
+        deep = model.rank(data, depth)
         ranked_at = time.perf_counter()
+        ranked = deep[:, :n]
         row: dict = {}
-        users_frame = {"user_id": data.users}
+        users_frame = {"user_id": data.users, "has_truth": has_truth}
         for k in ks:
             acc = M.accuracy(ranked, data.truth, k)
             for name in M.ACCURACY:
                 row[f"{name}@{k}"] = float(acc[name][has_truth].mean())
                 users_frame[f"{name}@{k}"] = acc[name]
+        if new_truth is not None:  # the same lists with what the user had taken out, against what was new to them
+            fresh, has_new = M.drop_known(deep, data.known), new_truth.sizes > 0
+            for k in ks:
+                acc = M.accuracy(fresh, new_truth, k)
+                for name in ("recall", "ndcg", "map"):
+                    row[f"{name}_new@{k}"] = float(acc[name][has_new].mean()) if has_new.any() else float("nan")
+                    users_frame[f"{name}_new@{k}"] = np.where(has_new, acc[name], np.nan)
         for k in ks:
             row[f"coverage@{k}"] = M.coverage(ranked, n_items, k)
             row[f"novelty@{k}"] = M.novelty(ranked, data.item_users, n_users, k)
@@ -223,8 +254,34 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
     info = {"split": data.split.name, "train_events": len(data.split.train),
             "test_events": len(data.split.test), "given_events": len(data.split.given),
             "test_users": int(has_truth.sum()), "dropped_users": data.split.dropped_users,
-            "items": n_items, "bundle": str(data.bundle.path), "ks": list(ks)}
-    return Report(metrics=metrics, segments=pd.DataFrame(seg_rows), per_user=per_user, info=info)
+            "items": n_items, "bundle": str(data.bundle.path), "ks": list(ks),
+            "exclude_seen": not repeats,
+            "users_with_new_items": int((new_truth.sizes > 0).sum()) if new_truth is not None else None}
+    gains = _gains(metrics, per_user, ks, repeats)
+    return Report(metrics=metrics, segments=pd.DataFrame(seg_rows), per_user=per_user, info=info, gains=gains)
+
+
+def _gains(metrics: pd.DataFrame, per_user: dict[str, pd.DataFrame], ks: tuple[int, ...],
+           repeats: bool) -> pd.DataFrame:
+    """Each of :data:`OURS`' gain over the best baseline (by its mean), per metric, with the 95%
+    paired bootstrap interval over the users who have held-out items."""
+    ours = [m for m in metrics.index if m in OURS]
+    baselines = [m for m in metrics.index if m not in OURS and m != "random" and not m.startswith("bundle:")]
+    names = [f"{metric}@{k}" for k in ks for metric in ("ndcg", "map", "recall")]
+    if repeats:
+        names += [f"{metric}_new@{k}" for k in ks for metric in ("ndcg", "map")]
+    rows = []
+    for metric in names:
+        if not baselines or metric not in metrics:
+            continue
+        best = str(metrics.loc[baselines, metric].idxmax())
+        for model in ours:
+            a, b = per_user[model][metric].to_numpy(), per_user[best][metric].to_numpy()
+            users = np.isfinite(a) & np.isfinite(b) & per_user[model]["has_truth"].to_numpy()
+            gain, low, high = M.paired_gain(a[users], b[users])
+            rows.append({"model": model, "metric": metric, "baseline": best, "gain": gain, "low": low,
+                         "high": high, "users": int(users.sum())})
+    return pd.DataFrame(rows)
 
 
 def _segment_rows(model: str, ranked: np.ndarray, data: EvalData, segments: dict, ks) -> list[dict]:

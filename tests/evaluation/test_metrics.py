@@ -142,3 +142,24 @@ def test_intra_list_diversity_by_hand():
     ranked = np.array([[0, 1, 2], [0, 2, -1], [3, 0, -1]])
     # list 0: distances 1, 0, 1 -> 2/3; list 1: identical -> 0; list 2: one item with a vector: skipped
     assert M.intra_list_diversity(ranked, vectors, mask, 3) == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_new_items_drop_what_the_user_had_from_lists_and_truth():
+    import scipy.sparse as sp
+
+    known = sp.csr_matrix(np.array([[1, 0, 0, 1, 0], [0, 0, 0, 0, 0]], np.float32))
+    ranked = np.array([[0, 2, 3, 4], [1, 0, -1, -1]])
+    assert M.drop_known(ranked, known).tolist() == [[2, 4, -1, -1], [1, 0, -1, -1]]
+    truth = M.Truth([[0, 2], [1]], 5).without(known)
+    assert [list(truth.matrix[u].indices) for u in range(2)] == [[2], [1]]
+
+
+def test_paired_gain_has_an_interval_around_it_and_none_for_equal_models():
+    rng = np.random.default_rng(0)
+    base = rng.random(2000)
+    better = base + 0.1 * rng.random(2000)
+    gain, low, high = M.paired_gain(better, base)
+    assert low < gain < high and low > 0
+    assert gain == pytest.approx(better.mean() / base.mean() - 1)
+    assert M.paired_gain(base, base) == (0.0, 0.0, 0.0)
+    assert all(np.isnan(M.paired_gain(base, np.zeros(2000))))

@@ -44,6 +44,22 @@ def test_every_model_ranks_unseen_items_only(temporal):
 
 
 @end_to_end
+def test_a_report_records_exclude_seen_new_items_and_gains_with_intervals(temporal):
+    settings = temporal.settings.model_copy(
+        update={"collab": temporal.settings.collab.model_copy(update={"exclude_seen": False})})
+    data = EvalData.build(temporal.bundle, temporal.split, settings)
+    report = evaluate(data, ["popular", "repurchase", "itemknn", "hybrid"], ks=(10,), show_progress=False)
+    assert report.info["exclude_seen"] is False
+    assert {"ndcg_new@10", "map_new@10", "recall_new@10"} <= set(report.metrics.columns)
+    gains = report.gains.set_index("metric")
+    assert set(gains["model"]) == {"hybrid"}
+    row = gains.loc["ndcg@10"]
+    assert row["baseline"] == report.metrics.loc[["popular", "repurchase", "itemknn"], "ndcg@10"].idxmax()
+    assert row["low"] <= row["gain"] <= row["high"]
+    assert "95% interval" in report.gains_table()
+
+
+@end_to_end
 def test_without_exclude_seen_every_model_may_rank_known_items(temporal):
     """With collab.exclude_seen off (repurchases allowed), known items come back in every model
     that scores them: ALS and the hybrid rank a user's own items high."""
