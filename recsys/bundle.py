@@ -39,6 +39,9 @@ A trained version (``recsys train``) adds the user tower beside a byte-identical
     index/cf.ann               Annoy over the augmented item factors (inner product search)
     collab/feed.rows.npy, feed.scores.npy
                                each trained user's top k feed, training items excluded (optional)
+    collab/ranker.txt          the learned ranker, LightGBM's text format (optional, recsys.rank)
+    collab/ranker.json         its settings and training report
+    collab/ranker_log.npz      the events its features read: users, items, seconds, strength
 
 Nothing is pickled: arrays are ``.npy`` read with ``allow_pickle=False``.
 """
@@ -70,7 +73,7 @@ from recsys.towers.base import TowerOutput
 from recsys.towers.item import ItemVectors
 from recsys.towers.joint import JointSpace
 
-__all__ = ["Bundle", "Collab", "ItemIndex", "TopLists", "ListCosines", "Thumbnails", "write_bundle",
+__all__ = ["Bundle", "Collab", "RankerFiles", "ItemIndex", "TopLists", "ListCosines", "Thumbnails", "write_bundle",
            "write_user_tower", "write_joint_space", "read_bundle", "resolve_bundle_path", "FORMAT", "TRAINED",
            "PROJECTED"]
 
@@ -172,6 +175,22 @@ class Thumbnails:
         return np.diff(self.offsets) > 0
 
 
+@dataclass(frozen=True)
+class RankerFiles:
+    """The learned ranker as a bundle keeps it (``collab/ranker.*``), read without LightGBM.
+
+    Attributes:
+        model: the booster in LightGBM's text format (never a pickle).
+        config: its settings and what its training measured.
+        log: the events its features read: ``users`` (rows of the user tower's users), ``items``
+            (item rows), ``seconds`` (epoch seconds) and ``strength``, in time order.
+    """
+
+    model: str
+    config: dict
+    log: dict[str, np.ndarray]
+
+
 @dataclass
 class Collab:
     """The user tower of a bundle.
@@ -188,6 +207,8 @@ class Collab:
         feed: each trained user's precomputed feed (:mod:`recsys.pipeline.precompute`), if the bundle has it.
         projection: the content-to-factors map that placed the cold items, for items put later;
             ``None`` in a bundle written without it.
+        ranker: the learned ranker (:mod:`recsys.rank`), ``None`` where the training had too few
+            events for one or no event times.
     """
 
     user_items: UserItems
@@ -199,6 +220,7 @@ class Collab:
     params: dict
     feed: TopLists | None = None
     projection: ContentProjection | None = None
+    ranker: RankerFiles | None = None
 
     @property
     def user_ids(self) -> IdMap:
@@ -367,6 +389,10 @@ def write_user_tower(source: Bundle, collab: Collab, collab_manifest: dict) -> P
             _save_lists(tmp / "collab", "feed", collab.feed)
         if collab.projection is not None:
             np.savez(tmp / "collab" / "projection.npz", **collab.projection.to_arrays())
+        if collab.ranker is not None:
+            (tmp / "collab" / "ranker.txt").write_text(collab.ranker.model)
+            (tmp / "collab" / "ranker.json").write_text(json.dumps(collab.ranker.config, indent=1))
+            np.savez(tmp / "collab" / "ranker_log.npz", **collab.ranker.log)
 
     keep = {k: v for k, v in source.manifest.items()
             if k not in ("format", "name", "version", "created", "files", "collab")}
@@ -582,5 +608,12 @@ def _load_collab(path: Path, params: dict) -> Collab:
     if (folder / "projection.npz").exists():
         with np.load(folder / "projection.npz", allow_pickle=False) as z:
             projection = ContentProjection.from_arrays(z)
+    ranker = None
+    if (folder / "ranker.txt").exists():
+        with np.load(folder / "ranker_log.npz", allow_pickle=False) as z:
+            log = {name: z[name] for name in z.files}
+        ranker = RankerFiles((folder / "ranker.txt").read_text(), json.loads((folder / "ranker.json").read_text()),
+                             log)
     return Collab(user_items=UserItems(IdMap(users, kind="user"), matrix, last_seen), index=index,
-                  params=params, feed=_load_lists(folder, "feed"), projection=projection, **arrays)
+                  params=params, feed=_load_lists(folder, "feed"), projection=projection, ranker=ranker,
+                  **arrays)

@@ -69,8 +69,11 @@ def make_settings(tmp: Path, *, joint: bool = False, **overrides):
     # changed encoder or catalog embeds again); otherwise each session starts empty
     kept = os.environ.get("TESTS_EMBEDDING_CACHE")
     towers = {"towers": {"joint": {"enabled": joint}, **({"cache_dir": kept} if kept else {})}}
+    # the learned ranker is fitted where a test asks for it (tests/rank): the feed and API tests
+    # read the blend, and a ranker per training would cost them seconds each
+    rank = {"rank": {"enabled": False}}
     return load_settings(state_dir=tmp / "state", models_dir=tmp / "models",
-                         index={"n_trees": 20, "recall_sample": 100}, **{**towers, **overrides})
+                         index={"n_trees": 20, "recall_sample": 100}, **{**towers, **rank, **overrides})
 
 
 def use_session_state(monkeypatch, session_dir: Path) -> None:

@@ -15,12 +15,16 @@ from recsys.bundle import PROJECTED, TRAINED, Bundle, Collab, write_user_tower
 from recsys.collab.als import interaction_matrix, popularity
 from recsys.collab.blend import SCORING
 from recsys.data import schema as S
+from recsys.errors import DataError
 from recsys.index.annoy import AnnIndex, candidates_for
 from recsys.index.mips import augment_query, build_mips_index
 from recsys.pipeline.build import Laps, data_fingerprint
 from recsys.pipeline.content_weight import WeightChoice, choose_content_weight
 from recsys.pipeline.factors import fit_factors
 from recsys.pipeline.precompute import feed_lists
+from recsys.rank.log import EventLog
+from recsys.rank.ranker import Ranker
+from recsys.rank.state import ItemFacts
 from recsys.settings import Settings
 
 __all__ = ["TrainReport", "train_user_tower"]
@@ -43,6 +47,7 @@ class TrainReport:
     choice: WeightChoice | None
     fit_seconds: float
     seconds: float
+    ranker: dict = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> str:
@@ -56,6 +61,10 @@ class TrainReport:
                                      else f"{self.content_weight:g} (collab.content_weight)"),
             f"recall@10 cf: {self.recall:.3f}  (Annoy inner-product search, {candidates_for(10)} candidates "
             "re-scored, vs exact)",
+            "ranker    " + (self.ranker["skipped"] if "skipped" in self.ranker else
+                            f"{self.ranker['objective']}, validation NDCG@12 "
+                            f"{self.ranker['validation_ndcg@12'][self.ranker['objective']]:.4f} on "
+                            f"{self.ranker['valid_groups']:,} users, trained on {self.ranker['train_groups']:,}"),
             f"time      {self.seconds:.1f} s ("
             + ", ".join(f"{name} {s:.1f} s" for name, s in self.phases.items()) + ")",
         ])
@@ -124,6 +133,8 @@ def train_user_tower(
         "index": {"recall@10": round(recall, 4), "search_k": settings.index.search_k},
         "fit_seconds": round(model.fit_seconds_, 3),
     }
+    collab.ranker, manifest["ranker"] = _fit_ranker(bundle, interactions, user_items, settings)
+    laps.lap("ranker")
     k = settings.index.precompute_k
     if k:
         collab.feed = feed_lists(dataclasses.replace(bundle, collab=collab), k,
@@ -139,9 +150,25 @@ def train_user_tower(
         pairs=int(user_items.matrix.nnz), items_trained=int(trained.sum()),
         items_projected=int((state == PROJECTED).sum()), items_without=int((state == 0).sum()),
         recall=recall, content_weight=content_weight, choice=choice, fit_seconds=model.fit_seconds_,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, ranker=manifest["ranker"],
         phases=laps.seconds,
     )
+
+
+def _fit_ranker(bundle: Bundle, interactions: pd.DataFrame, user_items, settings: Settings) -> tuple:
+    """The learned ranker and what the manifest says of it; without event times, or with too few
+    events (``rank.min_groups``), no ranker and the reason."""
+    if not settings.rank.enabled:
+        return None, {"skipped": "rank.enabled is false"}
+    if S.TIMESTAMP not in interactions or interactions[S.TIMESTAMP].isna().any():
+        return None, {"skipped": "the ranker learns from later events: every event needs a timestamp"}
+    log = EventLog.from_frame(interactions, bundle.item_ids, settings.collab.event_weights)
+    try:
+        ranker = Ranker.fit(log, ItemFacts.from_items(bundle.items), bundle, settings=settings.rank,
+                            seed=settings.seed)
+    except DataError as exc:
+        return None, {"skipped": f"{exc.message}; no ranker in this bundle"}
+    return ranker.to_files(log, user_items.user_ids), ranker.report
 
 
 def _mips_recall(index: AnnIndex, item_factors: np.ndarray, user_factors: np.ndarray, *,
