@@ -172,3 +172,28 @@ def test_train_without_enough_events_keeps_the_blend_and_says_why(store, tmp_pat
     assert trained.collab.ranker is None
     assert "needs 200" in trained.manifest["collab"]["ranker"]["skipped"]
     assert "no ranker in this bundle" in report.summary()
+
+
+@pytest.mark.slow  # fits the ranker
+def test_explanations_name_the_planted_reason(store):
+    from recsys.rank.explain import explain
+
+    events = rebuyers()
+    log = EventLog.from_frame(events, store.item_ids, WEIGHTS)
+    facts = ItemFacts.from_items(store.items)
+    ranker = Ranker.fit(log, facts, store, settings=RankSettings(label_days=1.0))
+    state = ShopState(log, facts)
+    audience = Audience.of(state, np.arange(30))
+    ranked = ranker.rank(state, store, audience, 5)
+    staples_explained = 0
+    for u in range(30):
+        whys = explain(ranker, ranked, state, u)
+        assert len(whys) == int((ranked.rows[u] >= 0).sum())
+        for item, why in zip(ranked.rows[u], whys):
+            assert why.sources and all(r.contribution > 0 for r in why.reasons)
+            if state.count[audience.rows[u], item] >= 2:  # a staple: the user rebought it
+                assert "repurchase" in why.sources
+                if why.reasons and why.reasons[0].name == "bought":
+                    staples_explained += 1
+                    assert why.reasons[0].text.startswith("you bought it")
+    assert staples_explained >= 20
