@@ -167,20 +167,21 @@ class ItemKNNModel(Model):
 
 
 class ALSModel(Model):
-    """``implicit``'s ALS as it comes (its default confidence and regularisation), with our
-    event strengths; users unseen in training are solved from what is known about them."""
+    """``implicit``'s ALS, by default as it comes (its regularisation 0.01 and confidence alpha 1),
+    with our event strengths; users unseen in training are solved from what is known about them.
+    ``als-tuned`` chooses factors, regularisation and alpha on a validation cut."""
 
     name = "als"
 
-    def __init__(self, factors: int = 64, seed: int = 0):
-        self.factors, self.seed = factors, seed
+    def __init__(self, factors: int = 64, seed: int = 0, regularization: float = 0.01, alpha: float = 1.0):
+        self.factors, self.seed, self.regularization, self.alpha = factors, seed, regularization, alpha
 
     def fit(self, data: EvalData) -> None:
         from implicit.als import AlternatingLeastSquares
 
         with threadpool_limits(1, "blas"):
-            self._model = AlternatingLeastSquares(factors=self.factors, random_state=self.seed,
-                                                  use_gpu=False)
+            self._model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                                  alpha=self.alpha, random_state=self.seed, use_gpu=False)
             self._model.fit(data.train.matrix.astype(np.float32), show_progress=False)
 
     def rank(self, data: EvalData, n: int) -> np.ndarray:

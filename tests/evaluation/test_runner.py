@@ -43,6 +43,19 @@ def test_every_model_ranks_unseen_items_only(temporal):
             assert len(set(listed.tolist())) == len(listed)
 
 
+def test_a_tuned_baseline_picks_its_setting_on_the_validation_part(temporal):
+    from recsys.evaluation.models import PopularModel, RandomModel
+    from recsys.evaluation.tuning import Tuned, validation_part
+
+    inner = validation_part(temporal)
+    # the validation part lies inside the training part: the test is never read
+    assert len(inner.split.train) + len(inner.split.test) <= len(temporal.split.train)
+    tuned = Tuned("t", lambda s: RandomModel() if s == "random" else PopularModel(), ["random", "popular"])
+    tuned.fit(temporal)
+    assert tuned.chosen == "popular" and tuned.scores["popular"] > tuned.scores["random"]
+    assert tuned.rank(temporal, 10).shape == (len(temporal.users), 10)
+
+
 @end_to_end
 def test_a_report_records_exclude_seen_new_items_and_gains_with_intervals(temporal):
     settings = temporal.settings.model_copy(
