@@ -227,7 +227,9 @@ class HybridModel(Model):
     def fit(self, data: EvalData) -> None:
         from recsys.pipeline.train import train_user_tower
 
-        report = train_user_tower(data.bundle, data.split.train, data.settings, show_progress=False,
+        # the blend alone: the learned ranker is the `ranker` model, and feeds do not read it
+        settings = data.settings.model_copy(update={"rank": data.settings.rank.model_copy(update={"enabled": False})})
+        report = train_user_tower(data.bundle, data.split.train, settings, show_progress=False,
                                   source=f"evaluation: {data.split.name}")
         self._trained = read_bundle(report.path)
         shutil.rmtree(report.path, ignore_errors=True)  # the arrays stay mapped; nothing else needs it

@@ -44,7 +44,8 @@ class TrainingSet:
 
     @classmethod
     def join(cls, parts: list[TrainingSet]) -> TrainingSet:
-        """Several periods as one set (their groups one after another)."""
+        """Several periods as one set (their groups one after another); none: an empty set."""
+        parts = [p for p in parts if p.n_groups]
         if not parts:
             return cls(np.zeros((0, 0), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int64), 0.0)
         weights = np.array([p.groups.sum() for p in parts], np.float64)
@@ -58,6 +59,8 @@ def labelled(log: EventLog, facts: ItemFacts, bundle: Bundle, settings: RankSett
     """The candidates of the users who had events in ``[start, stop)``, their features from the
     log before ``start``, labelled by those events (graded by the event type's strength)."""
     later = log.window(start, stop)
+    if not len(later):  # a quiet period (a log with gaps) teaches nothing
+        return TrainingSet.join([])
     state = ShopState(log.window(stop=start), facts, now=start)
     users = np.unique(later.users)
     rng = np.random.default_rng(seed)

@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.data import validate_catalog, validate_interactions
+from recsys.errors import DataError
 from recsys.evaluation import evaluate
 from recsys.evaluation.models import EvalData
 from recsys.evaluation.splits import cutoff_split
@@ -197,3 +198,13 @@ def test_explanations_name_the_planted_reason(store):
                     staples_explained += 1
                     assert why.reasons[0].text.startswith("you bought it")
     assert staples_explained >= 20
+
+
+def test_a_log_with_quiet_days_gives_no_ranker_and_no_crash(store):
+    events = rebuyers(60, days=3)
+    later = events.copy()
+    later["timestamp"] = later["timestamp"] + pd.Timedelta(days=10)  # days 10-12: days 3-9 are quiet
+    log = EventLog.from_frame(pd.concat([events, later]), store.item_ids, WEIGHTS)
+    with pytest.raises(DataError, match="too few events for a ranker"):
+        Ranker.fit(log, ItemFacts.from_items(store.items), store, now=log.end + 5 * DAY,
+                   settings=RankSettings(label_days=1.0))
