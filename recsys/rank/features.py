@@ -13,9 +13,10 @@ import scipy.sparse as sp
 from recsys.bundle import Bundle
 from recsys.rank.log import DAY
 from recsys.rank.sources import Audience, Source, taste_vectors
+from recsys.rank.sparse import pair_values, ranks_in_rows
 from recsys.rank.state import POPULARITY_DAYS, ShopState
 
-__all__ = ["Candidates", "gather", "features", "feature_names", "pair_values"]
+__all__ = ["Candidates", "gather", "features", "feature_names"]
 
 _MAX_COSINE_ITEMS = 10  # the best cosine to any of the user's latest 10 items
 _PAIR_BLOCK = 16_384
@@ -51,15 +52,6 @@ class Candidates:
         return np.searchsorted(self.users, np.arange(n_users + 1))
 
 
-def _ranks(m: sp.csr_matrix) -> sp.csr_matrix:
-    """The same pattern holding each entry's place in its row, 1 = the largest."""
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    order = np.lexsort((-m.data, rows))
-    rank = np.empty(len(order), np.float32)
-    rank[order] = np.arange(len(order)) - m.indptr[rows[order]] + 1
-    return sp.csr_matrix((rank, m.indices.copy(), m.indptr.copy()), shape=m.shape)
-
-
 def gather(state: ShopState, audience: Audience, sources: list[Source]) -> Candidates:
     """Run every source for the audience and join what they propose."""
     proposed = []
@@ -79,15 +71,8 @@ def gather(state: ShopState, audience: Audience, sources: list[Source]) -> Candi
     for j, m in enumerate(proposed):
         present = pair_values(abs(m).sign(), users, items) > 0
         scores[present, j] = pair_values(m, users[present], items[present])
-        ranks[present, j] = pair_values(_ranks(m), users[present], items[present])
+        ranks[present, j] = pair_values(ranks_in_rows(m), users[present], items[present])
     return Candidates(users, items, scores, ranks, [s.name for s in sources])
-
-
-def pair_values(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """``m[rows, cols]`` as a flat float32 array (0 where nothing is stored)."""
-    if not len(rows):
-        return np.zeros(0, np.float32)
-    return np.asarray(m[rows, cols], dtype=np.float32).ravel()
 
 
 def feature_names(sources: list[str], modalities: list[str]) -> list[str]:

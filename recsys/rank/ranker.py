@@ -20,9 +20,10 @@ import scipy.sparse as sp
 from recsys.bundle import Bundle, RankerFiles
 from recsys.data.ids import IdMap
 from recsys.errors import DataError
-from recsys.rank.features import Candidates, feature_names, features, gather, pair_values
+from recsys.rank.features import Candidates, feature_names, features, gather
 from recsys.rank.log import DAY, EventLog
 from recsys.rank.sources import Audience, create_sources
+from recsys.rank.sparse import pair_values
 from recsys.rank.state import ItemFacts, ShopState
 from recsys.settings import RankSettings
 

@@ -14,11 +14,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.bundle import Bundle
-from recsys.index.exact import top_k_rows
+from recsys.rank.sparse import max_matrix, top_per_row
 from recsys.rank.state import HISTORY, ShopState
 
 __all__ = ["Audience", "Source", "Repurchase", "CoPurchase", "Trending", "CategoryTrending", "Taste",
-           "Neighbours", "SOURCES", "create_sources", "top_per_row"]
+           "Neighbours", "SOURCES", "create_sources", "taste_vectors"]
 
 _POSITION_DECAY = 0.8  # a user's taste: each older item of their history weighs 0.8 of the next
 
@@ -62,22 +62,6 @@ class Audience(NamedTuple):
 
     def __len__(self) -> int:
         return len(self.rows)
-
-
-def top_per_row(scores: np.ndarray | sp.csr_matrix, n: int) -> sp.csr_matrix:
-    """The ``n`` best entries of each row as a sparse matrix (the others dropped)."""
-    if sp.issparse(scores):
-        m = sp.csr_matrix(scores)
-        m.eliminate_zeros()
-        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-        order = np.lexsort((-m.data, rows))
-        rank = np.arange(len(order)) - m.indptr[rows[order]]
-        keep = order[rank < n]
-        return sp.csr_matrix((m.data[keep], (rows[keep], m.indices[keep])), shape=m.shape)
-    cols, values = top_k_rows(np.asarray(scores, np.float32), n)
-    keep = (cols >= 0) & np.isfinite(values) & (values != 0)
-    rows = np.repeat(np.arange(len(cols)), cols.shape[1]).reshape(cols.shape)
-    return sp.csr_matrix((values[keep], (rows[keep], cols[keep])), shape=scores.shape)
 
 
 class Source(ABC):
@@ -207,18 +191,6 @@ class Neighbours(Source):
         rows = np.repeat(users, cols.shape[1]).reshape(cols.shape)
         m = max_matrix(rows[keep], cols[keep], values[keep], (len(audience), state.n_items))
         return top_per_row(m, self.n)
-
-
-def max_matrix(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
-    """A sparse matrix holding the largest of the values given for each (row, column)."""
-    if not len(rows):
-        return sp.csr_matrix(shape, dtype=np.float32)
-    key = rows.astype(np.int64) * shape[1] + cols
-    order = np.lexsort((-values, key))
-    first = np.ones(len(order), bool)
-    first[1:] = key[order][1:] != key[order][:-1]
-    pick = order[first]
-    return sp.csr_matrix((values[pick].astype(np.float32), (rows[pick], cols[pick])), shape=shape)
 
 
 SOURCES = ("repurchase", "copurchase", "trending", "category_trending", "taste", "neighbours")

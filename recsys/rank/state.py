@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from recsys.data import schema as S
 from recsys.rank.log import DAY, EventLog
+from recsys.rank.sparse import top_per_row
 
 __all__ = ["ItemFacts", "ShopState", "POPULARITY_DAYS", "HISTORY"]
 
@@ -202,7 +203,7 @@ class ShopState:
         """``(items, items)`` how often two items were bought by one user, each user's pair
         weighted by how recent the later of its events is (zero diagonal)."""
         bought = self.bought.copy()
-        recent = self._latest_rows(bought, _BASKET)
+        recent = top_per_row(bought, _BASKET)
         binary = recent.copy()
         binary.data = np.ones_like(binary.data)
         weight = sp.diags(np.asarray(recent.max(axis=1).todense()).ravel())  # the user's newest weight
@@ -210,12 +211,3 @@ class ShopState:
         pairs.setdiag(0)
         pairs.eliminate_zeros()
         return pairs.astype(np.float32)
-
-    @staticmethod
-    def _latest_rows(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
-        """Each row's ``n`` largest entries (decayed strength: the most recent)."""
-        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-        order = np.lexsort((-m.data, rows))
-        rank = np.arange(len(order)) - m.indptr[rows[order]]
-        keep = order[rank < n]
-        return sp.csr_matrix((m.data[keep], (rows[keep], m.indices[keep])), shape=m.shape)
