@@ -1,7 +1,8 @@
-"""The models of the ranking stage in an evaluation: the simple baselines a shop would try first
-(recent best sellers, buy again, bought together), EASE^R, and the learned ranker.
+"""The models #48's evaluation adds: the simple baselines a shop would try first (recent best
+sellers, buy again, bought together), EASE^R and ALS tuned on a validation cut
+(:mod:`~recsys.evaluation.tuning`), and the learned ranker.
 
-All of them read the training events as an :class:`~recsys.rank.log.EventLog` and rank at the
+The source-based models and the ranker read the training events as an :class:`~recsys.rank.log.EventLog` and rank at the
 moment just after the training part's newest event, with the same ``exclude_seen`` rule as every
 other model.
 """
@@ -45,7 +46,10 @@ class SourcesModel(Model):
             proposed = sp.csr_matrix(source.propose(state, audience), dtype=np.float32)
             proposed.data = tier + _unit(proposed.data)  # an earlier source's items rank above
             scores = scores.maximum(proposed)
-        return data.rank(lambda b: scores[b].toarray() - (scores[b].toarray() == 0), n)
+        def ranked(block: slice) -> np.ndarray:
+            dense = scores[block].toarray()
+            return dense - (dense == 0)  # items no source proposed come after, in catalog order
+        return data.rank(ranked, n)
 
 
 def _unit(values: np.ndarray) -> np.ndarray:
@@ -92,8 +96,9 @@ class EASEModel(Model):
 
 
 class RankerModel(Model):
-    """The learned ranker: candidates from every source, LightGBM LambdaMART over their features,
-    trained on the training part's own last periods (``rank.label_days``)."""
+    """The learned ranker: candidates from every source, LightGBM over their features (LambdaMART
+    or pointwise, whichever validates better), trained on the training part's own last periods
+    (``rank.label_days``)."""
 
     name = "ranker"
 
