@@ -16,7 +16,7 @@ from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.errors import DataError, ModelFitError
 
-__all__ = ["UserItems", "interaction_matrix", "event_seconds", "CollabModel", "popularity"]
+__all__ = ["UserItems", "interaction_matrix", "event_seconds", "event_strength", "CollabModel", "popularity"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +91,7 @@ def interaction_matrix(
                         f"(e.g. {unknown[0]!r}); rebuild the bundle with those items or drop them")
     # factorize hashes; sorting 1M strings (np.unique) cost a third of the fit time
     user_codes, users = pd.factorize(interactions[S.USER_ID], sort=True)
-    event_codes, events = pd.factorize(interactions[S.EVENT])
-    strength = np.array([event_weights.get(e, 0.0) for e in events], np.float64)[event_codes]
-    is_rating = event_codes == (events.get_loc("rating") if "rating" in events else -1)
-    if is_rating.any():
-        values = interactions[S.VALUE].to_numpy(dtype=np.float64)
-        strength = np.where(is_rating, strength * np.nan_to_num(values, nan=1.0), strength)
+    strength = event_strength(interactions, event_weights)
     seconds = event_seconds(interactions[S.TIMESTAMP])
     if half_life_days is not None and np.isfinite(seconds).any():
         age_days = (np.nanmax(seconds) - seconds) / _DAY
@@ -113,6 +108,18 @@ def interaction_matrix(
     matrix.data = matrix.data.astype(np.float32)
     last_seen = _latest_per_cell(user_codes[keep], cols[keep], seconds[keep], matrix)
     return UserItems(IdMap(users, kind="user"), matrix, last_seen)
+
+
+def event_strength(interactions: pd.DataFrame, event_weights: dict[str, float]) -> np.ndarray:
+    """``(events,)`` float64: each event type's weight (0 for a type not named), times the
+    rating for ratings."""
+    event_codes, events = pd.factorize(interactions[S.EVENT])
+    strength = np.array([event_weights.get(e, 0.0) for e in events], np.float64)[event_codes]
+    is_rating = event_codes == (events.get_loc("rating") if "rating" in events else -1)
+    if is_rating.any():
+        values = interactions[S.VALUE].to_numpy(dtype=np.float64)
+        strength = np.where(is_rating, strength * np.nan_to_num(values, nan=1.0), strength)
+    return strength
 
 
 def event_seconds(timestamps: pd.Series) -> np.ndarray:

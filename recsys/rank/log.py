@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recsys.collab.als import event_seconds
+from recsys.collab.als import event_seconds, event_strength
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.errors import DataError
@@ -43,8 +43,9 @@ class EventLog:
 
     @classmethod
     def from_frame(cls, events: pd.DataFrame, item_ids: IdMap, event_weights: dict[str, float]) -> EventLog:
-        """The log of validated interactions over ``item_ids``; events of a type that weighs
-        nothing are dropped.
+        """The log of validated interactions over ``item_ids``, each event's strength as the user
+        tower weighs it (:func:`~recsys.collab.als.event_strength`); events that weigh nothing are
+        dropped.
 
         Raises:
             DataError: an event has no time, or names an item ``item_ids`` lacks.
@@ -56,7 +57,7 @@ class EventLog:
         items = item_ids.find(events[S.ITEM_ID].astype(str).tolist())
         if (items < 0).any():
             raise DataError(f"{int((items < 0).sum()):,} event(s) name items the bundle lacks")
-        strength = events[S.EVENT].map(event_weights).fillna(0.0).to_numpy(np.float32)
+        strength = event_strength(events, event_weights).astype(np.float32)
         keep = strength > 0
         codes, users = pd.factorize(events[S.USER_ID].astype(str).to_numpy()[keep], sort=True)
         order = np.argsort(seconds[keep], kind="stable")
