@@ -267,7 +267,10 @@ def _rank_with(recommender, data: EvalData, n: int) -> np.ndarray:
     users = [str(u) for u in data.users]
     given = [[] if user in trained else [i for i in data.recent[u] if i in known_items]
              for u, user in enumerate(users)]
-    ids, _ = recommender.recommend([u if u in known_users else None for u in users], k=n, recent_items=given)
+    # every model is scored on the same lists: no collapse of duplicate listings, which the
+    # others do not have
+    ids, _ = recommender.recommend([u if u in known_users else None for u in users], k=n, recent_items=given,
+                                   dedupe=False)
     rows = data.bundle.item_ids.find(ids.ravel().tolist()).reshape(ids.shape)  # "" (a short list) and unknown: -1
     out = np.full((len(users), n), -1, np.int64)
     for u, found in enumerate(rows):  # keep each list's known items in order, at the front
