@@ -245,8 +245,12 @@ def _default_sources() -> dict[str, int]:
 
 class RankSettings(_Section):
     enabled: bool = Field(True, description="`recsys train` fits the learned ranker (recsys.rank) into the "
-                          "bundle when the events have times and there are enough of them; feeds do not read it "
-                          "yet (`recsys evaluate --models ranker` measures it)")
+                          "bundle when the events have times and there are enough of them")
+    serve: bool = Field(True, description="feeds are ranked by the bundle's ranker where it has one "
+                        "(docs/ranking.md); false serves the blend")
+    exclude_seen: bool = Field(
+        False, description="ranked feeds leave out the items a user already had (the default of the API's "
+        "`exclude_seen` for them); false lets the ranker show an item again where it learned that sells")
     sources: dict[str, int] = Field(
         default_factory=_default_sources,
         description="items each candidate source proposes per user (0 leaves it out; a source not "

@@ -256,7 +256,7 @@ def test_training_measures_the_user_towers_recall_as_the_service_asks(market, ma
     assert read_bundle(report.path).collab.params["index"]["recall@10"] == round(report.recall, 4)
 
 
-def _put_copies(recommender, rows, gen=1):
+def put_copies(recommender, rows, gen=1):
     """The recommender with the bundle items at ``rows`` put again under new ids (``PUT-<id>``):
     the same attributes and vectors, but items the bundle does not hold."""
     bundle = recommender.bundle
@@ -265,8 +265,8 @@ def _put_copies(recommender, rows, gen=1):
         outputs = {m: TowerOutput(np.asarray(b.vectors[r:r + 1], np.float32), b.mask[r:r + 1].copy())
                    for m, b in bundle.vectors.blocks.items()}
         item = bundle.items.iloc[r]
-        entries[f"PUT-{item['item_id']}"] = make_entry(
-            {"title": item["title"], "category": item["category"], "price": float(item["price"])}, outputs)
+        attributes = {c: item[c] for c in ("title", "category") if c in item}
+        entries[f"PUT-{item['item_id']}"] = make_entry({**attributes, "price": float(item["price"])}, outputs)
     return recommender.with_changes(ItemChanges.build(bundle, gen=gen, entries=entries))
 
 
@@ -277,7 +277,7 @@ def test_put_items_are_placed_like_the_cold_items_they_copy(feeds):
     assert collab.projection is not None  # written by the training, read back with the bundle
     cold = np.flatnonzero(collab.item_state == PROJECTED)[:6]
     assert len(cold) == 6
-    with_put = _put_copies(feeds, cold)
+    with_put = put_copies(feeds, cold)
     put = changes = with_put.changes  # the put items' places in the factor space
     order = changes.ids.rows([f"PUT-{i}" for i in feeds.bundle.item_ids.ids[cold]])
     assert put.placed[order].all()
@@ -293,7 +293,7 @@ def test_put_items_are_placed_like_the_cold_items_they_copy(feeds):
     # without a filter, a put copy of a cold item a user's feed shows is shown beside it
     user = next(str(u) for u in collab.user_ids.ids if any(s.cold for s in feeds.recommend(str(u), 30).items))
     shown = [s.item_id for s in feeds.recommend(user, 30).items if s.cold]
-    with_put = _put_copies(feeds, feeds.bundle.item_ids.rows(shown))
+    with_put = put_copies(feeds, feeds.bundle.item_ids.rows(shown))
     ids = [s.item_id for s in with_put.recommend(user, 30 + len(shown)).items]
     assert all(abs(ids.index(f"PUT-{i}") - ids.index(i)) == 1 for i in shown)
     assert with_put.plan(FeedQuery(user, 10)).source == "lookup"  # the list, and the put items
@@ -303,7 +303,7 @@ def test_recent_put_items_place_a_session(feeds, market):
     catalog = market.items
     cell = catalog[(catalog["category"] == "accessories/watches") & (catalog["true_colour"] == "navy")]
     rows = feeds.bundle.item_ids.rows(cell["item_id"].iloc[:3])
-    with_put = _put_copies(feeds, rows)
+    with_put = put_copies(feeds, rows)
     recent = [f"PUT-{i}" for i in cell["item_id"].iloc[:3]]
     feed = with_put.recommend(None, 20, recent_items=recent)
     assert feed.strategy == "fold-in" and feed.message is None
@@ -332,7 +332,7 @@ def test_a_bundle_without_the_content_map_leaves_put_items_out_of_feeds(feeds, m
     older = Recommender(dataclasses.replace(bundle, collab=dataclasses.replace(bundle.collab, projection=None)))
     catalog = market.items
     cell = catalog[(catalog["category"] == "accessories/watches") & (catalog["true_colour"] == "navy")]
-    with_put = _put_copies(older, bundle.item_ids.rows(cell["item_id"].iloc[:3]))
+    with_put = put_copies(older, bundle.item_ids.rows(cell["item_id"].iloc[:3]))
     assert not with_put.changes.placed.any()
     recent = [f"PUT-{i}" for i in cell["item_id"].iloc[:3]]
     feed = with_put.recommend(None, 20, recent_items=recent)

@@ -165,8 +165,10 @@ ENDPOINTS: dict[str, Params] = {
         parser=lambda p, raw: parse_weights(raw)), _DEDUPE, *_FILTERS),
     "user_feed": Params(_k(FEED_K), Param(
         "exclude_seen", {"type": "boolean"},
-        "leave out items the user interacted with; default: the setting collab.exclude_seen (true)",
-        parser=_flag), _DEDUPE, *_FILTERS),
+        "leave out items the user interacted with; default: the setting rank.exclude_seen (false) for a "
+        "ranked feed, collab.exclude_seen (true) for a blended one", parser=_flag), _DEDUPE,
+        Param("explain", {"type": "boolean"}, "give each item its why: the sources that proposed it and the "
+              "reasons that raised it most (docs/ranking.md)", False, parser=_flag), *_FILTERS),
     "items": Params(_integer_param("limit", "items per page", 24, 1, MAX_K),
                     _integer_param("offset", "items to skip", 0, 0, 10**9), *_FILTERS[:3]),
     "search": Params(Param("q", {"type": "string", "minLength": 1, "maxLength": 500, "pattern": r"\S"},

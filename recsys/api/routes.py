@@ -60,10 +60,8 @@ def user_feed(serving: Serving, user_id: str, args) -> tuple[bytes, str, str]:
     """``GET /v1/users/{user_id}/recommendations``, as :func:`similar`."""
     check_id(user_id, "user")
     values = parse("user_feed", args)
-    exclude_seen = values["exclude_seen"]
-    if exclude_seen is None:
-        exclude_seen = serving.settings.collab.exclude_seen
-    query = FeedQuery(user_id, values["k"], (), exclude_seen, values["filters"], values["dedupe"])
+    query = FeedQuery(user_id, values["k"], (), values["exclude_seen"], values["filters"], values["dedupe"],
+                      values["explain"])
     answer, source = serving.results.feed(query)
     return dump_json({"version": answer.version, "user_id": user_id, "recent": answer.recent, "k": query.k,
                       "strategy": answer.strategy, "message": answer.message,
@@ -104,7 +102,8 @@ def session_feed():
     check_read_access()
     body = parse_body(SessionIn, json_body())
     recommender = use(current_serving().synced())
-    query = FeedQuery(None, body.k, tuple(body.recent_items), body.exclude_seen, body.item_filter(), body.dedupe)
+    query = FeedQuery(None, body.k, tuple(body.recent_items), body.exclude_seen, body.item_filter(), body.dedupe,
+                      body.explain)
     feed = recommender.answer(recommender.plan(query))
     return json_response({"version": recommender.version, "k": body.k, "strategy": feed.strategy,
                           "message": feed.message, "filters": query.filters.describe(),

@@ -123,8 +123,10 @@ class SessionIn(_FilterFields):
                                    description="items the visitor touched, most recent first")
     k: int = Field(FEED_K, ge=1, le=MAX_K)
     exclude_seen: bool | None = Field(
-        None, description="leave out the recent items; default: the setting collab.exclude_seen (true)")
+        None, description="leave out the recent items; default: the setting rank.exclude_seen (false) for a "
+        "ranked feed, collab.exclude_seen (true) for a blended one")
     dedupe: bool = Field(True, description="show one listing of each group of duplicate listings")
+    explain: bool = Field(False, description="give each item its why (docs/ranking.md)")
 
 
 class ItemIn(_Body):

@@ -60,9 +60,15 @@ def _rows(recommender, scored, cold: bool = False) -> list[dict]:
 def _print_table(title: str, rows: list[dict], empty: str) -> None:
     click.echo(f"\n{title}")
     if rows:
+        whys = [row.pop("why", None) for row in rows]
         frame = pd.DataFrame(rows)
         frame.index = range(1, len(frame) + 1)
         click.echo(frame.to_string(max_colwidth=48, na_rep=""))  # an unpriced item shows no price, not NaN
+        if any(why is not None for why in whys):
+            click.echo("why:")
+            for place, why in enumerate(whys, 1):
+                reasons = "; ".join(r["text"] for r in why["reasons"]) or "-"
+                click.echo(f"  {place:>3}. {reasons} (from {', '.join(why['sources'])})")
     else:
         click.echo(f"  ({empty})")
 
@@ -146,12 +152,15 @@ def search(ctx: click.Context, bundle: Path, queries: tuple[str, ...], mode: str
 @click.option("--recent", default=None, metavar="ID,ID",
               help="items touched since training, most recent first; alone: an anonymous session")
 @click.option("--include-seen/--exclude-seen", default=None,
-              help="keep (or leave out) items the user already had; default: settings.collab.exclude_seen")
+              help="keep (or leave out) items the user already had; default: settings.rank.exclude_seen "
+              "(false) for ranked feeds, settings.collab.exclude_seen (true) for blended ones")
+@click.option("--explain", is_flag=True, help="say under each item why it is there (docs/ranking.md)")
 @_filter_options
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def recommend(ctx: click.Context, bundle: Path, user_ids: tuple[str, ...], k: int, recent: str | None,
-              include_seen: bool | None, category, min_price, max_price, include, exclude, as_json: bool) -> None:
+              include_seen: bool | None, explain: bool, category, min_price, max_price, include, exclude,
+              as_json: bool) -> None:
     """Personalised feeds for each USER_ID (or for an anonymous session with --recent only)."""
     recent_items = _split_ids(recent)
     if not user_ids and not recent_items:
@@ -161,7 +170,7 @@ def recommend(ctx: click.Context, bundle: Path, user_ids: tuple[str, ...], k: in
     exclude_seen = None if include_seen is None else not include_seen
     feeds = {user: recommender.recommend(None if user == ANONYMOUS else user, k=k,
                                          recent_items=recent_items, exclude_seen=exclude_seen,
-                                         filters=item_filter)
+                                         filters=item_filter, explain=explain)
              for user in (user_ids or (ANONYMOUS,))}
     results = {user: _rows(recommender, feed, cold=True) for user, feed in feeds.items()}
     if as_json:

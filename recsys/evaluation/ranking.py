@@ -28,8 +28,10 @@ def shop_state(data: EvalData) -> tuple[EventLog, ShopState, Audience]:
     log = EventLog.from_frame(data.split.train, data.bundle.item_ids, data.settings.collab.event_weights)
     state = ShopState(log, ItemFacts.from_items(data.bundle.items), now=log.end + 1)
     rows = log.users_of([str(u) for u in data.users])
-    recent = [list(data.bundle.item_ids.find(items)) for items in data.recent]
-    return log, state, Audience.of(state, rows, [[i for i in r if i >= 0] for r in recent])
+    # a known user's items are in the log already; the others stand on their given items
+    recent = [[] if row >= 0 else [i for i in data.bundle.item_ids.find(items) if i >= 0]
+              for row, items in zip(rows.tolist(), data.recent)]
+    return log, state, Audience.of(state, rows, recent)
 
 
 class SourcesModel(Model):

@@ -52,8 +52,10 @@ class Candidates:
         return np.searchsorted(self.users, np.arange(n_users + 1))
 
 
-def gather(state: ShopState, audience: Audience, sources: list[Source]) -> Candidates:
-    """Run every source for the audience and join what they propose."""
+def gather(state: ShopState, audience: Audience, sources: list[Source],
+           more: sp.csr_matrix | None = None) -> Candidates:
+    """Run every source for the audience and join what they propose, with the further candidates
+    ``more`` names (``(users, items)``, nonzero: a candidate no source proposed)."""
     proposed = []
     for source in sources:
         m = sp.csr_matrix(source.propose(state, audience), dtype=np.float32)
@@ -61,7 +63,7 @@ def gather(state: ShopState, audience: Audience, sources: list[Source]) -> Candi
         m.sort_indices()
         proposed.append(m)
     union = sp.csr_matrix((len(audience), state.n_items), dtype=np.float32)
-    for m in proposed:
+    for m in proposed + ([sp.csr_matrix(more, dtype=np.float32)] if more is not None else []):
         union = union + abs(m).sign()
     union.sort_indices()
     users = np.repeat(np.arange(union.shape[0]), np.diff(union.indptr))
@@ -97,7 +99,7 @@ def features(state: ShopState, bundle: Bundle, audience: Audience, cands: Candid
         cols.append(_taste_cosines(np.asarray(blocks[name].vectors, np.float32), blocks[name].mask,
                                    audience.history, u, i)[None])
     cols.append(_max_cosines(np.asarray(bundle.vectors.combined, np.float32), audience.history, u, i)[None])
-    sales = {d: state.sales(d) for d in POPULARITY_DAYS}
+    sales = state.sales
     cols += [sales[d][i][None] for d in POPULARITY_DAYS]
     cols.append((sales[1][i] / (sales[7][i] / 7 + 1))[None])
     cols.append(state.trending[i][None])

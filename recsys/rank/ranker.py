@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.bundle import Bundle, RankerFiles
+from recsys.bundle import Bundle, RankerFiles, TopLists
 from recsys.data.ids import IdMap
 from recsys.errors import DataError
 from recsys.rank.features import Candidates, feature_names, features, gather
 from recsys.rank.log import DAY, EventLog
-from recsys.rank.sources import Audience, create_sources
+from recsys.rank.sources import Audience, Source, create_sources
 from recsys.rank.sparse import pair_values
 from recsys.rank.state import ItemFacts, ShopState
 from recsys.settings import RankSettings
@@ -177,11 +177,25 @@ class Ranker:
     def features(self) -> list[str]:
         return list(self.booster.feature_name())
 
+    def sources(self, bundle: Bundle) -> list[Source]:
+        """The candidate sources this ranker was trained with, over ``bundle`` (made once per
+        bundle by a server: some copy the bundle's lists)."""
+        return create_sources(bundle, self.settings.sources)
+
     def rank(self, state: ShopState, bundle: Bundle, audience: Audience, k: int,
-             exclude: sp.csr_matrix | None = None) -> Ranked:
-        """Each user's best ``k`` candidates by the model (``-1`` pads a short list); items where
-        ``exclude`` (users x items) is nonzero are left out."""
-        cands = gather(state, audience, create_sources(bundle, self.settings.sources))
+             exclude: sp.csr_matrix | None = None, allowed: np.ndarray | None = None, *,
+             more: sp.csr_matrix | None = None, sources: list[Source] | None = None) -> Ranked:
+        """Each user's best ``k`` candidates by the model (``-1`` pads a short list).
+
+        Args:
+            exclude: ``(users, items)``; items where it is nonzero are left out for that user.
+            allowed: ``(items,)`` bool; only these items are listed (filters, deleted items).
+            more: ``(users, items)``, nonzero: candidates besides the sources' (scored alike).
+            sources: :meth:`sources` made already; default: made now.
+        """
+        cands = gather(state, audience, self.sources(bundle) if sources is None else sources, more)
+        if allowed is not None and len(cands):
+            cands = cands.take(allowed[cands.items])
         if exclude is not None and len(cands):
             cands = cands.take(pair_values(exclude, cands.users, cands.items) == 0)
         x = features(state, bundle, audience, cands)
@@ -197,6 +211,22 @@ class Ranker:
         rows[sorted_users[keep], place[keep]] = cands.items[order][keep]
         best[sorted_users[keep], place[keep]] = scores[order][keep]
         return Ranked(rows, best, cands, x, scores)
+
+    def lists(self, state: ShopState, bundle: Bundle, k: int, *, exclude_seen: bool, block: int = 2_000,
+              show_progress: bool = False) -> TopLists:
+        """Every user of ``state``'s best ``k`` items, ranked in blocks of users (a bundle's
+        precomputed feeds); with ``exclude_seen``, without the items each user had."""
+        from tqdm.auto import tqdm
+
+        out = TopLists(np.full((state.n_users, k), -1, np.int32), np.zeros((state.n_users, k), np.float32))
+        for start in tqdm(range(0, state.n_users, block), desc="ranked feeds", unit="block",
+                          disable=not show_progress):
+            users = np.arange(start, min(start + block, state.n_users))
+            audience = Audience.of(state, users)
+            ranked = self.rank(state, bundle, audience, k, exclude=audience.bought if exclude_seen else None)
+            out.rows[users] = ranked.rows
+            out.scores[users] = np.nan_to_num(ranked.scores, nan=0.0)
+        return out
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """``(pairs, features + 1)`` each feature's share of each score (the last column: the

@@ -40,8 +40,10 @@ class Audience(NamedTuple):
 
     @classmethod
     def of(cls, state: ShopState, rows: np.ndarray, recent: list[list[int]] | None = None) -> Audience:
-        """Users by state row; ``recent`` item rows (newest first) stand in for the history of a
-        user the state does not know."""
+        """Users by state row (``-1``: a user the state does not know), with the ``recent`` item
+        rows each had since the state's moment, newest first (a session, the activity log): they
+        come before the user's history, and weigh as much as an event of today, less for each
+        older one."""
         rows = np.asarray(rows, np.int64)
         known = rows >= 0
         history = np.full((len(rows), HISTORY), -1, np.int64)
@@ -50,9 +52,12 @@ class Audience(NamedTuple):
             if state.n_users else sp.csr_matrix((len(rows), state.n_items), dtype=np.float32)
         if recent is not None:
             extra_rows, extra_cols, extra_values = [], [], []
-            for u in np.flatnonzero(~known):
-                items = list(dict.fromkeys(recent[u]))[:HISTORY]
-                history[u, :len(items)] = items
+            for u, items in enumerate(recent):
+                if not len(items):
+                    continue
+                items = list(dict.fromkeys(int(i) for i in items))[:HISTORY]
+                merged = list(dict.fromkeys(items + [int(i) for i in history[u] if i >= 0]))[:HISTORY]
+                history[u, :len(merged)] = merged
                 extra_rows += [u] * len(items)
                 extra_cols += items
                 extra_values += [_POSITION_DECAY ** p for p in range(len(items))]

@@ -169,10 +169,24 @@ class ShopState:
 
     # -- per item ------------------------------------------------------------------------------
 
-    def sales(self, days: float) -> np.ndarray:
-        """``(items,)`` events on each item in the ``days`` before now."""
-        lo = np.searchsorted(self.log.seconds, self.now - days * DAY + 1e-6)
-        return np.bincount(self.log.items[lo:], minlength=self.n_items).astype(np.float32)
+    @cached_property
+    def sales(self) -> dict[float, np.ndarray]:
+        """``(items,)`` events on each item in the last 1, 7 and 30 days before now (the
+        :data:`POPULARITY_DAYS`)."""
+        out = {}
+        for days in POPULARITY_DAYS:
+            lo = np.searchsorted(self.log.seconds, self.now - days * DAY + 1e-6)
+            out[days] = np.bincount(self.log.items[lo:], minlength=self.n_items).astype(np.float32)
+        return out
+
+    def warm(self) -> ShopState:
+        """Compute now every summary a ranking reads (a server does it once per bundle, not on
+        its first request). Returns self."""
+        for name in ("bought", "count", "last_seen", "last_in_category", "category_share", "group_share",
+                     "user_events", "user_last", "user_price", "history", "sales", "trending", "first_sold",
+                     "repurchase_rate", "copurchase"):
+            getattr(self, name)
+        return self
 
     @cached_property
     def trending(self) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Personalised feeds: a trained user's factors, or a user folded in from their recent items, blended
-with content similarity (:mod:`recsys.collab.blend`).
+with content similarity (:mod:`recsys.collab.blend`); or, where the bundle has a learned ranker,
+its ranking of candidates from many sources (:mod:`recsys.serve.ranked`).
 
 A feed is resolved once (:meth:`Feeds.resolve`: the recent items as rows, the user's history, the
 strategy), then read from a list (:meth:`Feeds.listed`, the lists of :mod:`recsys.serve.feed_lists`)
@@ -24,9 +25,10 @@ from recsys.serve.candidates import Candidates, best
 from recsys.serve.changes import ItemChanges
 from recsys.serve.feed_lists import FeedLists
 from recsys.serve.filters import FilterColumns, ItemFilter, is_unfiltered
-from recsys.serve.history import History, merged_strengths, recent_rows, user_history
+from recsys.serve.history import History, content_taste, merged_strengths, recent_rows, user_history
+from recsys.serve.ranked import RankedFeeds
 from recsys.serve.rows import Recommendations, Scored, scored_list
-from recsys.towers.item import rows_dot, taste_of
+from recsys.towers.item import rows_dot
 
 __all__ = ["Feeds", "FeedInputs"]
 
@@ -39,8 +41,10 @@ class FeedInputs(NamedTuple):
         history: the user's row, recent items and training items.
         exclude_seen: leave out the user's items.
         filters: the query's filters.
-        strategy: ``"collaborative"``, ``"fold-in"`` or ``"popular"``.
+        strategy: how the blend makes it: ``"collaborative"``, ``"fold-in"`` or ``"popular"``.
         message: why a fallback was used, or ``None``.
+        ranked: the ranker makes it instead (a user with some history, and a bundle with a ranker).
+        explain: give each item its ``why``.
     """
 
     user_id: str | None
@@ -49,6 +53,8 @@ class FeedInputs(NamedTuple):
     filters: ItemFilter | None
     strategy: str
     message: str | None
+    ranked: bool = False
+    explain: bool = False
 
 
 class Feeds:
@@ -68,11 +74,15 @@ class Feeds:
             items) pairs, so the same user's next feeds (any ``k`` up to ``list_k``, most filters)
             are lookups until the recent items change; 0 = compute every feed.
         list_k: the length of those lists.
+        exclude_seen: the default of a query's ``exclude_seen`` for blended feeds, and
+        ranked_exclude_seen: for ranked ones.
+        rank: rank feeds by the bundle's learned ranker where it has one.
     """
 
     def __init__(self, bundle: Bundle, candidates: Candidates, columns: FilterColumns, *,
                  content_weight: float | None = None, history_items: int = 20,
-                 history_decay: float = 0.6, feed_lists: int = 0, list_k: int = 100):
+                 history_decay: float = 0.6, feed_lists: int = 0, list_k: int = 100,
+                 exclude_seen: bool = True, ranked_exclude_seen: bool = False, rank: bool = True):
         collab = bundle.collab
         if content_weight is None:
             chosen = collab.params.get("content_weight") if collab is not None else None
@@ -85,6 +95,8 @@ class Feeds:
         self.content_weight = content_weight
         self.history_items = history_items
         self.history_decay = history_decay
+        self.exclude_seen, self.ranked_exclude_seen = exclude_seen, ranked_exclude_seen
+        self.ranked = RankedFeeds(bundle) if rank and collab is not None and collab.ranker is not None else None
         self.lists = FeedLists(bundle, content_weight=content_weight, history_items=history_items,
                                history_decay=history_decay, keep=feed_lists, list_k=list_k)
         if collab is not None:
@@ -100,14 +112,18 @@ class Feeds:
         recency."""
         if self.bundle.collab is not None:
             self.bundle.collab.user_items.by_recency  # noqa: B018
+        if self.ranked is not None:
+            self.ranked.warm()
 
     # -- one feed: resolved once, then read from a list or scored ---------------------------------
 
-    def resolve(self, user_id: str | None, recent_items: Sequence[str], exclude_seen: bool,
-                filters: ItemFilter | None, changes: ItemChanges, *, logged: bool = False) -> FeedInputs:
+    def resolve(self, user_id: str | None, recent_items: Sequence[str], exclude_seen: bool | None,
+                filters: ItemFilter | None, changes: ItemChanges, *, logged: bool = False,
+                explain: bool = False) -> FeedInputs:
         """What a feed is made from and how (see :meth:`recsys.serve.Recommender.recommend`).
 
         Args:
+            exclude_seen: ``None``: the default of the feed's kind (ranked or blended).
             logged: the recent items come from the activity log, which may name items this bundle
                 no longer holds: those are dropped, and at most ``5 * history_items`` are read.
 
@@ -129,14 +145,18 @@ class Feeds:
         elif user_id is None and not placed:
             message = "no user and no recent items: showing popular items"
         strategy = "collaborative" if known else ("fold-in" if placed else "popular")
-        return FeedInputs(user_id, history, exclude_seen, filters, strategy, message)
+        ranked = self.ranked is not None and strategy != "popular"
+        if exclude_seen is None:
+            exclude_seen = self.ranked_exclude_seen if ranked else self.exclude_seen
+        return FeedInputs(user_id, history, exclude_seen, filters, strategy, message, ranked, explain)
 
     def listed(self, inputs: FeedInputs, n: int, changes: ItemChanges) -> Recommendations | None:
         """The first ``n`` items from the list the feed has (the bundle's precomputed feed, or one
         kept for these recent items), or ``None`` when no list tells: none is there, seen items
         are kept, a recent item is a put item, or a filter leaves too few of the list."""
         history = inputs.history
-        if inputs.strategy == "popular" or not inputs.exclude_seen or len(history.recent.put):
+        if inputs.strategy == "popular" or inputs.ranked or inputs.explain or not inputs.exclude_seen \
+                or len(history.recent.put):
             return None
         kept = self.lists.find(inputs.user_id, history.user_row, history.recent.rows)
         if kept is None:
@@ -147,13 +167,21 @@ class Feeds:
     def makes_list(self, inputs: FeedInputs, k: int) -> bool:
         """Whether the feed is made as a kept list (:meth:`computed` with ``make_list``)."""
         history = inputs.history
-        return (inputs.strategy != "popular" and inputs.exclude_seen and not len(history.recent.put)
-                and self.lists.can_make(history.recent.rows, k))
+        return (inputs.strategy != "popular" and not inputs.ranked and inputs.exclude_seen
+                and not len(history.recent.put) and self.lists.can_make(history.recent.rows, k))
 
     def computed(self, inputs: FeedInputs, n: int, changes: ItemChanges, *,
                  make_list: bool = False) -> Recommendations:
-        """The best ``n`` items, scored (with ``make_list``: read from the user's list, made now
-        and kept if there is none, as long as it tells)."""
+        """The best ``n`` items, ranked or scored (with ``make_list``: read from the user's list,
+        made now and kept if there is none, as long as it tells)."""
+        if inputs.ranked:
+            return self._ranked(inputs, n, changes)
+        found = self._blended(inputs, n, changes, make_list)
+        if inputs.explain:  # the blend has one reason: the strategy
+            found[:] = [s._replace(why={"sources": [found.strategy], "reasons": []}) for s in found]
+        return found
+
+    def _blended(self, inputs: FeedInputs, n: int, changes: ItemChanges, make_list: bool) -> Recommendations:
         history = inputs.history
         if inputs.strategy == "popular":
             rows = np.flatnonzero(self._allowed(inputs, changes))
@@ -170,6 +198,13 @@ class Feeds:
             query = query or self._query(history, changes)
             found = self._top(n, self._allowed(inputs, changes), *query)
         return self._merged(inputs, found, query, n, changes)
+
+    def _ranked(self, inputs: FeedInputs, n: int, changes: ItemChanges) -> Recommendations:
+        history = inputs.history
+        put = bool(len(changes)) and bool(len(self._put_candidates(inputs.filters, changes, history.recent.put)))
+        found = self.ranked.top(history, n, self._allowed(inputs, changes), explain_items=inputs.explain, put=put,
+                                blended=lambda: self.computed(inputs._replace(ranked=False, explain=False), n, changes))
+        return Recommendations(found, "ranked", inputs.message)
 
     def _read(self, inputs: FeedInputs, lists: TopLists, owner: int, n: int,
               changes: ItemChanges) -> tuple[np.ndarray, np.ndarray] | None:
@@ -279,33 +314,8 @@ class Feeds:
             user = fold_in(factors, np.arange(len(factors)), confidence,
                            regularization=collab.params.get("regularization", 0.0), yty=self._yty)
         user = unit_users(user, self._cf_scale)
-        return user, (self._taste(history, changes) if self.content_weight > 0 else None)
-
-    def _taste(self, history: History, changes: ItemChanges) -> np.ndarray | None:
-        """:func:`~recsys.towers.item.taste_of` the newest ``history_items`` items that have a
-        combined vector: the recent items in their order, then the training history."""
-        vectors, fresh = self.bundle.vectors, changes.vectors
-        recent = history.recent
-        picked = []
-        rows, put = iter(recent.rows.tolist()), iter(recent.put.tolist())
-        for item_id in recent.ids:
-            if len(picked) == self.history_items:
-                break
-            if item_id in self.bundle.item_ids:
-                r = next(rows)
-                if vectors.mask[r]:
-                    picked.append(vectors.combined[r])
-            else:
-                p = next(put)
-                if fresh.mask[p]:
-                    picked.append(fresh.combined[p])
-        shown = set(recent.rows.tolist())
-        for r in dict.fromkeys(history.rows.tolist()):
-            if len(picked) >= self.history_items:
-                break
-            if r not in shown and vectors.mask[r]:
-                picked.append(vectors.combined[r])
-        return taste_of(np.asarray(picked, np.float32).reshape(len(picked), -1), self.history_decay)
+        return user, (content_taste(self.bundle, history, changes, self.history_items, self.history_decay)
+                      if self.content_weight > 0 else None)
 
     def _top(self, k: int, allowed: np.ndarray, user: np.ndarray,
              taste: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -10,8 +10,9 @@ import numpy as np
 from recsys.bundle import Bundle
 from recsys.errors import InvalidRequest
 from recsys.serve.changes import ItemChanges
+from recsys.towers.item import taste_of
 
-__all__ = ["Recent", "History", "recent_rows", "user_history", "merged_strengths"]
+__all__ = ["Recent", "History", "recent_rows", "user_history", "merged_strengths", "content_taste"]
 
 # no put item among the recent items (read-only, shared)
 _NO_ROWS = np.zeros(0, np.int64)
@@ -98,3 +99,31 @@ def merged_strengths(recent: np.ndarray, recent_strength: float, rows: np.ndarra
     all_strength = np.concatenate([strength, np.full(len(recent), recent_strength, np.float32)])
     unique, inverse = np.unique(all_rows, return_inverse=True)
     return unique, np.bincount(inverse, weights=all_strength, minlength=len(unique)).astype(np.float32)
+
+
+def content_taste(bundle: Bundle, history: History, changes: ItemChanges, history_items: int,
+                  decay: float) -> np.ndarray | None:
+    """:func:`~recsys.towers.item.taste_of` the newest ``history_items`` items that have a
+    combined vector: the recent items in their order (put items too), then the training history."""
+    vectors, fresh = bundle.vectors, changes.vectors
+    recent = history.recent
+    picked = []
+    rows, put = iter(recent.rows.tolist()), iter(recent.put.tolist())
+    for item_id in recent.ids:
+        if len(picked) == history_items:
+            break
+        if item_id in bundle.item_ids:
+            r = next(rows)
+            if vectors.mask[r]:
+                picked.append(vectors.combined[r])
+        else:
+            p = next(put)
+            if fresh.mask[p]:
+                picked.append(fresh.combined[p])
+    shown = set(recent.rows.tolist())
+    for r in dict.fromkeys(history.rows.tolist()):
+        if len(picked) >= history_items:
+            break
+        if r not in shown and vectors.mask[r]:
+            picked.append(vectors.combined[r])
+    return taste_of(np.asarray(picked, np.float32).reshape(len(picked), -1), decay)

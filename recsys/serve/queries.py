@@ -62,9 +62,11 @@ class FeedQuery(NamedTuple):
         user_id: a user id, or ``None`` for an anonymous session.
         k: how many (1..1000).
         recent_items: items the user touched since the training, most recent first.
-        exclude_seen: leave out the user's items; ``None``: the recommender's setting.
+        exclude_seen: leave out the user's items; ``None``: the recommender's default (one for
+            ranked feeds, one for the blend).
         filters: as in :class:`SimilarQuery`.
         dedupe: as in :class:`SimilarQuery`.
+        explain: give each item its ``why`` (:mod:`recsys.serve.ranked`).
     """
 
     user_id: str | None
@@ -73,11 +75,12 @@ class FeedQuery(NamedTuple):
     exclude_seen: bool | None = None
     filters: ItemFilter = NO_FILTER
     dedupe: bool = True
+    explain: bool = False
 
     def key(self) -> tuple:
         """What makes two such queries of one user the same answer, besides their recent items
         (the result cache's key; the activity count stands for the recent items)."""
-        return self.k, self.exclude_seen, self.filters.describe(), self.dedupe
+        return self.k, self.exclude_seen, self.filters.describe(), self.dedupe, self.explain
 
 
 class Plan(NamedTuple):

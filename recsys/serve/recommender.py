@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from recsys.bundle import Bundle, read_bundle
-from recsys.errors import InvalidRequest
 from recsys.index.annoy import OVERFETCH
 from recsys.serve.candidates import Candidates
 from recsys.serve.catalog import Catalog
@@ -28,7 +27,7 @@ from recsys.serve.embedder import ItemEmbedder
 from recsys.serve.feeds import Feeds
 from recsys.serve.filters import FilterColumns, ItemFilter
 from recsys.serve.queries import FEED_K, NO_FILTER, SEARCH_K, SIMILAR_K, FeedQuery, Plan, SimilarQuery
-from recsys.serve.rows import Batch, Recommendations, batch_arrays, check_k
+from recsys.serve.rows import Batch, Recommendations, batch_arrays, batch_feeds, check_k
 from recsys.serve.search import Search, SearchMode
 from recsys.serve.similar import SimilarItems
 from recsys.towers.base import TowerOutput
@@ -49,6 +48,8 @@ class Recommender:
             vector dimensions is at most this (``settings.index.exact_budget``); 0 = always Annoy.
         feed_lists, list_k: keep folded-in feed lists of ``list_k`` items for the last this many
             (user, recent items) pairs (:mod:`recsys.serve.feed_lists`); 0 = compute every feed.
+        rank, ranked_exclude_seen: rank feeds by the bundle's ranker if it has one, and their
+            default ``exclude_seen`` (``settings.rank``, :mod:`recsys.serve.ranked`).
         scan_dir: where the transposed copies for products with every item go, shared by the
             processes that serve the bundle; ``None`` keeps them in this process's memory.
 
@@ -61,9 +62,8 @@ class Recommender:
     def __init__(self, bundle: Bundle, *, overfetch: int = OVERFETCH, content_weight: float | None = None,
                  history_items: int = 20, history_decay: float = 0.6, exclude_seen: bool = True,
                  exact_budget: int = 4_000_000, feed_lists: int = 0, list_k: int = 100,
-                 scan_dir: Path | None = None):
+                 scan_dir: Path | None = None, rank: bool = True, ranked_exclude_seen: bool = False):
         self.bundle = bundle
-        self.exclude_seen = exclude_seen
         self.changes = ItemChanges.build(bundle)
         columns = FilterColumns(bundle.items, bundle.item_ids)
         self._catalog = Catalog(bundle, columns)
@@ -73,7 +73,8 @@ class Recommender:
         self._search = Search(bundle, columns, self._similar, self._embedder)
         self._feeds = Feeds(bundle, self._candidates, columns, content_weight=content_weight,
                             history_items=history_items, history_decay=history_decay, feed_lists=feed_lists,
-                            list_k=list_k)
+                            list_k=list_k, exclude_seen=exclude_seen, ranked_exclude_seen=ranked_exclude_seen,
+                            rank=rank)
 
     @classmethod
     def from_bundle(cls, path: str | Path, settings=None, **overrides) -> Recommender:
@@ -89,9 +90,10 @@ class Recommender:
     def configured(cls, bundle: Bundle, settings, **overrides) -> Recommender:
         """A recommender over a loaded ``bundle`` with the options ``settings`` gives (the feed
         blend, the exact budget, the list length); keyword ``overrides`` win."""
-        c, i = settings.collab, settings.index
+        c, i, r = settings.collab, settings.index, settings.rank
         options = {"content_weight": c.content_weight, "history_items": c.history_items, "exact_budget": i.exact_budget,
-                   "history_decay": c.history_decay, "exclude_seen": c.exclude_seen, "list_k": i.precompute_k}
+                   "history_decay": c.history_decay, "exclude_seen": c.exclude_seen, "list_k": i.precompute_k,
+                   "rank": r.serve, "ranked_exclude_seen": r.exclude_seen}
         return cls(bundle, **{**options, **overrides})
 
     @property
@@ -152,9 +154,9 @@ class Recommender:
             inputs = self._similar.resolve(query, changes)
             found = self._first(query, lambda n: self._similar.listed(inputs, n, changes))
             return Plan(query, "compute" if found is None else "lookup", found, inputs)
-        exclude_seen = self.exclude_seen if query.exclude_seen is None else query.exclude_seen
         inputs = self._feeds.resolve(query.user_id, query.recent_items if logged_recent is None else logged_recent,
-                                     exclude_seen, query.filters, changes, logged=logged_recent is not None)
+                                     query.exclude_seen, query.filters, changes, logged=logged_recent is not None,
+                                     explain=query.explain)
         found = self._first(query, lambda n: self._feeds.listed(inputs, n, changes))
         source = "lookup" if found is not None else "list" if self._feeds.makes_list(inputs, query.k) else "compute"
         return Plan(query, source, found, inputs, inputs.history.recent.ids)
@@ -207,20 +209,22 @@ class Recommender:
     def recommend(self, user_id: str | None | Sequence[str | None] = None, k: int = FEED_K, *,
                   recent_items: Sequence[str] | Sequence[Sequence[str]] = (),
                   exclude_seen: bool | None = None, filters: ItemFilter | None = None,
-                  dedupe: bool = True) -> Recommendations | Batch:
-        """A personalised feed for a user, a session's recent items, or both: the user's factors
-        (recent items folded in) blended with content similarity to the recent items
-        (:mod:`recsys.serve.feeds`); the most popular items with neither.
+                  dedupe: bool = True, explain: bool = False) -> Recommendations | Batch:
+        """A personalised feed for a user, a session's recent items, or both: candidates ranked by
+        the bundle's learned ranker (:mod:`recsys.serve.ranked`), else the user's factors blended
+        with content similarity to the recent items (:mod:`recsys.serve.feeds`); popular items
+        with neither.
 
         Args:
             user_id: a user id, or ``None`` for an anonymous session; a list of them for a batch.
             k: how many (1..1000).
             recent_items: item ids the user touched since training, most recent first; for a
                 batch, one such list per user (or none).
-            exclude_seen: leave out the user's training items and ``recent_items`` (default:
-                ``settings.collab.exclude_seen``, true unless set).
+            exclude_seen: leave out the user's training items and ``recent_items`` (default: false
+                for ranked feeds, true for blended ones: ``settings.rank`` and ``settings.collab``).
             filters: as in :meth:`similar_items`.
             dedupe: show one listing of each group of duplicates, as in :meth:`similar_items`.
+            explain: give each item its ``why`` (:attr:`~recsys.serve.rows.Scored.why`).
 
         Returns:
             Recommendations (items best first, the strategy used, a message when it fell back);
@@ -231,17 +235,12 @@ class Recommender:
             InvalidRequest: bad ``k`` or filters, or a recent item the bundle does not know.
         """
         def one(user: str | None, recent: Sequence[str]) -> Recommendations:
-            query = FeedQuery(user, k, tuple(recent), exclude_seen, filters or NO_FILTER, dedupe)
+            query = FeedQuery(user, k, tuple(recent), exclude_seen, filters or NO_FILTER, dedupe, explain)
             return self.answer(self.plan(query))
 
         if user_id is None or isinstance(user_id, str):
             return one(user_id, recent_items)
-        users = list(user_id)
-        if recent_items and len(recent_items) != len(users):
-            raise InvalidRequest(f"recent_items must hold one list per user ({len(users)}), "
-                                 f"got {len(recent_items)}")
-        recents = list(recent_items) if recent_items else [()] * len(users)
-        return batch_arrays(lambda i: one(users[i], recents[i]), range(len(users)), k)
+        return batch_feeds(one, list(user_id), recent_items, k)
 
     def search(self, query: str | np.ndarray, k: int = SEARCH_K, filters: ItemFilter | None = None,
                mode: SearchMode | None = None) -> Recommendations:

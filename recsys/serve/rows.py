@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Scored", "Recommendations", "MAX_K", "check_k", "DISPLAY_COLUMNS", "image_path",
            "plain_value", "plain_row", "row_templates", "result_rows", "scored_list", "dump_json", "Batch",
-           "batch_arrays"]
+           "batch_arrays", "batch_feeds"]
 
 MAX_K = 1000
 # item attributes every result carries, so a widget can render it without another call
@@ -34,11 +34,14 @@ class Scored(NamedTuple):
         score: higher is better (see the method that returned it for its scale).
         cold: nobody interacted with the item when the user tower was trained; its collaborative
             factors were projected from its content.
+        why: asked for with ``explain``: ``{"sources": [...], "reasons": [{"reason", "text",
+            "contribution"}]}`` (:mod:`recsys.serve.ranked`); ``None`` otherwise.
     """
 
     item_id: str
     score: float
     cold: bool = False
+    why: dict | None = None
 
 
 class Recommendations(list):
@@ -47,16 +50,18 @@ class Recommendations(list):
     that also says how it was made (a list, so iterating it costs no Python call per request).
 
     Attributes:
-        strategy: ``"similar"`` (similar items), ``"collaborative"`` (a trained user, with any
-            recent items folded in), ``"fold-in"`` (a user the model has not seen, placed by their
-            recent items) or ``"popular"`` (no history at all: the recent-window popularity ranking).
+        strategy: ``"similar"`` (similar items), ``"ranked"`` (candidates ranked by the
+            bundle's learned ranker, :mod:`recsys.serve.ranked`), ``"collaborative"`` (a trained
+            user, with any recent items folded in), ``"fold-in"`` (a user the model has not seen,
+            placed by their recent items) or ``"popular"`` (no history at all: the recent-window
+            popularity ranking).
         message: why a fallback was used (an unknown user, an empty history); ``None`` otherwise.
     """
 
     __slots__ = ("strategy", "message")
 
     def __init__(self, items: Iterable[Scored] = (),
-                 strategy: Literal["similar", "collaborative", "fold-in", "popular"] = "similar",
+                 strategy: Literal["similar", "ranked", "collaborative", "fold-in", "popular"] = "similar",
                  message: str | None = None):
         super().__init__(items)
         self.strategy = strategy
@@ -91,6 +96,19 @@ def batch_arrays(one, keys, k: int) -> Batch:
     return ids, scores
 
 
+def batch_feeds(one, users: list, recent_items, k: int) -> Batch:
+    """:func:`batch_arrays` of ``one(user, recent)`` per user, ``recent_items`` one list per user
+    (or none at all).
+
+    Raises:
+        InvalidRequest: ``recent_items`` does not hold one list per user.
+    """
+    if recent_items and len(recent_items) != len(users):
+        raise InvalidRequest(f"recent_items must hold one list per user ({len(users)}), got {len(recent_items)}")
+    recents = list(recent_items) if recent_items else [()] * len(users)
+    return batch_arrays(lambda i: one(users[i], recents[i]), range(len(users)), k)
+
+
 def check_k(k: int) -> int:
     """``k`` as an int, or :class:`InvalidRequest` when it is not an integer from 1 to :data:`MAX_K`."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
@@ -101,7 +119,8 @@ def check_k(k: int) -> int:
 def scored_list(ids: list[str], scores: np.ndarray, cold: list[bool] | None = None) -> list[Scored]:
     """:class:`Scored` rows, built in C (``tuple.__new__`` per row): calling the named tuple's
     constructor, a Python function, costs more than the rest of a looked-up answer."""
-    fields = zip(ids, np.asarray(scores, np.float64).tolist(), repeat(False) if cold is None else cold)
+    fields = zip(ids, np.asarray(scores, np.float64).tolist(), repeat(False) if cold is None else cold,
+                 repeat(None))
     return list(map(tuple.__new__, repeat(Scored), fields))
 
 
@@ -138,8 +157,9 @@ def row_templates(bundle: Bundle) -> dict[str, dict]:
 
 def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = False,
                 score: bool = True) -> list[dict]:
-    """Result rows: ``{"item_id", "score", the display attributes, "image", "cold"}`` per item
-    (``cold`` for feeds only; no ``score`` for listings), scores rounded to 5 decimals;
+    """Result rows: ``{"item_id", "score", the display attributes, "image", "cold", "why"}`` per
+    item (``cold`` for feeds only, ``why`` where explained; no ``score`` for listings), scores
+    rounded to 5 decimals;
     ``changes``: the :class:`~recsys.serve.changes.ItemChanges` served with the bundle.
 
     A bundle item's row is a copy of its template (:func:`row_templates`), and the scores are
@@ -164,6 +184,8 @@ def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = Fal
             del row["score"]
         if cold:
             row["cold"] = s.cold
+        if s.why is not None:
+            row["why"] = s.why
         out.append(row)
     return out
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.data import validate_catalog, validate_interactions
+from recsys.data import validate_interactions
 from recsys.errors import DataError
 from recsys.evaluation import evaluate
 from recsys.evaluation.models import EvalData
@@ -19,44 +19,7 @@ from recsys.rank.sources import Audience, CoPurchase, Repurchase, Trending, crea
 from recsys.rank.state import ItemFacts, ShopState
 from recsys.settings import RankSettings
 from tests.conftest import make_settings
-
-START = 1_600_000_000.0
-WEIGHTS = {"purchase": 1.0}
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """300 items with a category and a price (the tabular tower alone: built in seconds)."""
-    from recsys.bundle import read_bundle
-    from recsys.pipeline.build import build_item_bundle
-    from recsys.towers import create_tower
-
-    tmp = tmp_path_factory.mktemp("store")
-    n = 300
-    catalog = validate_catalog(pd.DataFrame({
-        "item_id": [f"I{i:03d}" for i in range(n)], "category": [f"dept{i % 3}/kind{i % 12}" for i in range(n)],
-        "price": [5.0 + (i * 7) % 60 for i in range(n)]}), source="store")
-    report = build_item_bundle(catalog, make_settings(tmp), tmp / "models" / "store", show_progress=False,
-                               towers={"tabular": create_tower("tabular")})
-    return read_bundle(report.path)
-
-
-def rebuyers(n_users: int = 1500, days: int = 12, seed: int = 0) -> pd.DataFrame:
-    """Shoppers who each rebuy two staples most days, and now and then buy a best seller."""
-    rng = np.random.default_rng(seed)
-    popular = rng.zipf(1.6, 50_000) % 300
-    rows = []
-    for u in range(n_users):
-        staples = rng.choice(300, 2, replace=False)
-        for day in range(days):
-            if rng.random() < 0.5:
-                rows.append((f"U{u:05d}", f"I{rng.choice(staples):03d}", day))
-            if rng.random() < 0.3:
-                rows.append((f"U{u:05d}", f"I{popular[rng.integers(len(popular))]:03d}", day))
-    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "day"])
-    frame["event"] = "purchase"
-    frame["timestamp"] = pd.to_datetime(START + frame.pop("day") * DAY, unit="s", utc=True)
-    return validate_interactions(frame, source="rebuyers")
+from tests.rank.shop import START, WEIGHTS, rebuyers
 
 
 def test_the_state_never_reads_events_after_its_moment(store):

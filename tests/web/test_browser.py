@@ -169,3 +169,29 @@ def test_the_embeddable_widget_on_another_site(browser, live, host_page, trained
     assert "You may also like" in recs.text
 
 
+
+
+def test_a_ranked_feed_says_why_under_each_card(browser, tmp_path_factory):
+    """A shop whose bundle has a ranker (synthetic shoppers who rebuy their staples): a trained
+    user's feed cards carry the ranker's reason, and the staples say "you bought it"."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tests.rank.shop import ranked_shop
+
+    tmp = tmp_path_factory.mktemp("ranked-shop")
+    trained = ranked_shop(tmp)
+    server = LiveServer(tmp / "live", {}, bundle=trained.path)
+    try:
+        server.wait_ready()
+        browser.get(f"http://127.0.0.1:{server.port}/")
+        user = wait_for(browser, lambda d: d.find_element(By.ID, "user-select"), "the user picker")
+        Select(user).select_by_value("U00000")
+        wait_for(browser, lambda d: d.find_element(By.ID, "feed").get_attribute("data-strategy") == "ranked",
+                 "the trained user's feed is ranked")
+        wait_for(browser, lambda d: len(cards(d, "#feed")) == 8 and d.find_elements(By.CSS_SELECTOR, "#feed .why"),
+                 "the cards say why")
+        reasons = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#feed .card .why")]
+        assert len(reasons) >= 6 and any(r.startswith("you bought it") for r in reasons), reasons
+    finally:
+        server.stop()

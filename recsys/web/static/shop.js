@@ -52,6 +52,9 @@ function card(item, { onClick } = {}) {
     el("div", { class: "title" }, item.title || item.item_id),
     el("div", { class: "meta" }, el("span", { class: "price" }, price(item.price)),
        el("span", { class: "category" }, (item.category || "").split("/").pop())));
+  // a ranked feed says why each item is there (?explain=true): its strongest reason
+  const reasons = item.why ? item.why.reasons.map((r) => r.text) : [];
+  if (reasons.length) node.append(el("div", { class: "why", title: reasons.join("; ") }, reasons[0]));
   node.addEventListener("click", () => { recordClick(item.item_id); if (onClick) onClick(item); });
   return node;
 }
@@ -117,13 +120,14 @@ async function loadFeed() {
     const recent = recentLocal();
     if (state.user.startsWith("visitor-") && localStorage.getItem("recsys-logged") === "0" && recent.length) {
       body = await api("/v1/recommendations", { method: "POST",
-        body: JSON.stringify({ recent_items: recent, k: K_FEED }) });
+        body: JSON.stringify({ recent_items: recent, k: K_FEED, explain: true }) });
     } else {
-      body = await api(`/v1/users/${encodeURIComponent(state.user)}/recommendations?k=${K_FEED}`);
+      body = await api(`/v1/users/${encodeURIComponent(state.user)}/recommendations?k=${K_FEED}&explain=true`);
     }
     feed.dataset.strategy = body.strategy;
     feed.dataset.recent = body.recent ?? recent.length;
     note.textContent = {
+      ranked: "Picked for you from what you bought, what sells now and what looks alike.",
       collaborative: "From what shoppers like you chose.",
       "fold-in": "From what you just looked at.",
       popular: "Popular right now: click a few products and this adapts.",

@@ -1,0 +1,108 @@
+"""Ranked feeds: candidates from every source, their features, and the bundle's learned ranker
+(:mod:`recsys.rank`), for trained users, folded-in users and anonymous sessions alike.
+
+The shop's state (each user's purchases, each item's sales, what is bought together) is built once
+per bundle from the events the bundle keeps (``collab/ranker_log.npz``); a user's recent items
+from the activity log or the request come before their history, as a session's do. A feed is one
+call of :meth:`recsys.rank.ranker.Ranker.rank` for one user, the items the feed's filters, the
+deleted items and (with ``exclude_seen``) the user's own items left out.
+
+Two things come from the blended feed (:mod:`recsys.serve.feeds`), which is computed only when
+needed:
+
+* when the sources propose fewer allowed items than asked for (a narrow filter), the blend's
+  items join the candidates and the ranker scores them too;
+* items put through the API since the bundle have no events and no row in the ranker's state: a
+  put item takes the place the blended feed gives it, with the score of the item it goes before.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.bundle import Bundle
+from recsys.rank.explain import Why, explain
+from recsys.rank.ranker import Ranker
+from recsys.rank.sources import Audience
+from recsys.rank.state import ItemFacts, ShopState
+from recsys.serve.history import History
+from recsys.serve.rows import Scored, scored_list
+
+__all__ = ["RankedFeeds"]
+
+_PUT_WHY = {"sources": ["new"], "reasons": [{"reason": "new", "contribution": None,
+                                             "text": "new in the shop, close to what you like"}]}
+
+
+def why_json(why: Why) -> dict:
+    """An explanation as a result row carries it: the sources (``blend`` where no source proposed
+    the item) and the reasons, best first."""
+    return {"sources": why.sources or ["blend"],
+            "reasons": [{"reason": r.name, "contribution": r.contribution, "text": r.text} for r in why.reasons]}
+
+
+class RankedFeeds:
+    """Feeds ranked by one bundle's learned ranker.
+
+    Args:
+        bundle: a loaded bundle whose user tower holds a ranker (``bundle.collab.ranker``).
+    """
+
+    def __init__(self, bundle: Bundle):
+        collab = bundle.collab
+        self.bundle = bundle
+        self.ranker, log = Ranker.from_files(collab.ranker, collab.user_ids, len(bundle.item_ids))
+        self.state = ShopState(log, ItemFacts.from_items(bundle.items))
+        self.sources = self.ranker.sources(bundle)
+
+    def warm(self) -> None:
+        """Summarise the shop now rather than on the first feed."""
+        self.state.warm()
+
+    def top(self, history: History, n: int, allowed: np.ndarray, *, explain_items: bool,
+            blended: Callable[[], list[Scored]], put: bool) -> list[Scored]:
+        """The best ``n`` allowed items for a user, best first.
+
+        Args:
+            history: the user's row (``None``: not a trained user) and recent items.
+            allowed: ``(items,)`` bool over the bundle's rows.
+            explain_items: give each item its ``why``.
+            blended: the blended feed of ``n`` (bundle and put items), asked for only when needed.
+            put: items put since the bundle may belong in the feed (the blend places them).
+        """
+        row = -1 if history.user_row is None else history.user_row
+        audience = Audience.of(self.state, np.array([row]), [history.recent.rows.tolist()])
+        ranked = self._rank(audience, n, allowed, None)
+        blend = None
+        if (ranked.rows[0] < 0).any():  # too few candidates pass: the blend's join them
+            blend = blended()
+            rows = self.bundle.item_ids.find([s.item_id for s in blend if s.item_id in self.bundle.item_ids])
+            if len(rows):
+                more = sp.csr_matrix((np.ones(len(rows), np.float32), (np.zeros(len(rows), np.int64), rows)),
+                                     shape=(1, self.state.n_items))
+                ranked = self._rank(audience, n, allowed, more)
+        listed = ranked.rows[0] >= 0
+        whys = [why_json(w) for w in explain(self.ranker, ranked, self.state, 0)] if explain_items \
+            else [None] * int(listed.sum())
+        rows = ranked.rows[0][listed]
+        found = [s._replace(why=w) for s, w in zip(
+            scored_list(self.bundle.item_ids.ids[rows].tolist(), ranked.scores[0][listed]), whys)]
+        if put:
+            found = self._with_put(found, blend if blend is not None else blended(), n, explain_items)
+        return found
+
+    def _rank(self, audience: Audience, n: int, allowed: np.ndarray, more: sp.csr_matrix | None):
+        return self.ranker.rank(self.state, self.bundle, audience, n, allowed=allowed, more=more,
+                                sources=self.sources)
+
+    def _with_put(self, found: list[Scored], blend: list[Scored], n: int, explain_items: bool) -> list[Scored]:
+        """Put items at the places the blended feed gives them."""
+        out = list(found)
+        for place, scored in enumerate(blend):
+            if scored.item_id in self.bundle.item_ids:
+                continue
+            score = out[place].score if place < len(out) else (out[-1].score if out else scored.score)
+            out.insert(place, scored._replace(score=score, why=_PUT_WHY if explain_items else None))
+        return out[:n]
