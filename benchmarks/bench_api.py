@@ -37,6 +37,18 @@ the run makes stays there:
 
     apt-get install wrk            # Debian's package
     python benchmarks/bench_api.py # writes benchmarks/results/bench_api.json
+
+The shop above is served without its learned ranker (``rank.enabled`` off: the cases describe the
+blend). ``python benchmarks/bench_api.py ranked`` measures ranked feeds instead
+(``benchmarks/results/bench_api_ranked.json``): the same shop trained with its ranker, one server
+ranking feeds and one serving the blend (``RECSYS_RANK__SERVE=false``), each case a run of
+distinct (user, k) paths that no cache can answer, beside a run of bare Flask, at 16 connections
+(throughput) and at 2, one per worker (latency without queueing):
+
+* ranked feed: candidates from the six sources (about 200 to 300 per user), their features and
+  the ranker, per request;
+* ranked feed with ``explain=true``: the same and LightGBM's contributions of the listed items;
+* blended feed: the bundle's precomputed feed of a trained user (today's feed without a ranker).
 """
 from __future__ import annotations
 
@@ -70,8 +82,9 @@ WARM_KS = (10, 20, 25, 30, 35, 40, 50, 60, 70, 80, 90, 100)
 KEY = "bench-key"
 
 
-def build_bundle(tmp: Path) -> Path:
-    """A synthetic shop of ``ITEMS`` items (text + tabular) with its user tower (``USERS`` users)."""
+def build_bundle(tmp: Path, rank: bool = False) -> Path:
+    """A synthetic shop of ``ITEMS`` items (text + tabular) with its user tower (``USERS`` users),
+    and its learned ranker with ``rank``."""
     from recsys.bundle import read_bundle
     from recsys.data import load_interactions, validate_catalog
     from recsys.data.synthetic import make_catalog
@@ -80,7 +93,7 @@ def build_bundle(tmp: Path) -> Path:
     from recsys.settings import load_settings
     from recsys.towers import create_tower
 
-    settings = load_settings(state_dir=tmp / "state")
+    settings = load_settings(state_dir=tmp / "state", rank={"enabled": rank})
     catalog = validate_catalog(make_catalog(ITEMS, seed=11), source=f"synthetic:{ITEMS}")
     towers = {"text": create_tower("text"), "tabular": create_tower("tabular")}
     report = build_item_bundle(catalog, settings, tmp / "models" / "shop", show_progress=False, towers=towers)
@@ -145,7 +158,7 @@ def start_bare(source: str, tmp: Path, name: str) -> tuple[subprocess.Popen, int
     return process, port
 
 
-def wrk(port: int, paths: list[str], tmp: Path, duration: str = DURATION) -> dict:
+def wrk(port: int, paths: list[str], tmp: Path, duration: str = DURATION, connections: int = CONNECTIONS) -> dict:
     """One wrk run over ``paths`` (GETs, or ``POST /v1/interactions`` with the body after ``POST ``);
     thread t asks paths t, t + THREADS, ... (each at most once while the list lasts)."""
     script = tmp / "paths.lua"
@@ -159,7 +172,7 @@ def wrk(port: int, paths: list[str], tmp: Path, duration: str = DURATION) -> dic
                       "  if path:sub(1, 5) == 'POST ' then\n"
                       "    return wrk.format('POST', '/v1/interactions', post, path:sub(6))\n  end\n"
                       "  return wrk.format('GET', path)\nend\n")
-    out = subprocess.run(["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration}", "--latency",
+    out = subprocess.run(["wrk", f"-t{THREADS}", f"-c{connections}", f"-d{duration}", "--latency",
                           "-s", str(script), f"http://127.0.0.1:{port}"],
                          capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -324,6 +337,75 @@ def main() -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def ranked() -> None:
+    """Ranked feeds beside blended ones and bare Flask (see the module's docstring)."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ranked-"))
+    started = time.time()
+    bundle = build_bundle(tmp, rank=True)
+    from recsys.bundle import read_bundle
+
+    b = read_bundle(bundle)
+    if b.collab.ranker is None:
+        sys.exit(f"no ranker in {bundle}: {b.manifest['collab']['ranker']}")
+    print(f"bundle {bundle} with its ranker built in {time.time() - started:.0f} s", flush=True)
+    users = [str(u) for u in b.collab.user_ids.ids]
+    rng = random.Random(0)
+
+    def unique(owners: list[str], extra: str = "") -> list[list[str]]:
+        paths = [f"/v1/users/{u}/recommendations?k={k}{extra}" for u in owners for k in KS]
+        rng.shuffle(paths)
+        return [paths[r::ROUNDS] for r in range(ROUNDS)]
+
+    third = len(users) // 3
+    results = {"config": {"duration": DURATION, "wrk_threads": THREADS, "rounds": ROUNDS, "items": len(b.item_ids),
+                          "users": len(users), "ranker": b.manifest["collab"]["ranker"]}}
+    quiet = {"RECSYS_API__WARM_EMBEDDER": "false"}
+    servers = {"ranked": LiveServer(tmp / "ranked", quiet, bundle=bundle),
+               "blend": LiveServer(tmp / "blend", {**quiet, "RECSYS_RANK__SERVE": "false"}, bundle=bundle)}
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        ranked_port, blend_port = servers["ranked"].port, servers["blend"].port
+        status, _, body = request(ranked_port, "GET", f"/v1/users/{users[0]}/recommendations?k=10")
+        assert status == 200 and json.loads(body)["strategy"] == "ranked", body[:300]
+        bare, bare_port = start_bare(bare_app_source(body), tmp, "bare")
+        wrk(ranked_port, [f"/v1/users/{u}/recommendations?k=20" for u in users[:500]], tmp, "5s")  # warm
+        cases = [("ranked feed, miss", ranked_port, unique(users[:third])),
+                 ("ranked feed with explain=true, miss", ranked_port, unique(users[third:2 * third], "&explain=true")),
+                 ("blended feed, miss (precomputed)", blend_port, unique(users[2 * third:]))]
+        runs: dict[str, list[dict]] = {}
+        for r in range(ROUNDS):
+            for connections in (CONNECTIONS, 2):
+                for name, case_port, paths in cases:
+                    label = f"{name}, {connections} connections"
+                    ceiling = wrk(bare_port, ["/bare"], tmp, connections=connections)
+                    runs.setdefault(f"bare Flask (ceiling), {connections} connections", []).append(ceiling)
+                    half = len(paths[r]) // 2  # each connection count its own paths
+                    mine = paths[r][:half] if connections == CONNECTIONS else paths[r][half:]
+                    run = wrk(case_port, mine, tmp, connections=connections)
+                    run["repeated"] = run["requests"] > len(mine)
+                    run["ceiling_rps"] = ceiling["rps"]
+                    run["share_of_ceiling"] = round(run["rps"] / ceiling["rps"], 3)
+                    runs.setdefault(label, []).append(run)
+                    print(f"round {r + 1} {label:52s} {run}", flush=True)
+        bare.terminate()
+        bare.wait()
+    finally:
+        for server in servers.values():
+            server.stop()
+    for name, measured in runs.items():
+        results[name] = median_of(measured)
+        print(f"{name:58s} rps {results[name]['rps']:8.0f}  share {results[name].get('share_of_ceiling', 1):.2f}"
+              f"  p50 {results[name]['p50_ms']:.1f} ms  p99 {results[name]['p99_ms']:.1f} ms", flush=True)
+    out = HERE / "results" / "bench_api_ranked.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"written {out}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    main()
+    ranked() if sys.argv[1:] == ["ranked"] else main()

@@ -242,7 +242,7 @@ class Feeds:
         (made now if there is none), with the recent items it is kept for (those the bundle
         holds); ``None`` when no list applies: lists are off, no recent item is known, or one is a
         put item."""
-        if not self.lists.keeps:
+        if not self.lists.keeps or self.ranked is not None:  # ranked feeds read no list
             return None
         recent = recent_rows(self.bundle, recent_items, changes, logged_cap=self.history_items * 5)
         if not len(recent.rows) or len(recent.put):

@@ -93,6 +93,30 @@ class RankedFeeds:
             found = self._with_put(found, blend if blend is not None else blended(), n, explain_items)
         return found
 
+    def batch(self, inputs: list, depth: int, allowed: np.ndarray, block: int = 1_000) -> list[list[Scored] | None]:
+        """The best ``depth`` items of each ranked feed among ``inputs`` (resolved
+        :class:`~recsys.serve.feeds.FeedInputs`), ranked in blocks of users; ``None`` for a feed
+        that is not ranked or whose list is short of ``depth``.
+
+        Args:
+            allowed: ``(items,)`` bool, the same for every user (the filters); each user's own
+                items are left out where their ``exclude_seen`` says so.
+        """
+        out: list[list[Scored] | None] = [None] * len(inputs)
+        todo = [i for i, given in enumerate(inputs) if given.ranked]
+        for start in range(0, len(todo), block):
+            part = [inputs[i] for i in todo[start:start + block]]
+            rows = np.array([-1 if g.history.user_row is None else g.history.user_row for g in part])
+            audience = Audience.of(self.state, rows, [g.history.recent.rows.tolist() for g in part])
+            seen = sp.diags(np.array([g.exclude_seen for g in part], np.float32)) @ audience.bought
+            ranked = self.ranker.rank(self.state, self.bundle, audience, depth, exclude=sp.csr_matrix(seen),
+                                      allowed=allowed, sources=self.sources)
+            ids = self.bundle.item_ids.ids
+            for j, i in enumerate(todo[start:start + block]):
+                if (ranked.rows[j] >= 0).all():
+                    out[i] = scored_list(ids[ranked.rows[j]].tolist(), ranked.scores[j])
+        return out
+
     def _rank(self, audience: Audience, n: int, allowed: np.ndarray, more: sp.csr_matrix | None):
         return self.ranker.rank(self.state, self.bundle, audience, n, allowed=allowed, more=more,
                                 sources=self.sources)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from recsys.bundle import Bundle, read_bundle
 from recsys.index.annoy import OVERFETCH
+from recsys.serve.batch import ranked_batch
 from recsys.serve.candidates import Candidates
 from recsys.serve.catalog import Catalog
 from recsys.serve.changes import ItemChanges
@@ -185,12 +186,10 @@ class Recommender:
             item_id: a catalog id (or an item put since the bundle); a list of them for a batch.
             k: how many (1..1000).
             weights: per-request modality weights; ``None``: the bundle's defaults (its precomputed
-                lists answer). Other weights re-rank the item's per-modality lists exactly when
-                that is provably the answer (:mod:`recsys.serve.threshold`), else candidates from
-                the indexes.
+                lists answer). Other weights re-rank the per-modality lists where that is provably
+                the answer (:mod:`recsys.serve.threshold`), else candidates from the indexes.
             filters: category prefix, price range, include and exclude lists.
-            dedupe: leave out duplicate listings of the item and of better results
-                (:mod:`recsys.serve.dedupe`).
+            dedupe: leave out duplicate listings of the item and of better ones (:mod:`~recsys.serve.dedupe`).
 
         Returns:
             Recommendations (strategy ``"similar"``, scores the weighted cosine of
@@ -240,7 +239,8 @@ class Recommender:
 
         if user_id is None or isinstance(user_id, str):
             return one(user_id, recent_items)
-        return batch_feeds(one, list(user_id), recent_items, k)
+        return batch_feeds(one, list(user_id), recent_items, k, lambda users, recents: ranked_batch(
+            self._feeds, users, recents, k, exclude_seen, filters or NO_FILTER, dedupe, self.changes))
 
     def search(self, query: str | np.ndarray, k: int = SEARCH_K, filters: ItemFilter | None = None,
                mode: SearchMode | None = None) -> Recommendations:
@@ -253,8 +253,7 @@ class Recommender:
                 bundle has a joint space and ``text`` elsewhere (:mod:`recsys.serve.search`).
 
         Raises:
-            InvalidRequest: an empty text, an unknown mode or one the bundle cannot answer, bad
-                ``k`` or filters.
+            InvalidRequest: an empty text, a mode unknown or the bundle cannot answer, bad ``k`` or filters.
         """
         found = self._search.text(query, check_k(k), filters, mode, self.changes)
         return self._catalog.explained(Recommendations(found), filters, self.changes)

@@ -96,9 +96,10 @@ def batch_arrays(one, keys, k: int) -> Batch:
     return ids, scores
 
 
-def batch_feeds(one, users: list, recent_items, k: int) -> Batch:
+def batch_feeds(one, users: list, recent_items, k: int, many=None) -> Batch:
     """:func:`batch_arrays` of ``one(user, recent)`` per user, ``recent_items`` one list per user
-    (or none at all).
+    (or none at all); ``many(users, recents)``, where given, answers many at once first (a list
+    with ``None`` for each user ``one`` must answer).
 
     Raises:
         InvalidRequest: ``recent_items`` does not hold one list per user.
@@ -106,7 +107,9 @@ def batch_feeds(one, users: list, recent_items, k: int) -> Batch:
     if recent_items and len(recent_items) != len(users):
         raise InvalidRequest(f"recent_items must hold one list per user ({len(users)}), got {len(recent_items)}")
     recents = list(recent_items) if recent_items else [()] * len(users)
-    return batch_arrays(lambda i: one(users[i], recents[i]), range(len(users)), k)
+    ready = many(users, recents) if many is not None else [None] * len(users)
+    return batch_arrays(lambda i: ready[i] if ready[i] is not None else one(users[i], recents[i]),
+                        range(len(users)), k)
 
 
 def check_k(k: int) -> int:

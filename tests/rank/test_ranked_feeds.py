@@ -107,6 +107,19 @@ def test_the_feed_read_path_plans_ranked_feeds_as_computed(shop):
     assert ids.shape == (3, 5) and np.isfinite(scores[0]).all()
 
 
+def test_a_batch_ranks_its_users_in_blocks_and_answers_as_the_single_calls(shop):
+    bundle, _ = shop
+    rec = Recommender(bundle)
+    users = [f"U{u:05d}" for u in range(0, 300, 7)] + ["nobody", None]
+    recents = [["I010"] if u % 5 == 0 else [] for u in range(len(users))]
+    for options in ({}, {"exclude_seen": True}, {"filters": ItemFilter.create(category="dept2")}):
+        ids, scores = rec.recommend(users, k=8, recent_items=recents, **options)
+        for row, row_scores, user, recent in zip(ids, scores, users, recents):
+            single = rec.recommend(user, 8, recent_items=recent, **options)
+            assert list(row[:len(single)]) == single.ids
+            np.testing.assert_allclose(row_scores[:len(single)], [s.score for s in single], rtol=1e-5)
+
+
 @pytest.mark.slow  # starts recsys serve
 def test_the_api_explains_ranked_feeds_and_refuses_bad_explain_values(shop, tmp_path):
     import json
