@@ -155,19 +155,29 @@ def search(ctx: click.Context, bundle: Path, queries: tuple[str, ...], mode: str
               help="keep (or leave out) items the user already had; default: settings.rank.exclude_seen "
               "(false) for ranked feeds, settings.collab.exclude_seen (true) for blended ones")
 @click.option("--explain", is_flag=True, help="say under each item why it is there (docs/ranking.md)")
+@click.option("--users-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="more user ids, one per line")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the feeds to this CSV (user_id, rank, item_id, score) instead of printing them: "
+              "one batch call, ranked feeds in blocks of users")
 @_filter_options
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.pass_context
 def recommend(ctx: click.Context, bundle: Path, user_ids: tuple[str, ...], k: int, recent: str | None,
-              include_seen: bool | None, explain: bool, category, min_price, max_price, include, exclude,
-              as_json: bool) -> None:
+              include_seen: bool | None, explain: bool, users_file: Path | None, out: Path | None, category,
+              min_price, max_price, include, exclude, as_json: bool) -> None:
     """Personalised feeds for each USER_ID (or for an anonymous session with --recent only)."""
     recent_items = _split_ids(recent)
+    if users_file is not None:
+        user_ids = user_ids + tuple(line.strip() for line in users_file.read_text().splitlines() if line.strip())
     if not user_ids and not recent_items:
         raise click.UsageError("give at least one USER_ID, or --recent ITEM,ITEM for an anonymous session")
     recommender = _load(bundle, settings_of(ctx))
     item_filter = _item_filter(category, min_price, max_price, include, exclude)
     exclude_seen = None if include_seen is None else not include_seen
+    if out is not None:
+        _write_feeds(recommender, out, list(user_ids) or [None], k, recent_items, exclude_seen, item_filter)
+        return
     feeds = {user: recommender.recommend(None if user == ANONYMOUS else user, k=k,
                                          recent_items=recent_items, exclude_seen=exclude_seen,
                                          filters=item_filter, explain=explain)
@@ -185,6 +195,22 @@ def recommend(ctx: click.Context, bundle: Path, user_ids: tuple[str, ...], k: in
         if feed.message:
             click.echo(f"note: {feed.message}", err=True)
         _print_table(f"feed for {user} ({feed.strategy})", results[user], "no items match")
+
+
+def _write_feeds(recommender, out: Path, users: list[str | None], k: int, recent_items: list[str],
+                 exclude_seen: bool | None, item_filter) -> None:
+    import time
+
+    import numpy as np
+
+    started = time.perf_counter()
+    ids, scores = recommender.recommend(users, k=k, recent_items=[recent_items] * len(users) if recent_items else (),
+                                        exclude_seen=exclude_seen, filters=item_filter)
+    frame = pd.DataFrame({"user_id": np.repeat(np.array([u or "" for u in users], dtype=object), k),
+                          "rank": np.tile(np.arange(1, k + 1), len(users)), "item_id": ids.ravel(),
+                          "score": scores.ravel()})
+    frame[frame["item_id"] != ""].to_csv(out, index=False)
+    click.echo(f"{len(users):,} feeds of up to {k} items written to {out} in {time.perf_counter() - started:.1f} s")
 
 
 @click.command()

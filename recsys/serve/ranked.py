@@ -102,9 +102,12 @@ class RankedFeeds:
             allowed: ``(items,)`` bool, the same for every user (the filters); each user's own
                 items are left out where their ``exclude_seen`` says so.
         """
+        from tqdm.auto import tqdm
+
         out: list[list[Scored] | None] = [None] * len(inputs)
         todo = [i for i, given in enumerate(inputs) if given.ranked]
-        for start in range(0, len(todo), block):
+        for start in tqdm(range(0, len(todo), block), desc="ranked feeds", unit="block", leave=False,
+                          disable=len(todo) <= block):
             part = [inputs[i] for i in todo[start:start + block]]
             rows = np.array([-1 if g.history.user_row is None else g.history.user_row for g in part])
             audience = Audience.of(self.state, rows, [g.history.recent.rows.tolist() for g in part])

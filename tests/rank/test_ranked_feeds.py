@@ -146,3 +146,26 @@ def test_the_api_explains_ranked_feeds_and_refuses_bad_explain_values(shop, tmp_
         assert status == 400 and "explain" in json.loads(body)["error"]["message"]
     finally:
         server.stop()
+
+
+def test_the_cli_writes_a_batch_of_feeds_and_explains_one(shop, tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from recsys.cli import cli
+
+    bundle, _ = shop
+    users = tmp_path / "users.txt"
+    users.write_text("U00001\nU00002\n\nnobody\n")
+    out = tmp_path / "feeds.csv"
+    done = CliRunner().invoke(cli, ["recommend", "--bundle", str(bundle.path), "U00003", "--users-file", str(users),
+                                     "--k", "6", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    assert "4 feeds of up to 6 items written" in done.output
+    feeds = pd.read_csv(out, dtype={"user_id": str})
+    assert list(feeds.columns) == ["user_id", "rank", "item_id", "score"]
+    assert feeds.groupby("user_id").size().to_dict() == {"U00001": 6, "U00002": 6, "U00003": 6, "nobody": 6}
+    rec = Recommender(bundle)
+    assert feeds[feeds["user_id"] == "U00002"]["item_id"].tolist() == rec.recommend("U00002", 6).ids
+    shown = CliRunner().invoke(cli, ["recommend", "--bundle", str(bundle.path), "U00001", "--k", "4", "--explain"])
+    assert shown.exit_code == 0 and "why:" in shown.output and "(ranked)" in shown.output, shown.output
