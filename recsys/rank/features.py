@@ -19,7 +19,6 @@ from recsys.rank.state import POPULARITY_DAYS, ShopState
 __all__ = ["Candidates", "gather", "features", "feature_names"]
 
 _MAX_COSINE_ITEMS = 10  # the best cosine to any of the user's latest 10 items
-_PAIR_BLOCK = 16_384
 
 
 @dataclass(frozen=True)
@@ -56,25 +55,33 @@ def gather(state: ShopState, audience: Audience, sources: list[Source],
            more: sp.csr_matrix | None = None) -> Candidates:
     """Run every source for the audience and join what they propose, with the further candidates
     ``more`` names (``(users, items)``, nonzero: a candidate no source proposed)."""
-    proposed = []
+    n_items = state.n_items
+    proposed, keys = [], []
     for source in sources:
         m = sp.csr_matrix(source.propose(state, audience), dtype=np.float32)
+        m.sum_duplicates()
         m.eliminate_zeros()
-        m.sort_indices()
+        m.sort_indices()  # ties in a source's ranks go to the lower item row
         proposed.append(m)
-    union = sp.csr_matrix((len(audience), state.n_items), dtype=np.float32)
-    for m in proposed + ([sp.csr_matrix(more, dtype=np.float32)] if more is not None else []):
-        union = union + abs(m).sign()
-    union.sort_indices()
-    users = np.repeat(np.arange(union.shape[0]), np.diff(union.indptr))
-    items = union.indices.astype(np.int64)
-    scores = np.full((len(users), len(sources)), np.nan, np.float32)
-    ranks = np.full((len(users), len(sources)), np.nan, np.float32)
+        keys.append(_pair_keys(m, n_items))
+    if more is not None:
+        extra = sp.csr_matrix(more, dtype=np.float32)
+        extra.eliminate_zeros()
+        keys.append(_pair_keys(extra, n_items))
+    union = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)  # sorted: by user, then item
+    users, items = union // n_items, union % n_items
+    scores = np.full((len(union), len(sources)), np.nan, np.float32)
+    ranks = np.full((len(union), len(sources)), np.nan, np.float32)
     for j, m in enumerate(proposed):
-        present = pair_values(abs(m).sign(), users, items) > 0
-        scores[present, j] = pair_values(m, users[present], items[present])
-        ranks[present, j] = pair_values(ranks_in_rows(m), users[present], items[present])
+        at = np.searchsorted(union, keys[j])
+        scores[at, j] = m.data
+        ranks[at, j] = ranks_in_rows(m).data  # the same entries in the same order as m.data
     return Candidates(users, items, scores, ranks, [s.name for s in sources])
+
+
+def _pair_keys(m: sp.csr_matrix, n_items: int) -> np.ndarray:
+    """``user * n_items + item`` of each stored entry, in storage order."""
+    return np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr)) * n_items + m.indices
 
 
 def feature_names(sources: list[str], modalities: list[str]) -> list[str]:
@@ -136,30 +143,37 @@ def _days_since(state: ShopState, last: sp.csr_matrix, rows: np.ndarray, cols: n
     return np.where(seen > 0, (state.now - seen) / DAY, np.nan).astype(np.float32)
 
 
+def _by_user(u: np.ndarray) -> list[tuple[int, slice]]:
+    """Each user with pairs, and the slice of their pairs (``u`` ascending, as candidates are)."""
+    if not len(u):
+        return []
+    bounds = np.searchsorted(u, np.arange(int(u[-1]) + 2))
+    return [(int(user), slice(int(bounds[user]), int(bounds[user + 1]))) for user in np.flatnonzero(np.diff(bounds))]
+
+
 def _taste_cosines(vectors: np.ndarray, mask: np.ndarray, history: np.ndarray, u: np.ndarray,
                    i: np.ndarray) -> np.ndarray:
     """Cosine of each candidate to its user's taste in one modality (NaN where either lacks it)."""
     taste = taste_vectors(vectors, np.where(mask[np.maximum(history, 0)], history, -1))
-    out = np.empty(len(u), np.float32)
-    for start in range(0, len(u), _PAIR_BLOCK):
-        s = slice(start, start + _PAIR_BLOCK)
-        out[s] = np.einsum("pd,pd->p", taste[u[s]], vectors[i[s]])
-    has_taste = taste.any(axis=1)[u]
-    out[~(has_taste & mask[i])] = np.nan
+    out = np.full(len(u), np.nan, np.float32)
+    has_taste = taste.any(axis=1)
+    for user, s in _by_user(u):
+        if has_taste[user]:  # one product per user: no copy of the taste per pair
+            out[s] = vectors[i[s]] @ taste[user]
+    out[~mask[i]] = np.nan
     return out
 
 
 def _max_cosines(vectors: np.ndarray, history: np.ndarray, u: np.ndarray, i: np.ndarray) -> np.ndarray:
     """The best cosine of each candidate to one of its user's latest items (NaN without any)."""
     latest = history[:, :_MAX_COSINE_ITEMS]
-    out = np.empty(len(u), np.float32)
-    block = max(256, (1 << 24) // (_MAX_COSINE_ITEMS * vectors.shape[1]))  # 64 MB of gathered vectors
-    for start in range(0, len(u), block):
-        s = slice(start, start + block)
-        h = latest[u[s]]
-        cos = np.einsum("phd,pd->ph", vectors[np.maximum(h, 0)], vectors[i[s]])
-        cos[h < 0] = -np.inf
-        cos[h == i[s, None]] = -np.inf  # the item itself says nothing new
-        out[s] = cos.max(axis=1)
-    out[~np.isfinite(out)] = np.nan
+    out = np.full(len(u), np.nan, np.float32)
+    for user, s in _by_user(u):
+        h = latest[user][latest[user] >= 0]
+        if not len(h):
+            continue
+        cos = vectors[i[s]] @ vectors[h].T  # (candidates, history): one product per user
+        cos[i[s, None] == h[None, :]] = -np.inf  # the item itself says nothing new
+        best = cos.max(axis=1)
+        out[s] = np.where(np.isfinite(best), best, np.nan)
     return out

@@ -29,6 +29,8 @@ from recsys.settings import RankSettings
 
 __all__ = ["Ranker", "Ranked", "TrainingSet", "labelled"]
 
+_PARALLEL_PAIRS = 10_000  # fewer pairs are predicted on one thread
+
 
 @dataclass(frozen=True)
 class TrainingSet:
@@ -199,8 +201,7 @@ class Ranker:
         if exclude is not None and len(cands):
             cands = cands.take(pair_values(exclude, cands.users, cands.items) == 0)
         x = features(state, bundle, audience, cands)
-        scores = self.booster.predict(x, num_iteration=self.booster.best_iteration or None) if len(x) \
-            else np.zeros(0)
+        scores = self._predict(x) if len(x) else np.zeros(0)
         order = np.lexsort((-scores, cands.users))
         bounds = cands.bounds(len(audience))
         rows = np.full((len(audience), k), -1, np.int64)
@@ -228,10 +229,16 @@ class Ranker:
             out.scores[users] = np.nan_to_num(ranked.scores, nan=0.0)
         return out
 
+    def _predict(self, x: np.ndarray, **options) -> np.ndarray:
+        # one feed's few hundred pairs: starting LightGBM's threads costs ten times the prediction
+        threads = 1 if len(x) < _PARALLEL_PAIRS else 0
+        return self.booster.predict(x, num_iteration=self.booster.best_iteration or None, num_threads=threads,
+                                    **options)
+
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """``(pairs, features + 1)`` each feature's share of each score (the last column: the
         bias), LightGBM's own SHAP values."""
-        return self.booster.predict(x, num_iteration=self.booster.best_iteration or None, pred_contrib=True)
+        return self._predict(x, pred_contrib=True)
 
     def to_files(self, log: EventLog, user_ids: IdMap) -> RankerFiles:
         """What a bundle keeps of this ranker and of ``log``, its users as rows of ``user_ids``

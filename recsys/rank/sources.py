@@ -106,8 +106,7 @@ class Trending(Source):
     name = "trending"
 
     def propose(self, state, audience):
-        top = np.argsort(-state.trending, kind="stable")[:self.n]
-        top = top[state.trending[top] > 0]
+        top = state.best_sellers[:self.n]
         rows = np.repeat(np.arange(len(audience)), len(top))
         values = np.tile(state.trending[top], len(audience))
         return sp.csr_matrix((values, (rows, np.tile(top, len(audience)))), shape=(len(audience), state.n_items))
@@ -122,11 +121,9 @@ class CategoryTrending(Source):
         shares = _share_rows(state.category_share, audience)
         favourite = np.asarray(shares.argmax(axis=1)).ravel()
         has = np.asarray(shares.max(axis=1).todense()).ravel() > 0
-        cats = state.facts.category
         out_rows, out_cols, out_values = [], [], []
         for cat in np.unique(favourite[has]):
-            members = np.flatnonzero((cats == cat) & (state.trending > 0))
-            top = members[np.argsort(-state.trending[members], kind="stable")[:self.n]]
+            top = state.category_best_sellers.get(int(cat), np.zeros(0, np.int64))[:self.n]
             users = np.flatnonzero(has & (favourite == cat))
             out_rows.append(np.repeat(users, len(top)))
             out_cols.append(np.tile(top, len(users)))
@@ -154,7 +151,9 @@ def taste_vectors(vectors: np.ndarray, history: np.ndarray) -> np.ndarray:
 
 
 class Taste(Source):
-    """Looks like what the user had: cosine of each item to their taste in the item tower."""
+    """Looks like what the user had: cosine of each item to their taste in the item tower. Every
+    item is scored, for one user as in training: the index of the combined vectors finds the best
+    50 no faster at these dimensions, and misses some (docs/performance.md)."""
 
     name = "taste"
 

@@ -183,8 +183,8 @@ class ShopState:
         """Compute now every summary a ranking reads (a server does it once per bundle, not on
         its first request). Returns self."""
         for name in ("bought", "count", "last_seen", "last_in_category", "category_share", "group_share",
-                     "user_events", "user_last", "user_price", "history", "sales", "trending", "first_sold",
-                     "repurchase_rate", "copurchase"):
+                     "user_events", "user_last", "user_price", "history", "sales", "trending", "best_sellers",
+                     "category_best_sellers", "first_sold", "repurchase_rate", "copurchase"):
             getattr(self, name)
         return self
 
@@ -192,6 +192,22 @@ class ShopState:
     def trending(self) -> np.ndarray:
         """``(items,)`` decayed sales: the recent-popularity score (a week's half-life)."""
         return np.bincount(self.log.items, weights=self.decay, minlength=self.n_items).astype(np.float32)
+
+    @cached_property
+    def best_sellers(self) -> np.ndarray:
+        """Item rows by :attr:`trending`, best first, those without a sale left out."""
+        order = np.argsort(-self.trending, kind="stable")
+        return order[self.trending[order] > 0]
+
+    @cached_property
+    def category_best_sellers(self) -> dict[int, np.ndarray]:
+        """Per category code, its :attr:`best_sellers`, best first."""
+        order = self.best_sellers[self.facts.category[self.best_sellers] >= 0]
+        cats = self.facts.category[order]
+        by = np.argsort(cats, kind="stable")  # stable: the trending order stays within a category
+        order, cats = order[by], cats[by]
+        bounds = np.flatnonzero(np.diff(cats)) + 1
+        return {int(c[0]): rows for c, rows in zip(np.split(cats, bounds), np.split(order, bounds)) if len(c)}
 
     @cached_property
     def first_sold(self) -> np.ndarray:

@@ -4,8 +4,9 @@
 The shop's state (each user's purchases, each item's sales, what is bought together) is built once
 per bundle from the events the bundle keeps (``collab/ranker_log.npz``); a user's recent items
 from the activity log or the request come before their history, as a session's do. A feed is one
-call of :meth:`recsys.rank.ranker.Ranker.rank` for one user, the items the feed's filters, the
-deleted items and (with ``exclude_seen``) the user's own items left out.
+call of :meth:`recsys.rank.ranker.Ranker.rank` for one user, without the items that the feed's
+filters leave out, the deleted items and (with ``exclude_seen``) the user's own items; a batch of
+feeds is one call per block of users (:meth:`RankedFeeds.batch`).
 
 Two things come from the blended feed (:mod:`recsys.serve.feeds`), which is computed only when
 needed:
@@ -74,7 +75,7 @@ class RankedFeeds:
         """
         row = -1 if history.user_row is None else history.user_row
         audience = Audience.of(self.state, np.array([row]), [history.recent.rows.tolist()])
-        ranked = self._rank(audience, n, allowed, None)
+        ranked = self._rank(audience, n, allowed)
         blend = None
         if (ranked.rows[0] < 0).any():  # too few candidates pass: the blend's join them
             blend = blended()
@@ -82,7 +83,7 @@ class RankedFeeds:
             if len(rows):
                 more = sp.csr_matrix((np.ones(len(rows), np.float32), (np.zeros(len(rows), np.int64), rows)),
                                      shape=(1, self.state.n_items))
-                ranked = self._rank(audience, n, allowed, more)
+                ranked = self._rank(audience, n, allowed, more=more)
         listed = ranked.rows[0] >= 0
         whys = [why_json(w) for w in explain(self.ranker, ranked, self.state, 0)] if explain_items \
             else [None] * int(listed.sum())
@@ -112,16 +113,16 @@ class RankedFeeds:
             rows = np.array([-1 if g.history.user_row is None else g.history.user_row for g in part])
             audience = Audience.of(self.state, rows, [g.history.recent.rows.tolist() for g in part])
             seen = sp.diags(np.array([g.exclude_seen for g in part], np.float32)) @ audience.bought
-            ranked = self.ranker.rank(self.state, self.bundle, audience, depth, exclude=sp.csr_matrix(seen),
-                                      allowed=allowed, sources=self.sources)
+            ranked = self._rank(audience, depth, allowed, exclude=sp.csr_matrix(seen))
             ids = self.bundle.item_ids.ids
             for j, i in enumerate(todo[start:start + block]):
                 if (ranked.rows[j] >= 0).all():
                     out[i] = scored_list(ids[ranked.rows[j]].tolist(), ranked.scores[j])
         return out
 
-    def _rank(self, audience: Audience, n: int, allowed: np.ndarray, more: sp.csr_matrix | None):
-        return self.ranker.rank(self.state, self.bundle, audience, n, allowed=allowed, more=more,
+    def _rank(self, audience: Audience, n: int, allowed: np.ndarray, *, more: sp.csr_matrix | None = None,
+              exclude: sp.csr_matrix | None = None):
+        return self.ranker.rank(self.state, self.bundle, audience, n, exclude, allowed, more=more,
                                 sources=self.sources)
 
     def _with_put(self, found: list[Scored], blend: list[Scored], n: int, explain_items: bool) -> list[Scored]:

@@ -129,6 +129,7 @@ def test_train_keeps_the_ranker_in_the_bundle_and_it_ranks_the_same_loaded(store
 def test_train_without_enough_events_keeps_the_blend_and_says_why(store, tmp_path):
     from recsys.bundle import read_bundle
     from recsys.pipeline.train import train_user_tower
+    from recsys.serve import Recommender
 
     settings = make_settings(tmp_path, rank={"enabled": True, "label_days": 1.0})
     report = train_user_tower(store, rebuyers(30, days=4), settings, show_progress=False)
@@ -136,6 +137,7 @@ def test_train_without_enough_events_keeps_the_blend_and_says_why(store, tmp_pat
     assert trained.collab.ranker is None
     assert "needs 200" in trained.manifest["collab"]["ranker"]["skipped"]
     assert "no ranker in this bundle" in report.summary()
+    assert Recommender(trained).recommend("U00001", 5).strategy == "collaborative"  # the blend serves
 
 
 @pytest.mark.slow  # fits the ranker
