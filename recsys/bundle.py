@@ -42,6 +42,8 @@ A trained version (``recsys train``) adds the user tower beside a byte-identical
     collab/ranker.txt          the learned ranker, LightGBM's text format (optional, recsys.rank)
     collab/ranker.json         its settings and training report
     collab/ranker_log.npz      the events its features read: users, items, seconds, strength
+    collab/ranker_feed.rows.npy, ranker_feed.scores.npy
+                               each trained user's ranked feed without activity since (optional)
 
 Nothing is pickled: arrays are ``.npy`` read with ``allow_pickle=False``.
 """
@@ -184,11 +186,14 @@ class RankerFiles:
         config: its settings and what its training measured.
         log: the events its features read: ``users`` (rows of the user tower's users), ``items``
             (item rows), ``seconds`` (epoch seconds) and ``strength``, in time order.
+        feed: each trained user's ranked feed, as a request without recent items would rank it
+            (``config["feed"]`` says its length and ``exclude_seen``), or ``None``.
     """
 
     model: str
     config: dict
     log: dict[str, np.ndarray]
+    feed: TopLists | None = None
 
 
 @dataclass
@@ -393,6 +398,8 @@ def write_user_tower(source: Bundle, collab: Collab, collab_manifest: dict) -> P
             (tmp / "collab" / "ranker.txt").write_text(collab.ranker.model)
             (tmp / "collab" / "ranker.json").write_text(json.dumps(collab.ranker.config, indent=1))
             np.savez(tmp / "collab" / "ranker_log.npz", **collab.ranker.log)
+            if collab.ranker.feed is not None:
+                _save_lists(tmp / "collab", "ranker_feed", collab.ranker.feed)
 
     keep = {k: v for k, v in source.manifest.items()
             if k not in ("format", "name", "version", "created", "files", "collab")}
@@ -613,7 +620,7 @@ def _load_collab(path: Path, params: dict) -> Collab:
         with np.load(folder / "ranker_log.npz", allow_pickle=False) as z:
             log = {name: z[name] for name in z.files}
         ranker = RankerFiles((folder / "ranker.txt").read_text(), json.loads((folder / "ranker.json").read_text()),
-                             log)
+                             log, _load_lists(folder, "ranker_feed"))
     return Collab(user_items=UserItems(IdMap(users, kind="user"), matrix, last_seen), index=index,
                   params=params, feed=_load_lists(folder, "feed"), projection=projection, ranker=ranker,
                   **arrays)

@@ -24,7 +24,7 @@ from recsys.pipeline.factors import fit_factors
 from recsys.pipeline.precompute import feed_lists
 from recsys.rank.log import EventLog
 from recsys.rank.ranker import Ranker
-from recsys.rank.state import ItemFacts
+from recsys.rank.state import ItemFacts, ShopState
 from recsys.settings import Settings
 
 __all__ = ["TrainReport", "train_user_tower"]
@@ -133,7 +133,7 @@ def train_user_tower(
         "index": {"recall@10": round(recall, 4), "search_k": settings.index.search_k},
         "fit_seconds": round(model.fit_seconds_, 3),
     }
-    collab.ranker, manifest["ranker"] = _fit_ranker(bundle, interactions, user_items, settings)
+    collab.ranker, manifest["ranker"] = _fit_ranker(bundle, interactions, user_items, settings, show_progress)
     laps.lap("ranker")
     k = settings.index.precompute_k
     if k:
@@ -155,20 +155,28 @@ def train_user_tower(
     )
 
 
-def _fit_ranker(bundle: Bundle, interactions: pd.DataFrame, user_items, settings: Settings) -> tuple:
-    """The learned ranker and what the manifest says of it; without event times, or with too few
-    events (``rank.min_groups``), no ranker and the reason."""
+def _fit_ranker(bundle: Bundle, interactions: pd.DataFrame, user_items, settings: Settings,
+                show_progress: bool) -> tuple:
+    """The learned ranker (with each trained user's ranked feed of ``index.precompute_k``) and
+    what the manifest says of it; without event times, or with too few events
+    (``rank.min_groups``), no ranker and the reason."""
     if not settings.rank.enabled:
         return None, {"skipped": "rank.enabled is false"}
     if S.TIMESTAMP not in interactions or interactions[S.TIMESTAMP].isna().any():
         return None, {"skipped": "the ranker learns from later events: every event needs a timestamp"}
     log = EventLog.from_frame(interactions, bundle.item_ids, settings.collab.event_weights)
+    facts = ItemFacts.from_items(bundle.items)
     try:
-        ranker = Ranker.fit(log, ItemFacts.from_items(bundle.items), bundle, settings=settings.rank,
-                            seed=settings.seed)
+        ranker = Ranker.fit(log, facts, bundle, settings=settings.rank, seed=settings.seed)
     except DataError as exc:
         return None, {"skipped": f"{exc.message}; no ranker in this bundle"}
-    return ranker.to_files(log, user_items.user_ids), ranker.report
+    files = ranker.to_files(log, user_items.user_ids)
+    k = settings.index.precompute_k
+    if k:  # each trained user's ranked feed, ranked over the state the server will build
+        served, served_log = Ranker.from_files(files, user_items.user_ids, len(bundle.item_ids))
+        feed = served.lists(ShopState(served_log, facts), bundle, k, show_progress=show_progress)
+        files = dataclasses.replace(files, feed=feed, config={**files.config, "feed": {"k": k}})
+    return files, ranker.report
 
 
 def _mips_recall(index: AnnIndex, item_factors: np.ndarray, user_factors: np.ndarray, *,

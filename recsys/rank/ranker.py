@@ -213,18 +213,19 @@ class Ranker:
         best[sorted_users[keep], place[keep]] = scores[order][keep]
         return Ranked(rows, best, cands, x, scores)
 
-    def lists(self, state: ShopState, bundle: Bundle, k: int, *, exclude_seen: bool, block: int = 2_000,
+    def lists(self, state: ShopState, bundle: Bundle, k: int, *, block: int = 1_000,
               show_progress: bool = False) -> TopLists:
         """Every user of ``state``'s best ``k`` items, ranked in blocks of users (a bundle's
-        precomputed feeds); with ``exclude_seen``, without the items each user had."""
+        precomputed feeds), the items each user had included: a pair's score does not depend on
+        the other candidates, so a feed without them is this list without them."""
         from tqdm.auto import tqdm
 
+        sources = self.sources(bundle)
         out = TopLists(np.full((state.n_users, k), -1, np.int32), np.zeros((state.n_users, k), np.float32))
         for start in tqdm(range(0, state.n_users, block), desc="ranked feeds", unit="block",
                           disable=not show_progress):
             users = np.arange(start, min(start + block, state.n_users))
-            audience = Audience.of(state, users)
-            ranked = self.rank(state, bundle, audience, k, exclude=audience.bought if exclude_seen else None)
+            ranked = self.rank(state, bundle, Audience.of(state, users), k, sources=sources)
             out.rows[users] = ranked.rows
             out.scores[users] = np.nan_to_num(ranked.scores, nan=0.0)
         return out

@@ -155,6 +155,9 @@ class Feeds:
         kept for these recent items), or ``None`` when no list tells: none is there, seen items
         are kept, a recent item is a put item, or a filter leaves too few of the list."""
         history = inputs.history
+        if inputs.ranked and not inputs.explain and not self._has_put(inputs, changes):
+            found = self.ranked.listed(history, n, self._allowed(inputs, changes))
+            return None if found is None else Recommendations(found, "ranked", inputs.message)
         if inputs.strategy == "popular" or inputs.ranked or inputs.explain or not inputs.exclude_seen \
                 or len(history.recent.put):
             return None
@@ -200,11 +203,14 @@ class Feeds:
         return self._merged(inputs, found, query, n, changes)
 
     def _ranked(self, inputs: FeedInputs, n: int, changes: ItemChanges) -> Recommendations:
-        history = inputs.history
-        put = bool(len(changes)) and bool(len(self._put_candidates(inputs.filters, changes, history.recent.put)))
-        found = self.ranked.top(history, n, self._allowed(inputs, changes), explain_items=inputs.explain, put=put,
+        found = self.ranked.top(inputs.history, n, self._allowed(inputs, changes), explain_items=inputs.explain,
+                                put=self._has_put(inputs, changes),
                                 blended=lambda: self.computed(inputs._replace(ranked=False, explain=False), n, changes))
         return Recommendations(found, "ranked", inputs.message)
+
+    def _has_put(self, inputs: FeedInputs, changes: ItemChanges) -> bool:
+        """Whether items put since the bundle may belong in the feed (placed ones that the filters keep)."""
+        return bool(len(changes) and len(self._put_candidates(inputs.filters, changes, inputs.history.recent.put)))
 
     def _read(self, inputs: FeedInputs, lists: TopLists, owner: int, n: int,
               changes: ItemChanges) -> tuple[np.ndarray, np.ndarray] | None:

@@ -15,6 +15,11 @@ needed:
   items join the candidates and the ranker scores them too;
 * items put through the API since the bundle have no events and no row in the ranker's state: a
   put item takes the place the blended feed gives it, with the score of the item it goes before.
+
+A trained user without activity since the bundle reads their feed from the bundle's precomputed
+ranked feeds (``collab/ranker_feed.*``, made by ``recsys train``) while no item is put and no
+explanation is asked for: the list holds the user's own items too, so ``exclude_seen`` and the
+filters only leave items out of it.
 """
 from __future__ import annotations
 
@@ -57,6 +62,17 @@ class RankedFeeds:
         self.ranker, log = Ranker.from_files(collab.ranker, collab.user_ids, len(bundle.item_ids))
         self.state = ShopState(log, ItemFacts.from_items(bundle.items))
         self.sources = self.ranker.sources(bundle)
+        self.feed = collab.ranker.feed
+
+    def listed(self, history: History, n: int, allowed: np.ndarray) -> list[Scored] | None:
+        """A trained user's first ``n`` allowed items of their precomputed ranked feed when it
+        answers (no recent items, and ``n`` allowed items in it), else ``None``."""
+        if self.feed is None or history.user_row is None or history.recent.ids:
+            return None
+        found = self.feed.first(history.user_row, n, allowed)
+        if found is None or len(found[0]) < n:
+            return None
+        return scored_list(self.bundle.item_ids.ids[found[0]].tolist(), found[1])
 
     def warm(self) -> None:
         """Summarise the shop now rather than on the first feed."""

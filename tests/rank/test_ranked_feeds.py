@@ -97,12 +97,22 @@ def test_put_items_take_the_place_the_blend_gives_them(shop):
     assert len(feed) == 10
 
 
-def test_the_feed_read_path_plans_ranked_feeds_as_computed(shop):
+def test_a_trained_users_feed_is_read_from_the_bundles_ranked_lists_as_it_would_be_ranked(shop):
     bundle, _ = shop
+    assert bundle.collab.ranker.feed is not None and bundle.collab.ranker.config["feed"]["k"] == 100
     rec = Recommender(bundle, feed_lists=100)
     plan = rec.plan(FeedQuery("U00001", 10))
-    assert plan.source == "compute" and plan.inputs.ranked and not plan.inputs.exclude_seen
+    assert plan.source == "lookup" and plan.inputs.ranked and not plan.inputs.exclude_seen
     assert rec.plan(FeedQuery("U00001", 10, exclude_seen=True)).inputs.exclude_seen
+    assert rec.plan(FeedQuery("U00001", 10, explain=True)).source == "compute"
+    assert rec.plan(FeedQuery("U00001", 10, recent_items=("I005",))).source == "compute"
+    cheap = ItemFilter.create(max_price=30)
+    for user in ("U00001", "U00002", "U00040"):
+        for options in ({}, {"exclude_seen": True}, {"filters": cheap}):
+            listed = rec.recommend(user, 10, **options)
+            ranked = rec.recommend(user, 10, explain=True, **options)  # computed: explanations are not listed
+            assert listed.strategy == ranked.strategy == "ranked"
+            assert listed.ids == ranked.ids, (user, options)
     ids, scores = rec.recommend(["U00001", None, "U00002"], k=5)
     assert ids.shape == (3, 5) and np.isfinite(scores[0]).all()
 
