@@ -54,10 +54,12 @@ real week of H&M:
 
 The cases:
 
-* ranked feed: candidates from the six sources (about 200 to 300 per user), their features and
-  the ranker, per request;
+* ranked feed, no activity: the bundle's precomputed ranked feed of a trained user (a lookup);
+* ranked feed after a click (each user of this group posted one click before the run):
+  candidates from the six sources (about 200 to 300 per user), their features and the ranker,
+  per request;
 * ranked feed with ``explain=true``: the same and LightGBM's contributions of the listed items;
-* blended feed: the bundle's precomputed feed of a trained user (today's feed without a ranker).
+* blended feed: the bundle's precomputed feed of a trained user (a server without the ranker).
 """
 from __future__ import annotations
 
@@ -76,6 +78,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+from _common import write_results  # noqa: E402
 
 from tests.api.live import LiveServer, free_port, request  # noqa: E402
 
@@ -365,10 +369,12 @@ def ranked(path: str) -> None:
         rng.shuffle(paths)
         return [paths[r::ROUNDS] for r in range(ROUNDS)]
 
-    third = len(users) // 3
+    quarter = len(users) // 4
+    groups = [users[g * quarter:(g + 1) * quarter] for g in range(4)]
+    items = [str(i) for i in b.item_ids.ids]
     results = {"config": {"duration": DURATION, "wrk_threads": THREADS, "rounds": ROUNDS, "items": len(b.item_ids),
                           "users": len(users), "ranker": b.manifest["collab"]["ranker"]}}
-    quiet = {"RECSYS_API__WARM_EMBEDDER": "false"}
+    quiet = {"RECSYS_API__WARM_EMBEDDER": "false", "RECSYS_API_KEY": KEY}
     servers = {"ranked": LiveServer(tmp / "ranked", quiet, bundle=bundle),
                "blend": LiveServer(tmp / "blend", {**quiet, "RECSYS_RANK__SERVE": "false"}, bundle=bundle)}
     try:
@@ -379,9 +385,16 @@ def ranked(path: str) -> None:
         assert status == 200 and json.loads(body)["strategy"] == "ranked", body[:300]
         bare, bare_port = start_bare(bare_app_source(body), tmp, "bare")
         wrk(ranked_port, [f"/v1/users/{u}/recommendations?k=20" for u in users[:500]], tmp, "5s")  # warm
-        cases = [("ranked feed, miss", ranked_port, unique(users[:third])),
-                 ("ranked feed with explain=true, miss", ranked_port, unique(users[third:2 * third], "&explain=true")),
-                 ("blended feed, miss (precomputed)", blend_port, unique(users[2 * third:]))]
+        # the second group clicks once: their feeds are ranked per request, the click first
+        clicks = [{"user_id": u, "item_id": items[(7 * n) % len(items)], "event": "click"}
+                  for n, u in enumerate(groups[1])]
+        for start in range(0, len(clicks), 1000):
+            posted = request(ranked_port, "POST", "/v1/interactions", clicks[start:start + 1000], {"X-API-Key": KEY})
+            assert posted[0] == 202, posted
+        cases = [("ranked feed, miss, no activity (precomputed)", ranked_port, unique(groups[0])),
+                 ("ranked feed, miss, after a click (computed)", ranked_port, unique(groups[1])),
+                 ("ranked feed with explain=true, miss (computed)", ranked_port, unique(groups[2], "&explain=true")),
+                 ("blended feed, miss (precomputed)", blend_port, unique(groups[3]))]
         runs: dict[str, list[dict]] = {}
         for r in range(ROUNDS):
             for connections in (CONNECTIONS, 2):
@@ -406,10 +419,7 @@ def ranked(path: str) -> None:
         results[name] = median_of(measured)
         print(f"{name:58s} rps {results[name]['rps']:8.0f}  share {results[name].get('share_of_ceiling', 1):.2f}"
               f"  p50 {results[name]['p50_ms']:.1f} ms  p99 {results[name]['p99_ms']:.1f} ms", flush=True)
-    out = HERE / "results" / "bench_api_ranked.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(f"written {out}")
+    write_results("bench_api_ranked", results)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
