@@ -52,8 +52,11 @@ def _reason_of(feature: str) -> str | None:
     return None
 
 
-def explain(ranker: Ranker, ranked: Ranked, state: ShopState, user: int, *, top: int = 2) -> list[Why]:
-    """The explanation of each item listed for the audience's ``user``-th user, in list order."""
+def explain(ranker: Ranker, ranked: Ranked, state: ShopState, user: int, *, top: int = 2,
+            history: np.ndarray | None = None) -> list[Why]:
+    """The explanation of each item listed for the audience's ``user``-th user, in list order;
+    with the user's ``history`` (item rows, ``-1`` padding), a likeness reason for another colour
+    of a product in it says so ("another colour of the Brit Baby Tee you bought or viewed")."""
     names = ranker.features
     groups = [_reason_of(f) for f in names]
     pairs = np.flatnonzero(ranked.candidates.users == user)
@@ -73,8 +76,28 @@ def explain(ranker: Ranker, ranked: Ranked, state: ShopState, user: int, *, top:
         sources = [s for s, score in zip(ranked.candidates.sources, ranked.candidates.scores[pair])
                    if np.isfinite(score)]
         features = dict(zip(names, ranked.x[pair]))
-        out.append(Why(sources, [Reason(g, round(totals[g], 4), _text(g, features, item, state)) for g in best]))
+        variant = _variant(state, item, history)
+        out.append(Why(sources, [Reason(g, round(totals[g], 4), variant if variant and g in _LIKENESS
+                                        else _text(g, features, item, state)) for g in best]))
     return out
+
+
+_LIKENESS = {"looks", "described", "attributes", "together"}
+
+
+def _variant(state: ShopState, item: int, history: np.ndarray | None) -> str | None:
+    """The sentence for an item with the title of one in the user's history, or ``None``."""
+    facts = state.facts
+    if history is None or facts.title is None or facts.title[item] < 0:
+        return None
+    same = [h for h in history.tolist() if h >= 0 and h != item and facts.title[h] == facts.title[item]]
+    if not same:
+        return None
+    name = facts.titles[facts.title[item]]
+    colour = facts.colour[item] if facts.colour is not None else -1
+    if colour >= 0 and all(facts.colour[h] != colour for h in same):
+        return f"another colour of the {name} you bought or viewed"
+    return f"like the {name} you bought or viewed"
 
 
 def _text(reason: str, features: dict[str, float], item: int, state: ShopState) -> str:

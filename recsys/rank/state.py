@@ -5,7 +5,7 @@ run the same code.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -34,6 +34,10 @@ class ItemFacts:
         price: ``(items,)`` float32, NaN without one.
         categories: the category paths the codes index.
         groups: the first levels the group codes index.
+        title: ``(items,)`` int64 code of the title (lower case), ``-1`` without one; items with
+            one title and another colour are variants of one product (explanations name them).
+        colour: ``(items,)`` int64 code of the colour, ``-1`` without one.
+        titles: the titles the title codes index, as the catalog writes them.
     """
 
     category: np.ndarray
@@ -41,6 +45,9 @@ class ItemFacts:
     price: np.ndarray
     categories: list[str]
     groups: list[str]
+    title: np.ndarray | None = None
+    colour: np.ndarray | None = None
+    titles: list[str] = field(default_factory=list)
 
     @classmethod
     def from_items(cls, items: pd.DataFrame) -> ItemFacts:
@@ -49,8 +56,21 @@ class ItemFacts:
         group, groups = pd.factorize(paths.str.split("/").str[0].where(paths != "", None))
         price = (pd.to_numeric(items[S.PRICE], errors="coerce").to_numpy(np.float32) if S.PRICE in items
                  else np.full(len(items), np.nan, np.float32))
+        title, titles = _codes(items, S.TITLE)
+        colour, _ = _codes(items, S.COLOUR)
         return cls(category.astype(np.int64), group.astype(np.int64), price,
-                   [str(c) for c in categories], [str(g) for g in groups])
+                   [str(c) for c in categories], [str(g) for g in groups], title, colour, titles)
+
+
+def _codes(items: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str]]:
+    """Codes of a text column compared without case or outer spaces (``-1``: none), and one
+    spelling of each."""
+    if column not in items:
+        return np.full(len(items), -1, np.int64), []
+    text = items[column].fillna("").astype(str).str.strip()
+    codes, _ = pd.factorize(text.str.lower().where(text != "", None))
+    first = pd.Series(text.to_numpy()).groupby(codes).first()
+    return codes.astype(np.int64), [str(first[c]) for c in range(codes.max() + 1)] if (codes >= 0).any() else []
 
 
 class ShopState:

@@ -101,8 +101,8 @@ class RankedFeeds:
                                      shape=(1, self.state.n_items))
                 ranked = self._rank(audience, n, allowed, more=more)
         listed = ranked.rows[0] >= 0
-        whys = [why_json(w) for w in explain(self.ranker, ranked, self.state, 0)] if explain_items \
-            else [None] * int(listed.sum())
+        whys = [why_json(w) for w in explain(self.ranker, ranked, self.state, 0, history=audience.history[0])] \
+            if explain_items else [None] * int(listed.sum())
         rows = ranked.rows[0][listed]
         found = [s._replace(why=w) for s, w in zip(
             scored_list(self.bundle.item_ids.ids[rows].tolist(), ranked.scores[0][listed]), whys)]

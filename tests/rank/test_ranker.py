@@ -163,6 +163,22 @@ def test_explanations_name_the_planted_reason(store):
                     staples_explained += 1
                     assert why.reasons[0].text.startswith("you bought it")
     assert staples_explained >= 20
+    # another colour of a product the user had is named as such (items 2j and 2j + 1 here: one
+    # title, two colours), whatever likeness raised it
+    items = store.items.assign(title=[f"Tee {i // 2}" for i in range(len(store.items))],
+                               colour=["black", "white"] * (len(store.items) // 2))
+    state = ShopState(log, ItemFacts.from_items(items))
+    variants = 0
+    for u in range(30):
+        siblings = np.array([r ^ 1 for r in ranked.rows[u] if r >= 0])
+        for item, why in zip(ranked.rows[u], explain(ranker, ranked, state, u, history=siblings)):
+            for reason in why.reasons:
+                if reason.name in ("looks", "described", "attributes", "together"):
+                    assert reason.text == f"another colour of the Tee {item // 2} you bought or viewed"
+                    variants += 1
+                else:
+                    assert "another colour" not in reason.text
+    assert variants > 0
 
 
 def test_a_log_with_quiet_days_gives_no_ranker_and_no_crash(store):
