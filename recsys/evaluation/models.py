@@ -227,7 +227,7 @@ class HybridModel(Model):
     def fit(self, data: EvalData) -> None:
         from recsys.pipeline.train import train_user_tower
 
-        # the blend alone: the learned ranker is the `ranker` model, and feeds do not read it
+        # the blend alone: the learned ranker is the `ranker` model
         settings = data.settings.model_copy(update={"rank": data.settings.rank.model_copy(update={"enabled": False})})
         report = train_user_tower(data.bundle, data.split.train, settings, show_progress=False,
                                   source=f"evaluation: {data.split.name}")
@@ -255,7 +255,8 @@ class BundleModel(Model):
     def rank(self, data: EvalData, n: int) -> np.ndarray:
         from recsys.serve import Recommender
 
-        return _rank_with(Recommender(self._bundle, exclude_seen=data.settings.collab.exclude_seen), data, n)
+        seen = data.settings.collab.exclude_seen  # the same rule for its ranked feeds as for every model
+        return _rank_with(Recommender(self._bundle, exclude_seen=seen, ranked_exclude_seen=seen), data, n)
 
 
 def _rank_with(recommender, data: EvalData, n: int) -> np.ndarray:

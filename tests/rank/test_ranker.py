@@ -78,7 +78,8 @@ def test_features_have_one_column_per_name_and_no_future(store):
 @pytest.mark.slow  # trains three models on 1,500 shoppers: half a minute
 def test_a_ranker_learns_that_shoppers_rebuy_and_beats_the_baselines(store, tmp_path):
     events = rebuyers()
-    settings = make_settings(tmp_path, collab={"exclude_seen": False}, rank={"enabled": True, "label_days": 1.0})
+    settings = make_settings(tmp_path, collab={"exclude_seen": False},
+                             rank={"enabled": True, "label_days": 1.0, "objectives": ["binary"]})
     split = cutoff_split(events, cutoff=START + 9.5 * DAY)
     data = EvalData.build(store, split, settings)
     report = evaluate(data, ["recent-popular", "hybrid", "ranker"], ks=(10,), show_progress=False)

@@ -180,7 +180,7 @@ def test_a_ranked_feed_says_why_under_each_card(browser, tmp_path_factory):
     from tests.rank.shop import ranked_shop
 
     tmp = tmp_path_factory.mktemp("ranked-shop")
-    trained = ranked_shop(tmp)
+    trained = ranked_shop(tmp, n_users=500)
     server = LiveServer(tmp / "live", {}, bundle=trained.path)
     try:
         server.wait_ready()
