@@ -104,7 +104,8 @@ def test_train_keeps_the_ranker_in_the_bundle_and_it_ranks_the_same_loaded(store
     from recsys.pipeline.train import train_user_tower
 
     events = rebuyers()
-    settings = make_settings(tmp_path, rank={"enabled": True, "label_days": 1.0})
+    # both objectives, so that the choice between them is made; few rounds, since it is fitted twice
+    settings = make_settings(tmp_path, rank={"enabled": True, "label_days": 1.0, "rounds": 60})
     report = train_user_tower(store, events, settings, show_progress=False)
     assert report.ranker["objective"] in ("lambdarank", "binary") and "ranker" in report.summary()
     trained = read_bundle(report.path)
