@@ -283,6 +283,15 @@ class RankSettings(_Section):
         return {**_default_sources(), **value}
 
 
+class ShapingSettings(_Section):
+    diversity: float = Field(
+        0.0, ge=0, le=1, description="every read's default MMR weight on redundancy (0 = off, 1 = only "
+        "novelty); a request's `diversity` wins (docs/rules.md)")
+    max_per_category: int = Field(
+        0, ge=0, le=1000, description="every read's default cap on items of one category (0 = no cap); "
+        "a request's `max_per_category` wins")
+
+
 class RedisSettings(_Section):
     url: str | None = Field(
         None, description="redis:// or unix:// URL of the shared Redis; unset starts an embedded "
@@ -409,6 +418,7 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     collab: CollabSettings = Field(default_factory=CollabSettings)
     rank: RankSettings = Field(default_factory=RankSettings)
+    shaping: ShapingSettings = Field(default_factory=ShapingSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     images: ImageSettings = Field(default_factory=ImageSettings)

@@ -144,7 +144,7 @@ def labels():
     if kind == "examples":
         found = label_from_examples(recommender.bundle, frame)
     else:
-        found = label_from_prompts(recommender.bundle, frame, recommender.embed_texts)
+        found = label_from_prompts(recommender.bundle, frame, recommender.embedder.embed_queries)
     items = [{"item_id": r.item_id, "label": r.label, "confidence": float(r.confidence)}
              for r in found.items.itertuples()]
     confident = found.items.sort_values("confidence", ascending=False, kind="stable").groupby("label").head(8)

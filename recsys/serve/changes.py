@@ -1,9 +1,11 @@
-"""Item changes since the bundle: items put through the API (embedded on the spot with the
-bundle's own encoders, :mod:`recsys.serve.embedder`) are searched exactly beside the bundle's
-items; deleted items are hidden.
+"""Changes since the bundle: items put through the API (embedded on the spot with the bundle's
+own encoders, :mod:`recsys.serve.embedder`) are searched exactly beside the bundle's items;
+deleted items are hidden; attribute values set per item (``in_stock``) and the merchandising rules
+(:mod:`recsys.control.rules`) are matched against the whole catalog.
 
-A change lives in Redis (``RedisStore.put_item`` / ``delete_item``) until a bundle built after it
-is published; every worker rebuilds its :class:`ItemChanges` when the item generation moves.
+An item change lives in Redis (``RedisStore.put_item`` / ``delete_item``) until a bundle built
+after it is published; attributes and rules stay until changed. Every worker rebuilds its
+:class:`ItemChanges` when the item generation moves (every such write moves it).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.bundle import Bundle
+from recsys.control.rules import Rule, RuleBook
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.data.validate import validate_catalog
@@ -71,6 +74,9 @@ class ItemChanges:
         placed: ``(put items,)`` bool: the put items a feed may show and fold in: those the bundle
             does not hold (one it holds keeps its trained factors) that have a combined vector,
             where the bundle kept the map.
+        attributes: per item id, attribute values set since the bundle (``PATCH /v1/items/{id}``).
+        rules: the merchandising rules, matched against the bundle's items, the put items and
+            ``attributes``.
     """
 
     gen: int
@@ -84,13 +90,16 @@ class ItemChanges:
     thumbnails: dict[str, bytes]
     factors: np.ndarray
     placed: np.ndarray
+    attributes: dict[str, dict]
+    rules: RuleBook
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @classmethod
     def build(cls, bundle: Bundle, gen: int = 0, entries: dict[str, dict] | None = None,
-              deleted: set[str] | frozenset[str] = frozenset()) -> ItemChanges:
+              deleted: set[str] | frozenset[str] = frozenset(), attributes: dict[str, dict] | None = None,
+              rules: tuple[Rule, ...] = (), rules_version: int = 0) -> ItemChanges:
         """Assemble the changes from Redis entries (entries whose vectors do not fit the bundle's
         spaces, e.g. embedded for an older bundle with other encoders, are skipped with a log line)."""
         blocks_meta = bundle.vectors.blocks
@@ -125,9 +134,11 @@ class ItemChanges:
         hidden = gone.copy()
         hidden[bundle.item_ids.rows([i for i in ids.ids if i in bundle.item_ids])] = True
         factors, placed = _places(bundle, ids, vectors)
+        attributes = attributes or {}
+        book = RuleBook(tuple(rules), rules_version, bundle.item_ids, bundle.items, ids, items, attributes)
         return cls(gen=gen, ids=ids, items=items, vectors=vectors, columns=FilterColumns(items, ids),
                    hidden=hidden, deleted=gone, deleted_ids=frozenset(deleted), thumbnails=thumbnails,
-                   factors=factors, placed=placed)
+                   factors=factors, placed=placed, attributes=attributes, rules=book)
 
     def query(self, item_id: str) -> dict[str, np.ndarray | None]:
         """A put item's unit vector per modality (``None`` where it lacks one)."""

@@ -1,4 +1,5 @@
-"""Filters on every feed and similar-items query: category prefix, price range, include, exclude."""
+"""Filters on every feed and similar-items query: category prefix, price range, include, exclude,
+and the items merchandising rules exclude (:class:`~recsys.control.shaping.Hidden`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,6 +10,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from recsys.control.shaping import Hidden
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.data.validate import non_negative, normalise_category
@@ -27,6 +29,8 @@ class ItemFilter:
         min_price, max_price: inclusive bounds; items without a price fail a price bound.
         include: when not empty, only these item ids.
         exclude: never these item ids (ids the bundle does not know are ignored).
+        hidden: items the active exclude rules hide (set by the query engine, not by callers;
+            not described: the rules are part of a cached answer's key on their own).
 
     Example:
         >>> ItemFilter.create(category="Women / Shoes", max_price=50).category
@@ -38,6 +42,7 @@ class ItemFilter:
     max_price: float | None = None
     include: tuple[str, ...] = field(default_factory=tuple)
     exclude: tuple[str, ...] = field(default_factory=tuple)
+    hidden: Hidden | None = None
 
     @classmethod
     def create(cls, *, category: str | None = None, min_price: float | None = None,
@@ -66,7 +71,7 @@ class ItemFilter:
 
     @property
     def active(self) -> bool:
-        return bool(self.category or self.include or self.exclude
+        return bool(self.category or self.include or self.exclude or self.hidden is not None
                     or self.min_price is not None or self.max_price is not None)
 
     def describe(self) -> dict:
@@ -74,7 +79,7 @@ class ItemFilter:
         described = self.__dict__.get("_described")
         if described is None:
             described = {f.name: list(v) if isinstance(v, tuple) else v for f in dataclasses.fields(self)
-                         if (v := getattr(self, f.name)) not in (None, ())}
+                         if f.name != "hidden" and (v := getattr(self, f.name)) not in (None, ())}
             object.__setattr__(self, "_described", described)  # a cache, not a field: frozen all the same
         return described.copy()
 
@@ -155,6 +160,8 @@ class FilterColumns:
         if item_filter.exclude:
             known = [i for i in item_filter.exclude if i in self.item_ids]
             keep[self.item_ids.rows(known)] = False
+        if item_filter.hidden is not None:
+            keep &= item_filter.hidden.keep(self.item_ids)
         return keep
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, NamedTuple
 
+from recsys.control.shaping import NO_SHAPING, Shaper, Shaping
 from recsys.serve.filters import ItemFilter
 from recsys.serve.rows import Recommendations
 
@@ -42,6 +43,7 @@ class SimilarQuery(NamedTuple):
         weights: per-request modality weights; ``None``: the bundle's defaults.
         filters: category, price range, include and exclude.
         dedupe: one listing of each group of duplicate listings.
+        shaping: the request's own rules and diversity (:mod:`recsys.control.shaping`).
     """
 
     item_id: str
@@ -49,10 +51,11 @@ class SimilarQuery(NamedTuple):
     weights: dict[str, float] | None = None
     filters: ItemFilter = NO_FILTER
     dedupe: bool = True
+    shaping: Shaping = NO_SHAPING
 
     def key(self) -> tuple:
         """What makes two such queries the same answer (the result cache's key)."""
-        return self.k, self.weights, self.filters.describe(), self.dedupe
+        return self.k, self.weights, self.filters.describe(), self.dedupe, self.shaping.key()
 
 
 class FeedQuery(NamedTuple):
@@ -67,6 +70,7 @@ class FeedQuery(NamedTuple):
         filters: as in :class:`SimilarQuery`.
         dedupe: as in :class:`SimilarQuery`.
         explain: give each item its ``why`` (:mod:`recsys.serve.ranked`).
+        shaping: as in :class:`SimilarQuery`.
     """
 
     user_id: str | None
@@ -76,11 +80,12 @@ class FeedQuery(NamedTuple):
     filters: ItemFilter = NO_FILTER
     dedupe: bool = True
     explain: bool = False
+    shaping: Shaping = NO_SHAPING
 
     def key(self) -> tuple:
         """What makes two such queries of one user the same answer, besides their recent items
         (the result cache's key; the activity count stands for the recent items)."""
-        return self.k, self.exclude_seen, self.filters.describe(), self.dedupe, self.explain
+        return self.k, self.exclude_seen, self.filters.describe(), self.dedupe, self.explain, self.shaping.key()
 
 
 class Plan(NamedTuple):
@@ -92,6 +97,7 @@ class Plan(NamedTuple):
         found: the answer, when precomputed lists gave it while planning (``source`` ``"lookup"``).
         inputs: what answering needs, resolved while planning (the engine's own type).
         recent: a feed's recent items that the bundle (or the put items) holds, as used.
+        shaper: the rules and diversity that shape the answer, or ``None``.
     """
 
     query: SimilarQuery | FeedQuery
@@ -99,3 +105,4 @@ class Plan(NamedTuple):
     found: Recommendations | None
     inputs: Any
     recent: tuple[str, ...] = ()
+    shaper: Shaper | None = None

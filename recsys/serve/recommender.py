@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from recsys.bundle import Bundle, read_bundle
+from recsys.control.shaping import NO_SHAPING, Shaper, Shaping
 from recsys.index.annoy import OVERFETCH
 from recsys.serve.batch import ranked_batch
 from recsys.serve.candidates import Candidates
@@ -30,8 +30,8 @@ from recsys.serve.filters import FilterColumns, ItemFilter
 from recsys.serve.queries import FEED_K, NO_FILTER, SEARCH_K, SIMILAR_K, FeedQuery, Plan, SimilarQuery
 from recsys.serve.rows import Batch, Recommendations, batch_arrays, batch_feeds, check_k
 from recsys.serve.search import Search, SearchMode
+from recsys.serve.shaped import ReadShapes, hide
 from recsys.serve.similar import SimilarItems
-from recsys.towers.base import TowerOutput
 
 __all__ = ["Recommender"]
 
@@ -53,6 +53,7 @@ class Recommender:
             default ``exclude_seen`` (``settings.rank``, :mod:`recsys.serve.ranked`).
         scan_dir: where the transposed copies for products with every item go, shared by the
             processes that serve the bundle; ``None`` keeps them in this process's memory.
+        diversity, max_per_category: reads' default diversity (``settings.shaping``).
 
     Example:
         >>> rec = Recommender.from_bundle("models/demo")  # doctest: +SKIP
@@ -63,15 +64,17 @@ class Recommender:
     def __init__(self, bundle: Bundle, *, overfetch: int = OVERFETCH, content_weight: float | None = None,
                  history_items: int = 20, history_decay: float = 0.6, exclude_seen: bool = True,
                  exact_budget: int = 4_000_000, feed_lists: int = 0, list_k: int = 100,
-                 scan_dir: Path | None = None, rank: bool = True, ranked_exclude_seen: bool = False):
+                 scan_dir: Path | None = None, rank: bool = True, ranked_exclude_seen: bool = False,
+                 diversity: float = 0.0, max_per_category: int = 0):
         self.bundle = bundle
         self.changes = ItemChanges.build(bundle)
         columns = FilterColumns(bundle.items, bundle.item_ids)
+        self._shapes = ReadShapes(bundle, columns, diversity, max_per_category)
         self._catalog = Catalog(bundle, columns)
         self._candidates = Candidates(bundle, exact_budget=exact_budget, overfetch=overfetch, scan_dir=scan_dir)
         self._similar = SimilarItems(bundle, self._candidates, columns)
-        self._embedder = ItemEmbedder(bundle)
-        self._search = Search(bundle, columns, self._similar, self._embedder)
+        self.embedder = ItemEmbedder(bundle)  # the bundle's encoders: put items, text queries, prompts
+        self._search = Search(bundle, columns, self._similar, self.embedder)
         self._feeds = Feeds(bundle, self._candidates, columns, content_weight=content_weight,
                             history_items=history_items, history_decay=history_decay, feed_lists=feed_lists,
                             list_k=list_k, exclude_seen=exclude_seen, ranked_exclude_seen=ranked_exclude_seen,
@@ -91,10 +94,11 @@ class Recommender:
     def configured(cls, bundle: Bundle, settings, **overrides) -> Recommender:
         """A recommender over a loaded ``bundle`` with the options ``settings`` gives (the feed
         blend, the exact budget, the list length); keyword ``overrides`` win."""
-        c, i, r = settings.collab, settings.index, settings.rank
+        c, i, r, s = settings.collab, settings.index, settings.rank, settings.shaping
         options = {"content_weight": c.content_weight, "history_items": c.history_items, "exact_budget": i.exact_budget,
                    "history_decay": c.history_decay, "exclude_seen": c.exclude_seen, "list_k": i.precompute_k,
-                   "rank": r.serve, "ranked_exclude_seen": r.exclude_seen}
+                   "rank": r.serve, "ranked_exclude_seen": r.exclude_seen, "diversity": s.diversity,
+                   "max_per_category": s.max_per_category}
         return cls(bundle, **{**options, **overrides})
 
     @property
@@ -151,35 +155,40 @@ class Recommender:
         """
         check_k(query.k)
         changes = self.changes
+        shaped = self._shapes.shaper(changes, "similar" if isinstance(query, SimilarQuery) else "feeds",
+                                     query.shaping, query.k)
+        query = query._replace(filters=hide(query.filters, shaped))
         if isinstance(query, SimilarQuery):
             inputs = self._similar.resolve(query, changes)
-            found = self._first(query, lambda n: self._similar.listed(inputs, n, changes))
-            return Plan(query, "compute" if found is None else "lookup", found, inputs)
+            found = self._first(query, lambda n: self._similar.listed(inputs, n, changes), shaped)
+            return Plan(query, "compute" if found is None else "lookup", found, inputs, shaper=shaped)
         inputs = self._feeds.resolve(query.user_id, query.recent_items if logged_recent is None else logged_recent,
                                      query.exclude_seen, query.filters, changes, logged=logged_recent is not None,
                                      explain=query.explain)
-        found = self._first(query, lambda n: self._feeds.listed(inputs, n, changes))
+        found = self._first(query, lambda n: self._feeds.listed(inputs, n, changes), shaped)
         source = "lookup" if found is not None else "list" if self._feeds.makes_list(inputs, query.k) else "compute"
-        return Plan(query, source, found, inputs, inputs.history.recent.ids)
+        return Plan(query, source, found, inputs, inputs.history.recent.ids, shaped)
 
     def answer(self, plan: Plan) -> Recommendations:
         """The answer a :meth:`plan` describes; an empty one says why when its filters explain it
         (a category no item is in)."""
         query, found, changes = plan.query, plan.found, self.changes
         if found is None and isinstance(query, SimilarQuery):
-            found = self._first(query, lambda n: self._similar.computed(plan.inputs, n, changes))
+            found = self._first(query, lambda n: self._similar.computed(plan.inputs, n, changes), plan.shaper)
         elif found is None:
             make = plan.source == "list"
-            found = self._first(query, lambda n: self._feeds.computed(plan.inputs, n, changes, make_list=make))
+            found = self._first(query, lambda n: self._feeds.computed(plan.inputs, n, changes, make_list=make),
+                                plan.shaper)
         return self._catalog.explained(found, query.filters, changes)
 
-    def _first(self, query: SimilarQuery | FeedQuery, find) -> Recommendations | None:
+    def _first(self, query: SimilarQuery | FeedQuery, find, shaped: Shaper | None) -> Recommendations | None:
         item_id = query.item_id if isinstance(query, SimilarQuery) else None
-        return first_k(self.bundle, find, query.k, query.dedupe, item_id)
+        return self._shapes.first(shaped, query.k, lambda n: first_k(self.bundle, find, n, query.dedupe, item_id),
+                                  self.changes, query.filters, item_id)
 
     def similar_items(self, item_id: str | Sequence[str], k: int = SIMILAR_K,
                       weights: dict[str, float] | None = None, filters: ItemFilter | None = None, *,
-                      dedupe: bool = True) -> Recommendations | Batch:
+                      dedupe: bool = True, shaping: Shaping = NO_SHAPING) -> Recommendations | Batch:
         """Items most similar to ``item_id``, best first, the item itself excluded.
 
         Args:
@@ -190,6 +199,8 @@ class Recommender:
                 the answer (:mod:`recsys.serve.threshold`), else candidates from the indexes.
             filters: category prefix, price range, include and exclude lists.
             dedupe: leave out duplicate listings of the item and of better ones (:mod:`~recsys.serve.dedupe`).
+            shaping: this read's own rules and diversity, applied after the shop's stored rules
+                (:mod:`recsys.control.shaping`, docs/rules.md).
 
         Returns:
             Recommendations (strategy ``"similar"``, scores the weighted cosine of
@@ -201,14 +212,14 @@ class Recommender:
                 that leave the item nothing to compare.
         """
         def one(i: str) -> Recommendations:
-            return self.answer(self.plan(SimilarQuery(i, k, weights, filters or NO_FILTER, dedupe)))
+            return self.answer(self.plan(SimilarQuery(i, k, weights, filters or NO_FILTER, dedupe, shaping)))
 
         return one(item_id) if isinstance(item_id, str) else batch_arrays(one, item_id, k)
 
     def recommend(self, user_id: str | None | Sequence[str | None] = None, k: int = FEED_K, *,
                   recent_items: Sequence[str] | Sequence[Sequence[str]] = (),
                   exclude_seen: bool | None = None, filters: ItemFilter | None = None,
-                  dedupe: bool = True, explain: bool = False) -> Recommendations | Batch:
+                  dedupe: bool = True, explain: bool = False, shaping: Shaping = NO_SHAPING) -> Recommendations | Batch:
         """A personalised feed for a user, a session's recent items, or both: candidates ranked by
         the bundle's learned ranker (:mod:`recsys.serve.ranked`), else the user's factors blended
         with content similarity to the recent items (:mod:`recsys.serve.feeds`); popular items
@@ -224,6 +235,7 @@ class Recommender:
             filters: as in :meth:`similar_items`.
             dedupe: show one listing of each group of duplicates, as in :meth:`similar_items`.
             explain: give each item its ``why`` (:attr:`~recsys.serve.rows.Scored.why`).
+            shaping: as in :meth:`similar_items`.
 
         Returns:
             Recommendations (items best first, the strategy used, a message when it fell back);
@@ -234,29 +246,32 @@ class Recommender:
             InvalidRequest: bad ``k`` or filters, or a recent item the bundle does not know.
         """
         def one(user: str | None, recent: Sequence[str]) -> Recommendations:
-            query = FeedQuery(user, k, tuple(recent), exclude_seen, filters or NO_FILTER, dedupe, explain)
+            query = FeedQuery(user, k, tuple(recent), exclude_seen, filters or NO_FILTER, dedupe, explain, shaping)
             return self.answer(self.plan(query))
 
         if user_id is None or isinstance(user_id, str):
             return one(user_id, recent_items)
-        return batch_feeds(one, list(user_id), recent_items, k, lambda users, recents: ranked_batch(
-            self._feeds, users, recents, k, exclude_seen, filters or NO_FILTER, dedupe, self.changes))
+        many = None if self._shapes.always(self.changes) or shaping != NO_SHAPING else (  # shaped: one by one
+            lambda users, recents: ranked_batch(self._feeds, users, recents, k, exclude_seen, filters or NO_FILTER,
+                                                dedupe, self.changes))
+        return batch_feeds(one, list(user_id), recent_items, k, many)
 
     def search(self, query: str | np.ndarray, k: int = SEARCH_K, filters: ItemFilter | None = None,
-               mode: SearchMode | None = None) -> Recommendations:
+               mode: SearchMode | None = None, *, shaping: Shaping = NO_SHAPING) -> Recommendations:
         """Items for a free-text query (``"red floral dress"``), best first, put items included.
 
         Args:
             query: the text, or its unit vector from the bundle's text encoder.
-            mode: ``text`` (the items' text), ``image`` (their photos, through the joint
-                text-image space) or ``both`` (the mean of the two); ``None`` is ``both`` where the
-                bundle has a joint space and ``text`` elsewhere (:mod:`recsys.serve.search`).
+            mode: ``text``, ``image`` (photos, through the joint text-image space) or ``both``;
+                ``None``: :attr:`search_mode` (:mod:`recsys.serve.search`).
+            shaping: as in :meth:`similar_items`.
 
         Raises:
             InvalidRequest: an empty text, a mode unknown or the bundle cannot answer, bad ``k`` or filters.
         """
-        found = self._search.text(query, check_k(k), filters, mode, self.changes)
-        return self._catalog.explained(Recommendations(found), filters, self.changes)
+        found = self._shapes.read(self.changes, "search", shaping, check_k(k), filters, lambda n, f: Recommendations(
+            self._search.text(query, n, f, mode, self.changes)))
+        return self._catalog.explained(found, filters, self.changes)
 
     @property
     def search_mode(self) -> SearchMode:
@@ -264,23 +279,23 @@ class Recommender:
         return self._search.default_mode
 
     def similar_to_photo(self, photo, k: int = SIMILAR_K, filters: ItemFilter | None = None, *,
-                         dedupe: bool = True) -> Recommendations:
+                         dedupe: bool = True, shaping: Shaping = NO_SHAPING) -> Recommendations:
         """Items whose photos look most like a query photo, best first (visual search).
 
         Args:
-            photo: a PIL image, a local path, or the photo's unit vector in the bundle's image
-                space.
+            photo: a PIL image, a local path, or its unit vector in the bundle's image space.
+            shaping: as in :meth:`similar_items`.
 
         Returns:
             Recommendations: scores are the image cosine (backbone and colour, as between items).
 
         Raises:
-            InvalidRequest: the bundle has no image modality, a path is not a photo, or bad ``k``
-                or filters.
+            InvalidRequest: no image modality, a path that is not a photo, bad ``k`` or filters.
         """
         k = check_k(k)
         query = self._search.photo_query(photo)
-        found = first_k(self.bundle, lambda n: self._search.photo(query, n, filters, self.changes), k, dedupe)
+        found = self._shapes.read(self.changes, "search", shaping, k, filters, lambda n, f: first_k(
+            self.bundle, lambda m: self._search.photo(query, m, f, self.changes), n, dedupe))
         return self._catalog.explained(found, filters, self.changes)
 
     # -- the catalog -------------------------------------------------------------------------------
@@ -299,34 +314,19 @@ class Recommender:
 
     def listing(self, filters: ItemFilter | None = None, offset: int = 0,
                 limit: int = 24) -> tuple[int, list[str], str | None]:
-        """How many items pass ``filters``, one page of their ids, and why there are none when the
-        filters explain it (:meth:`Catalog.listing`)."""
+        """How many items pass ``filters``, a page of their ids, and why none (:meth:`Catalog.listing`)."""
         return self._catalog.listing(filters, offset, limit, self.changes)
 
     def rows(self, scored, *, cold: bool = False, score: bool = True) -> list[dict]:
         """Plain result rows for scored items: what the API returns and the CLI prints."""
         return self._catalog.rows(scored, self.changes, cold=cold, score=score)
 
-    # -- the bundle's encoders, and the feed lists workers share ---------------------------------
-
-    def embed_items(self, catalog: pd.DataFrame) -> dict[str, TowerOutput]:
-        """Validated catalog rows' unit vectors per modality, by the bundle's own encoders (what an
-        item put through the API is served with)."""
-        return self._embedder.embed(catalog)
-
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Free texts' unit vectors ``(len(texts), dim)`` in the bundle's text space."""
-        return self._embedder.embed_queries(list(texts))
-
-    def load_encoders(self) -> None:
-        """Load the encoders' models now (a worker does it in the background after start-up)."""
-        self._embedder.warm()
+    # -- the feed lists workers share ---------------------------------
 
     def feed_list(self, user_id: str | None,
                   logged_recent: Sequence[str]) -> tuple[list[str], list[int], list[float]] | None:
-        """A user's folded-in feed list for their recent items from the activity log, made now if
-        not kept, for another worker's :meth:`receive_feed_list`: ``(the recent items it is for,
-        rows, scores)``; ``None`` when none applies (lists off, no known or a put recent item)."""
+        """A user's folded-in feed list for their logged recent items (made now if not kept) for
+        other workers: ``(recent items, rows, scores)``; ``None`` when none applies."""
         made = self._feeds.feed_list(user_id, logged_recent, self.changes)
         return None if made is None else (list(made[0]), made[1].rows[0].tolist(), made[1].scores[0].tolist())
 

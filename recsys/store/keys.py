@@ -15,6 +15,10 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
     P:items:gen                     string  counter bumped by every item write (result cache epoch)
     P:items:fresh                   hash    item_id -> JSON of an item put since the bundle
     P:items:deleted                 set     item ids hidden from every result
+    P:items:attributes              hash    JSON [item_id, attribute] -> JSON value set since the
+                                            bundle (``in_stock``); kept across bundles until unset
+    P:rules                         hash    rule id -> the merchandising rule's JSON (recsys.control)
+    P:rules:version                 string  counter bumped by every rule write (also names new rules)
     P:log                           stream  the interaction log the next training reads
     P:recent:<user_id>              list    the user's recent item ids, newest first, distinct
     P:users:active                  zset    user ids with recent items, scored by their last post
@@ -84,6 +88,18 @@ class Keys:
     @property
     def deleted(self) -> str:
         return self._key("items", "deleted")
+
+    @property
+    def attributes(self) -> str:
+        return self._key("items", "attributes")
+
+    @property
+    def rules(self) -> str:
+        return self._key("rules")
+
+    @property
+    def rules_version(self) -> str:
+        return self._key("rules", "version")
 
     @property
     def log(self) -> str:

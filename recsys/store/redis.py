@@ -1,4 +1,5 @@
-"""Step 6 of the flow: bundles, item changes and cached results in Redis.
+"""Step 6 of the flow: bundles, item changes (put, deleted, attributes), merchandising rules and
+cached results in Redis.
 
 Nothing read from Redis is unpickled: manifests and item entries are JSON, bundle files are the
 bundle's own bytes checked against the manifest's sha256, vectors are raw float32.
@@ -19,11 +20,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import redis
+from pydantic import ValidationError
 
 from recsys.bundle import MANIFEST, read_bundle
+from recsys.control.rules import Rule
 from recsys.errors import BundleError, NotFound
 from recsys.manifest import check_manifest, check_name
 from recsys.store.keys import Keys
@@ -32,9 +35,21 @@ from recsys.store.messages import Activated, ItemsChanged, encode
 if TYPE_CHECKING:
     from recsys.settings import RedisSettings
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "Changes"]
 
 logger = logging.getLogger(__name__)
+
+
+class Changes(NamedTuple):
+    """What changed since the bundle, read in one transaction (the arguments of
+    :meth:`recsys.serve.changes.ItemChanges.build` after the bundle)."""
+
+    gen: int
+    fresh: dict[str, dict]
+    deleted: set[str]
+    attributes: dict[str, dict]
+    rules: tuple[Rule, ...]
+    rules_version: int
 
 
 class RedisStore:
@@ -281,25 +296,76 @@ class RedisStore:
         else:
             pipe.hdel(self.keys.fresh, item_id)
             pipe.sadd(self.keys.deleted, item_id)
+        return self._moved(pipe)
+
+    def set_attributes(self, item_id: str, values: dict) -> int:
+        """Set catalog attribute values of one item (``None`` unsets one); returns the new generation."""
+        pipe = self.client.pipeline(transaction=True)
+        for name, value in values.items():
+            field = json.dumps([item_id, name])
+            if value is None:
+                pipe.hdel(self.keys.attributes, field)
+            else:
+                pipe.hset(self.keys.attributes, field, json.dumps(value))
+        return self._moved(pipe)
+
+    def _moved(self, pipe) -> int:
+        """Run ``pipe`` with the generation moved, and tell the workers."""
         pipe.incr(self.keys.items_gen)
         gen = int(pipe.execute()[-1])
         self.client.publish(self.keys.events, encode(ItemsChanged(gen)))
         return gen
 
-    def item_changes(self) -> tuple[int, dict[str, dict], set[str]]:
-        """``(generation, fresh entries by id, deleted ids)``, read in one transaction."""
+    def put_rule(self, rule: Rule) -> Rule:
+        """Store a rule (a new one is named ``r<version>``); returns it as stored. Every worker
+        applies it from its next read (the item generation moves)."""
+        version = int(self.client.incr(self.keys.rules_version))
+        stored = rule if rule.id is not None else rule.model_copy(update={"id": f"r{version}"})
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.keys.rules, stored.id, stored.model_dump_json())
+        self._moved(pipe)
+        return stored
+
+    def delete_rule(self, rule_id: str) -> bool:
+        """Remove a rule; ``False`` if there was none of that id."""
+        if not self.client.hexists(self.keys.rules, rule_id):
+            return False
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.keys.rules, rule_id)
+        pipe.incr(self.keys.rules_version)
+        self._moved(pipe)
+        return True
+
+    def item_changes(self) -> Changes:
+        """Everything changed since the bundle, read in one transaction; a stored rule that no
+        longer validates is left out with a log line (it cannot act, and must not stop reads)."""
         pipe = self.client.pipeline(transaction=True)
         pipe.get(self.keys.items_gen)
         pipe.hgetall(self.keys.fresh)
         pipe.smembers(self.keys.deleted)
-        gen, fresh, deleted = pipe.execute()
-        return (int(gen or 0), {k.decode(): json.loads(v) for k, v in fresh.items()},
-                {d.decode() for d in deleted})
+        pipe.hgetall(self.keys.attributes)
+        pipe.hgetall(self.keys.rules)
+        pipe.get(self.keys.rules_version)
+        gen, fresh, deleted, attributes, rules, version = pipe.execute()
+        by_item: dict[str, dict] = {}
+        for field, value in attributes.items():
+            item_id, name = json.loads(field)
+            by_item.setdefault(item_id, {})[name] = json.loads(value)
+        parsed = []
+        for rule_id, text in rules.items():
+            try:
+                parsed.append(Rule.model_validate_json(text))
+            except ValidationError as exc:
+                logger.warning("stored rule %s is left out: %s", rule_id.decode(), exc)
+        # rules apply in the order they were made (r2 before r10)
+        parsed.sort(key=lambda r: (len(r.id or ""), r.id or ""))
+        return Changes(int(gen or 0), {k.decode(): json.loads(v) for k, v in fresh.items()},
+                       {d.decode() for d in deleted}, by_item, tuple(parsed), int(version or 0))
 
     def _drop_superseded(self, bundle) -> None:
         """Fresh entries of items the new bundle holds, written before it was built, are stale."""
         created = bundle.manifest.get("created", "")
-        _, fresh, _ = self.item_changes()
+        fresh = self.item_changes().fresh
         stale = [item_id for item_id, entry in fresh.items()
                  if item_id in bundle.item_ids and entry.get("updated", "") < created]
         if stale:

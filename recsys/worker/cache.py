@@ -130,7 +130,7 @@ class ResultCache:
         memory, ttl = self.memory, self.ttl
         epoch = memory.epoch  # before anything is read: a value read before a drop is not kept
         rec = self.state.recommender()
-        key = query.key()
+        key = _key(rec, query)
         local_key = (kind, owner, cache_field(rec.version, rec.changes.gen, key))
         plan = planned_recent = None
         following = self.state.following
@@ -159,7 +159,7 @@ class ResultCache:
         if plan is None or current is not rec or tuple(recent) != tuple(planned_recent):
             plan = _plan(current, query, recent, user)
         answer = _answer(current, plan)
-        field = cache_field(current.version, current.changes.gen, key)
+        field = cache_field(current.version, current.changes.gen, key if current is rec else _key(current, query))
         if plan.source != "compute" and ttl:
             source = plan.source  # as cheap to make again as to read back: not stored in Redis
         elif snap is not None and ttl and self.store is not None:
@@ -184,6 +184,13 @@ class ResultCache:
             snap = Snapshot(snap.gen, value if count == str(snap.activity).encode() else None, snap.recent,
                             snap.recent_expires, snap.activity)
         return snap
+
+
+def _key(rec: Recommender, query) -> tuple:
+    """A read's cache key: the query's, and while there are rules, their phase (the rules
+    active are the same while it is: a rule that starts or ends makes a new key)."""
+    rules = rec.changes.rules
+    return query.key() if not len(rules) else (*query.key(), rules.phase())
 
 
 def _plan(rec: Recommender, query, recent: Sequence[str], user: str | None) -> Plan:

@@ -224,7 +224,7 @@ class Serving:
     @staticmethod
     def _warm(recommender: Recommender) -> None:
         try:
-            recommender.load_encoders()
+            recommender.embedder.warm()
         except Exception:  # a put will report the problem to its caller
             logger.exception("loading the item encoders failed")
 

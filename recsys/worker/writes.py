@@ -117,7 +117,7 @@ def store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: Pr
         frame = frame.assign(**{S.IMAGE: prepared.embed_url})
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always", RecsysWarning)
-        outputs = recommender.embed_items(frame)
+        outputs = recommender.embedder.embed(frame)
     if not any(o.mask[0] for o in outputs.values()):
         raise InvalidRequest("the item has nothing to embed: give a title, description, tags, "
                              "image, colour, price or category" + (f" ({seen[0].message})" if seen else ""))
