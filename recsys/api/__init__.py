@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     from recsys.api.errors import register_error_handlers
     from recsys.api.metrics import Metrics
     from recsys.api.routes import bp
+    from recsys.api.rules import bp as rules
     from recsys.api.writes import bp as writes
     from recsys.settings import load_settings, warn_unknown_env
     from recsys.worker import Serving, redis_client
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     register_error_handlers(app)
     app.register_blueprint(bp)
     app.register_blueprint(writes)
+    app.register_blueprint(rules)
     app.register_blueprint(curation)
     if settings.api.web:
         from recsys.web import bp as web

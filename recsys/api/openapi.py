@@ -10,7 +10,8 @@ from functools import lru_cache
 
 from recsys import __version__
 from recsys.api.params import ENDPOINTS
-from recsys.api.schemas import ID_PATTERN, EventIn, InteractionsIn, ItemIn, SessionIn
+from recsys.api.schemas import ID_PATTERN, AttributesIn, EventIn, InteractionsIn, ItemIn, SessionIn
+from recsys.control.rules import Rule
 from recsys.data.schema import MAX_ID_LENGTH
 
 __all__ = ["document"]
@@ -124,7 +125,18 @@ def _schemas() -> dict:
                 "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}},
             "version": {"type": "string"}}},
     }
-    for model in (EventIn, InteractionsIn, SessionIn, ItemIn):
+    schemas["RuleShown"] = {"allOf": [{"$ref": "#/components/schemas/Rule"}, {
+        "type": "object", "required": ["id", "matches", "active"], "properties": {
+            "matches": {"type": "integer", "description": "servable items the rule matches now"},
+            "active": {"type": "boolean", "description": "in its time window now"}}}]}
+    schemas["RuleWritten"] = {"type": "object", "required": ["rule"], "properties": {
+        "rule": {"$ref": "#/components/schemas/RuleShown"}}}
+    schemas["RuleList"] = {"type": "object", "required": ["version", "rules_version", "rules"], "properties": {
+        "version": version, "rules_version": {"type": "integer", "description": "moved by every rule write"},
+        "rules": {"type": "array", "items": {"$ref": "#/components/schemas/RuleShown"}}}}
+    schemas["RuleDeleted"] = {"type": "object", "required": ["rule_id", "deleted"], "properties": {
+        "rule_id": {"type": "string"}, "deleted": {"type": "boolean"}}}
+    for model in (EventIn, InteractionsIn, SessionIn, ItemIn, Rule, AttributesIn):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -133,6 +145,25 @@ def _schemas() -> dict:
         {"$ref": "#/components/schemas/EventIn"}, {"$ref": "#/components/schemas/InteractionsIn"},
         {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/EventIn"}}]}
     return schemas
+
+
+def _rule_paths() -> dict:
+    """The merchandising rules (docs/rules.md): each call needs the API key."""
+    rule_id = _param("rule_id", "path", _ID, "rule id (r1, r2, ...)")
+    errors = _errors(*_WRITE_ERRORS)
+    return {
+        "/v1/rules": {
+            "get": {"summary": "The shop's rules, with how many items each matches", "security": _SECURITY,
+                    "responses": {**_ok("RuleList"), **_errors(401, 403, 405, 503)}},
+            "post": {"summary": "Create a rule (boost, bury, pin or exclude), applied by every worker from "
+                                "its next read", "security": _SECURITY, "requestBody": _body(Rule),
+                     "responses": {**_ok("RuleWritten", "created", "201"), **errors}}},
+        "/v1/rules/{rule_id}": {
+            "put": {"summary": "Replace a rule", "security": _SECURITY, "parameters": [rule_id],
+                    "requestBody": _body(Rule), "responses": {**_ok("RuleWritten"), **_errors(404), **errors}},
+            "delete": {"summary": "Remove a rule", "security": _SECURITY, "parameters": [rule_id],
+                       "responses": {**_ok("RuleDeleted"), **_errors(404), **errors}}},
+    }
 
 
 def _admin_paths() -> dict:
@@ -249,7 +280,12 @@ def document() -> dict:
                                   **_errors(*_WRITE_ERRORS)}},
             "delete": {"summary": "Hide an item from every result at once", "security": _SECURITY,
                        "parameters": [_ITEM_ID],
-                       "responses": {**_ok("ItemDeleted"), **_errors(404, *_WRITE_ERRORS)}}},
+                       "responses": {**_ok("ItemDeleted"), **_errors(404, *_WRITE_ERRORS)}},
+            "patch": {"summary": "Set catalog attributes of an item without a rebuild (in_stock); rules "
+                                 "match them from the next read", "security": _SECURITY, "parameters": [_ITEM_ID],
+                      "requestBody": _body(AttributesIn),
+                      "responses": {**_ok("Item"), **_errors(404, *_WRITE_ERRORS)}}},
+        **_rule_paths(),
         **_admin_paths(),
         "/healthz": {"get": {"summary": "The process is alive", "responses": _ok("Health")}},
         "/readyz": {"get": {"summary": "A bundle is loaded; Redis reachable, or degraded with reasons",

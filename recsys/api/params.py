@@ -12,7 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from recsys.api.schemas import check_id
+import orjson
+
+from recsys.api.schemas import check_id, parse_rules
+from recsys.control.shaping import NO_SHAPING, Shaping
 from recsys.curation.duplicates import IMAGE_THRESHOLD
 from recsys.errors import InvalidRequest
 from recsys.serve import FEED_K, MAX_K, SEARCH_K, SIMILAR_K
@@ -26,6 +29,7 @@ _DIGITS = re.compile(r"[0-9]{1,9}")
 _WEIGHT = r"(image|text|tabular):[0-9]+(\.[0-9]+)?"
 _FILTER_NAMES = ("category", "min_price", "max_price", "exclude")
 _FILTER_SET = frozenset(_FILTER_NAMES)
+_SHAPING_NAMES = ("rules", "diversity", "max_per_category")
 _NO_FILTER = ItemFilter()
 
 
@@ -115,6 +119,14 @@ def _ids(param: Param, raw: str) -> list[str]:
     return ids
 
 
+def _rules(param: Param, raw: str) -> tuple:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest(f"{param.name} must be a JSON array of rules (docs/rules.md)") from None
+    return parse_rules(data, param.name)
+
+
 def _integer_param(name: str, description: str, default: int | None, low: int, high: int) -> Param:
     return Param(name, {"type": "integer", "minimum": low, "maximum": high}, description, default,
                  parser=_integer)
@@ -133,6 +145,16 @@ _FILTERS = (
     Param("max_price", _PRICE, "highest price, inclusive", parser=lambda p, raw: raw),
     Param("exclude", {"type": "string"}, "comma-separated item ids never to return", parser=_ids),
 )
+_SHAPING = (
+    Param("rules", {"type": "string", "maxLength": 20_000},
+          "this read's own rules, a JSON array of rule objects as POST /v1/rules takes (docs/rules.md); a pin "
+          "must be within k", parser=_rules),
+    Param("diversity", {"type": "number", "minimum": 0, "maximum": 1},
+          "MMR's weight on redundancy: 0 keeps the ranking, 1 only avoids items like those above; default: the "
+          "setting shaping.diversity", parser=_fraction),
+    _integer_param("max_per_category", "the most items of one category, 0 for no cap; default: the setting "
+                   "shaping.max_per_category", None, 0, MAX_K),
+)
 _DEDUPE = Param("dedupe", {"type": "boolean"}, "show one listing of each group of duplicate listings "
                 "(docs/curation.md)", True, parser=_flag)
 # checked against the modalities the bundle has where the vectors are read, which names them
@@ -147,10 +169,14 @@ class Params:
     def __init__(self, *params: Param):
         self.params = {p.name: p for p in params}
         self.filters = all(name in self.params for name in _FILTER_NAMES[:3])
-        # the filter parameters are one value, "filters" (an ItemFilter)
-        self.defaults = {p.name: p.default for p in params if not self.filters or p.name not in _FILTER_SET}
+        self.shaping = "rules" in self.params
+        # the filter parameters are one value, "filters" (an ItemFilter); the shaping ones "shaping"
+        self.defaults = {p.name: p.default for p in params if not (self.filters and p.name in _FILTER_SET)
+                         and not (self.shaping and p.name in _SHAPING_NAMES)}
         if self.filters:
             self.defaults["filters"] = _NO_FILTER
+        if self.shaping:
+            self.defaults["shaping"] = NO_SHAPING
         self.required = tuple(p.name for p in params if p.required)
         self.names = tuple(self.params)
 
@@ -162,13 +188,13 @@ ENDPOINTS: dict[str, Params] = {
     "similar": Params(_k(SIMILAR_K), Param(
         "weights", {"type": "string", "pattern": rf"^{_WEIGHT}(,{_WEIGHT})*$"},
         "per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1; default: the bundle's",
-        parser=lambda p, raw: parse_weights(raw)), _DEDUPE, *_FILTERS),
+        parser=lambda p, raw: parse_weights(raw)), _DEDUPE, *_FILTERS, *_SHAPING),
     "user_feed": Params(_k(FEED_K), Param(
         "exclude_seen", {"type": "boolean"},
         "leave out items the user interacted with; default: the setting rank.exclude_seen (false) for a "
         "ranked feed, collab.exclude_seen (true) for a blended one", parser=_flag), _DEDUPE,
         Param("explain", {"type": "boolean"}, "give each item its why: the sources that proposed it and the "
-              "reasons that raised it most (docs/ranking.md)", False, parser=_flag), *_FILTERS),
+              "reasons that raised it most (docs/ranking.md)", False, parser=_flag), *_FILTERS, *_SHAPING),
     "items": Params(_integer_param("limit", "items per page", 24, 1, MAX_K),
                     _integer_param("offset", "items to skip", 0, 0, 10**9), *_FILTERS[:3]),
     "search": Params(Param("q", {"type": "string", "minLength": 1, "maxLength": 500, "pattern": r"\S"},
@@ -176,8 +202,8 @@ ENDPOINTS: dict[str, Params] = {
                      Param("mode", {"type": "string", "enum": list(SEARCH_MODES)},
                            "what the query is compared with; default both where the bundle has a joint "
                            "space, else text", parser=_choice),
-                     _k(SEARCH_K), *_FILTERS),
-    "search_by_photo": Params(_k(SIMILAR_K), _DEDUPE, *_FILTERS),
+                     _k(SEARCH_K), *_FILTERS, *_SHAPING),
+    "search_by_photo": Params(_k(SIMILAR_K), _DEDUPE, *_FILTERS, *_SHAPING),
     "item": Params(),
     "item_image": Params(),
     "duplicates": Params(Param("threshold", {"type": "number", "minimum": 0, "maximum": 1},
@@ -198,7 +224,8 @@ ENDPOINTS: dict[str, Params] = {
 
 def parse(endpoint: str, args) -> dict[str, Any]:
     """An endpoint's parameters from a request: each given one validated, the others at their
-    defaults; the filter parameters together as ``"filters"`` (an :class:`ItemFilter`).
+    defaults; the filter parameters together as ``"filters"`` (an :class:`ItemFilter`), the
+    shaping ones as ``"shaping"`` (a :class:`~recsys.control.shaping.Shaping`).
 
     Args:
         endpoint: a key of :data:`ENDPOINTS`.
@@ -223,12 +250,15 @@ def parse(endpoint: str, args) -> dict[str, Any]:
     if repeated is not None:
         raise InvalidRequest(f"query parameter {repeated!r} is given more than once")
     values = params.defaults.copy()
-    filters = None
+    filters = shaping = None
     for name, raw in given.items():
         value = params.params[name].parse(raw)
         if params.filters and name in _FILTER_SET:
             filters = filters or {}
             filters[name] = value
+        elif params.shaping and name in _SHAPING_NAMES:
+            shaping = shaping or {}
+            shaping[name] = value
         else:
             values[name] = value
     for name in params.required:
@@ -236,4 +266,6 @@ def parse(endpoint: str, args) -> dict[str, Any]:
             params.params[name].parse("")  # says what to give
     if filters is not None:
         values["filters"] = ItemFilter.create(**filters)
+    if shaping is not None:
+        values["shaping"] = Shaping(**shaping)
     return values

@@ -47,7 +47,8 @@ def similar(serving: Serving, item_id: str, args) -> tuple[bytes, str, str]:
     """
     check_id(item_id, "item")
     values = parse("similar", args)
-    query = SimilarQuery(item_id, values["k"], values["weights"], values["filters"], values["dedupe"])
+    query = SimilarQuery(item_id, values["k"], values["weights"], values["filters"], values["dedupe"],
+                         values["shaping"])
     answer, source = serving.results.similar(query)
     body = {"version": answer.version, "item_id": item_id, "k": query.k, "weights": Fragment(answer.weights),
             "filters": query.filters.describe(), "items": Fragment(answer.items)}
@@ -61,7 +62,7 @@ def user_feed(serving: Serving, user_id: str, args) -> tuple[bytes, str, str]:
     check_id(user_id, "user")
     values = parse("user_feed", args)
     query = FeedQuery(user_id, values["k"], (), values["exclude_seen"], values["filters"], values["dedupe"],
-                      values["explain"])
+                      values["explain"], values["shaping"])
     answer, source = serving.results.feed(query)
     return dump_json({"version": answer.version, "user_id": user_id, "recent": answer.recent, "k": query.k,
                       "strategy": answer.strategy, "message": answer.message,
@@ -103,7 +104,7 @@ def session_feed():
     body = parse_body(SessionIn, json_body())
     recommender = use(current_serving().synced())
     query = FeedQuery(None, body.k, tuple(body.recent_items), body.exclude_seen, body.item_filter(), body.dedupe,
-                      body.explain)
+                      body.explain, body.shaping())
     feed = recommender.answer(recommender.plan(query))
     return json_response({"version": recommender.version, "k": body.k, "strategy": feed.strategy,
                           "message": feed.message, "filters": query.filters.describe(),
@@ -129,7 +130,8 @@ def search():
     check_read_access()
     values = parse("search", request.args)
     recommender = use(current_serving().recommender())
-    found = recommender.search(values["q"], k=values["k"], filters=values["filters"], mode=values["mode"])
+    found = recommender.search(values["q"], k=values["k"], filters=values["filters"], mode=values["mode"],
+                               shaping=values["shaping"])
     return json_response(_result(recommender, found, q=values["q"], mode=values["mode"] or recommender.search_mode,
                                  k=values["k"], filters=values["filters"]))
 
@@ -162,7 +164,8 @@ def search_by_photo():
     except IMAGE_ERRORS as exc:
         raise InvalidRequest(f"the photo cannot be used: {exc}") from None
     recommender = use(serving.recommender())
-    found = recommender.similar_to_photo(photo, k=values["k"], filters=values["filters"], dedupe=values["dedupe"])
+    found = recommender.similar_to_photo(photo, k=values["k"], filters=values["filters"], dedupe=values["dedupe"],
+                                         shaping=values["shaping"])
     return json_response(_result(recommender, found, k=values["k"], filters=values["filters"]))
 
 

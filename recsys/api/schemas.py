@@ -14,12 +14,18 @@ from urllib.parse import parse_qsl
 import werkzeug.urls  # noqa: F401 - registers the 'werkzeug.url_quote' error handler
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
-from recsys.data.schema import EVENTS, MAX_ID_LENGTH, id_problem, timestamp_problem
+from recsys.control.rules import Rule
+from recsys.control.shaping import Shaping
+from recsys.data.schema import EVENTS, ITEM_ID, MAX_ID_LENGTH, id_problem, timestamp_problem
 from recsys.errors import InvalidRequest
 from recsys.serve import FEED_K, MAX_K
 from recsys.serve.filters import ItemFilter
 
-__all__ = ["Id", "EventIn", "InteractionsIn", "SessionIn", "ItemIn", "check_id", "parse_body", "parse_query"]
+__all__ = ["Id", "EventIn", "InteractionsIn", "SessionIn", "ItemIn", "AttributesIn", "check_id", "parse_body",
+           "parse_query", "parse_rules", "MAX_REQUEST_RULES"]
+
+# the most rules one read may carry of its own
+MAX_REQUEST_RULES = 50
 
 # no control characters, no space at either end, bounded: what every id at the API boundary must
 # be (the same pattern is in the OpenAPI document, so generated clients agree with the server)
@@ -116,7 +122,19 @@ class _FilterFields(_Body):
                                  max_price=self.max_price, exclude=self.exclude)
 
 
-class SessionIn(_FilterFields):
+class _ShapingFields(_Body):
+    rules: list[Rule] = Field(default_factory=list, max_length=MAX_REQUEST_RULES,
+                              description="this read's own rules (docs/rules.md); a pin must be within k")
+    diversity: float | None = Field(None, ge=0, le=1, description="MMR's weight on redundancy; default: the "
+                                    "setting shaping.diversity")
+    max_per_category: int | None = Field(None, ge=0, le=MAX_K, description="the most items of one category, "
+                                         "0 for no cap; default: the setting shaping.max_per_category")
+
+    def shaping(self) -> Shaping:
+        return Shaping(tuple(self.rules), self.diversity, self.max_per_category)
+
+
+class SessionIn(_ShapingFields, _FilterFields):
     """An anonymous session's feed request."""
 
     recent_items: list[Id] = Field(default_factory=list, max_length=MAX_K,
@@ -156,6 +174,46 @@ class ItemIn(_Body):
     @classmethod
     def _finite(cls, value: float | None) -> float | None:
         return _check_finite(value)
+
+
+_AttributeName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class AttributesIn(_Body):
+    """Catalog attribute values of one item, set without a rebuild (``in_stock``); null unsets one."""
+
+    attributes: dict[_AttributeName, bool | float | str | None] = Field(min_length=1, max_length=50)
+
+    @field_validator("attributes")
+    @classmethod
+    def _not_the_id(cls, value: dict) -> dict:
+        if ITEM_ID in value:
+            raise ValueError("item_id is the item's name, not an attribute")
+        for name, v in value.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number")
+            if isinstance(v, str) and len(v) > 1000:
+                raise ValueError(f"{name} must be at most 1000 characters")
+        return value
+
+
+def parse_rules(data: Any, name: str = "rules") -> tuple[Rule, ...]:
+    """A read's own rules from JSON (a list of rule objects).
+
+    Raises:
+        InvalidRequest: not a list, too many, or a bad rule (named by its place in the list).
+    """
+    if not isinstance(data, list):
+        raise InvalidRequest(f"{name} must be a JSON array of rules (docs/rules.md)")
+    if len(data) > MAX_REQUEST_RULES:
+        raise InvalidRequest(f"{name} holds {len(data)} rules; at most {MAX_REQUEST_RULES} per read")
+    rules = []
+    for i, rule in enumerate(data):
+        try:
+            rules.append(Rule.model_validate(rule))
+        except ValidationError as exc:
+            raise InvalidRequest(f"{name}[{i}]: {_message(exc, Rule)}") from None
+    return tuple(rules)
 
 
 def _message(exc: ValidationError, model: type[BaseModel]) -> str:

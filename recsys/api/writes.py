@@ -11,7 +11,7 @@ import pandas as pd
 from flask import Blueprint, current_app, request
 
 from recsys.api.context import current_serving, json_body, json_response, require_key, use
-from recsys.api.schemas import InteractionsIn, ItemIn, check_id, parse_body
+from recsys.api.schemas import AttributesIn, InteractionsIn, ItemIn, check_id, parse_body
 from recsys.data import schema as S
 from recsys.data.images import IMAGE_ERRORS
 from recsys.data.validate import validate_catalog
@@ -131,3 +131,20 @@ def delete_item(item_id: str):
     writes.delete_item(serving, item_id)
     recommender = use(serving.recommender())
     return json_response({"version": recommender.version, "item_id": item_id, "deleted": True})
+
+
+@bp.patch("/v1/items/<item_id>")
+def set_attributes(item_id: str):
+    """Set catalog attributes of an item without a rebuild (``{"attributes": {"in_stock": false}}``):
+    rules match them from the next read on every worker (docs/rules.md)."""
+    require_key()
+    check_id(item_id, "item")
+    serving = current_serving()
+    body = parse_body(AttributesIn, json_body())
+    recommender = use(serving.synced())
+    if not recommender.knows(item_id):
+        raise NotFound(f"unknown item_id {item_id!r} (not in bundle {recommender.version} and "
+                       "not put since)", item_id=item_id)
+    writes.set_attributes(serving, item_id, body.attributes)
+    recommender = use(serving.recommender())
+    return json_response({"version": recommender.version, "item": recommender.item(item_id)})

@@ -46,7 +46,8 @@ class Shaping:
         """What makes two shapings the same (the result cache's key)."""
         if not self.rules:
             return self.diversity, self.max_per_category
-        return orjson.dumps([r.model_dump(mode="json") for r in self.rules]), self.diversity, self.max_per_category
+        rules = orjson.dumps([r.model_dump(mode="json") for r in self.rules]).decode()
+        return rules, self.diversity, self.max_per_category
 
 
 NO_SHAPING = Shaping()

@@ -42,21 +42,22 @@ class Catalog:
         return item_id in changes.ids or (item_id in self.bundle.item_ids and item_id not in changes.deleted_ids)
 
     def item(self, item_id: str, changes: ItemChanges) -> dict:
-        """An item's attributes (a put item's latest ones) with ``fresh``: whether it was put since
-        the bundle.
+        """An item's attributes (a put item's latest ones, and values set since the bundle) with
+        ``fresh``: whether it was put since the bundle.
 
         Raises:
             NotFound: unknown or deleted item.
         """
+        attributes = changes.attributes.get(item_id, {})
         if item_id in changes.ids:
             item = plain_row(changes.items.iloc[changes.ids.row(item_id)])
-            return {**item, "image": image_path(item_id, item_id in changes.thumbnails), "fresh": True}
+            return {**item, **attributes, "image": image_path(item_id, item_id in changes.thumbnails), "fresh": True}
         if item_id in changes.deleted_ids:
             raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
         row = self.bundle.item_ids.row(item_id)
         item = plain_row(self.bundle.items.iloc[row])
         thumbnails = self.bundle.thumbnails
-        return {**item, "image": image_path(item_id, thumbnails is not None and thumbnails.has(row)),
+        return {**item, **attributes, "image": image_path(item_id, thumbnails is not None and thumbnails.has(row)),
                 "fresh": False}
 
     def image(self, item_id: str, changes: ItemChanges) -> bytes | None:

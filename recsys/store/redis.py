@@ -316,25 +316,23 @@ class RedisStore:
         self.client.publish(self.keys.events, encode(ItemsChanged(gen)))
         return gen
 
-    def put_rule(self, rule: Rule) -> Rule:
-        """Store a rule (a new one is named ``r<version>``); returns it as stored. Every worker
-        applies it from its next read (the item generation moves)."""
+    def put_rule(self, rule: Rule) -> tuple[Rule, int]:
+        """Store a rule (a new one is named ``r<version>``): it as stored, and the new generation.
+        Every worker applies it from its next read (the item generation moves)."""
         version = int(self.client.incr(self.keys.rules_version))
         stored = rule if rule.id is not None else rule.model_copy(update={"id": f"r{version}"})
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.keys.rules, stored.id, stored.model_dump_json())
-        self._moved(pipe)
-        return stored
+        return stored, self._moved(pipe)
 
-    def delete_rule(self, rule_id: str) -> bool:
-        """Remove a rule; ``False`` if there was none of that id."""
+    def delete_rule(self, rule_id: str) -> int | None:
+        """Remove a rule: the new generation, or ``None`` if there was none of that id."""
         if not self.client.hexists(self.keys.rules, rule_id):
-            return False
+            return None
         pipe = self.client.pipeline(transaction=True)
         pipe.hdel(self.keys.rules, rule_id)
         pipe.incr(self.keys.rules_version)
-        self._moved(pipe)
-        return True
+        return self._moved(pipe)
 
     def item_changes(self) -> Changes:
         """Everything changed since the bundle, read in one transaction; a stored rule that no

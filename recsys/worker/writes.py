@@ -11,6 +11,7 @@ from typing import TypeVar
 import pandas as pd
 import redis
 
+from recsys.control.rules import Rule
 from recsys.data import schema as S
 from recsys.errors import InvalidRequest, RecsysWarning, Unavailable
 from recsys.serve import Recommender
@@ -138,6 +139,40 @@ def delete_item(serving: Serving, item_id: str) -> None:
         Unavailable: Redis is down (nothing was stored).
     """
     _changed(serving, _write(serving, "the deletion", lambda: serving.store.delete_item(item_id)))
+
+
+def set_attributes(serving: Serving, item_id: str, values: dict) -> None:
+    """Set catalog attribute values of an item (rules match them), on every worker from its next
+    request.
+
+    Raises:
+        Unavailable: Redis is down (nothing was stored).
+    """
+    _changed(serving, _write(serving, "the attributes", lambda: serving.store.set_attributes(item_id, values)))
+
+
+def put_rule(serving: Serving, rule: Rule) -> Rule:
+    """Store a merchandising rule (a new one gets its id), applied by every worker from its next
+    request; returns it as stored.
+
+    Raises:
+        Unavailable: Redis is down (nothing was stored).
+    """
+    stored, gen = _write(serving, "the rule", lambda: serving.store.put_rule(rule))
+    _changed(serving, gen)
+    return stored
+
+
+def delete_rule(serving: Serving, rule_id: str) -> bool:
+    """Remove a rule everywhere; ``False`` when there was none of that id.
+
+    Raises:
+        Unavailable: Redis is down (nothing was removed).
+    """
+    gen = _write(serving, "the rule's removal", lambda: serving.store.delete_rule(rule_id))
+    if gen is not None:
+        _changed(serving, gen)
+    return gen is not None
 
 
 def _changed(serving: Serving, gen: int) -> None:

@@ -178,3 +178,26 @@ def test_activity_reaches_every_workers_feed_within_a_second(live, served_bundle
     while (counts := recent_counts()) != {1} and time.monotonic() < deadline:
         time.sleep(0.05)
     assert counts == {1}
+
+
+def test_a_rule_reaches_every_worker_within_a_second(live, served_bundle):
+    source = str(served_bundle.item_ids.ids[20])
+    path = f"/v1/items/{source}/similar?k=10"
+
+    def neighbours() -> list[list[str]]:  # enough requests that both workers answer, from their caches
+        return [[row["item_id"] for row in json.loads(request(live.port, "GET", path)[2])["items"]]
+                for _ in range(40)]
+
+    before = neighbours()
+    pinned, buried = str(served_bundle.item_ids.ids[-1]), before[0][0]
+    assert pinned not in before[0]
+    for rule in ({"action": "pin", "match": {"item_ids": [pinned]}, "position": 3},
+                 {"action": "bury", "match": {"item_ids": [buried]}}):
+        assert request(live.port, "POST", "/v1/rules", rule, WRITE)[0] == 201
+    created = time.monotonic()
+    seen = neighbours()
+    while not all(ids[2] == pinned and buried not in ids for ids in seen):
+        assert time.monotonic() - created < 1.0, seen[:3]
+        time.sleep(0.05)
+        seen = neighbours()
+    assert all(len(ids) == 10 and ids[:2] == before[0][1:3] for ids in seen)

@@ -183,7 +183,7 @@ def test_anonymous_session_feed(client, served_bundle):
                  "invalid_request", "unknown item_id 'NOPE'")
     assert_error(client.post("/v1/recommendations", json={"k": "many"}), 400, "invalid_request", "k:")
     assert_error(client.post("/v1/recommendations", json={"colour": "red"}), 400, "invalid_request",
-                 "colour: unknown field; the fields are category, min_price, max_price, exclude, recent_items")
+                 "colour: unknown field; the fields are category, min_price, max_price, exclude, rules, diversity")
     assert_error(client.post("/v1/recommendations", json={"recent": recent}), 400, "invalid_request",
                  "recent: unknown field (did you mean 'recent_items'?)")
     assert_error(client.post("/v1/recommendations", data="{", content_type="application/json"), 400,

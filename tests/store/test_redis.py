@@ -95,15 +95,35 @@ def test_activate_and_remove(store, served_bundle):
 
 
 def test_item_changes_bump_the_generation(store):
-    gen0, fresh, deleted = store.item_changes()
-    assert (gen0, fresh, deleted) == (0, {}, set())
+    gen0, fresh, deleted, attributes, rules, rules_version = store.item_changes()
+    assert (gen0, fresh, deleted, attributes, rules, rules_version) == (0, {}, set(), {}, (), 0)
     g1 = store.put_item("NEW-1", {"item": {"title": "a"}, "vectors": {}, "updated": "x"})
     g2 = store.delete_item("SKU-1")
     assert g2 == g1 + 1 > gen0
-    gen, fresh, deleted = store.item_changes()
-    assert gen == g2 and set(fresh) == {"NEW-1"} and deleted == {"SKU-1"}
+    changes = store.item_changes()
+    assert changes.gen == g2 and set(changes.fresh) == {"NEW-1"} and changes.deleted == {"SKU-1"}
     store.put_item("SKU-1", {"item": {}, "vectors": {}, "updated": "y"})  # put again: un-deleted
-    assert store.item_changes()[2] == set()
+    assert store.item_changes().deleted == set()
+
+
+def test_rules_and_attributes_are_stored_beside_the_item_changes(store):
+    from recsys.control import Rule
+
+    gen0 = store.item_changes().gen
+    first, g1 = store.put_rule(Rule.model_validate({"action": "bury", "match": {"category": "women"}}))
+    second, g2 = store.put_rule(Rule.model_validate({"action": "pin", "match": {"item_ids": ["A"]}, "position": 2}))
+    g3 = store.set_attributes("A", {"in_stock": False, "season": "summer"})
+    g4 = store.set_attributes("A", {"season": None})  # unset
+    assert (first.id, second.id) == ("r1", "r2") and gen0 < g1 < g2 < g3 < g4
+    changes = store.item_changes()
+    assert [r.id for r in changes.rules] == ["r1", "r2"] and changes.rules[1].position == 2
+    assert changes.attributes == {"A": {"in_stock": False}} and changes.rules_version == 2
+    store.put_rule(first.model_copy(update={"note": "sale"}))  # replaced under its id
+    assert store.delete_rule("r2") is not None and store.delete_rule("r2") is None
+    changes = store.item_changes()
+    assert [(r.id, r.note) for r in changes.rules] == [("r1", "sale")] and changes.rules_version == 4
+    store.client.hset(store.keys.rules, "r9", b'{"action": "explode"}')  # a bad stored rule is left out
+    assert [r.id for r in store.item_changes().rules] == ["r1"]
 
 
 def test_result_cache_entries_expire_and_are_read_in_one_round_trip(store):
