@@ -186,37 +186,42 @@ class Shaper:
         k = max(k, 0)
         if (self.diversity <= 0 and self.max_per_category <= 0) or not order:
             return order[:k], False
-        pool = list(order)
-        relevance = {i: 1.0 - rank / len(pool) for rank, i in enumerate(pool)}
-        vectors = facts.vectors([ids[i] for i in pool]) if self.diversity > 0 else None
-        place = {i: p for p, i in enumerate(pool)}
-        categories = dict(zip(pool, facts.categories([ids[i] for i in pool]))) if self.max_per_category else {}
+        n, cap, lam = len(order), self.max_per_category, self.diversity
+        pool_ids = [ids[i] for i in order]
+        relevance = 1.0 - np.arange(n) / n
+        vectors = facts.vectors(pool_ids) if lam > 0 else None
+        categories = facts.categories(pool_ids) if cap else None
         counts: dict[str, int] = {}
         chosen: list[int] = []
         held: list[int] = []
-        closest = np.full(len(pool), -np.inf)
-        while pool and len(chosen) < k:
-            if vectors is None:
-                best = pool[0]
-            else:
-                gains = [(1 - self.diversity) * relevance[i] - self.diversity * max(closest[place[i]], 0.0)
-                         for i in pool]
-                best = pool[int(np.argmax(gains))]
-            pool.remove(best)
-            category = categories.get(best, "")
-            if self.max_per_category and category and counts.get(category, 0) >= self.max_per_category:
-                held.append(best)
+        for p in _mmr(vectors, relevance, lam) if vectors is not None else range(n):
+            category = categories[p] if categories is not None else ""
+            if cap and category and counts.get(category, 0) >= cap:
+                held.append(p)
                 continue
             counts[category] = counts.get(category, 0) + 1
-            chosen.append(best)
-            if vectors is not None:
-                closest = np.maximum(closest, vectors @ vectors[place[best]])
+            chosen.append(p)
+            if len(chosen) == k:
+                break
         filling = held[:k - len(chosen)]  # too few other items: the held ones fill the list
-        for i in filling:
-            why.setdefault(i, []).append({"rule": None, "action": "cap",
-                                          "text": f"moved down: {self.max_per_category} items of "
-                                                  f"{categories[i]} come first"})
-        return chosen + filling, bool(filling)
+        for p in filling:
+            why.setdefault(order[p], []).append({"rule": None, "action": "cap",
+                                                 "text": f"moved down: {cap} items of {categories[p]} come first"})
+        return [order[p] for p in chosen + filling], bool(filling)
+
+
+def _mmr(vectors: np.ndarray, relevance: np.ndarray, lam: float):
+    """Candidate positions in maximal-marginal-relevance order: each next one maximises
+    ``(1 - lam) * relevance - lam * (its highest cosine to one before it, negatives as 0)``."""
+    closest = np.zeros(len(relevance))
+    open_ = np.ones(len(relevance), bool)
+    for _ in range(len(relevance)):
+        gains = (1 - lam) * relevance - lam * closest
+        gains[~open_] = -np.inf
+        p = int(np.argmax(gains))
+        open_[p] = False
+        yield p
+        np.maximum(closest, vectors @ vectors[p], out=closest)
 
 
 def shaper(book: RuleBook, scope: str, shaping: Shaping, *, diversity: float, max_per_category: int,

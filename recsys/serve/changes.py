@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.bundle import Bundle
+from recsys.control.experiments import Experiment
 from recsys.control.rules import Rule, RuleBook
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
@@ -77,6 +78,7 @@ class ItemChanges:
         attributes: per item id, attribute values set since the bundle (``PATCH /v1/items/{id}``).
         rules: the merchandising rules, matched against the bundle's items, the put items and
             ``attributes``.
+        experiments: the experiments (the worker assigns reads to their variants).
     """
 
     gen: int
@@ -92,6 +94,7 @@ class ItemChanges:
     placed: np.ndarray
     attributes: dict[str, dict]
     rules: RuleBook
+    experiments: tuple[Experiment, ...] = ()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -99,7 +102,8 @@ class ItemChanges:
     @classmethod
     def build(cls, bundle: Bundle, gen: int = 0, entries: dict[str, dict] | None = None,
               deleted: set[str] | frozenset[str] = frozenset(), attributes: dict[str, dict] | None = None,
-              rules: tuple[Rule, ...] = (), rules_version: int = 0) -> ItemChanges:
+              rules: tuple[Rule, ...] = (), rules_version: int = 0,
+              experiments: tuple[Experiment, ...] = ()) -> ItemChanges:
         """Assemble the changes from Redis entries (entries whose vectors do not fit the bundle's
         spaces, e.g. embedded for an older bundle with other encoders, are skipped with a log line)."""
         blocks_meta = bundle.vectors.blocks
@@ -138,7 +142,7 @@ class ItemChanges:
         book = RuleBook(tuple(rules), rules_version, bundle.item_ids, bundle.items, ids, items, attributes)
         return cls(gen=gen, ids=ids, items=items, vectors=vectors, columns=FilterColumns(items, ids),
                    hidden=hidden, deleted=gone, deleted_ids=frozenset(deleted), thumbnails=thumbnails,
-                   factors=factors, placed=placed, attributes=attributes, rules=book)
+                   factors=factors, placed=placed, attributes=attributes, rules=book, experiments=tuple(experiments))
 
     def query(self, item_id: str) -> dict[str, np.ndarray | None]:
         """A put item's unit vector per modality (``None`` where it lacks one)."""

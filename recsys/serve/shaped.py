@@ -22,8 +22,9 @@ class CatalogFacts:
     """:class:`~recsys.control.shaping.ItemFacts` over a bundle and its changes, for one read."""
 
     def __init__(self, bundle: Bundle, columns: FilterColumns, changes: ItemChanges, filters: ItemFilter | None,
-                 query_id: str | None):
+                 query_id: str | None, category: np.ndarray):
         self.bundle, self.columns, self.changes = bundle, columns, changes
+        self.category = category  # the bundle's items' category paths
         self.filters = filters or NO_FILTER
         self.query_id = query_id
         self._allowed: np.ndarray | None = None
@@ -43,14 +44,13 @@ class CatalogFacts:
 
     def categories(self, ids: list[str]) -> list[str]:
         bundle_rows, put_rows = self.rows(ids)
-        bundle = self.bundle.items["category"] if "category" in self.bundle.items.columns else None
-        put = self.changes.items["category"] if "category" in self.changes.items.columns else None
-        out = []
-        for b, p in zip(bundle_rows.tolist(), put_rows.tolist()):
-            value = (put.iloc[p] if p >= 0 and put is not None
-                     else bundle.iloc[b] if b >= 0 and bundle is not None else "")
-            out.append(value if isinstance(value, str) else "")
-        return out
+        out = np.full(len(ids), "", dtype=object)
+        on_bundle = bundle_rows >= 0
+        out[on_bundle] = self.category[bundle_rows[on_bundle]]
+        if "category" in self.changes.items.columns:
+            on_put = put_rows >= 0
+            out[on_put] = self.changes.items["category"].to_numpy(object)[put_rows[on_put]]
+        return [c if isinstance(c, str) else "" for c in out]
 
     def showable(self, item_id: str) -> bool:
         if item_id == self.query_id:
@@ -82,8 +82,9 @@ def shaped_first(shaper: Shaper | None, k: int, find, facts) -> Recommendations 
     """The ``k`` items a read shows: ``find(n)``'s best ``n`` (Recommendations, or ``None`` when
     it cannot tell), asked for :meth:`Shaper.depth` and shaped when ``shaper`` reorders;
     ``facts()`` makes the :class:`CatalogFacts` shaping reads. When the category cap had to let
-    capped items fill the list, three times as many candidates are asked for (up to 1,000). The
-    answer keeps ``find``'s strategy and message."""
+    capped items fill the list, it is asked once more with 1,000 candidates (a computed read
+    scores every allowed item whatever its length). The answer keeps ``find``'s strategy and
+    message."""
     if shaper is None or not shaper.reorders:
         return find(k)
     ask, known = shaper.depth(k), facts()
@@ -94,7 +95,7 @@ def shaped_first(shaper: Shaper | None, k: int, find, facts) -> Recommendations 
         shaped, filled = shaper.shape(found, k, known, _scored)
         if not filled or len(found) < ask or ask >= MAX_K:
             return Recommendations(shaped, getattr(found, "strategy", "similar"), getattr(found, "message", None))
-        ask = min(MAX_K, 3 * ask)
+        ask = MAX_K
 
 
 def _scored(*fields) -> Scored:
@@ -108,6 +109,9 @@ class ReadShapes:
     def __init__(self, bundle: Bundle, columns: FilterColumns, diversity: float, max_per_category: int):
         self.bundle, self.columns = bundle, columns
         self.diversity, self.max_per_category = diversity, max_per_category
+        items = bundle.items
+        self.category = (items["category"].to_numpy(object) if "category" in items.columns
+                         else np.full(len(items), "", dtype=object))
 
     def shaper(self, changes: ItemChanges, scope: str, shaping: Shaping, k: int) -> Shaper | None:
         """The rules active now for reads of ``scope`` with the request's own shaping, or ``None``.
@@ -122,7 +126,7 @@ class ReadShapes:
               query_id: str | None = None) -> Recommendations | None:
         """:func:`shaped_first` over this bundle's catalog."""
         return shaped_first(shaped, k, find,
-                            lambda: CatalogFacts(self.bundle, self.columns, changes, filters, query_id))
+                            lambda: CatalogFacts(self.bundle, self.columns, changes, filters, query_id, self.category))
 
     def read(self, changes: ItemChanges, scope: str, shaping: Shaping, k: int, filters: ItemFilter | None,
              find) -> Recommendations | None:

@@ -19,6 +19,10 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
                                             bundle (``in_stock``); kept across bundles until unset
     P:rules                         hash    rule id -> the merchandising rule's JSON (recsys.control)
     P:rules:version                 string  counter bumped by every rule write (also names new rules)
+    P:experiments                   hash    experiment id -> the experiment's JSON (recsys.control)
+    P:experiments:next              string  counter that names new experiments
+    P:experiment:<id>:impressions   stream  the answers of the experiment's reads: request id, user,
+                                            variant, items shown, time (its report reads them)
     P:log                           stream  the interaction log the next training reads
     P:recent:<user_id>              list    the user's recent item ids, newest first, distinct
     P:users:active                  zset    user ids with recent items, scored by their last post
@@ -100,6 +104,17 @@ class Keys:
     @property
     def rules_version(self) -> str:
         return self._key("rules", "version")
+
+    @property
+    def experiments(self) -> str:
+        return self._key("experiments")
+
+    @property
+    def experiments_next(self) -> str:
+        return self._key("experiments", "next")
+
+    def impressions(self, experiment_id: str) -> str:
+        return self._key("experiment", experiment_id, "impressions")
 
     @property
     def log(self) -> str:

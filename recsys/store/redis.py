@@ -26,9 +26,11 @@ import redis
 from pydantic import ValidationError
 
 from recsys.bundle import MANIFEST, read_bundle
+from recsys.control.experiments import Experiment
 from recsys.control.rules import Rule
 from recsys.errors import BundleError, NotFound
 from recsys.manifest import check_manifest, check_name
+from recsys.store.experiments import ExperimentStore, parse_experiments
 from recsys.store.keys import Keys
 from recsys.store.messages import Activated, ItemsChanged, encode
 
@@ -50,6 +52,7 @@ class Changes(NamedTuple):
     attributes: dict[str, dict]
     rules: tuple[Rule, ...]
     rules_version: int
+    experiments: tuple[Experiment, ...]
 
 
 class RedisStore:
@@ -344,7 +347,8 @@ class RedisStore:
         pipe.hgetall(self.keys.attributes)
         pipe.hgetall(self.keys.rules)
         pipe.get(self.keys.rules_version)
-        gen, fresh, deleted, attributes, rules, version = pipe.execute()
+        pipe.hgetall(self.keys.experiments)
+        gen, fresh, deleted, attributes, rules, version, experiments = pipe.execute()
         by_item: dict[str, dict] = {}
         for field, value in attributes.items():
             item_id, name = json.loads(field)
@@ -358,7 +362,13 @@ class RedisStore:
         # rules apply in the order they were made (r2 before r10)
         parsed.sort(key=lambda r: (len(r.id or ""), r.id or ""))
         return Changes(int(gen or 0), {k.decode(): json.loads(v) for k, v in fresh.items()},
-                       {d.decode() for d in deleted}, by_item, tuple(parsed), int(version or 0))
+                       {d.decode() for d in deleted}, by_item, tuple(parsed), int(version or 0),
+                       tuple(parse_experiments(experiments)))
+
+    @property
+    def experiments(self) -> ExperimentStore:
+        """The experiments and their impressions (a change reaches the workers as item changes do)."""
+        return ExperimentStore(self.client, self.keys, self._moved)
 
     def _drop_superseded(self, bundle) -> None:
         """Fresh entries of items the new bundle holds, written before it was built, are stale."""
