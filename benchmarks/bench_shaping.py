@@ -37,8 +37,8 @@ def cases(bundle):
         {"action": "exclude", "match": {"category": category}},
         {"action": "boost", "match": {"tag": tag}},
         {"action": "pin", "match": {"item_ids": [str(items["item_id"].iloc[-1])]}, "position": 2}], 1))
-    return {"plain": (Shaping(), ()), "3 stored rules": (Shaping(), rules), "diversity 0.3": (Shaping(diversity=0.3), ()),
-            "cap 2 per category": (Shaping(max_per_category=2), ())}
+    return {"plain": (Shaping(), ()), "3 stored rules": (Shaping(), rules),
+            "diversity 0.3": (Shaping(diversity=0.3), ()), "cap 2 per category": (Shaping(max_per_category=2), ())}
 
 
 def main() -> None:
@@ -58,7 +58,7 @@ def main() -> None:
         reads = {"similar items (k=10)": lambda rec, shaping, i: rec.similar_items(item_ids[i], k=10, shaping=shaping),
                  "feed (k=20)": lambda rec, shaping, i: rec.recommend(users[i], k=20, shaping=shaping)}
         times = {(read, name): [] for read in reads for name in shapes}
-        for read, call in reads.items():  # warm: lists, caches, the rules' matches
+        for call in reads.values():  # warm: lists, caches, the rules' matches
             for name, (shaping, _) in shapes.items():
                 call(recs[name], shaping, 0)
         for _ in range(ROUNDS):

@@ -292,6 +292,12 @@ class ShapingSettings(_Section):
         "a request's `max_per_category` wins")
 
 
+class ExperimentSettings(_Section):
+    log_share: float = Field(
+        1.0, gt=0, le=1, description="share of the reads inside an experiment logged as impressions (its report "
+        "counts clicks of logged reads only, so a share below 1 costs precision, not bias)")
+
+
 class RedisSettings(_Section):
     url: str | None = Field(
         None, description="redis:// or unix:// URL of the shared Redis; unset starts an embedded "
@@ -419,6 +425,7 @@ class Settings(BaseSettings):
     collab: CollabSettings = Field(default_factory=CollabSettings)
     rank: RankSettings = Field(default_factory=RankSettings)
     shaping: ShapingSettings = Field(default_factory=ShapingSettings)
+    experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     images: ImageSettings = Field(default_factory=ImageSettings)

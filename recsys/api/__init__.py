@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     from recsys.api.context import api_headers
     from recsys.api.curation import bp as curation
     from recsys.api.errors import register_error_handlers
+    from recsys.api.experiments import bp as experiments
     from recsys.api.metrics import Metrics
     from recsys.api.routes import bp
     from recsys.api.rules import bp as rules
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.register_blueprint(bp)
     app.register_blueprint(writes)
     app.register_blueprint(rules)
+    app.register_blueprint(experiments)
     app.register_blueprint(curation)
     if settings.api.web:
         from recsys.web import bp as web

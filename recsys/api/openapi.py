@@ -11,6 +11,7 @@ from functools import lru_cache
 from recsys import __version__
 from recsys.api.params import ENDPOINTS
 from recsys.api.schemas import ID_PATTERN, AttributesIn, EventIn, InteractionsIn, ItemIn, SessionIn
+from recsys.control.experiments import Experiment
 from recsys.control.rules import Rule
 from recsys.data.schema import MAX_ID_LENGTH
 
@@ -136,7 +137,7 @@ def _schemas() -> dict:
         "rules": {"type": "array", "items": {"$ref": "#/components/schemas/RuleShown"}}}}
     schemas["RuleDeleted"] = {"type": "object", "required": ["rule_id", "deleted"], "properties": {
         "rule_id": {"type": "string"}, "deleted": {"type": "boolean"}}}
-    for model in (EventIn, InteractionsIn, SessionIn, ItemIn, Rule, AttributesIn):
+    for model in (EventIn, InteractionsIn, SessionIn, ItemIn, Rule, AttributesIn, Experiment):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -163,6 +164,37 @@ def _rule_paths() -> dict:
                     "requestBody": _body(Rule), "responses": {**_ok("RuleWritten"), **_errors(404), **errors}},
             "delete": {"summary": "Remove a rule", "security": _SECURITY, "parameters": [rule_id],
                        "responses": {**_ok("RuleDeleted"), **_errors(404), **errors}}},
+    }
+
+
+def _experiment_paths() -> dict:
+    """The experiments (docs/experiments.md): each call needs the API key."""
+    experiment_id = _param("experiment_id", "path", _ID, "experiment id (e1, e2, ...)")
+    body = {"type": "object", "required": ["experiment"], "properties": {"experiment": {"type": "object"}}}
+    json_ok = {"200": {"description": "OK", "content": {"application/json": {"schema": body}}}}
+    errors = _errors(400, 401, 403, 404, 405, 503)
+    return {
+        "/v1/experiments": {
+            "get": {"summary": "Every experiment", "security": _SECURITY,
+                    "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["experiments"],
+                        "properties": {"experiments": {"type": "array", "items": {"type": "object"}}}}}}},
+                        **errors}},
+            "post": {"summary": "Create an experiment: variants of the serving configuration, split by user",
+                     "security": _SECURITY, "requestBody": _body(Experiment),
+                     "responses": {"201": json_ok["200"] | {"description": "created"}, **errors, **_errors(413)}}},
+        "/v1/experiments/{experiment_id}": {"get": {
+            "summary": "One experiment", "security": _SECURITY, "parameters": [experiment_id],
+            "responses": {**json_ok, **errors}}},
+        "/v1/experiments/{experiment_id}/stop": {"post": {
+            "summary": "Stop an experiment (its report stays)", "security": _SECURITY, "parameters": [experiment_id],
+            "responses": {**json_ok, **errors}}},
+        "/v1/experiments/{experiment_id}/report": {"get": {
+            "summary": "Per variant: users, impressions, clicks, CTR, conversion and revenue per user with 95% "
+                       "intervals, differences against the control, and the sample-ratio check",
+            "security": _SECURITY, "parameters": [experiment_id],
+            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["experiment", "variants", "srm"]}}}}, **errors}}},
     }
 
 
@@ -286,6 +318,7 @@ def document() -> dict:
                       "requestBody": _body(AttributesIn),
                       "responses": {**_ok("Item"), **_errors(404, *_WRITE_ERRORS)}}},
         **_rule_paths(),
+        **_experiment_paths(),
         **_admin_paths(),
         "/healthz": {"get": {"summary": "The process is alive", "responses": _ok("Health")}},
         "/readyz": {"get": {"summary": "A bundle is loaded; Redis reachable, or degraded with reasons",

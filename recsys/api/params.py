@@ -188,7 +188,10 @@ ENDPOINTS: dict[str, Params] = {
     "similar": Params(_k(SIMILAR_K), Param(
         "weights", {"type": "string", "pattern": rf"^{_WEIGHT}(,{_WEIGHT})*$"},
         "per-request modality weights, e.g. image:0.6,text:0.3,tabular:0.1; default: the bundle's",
-        parser=lambda p, raw: parse_weights(raw)), _DEDUPE, *_FILTERS, *_SHAPING),
+        parser=lambda p, raw: parse_weights(raw)), _DEDUPE,
+        Param("user_id", {"type": "string", "minLength": 1, "maxLength": 200},
+              "who is reading, for an experiment on similar items (docs/experiments.md)",
+              parser=lambda p, raw: check_id(raw, "user")), *_FILTERS, *_SHAPING),
     "user_feed": Params(_k(FEED_K), Param(
         "exclude_seen", {"type": "boolean"},
         "leave out items the user interacted with; default: the setting rank.exclude_seen (false) for a "

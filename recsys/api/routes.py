@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import orjson
 from flask import Blueprint, Response, current_app, g, request
 from orjson import Fragment
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -24,6 +25,7 @@ from recsys.serve.embedder import PHOTO_SIDE
 from recsys.serve.filters import ItemFilter
 from recsys.serve.rows import dump_json
 from recsys.worker import Serving
+from recsys.worker.experiments import log_impression, request_id, route
 
 __all__ = ["bp", "similar", "user_feed", "HOT_READS"]
 
@@ -47,26 +49,41 @@ def similar(serving: Serving, item_id: str, args) -> tuple[bytes, str, str]:
     """
     check_id(item_id, "item")
     values = parse("similar", args)
-    query = SimilarQuery(item_id, values["k"], values["weights"], values["filters"], values["dedupe"],
-                         values["shaping"])
-    answer, source = serving.results.similar(query)
-    body = {"version": answer.version, "item_id": item_id, "k": query.k, "weights": Fragment(answer.weights),
-            "filters": query.filters.describe(), "items": Fragment(answer.items)}
+    user = values["user_id"]
+    routed = route(serving, "similar", user, SimilarQuery(item_id, values["k"], values["weights"], values["filters"],
+                                                          values["dedupe"], values["shaping"]))
+    answer, source = serving.results.similar(routed.query)
+    body = {"version": answer.version, "request_id": routed.request_id, "item_id": item_id, "k": routed.query.k,
+            "weights": Fragment(answer.weights), "filters": routed.query.filters.describe(),
+            "items": Fragment(answer.items)}
+    _in_experiment(serving, routed, user, answer.items, body)
     if answer.message is not None:
         body["message"] = answer.message
     return dump_json(body), answer.version, source
+
+
+def _in_experiment(serving: Serving, routed, unit_id: str | None, items: bytes | list, body: dict) -> None:
+    """A read inside an experiment: say so in the body, and log what it shows before answering."""
+    if routed.experiment is None:
+        return
+    body["experiment"] = routed.describe()
+    rows = orjson.loads(items) if isinstance(items, bytes) else items
+    log_impression(serving, routed, unit_id, [row["item_id"] for row in rows])
 
 
 def user_feed(serving: Serving, user_id: str, args) -> tuple[bytes, str, str]:
     """``GET /v1/users/{user_id}/recommendations``, as :func:`similar`."""
     check_id(user_id, "user")
     values = parse("user_feed", args)
-    query = FeedQuery(user_id, values["k"], (), values["exclude_seen"], values["filters"], values["dedupe"],
-                      values["explain"], values["shaping"])
-    answer, source = serving.results.feed(query)
-    return dump_json({"version": answer.version, "user_id": user_id, "recent": answer.recent, "k": query.k,
-                      "strategy": answer.strategy, "message": answer.message,
-                      "filters": query.filters.describe(), "items": Fragment(answer.items)}), answer.version, source
+    routed = route(serving, "feeds", user_id, FeedQuery(user_id, values["k"], (), values["exclude_seen"],
+                                                         values["filters"], values["dedupe"], values["explain"],
+                                                         values["shaping"]))
+    answer, source = serving.results.feed(routed.query)
+    body = {"version": answer.version, "request_id": routed.request_id, "user_id": user_id, "recent": answer.recent,
+            "k": routed.query.k, "strategy": answer.strategy, "message": answer.message,
+            "filters": routed.query.filters.describe(), "items": Fragment(answer.items)}
+    _in_experiment(serving, routed, user_id, answer.items, body)
+    return dump_json(body), answer.version, source
 
 
 class HotRead(NamedTuple):
@@ -102,13 +119,17 @@ for _endpoint, _hot in HOT_READS.items():
 def session_feed():
     check_read_access()
     body = parse_body(SessionIn, json_body())
-    recommender = use(current_serving().synced())
-    query = FeedQuery(None, body.k, tuple(body.recent_items), body.exclude_seen, body.item_filter(), body.dedupe,
-                      body.explain, body.shaping())
-    feed = recommender.answer(recommender.plan(query))
-    return json_response({"version": recommender.version, "k": body.k, "strategy": feed.strategy,
-                          "message": feed.message, "filters": query.filters.describe(),
-                          "items": recommender.rows(feed, cold=True)})
+    serving = current_serving()
+    recommender = use(serving.synced())
+    routed = route(serving, "feeds", body.session_id, FeedQuery(
+        None, body.k, tuple(body.recent_items), body.exclude_seen, body.item_filter(), body.dedupe, body.explain,
+        body.shaping()))
+    feed = recommender.answer(recommender.plan(routed.query))
+    out = {"version": recommender.version, "request_id": routed.request_id, "k": body.k, "strategy": feed.strategy,
+           "message": feed.message, "filters": routed.query.filters.describe(),
+           "items": recommender.rows(feed, cold=True)}
+    _in_experiment(serving, routed, body.session_id, out["items"], out)
+    return json_response(out)
 
 
 @bp.get("/v1/items")
@@ -139,7 +160,8 @@ def search():
 def _result(recommender: Recommender, found, *, filters: ItemFilter, **fields: Any) -> dict:
     """A search's body: the version, the query's ``fields``, the filters, the items, and a
     message when the result says why it is empty."""
-    body = {"version": recommender.version, **fields, "filters": filters.describe(), "items": recommender.rows(found)}
+    body = {"version": recommender.version, "request_id": request_id(), **fields, "filters": filters.describe(),
+            "items": recommender.rows(found)}
     if found.message is not None:
         body["message"] = found.message
     return body

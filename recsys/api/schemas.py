@@ -82,6 +82,9 @@ class EventIn(_Body):
     timestamp: float | None = Field(
         None, description="epoch seconds (1970 to 2100); unset = when the server received it"
     )
+    request_id: str | None = Field(None, max_length=120, pattern=r"^[A-Za-z0-9_.-]+$",
+                                   description="the request_id of the read that showed the item (experiments "
+                                   "count the click for its variant)")
 
     @field_validator("event")
     @classmethod
@@ -139,6 +142,7 @@ class SessionIn(_ShapingFields, _FilterFields):
 
     recent_items: list[Id] = Field(default_factory=list, max_length=MAX_K,
                                    description="items the visitor touched, most recent first")
+    session_id: Id | None = Field(None, description="the visitor's session, for experiments (docs/experiments.md)")
     k: int = Field(FEED_K, ge=1, le=MAX_K)
     exclude_seen: bool | None = Field(
         None, description="leave out the recent items; default: the setting rank.exclude_seen (false) for a "

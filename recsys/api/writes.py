@@ -50,7 +50,7 @@ def post_interactions():
     key = _idempotency_key()
     now = time.time()
     events = [Event(e.user_id, e.item_id, e.event, e.timestamp if e.timestamp is not None else now,
-                    e.value) for e in batch.events]
+                    e.value, e.request_id) for e in batch.events]
     ids, repeated = writes.post_interactions(serving, recommender, events, key)
     if not repeated:
         current_app.extensions["recsys.metrics"].interactions.inc(len(events))

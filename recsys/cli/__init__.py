@@ -1,6 +1,6 @@
 """Command line: the ``recsys`` group, and the commands that make and judge bundles: ``build | train |
 align | evaluate``. The others live beside it: ``query.py`` (similar, search, recommend, items),
-``service.py`` (publish, serve, demo), ``finetune.py`` and ``curate.py``."""
+``service.py`` (publish, serve, demo), ``finetune.py``, ``curate.py`` and ``experiment.py``."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +14,7 @@ import pandas as pd
 from recsys.cli._context import RedisSession
 from recsys.cli._context import settings_of as _settings
 from recsys.cli.curate import curate
+from recsys.cli.experiment import experiment
 from recsys.cli.finetune import finetune
 from recsys.cli.query import items, recommend, search, similar
 from recsys.cli.service import demo, publish, serve
@@ -260,7 +261,7 @@ def evaluate(ctx: click.Context, data: str, catalog: str | None, bundle: Path | 
     click.echo(f"written {paths['json']} and {paths['metrics'].name}, {paths['segments'].name} beside it")
 
 
-for _command in (finetune, similar, search, recommend, items, publish, serve, demo, curate):
+for _command in (finetune, similar, search, recommend, items, publish, serve, demo, curate, experiment):
     cli.add_command(_command)
 
 

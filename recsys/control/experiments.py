@@ -23,7 +23,7 @@ from scipy import stats
 from recsys.control.rules import Rule
 from recsys.control.shaping import Shaping
 
-__all__ = ["Variant", "Experiment", "Arm", "assign", "report", "HOLDOUT"]
+__all__ = ["Variant", "Experiment", "Arm", "assign", "report", "conflict", "prices_of", "HOLDOUT"]
 
 HOLDOUT = "holdout"
 Target = Literal["feeds", "similar", "all"]
@@ -120,6 +120,24 @@ class Arm(BaseModel):
     variant: str
 
 
+def conflict(experiments, new: Experiment) -> Experiment | None:
+    """A running experiment that takes some of the reads ``new`` would (a read goes to one
+    experiment), or ``None``."""
+    for running in experiments:
+        if running.status == "running" and ("all" in (running.target, new.target) or running.target == new.target):
+            return running
+    return None
+
+
+def prices_of(*items: pd.DataFrame) -> dict[str, float]:
+    """Item prices from catalog frames (later frames win: put items over the bundle's)."""
+    prices: dict[str, float] = {}
+    for frame in items:
+        if "price" in frame.columns:
+            prices.update(zip(frame["item_id"], pd.to_numeric(frame["price"], errors="coerce").fillna(0.0)))
+    return prices
+
+
 def _unit(salt: str, unit_id: str) -> float:
     """A uniform number in [0, 1) from the salt and the id (the first 8 bytes of a sha256)."""
     digest = hashlib.sha256(f"{salt}\x1f{unit_id}".encode()).digest()
@@ -165,16 +183,17 @@ def report(experiment: Experiment, impressions: pd.DataFrame, events: pd.DataFra
     clicks = clicked.groupby([clicked["request_id"].map(variant_of), clicked["user_id"]]).size()
     purchases = events[events["event"] == "purchase"]
     if experiment.stopped is not None:
-        purchases = purchases[purchases["timestamp"].astype(float) <= experiment.stopped.timestamp()]
-    quantity = pd.to_numeric(purchases["value"], errors="coerce").fillna(1.0)
-    purchases = purchases.assign(revenue=purchases["item_id"].map(prices or {}).fillna(0.0) * quantity)
+        purchases = purchases[purchases["timestamp"].to_numpy(float) <= experiment.stopped.timestamp()]
+    quantity = pd.to_numeric(purchases["value"], errors="coerce").fillna(1.0).to_numpy(float)
+    price = pd.to_numeric(purchases["item_id"].map(prices or {}), errors="coerce").fillna(0.0).to_numpy(float)
+    purchases = purchases.assign(revenue=price * quantity)
 
     def per_user(name: str) -> dict[str, np.ndarray]:
-        users = shown.xs(name, level="variant") if name in shown.index.get_level_values(0) else shown.iloc[:0]
-        users = users.reset_index(level=[n for n in users.index.names if n != "user_id"], drop=True)
+        users = (shown.xs(name, level="variant") if name in shown.index.get_level_values(0)
+                 else shown.iloc[:0].droplevel("variant"))
         k = clicks.xs(name, level=0) if name in clicks.index.get_level_values(0) else pd.Series(dtype=float)
         bought = purchases[purchases["user_id"].isin(users.index)]
-        bought = bought[bought["timestamp"].astype(float) >= bought["user_id"].map(users["first"])]
+        bought = bought[bought["timestamp"].to_numpy(float) >= bought["user_id"].map(users["first"]).to_numpy(float)]
         spent = bought.groupby("user_id")["revenue"].agg(["size", "sum"]).reindex(users.index, fill_value=0)
         return {"shown": users["impressions"].to_numpy(float),
                 "clicks": k.reindex(users.index, fill_value=0).to_numpy(float),

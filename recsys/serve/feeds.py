@@ -119,13 +119,14 @@ class Feeds:
 
     def resolve(self, user_id: str | None, recent_items: Sequence[str], exclude_seen: bool | None,
                 filters: ItemFilter | None, changes: ItemChanges, *, logged: bool = False,
-                explain: bool = False) -> FeedInputs:
+                explain: bool = False, rank: bool = True) -> FeedInputs:
         """What a feed is made from and how (see :meth:`recsys.serve.Recommender.recommend`).
 
         Args:
             exclude_seen: ``None``: the default of the feed's kind (ranked or blended).
             logged: the recent items come from the activity log, which may name items this bundle
                 no longer holds: those are dropped, and at most ``5 * history_items`` are read.
+            rank: rank the feed by the bundle's ranker where it has one (false: the blend).
 
         Raises:
             NotReady: the bundle has no user tower.
@@ -145,7 +146,7 @@ class Feeds:
         elif user_id is None and not placed:
             message = "no user and no recent items: showing popular items"
         strategy = "collaborative" if known else ("fold-in" if placed else "popular")
-        ranked = self.ranked is not None and strategy != "popular"
+        ranked = rank and self.ranked is not None and strategy != "popular"
         if exclude_seen is None:
             exclude_seen = self.ranked_exclude_seen if ranked else self.exclude_seen
         return FeedInputs(user_id, history, exclude_seen, filters, strategy, message, ranked, explain)

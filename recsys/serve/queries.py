@@ -71,6 +71,8 @@ class FeedQuery(NamedTuple):
         dedupe: as in :class:`SimilarQuery`.
         explain: give each item its ``why`` (:mod:`recsys.serve.ranked`).
         shaping: as in :class:`SimilarQuery`.
+        rank: ``False`` serves the blend even where the bundle has a ranker (an experiment's
+            variant); ``None``: the recommender's setting.
     """
 
     user_id: str | None
@@ -81,11 +83,13 @@ class FeedQuery(NamedTuple):
     dedupe: bool = True
     explain: bool = False
     shaping: Shaping = NO_SHAPING
+    rank: bool | None = None
 
     def key(self) -> tuple:
         """What makes two such queries of one user the same answer, besides their recent items
         (the result cache's key; the activity count stands for the recent items)."""
-        return self.k, self.exclude_seen, self.filters.describe(), self.dedupe, self.explain, self.shaping.key()
+        return (self.k, self.exclude_seen, self.filters.describe(), self.dedupe, self.explain, self.shaping.key(),
+                self.rank)
 
 
 class Plan(NamedTuple):

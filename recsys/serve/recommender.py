@@ -164,7 +164,7 @@ class Recommender:
             return Plan(query, "compute" if found is None else "lookup", found, inputs, shaper=shaped)
         inputs = self._feeds.resolve(query.user_id, query.recent_items if logged_recent is None else logged_recent,
                                      query.exclude_seen, query.filters, changes, logged=logged_recent is not None,
-                                     explain=query.explain)
+                                     explain=query.explain, rank=query.rank is not False)
         found = self._first(query, lambda n: self._feeds.listed(inputs, n, changes), shaped)
         source = "lookup" if found is not None else "list" if self._feeds.makes_list(inputs, query.k) else "compute"
         return Plan(query, source, found, inputs, inputs.history.recent.ids, shaped)

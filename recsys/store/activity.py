@@ -28,6 +28,7 @@ __all__ = ["Event", "ActivityStore", "merge_recent", "touched", "POSTED_TTL"]
 
 # how long an interaction post's Idempotency-Key is remembered: retries within it are safe
 POSTED_TTL = 24 * 3600
+REQUEST_ID = "request_id"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Event:
         event: one of :data:`recsys.data.schema.EVENTS`.
         timestamp: epoch seconds.
         value: a rating or quantity, ``None`` when the event type has none.
+        request_id: the read that showed the item (an experiment's report counts a click for the
+            variant that answered it), ``None`` when not known.
     """
 
     user_id: str
@@ -46,12 +49,15 @@ class Event:
     event: str
     timestamp: float
     value: float | None = None
+    request_id: str | None = None
 
     def fields(self) -> dict[str, str]:
         out = {S.USER_ID: self.user_id, S.ITEM_ID: self.item_id, S.EVENT: self.event,
                S.TIMESTAMP: repr(self.timestamp)}
         if self.value is not None:
             out[S.VALUE] = repr(self.value)
+        if self.request_id is not None:
+            out[REQUEST_ID] = self.request_id
         return out
 
 
@@ -217,10 +223,14 @@ class ActivityStore:
                 yield entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()}
             start = "(" + chunk[-1][0].decode()
 
-    def log_frame(self) -> pd.DataFrame:
-        """The log as an interactions frame (``recsys train --interactions redis``)."""
+    def log_frame(self, *, requests: bool = False) -> pd.DataFrame:
+        """The log as an interactions frame (``recsys train --interactions redis``); with
+        ``requests``, also each event's ``request_id`` ("" where none; experiment reports)."""
         rows = [fields for _, fields in self.read_log()]
-        frame = pd.DataFrame(rows, columns=[S.USER_ID, S.ITEM_ID, S.EVENT, S.VALUE, S.TIMESTAMP])
+        columns = [S.USER_ID, S.ITEM_ID, S.EVENT, S.VALUE, S.TIMESTAMP] + ([REQUEST_ID] if requests else [])
+        frame = pd.DataFrame(rows, columns=columns)
+        if requests:
+            frame[REQUEST_ID] = frame[REQUEST_ID].fillna("")
         frame[S.VALUE] = pd.to_numeric(frame[S.VALUE])
         frame[S.TIMESTAMP] = pd.to_numeric(frame[S.TIMESTAMP])
         return frame

@@ -35,13 +35,14 @@ def redis_down(serving: Serving, what: str) -> Unavailable:
                        f"retry in {max(1, round(retry))} s", retry_after=retry)
 
 
-def _write(serving: Serving, what: str, write: Callable[[], T]) -> T:
-    """Run a Redis write; 503 with Retry-After when Redis is down (nothing was stored then) or
-    did not answer in time (then the write may still happen, and the answer says so)."""
+def write(serving: Serving, what: str, call: Callable[[], T]) -> T:
+    """Run a Redis call (a write, or a read an admin waits for); 503 with Retry-After when Redis
+    is down (nothing was stored then) or did not answer in time (then a write may still happen,
+    and the answer says so)."""
     if serving.store is None or serving.breaker.open:
         raise redis_down(serving, what)
     try:
-        return write()
+        return call()
     except redis.TimeoutError as exc:
         serving.breaker.fail(exc)
         retry = serving.settings.redis.retry_after
@@ -62,7 +63,7 @@ def post_interactions(serving: Serving, recommender: Recommender, events: Sequen
         ``(the log's stream ids, whether this idempotency key was posted before)``.
 
     Raises:
-        Unavailable: Redis is down or did not answer (see :func:`_write`).
+        Unavailable: Redis is down or did not answer (see :func:`write`).
     """
     def append() -> tuple[list[str], bool]:
         lists = _post_lists(serving, recommender, events)
@@ -75,7 +76,7 @@ def post_interactions(serving: Serving, recommender: Recommender, events: Sequen
         return serving.activity.append_once(idempotency_key, events, origin=serving.origin,
                                             version=recommender.version, lists=lists)
 
-    return _write(serving, "interactions", append)
+    return write(serving, "interactions", append)
 
 
 def _post_lists(serving: Serving, recommender: Recommender, events: Sequence[Event]) -> list[FeedList]:
@@ -127,7 +128,7 @@ def store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: Pr
     # a URL stays on record; a data: URL's bytes live on only as the thumbnail
     item[S.IMAGE] = source if source.startswith(("http://", "https://")) else ""
     entry = make_entry(item, outputs, prepared.thumbnail if prepared is not None else None)
-    _changed(serving, _write(serving, "the item", lambda: serving.store.put_item(item_id, entry)))
+    changed(serving, write(serving, "the item", lambda: serving.store.put_item(item_id, entry)))
     return {"created": not existed, "modalities": [m for m, o in outputs.items() if o.mask[0]],
             "warnings": [str(w.message) for w in seen]}
 
@@ -138,7 +139,7 @@ def delete_item(serving: Serving, item_id: str) -> None:
     Raises:
         Unavailable: Redis is down (nothing was stored).
     """
-    _changed(serving, _write(serving, "the deletion", lambda: serving.store.delete_item(item_id)))
+    changed(serving, write(serving, "the deletion", lambda: serving.store.delete_item(item_id)))
 
 
 def set_attributes(serving: Serving, item_id: str, values: dict) -> None:
@@ -148,7 +149,7 @@ def set_attributes(serving: Serving, item_id: str, values: dict) -> None:
     Raises:
         Unavailable: Redis is down (nothing was stored).
     """
-    _changed(serving, _write(serving, "the attributes", lambda: serving.store.set_attributes(item_id, values)))
+    changed(serving, write(serving, "the attributes", lambda: serving.store.set_attributes(item_id, values)))
 
 
 def put_rule(serving: Serving, rule: Rule) -> Rule:
@@ -158,8 +159,8 @@ def put_rule(serving: Serving, rule: Rule) -> Rule:
     Raises:
         Unavailable: Redis is down (nothing was stored).
     """
-    stored, gen = _write(serving, "the rule", lambda: serving.store.put_rule(rule))
-    _changed(serving, gen)
+    stored, gen = write(serving, "the rule", lambda: serving.store.put_rule(rule))
+    changed(serving, gen)
     return stored
 
 
@@ -169,13 +170,13 @@ def delete_rule(serving: Serving, rule_id: str) -> bool:
     Raises:
         Unavailable: Redis is down (nothing was removed).
     """
-    gen = _write(serving, "the rule's removal", lambda: serving.store.delete_rule(rule_id))
+    gen = write(serving, "the rule's removal", lambda: serving.store.delete_rule(rule_id))
     if gen is not None:
-        _changed(serving, gen)
+        changed(serving, gen)
     return gen is not None
 
 
-def _changed(serving: Serving, gen: int) -> None:
+def changed(serving: Serving, gen: int) -> None:
     """An item write reached generation ``gen``: served here now, and by the sibling workers from
     their next request."""
     serving.at_generation(gen)

@@ -1,0 +1,124 @@
+"""Experiments in one worker (docs/experiments.md): which variant a read goes to, the query that
+variant asks, the read's ``request_id`` and the impression the experiment's report counts; and
+the experiments' writes and report."""
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+
+from recsys.control.experiments import HOLDOUT, Experiment, Variant, assign, conflict, prices_of, report
+from recsys.control.shaping import Shaping
+from recsys.errors import InvalidRequest, NotFound
+from recsys.serve import FeedQuery, Recommender, SimilarQuery
+from recsys.worker import writes
+from recsys.worker.serving import Serving
+
+__all__ = ["Routed", "route", "log_impression", "request_id", "create_experiment", "stop_experiment",
+           "experiment_report"]
+
+logger = logging.getLogger(__name__)
+
+
+class Routed:
+    """Where one read went: its query (the variant's configuration applied), its request id and,
+    inside an experiment, the experiment and the variant's name (``holdout`` for a held-out user)."""
+
+    __slots__ = ("query", "request_id", "experiment", "variant")
+
+    def __init__(self, query, request_id: str, experiment: Experiment | None = None, variant: str | None = None):
+        self.query, self.request_id, self.experiment, self.variant = query, request_id, experiment, variant
+
+    def describe(self) -> dict | None:
+        """The body's ``experiment`` field, or ``None`` outside one."""
+        return None if self.experiment is None else {"id": self.experiment.id, "variant": self.variant}
+
+
+def request_id(experiment: Experiment | None = None, variant: str | None = None) -> str:
+    """A new read's id; inside an experiment it ends with the experiment and the variant, so any
+    worker can tell where an impression or a click posted with it belongs without a lookup."""
+    token = secrets.token_hex(8)
+    return token if experiment is None else f"{token}.{experiment.id}.{variant}"
+
+
+def route(serving: Serving, read: str, unit_id: str | None, query: SimilarQuery | FeedQuery) -> Routed:
+    """The read's experiment and variant, if a running experiment of the served changes takes
+    reads of kind ``read`` (``feeds`` or ``similar``) and the read names a user or session."""
+    current = serving.current
+    if unit_id is None or current is None:
+        return Routed(query, request_id())
+    experiment = next((e for e in current.changes.experiments if e.applies(read)), None)
+    if experiment is None:
+        return Routed(query, request_id())
+    variant = assign(experiment, unit_id)
+    name = HOLDOUT if variant is None else variant.name
+    return Routed(query if variant is None else _configured(query, variant), request_id(experiment, name),
+                  experiment, name)
+
+
+def _configured(query: SimilarQuery | FeedQuery, variant: Variant) -> SimilarQuery | FeedQuery:
+    """``query`` as ``variant`` asks it: its rules before the read's own, its diversity and cap
+    where the read sets none, its weights (similar items) and ranking (feeds)."""
+    own, theirs = query.shaping, variant.shaping()
+    shaping = Shaping(theirs.rules + own.rules,
+                      own.diversity if own.diversity is not None else theirs.diversity,
+                      own.max_per_category if own.max_per_category is not None else theirs.max_per_category)
+    if isinstance(query, SimilarQuery):
+        return query._replace(shaping=shaping, weights=query.weights or variant.weights)
+    return query._replace(shaping=shaping, rank=variant.rank if variant.rank is not None else query.rank)
+
+
+def log_impression(serving: Serving, routed: Routed, unit_id: str, items: list[str]) -> None:
+    """Log a read of an experiment as an impression (a share of them, ``experiments.log_share``),
+    before it is answered. A Redis failure is logged and the read still answered: a lost
+    impression takes its clicks out of the report with it (clicks count only for logged reads)."""
+    if routed.experiment is None or serving.store is None or random.random() >= serving.settings.experiments.log_share:
+        return
+    done = serving.breaker.call(lambda: serving.store.experiments.log(
+        routed.experiment.id, routed.request_id, unit_id, routed.variant, items) or True, default=False)
+    if not done:
+        logger.warning("an impression of experiment %s was not logged (Redis unavailable)", routed.experiment.id)
+
+
+def create_experiment(serving: Serving, experiment: Experiment) -> Experiment:
+    """Store a new experiment, served by every worker from its next read.
+
+    Raises:
+        InvalidRequest: a running experiment already takes some of the same reads (a read goes
+            to one experiment; stop that one first).
+        Unavailable: Redis is down (nothing was stored).
+    """
+    store = _store(serving, "the experiment")
+    running = conflict(writes.write(serving, "the experiment", store.all), experiment)
+    if running is not None:
+        raise InvalidRequest(f"experiment {running.id} ({running.name!r}) already takes {running.target} reads; "
+                             "stop it first (a read goes to one experiment)", experiment_id=running.id)
+    stored, gen = writes.write(serving, "the experiment", lambda: store.create(experiment))
+    writes.changed(serving, gen)
+    return stored
+
+
+def stop_experiment(serving: Serving, experiment_id: str) -> Experiment:
+    """Stop an experiment on every worker from its next read (its report stays)."""
+    store = _store(serving, "the stop")
+    stopped = writes.write(serving, "the stop", lambda: store.stop(experiment_id))
+    if stopped is None:
+        raise NotFound(f"no experiment {experiment_id!r}", experiment_id=experiment_id)
+    writes.changed(serving, stopped[1])
+    return stopped[0]
+
+
+def experiment_report(serving: Serving, recommender: Recommender, experiment: Experiment) -> dict:
+    """The experiment's report (:func:`recsys.control.experiments.report`) from its logged
+    impressions and the interaction log, revenue at the served catalog's prices."""
+    store = _store(serving, "the report")
+    impressions = writes.write(serving, "the report", lambda: store.impressions(experiment.id))
+    events = writes.write(serving, "the report", lambda: serving.activity.log_frame(requests=True))
+    prices = prices_of(recommender.bundle.items, recommender.changes.items)
+    return {"experiment": experiment.model_dump(mode="json"), **report(experiment, impressions, events, prices)}
+
+
+def _store(serving: Serving, what: str):
+    if serving.store is None or serving.breaker.open:
+        raise writes.redis_down(serving, what)
+    return serving.store.experiments
