@@ -40,6 +40,13 @@ the run makes stays there:
 
 The shop above is served without a learned ranker (``rank.enabled`` off: the cases describe the
 blend; its synthetic events are too thin at the end of their window to train one).
+``python benchmarks/bench_api.py experiment`` measures the cost of an experiment: two servers of
+the synthetic shop, one running an A/A experiment on feeds (every read assigned, and logged as an
+impression before it is answered), the other none; each case runs on both, each right after a run
+of the bare Flask ceiling, and the ratio of their shares of the ceiling is reported
+(``benchmarks/results/bench_api_experiment.json``): feeds asked before (cache hits) and feeds of
+users not asked before (the precomputed feed).
+
 ``python benchmarks/bench_api.py ranked BUNDLE`` measures ranked feeds instead, over a trained
 bundle with a ranker (``benchmarks/results/bench_api_ranked.json``): one server ranking feeds and
 one serving the blend (``RECSYS_RANK__SERVE=false``), each case a run of distinct (user, k) paths
@@ -423,6 +430,69 @@ def ranked(path: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def experiment() -> None:
+    """Reads inside an experiment beside the same reads outside one (see the module's docstring)."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-experiment-"))
+    bundle = build_bundle(tmp)
+    from recsys.bundle import read_bundle
+
+    users = [str(u) for u in read_bundle(bundle).collab.user_ids.ids]
+    rng = random.Random(0)
+    rng.shuffle(users)
+    quiet = {"RECSYS_API__WARM_EMBEDDER": "false", "RECSYS_API_KEY": KEY}
+    servers = {"outside": LiveServer(tmp / "outside", quiet, bundle=bundle),
+               "inside": LiveServer(tmp / "inside", quiet, bundle=bundle)}
+    results = {"config": {"duration": DURATION, "wrk_threads": THREADS, "rounds": ROUNDS, "items": ITEMS,
+                          "users": USERS, "experiment": "A/A on feeds: two variants of the service's own "
+                          "configuration; every read logged as an impression"}}
+    try:
+        for server in servers.values():
+            server.wait_ready()
+        spec = {"name": "A/A", "variants": [{"name": "a"}, {"name": "b"}]}
+        status, _, body = request(servers["inside"].port, "POST", "/v1/experiments", spec, {"X-API-Key": KEY})
+        assert status == 201, body
+        status, _, body = request(servers["inside"].port, "GET", f"/v1/users/{users[0]}/recommendations?k=10")
+        assert status == 200 and json.loads(body)["experiment"]["id"] == "e1", body[:300]
+        bare, bare_port = start_bare(bare_app_source(body), tmp, "bare")
+        hits = [f"/v1/users/{u}/recommendations?k=10" for u in users[:200]]
+        for server in servers.values():
+            wrk(server.port, hits, tmp, "3s")  # asked before: the hit case
+        per_round = (len(users) - 200) // ROUNDS
+        runs: dict[str, list[dict]] = {}
+        for r in range(ROUNDS):
+            owners = users[200 + r * per_round:200 + (r + 1) * per_round]  # each server misses them: its own cache
+            fresh = [f"/v1/users/{u}/recommendations?k=10" for u in owners]
+            for case, paths in (("feed, cache hit", hits), ("feed, miss (precomputed)", fresh)):
+                for where in ("outside", "inside"):
+                    ceiling = wrk(bare_port, ["/bare"], tmp)
+                    run = wrk(servers[where].port, paths, tmp)
+                    run["share_of_ceiling"] = round(run["rps"] / ceiling["rps"], 3)
+                    runs.setdefault(f"{case}, {where} an experiment", []).append(run)
+                    print(f"round {r + 1} {case}, {where}: {run}", flush=True)
+        bare.terminate()
+        bare.wait()
+    finally:
+        for server in servers.values():
+            server.stop()
+    for name, measured in runs.items():
+        results[name] = median_of(measured)
+    for case in ("feed, cache hit", "feed, miss (precomputed)"):
+        inside, outside = results[f"{case}, inside an experiment"], results[f"{case}, outside an experiment"]
+        results[f"{case}: inside / outside"] = {
+            "share_of_ceiling": round(inside["share_of_ceiling"] / outside["share_of_ceiling"], 3),
+            "p99": round(inside["p99_ms"] / outside["p99_ms"], 3)}
+        print(case, results[f"{case}: inside / outside"], flush=True)
+    write_results("bench_api_experiment", results)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    ranked(sys.argv[2]) if sys.argv[1:2] == ["ranked"] else main()
+    if sys.argv[1:2] == ["ranked"]:
+        ranked(sys.argv[2])
+    elif sys.argv[1:2] == ["experiment"]:
+        experiment()
+    else:
+        main()

@@ -82,4 +82,5 @@ def _shown(recommender: Recommender, rule: Rule) -> dict:
     bundle, put = changes.rules.matched(rule)
     matches = int((bundle & ~changes.hidden).sum() + put.sum())
     start, end = rule.window
-    return {**rule.model_dump(mode="json"), "matches": matches, "active": bool(start <= time.time() < end)}
+    return {**rule.model_dump(mode="json"), "match": rule.match.model_dump(mode="json", exclude_defaults=True),
+            "matches": matches, "active": bool(start <= time.time() < end)}

@@ -96,4 +96,5 @@ def report(ctx: click.Context, experiment_id: str, bundle: Path | None) -> None:
         impressions = store.experiments.impressions(experiment_id)
         events = ActivityStore(client, prefix=settings.redis.prefix).log_frame(requests=True)
     prices = prices_of(read_bundle(bundle).items) if bundle is not None else {}
-    click.echo(json.dumps(make_report(found, impressions, events, prices), indent=1))
+    click.echo(json.dumps({"experiment": found.model_dump(mode="json"),
+                           **make_report(found, impressions, events, prices)}, indent=1))

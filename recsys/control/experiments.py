@@ -158,7 +158,8 @@ def report(experiment: Experiment, impressions: pd.DataFrame, events: pd.DataFra
            prices: dict[str, float] | None = None, confidence: float = 0.95) -> dict:
     """Per variant: users, impressions, clicks, CTR, conversion and revenue per user, each with its
     interval, and each treatment's difference against the control with its interval; a
-    sample-ratio-mismatch check of the users.
+    sample-ratio-mismatch check of the users; and the metrics as they stood over time
+    (``timeline``, for plots).
 
     The unit is the user: a user's impressions and events are not independent of each other, so
     every metric is a mean over users (conversion and revenue per user) or a ratio of two such
@@ -206,7 +207,7 @@ def report(experiment: Experiment, impressions: pd.DataFrame, events: pd.DataFra
     data = {name: per_user(name) for name in names}
     control = experiment.variants[0].name
     base = metrics(data[control])
-    out = {"experiment": experiment.id, "confidence": confidence, "control": control, "variants": {}}
+    out = {"confidence": confidence, "control": control, "variants": {}}
     for name in names:
         x = data[name]
         row = {"users": len(x["shown"]), "impressions": int(x["shown"].sum()), "clicks": int(x["clicks"].sum())}
@@ -218,6 +219,39 @@ def report(experiment: Experiment, impressions: pd.DataFrame, events: pd.DataFra
                 row[f"{metric}_vs_control"] = diff
         out["variants"][name] = row
     out["srm"] = _srm(experiment, [out["variants"][name]["users"] for name in names])
+    out["timeline"] = _timeline(names, impressions, clicked.assign(variant=clicked["request_id"].map(variant_of)),
+                                purchases)
+    return out
+
+
+def _timeline(names: list[str], impressions: pd.DataFrame, clicks: pd.DataFrame, purchases: pd.DataFrame,
+              points: int = 12) -> list[dict]:
+    """Each variant's CTR, conversion and revenue per user as they stood at ``points`` times from
+    the first impression to the last (cumulative: what the report would have said then)."""
+    if impressions.empty:
+        return []
+    at = impressions["at"].to_numpy(float)
+    first = impressions.groupby("user_id")["at"].min()
+    variant_of_user = impressions.drop_duplicates("user_id").set_index("user_id")["variant"]
+    bought = purchases[purchases["user_id"].isin(first.index)]
+    bought = bought[bought["timestamp"].to_numpy(float) >= bought["user_id"].map(first).to_numpy(float)]
+    end = max(t.max() for t in (at, clicks["timestamp"].to_numpy(float), bought["timestamp"].to_numpy(float))
+              if len(t))
+    out = []
+    for t in np.linspace(at.min(), end, points)[1:] if end > at.min() else [end]:
+        point = {"at": round(float(t), 3)}
+        seen = impressions[at <= t]
+        users = first[first <= t]
+        for name in names:
+            shown = seen.loc[seen["variant"] == name, "n"].sum()
+            n_clicks = ((clicks["variant"] == name) & (clicks["timestamp"].to_numpy(float) <= t)).sum()
+            members = users.index[variant_of_user.reindex(users.index).to_numpy() == name]
+            spent = bought[bought["user_id"].isin(members) & (bought["timestamp"].to_numpy(float) <= t)]
+            n = len(members)
+            point[name] = {"ctr": round(n_clicks / shown, 6) if shown else None,
+                           "conversion": round(spent["user_id"].nunique() / n, 6) if n else None,
+                           "revenue_per_user": round(spent["revenue"].sum() / n, 6) if n else None}
+        out.append(point)
     return out
 
 

@@ -94,3 +94,6 @@ def test_a_sample_ratio_mismatch_is_flagged():
     assert not fine["srm"]["mismatch"] and broken["srm"]["mismatch"]
     row = fine["variants"]["A"]
     assert row["users"] > 1800 and row["ctr"]["low"] < row["ctr"]["value"] < row["ctr"]["high"]
+    last = fine["timeline"][-1]  # the timeline ends where the report stands
+    assert len(fine["timeline"]) == 11 and last["A"]["ctr"] == pytest.approx(row["ctr"]["value"], abs=1e-5)
+    assert last["B"]["conversion"] == pytest.approx(fine["variants"]["B"]["conversion"]["value"], abs=1e-5)

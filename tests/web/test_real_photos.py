@@ -113,3 +113,58 @@ def test_search_by_text_and_by_photo(browser, live, hm_shop):
     found = cards(browser, "#results")[:8]
     assert sum("garment lower body" in c["category"] for c in found) >= 6, found
     browser.save_screenshot(str(ARTIFACTS / "search_photo.png"))
+
+
+def test_the_admin_page_manages_rules_and_shows_an_experiment(browser, live, hm_shop):
+    """A pin made in the Rules view leads a real feed; an experiment started in the Experiments
+    view is driven by 60 shoppers over HTTP and its report shows both variants with intervals and
+    plots (screenshots: test-artifacts/browser/admin_rules.png, admin_experiments.png)."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tests.api.live import request
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    key = {"X-API-Key": ADMIN_KEY}
+    pinned = str(hm_shop.item_ids.ids[-1])
+    browser.get(f"http://127.0.0.1:{live.port}/admin#/rules")
+    browser.find_element(By.ID, "key-input").send_keys(ADMIN_KEY)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+    wait_for(browser, lambda d: d.find_elements(By.ID, "rule-form"), "the rules form")
+    Select(browser.find_element(By.NAME, "action")).select_by_value("pin")
+    browser.find_element(By.NAME, "position").send_keys("1")
+    browser.find_element(By.NAME, "note").send_keys("winter campaign")
+    match = browser.find_element(By.NAME, "match")
+    match.clear()
+    match.send_keys(json.dumps({"item_ids": [pinned]}))
+    browser.find_element(By.CSS_SELECTOR, "#rule-form button").click()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#rules .rule")) == 1, "the new rule is listed")
+    assert "r1 pin at 1" in browser.find_element(By.CSS_SELECTOR, "#rules .rule").text
+    browser.save_screenshot(str(ARTIFACTS / "admin_rules.png"))
+    users = [str(u) for u in hm_shop.collab.user_ids.ids[:60]]
+    feed = json.loads(request(live.port, "GET", f"/v1/users/{users[0]}/recommendations?k=6")[2])
+    assert feed["items"][0]["item_id"] == pinned and "winter campaign" in feed["items"][0]["why"]["rules"][0]["text"]
+
+    browser.get(f"http://127.0.0.1:{live.port}/admin#/experiments")
+    wait_for(browser, lambda d: d.find_elements(By.ID, "experiment-form"), "the experiments form")
+    browser.find_element(By.CSS_SELECTOR, "#experiment-form button").click()  # the form's example: diversity 0.3
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#experiments .experiment"), "the experiment shows")
+    for n, user in enumerate(users):  # shoppers: a feed each; clicks with the read's request id, a few buy
+        feed = json.loads(request(live.port, "GET", f"/v1/users/{user}/recommendations?k=6")[2])
+        shown = [row["item_id"] for row in feed["items"]]
+        events = [{"user_id": user, "item_id": item, "event": "click", "request_id": feed["request_id"]}
+                  for item in shown[1:2 + n % 3]]
+        events += [{"user_id": user, "item_id": shown[1], "event": "purchase", "value": 1}] if n % 4 == 0 else []
+        assert request(live.port, "POST", "/v1/interactions", events, key)[0] == 202
+    browser.refresh()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#experiments tr[data-variant]")) == 2,
+             "the report lists both variants")
+    rows = {r.get_attribute("data-variant"): r.text for r in
+            browser.find_elements(By.CSS_SELECTOR, "#experiments tr[data-variant]")}
+    assert set(rows) == {"control", "diverse"} and all("[" in text for text in rows.values()), rows  # intervals
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#experiments .plot polyline")) == 6  # 3 metrics x 2
+    browser.save_screenshot(str(ARTIFACTS / "admin_experiments.png"))
+    assert request(live.port, "POST", "/v1/experiments/e1/stop", {}, key)[0] == 200
+    assert request(live.port, "DELETE", "/v1/rules/r1", headers=key)[0] == 200

@@ -1,5 +1,6 @@
-// The curation admin page: plain JavaScript over the admin API (docs/curation.md), no build step.
-// Views by URL hash: #/outliers, #/duplicates, #/clusters, #/subset, #/labels.
+// The admin page: plain JavaScript over the admin API (docs/curation.md, docs/rules.md,
+// docs/experiments.md), no build step.
+// Views by URL hash: #/outliers, #/duplicates, #/clusters, #/subset, #/labels, #/rules, #/experiments.
 "use strict";
 
 const KEY = "recsys-admin-key";
@@ -125,7 +126,139 @@ const views = {
     });
     view.replaceChildren(form, out);
   },
+
+  async rules(view) {
+    const body = await admin("/v1/rules");
+    status(`${body.rules.length} rules (version ${body.rules_version}), applied in this order to every read of ` +
+           "their scope; each moved item says so in its why.");
+    const form = el("form", { class: "controls", id: "rule-form" },
+      el("label", {}, "action ", el("select", { name: "action" }, ...["boost", "bury", "pin", "exclude"].map(
+        (a) => el("option", { value: a }, a)))),
+      el("label", {}, "scope ", el("select", { name: "scope" }, ...["all", "feeds", "similar", "search"].map(
+        (a) => el("option", { value: a }, a)))),
+      el("label", {}, "position ", el("input", { name: "position", type: "number", min: "1", max: "1000" })),
+      el("label", {}, "factor ", el("input", { name: "factor", type: "number", step: "0.5", min: "1.5" })),
+      el("label", {}, "from ", el("input", { name: "start", type: "datetime-local" })),
+      el("label", {}, "to ", el("input", { name: "end", type: "datetime-local" })),
+      el("label", {}, "note ", el("input", { name: "note", placeholder: "what it is for" })),
+      el("textarea", { name: "match" }, '{"category": "ladieswear"}'),
+      el("button", { type: "submit" }, "Add rule"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const rule = { action: form.action.value, scope: form.scope.value, note: form.note.value };
+      for (const name of ["position", "factor"]) if (form[name].value) rule[name] = Number(form[name].value);
+      for (const name of ["start", "end"]) if (form[name].value) rule[name] = new Date(form[name].value).toISOString();
+      try {
+        rule.match = JSON.parse(form.match.value);
+        await admin("/v1/rules", { method: "POST", body: JSON.stringify(rule) });
+        await views.rules(view);
+      } catch (error) { status(error.message, true); }
+    });
+    const rows = body.rules.map((rule) => el("div", { class: "row rule", "data-rule-id": rule.id },
+      el("div", { class: "facts" },
+        el("div", { class: "score" }, `${rule.id} ${rule.action}${rule.position ? " at " + rule.position : ""}` +
+           `${rule.factor ? " ×" + rule.factor : ""}`),
+        el("div", {}, `match ${JSON.stringify(rule.match)} · scope ${rule.scope} · ${rule.matches} items`),
+        el("div", {}, `${rule.active ? "active now" : "not active now"}${rule.start ? " · from " + rule.start : ""}` +
+           `${rule.end ? " · until " + rule.end : ""}`),
+        rule.note ? el("div", { class: "note" }, rule.note) : ""),
+      el("button", { onclick: async () => {
+        try { await admin(`/v1/rules/${rule.id}`, { method: "DELETE" }); await views.rules(view); }
+        catch (error) { status(error.message, true); }
+      } }, "Remove")));
+    view.replaceChildren(form, el("div", { class: "rows", id: "rules" }, ...rows));
+  },
+
+  async experiments(view) {
+    const body = await admin("/v1/experiments");
+    status(`${body.experiments.length} experiments; each report gives 95% intervals per variant and the ` +
+           "difference against the control (the first variant).");
+    const form = el("form", { class: "controls", id: "experiment-form" },
+      el("textarea", { name: "spec" }, JSON.stringify({ name: "diverse feeds", target: "feeds",
+        variants: [{ name: "control" }, { name: "diverse", diversity: 0.3 }] }, null, 1)),
+      el("button", { type: "submit" }, "Start experiment"));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        await admin("/v1/experiments", { method: "POST", body: form.spec.value });
+        await views.experiments(view);
+      } catch (error) { status(error.message, true); }
+    });
+    const sections = [];
+    for (const experiment of body.experiments.slice().reverse()) {
+      const report = await admin(`/v1/experiments/${experiment.id}/report`);
+      sections.push(experimentSection(experiment, report, view));
+    }
+    view.replaceChildren(form, el("div", { class: "rows", id: "experiments" }, ...sections));
+  },
 };
+
+const METRICS = [["ctr", "CTR"], ["conversion", "conversion"], ["revenue_per_user", "revenue per user"]];
+
+function interval(m) {
+  if (!m || m.value === null) return "–";
+  const digits = Math.abs(m.value) < 1 ? 4 : 2;
+  return m.low === null ? m.value.toFixed(digits) :
+    `${m.value.toFixed(digits)} [${m.low.toFixed(digits)}, ${m.high.toFixed(digits)}]`;
+}
+
+function experimentSection(experiment, report, view) {
+  const names = Object.keys(report.variants);
+  const table = el("table", { class: "report" },
+    el("tr", {}, ...["variant", "users", "impressions", "clicks", ...METRICS.map((m) => m[1])].map((h) => el("th", {}, h))),
+    ...names.map((name) => {
+      const row = report.variants[name];
+      return el("tr", { "data-variant": name }, el("td", {}, name), el("td", {}, row.users),
+        el("td", {}, row.impressions), el("td", {}, row.clicks),
+        ...METRICS.map(([key]) => {
+          const diff = row[`${key}_vs_control`];
+          return el("td", { class: diff && diff.significant ? (diff.value > 0 ? "up" : "down") : "" },
+            interval(row[key]), diff ? el("div", { class: "diff" }, `vs control ${interval(diff)}`) : "");
+        }));
+    }));
+  const srm = report.srm.mismatch
+    ? el("div", { class: "error" }, `sample ratio mismatch (p = ${report.srm.p_value}): do not trust the differences`)
+    : el("div", { class: "note" }, `split as configured (sample-ratio p = ${report.srm.p_value ?? "–"})`);
+  const stop = experiment.status === "running" ? el("button", { onclick: async () => {
+    try { await admin(`/v1/experiments/${experiment.id}/stop`, { method: "POST" }); await views.experiments(view); }
+    catch (error) { status(error.message, true); }
+  } }, "Stop") : el("span", { class: "note" }, `stopped ${experiment.stopped}`);
+  return el("div", { class: "row experiment", "data-experiment-id": experiment.id },
+    el("div", { class: "facts" },
+      el("div", { class: "score" }, `${experiment.id} ${experiment.name} (${experiment.status}, ${experiment.target})`),
+      table, srm, el("div", { class: "plots" }, ...METRICS.map(([key, label]) => plot(report.timeline, names, key, label))),
+      el("div", { class: "legend" }, "over the experiment's time: ", ...names.map((name, k) => el("span", {},
+        el("span", { class: "swatch", style: `background: ${colour(k)}` }), `${name} `))),
+      stop));
+}
+
+// a metric's path per variant over the experiment's time (the report's timeline)
+function plot(timeline, names, key, label) {
+  const ns = "http://www.w3.org/2000/svg";
+  const width = 280, height = 120, pad = 18;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("class", "plot");
+  const values = timeline.flatMap((p) => names.map((n) => p[n] && p[n][key]).filter((v) => v !== null && v !== undefined));
+  const top = Math.max(...values, 1e-9);
+  const text = document.createElementNS(ns, "text");
+  text.setAttribute("x", pad); text.setAttribute("y", 12); text.textContent = `${label} (max ${top.toPrecision(3)})`;
+  svg.append(text);
+  names.forEach((name, k) => {
+    const points = timeline.map((p, i) => [pad + (i / Math.max(timeline.length - 1, 1)) * (width - 2 * pad),
+      height - pad - ((p[name] && p[name][key]) || 0) / top * (height - 2 * pad)]);
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", points.map((q) => q.join(",")).join(" "));
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", colour(k));
+    line.setAttribute("stroke-width", "2");
+    const title = document.createElementNS(ns, "title");
+    title.textContent = name;
+    line.append(title);
+    svg.append(line);
+  });
+  return svg;
+}
 
 function map(points, clusters) {
   const ns = "http://www.w3.org/2000/svg";
