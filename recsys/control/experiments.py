@@ -227,30 +227,43 @@ def report(experiment: Experiment, impressions: pd.DataFrame, events: pd.DataFra
 def _timeline(names: list[str], impressions: pd.DataFrame, clicks: pd.DataFrame, purchases: pd.DataFrame,
               points: int = 12) -> list[dict]:
     """Each variant's CTR, conversion and revenue per user as they stood at ``points`` times from
-    the first impression to the last (cumulative: what the report would have said then)."""
+    the first impression to the last event (cumulative: what the report would have said then)."""
     if impressions.empty:
         return []
+    code = {name: i for i, name in enumerate(names)}
+    m = len(names)
     at = impressions["at"].to_numpy(float)
+    shown_variant = impressions["variant"].map(code).fillna(-1).to_numpy(int)
     first = impressions.groupby("user_id")["at"].min()
-    variant_of_user = impressions.drop_duplicates("user_id").set_index("user_id")["variant"]
+    user_variant = impressions.drop_duplicates("user_id").set_index("user_id")["variant"].map(code).reindex(first.index)
+    click_t = clicks["timestamp"].to_numpy(float)
+    click_variant = clicks["variant"].map(code).fillna(-1).to_numpy(int)
     bought = purchases[purchases["user_id"].isin(first.index)]
-    bought = bought[bought["timestamp"].to_numpy(float) >= bought["user_id"].map(first).to_numpy(float)]
-    end = max(t.max() for t in (at, clicks["timestamp"].to_numpy(float), bought["timestamp"].to_numpy(float))
-              if len(t))
+    bought_t = bought["timestamp"].to_numpy(float)
+    after = bought_t >= bought["user_id"].map(first).to_numpy(float)
+    bought, bought_t = bought[after], bought_t[after]
+    bought_user = first.index.get_indexer(bought["user_id"])
+    revenue = bought["revenue"].to_numpy(float)
+    end = max(t.max() for t in (at, click_t, bought_t) if len(t))
+
+    def per_variant(keys: np.ndarray, weights=None) -> np.ndarray:
+        ok = keys >= 0
+        return np.bincount(keys[ok], weights=None if weights is None else weights[ok], minlength=m)[:m]
+
     out = []
     for t in np.linspace(at.min(), end, points)[1:] if end > at.min() else [end]:
+        shown = per_variant(shown_variant[at <= t], impressions["n"].to_numpy(float)[at <= t])
+        n_clicks = per_variant(click_variant[click_t <= t])
+        members = per_variant(user_variant.to_numpy()[first.to_numpy() <= t].astype(int))
+        done = bought_t <= t
+        buyers = np.unique(bought_user[done])
+        converted = per_variant(user_variant.to_numpy()[buyers].astype(int))
+        spent = per_variant(user_variant.to_numpy()[bought_user[done]].astype(int), revenue[done])
         point = {"at": round(float(t), 3)}
-        seen = impressions[at <= t]
-        users = first[first <= t]
-        for name in names:
-            shown = seen.loc[seen["variant"] == name, "n"].sum()
-            n_clicks = ((clicks["variant"] == name) & (clicks["timestamp"].to_numpy(float) <= t)).sum()
-            members = users.index[variant_of_user.reindex(users.index).to_numpy() == name]
-            spent = bought[bought["user_id"].isin(members) & (bought["timestamp"].to_numpy(float) <= t)]
-            n = len(members)
-            point[name] = {"ctr": round(n_clicks / shown, 6) if shown else None,
-                           "conversion": round(spent["user_id"].nunique() / n, 6) if n else None,
-                           "revenue_per_user": round(spent["revenue"].sum() / n, 6) if n else None}
+        for i, name in enumerate(names):
+            point[name] = {"ctr": round(n_clicks[i] / shown[i], 6) if shown[i] else None,
+                           "conversion": round(converted[i] / members[i], 6) if members[i] else None,
+                           "revenue_per_user": round(spent[i] / members[i], 6) if members[i] else None}
         out.append(point)
     return out
 

@@ -39,22 +39,27 @@ def _logs(rng, experiment, users: int, ctr: dict, buy: dict, drop: dict | None =
     """Simulated logs: each user sees 1 to 5 feeds of 10 items; each impression is clicked with
     the variant's CTR times the user's own propensity (users differ); a user buys with the
     variant's probability."""
-    impressions, events = [], []
-    for u in range(users):
-        user = f"u{u}"
-        variant = assign(experiment, user).name
-        if drop and rng.random() < drop.get(variant, 0):
-            continue  # a logging bug that loses some users of one variant
-        propensity = rng.gamma(2.0, 0.5)
-        for r in range(rng.integers(1, 6)):
-            request = f"{user}-{r}"
-            impressions.append((request, user, variant, 10, float(r)))
-            for _ in range(rng.binomial(10, min(1.0, ctr[variant] * propensity))):
-                events.append((user, "i1", "click", float(r) + 0.5, np.nan, request))
-        if rng.random() < buy[variant]:
-            events.append((user, "i1", "purchase", 9.0, 1.0, ""))
-    return (pd.DataFrame(impressions, columns=["request_id", "user_id", "variant", "n", "at"]),
-            pd.DataFrame(events, columns=["user_id", "item_id", "event", "timestamp", "value", "request_id"]))
+    ids = np.array([f"u{u}" for u in range(users)])
+    variant = np.array([assign(experiment, u).name for u in ids])
+    kept = np.array([rng.random() >= (drop or {}).get(v, 0) for v in variant])  # a logging bug loses some
+    ids, variant = ids[kept], variant[kept]
+    propensity = rng.gamma(2.0, 0.5, len(ids))
+    feeds = rng.integers(1, 6, len(ids))
+    user_of = np.repeat(np.arange(len(ids)), feeds)
+    read = np.concatenate([np.arange(n) for n in feeds])
+    request = np.char.add(np.char.add(ids[user_of], "-"), read.astype(str))
+    rate = np.minimum(1.0, np.vectorize(ctr.get)(variant[user_of]) * propensity[user_of])
+    clicks = rng.binomial(10, rate)
+    impressions = pd.DataFrame({"request_id": request, "user_id": ids[user_of], "variant": variant[user_of],
+                                "n": 10, "at": read.astype(float)})
+    clicked = np.repeat(np.arange(len(request)), clicks)
+    bought = rng.random(len(ids)) < np.vectorize(buy.get)(variant)
+    events = pd.concat([
+        pd.DataFrame({"user_id": ids[user_of][clicked], "item_id": "i1", "event": "click",
+                      "timestamp": read[clicked] + 0.5, "value": np.nan, "request_id": request[clicked]}),
+        pd.DataFrame({"user_id": ids[bought], "item_id": "i1", "event": "purchase", "timestamp": 9.0, "value": 1.0,
+                      "request_id": ""})], ignore_index=True)
+    return impressions, events
 
 
 def test_an_aa_test_flags_a_difference_at_about_its_nominal_rate():
