@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import orjson
 from flask import Blueprint, Response, current_app, g, request
 from orjson import Fragment
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -63,12 +62,11 @@ def similar(serving: Serving, item_id: str, args) -> tuple[bytes, str, str]:
 
 
 def _in_experiment(serving: Serving, routed, unit_id: str | None, items: bytes | list, body: dict) -> None:
-    """A read inside an experiment: say so in the body, and log what it shows before answering."""
+    """A read inside an experiment: say so in the body, and log what it shows."""
     if routed.experiment is None:
         return
     body["experiment"] = routed.describe()
-    rows = orjson.loads(items) if isinstance(items, bytes) else items
-    log_impression(serving, routed, unit_id, [row["item_id"] for row in rows])
+    log_impression(serving, routed, unit_id, items if isinstance(items, bytes) else [row["item_id"] for row in items])
 
 
 def user_feed(serving: Serving, user_id: str, args) -> tuple[bytes, str, str]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+import orjson
 import pandas as pd
 import redis
 from pydantic import ValidationError
@@ -64,23 +64,30 @@ class ExperimentStore:
         """Every experiment, oldest first."""
         return parse_experiments(self.client.hgetall(self.keys.experiments))
 
-    def log(self, experiment_id: str, request_id: str, user_id: str, variant: str, items: list[str]) -> None:
-        """Log one answer of the experiment's reads (before it is sent: an answer the user saw is
-        in Redis, as an acknowledged interaction is)."""
-        self.client.xadd(self.keys.impressions(experiment_id), {
-            "request_id": request_id, "user_id": user_id, "variant": variant, "items": ",".join(items),
-            "n": str(len(items)), "at": repr(time.time())})
+    def log_many(self, entries) -> None:
+        """Log answers of experiments' reads, ``(experiment id, request id, user id, variant,
+        items, when it was answered)`` each (``items``: the result rows as JSON, or the item ids),
+        as one stream entry per experiment: one round trip, one command per experiment."""
+        batches: dict[str, list] = {}
+        for experiment_id, request_id, user_id, variant, items, at in entries:
+            shown = orjson.Fragment(items) if isinstance(items, bytes) else items
+            batches.setdefault(experiment_id, []).append([request_id, user_id, variant, at, shown])
+        pipe = self.client.pipeline(transaction=False)
+        for experiment_id, batch in batches.items():
+            pipe.xadd(self.keys.impressions(experiment_id), {"batch": orjson.dumps(batch)})
+        pipe.execute()
 
-    def impressions(self, experiment_id: str, batch: int = 10_000) -> pd.DataFrame:
-        """The experiment's logged answers, oldest first (:data:`IMPRESSION_COLUMNS`)."""
+    def impressions(self, experiment_id: str, batch: int = 1000) -> pd.DataFrame:
+        """The experiment's logged answers, oldest first (:data:`IMPRESSION_COLUMNS`; ``items``
+        the item ids shown, comma-separated)."""
         rows, start, key = [], "-", self.keys.impressions(experiment_id)
         while chunk := self.client.xrange(key, min=start, count=batch):
-            rows += [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in chunk]
+            for _, fields in chunk:
+                for request_id, user_id, variant, at, shown in orjson.loads(fields[b"batch"]):
+                    ids = [row["item_id"] if isinstance(row, dict) else row for row in shown]
+                    rows.append((request_id, user_id, variant, ",".join(ids), len(ids), float(at)))
             start = "(" + chunk[-1][0].decode()
-        frame = pd.DataFrame(rows, columns=list(IMPRESSION_COLUMNS))
-        frame["n"] = pd.to_numeric(frame["n"]).astype(int)
-        frame["at"] = pd.to_numeric(frame["at"])
-        return frame
+        return pd.DataFrame(rows, columns=list(IMPRESSION_COLUMNS))
 
 
 def parse_experiments(raw: dict) -> list[Experiment]:

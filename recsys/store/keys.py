@@ -21,8 +21,9 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
     P:rules:version                 string  counter bumped by every rule write (also names new rules)
     P:experiments                   hash    experiment id -> the experiment's JSON (recsys.control)
     P:experiments:next              string  counter that names new experiments
-    P:experiment:<id>:impressions   stream  the answers of the experiment's reads: request id, user,
-                                            variant, items shown, time (its report reads them)
+    P:experiment:<id>:impressions   stream  the answers of the experiment's reads, a batch per entry
+                                            (JSON [request id, user, variant, time, items]); its
+                                            report reads them
     P:log                           stream  the interaction log the next training reads
     P:recent:<user_id>              list    the user's recent item ids, newest first, distinct
     P:users:active                  zset    user ids with recent items, scored by their last post

@@ -1,6 +1,6 @@
 """Experiments in one worker (docs/experiments.md): which variant a read goes to, the query that
-variant asks, the read's ``request_id`` and the impression the experiment's report counts; and
-the experiments' writes and report."""
+variant asks, the read's ``request_id`` and the impression the experiment's report counts
+(queued, :mod:`recsys.worker.impressions`); and the experiments' writes and report."""
 from __future__ import annotations
 
 import logging
@@ -68,16 +68,17 @@ def _configured(query: SimilarQuery | FeedQuery, variant: Variant) -> SimilarQue
     return query._replace(shaping=shaping, rank=variant.rank if variant.rank is not None else query.rank)
 
 
-def log_impression(serving: Serving, routed: Routed, unit_id: str, items: list[str]) -> None:
-    """Log a read of an experiment as an impression (a share of them, ``experiments.log_share``),
-    before it is answered. A Redis failure is logged and the read still answered: a lost
-    impression takes its clicks out of the report with it (clicks count only for logged reads)."""
-    if routed.experiment is None or serving.store is None or random.random() >= serving.settings.experiments.log_share:
+def log_impression(serving: Serving, routed: Routed, unit_id: str, items: bytes | list[str]) -> None:
+    """Log a read of an experiment as an impression (a share of them, ``experiments.log_share``):
+    queued here, written to Redis within a tenth of a second (:class:`~recsys.worker.impressions.ImpressionLog`).
+
+    Args:
+        items: the answer's result rows as JSON, or its item ids.
+    """
+    if routed.experiment is None or serving.impressions is None:
         return
-    done = serving.breaker.call(lambda: serving.store.experiments.log(
-        routed.experiment.id, routed.request_id, unit_id, routed.variant, items) or True, default=False)
-    if not done:
-        logger.warning("an impression of experiment %s was not logged (Redis unavailable)", routed.experiment.id)
+    if random.random() < serving.settings.experiments.log_share:
+        serving.impressions.add(routed.experiment.id, routed.request_id, unit_id, routed.variant, items)
 
 
 def create_experiment(serving: Serving, experiment: Experiment) -> Experiment:
@@ -112,6 +113,8 @@ def experiment_report(serving: Serving, recommender: Recommender, experiment: Ex
     """The experiment's report (:func:`recsys.control.experiments.report`) from its logged
     impressions and the interaction log, revenue at the served catalog's prices."""
     store = _store(serving, "the report")
+    if serving.impressions is not None:
+        serving.impressions.flush()  # this worker's last tenth of a second
     impressions = writes.write(serving, "the report", lambda: store.impressions(experiment.id))
     events = writes.write(serving, "the report", lambda: serving.activity.log_frame(requests=True))
     prices = prices_of(recommender.bundle.items, recommender.changes.items)

@@ -29,6 +29,7 @@ from recsys.store.redis import RedisStore
 from recsys.store.results import ResultStore
 from recsys.worker.cache import ResultCache
 from recsys.worker.images import ImageFetches
+from recsys.worker.impressions import ImpressionLog
 from recsys.worker.memory import WorkerMemory
 
 __all__ = ["Serving", "redis_client"]
@@ -69,6 +70,7 @@ class Serving:
                          if client is not None else None)
         self.results = ResultCache(self, self._results, self.breaker, ttl=rs.cache_ttl, memory=self.memory)
         self.images = ImageFetches(settings.images, retry_after=rs.retry_after)
+        self.impressions = ImpressionLog(self.store.experiments) if self.store is not None else None
         self.origin = secrets.token_hex(8)  # names this worker's posts in their messages
         self._thread: threading.Thread | None = None
         self.on_change = lambda recommender: None  # metrics hook
@@ -136,6 +138,8 @@ class Serving:
     def stop(self) -> None:
         self._stop.set()
         self.images.stop()
+        if self.impressions is not None:
+            self.impressions.stop()
 
     def _follow(self) -> None:
         """Listen for published changes (new active version, item writes, user activity); poll

@@ -144,23 +144,25 @@ def test_10000_interactions_survive_a_worker_restart(live, served_bundle):
     assert sorted(logged) == sorted(acked)
 
 
+def _neighbours(port: int, item: str) -> list[list[str]]:
+    """An item's similar items (k = 10), asked 40 times: enough that both workers answer, from
+    their caches."""
+    return [[row["item_id"] for row in json.loads(request(port, "GET", f"/v1/items/{item}/similar?k=10")[2])["items"]]
+            for _ in range(40)]
+
+
 def test_item_writes_reach_every_worker_at_once(live, served_bundle):
     source = str(served_bundle.item_ids.ids[20])
-    path = f"/v1/items/{source}/similar?k=10"
 
-    def neighbours() -> list[list[str]]:  # enough requests that both workers answer, from their caches
-        return [[row["item_id"] for row in json.loads(request(live.port, "GET", path)[2])["items"]]
-                for _ in range(40)]
-
-    before = neighbours()
+    before = _neighbours(live.port, source)
     victim = before[0][0]
     assert all(ids == before[0] for ids in before)
     assert request(live.port, "DELETE", f"/v1/items/{victim}", headers=WRITE)[0] == 200
-    assert all(victim not in ids for ids in neighbours())
+    assert all(victim not in ids for ids in _neighbours(live.port, source))
     item = json.loads(request(live.port, "GET", f"/v1/items/{source}")[2])["item"]
     twin = {k: item[k] for k in ("title", "description", "tags", "colour", "price", "category") if item.get(k)}
     assert request(live.port, "PUT", "/v1/items/LIVE-TWIN", twin, WRITE, timeout=120)[0] == 201
-    assert all(ids[0] == "LIVE-TWIN" for ids in neighbours())
+    assert all(ids[0] == "LIVE-TWIN" for ids in _neighbours(live.port, source))
 
 
 def test_activity_reaches_every_workers_feed_within_a_second(live, served_bundle):
@@ -182,22 +184,17 @@ def test_activity_reaches_every_workers_feed_within_a_second(live, served_bundle
 
 def test_a_rule_reaches_every_worker_within_a_second(live, served_bundle):
     source = str(served_bundle.item_ids.ids[20])
-    path = f"/v1/items/{source}/similar?k=10"
 
-    def neighbours() -> list[list[str]]:  # enough requests that both workers answer, from their caches
-        return [[row["item_id"] for row in json.loads(request(live.port, "GET", path)[2])["items"]]
-                for _ in range(40)]
-
-    before = neighbours()
+    before = _neighbours(live.port, source)
     pinned, buried = str(served_bundle.item_ids.ids[-1]), before[0][0]
     assert pinned not in before[0]
     for rule in ({"action": "pin", "match": {"item_ids": [pinned]}, "position": 3},
                  {"action": "bury", "match": {"item_ids": [buried]}}):
         assert request(live.port, "POST", "/v1/rules", rule, WRITE)[0] == 201
     created = time.monotonic()
-    seen = neighbours()
+    seen = _neighbours(live.port, source)
     while not all(ids[2] == pinned and buried not in ids for ids in seen):
         assert time.monotonic() - created < 1.0, seen[:3]
         time.sleep(0.05)
-        seen = neighbours()
+        seen = _neighbours(live.port, source)
     assert all(len(ids) == 10 and ids[:2] == before[0][1:3] for ids in seen)

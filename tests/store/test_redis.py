@@ -243,3 +243,21 @@ def test_a_redis_without_an_append_only_file_is_named_at_start_up(redis_url):
     assert (warning is None) == (appendonly == "yes")
     if warning is not None:
         assert "appendonly no" in warning and "loses acknowledged interactions" in warning
+
+
+def test_a_workers_impressions_are_written_in_batches_and_kept_while_redis_is_down(store, redis_prefix):
+    from recsys.store import connect
+    from recsys.store.experiments import ExperimentStore
+    from recsys.worker.impressions import ImpressionLog
+
+    down = ExperimentStore(connect("redis://127.0.0.1:1", socket_timeout=0.2), store.keys, store._moved)
+    log = ImpressionLog(down, interval=3600)  # flushed by hand here
+    log.add("e1", "r1.e1.a", "u1", "a", b'[{"item_id": "I1"}, {"item_id": "I2"}]')  # result rows
+    log.add("e1", "r2.e1.b", "u2", "b", ["I3"])  # item ids
+    assert log.flush() == 0 and len(log._queue) == 2  # Redis unreachable: kept
+    log.store = store.experiments
+    assert log.flush() == 2 and log.flush() == 0
+    shown = store.experiments.impressions("e1")
+    assert shown[["request_id", "user_id", "variant", "items", "n"]].values.tolist() == [
+        ["r1.e1.a", "u1", "a", "I1,I2", 2], ["r2.e1.b", "u2", "b", "I3", 1]]
+    assert (shown["at"] > 1.7e9).all()
