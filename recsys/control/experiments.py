@@ -9,10 +9,13 @@ independently. The report (:func:`report`) reads the impressions and events logg
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import math
 import secrets
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -51,8 +54,16 @@ class Variant(BaseModel):
     diversity: float | None = Field(None, ge=0, le=1)
     max_per_category: int | None = Field(None, ge=0, le=1000)
 
+    @cached_property
     def shaping(self) -> Shaping:
+        """Its rules and diversity, as a read's own shaping."""
         return Shaping(tuple(self.rules), self.diversity, self.max_per_category)
+
+    @cached_property
+    def changes(self) -> bool:
+        """Whether it changes anything of the service's configuration."""
+        return bool(self.weights or self.rank is not None or self.rules or self.diversity is not None
+                    or self.max_per_category is not None)
 
 
 class Experiment(BaseModel):
@@ -106,6 +117,12 @@ class Experiment(BaseModel):
         """Whether reads of kind ``read`` (``feeds`` or ``similar``) are in it now."""
         return self.status == "running" and self.target in ("all", read)
 
+    @cached_property
+    def edges(self) -> list[float]:
+        """The variants' cumulative shares of the users outside the holdout, ending at 1."""
+        total = sum(v.share for v in self.variants)
+        return list(itertools.accumulate(v.share / total for v in self.variants))
+
     @property
     def shares(self) -> np.ndarray:
         """Each variant's expected share of the users, the holdout's last."""
@@ -149,9 +166,9 @@ def assign(experiment: Experiment, unit_id: str) -> Variant | None:
     u = _unit(experiment.salt, unit_id)
     if u < experiment.holdout:
         return None
-    edges = np.cumsum([v.share for v in experiment.variants])
-    return experiment.variants[int(np.searchsorted(edges, (u - experiment.holdout) / (1 - experiment.holdout)
-                                                   * edges[-1], side="right"))]
+    edges = experiment.edges
+    return experiment.variants[min(bisect.bisect_right(edges, (u - experiment.holdout) / (1 - experiment.holdout)),
+                                   len(edges) - 1)]
 
 
 def report(experiment: Experiment, impressions: pd.DataFrame, events: pd.DataFrame,

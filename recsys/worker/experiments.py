@@ -59,7 +59,9 @@ def route(serving: Serving, read: str, unit_id: str | None, query: SimilarQuery 
 def _configured(query: SimilarQuery | FeedQuery, variant: Variant) -> SimilarQuery | FeedQuery:
     """``query`` as ``variant`` asks it: its rules before the read's own, its diversity and cap
     where the read sets none, its weights (similar items) and ranking (feeds)."""
-    own, theirs = query.shaping, variant.shaping()
+    if not variant.changes:
+        return query
+    own, theirs = query.shaping, variant.shaping
     shaping = Shaping(theirs.rules + own.rules,
                       own.diversity if own.diversity is not None else theirs.diversity,
                       own.max_per_category if own.max_per_category is not None else theirs.max_per_category)
