@@ -15,7 +15,7 @@ import itertools
 import math
 import secrets
 from datetime import datetime, timezone
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -155,8 +155,10 @@ def prices_of(*items: pd.DataFrame) -> dict[str, float]:
     return prices
 
 
+@lru_cache(maxsize=1 << 16)
 def _unit(salt: str, unit_id: str) -> float:
-    """A uniform number in [0, 1) from the salt and the id (the first 8 bytes of a sha256)."""
+    """A uniform number in [0, 1) from the salt and the id (the first 8 bytes of a sha256),
+    remembered for the last 65,536 ids asked (a user reads many times)."""
     digest = hashlib.sha256(f"{salt}\x1f{unit_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2.0**64
 

@@ -66,11 +66,12 @@ class ExperimentStore:
 
     def log_many(self, entries) -> None:
         """Log answers of experiments' reads, ``(experiment id, request id, user id, variant,
-        items, when it was answered)`` each (``items``: the result rows as JSON, or the item ids),
-        as one stream entry per experiment: one round trip, one command per experiment."""
+        items, when it was answered)`` each (``items``: the result rows as JSON, or the item ids;
+        the ids are kept), as one stream entry per experiment: one round trip, one command per
+        experiment."""
         batches: dict[str, list] = {}
         for experiment_id, request_id, user_id, variant, items, at in entries:
-            shown = orjson.Fragment(items) if isinstance(items, bytes) else items
+            shown = [row["item_id"] for row in orjson.loads(items)] if isinstance(items, bytes) else items
             batches.setdefault(experiment_id, []).append([request_id, user_id, variant, at, shown])
         pipe = self.client.pipeline(transaction=False)
         for experiment_id, batch in batches.items():
@@ -84,8 +85,7 @@ class ExperimentStore:
         while chunk := self.client.xrange(key, min=start, count=batch):
             for _, fields in chunk:
                 for request_id, user_id, variant, at, shown in orjson.loads(fields[b"batch"]):
-                    ids = [row["item_id"] if isinstance(row, dict) else row for row in shown]
-                    rows.append((request_id, user_id, variant, ",".join(ids), len(ids), float(at)))
+                    rows.append((request_id, user_id, variant, ",".join(shown), len(shown), float(at)))
             start = "(" + chunk[-1][0].decode()
         return pd.DataFrame(rows, columns=list(IMPRESSION_COLUMNS))
 
