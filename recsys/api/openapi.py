@@ -126,10 +126,6 @@ def _schemas() -> dict:
                 "code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}}},
             "version": {"type": "string"}}},
     }
-    schemas["RuleShown"] = {"allOf": [{"$ref": "#/components/schemas/Rule"}, {
-        "type": "object", "required": ["id", "matches", "active"], "properties": {
-            "matches": {"type": "integer", "description": "servable items the rule matches now"},
-            "active": {"type": "boolean", "description": "in its time window now"}}}]}
     schemas["RuleWritten"] = {"type": "object", "required": ["rule"], "properties": {
         "rule": {"$ref": "#/components/schemas/RuleShown"}}}
     schemas["RuleList"] = {"type": "object", "required": ["version", "rules_version", "rules"], "properties": {
@@ -141,6 +137,11 @@ def _schemas() -> dict:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
+    schemas["RuleShown"] = {"type": "object", "required": ["id", "action", "match", "matches", "active"],
+                            "properties": {**schemas["Rule"]["properties"],
+                                           "matches": {"type": "integer",
+                                                       "description": "servable items the rule matches now"},
+                                           "active": {"type": "boolean", "description": "in its time window now"}}}
     schemas.update(_curation_schemas())
     schemas["InteractionsBody"] = {"oneOf": [
         {"$ref": "#/components/schemas/EventIn"}, {"$ref": "#/components/schemas/InteractionsIn"},
