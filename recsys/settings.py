@@ -290,6 +290,10 @@ class ShapingSettings(_Section):
     max_per_category: int = Field(
         0, ge=0, le=1000, description="every read's default cap on items of one category (0 = no cap); "
         "a request's `max_per_category` wins")
+    rotation: Literal["off", "down", "out"] = Field(
+        "off", description="user feeds' default rotation: `down` moves items the user's feeds showed and the "
+        "user did not touch further down each time they are shown, `out` leaves them out; a request's "
+        "`rotation` wins (docs/rules.md)")
 
 
 class ExperimentSettings(_Section):

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from recsys.api.schemas import check_id, parse_rules
-from recsys.control.shaping import NO_SHAPING, Shaping
+from recsys.control.shaping import NO_SHAPING, ROTATIONS, Shaping
 from recsys.curation.duplicates import IMAGE_THRESHOLD
 from recsys.errors import InvalidRequest
 from recsys.serve import FEED_K, MAX_K, SEARCH_K, SIMILAR_K
@@ -29,7 +29,7 @@ _DIGITS = re.compile(r"[0-9]{1,9}")
 _WEIGHT = r"(image|text|tabular):[0-9]+(\.[0-9]+)?"
 _FILTER_NAMES = ("category", "min_price", "max_price", "exclude")
 _FILTER_SET = frozenset(_FILTER_NAMES)
-_SHAPING_NAMES = ("rules", "diversity", "max_per_category")
+_SHAPING_NAMES = ("rules", "diversity", "max_per_category", "rotation")
 _NO_FILTER = ItemFilter()
 
 
@@ -197,7 +197,10 @@ ENDPOINTS: dict[str, Params] = {
         "leave out items the user interacted with; default: the setting rank.exclude_seen (false) for a "
         "ranked feed, collab.exclude_seen (true) for a blended one", parser=_flag), _DEDUPE,
         Param("explain", {"type": "boolean"}, "give each item its why: the sources that proposed it and the "
-              "reasons that raised it most (docs/ranking.md)", False, parser=_flag), *_FILTERS, *_SHAPING),
+              "reasons that raised it most (docs/ranking.md)", False, parser=_flag), *_FILTERS, *_SHAPING,
+        Param("rotation", {"type": "string", "enum": list(ROTATIONS)},
+              "items this user's feeds showed and the user did not touch: move them down each time (down), "
+              "leave them out (out), or neither (off); default: the setting shaping.rotation", parser=_choice)),
     "items": Params(_integer_param("limit", "items per page", 24, 1, MAX_K),
                     _integer_param("offset", "items to skip", 0, 0, 10**9), *_FILTERS[:3]),
     "search": Params(Param("q", {"type": "string", "minLength": 1, "maxLength": 500, "pattern": r"\S"},

@@ -25,6 +25,7 @@ from recsys.serve.filters import ItemFilter
 from recsys.serve.rows import dump_json
 from recsys.worker import Serving
 from recsys.worker.experiments import log_impression, request_id, route
+from recsys.worker.rotation import count_shown, rotated
 
 __all__ = ["bp", "similar", "user_feed", "HOT_READS"]
 
@@ -76,7 +77,9 @@ def user_feed(serving: Serving, user_id: str, args) -> tuple[bytes, str, str]:
     routed = route(serving, "feeds", user_id, FeedQuery(user_id, values["k"], (), values["exclude_seen"],
                                                          values["filters"], values["dedupe"], values["explain"],
                                                          values["shaping"]))
+    routed.query = rotated(serving, routed.query)
     answer, source = serving.results.feed(routed.query)
+    count_shown(serving, routed.query, answer.items)
     body = {"version": answer.version, "request_id": routed.request_id, "user_id": user_id, "recent": answer.recent,
             "k": routed.query.k, "strategy": answer.strategy, "message": answer.message,
             "filters": routed.query.filters.describe(), "items": Fragment(answer.items)}

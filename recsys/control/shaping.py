@@ -13,15 +13,18 @@ items remain.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import orjson
 
-from recsys.control.rules import Rule, RuleBook
+from recsys.control.rules import Match, Rule, RuleBook
 from recsys.data.ids import IdMap
 
-__all__ = ["Shaping", "NO_SHAPING", "Hidden", "Shaper", "ItemFacts", "shaper"]
+__all__ = ["Shaping", "NO_SHAPING", "Hidden", "Shaper", "ItemFacts", "shaper", "Rotation", "ROTATIONS"]
+
+Rotation = Literal["off", "down", "out"]
+ROTATIONS = ("off", "down", "out")
 
 # candidates asked for per item shown while a read is shaped: a boost lifts an item from at most
 # this far down (with a factor of 2, from rank 2k to k)
@@ -36,18 +39,42 @@ class Shaping:
         rules: rules for this read only (validated like stored ones; a pin beyond ``k`` is an error).
         diversity: MMR's weight on redundancy, 0 (off) to 1; ``None``: the setting ``shaping.diversity``.
         max_per_category: the most items of one category, 0 for no cap; ``None``: the setting.
+        rotation: what to do with ``shown`` items: ``down`` (after every candidate not shown,
+            the less shown and better ranked first), ``out`` (left out), or ``off``; ``None``:
+            the setting ``shaping.rotation``.
+        shown: ``(item id, times shown)`` of items the user was shown and did not click since
+            (the worker reads them from the user's impressions, :mod:`recsys.worker.rotation`).
     """
 
     rules: tuple[Rule, ...] = ()
     diversity: float | None = None
     max_per_category: int | None = None
+    rotation: Rotation | None = None
+    shown: tuple[tuple[str, int], ...] = ()
 
     def key(self) -> tuple:
         """What makes two shapings the same (the result cache's key)."""
-        if not self.rules:
-            return self.diversity, self.max_per_category
-        rules = orjson.dumps([r.model_dump(mode="json") for r in self.rules]).decode()
-        return rules, self.diversity, self.max_per_category
+        rules = orjson.dumps([r.model_dump(mode="json") for r in self.rules]).decode() if self.rules else ""
+        return rules, self.diversity, self.max_per_category, self.rotation, self.shown
+
+    def rotated(self) -> tuple[Rule, ...]:
+        """The rules rotation makes of ``shown`` (built, not validated: the ids come from the
+        service's own counts): ``down``, one bury per number of times shown, with factor
+        ``1000 × times``, so that shown items come after every candidate not shown, ordered by
+        rank × times shown; ``out``, one exclusion."""
+        if self.rotation in (None, "off") or not self.shown:
+            return ()
+        if self.rotation == "out":
+            shown = Match.model_construct(item_ids=[i for i, _ in self.shown])
+            return (Rule.model_construct(id="rotation", action="exclude", match=shown,
+                                         note="shown before and not clicked"),)
+        by_times: dict[int, list[str]] = {}
+        for item_id, times in self.shown:
+            by_times.setdefault(times, []).append(item_id)
+        return tuple(Rule.model_construct(id="rotation", action="bury", factor=1000.0 * times,
+                                          match=Match.model_construct(item_ids=ids),
+                                          note=f"shown {times} time{'s' if times > 1 else ''}, not clicked")
+                     for times, ids in sorted(by_times.items()))
 
 
 NO_SHAPING = Shaping()
@@ -232,10 +259,11 @@ def shaper(book: RuleBook, scope: str, shaping: Shaping, *, diversity: float, ma
     stored = book.active(scope, now) if len(book) else ()
     diversity = shaping.diversity if shaping.diversity is not None else diversity
     cap = shaping.max_per_category if shaping.max_per_category is not None else max_per_category
-    rules = stored + shaping.rules
+    own = shaping.rules + shaping.rotated()
+    rules = stored + own
     if not rules and diversity <= 0 and cap <= 0:
         return None
-    masks = [book.matched(r) for r in stored] + [book.match(r.match) for r in shaping.rules]
+    masks = [book.matched(r) for r in stored] + [book.match(r.match) for r in own]
     hidden = None
     excluded = [m for r, m in zip(rules, masks) if r.action == "exclude"]
     if excluded:

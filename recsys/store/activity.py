@@ -194,6 +194,27 @@ class ActivityStore:
         for i in range(0, len(users), 1000):
             self.client.zadd(self.keys.active_users, dict.fromkeys(users[i:i + 1000], time.time()))
 
+    def shown(self, user_id: str) -> dict[str, int]:
+        """Items the user's rotated feeds showed, with how often, less those the user touched since
+        (their recent items: a click is not a miss), in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.keys.shown(user_id))
+        pipe.lrange(self.keys.recent(user_id), 0, -1)
+        shown, recent = pipe.execute()
+        touched_ = {r.decode() for r in recent}
+        return {k.decode(): int(v) for k, v in shown.items() if k.decode() not in touched_}
+
+    def count_shown(self, shown: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """Count what rotated feeds showed, ``(user id, item ids)`` each, in one round trip; a
+        user's counts expire with their recent items."""
+        pipe = self.client.pipeline(transaction=False)
+        for user_id, items in shown:
+            key = self.keys.shown(user_id)
+            for item in items:
+                pipe.hincrby(key, item, 1)
+            pipe.expire(key, self.recent_ttl)
+        pipe.execute()
+
     def recent(self, user_id: str, n: int | None = None) -> list[str]:
         """The user's recent item ids, newest first, without repeats."""
         raw = self.client.lrange(self.keys.recent(user_id), 0, (n or self.recent_items) - 1)

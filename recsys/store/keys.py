@@ -26,6 +26,8 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
                                             report reads them
     P:log                           stream  the interaction log the next training reads
     P:recent:<user_id>              list    the user's recent item ids, newest first, distinct
+    P:shown:<user_id>               hash    item id -> times the user's rotated feeds showed it (a
+                                            clicked item is in the recent list and not rotated)
     P:users:active                  zset    user ids with recent items, scored by their last post
                                             (epoch seconds); anyone else has none
     P:posted:<sha256 of the key>    string  an interaction post's Idempotency-Key, taken in the
@@ -129,6 +131,9 @@ class Keys:
 
     def recent(self, user_id: str) -> str:
         return self._key("recent", user_id)
+
+    def shown(self, user_id: str) -> str:
+        return self._key("shown", user_id)
 
     @property
     def recent_pattern(self) -> str:

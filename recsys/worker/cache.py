@@ -127,7 +127,8 @@ class ResultCache:
         return self._read("user", query.user_id, query, query.user_id)
 
     def _read(self, kind: str, owner: str, query, user: str | None) -> tuple[Answer, str]:
-        memory, ttl = self.memory, self.ttl
+        # a rotated feed changes at every read: nothing to keep
+        memory, ttl = self.memory, (self.ttl if not query.shaping.shown else 0)
         epoch = memory.epoch  # before anything is read: a value read before a drop is not kept
         rec = self.state.recommender()
         key = _key(rec, query)

@@ -1,6 +1,7 @@
-"""The impressions a worker logs for the experiments' reads, written to Redis in batches off the
-request path (docs/experiments.md): a read only appends to a list in memory, a background thread
-writes what is there every ``interval`` seconds in one pipelined round trip."""
+"""What a worker logs of what it showed, written to Redis in batches off the request path: the
+impressions of the experiments' reads (docs/experiments.md), and the items rotated feeds showed
+(docs/rules.md). A read only appends to a list in memory; a background thread writes what is
+there every ``interval`` seconds in one pipelined round trip per kind."""
 from __future__ import annotations
 
 import atexit
@@ -9,8 +10,10 @@ import threading
 import time
 from collections import deque
 
+import orjson
 import redis
 
+from recsys.store.activity import ActivityStore
 from recsys.store.experiments import ExperimentStore
 
 __all__ = ["ImpressionLog"]
@@ -23,6 +26,7 @@ class ImpressionLog:
 
     Args:
         store: where the experiments' impressions go.
+        activity: where the counts of what rotated feeds showed go.
         interval: seconds between two writes; a worker killed with ``kill -9`` loses at most the
             impressions of its last interval, in every variant alike (fewer users and
             impressions, and the clicks on the lost reads with them: less precision, no bias).
@@ -30,9 +34,11 @@ class ImpressionLog:
             (and counted in the log).
     """
 
-    def __init__(self, store: ExperimentStore, interval: float = 0.1, limit: int = 100_000):
-        self.store, self.interval = store, interval
+    def __init__(self, store: ExperimentStore, activity: ActivityStore | None = None, interval: float = 0.1,
+                 limit: int = 100_000):
+        self.store, self.activity, self.interval = store, activity, interval
         self._queue: deque = deque(maxlen=limit)
+        self._shown: deque = deque(maxlen=limit)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -44,6 +50,12 @@ class ImpressionLog:
         if len(self._queue) == self._queue.maxlen:
             logger.warning("the impression buffer is full (Redis unreachable?): the oldest impression is dropped")
         self._queue.append((experiment_id, request_id, user_id, variant, items, time.time()))
+        if self._thread is None:
+            self._start()
+
+    def shown(self, user_id: str, items: bytes | list[str]) -> None:
+        """Queue what a rotated feed showed a user (its result rows as JSON, or its item ids)."""
+        self._shown.append((user_id, items))
         if self._thread is None:
             self._start()
 
@@ -59,20 +71,28 @@ class ImpressionLog:
             self.flush()
 
     def flush(self) -> int:
-        """Write every queued impression now; how many were written. On a Redis error they stay
-        queued for the next try."""
+        """Write everything queued now; how many impressions were written. On a Redis error what
+        was taken stays queued for the next try."""
+        self._write(self._shown, lambda batch: self.activity.count_shown(
+            [(user, [row["item_id"] for row in orjson.loads(items)] if isinstance(items, bytes) else items)
+             for user, items in batch]))
+        written = self._write(self._queue, self.store.log_many)
+        self.written += written
+        return written
+
+    @staticmethod
+    def _write(queue: deque, write) -> int:
         batch = []
-        while self._queue:
-            batch.append(self._queue.popleft())
+        while queue:
+            batch.append(queue.popleft())
         if not batch:
             return 0
         try:
-            self.store.log_many(batch)
+            write(batch)
         except (redis.RedisError, OSError) as exc:
             logger.warning("%d impressions not written yet (%s); kept for the next try", len(batch), exc)
-            self._queue.extendleft(reversed(batch))
+            queue.extendleft(reversed(batch))
             return 0
-        self.written += len(batch)
         return len(batch)
 
     def stop(self) -> None:

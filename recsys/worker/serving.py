@@ -70,7 +70,8 @@ class Serving:
                          if client is not None else None)
         self.results = ResultCache(self, self._results, self.breaker, ttl=rs.cache_ttl, memory=self.memory)
         self.images = ImageFetches(settings.images, retry_after=rs.retry_after)
-        self.impressions = ImpressionLog(self.store.experiments) if self.store is not None else None
+        self.impressions = (ImpressionLog(self.store.experiments, self.activity) if self.store is not None
+                            else None)
         self.origin = secrets.token_hex(8)  # names this worker's posts in their messages
         self._thread: threading.Thread | None = None
         self.on_change = lambda recommender: None  # metrics hook

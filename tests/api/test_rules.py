@@ -85,3 +85,18 @@ def test_bad_rules_are_400s_with_a_message(client, served_bundle):
     assert_error(client.get(f"/v1/items/{item}/similar?diversity=2"), 400, "invalid_request", "from 0 to 1")
     assert_error(client.put("/v1/rules/r9", json={"action": "bury", "match": {"tag": "x"}}, headers=WRITE), 404,
                  "not_found", "POST /v1/rules creates one")
+
+
+def test_a_rotated_feed_moves_what_it_showed_down_until_the_user_clicks_it(client, serving, served_bundle):
+    user = served_bundle.collab.user_ids.ids[3]
+    path = f"/v1/users/{user}/recommendations?k=6&rotation=down"
+    first = ids_of(client.get(path))
+    serving.impressions.flush()  # what the first read showed is counted (a background thread does it)
+    second = ids_of(client.get(path))
+    assert len(second) == 6 and set(second).isdisjoint(first)  # a fresh page: the shown items come after
+    client.post("/v1/interactions", headers=WRITE, json={"user_id": user, "item_id": first[0], "event": "click"})
+    serving.impressions.flush()
+    out = ids_of(client.get(f"/v1/users/{user}/recommendations?k=6&rotation=out"))
+    assert not set(first[1:]) & set(out)  # shown and not clicked: left out
+    assert_error(client.get(f"/v1/users/{user}/recommendations?rotation=sideways"), 400, "invalid_request",
+                 "rotation must be one of off, down, out")

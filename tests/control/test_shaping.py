@@ -8,6 +8,7 @@ from pydantic import ValidationError
 from recsys.control import Rule, Shaping
 from recsys.errors import InvalidRequest
 from recsys.serve.changes import ItemChanges
+from recsys.serve.filters import ItemFilter
 
 
 def _rules(*specs: dict) -> tuple[Rule, ...]:
@@ -75,7 +76,7 @@ def test_a_buried_item_goes_below_the_others_and_a_boosted_one_up(rec):
     lowered = _with(rec, {"action": "bury", "match": {"item_ids": plain[:1]}, "factor": 5.5}).recommend("U000002", k=20)
     assert lowered.ids.index(plain[0]) == 4 and lowered[4].why["rules"][0]["action"] == "bury"
     boosted = _with(rec, {"action": "boost", "match": {"item_ids": [plain[9]]}, "factor": 5}).recommend("U000002", k=20)
-    assert boosted.ids.index(plain[9]) == 2  # rank 10 competes as rank 2; a tie keeps the item there first
+    assert boosted.ids.index(plain[9]) == 2  # rank 10 competes as rank 2; the tie goes to the item ranked 2
     assert boosted[2].why["rules"][0]["text"] == "boosted by rule r1"
 
 
@@ -122,3 +123,19 @@ def test_a_requests_own_pin_beyond_k_is_refused(rec, item):
     shaping = Shaping(rules=_rules({"action": "pin", "match": {"item_ids": ["x"]}, "position": 11}))
     with pytest.raises(InvalidRequest, match="beyond k"):
         rec.similar_items(item, k=10, shaping=shaping)
+
+
+def test_rotation_moves_shown_items_down_or_out(rec):
+    plain = rec.recommend("U000004", k=10).ids
+    shown = ((plain[0], 2), (plain[3], 1))
+    down = rec.recommend("U000004", k=10, shaping=Shaping(rotation="down", shown=shown))
+    # after every candidate not shown (30 of them): rank 4 shown once (4,000) before rank 1 shown twice (2,000 x 1)
+    fresh = [i for i in rec.recommend("U000004", k=30).ids if i not in (plain[0], plain[3])]
+    assert down.ids == fresh[:10]
+    only = ItemFilter.create(include=plain)  # no other candidate: the shown items end the list
+    last = rec.recommend("U000004", k=10, filters=only, shaping=Shaping(rotation="down", shown=shown))
+    assert last.ids[-2:] == [plain[0], plain[3]]  # 1 x 2,000 before 4 x 1,000
+    assert last[-1].why["rules"][0]["text"] == "buried by rule rotation (shown 1 time, not clicked)"
+    out = rec.recommend("U000004", k=10, shaping=Shaping(rotation="out", shown=shown))
+    assert out.ids == [i for i in rec.recommend("U000004", k=12).ids if i not in (plain[0], plain[3])]
+    assert rec.recommend("U000004", k=10, shaping=Shaping(rotation="off", shown=shown)).ids == plain
