@@ -3,11 +3,10 @@ variant asks, the read's ``request_id`` and the impression the experiment's repo
 (queued, :mod:`recsys.worker.impressions`); and the experiments' writes and report."""
 from __future__ import annotations
 
-import logging
+import dataclasses
 import random
 
 from recsys.control.experiments import HOLDOUT, Experiment, Variant, assign, conflict, prices_of, report
-from recsys.control.shaping import Shaping
 from recsys.errors import InvalidRequest, NotFound
 from recsys.serve import FeedQuery, Recommender, SimilarQuery
 from recsys.worker import writes
@@ -15,8 +14,6 @@ from recsys.worker.serving import Serving
 
 __all__ = ["Routed", "route", "log_impression", "request_id", "create_experiment", "stop_experiment",
            "experiment_report"]
-
-logger = logging.getLogger(__name__)
 
 
 class Routed:
@@ -65,9 +62,10 @@ def _configured(query: SimilarQuery | FeedQuery, variant: Variant) -> SimilarQue
     if not variant.changes:
         return query
     own, theirs = query.shaping, variant.shaping
-    shaping = Shaping(theirs.rules + own.rules,
-                      own.diversity if own.diversity is not None else theirs.diversity,
-                      own.max_per_category if own.max_per_category is not None else theirs.max_per_category)
+    shaping = dataclasses.replace(
+        own, rules=theirs.rules + own.rules,
+        diversity=own.diversity if own.diversity is not None else theirs.diversity,
+        max_per_category=own.max_per_category if own.max_per_category is not None else theirs.max_per_category)
     if isinstance(query, SimilarQuery):
         return query._replace(shaping=shaping, weights=query.weights or variant.weights)
     return query._replace(shaping=shaping, rank=variant.rank if variant.rank is not None else query.rank)
