@@ -58,3 +58,22 @@ def test_bad_experiments_are_400s_and_one_read_goes_to_one_experiment(client, se
     feed = client.get(f"/v1/users/{user}/recommendations?k=5").json
     assert feed["experiment"]["id"] == "e1" and ids_of(client.get(
         f"/v1/items/{served_bundle.item_ids.ids[0]}/similar?k=3&user_id={user}")) != []
+
+
+def test_a_variant_adds_its_configuration_to_the_reads_own():
+    from recsys.control import Rule, Shaping
+    from recsys.control.experiments import Variant
+    from recsys.serve import FeedQuery, SimilarQuery
+    from recsys.worker.experiments import _configured
+
+    pin = Rule.model_validate({"action": "pin", "match": {"item_ids": ["A"]}, "position": 1})
+    bury = Rule.model_validate({"action": "bury", "match": {"item_ids": ["B"]}})
+    variant = Variant.model_validate({"name": "v", "rules": [pin.model_dump()], "diversity": 0.3, "rank": False,
+                                      "weights": {"image": 1.0}})
+    feed = _configured(FeedQuery("u", shaping=Shaping(rules=(bury,), max_per_category=2, rotation="down")), variant)
+    assert feed.shaping == Shaping(rules=(pin, bury), diversity=0.3, max_per_category=2, rotation="down")
+    assert feed.rank is False
+    assert _configured(SimilarQuery("i"), variant).weights == {"image": 1.0}
+    assert _configured(SimilarQuery("i", weights={"text": 1.0}), variant).weights == {"text": 1.0}  # the read's win
+    plain = FeedQuery("u")
+    assert _configured(plain, Variant(name="same")) is plain
