@@ -52,7 +52,7 @@ def similar(serving: Serving, item_id: str, args) -> tuple[bytes, str, str]:
     user = values["user_id"]
     routed = route(serving, "similar", user, SimilarQuery(item_id, values["k"], values["weights"], values["filters"],
                                                           values["dedupe"], values["shaping"]))
-    answer, source = serving.results.similar(routed.query)
+    answer, source = serving.results.similar(routed.query, routed.version)
     body = {"version": answer.version, "request_id": routed.request_id, "item_id": item_id, "k": routed.query.k,
             "weights": Fragment(answer.weights), "filters": routed.query.filters.describe(),
             "items": Fragment(answer.items)}
@@ -78,7 +78,7 @@ def user_feed(serving: Serving, user_id: str, args) -> tuple[bytes, str, str]:
                                                          values["filters"], values["dedupe"], values["explain"],
                                                          values["shaping"]))
     routed.query = rotated(serving, routed.query)
-    answer, source = serving.results.feed(routed.query)
+    answer, source = serving.results.feed(routed.query, routed.version)
     count_shown(serving, routed.query, answer.items)
     body = {"version": answer.version, "request_id": routed.request_id, "user_id": user_id, "recent": answer.recent,
             "k": routed.query.k, "strategy": answer.strategy, "message": answer.message,
@@ -121,10 +121,10 @@ def session_feed():
     check_read_access()
     body = parse_body(SessionIn, json_body())
     serving = current_serving()
-    recommender = use(serving.synced())
     routed = route(serving, "feeds", body.session_id, FeedQuery(
         None, body.k, tuple(body.recent_items), body.exclude_seen, body.item_filter(), body.dedupe, body.explain,
         body.shaping()))
+    recommender = use(serving.synced(routed.version))
     feed = recommender.answer(recommender.plan(routed.query))
     out = {"version": recommender.version, "request_id": routed.request_id, "k": body.k, "strategy": feed.strategy,
            "message": feed.message, "filters": routed.query.filters.describe(),

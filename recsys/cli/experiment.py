@@ -31,7 +31,7 @@ def create(ctx: click.Context, spec: Path) -> None:
     """Create the experiment SPEC describes (JSON: name, variants, holdout, target)."""
     from pydantic import ValidationError
 
-    from recsys.control.experiments import Experiment, conflict
+    from recsys.control.experiments import Experiment, check_new
 
     settings = settings_of(ctx)
     try:
@@ -40,12 +40,9 @@ def create(ctx: click.Context, spec: Path) -> None:
         raise InvalidRequest(f"{spec}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
     click.echo(f"using {which_redis(settings)}", err=True)
     with RedisSession(settings) as client:
-        store = _store(client, settings).experiments
-        running = conflict(store.all(), new)
-        if running is not None:
-            raise InvalidRequest(f"experiment {running.id} ({running.name!r}) already takes {running.target} "
-                                 "reads; stop it first")
-        stored, _ = store.create(new)
+        redis_store = _store(client, settings)
+        check_new(new, redis_store.experiments.all(), redis_store.versions())
+        stored, _ = redis_store.experiments.create(new)
     click.echo(json.dumps(stored.model_dump(mode="json"), indent=1))
 
 

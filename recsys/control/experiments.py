@@ -25,8 +25,10 @@ from scipy import stats
 
 from recsys.control.rules import Rule
 from recsys.control.shaping import Shaping
+from recsys.errors import InvalidRequest
+from recsys.manifest import NAME_PATTERN
 
-__all__ = ["Variant", "Experiment", "Arm", "assign", "report", "conflict", "prices_of", "HOLDOUT"]
+__all__ = ["Variant", "Experiment", "Arm", "assign", "report", "check_new", "prices_of", "HOLDOUT"]
 
 HOLDOUT = "holdout"
 Target = Literal["feeds", "similar", "all"]
@@ -42,6 +44,8 @@ class Variant(BaseModel):
         rank: feeds ranked by the bundle's ranker (true) or blended (false).
         rules: rules applied to this variant's reads after the stored ones.
         diversity, max_per_category: as a read's own (docs/rules.md).
+        bundle: a published bundle version its reads are answered by (every worker loads it
+            beside the active one while the experiment runs); ``None``: the active bundle.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -53,6 +57,7 @@ class Variant(BaseModel):
     rules: list[Rule] = Field(default_factory=list, max_length=50)
     diversity: float | None = Field(None, ge=0, le=1)
     max_per_category: int | None = Field(None, ge=0, le=1000)
+    bundle: str | None = Field(None, pattern=f"^{NAME_PATTERN.pattern}$", max_length=100)
 
     @cached_property
     def shaping(self) -> Shaping:
@@ -63,7 +68,7 @@ class Variant(BaseModel):
     def changes(self) -> bool:
         """Whether it changes anything of the service's configuration."""
         return bool(self.weights or self.rank is not None or self.rules or self.diversity is not None
-                    or self.max_per_category is not None)
+                    or self.max_per_category is not None or self.bundle)
 
 
 class Experiment(BaseModel):
@@ -124,6 +129,11 @@ class Experiment(BaseModel):
         return list(itertools.accumulate(v.share / total for v in self.variants))
 
     @property
+    def bundles(self) -> set[str]:
+        """The bundle versions its variants name."""
+        return {v.bundle for v in self.variants if v.bundle}
+
+    @property
     def shares(self) -> np.ndarray:
         """Each variant's expected share of the users, the holdout's last."""
         parts = np.array([v.share for v in self.variants])
@@ -137,13 +147,22 @@ class Arm(BaseModel):
     variant: str
 
 
-def conflict(experiments, new: Experiment) -> Experiment | None:
-    """A running experiment that takes some of the reads ``new`` would (a read goes to one
-    experiment), or ``None``."""
+def check_new(new: Experiment, experiments, published) -> None:
+    """Check that ``new`` can start beside ``experiments`` (those stored) and that the bundle
+    versions its variants name are among ``published``.
+
+    Raises:
+        InvalidRequest: a running experiment takes some of the reads ``new`` would (a read goes
+            to one experiment; stop that one first), or a variant names an unpublished bundle.
+    """
     for running in experiments:
         if running.status == "running" and ("all" in (running.target, new.target) or running.target == new.target):
-            return running
-    return None
+            raise InvalidRequest(f"experiment {running.id} ({running.name!r}) already takes {running.target} "
+                                 "reads; stop it first (a read goes to one experiment)", experiment_id=running.id)
+    for variant in new.variants:
+        if variant.bundle is not None and variant.bundle not in published:
+            raise InvalidRequest(f"variant {variant.name!r}: bundle version {variant.bundle!r} is not published; "
+                                 "run `recsys publish --bundle DIR --no-activate` first", version=variant.bundle)
 
 
 def prices_of(*items: pd.DataFrame) -> dict[str, float]:

@@ -273,9 +273,11 @@ class RedisStore:
             shutil.rmtree(folder, ignore_errors=True)
 
     def prune(self, keep: int) -> list[str]:
-        """Keep the ``keep`` newest versions (and the active one); returns the removed ones."""
-        active = self.active_version()
-        removed = [v for v in self.versions()[:-keep] if v != active] if keep > 0 else []
+        """Keep the ``keep`` newest versions, the active one and those a running experiment's
+        variants are served from; returns the removed ones."""
+        kept = {self.active_version(), *(version for e in self.experiments.all() if e.status == "running"
+                                         for version in e.bundles)}
+        removed = [v for v in self.versions()[:-keep] if v not in kept] if keep > 0 else []
         for version in removed:
             self.remove(version)
         return removed

@@ -45,11 +45,12 @@ class WorkerState(Protocol):
     def following(self) -> bool:
         """Whether invalidations arrive (subscribed to pub/sub, Redis answering)."""
 
-    def recommender(self) -> Recommender:
-        """The recommender a request uses (raises NotReady when nothing is loaded)."""
+    def recommender(self, version: str | None = None) -> Recommender:
+        """The recommender a request uses: the active bundle's, or a held variant bundle's
+        (raises NotReady when nothing is loaded)."""
 
-    def at_generation(self, gen: int) -> Recommender:
-        """The recommender, with item changes reloaded if ``gen`` (Redis's) is not the one it serves."""
+    def at_generation(self, gen: int, version: str | None = None) -> Recommender:
+        """:meth:`recommender`, with item changes reloaded if ``gen`` (Redis's) is not the one it serves."""
 
 
 class Answer(NamedTuple):
@@ -115,22 +116,23 @@ class ResultCache:
         self.ttl = ttl
         self.memory = memory
 
-    def similar(self, query: SimilarQuery) -> tuple[Answer, str]:
-        """Items similar to an item: the answer, and where it came from (``local``: this worker's
-        memory, ``hit``: Redis, ``lookup``: precomputed lists, ``miss``: computed and cached,
-        ``skip``: computed, not cached)."""
-        return self._read("item", query.item_id, query, None)
+    def similar(self, query: SimilarQuery, version: str | None = None) -> tuple[Answer, str]:
+        """Items similar to an item, by the active bundle or the held bundle ``version``: the
+        answer, and where it came from (``local``: this worker's memory, ``hit``: Redis,
+        ``lookup``: precomputed lists, ``miss``: computed and cached, ``skip``: computed, not
+        cached)."""
+        return self._read("item", query.item_id, query, None, version)
 
-    def feed(self, query: FeedQuery) -> tuple[Answer, str]:
+    def feed(self, query: FeedQuery, version: str | None = None) -> tuple[Answer, str]:
         """A user's feed, with their recent items from the activity log: as :meth:`similar`, and
         ``list``: a folded-in list made now and kept."""
-        return self._read("user", query.user_id, query, query.user_id)
+        return self._read("user", query.user_id, query, query.user_id, version)
 
-    def _read(self, kind: str, owner: str, query, user: str | None) -> tuple[Answer, str]:
+    def _read(self, kind: str, owner: str, query, user: str | None, version: str | None) -> tuple[Answer, str]:
         # a rotated feed changes at every read: nothing to keep
         memory, ttl = self.memory, (self.ttl if not query.shaping.shown else 0)
         epoch = memory.epoch  # before anything is read: a value read before a drop is not kept
-        rec = self.state.recommender()
+        rec = self.state.recommender(version)
         key = _key(rec, query)
         local_key = (kind, owner, cache_field(rec.version, rec.changes.gen, key))
         plan = planned_recent = None
@@ -151,7 +153,7 @@ class ResultCache:
         snap = self._snapshot(kind, owner, local_key[2] if ttl else None, user)
         if snap is not None and following and user is not None:
             memory.put_recent(user, tuple(snap.recent), epoch, snap.recent_expires)
-        current = self.state.at_generation(snap.gen) if snap is not None else rec
+        current = self.state.at_generation(snap.gen, rec.version) if snap is not None else rec
         if snap is not None and snap.cached is not None and current is rec and snap.gen == rec.changes.gen:
             answer = Answer.decode(rec.version, snap.cached)
             memory.put(local_key, answer.kept(), epoch)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from recsys.control.experiments import HOLDOUT, Experiment, Variant, assign, conflict, prices_of, report
-from recsys.errors import InvalidRequest, NotFound
+from recsys.control.experiments import HOLDOUT, Experiment, Variant, assign, check_new, prices_of, report
+from recsys.errors import NotFound
 from recsys.serve import FeedQuery, Recommender, SimilarQuery
 from recsys.worker import writes
 from recsys.worker.serving import Serving
@@ -18,12 +18,15 @@ __all__ = ["Routed", "route", "log_impression", "request_id", "create_experiment
 
 class Routed:
     """Where one read went: its query (the variant's configuration applied), its request id and,
-    inside an experiment, the experiment and the variant's name (``holdout`` for a held-out user)."""
+    inside an experiment, the experiment, the variant's name (``holdout`` for a held-out user)
+    and the bundle version the variant is served from (``None``: the active one)."""
 
-    __slots__ = ("query", "request_id", "experiment", "variant")
+    __slots__ = ("query", "request_id", "experiment", "variant", "version")
 
-    def __init__(self, query, request_id: str, experiment: Experiment | None = None, variant: str | None = None):
+    def __init__(self, query, request_id: str, experiment: Experiment | None = None, variant: str | None = None,
+                 version: str | None = None):
         self.query, self.request_id, self.experiment, self.variant = query, request_id, experiment, variant
+        self.version = version
 
     def describe(self) -> dict | None:
         """The body's ``experiment`` field, or ``None`` outside one."""
@@ -43,7 +46,11 @@ def request_id(experiment: Experiment | None = None, variant: str | None = None)
 
 def route(serving: Serving, read: str, unit_id: str | None, query: SimilarQuery | FeedQuery) -> Routed:
     """The read's experiment and variant, if a running experiment of the served changes takes
-    reads of kind ``read`` (``feeds`` or ``similar``) and the read names a user or session."""
+    reads of kind ``read`` (``feeds`` or ``similar``) and the read names a user or session.
+
+    A variant served from a bundle this worker has not loaded yet (it loads when the experiment
+    starts) answers as outside the experiment, and its read is not logged: the report counts only
+    what the variant served."""
     current = serving.current
     if unit_id is None or current is None:
         return Routed(query, request_id())
@@ -51,9 +58,12 @@ def route(serving: Serving, read: str, unit_id: str | None, query: SimilarQuery 
     if experiment is None:
         return Routed(query, request_id())
     variant = assign(experiment, unit_id)
-    name = HOLDOUT if variant is None else variant.name
-    return Routed(query if variant is None else _configured(query, variant), request_id(experiment, name),
-                  experiment, name)
+    if variant is None:
+        return Routed(query, request_id(experiment, HOLDOUT), experiment, HOLDOUT)
+    if variant.bundle is not None and not serving.holds(variant.bundle):
+        return Routed(query, request_id())
+    return Routed(_configured(query, variant), request_id(experiment, variant.name), experiment, variant.name,
+                  variant.bundle)
 
 
 def _configured(query: SimilarQuery | FeedQuery, variant: Variant) -> SimilarQuery | FeedQuery:
@@ -88,15 +98,12 @@ def create_experiment(serving: Serving, experiment: Experiment) -> Experiment:
     """Store a new experiment, served by every worker from its next read.
 
     Raises:
-        InvalidRequest: a running experiment already takes some of the same reads (a read goes
-            to one experiment; stop that one first).
+        InvalidRequest: see :func:`~recsys.control.experiments.check_new`.
         Unavailable: Redis is down (nothing was stored).
     """
     store = _store(serving, "the experiment")
-    running = conflict(writes.write(serving, "the experiment", store.all), experiment)
-    if running is not None:
-        raise InvalidRequest(f"experiment {running.id} ({running.name!r}) already takes {running.target} reads; "
-                             "stop it first (a read goes to one experiment)", experiment_id=running.id)
+    check_new(experiment, writes.write(serving, "the experiment", store.all),
+              writes.write(serving, "the experiment", serving.store.versions))
     stored, gen = writes.write(serving, "the experiment", lambda: store.create(experiment))
     writes.changed(serving, gen)
     return stored

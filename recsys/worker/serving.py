@@ -1,9 +1,11 @@
-"""What one API worker serves: the active bundle (hot-swapped), item changes, and Redis health.
+"""What one API worker serves: the active bundle (hot-swapped), the bundles running experiments'
+variants name, item changes, and Redis health.
 
 A request takes one :class:`Recommender` reference at its start and uses it to the end, so every
 response comes from exactly one bundle version. A new version is downloaded, verified and loaded
 beside the old one by a background thread, then swapped in with one assignment; a version that
-fails to load is remembered and the old one keeps serving.
+fails to load is remembered and the old one keeps serving. A variant's bundle is loaded the same
+way when an experiment names it, and dropped when none does.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ class Serving:
                          if client is not None else None)
         self.breaker = Breaker(rs.retry_after)
         self.current: Recommender | None = None
+        self.variant_bundles: dict[str, Recommender] = {}  # version -> a running variant's bundle
         self.failed: dict[str, str] = {}  # version -> why it was refused
         self.load_error: str | None = None
         self.cache_dir = Path(settings.state_dir) / "bundles"
@@ -83,9 +86,10 @@ class Serving:
         """Whether invalidations arrive: subscribed to the workers' channel, and Redis answering."""
         return self.subscribed and not self.breaker.open
 
-    def recommender(self) -> Recommender:
+    def recommender(self, version: str | None = None) -> Recommender:
         """The recommender a request should use, with the item changes a sibling worker of this
-        server wrote caught up.
+        server wrote caught up: the active bundle's, or a variant bundle's by its ``version``
+        (the active one's when this worker does not hold that version).
 
         Raises:
             NotReady: nothing loaded yet; the message says why.
@@ -96,30 +100,44 @@ class Serving:
                 "no bundle is active in Redis; run `recsys publish --bundle DIR`"
                 if self.store is not None else "no bundle configured; start with --bundle DIR")
             raise NotReady(f"not ready: {reason}")
+        chosen = self._held(current, version)
         shared = self.shared_gen
-        if shared is not None and shared.value > current.changes.gen:
-            return self.at_generation(shared.value)
-        return current
+        if shared is not None and shared.value > chosen.changes.gen:
+            return self.at_generation(shared.value, chosen.version)
+        return chosen
 
-    def synced(self) -> Recommender:
+    def holds(self, version: str) -> bool:
+        """Whether this worker can answer with bundle ``version`` now."""
+        current = self.current
+        return current is not None and (version == current.version or version in self.variant_bundles)
+
+    def _held(self, current: Recommender, version: str | None) -> Recommender:
+        if version is None or version == current.version:
+            return current
+        return self.variant_bundles.get(version, current)
+
+    def synced(self, version: str | None = None) -> Recommender:
         """:meth:`recommender`, with the item changes at Redis's generation (a round trip): for
         reads and writes that must see an item written through another server at once."""
-        current = self.recommender()
+        current = self.recommender(version)
         gen = self.breaker.call(self._results.gen) if self._results is not None else None
-        return self.at_generation(gen) if gen is not None else current
+        return self.at_generation(gen, current.version) if gen is not None else current
 
-    def at_generation(self, gen: int) -> Recommender:
-        """The current recommender, its item changes reloaded from Redis first if they are not at
-        generation ``gen``: the one place a moved generation is acted on."""
+    def at_generation(self, gen: int, version: str | None = None) -> Recommender:
+        """:meth:`recommender` of ``version``, the item changes of every held bundle reloaded from
+        Redis first if they are not at generation ``gen``: the one place a moved generation is
+        acted on."""
         with self._swap_lock:
             current = self.current
-            if current is not None and gen != current.changes.gen and self.store is not None:
+            held = [current, *self.variant_bundles.values()] if current is not None else []
+            if any(gen != r.changes.gen for r in held) and self.store is not None:
                 changes = self.breaker.call(self.store.item_changes)
                 if changes is not None:
-                    self.current = current.with_changes(ItemChanges.build(current.bundle, *changes))
+                    self.current = _changed(current, changes)
+                    self.variant_bundles = {v: _changed(r, changes) for v, r in self.variant_bundles.items()}
         if self.current is not current:
             self.on_change(self.current)
-        return self.current
+        return self._held(self.current, version) if self.current is not None else None
 
     def announce(self, gen: int) -> None:
         """Tell the sibling workers an item write reached generation ``gen`` (before answering)."""
@@ -207,17 +225,42 @@ class Serving:
             if gen is not None:
                 self.at_generation(gen)
                 self.announce(gen)
+        self._hold_variant_bundles()
 
-    def _install(self, bundle) -> None:
+    def _hold_variant_bundles(self) -> None:
+        """Load the bundles the running experiments' variants name and this worker does not hold;
+        drop those none names any more."""
+        current = self.current
+        if current is None or self.store is None:
+            return
+        wanted = {version for e in current.changes.experiments if e.status == "running"
+                  for version in e.bundles} - {current.version}
+        held = {v: r for v, r in self.variant_bundles.items() if v in wanted}
+        for version in sorted(wanted - held.keys() - self.failed.keys()):
+            bundle = self._download(version)
+            if bundle is not None:
+                held[version] = self._prepared(bundle, keep=[current, *held.values()])
+                logger.info("holding bundle %s for an experiment's variant", version)
+        if held.keys() != self.variant_bundles.keys():
+            with self._swap_lock:
+                self.variant_bundles = held
+
+    def _prepared(self, bundle, keep) -> Recommender:
+        """A recommender of ``bundle``, ready to serve: what requests share built (the transposed
+        copies made or mapped; those of bundles other than it and the recommenders ``keep`` go),
+        and the item changes applied."""
         recommender = Recommender.configured(bundle, self.settings, scan_dir=self.scan_dir,
                                              feed_lists=self.settings.api.local_cache_items)
-        # what requests share is built here, before serving (the transposed copies made or
-        # mapped); other bundles' copies go
-        prune_scans(self.scan_dir, recommender.warm().scan_keys())
+        kept = set(recommender.warm().scan_keys()).union(*(r.scan_keys() for r in keep))
+        prune_scans(self.scan_dir, kept)
         if self.store is not None:
             changes = self.breaker.call(self.store.item_changes)
             if changes is not None:
-                recommender = recommender.with_changes(ItemChanges.build(bundle, *changes))
+                recommender = _changed(recommender, changes)
+        return recommender
+
+    def _install(self, bundle) -> None:
+        recommender = self._prepared(bundle, keep=self.variant_bundles.values())
         if self.settings.api.warm_embedder:
             threading.Thread(target=self._warm, args=(recommender,), name="recsys-warm", daemon=True).start()
         with self._swap_lock:
@@ -234,19 +277,23 @@ class Serving:
             logger.exception("loading the item encoders failed")
 
     def _load_version(self, version: str) -> None:
+        bundle = self._download(version)
+        if bundle is not None:
+            self._install(bundle)
+
+    def _download(self, version: str):
+        """The published bundle ``version``, read; ``None`` when it is refused (remembered, and
+        said by :meth:`readiness`) or Redis did not answer."""
         try:
-            path = self.store.download(version, self.cache_dir)
-            bundle = read_bundle(path)
+            return read_bundle(self.store.download(version, self.cache_dir))
         except (BundleError, NotFound) as exc:
             self.failed[version] = exc.message
             self.load_error = f"bundle {version} refused: {exc.message}"
             logger.error("bundle %s refused, still serving %s: %s", version,
                          self.current.version if self.current else "nothing", exc.message)
-            return
         except (redis.RedisError, OSError) as exc:
             self.breaker.fail(exc)
-            return
-        self._install(bundle)
+        return None
 
     def _load_local(self, path: Path) -> None:
         try:
@@ -274,6 +321,11 @@ class Serving:
         if self.load_error and ready:
             reasons.append(self.load_error)
         return ready, reasons
+
+
+def _changed(recommender: Recommender, changes) -> Recommender:
+    """``recommender`` with the item changes read from Redis."""
+    return recommender.with_changes(ItemChanges.build(recommender.bundle, *changes))
 
 
 def _confirmed(pubsub, timeout: float) -> None:

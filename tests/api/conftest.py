@@ -16,6 +16,18 @@ def api_settings(tmp_path, redis_url, prefix, **api):
                          api={"api_key": API_KEY, "warm_embedder": False, **api})
 
 
+def bundle_copy(bundle, tmp_path, version: str):
+    """The files of ``bundle`` under another version name (a second bundle to publish)."""
+    import json
+    import shutil
+
+    copy = tmp_path / "models" / "market" / version
+    shutil.copytree(bundle.path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "manifest.json").write_text(json.dumps({**manifest, "version": version}))
+    return copy
+
+
 @pytest.fixture
 def app(tmp_path, redis_url, redis_prefix, served_bundle):
     from recsys.api import create_app

@@ -1,6 +1,6 @@
 """Experiments over HTTP: a stable split across requests, each variant's configuration served,
 impressions and clicks logged with the read's request_id, and a report (docs/experiments.md)."""
-from tests.api.conftest import WRITE
+from tests.api.conftest import WRITE, bundle_copy
 from tests.api.test_routes import assert_error, ids_of
 
 
@@ -77,3 +77,29 @@ def test_a_variant_adds_its_configuration_to_the_reads_own():
     assert _configured(SimilarQuery("i", weights={"text": 1.0}), variant).weights == {"text": 1.0}  # the read's win
     plain = FeedQuery("u")
     assert _configured(plain, Variant(name="same")) is plain
+
+
+def test_a_variant_served_from_another_bundle(client, serving, served_bundle, tmp_path):
+    assert_error(client.post("/v1/experiments", headers=WRITE, json={
+        "name": "next", "variants": [{"name": "a"}, {"name": "b", "bundle": "29990101T000000Z"}]}),
+        400, "invalid_request", "'29990101T000000Z' is not published")
+    serving.store.publish(bundle_copy(served_bundle, tmp_path, "29990101T000000Z"), activate=False)
+    r = client.post("/v1/experiments", headers=WRITE, json={
+        "name": "next", "variants": [{"name": "now"}, {"name": "next", "bundle": "29990101T000000Z"}]})
+    assert r.status_code == 201
+    serving.refresh()  # as the worker's follower thread does on the experiment's message
+    assert set(serving.variant_bundles) == {"29990101T000000Z"}
+    assert serving.store.prune(keep=1) == []  # a running variant's bundle is kept
+    users = list(served_bundle.collab.user_ids.ids[:30])
+    item = served_bundle.item_ids.ids[0]
+    versions = {"now": served_bundle.version, "next": "29990101T000000Z"}
+    for user in users:
+        for body in (client.get(f"/v1/users/{user}/recommendations?k=5").json,
+                     client.post("/v1/recommendations", json={"recent_items": [item], "session_id": user}).json):
+            assert body["version"] == versions[body["experiment"]["variant"]]
+    answered = {client.get(f"/v1/users/{u}/recommendations?k=5").headers["X-Recsys-Version"] for u in users}
+    assert answered == set(versions.values())
+    client.post("/v1/experiments/e1/stop", headers=WRITE)
+    serving.refresh()
+    assert serving.variant_bundles == {}
+    assert {client.get(f"/v1/users/{u}/recommendations?k=5").json["version"] for u in users} == {served_bundle.version}

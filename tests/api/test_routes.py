@@ -13,7 +13,7 @@ from PIL import Image
 
 from recsys.api.openapi import document
 from recsys.worker import Answer
-from tests.api.conftest import API_KEY, WRITE
+from tests.api.conftest import API_KEY, WRITE, bundle_copy
 
 
 def ids_of(response) -> list[str]:
@@ -380,14 +380,8 @@ def test_the_openapi_document_matches_the_routes(app, client):
 
 def test_a_bad_published_bundle_is_refused_and_the_old_one_keeps_serving(client, serving, served_bundle,
                                                                           tmp_path):
-    import json
-    import shutil
-
     # the same files under another version name, published, then damaged inside Redis
-    copy = tmp_path / "models" / "market" / "29990101T000000Z"
-    shutil.copytree(served_bundle.path, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    (copy / "manifest.json").write_text(json.dumps({**manifest, "version": copy.name}))
+    copy = bundle_copy(served_bundle, tmp_path, "29990101T000000Z")
     serving.store.publish(copy, activate=False)
     key = serving.store.keys.file(copy.name, "vectors/combined.npy")
     serving.store.client.lset(key, 0, b"x" + serving.store.client.lindex(key, 0)[1:])

@@ -28,3 +28,6 @@ def test_the_cli_creates_lists_reports_and_stops_an_experiment(tmp_path, monkeyp
     bad = runner.invoke(cli, ["experiment", "create", str(spec)])
     assert bad.exit_code == 2 and "variants" in bad.output
     assert runner.invoke(cli, ["experiment", "report", "e9"]).exit_code == 2
+    spec.write_text(json.dumps({"name": "x", "variants": [{"name": "a"}, {"name": "b", "bundle": "20990101T000000Z"}]}))
+    unpublished = runner.invoke(cli, ["experiment", "create", str(spec)])
+    assert unpublished.exit_code == 2 and "'20990101T000000Z' is not published" in unpublished.output
