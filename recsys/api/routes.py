@@ -56,18 +56,18 @@ def similar(serving: Serving, item_id: str, args) -> tuple[bytes, str, str]:
     body = {"version": answer.version, "request_id": routed.request_id, "item_id": item_id, "k": routed.query.k,
             "weights": Fragment(answer.weights), "filters": routed.query.filters.describe(),
             "items": Fragment(answer.items)}
-    _in_experiment(serving, routed, user, answer.items, body)
+    _in_experiment(serving, routed, user, answer.item_ids, body)
     if answer.message is not None:
         body["message"] = answer.message
     return dump_json(body), answer.version, source
 
 
-def _in_experiment(serving: Serving, routed, unit_id: str | None, items: bytes | list, body: dict) -> None:
-    """A read inside an experiment: say so in the body, and log what it shows."""
+def _in_experiment(serving: Serving, routed, unit_id: str | None, items: list[str], body: dict) -> None:
+    """A read inside an experiment: say so in the body, and log the ids of what it shows."""
     if routed.experiment is None:
         return
     body["experiment"] = routed.describe()
-    log_impression(serving, routed, unit_id, items if isinstance(items, bytes) else [row["item_id"] for row in items])
+    log_impression(serving, routed, unit_id, items)
 
 
 def user_feed(serving: Serving, user_id: str, args) -> tuple[bytes, str, str]:
@@ -79,11 +79,11 @@ def user_feed(serving: Serving, user_id: str, args) -> tuple[bytes, str, str]:
                                                          values["shaping"]))
     routed.query = rotated(serving, routed.query)
     answer, source = serving.results.feed(routed.query, routed.version)
-    count_shown(serving, routed.query, answer.items)
+    count_shown(serving, routed.query, answer.item_ids)
     body = {"version": answer.version, "request_id": routed.request_id, "user_id": user_id, "recent": answer.recent,
             "k": routed.query.k, "strategy": answer.strategy, "message": answer.message,
             "filters": routed.query.filters.describe(), "items": Fragment(answer.items)}
-    _in_experiment(serving, routed, user_id, answer.items, body)
+    _in_experiment(serving, routed, user_id, answer.item_ids, body)
     return dump_json(body), answer.version, source
 
 
@@ -129,7 +129,7 @@ def session_feed():
     out = {"version": recommender.version, "request_id": routed.request_id, "k": body.k, "strategy": feed.strategy,
            "message": feed.message, "filters": routed.query.filters.describe(),
            "items": recommender.rows(feed, cold=True)}
-    _in_experiment(serving, routed, body.session_id, out["items"], out)
+    _in_experiment(serving, routed, body.session_id, [row["item_id"] for row in out["items"]], out)
     return json_response(out)
 
 

@@ -65,14 +65,12 @@ class ExperimentStore:
         return parse_experiments(self.client.hgetall(self.keys.experiments))
 
     def log_many(self, entries) -> None:
-        """Log answers of experiments' reads, ``(experiment id, request id, user id, variant,
-        items, when it was answered)`` each (``items``: the result rows as JSON, or the item ids;
-        the ids are kept), as one stream entry per experiment: one round trip, one command per
-        experiment."""
+        """Log answers of experiments' reads, ``(experiment id, [request id, user id, variant,
+        when it was answered, item ids shown])`` each, as one stream entry per experiment: one
+        round trip, one command per experiment."""
         batches: dict[str, list] = {}
-        for experiment_id, request_id, user_id, variant, items, at in entries:
-            shown = [row["item_id"] for row in orjson.loads(items)] if isinstance(items, bytes) else items
-            batches.setdefault(experiment_id, []).append([request_id, user_id, variant, at, shown])
+        for experiment_id, entry in entries:
+            batches.setdefault(experiment_id, []).append(entry)
         pipe = self.client.pipeline(transaction=False)
         for experiment_id, batch in batches.items():
             pipe.xadd(self.keys.impressions(experiment_id), {"batch": orjson.dumps(batch)})

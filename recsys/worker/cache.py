@@ -35,7 +35,9 @@ from recsys.store.connection import Breaker
 from recsys.store.results import ResultStore, Snapshot
 from recsys.worker.memory import WorkerMemory
 
-__all__ = ["Answer", "ResultCache", "WorkerState", "cache_field"]
+__all__ = ["Answer", "ResultCache", "WorkerState", "cache_field", "ID_SEPARATOR"]
+
+ID_SEPARATOR = "\x1f"  # a control character: never in an id (recsys.data.schema.id_problem)
 
 
 class WorkerState(Protocol):
@@ -63,6 +65,8 @@ class Answer(NamedTuple):
         message: why a fallback was used, or why it is empty; ``None`` otherwise.
         recent: a feed's recent items from the activity log that the bundle holds, as used.
         weights: similar items' weights in use, as JSON.
+        ids: the items' ids joined by ``ID_SEPARATOR`` (a character no id holds): what the worker
+            logs of what it showed, without parsing ``items``.
     """
 
     version: str
@@ -71,6 +75,12 @@ class Answer(NamedTuple):
     message: str | None = None
     recent: int | None = None
     weights: bytes | None = None
+    ids: str = ""
+
+    @property
+    def item_ids(self) -> list[str]:
+        """The items' ids, in order."""
+        return self.ids.split(ID_SEPARATOR) if self.ids else []
 
     def kept(self) -> tuple:
         """What the worker's memory keeps (the version is in its key): a plain tuple of immutable
@@ -80,14 +90,15 @@ class Answer(NamedTuple):
 
     def encode(self) -> bytes:
         """The bytes Redis keeps (the version is in the cache field)."""
-        return (orjson.dumps([self.strategy, self.message, self.recent]) + b"\n" + (self.weights or b"null")
-                + b"\n" + self.items)
+        return (orjson.dumps([self.strategy, self.message, self.recent, self.ids]) + b"\n"
+                + (self.weights or b"null") + b"\n" + self.items)
 
     @classmethod
     def decode(cls, version: str, data: bytes) -> Answer:
         head, _, rest = data.partition(b"\n")
         weights, _, items = rest.partition(b"\n")
-        return cls(version, items, *orjson.loads(head), None if weights == b"null" else weights)
+        strategy, message, recent, ids = orjson.loads(head)
+        return cls(version, items, strategy, message, recent, None if weights == b"null" else weights, ids)
 
 
 def cache_field(version: str, gen: int, key: tuple) -> str:
@@ -204,12 +215,13 @@ def _answer(rec: Recommender, plan: Plan) -> Answer:
     """The read's answer as the worker keeps it: the result rows as JSON, and what the body says
     besides."""
     found = rec.answer(plan)
+    ids = ID_SEPARATOR.join([s.item_id for s in found])
     if isinstance(plan.query, SimilarQuery):
         weights = plan.query.weights or rec.bundle.vectors.weights
         return Answer(rec.version, _compact(dump_json(rec.rows(found))), found.strategy, found.message,
-                      weights=_weights_json(tuple(weights.items())))
+                      weights=_weights_json(tuple(weights.items())), ids=ids)
     return Answer(rec.version, _compact(dump_json(rec.rows(found, cold=True))), found.strategy, found.message,
-                  recent=len(plan.recent))
+                  recent=len(plan.recent), ids=ids)
 
 
 @lru_cache(maxsize=256)

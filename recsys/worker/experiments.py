@@ -81,12 +81,12 @@ def _configured(query: SimilarQuery | FeedQuery, variant: Variant) -> SimilarQue
     return query._replace(shaping=shaping, rank=variant.rank if variant.rank is not None else query.rank)
 
 
-def log_impression(serving: Serving, routed: Routed, unit_id: str, items: bytes | list[str]) -> None:
+def log_impression(serving: Serving, routed: Routed, unit_id: str, items: list[str]) -> None:
     """Log a read of an experiment as an impression (a share of them, ``experiments.log_share``):
     queued here, written to Redis within a tenth of a second (:class:`~recsys.worker.impressions.ImpressionLog`).
 
     Args:
-        items: the answer's result rows as JSON, or its item ids.
+        items: the ids of the items the answer showed.
     """
     if routed.experiment is None or serving.impressions is None:
         return

@@ -1,7 +1,12 @@
 """What a worker logs of what it showed, written to Redis in batches off the request path: the
 impressions of the experiments' reads (docs/experiments.md), and the items rotated feeds showed
-(docs/rules.md). A read only appends to a list in memory; a background thread writes what is
-there every ``interval`` seconds in one pipelined round trip per kind."""
+(docs/rules.md). A read appends what it showed, already in the form Redis keeps, to a list in
+memory; a background thread writes what is there every ``interval`` seconds in pipelined round
+trips.
+
+The read does the preparing (a few microseconds) because the thread must not: a thread running
+Python keeps the interpreter until the switch interval (5 ms) takes it away, so a request that
+arrives meanwhile waits, and the worker's slowest reads would pay for every flush."""
 from __future__ import annotations
 
 import atexit
@@ -10,7 +15,6 @@ import threading
 import time
 from collections import deque
 
-import orjson
 import redis
 
 from recsys.store.activity import ActivityStore
@@ -44,17 +48,17 @@ class ImpressionLog:
         self._thread: threading.Thread | None = None
         self.written = 0
 
-    def add(self, experiment_id: str, request_id: str, user_id: str, variant: str, items: bytes | list[str]) -> None:
-        """Queue one answer: ``items`` its result rows as JSON, or its item ids (a deque append:
-        safe from any thread, no lock)."""
+    def add(self, experiment_id: str, request_id: str, user_id: str, variant: str, items: list[str]) -> None:
+        """Queue one answer and the ids of the items it showed (a deque append: safe from any
+        thread, no lock)."""
         if len(self._queue) == self._queue.maxlen:
             logger.warning("the impression buffer is full (Redis unreachable?): the oldest impression is dropped")
-        self._queue.append((experiment_id, request_id, user_id, variant, items, time.time()))
+        self._queue.append((experiment_id, [request_id, user_id, variant, time.time(), items]))
         if self._thread is None:
             self._start()
 
-    def shown(self, user_id: str, items: bytes | list[str]) -> None:
-        """Queue what a rotated feed showed a user (its result rows as JSON, or its item ids)."""
+    def shown(self, user_id: str, items: list[str]) -> None:
+        """Queue the ids of what a rotated feed showed a user."""
         self._shown.append((user_id, items))
         if self._thread is None:
             self._start()
@@ -73,27 +77,28 @@ class ImpressionLog:
     def flush(self) -> int:
         """Write everything queued now; how many impressions were written. On a Redis error what
         was taken stays queued for the next try."""
-        self._write(self._shown, lambda batch: self.activity.count_shown(
-            [(user, [row["item_id"] for row in orjson.loads(items)] if isinstance(items, bytes) else items)
-             for user, items in batch]))
+        if self.activity is not None:
+            self._write(self._shown, self.activity.count_shown)
         written = self._write(self._queue, self.store.log_many)
         self.written += written
         return written
 
     @staticmethod
-    def _write(queue: deque, write) -> int:
-        batch = []
-        while queue:
-            batch.append(queue.popleft())
-        if not batch:
-            return 0
-        try:
-            write(batch)
-        except (redis.RedisError, OSError) as exc:
-            logger.warning("%d impressions not written yet (%s); kept for the next try", len(batch), exc)
-            queue.extendleft(reversed(batch))
-            return 0
-        return len(batch)
+    def _write(queue: deque, write, chunk: int = 200) -> int:
+        """Write what ``queue`` holds now in batches of ``chunk``: each batch's round trip lets the
+        worker's requests run (the thread holds the interpreter while it prepares a batch, and a
+        whole interval's impressions at once would hold it for milliseconds)."""
+        written = 0
+        for _ in range(-(-len(queue) // chunk)):
+            batch = [queue.popleft() for _ in range(min(chunk, len(queue)))]
+            try:
+                write(batch)
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("%d impressions not written yet (%s); kept for the next try", len(batch), exc)
+                queue.extendleft(reversed(batch))
+                break
+            written += len(batch)
+        return written
 
     def stop(self) -> None:
         self._stop.set()

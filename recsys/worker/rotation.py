@@ -23,7 +23,7 @@ def rotated(serving: Serving, query: FeedQuery) -> FeedQuery:
                                                       shown=tuple(sorted(shown.items()))))
 
 
-def count_shown(serving: Serving, query: FeedQuery, items: bytes | list[str]) -> None:
-    """Count what a rotated feed showed (``items``: its result rows as JSON, or its item ids)."""
+def count_shown(serving: Serving, query: FeedQuery, items: list[str]) -> None:
+    """Count what a rotated feed showed (``items``: its item ids)."""
     if query.shaping.rotation in ("down", "out") and query.user_id is not None and serving.impressions is not None:
         serving.impressions.shown(query.user_id, items)

@@ -545,7 +545,9 @@ def test_a_feed_computed_before_an_interaction_is_never_served_after_it(client, 
     key = serving.store.keys.result("user", user)
     [(field, stored)] = serving.client.hgetall(key).items()
     count, _, answer = stored.partition(b"\n")  # the answer, behind the activity count it was computed at
-    assert count == b"0" and orjson.loads(Answer.decode(first.json["version"], answer).items) == first.json["items"]
+    decoded = Answer.decode(first.json["version"], answer)
+    assert count == b"0" and orjson.loads(decoded.items) == first.json["items"]
+    assert decoded.item_ids == ids_of(first) and len(decoded.item_ids) == 6  # what an impression logs
     event = {"user_id": user, "item_id": first_items(served_bundle)[0], "event": "click"}
     assert client.post("/v1/interactions", json=event, headers=WRITE).status_code == 202
     # a slow request that read the recent items before the post writes its feed only now
