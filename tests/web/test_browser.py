@@ -138,6 +138,17 @@ def test_an_anonymous_visitors_feed_follows_three_clicks(browser, live, trained_
     same = sum(c["category"].startswith(department) for c in shown)
     share = (categories == department).mean()
     assert same / len(shown) >= 1.5 * share, ([c["category"] for c in shown], share)
+    # a click on a feed card is posted with the feed's request id (an experiment counts it)
+    read = feed.get_attribute("data-request-id")
+    click_card(browser, "#feed", shown[0]["itemId"])
+    wait_for(browser, lambda d: read in set(_logged(live)["request_id"]), "the click carries the feed's request id")
+
+
+def _logged(live):
+    from recsys.store import connect
+    from recsys.store.activity import ActivityStore
+
+    return ActivityStore(connect(live.redis_url), prefix=live.prefix).log_frame(requests=True)
 
 
 def test_search_for_a_colour(browser, live):

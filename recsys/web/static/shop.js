@@ -41,7 +41,7 @@ function price(value) {
   return value == null ? "" : `$${Number(value).toFixed(2)}`;
 }
 
-function card(item, { onClick } = {}) {
+function card(item, { onClick, requestId } = {}) {
   const image = el("div", { class: "img" });
   if (item.image) image.style.backgroundImage = `url("${item.image}")`;
   else image.textContent = "no image";
@@ -52,15 +52,20 @@ function card(item, { onClick } = {}) {
     el("div", { class: "title" }, item.title || item.item_id),
     el("div", { class: "meta" }, el("span", { class: "price" }, price(item.price)),
        el("span", { class: "category" }, (item.category || "").split("/").pop())));
-  // a ranked feed says why each item is there (?explain=true): its strongest reason
-  const reasons = item.why ? item.why.reasons.map((r) => r.text) : [];
+  // why the item is there: a ranked feed's strongest reason (?explain=true), or the shop's rule
+  // that moved it
+  const why = item.why || {};
+  const reasons = [...(why.reasons || []), ...(why.rules || [])].map((r) => r.text);
   if (reasons.length) node.append(el("div", { class: "why", title: reasons.join("; ") }, reasons[0]));
-  node.addEventListener("click", () => { recordClick(item.item_id); if (onClick) onClick(item); });
+  node.addEventListener("click", () => { recordClick(item.item_id, requestId); if (onClick) onClick(item); });
   return node;
 }
 
-function cards(container, items) {
-  container.replaceChildren(...items.map((item) => card(item)));
+// the answer's items as cards; a click on one is posted with the answer's request id, so that an
+// experiment's report counts it for the variant that showed it
+function cards(container, items, requestId) {
+  if (requestId) container.dataset.requestId = requestId;
+  container.replaceChildren(...items.map((item) => card(item, { requestId })));
 }
 
 // -- the visitor ---------------------------------------------------------------------------------
@@ -78,14 +83,15 @@ function recentLocal() {
   return JSON.parse(localStorage.getItem("recsys-recent") || "[]");
 }
 
-async function recordClick(itemId) {
+async function recordClick(itemId, requestId) {
   // the click goes to the interaction log; a server that keeps writes behind the API key
   // refuses it, and the page then keeps the visitor's recent items itself
   const recent = [itemId, ...recentLocal().filter((i) => i !== itemId)].slice(0, 20);
   localStorage.setItem("recsys-recent", JSON.stringify(recent));
   try {
     await api("/v1/interactions", { method: "POST",
-      body: JSON.stringify({ user_id: state.user, item_id: itemId, event: "click" }) });
+      body: JSON.stringify({ user_id: state.user, item_id: itemId, event: "click",
+                             ...(requestId ? { request_id: requestId } : {}) }) });
     localStorage.setItem("recsys-logged", "1");
   } catch (error) {
     localStorage.setItem("recsys-logged", "0");
@@ -132,7 +138,7 @@ async function loadFeed() {
       "fold-in": "From what you just looked at.",
       popular: "Popular right now: click a few products and this adapts.",
     }[body.strategy] || "";
-    cards(feed, body.items);
+    cards(feed, body.items, body.request_id);
   } catch (error) {
     note.textContent = error.message;
     note.classList.add("error");
@@ -238,7 +244,7 @@ function renderSimilar(body) {
   similar.dataset.weights = JSON.stringify(body.weights);
   document.getElementById("similar-note").textContent =
     "weights " + Object.entries(body.weights).map(([m, w]) => `${m} ${Number(w).toFixed(2)}`).join(", ");
-  cards(similar, body.items);
+  cards(similar, body.items, body.request_id);
 }
 
 async function showSearch(params) {
@@ -247,7 +253,7 @@ async function showSearch(params) {
   document.getElementById("search-input").value = q;
   const body = await api(`/v1/search?${new URLSearchParams({ q, k: PAGE })}`);
   const results = el("div", { id: "results", class: "cards" });
-  cards(results, body.items);
+  cards(results, body.items, body.request_id);
   view.replaceChildren(el("h2", { class: "section" }, `Results for “${q}”`), results);
 }
 
@@ -273,7 +279,7 @@ async function showPhotoSearch() {
   document.getElementById("search-input").value = "";
   const preview = el("img", { class: "query-photo", alt: "your photo", src: URL.createObjectURL(state.photo) });
   const results = el("div", { id: "results", class: "cards" });
-  cards(results, body.items);
+  cards(results, body.items, body.request_id);
   view.replaceChildren(el("div", { class: "photo-query" }, preview,
                           el("h2", { class: "section" }, "Products that look like your photo")), results);
 }
