@@ -44,7 +44,8 @@ from recsys.errors import InvalidRequest
 from recsys.index.exact import nearest
 from recsys.towers._colour import rgb_to_lab
 
-__all__ = ["Duplicates", "find_duplicates", "duplicate_rows", "pixel_descriptors",
+__all__ = ["Duplicates", "find_duplicates", "duplicate_rows", "pixel_descriptors", "pixel_descriptor",
+           "duplicate_rule", "colour_names", "colour_distances",
            "IMAGE_THRESHOLD", "PIXEL_THRESHOLD", "TEXT_THRESHOLD", "COLOUR_THRESHOLD"]
 
 IMAGE_THRESHOLD = 0.90
@@ -116,17 +117,21 @@ def pixel_descriptors(thumbnails: Thumbnails, rows: np.ndarray, side: int = PIXE
     lab = np.full((len(rows), 3), np.nan, np.float32)
     for k, row in enumerate(tqdm(rows, desc="pixel descriptors", unit="img", disable=not show_progress)):
         data = thumbnails.get(int(row))
-        if data is None:
-            continue
-        with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (side * 2, side * 2))
-            pixels = np.asarray(image.convert("RGB").resize((side, side), Image.Resampling.BOX), np.float32)
-        v = pixels.ravel() - pixels.mean()
-        norm = float(np.linalg.norm(v))
-        if norm > 1e-3 * v.size:
-            out[k] = v / norm
-            lab[k] = _product_colour(pixels)
+        if data is not None:
+            out[k], lab[k] = pixel_descriptor(data, side)
     return out, np.linalg.norm(out, axis=1) > 0, lab
+
+
+def pixel_descriptor(data: bytes, side: int = PIXEL_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """One photo's two descriptors (:func:`pixel_descriptors`): zeros and NaN for a flat photo."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (side * 2, side * 2))
+        pixels = np.asarray(image.convert("RGB").resize((side, side), Image.Resampling.BOX), np.float32)
+    v = pixels.ravel() - pixels.mean()
+    norm = float(np.linalg.norm(v))
+    if norm <= 1e-3 * v.size:
+        return np.zeros_like(v), np.full(3, np.nan, np.float32)
+    return v / norm, _product_colour(pixels)
 
 
 def _product_colour(pixels: np.ndarray) -> np.ndarray:
@@ -226,15 +231,13 @@ def find_duplicates(bundle: Bundle, *, threshold: float = IMAGE_THRESHOLD,
         full[involved], full_ok[involved], full_lab[involved] = desc, ok, lab
         pixels = _cosines(full, full_ok, a, b)
         colours = colour_distances(full_lab, a, b)
-    agree = np.isnan(text) | (text >= text_threshold)
-    if S.COLOUR in bundle.items.columns:
-        colour = bundle.items[S.COLOUR].fillna("").astype(str).str.strip().str.lower().to_numpy()
-        agree &= (colour[a] == "") | (colour[b] == "") | (colour[a] == colour[b])
-    agree &= np.isnan(colours) | (colours <= colour_threshold)  # the product's own colour in the photos
-    looks = (np.nan_to_num(image, nan=-1) >= threshold) | (np.nan_to_num(pixels, nan=-1) >= pixel_threshold)
+    colour = (colour_names(bundle.items) if S.COLOUR in bundle.items.columns
+              else np.full(n, "", object))
     exact = _exact_pairs(bundle.thumbnails, n)
     is_exact = np.array([(x, y) in exact for x, y in zip(a.tolist(), b.tolist())], dtype=bool)
-    accepted = is_exact | (looks & agree)
+    accepted = is_exact | duplicate_rule(image, pixels, text, colour[a], colour[b], colours, threshold=threshold,
+                                         pixel_threshold=pixel_threshold, text_threshold=text_threshold,
+                                         colour_threshold=colour_threshold)
     extra = sorted(exact - set(zip(a[is_exact].tolist(), b[is_exact].tolist())))  # exact copies not listed
     ids = bundle.item_ids.ids
     pairs = pd.DataFrame({
@@ -251,6 +254,26 @@ def find_duplicates(bundle: Bundle, *, threshold: float = IMAGE_THRESHOLD,
     settings = {"threshold": threshold, "pixel_threshold": pixel_threshold, "text_threshold": text_threshold,
                 "colour_threshold": colour_threshold}
     return Duplicates(bundle.version, threshold, settings, groups, pairs)
+
+
+def colour_names(items: pd.DataFrame) -> np.ndarray:
+    """The catalog's colour attribute per row, as compared: stripped, lower case, ``""`` unknown."""
+    return items[S.COLOUR].fillna("").astype(str).str.strip().str.lower().to_numpy()
+
+
+def duplicate_rule(image: np.ndarray, pixels: np.ndarray, text: np.ndarray, colour_a: np.ndarray,
+                   colour_b: np.ndarray, colours: np.ndarray, *, threshold: float = IMAGE_THRESHOLD,
+                   pixel_threshold: float = PIXEL_THRESHOLD, text_threshold: float = TEXT_THRESHOLD,
+                   colour_threshold: float = COLOUR_THRESHOLD) -> np.ndarray:
+    """Which pairs are duplicates by their photos and listings (the rule of the module docstring,
+    exact copies aside): per pair, the image, pixel and text cosines (NaN where unmeasured), the
+    two colour attributes (``""`` unknown) and the distance of the products' colours in the
+    photos (NaN unknown)."""
+    agree = np.isnan(text) | (text >= text_threshold)
+    agree &= (colour_a == "") | (colour_b == "") | (colour_a == colour_b)
+    agree &= np.isnan(colours) | (colours <= colour_threshold)  # the product's own colour in the photos
+    looks = (np.nan_to_num(image, nan=-1) >= threshold) | (np.nan_to_num(pixels, nan=-1) >= pixel_threshold)
+    return looks & agree
 
 
 def _groups(pairs: pd.DataFrame, n: int, ids) -> list[list[str]]:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from PIL import Image, ImageFilter
 from tqdm.auto import tqdm
 
@@ -38,7 +39,8 @@ from recsys.data import schema as S
 from recsys.errors import InvalidRequest
 from recsys.index.exact import nearest
 
-__all__ = ["Outliers", "find_outliers", "image_quality", "REASON_Z", "QUALITY_Z"]
+__all__ = ["Outliers", "find_outliers", "image_quality", "photo_stats", "quality_problems", "robust_scale",
+           "REASON_Z", "QUALITY_Z", "QUALITY_STATS", "SIGNAL_LABELS"]
 
 REASON_Z = 3.0
 QUALITY_Z = 10.0
@@ -58,6 +60,9 @@ _QUALITY = (
     ("photo is noise", [("noise", 0.6, 0.7), ("detail", 0.1, 0.15)]),
 )
 _REASON_SEVERITY = 0.5
+QUALITY_STATS = ("contrast", "brightness", "detail", "noise")
+SIGNAL_LABELS = {"uniqueness": "unlike any other item", "off_category": "photo looks like another category",
+                 "image_text": "photo and text disagree"}
 
 
 @dataclass(frozen=True)
@@ -86,27 +91,61 @@ def image_quality(thumbnails: Thumbnails, n: int, show_progress: bool = False) -
     out = np.full((n, 4), np.nan, np.float32)
     for row in tqdm(range(n), desc="image quality", unit="img", disable=not show_progress):
         data = thumbnails.get(row)
-        if data is None:
-            continue
-        with Image.open(io.BytesIO(data)) as image:
-            image.draft("L", (_QUALITY_SIDE, _QUALITY_SIDE))
-            grey = image.convert("L")
-            grey.thumbnail((_QUALITY_SIDE, _QUALITY_SIDE), Image.Resampling.BOX)
-            smooth = np.asarray(grey.filter(ImageFilter.MedianFilter(3)), np.float32) / 255.0
-            pixels = np.asarray(grey, np.float32) / 255.0
-        detail = (np.abs(np.diff(pixels, axis=0)).mean() + np.abs(np.diff(pixels, axis=1)).mean()) / 2
-        kept = (np.abs(np.diff(smooth, axis=0)).mean() + np.abs(np.diff(smooth, axis=1)).mean()) / 2
-        noise = 1.0 - kept / detail if detail > 1e-6 else 0.0
-        out[row] = (pixels.std(), pixels.mean(), detail, noise)
-    return pd.DataFrame(out, columns=["contrast", "brightness", "detail", "noise"])
+        if data is not None:
+            out[row] = photo_stats(data)
+    return pd.DataFrame(out, columns=list(QUALITY_STATS))
+
+
+def photo_stats(data: bytes) -> tuple[float, float, float, float]:
+    """One photo's :data:`QUALITY_STATS` (see :func:`image_quality`)."""
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("L", (_QUALITY_SIDE, _QUALITY_SIDE))
+        grey = image.convert("L")
+        grey.thumbnail((_QUALITY_SIDE, _QUALITY_SIDE), Image.Resampling.BOX)
+        smooth = np.asarray(grey.filter(ImageFilter.MedianFilter(3)), np.float32) / 255.0
+        pixels = np.asarray(grey, np.float32) / 255.0
+    detail, kept = _detail(pixels), _detail(smooth)
+    noise = 1.0 - kept / detail if detail > 1e-6 else 0.0
+    return float(pixels.std()), float(pixels.mean()), float(detail), float(noise)
+
+
+def _detail(pixels: np.ndarray) -> float:
+    """The mean absolute difference between neighbouring pixels (0 for a photo of one pixel's width)."""
+    if min(pixels.shape) < 2:
+        return 0.0
+    return float(np.abs(np.diff(pixels, axis=0)).mean() + np.abs(np.diff(pixels, axis=1)).mean()) / 2
+
+
+def quality_problems(stats: pd.DataFrame) -> tuple[np.ndarray, list[list[str]]]:
+    """Per row of :data:`QUALITY_STATS` (NaN where unmeasured): the worst problem's severity (0 to
+    1), and the problems severe enough to be reasons."""
+    n = len(stats)
+    worst = np.zeros(n, np.float64)
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    for label, ramps in _QUALITY:
+        severity = np.ones(n, np.float64)
+        for column, fine, bad in ramps:
+            values = stats[column].to_numpy(np.float64)
+            np.minimum(severity, np.clip(np.nan_to_num((values - fine) / (bad - fine), nan=0.0), 0.0, 1.0),
+                       out=severity)
+        np.maximum(worst, severity, out=worst)
+        for row in np.flatnonzero(severity >= _REASON_SEVERITY):
+            reasons[row].append(label)
+    return worst, reasons
+
+
+def robust_scale(values: np.ndarray) -> tuple[float, float]:
+    """``(median, spread)`` of the finite values, the spread 1.4826 times their median absolute
+    deviation (their standard deviation, or 1, where that is 0): the z-score's scale."""
+    known = values[np.isfinite(values)]
+    if len(known) < 2:
+        return 0.0, float("inf")
+    median = float(np.median(known))
+    return median, 1.4826 * float(np.median(np.abs(known - median))) or float(known.std()) or 1.0
 
 
 def _robust_z(values: np.ndarray) -> np.ndarray:
-    known = values[np.isfinite(values)]
-    if len(known) < 2:
-        return np.zeros_like(values)
-    median = float(np.median(known))
-    spread = 1.4826 * float(np.median(np.abs(known - median))) or float(known.std()) or 1.0
+    median, spread = robust_scale(values)
     return (values - median) / spread
 
 
@@ -147,23 +186,30 @@ def _image_text(bundle: Bundle, show_progress: bool) -> np.ndarray:
     return out
 
 
-def _off_category(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+def image_categories(bundle: Bundle) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The photos per category: ``(names, each item's category code, usable: the items with a
+    photo and a category, each category's sum of its usable items' image vectors, their counts)``."""
+    block = bundle.vectors.blocks["image"]
+    values = bundle.items[S.CATEGORY].fillna("").astype(str).to_numpy()
+    codes, names = pd.factorize(values)
+    usable = block.mask & (values != "")
+    rows = np.flatnonzero(usable)
+    members = sp.csr_matrix((np.ones(len(rows)), (codes[rows], rows)), shape=(len(names), len(values)))
+    sums = np.asarray(members @ np.asarray(block.vectors, np.float32), np.float64)
+    return pd.Index(names), codes, usable, sums, np.bincount(codes[rows], minlength=len(names))
+
+
+def off_category_margins(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
     """(margin, suggestion): per item with a photo and a category, the best other category
     centroid's cosine minus its own (leave-one-out) centroid's, and the name of that other
     category (NaN and None where not measured)."""
     n = len(bundle.item_ids)
     margin, best = np.full(n, np.nan, np.float32), np.full(n, -1, np.int64)
     unmeasured = np.full(n, None, object)
-    block = bundle.vectors.blocks["image"]
-    values = bundle.items[S.CATEGORY].fillna("").astype(str).to_numpy()
-    codes, names = pd.factorize(values)
-    usable = block.mask & (values != "")
+    names, codes, usable, sums, counts = image_categories(bundle)
     if len(names) < 2 or not usable.any():
         return margin, unmeasured
-    vectors = np.asarray(block.vectors, np.float32)
-    sums = np.zeros((len(names), vectors.shape[1]), np.float64)
-    np.add.at(sums, codes[usable], vectors[usable])
-    counts = np.bincount(codes[usable], minlength=len(names))
+    vectors = np.asarray(bundle.vectors.blocks["image"].vectors, np.float32)
     centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     rows = np.flatnonzero(usable)
     for start in range(0, len(rows), _BLOCK):
@@ -196,34 +242,25 @@ def find_outliers(bundle: Bundle, *, show_progress: bool = False) -> Outliers:
     signals["image_text"] = np.nan
     if "image" in bundle.vectors.blocks:
         if S.CATEGORY in bundle.items.columns:
-            signals["off_category"], suggested = _off_category(bundle)
+            signals["off_category"], suggested = off_category_margins(bundle)
         if "text" in bundle.vectors.blocks:
             signals["image_text"] = _image_text(bundle, show_progress)
     quality = (image_quality(bundle.thumbnails, n, show_progress) if bundle.thumbnails is not None
-               else pd.DataFrame(np.nan, index=range(n), columns=["contrast", "brightness", "detail", "noise"]))
+               else pd.DataFrame(np.nan, index=range(n), columns=list(QUALITY_STATS)))
     signals = pd.concat([signals, quality], axis=1)
 
     unusual = np.zeros(n, np.float64)
     reasons: list[list[str]] = [[] for _ in range(n)]
     suggested = np.where(signals["off_category"].to_numpy() > 0, suggested, None)
-    labels = {"uniqueness": "unlike any other item", "off_category": "photo looks like another category",
-              "image_text": "photo and text disagree"}
-    for column, label in labels.items():
+    for column, label in SIGNAL_LABELS.items():
         z = np.nan_to_num(_robust_z(signals[column].to_numpy(np.float64)), nan=0.0)
         np.maximum(unusual, z, out=unusual)
         for row in np.flatnonzero(z >= REASON_Z):
             like = f": {suggested[row]}" if column == "off_category" and suggested[row] else ""
             reasons[row].append(f"{label}{like} (z {z[row]:.1f})")
-    worst = np.zeros(n, np.float64)
-    for label, ramps in _QUALITY:
-        severity = np.ones(n, np.float64)
-        for column, fine, bad in ramps:
-            values = signals[column].to_numpy(np.float64)
-            np.minimum(severity, np.clip(np.nan_to_num((values - fine) / (bad - fine), nan=0.0), 0.0, 1.0),
-                       out=severity)
-        np.maximum(worst, severity, out=worst)
-        for row in np.flatnonzero(severity >= _REASON_SEVERITY):
-            reasons[row].append(label)
+    worst, problems = quality_problems(signals[list(QUALITY_STATS)])
+    for row, found in enumerate(problems):
+        reasons[row].extend(found)
     scores = (np.maximum(unusual, 0.0) + QUALITY_Z * worst).astype(np.float32)
     table = pd.DataFrame({S.ITEM_ID: [str(i) for i in bundle.item_ids.ids], "score": scores.round(3),
                           "reasons": reasons})
