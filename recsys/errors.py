@@ -13,6 +13,7 @@ __all__ = [
     "Unauthorized",
     "Forbidden",
     "Unavailable",
+    "Conflict",
     "RecsysWarning",
 ]
 
@@ -66,6 +67,14 @@ class NotFound(RecsysError, KeyError):
 
     code = "not_found"
     http_status = 404
+
+
+class Conflict(RecsysError):
+    """A write refused because of what is already stored (an item that duplicates a served one,
+    when the duplicate check's policy is ``refuse``); nothing was stored."""
+
+    code = "conflict"
+    http_status = 409
 
 
 class NotReady(RecsysError):

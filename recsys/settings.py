@@ -302,6 +302,23 @@ class ExperimentSettings(_Section):
         "counts clicks of logged reads only, so a share below 1 costs precision, not bias)")
 
 
+Policy = Literal["accept", "hold", "refuse"]
+
+
+class CheckSettings(_Section):
+    enabled: bool = Field(
+        True, description="check every put item against the served catalog (duplicate, photo quality, "
+        "off-category photo, image-text disagreement); the answer carries them under `checks` (docs/curation.md)")
+    duplicate: Policy = Field(
+        "accept", description="a put item that duplicates a served one: `accept` (stored and reported; reads "
+        "show one listing of the two), `hold` (stored, left out of reads until released), `refuse` (a 409 "
+        "that names the duplicate; nothing stored)")
+    quality: Policy = Field("accept", description="a blank, dark, bright, flat or noise photo: as `duplicate`")
+    off_category: Policy = Field(
+        "accept", description="a photo that looks like another category (suggested in the answer): as `duplicate`")
+    image_text: Policy = Field("accept", description="a photo and a text that disagree: as `duplicate`")
+
+
 class RedisSettings(_Section):
     url: str | None = Field(
         None, description="redis:// or unix:// URL of the shared Redis; unset starts an embedded "
@@ -430,6 +447,7 @@ class Settings(BaseSettings):
     rank: RankSettings = Field(default_factory=RankSettings)
     shaping: ShapingSettings = Field(default_factory=ShapingSettings)
     experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
+    checks: CheckSettings = Field(default_factory=CheckSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     images: ImageSettings = Field(default_factory=ImageSettings)

@@ -43,6 +43,7 @@ def _ok(schema_ref: str, description: str = "OK", status: str = "200") -> dict:
 def _errors(*statuses: int) -> dict:
     text = {400: "bad input", 401: "missing or wrong API key", 403: "writes disabled (no API key set)",
             404: "unknown item, user or endpoint", 405: "method not allowed",
+            409: "refused by a check of the item (nothing stored; the message names why)",
             413: "body too large", 503: "not ready, or Redis down (Retry-After)"}
     return {str(s): {"description": text[s], "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/Error"}}}} for s in statuses}
@@ -104,7 +105,13 @@ def _schemas() -> dict:
         "ItemWritten": {"type": "object", "required": ["version", "item", "created"], "properties": {
             "version": version, "item": {"type": "object"}, "created": {"type": "boolean"},
             "modalities": {"type": "array", "items": {"type": "string"}},
-            "warnings": {"type": "array", "items": {"type": "string"}}}},
+            "warnings": {"type": "array", "items": {"type": "string"}},
+            "checks": {"type": "object", "description": "by check (duplicate, quality, off_category, "
+                       "image_text): {flagged, ...evidence}; empty with checks.enabled off (docs/curation.md)",
+                       "additionalProperties": {"type": "object", "required": ["flagged"],
+                                                "properties": {"flagged": {"type": "boolean"}}}},
+            "held": {"type": "array", "items": {"type": "string"},
+                     "description": "the checks that hold it out of reads until released"}}},
         "ItemPending": {"type": "object", "required": ["version", "item_id", "status", "message"], "properties": {
             "version": version, "item_id": {"type": "string"}, "status": {"const": "pending"},
             "message": {"type": "string"}}},
@@ -305,12 +312,13 @@ def document() -> dict:
         "/v1/items/{item_id}": {
             "get": {"summary": "An item's attributes", "parameters": [_ITEM_ID],
                     "responses": {**_ok("Item"), **_errors(*_READ_ERRORS)}},
-            "put": {"summary": "Add or change an item; embedded now, findable at once (202 while an "
-                               "image URL is still downloading: stored when it arrives)",
+            "put": {"summary": "Add or change an item; checked against the served catalog and embedded "
+                               "now, findable at once unless a check holds it (202 while an image URL is "
+                               "still downloading: stored when it arrives; 409 when a check refuses it)",
                     "security": _SECURITY, "parameters": [_ITEM_ID], "requestBody": _body(ItemIn),
                     "responses": {**_ok("ItemWritten", "changed"), **_ok("ItemWritten", "created", "201"),
                                   **_ok("ItemPending", "image still downloading", "202"),
-                                  **_errors(*_WRITE_ERRORS)}},
+                                  **_errors(409, *_WRITE_ERRORS)}},
             "delete": {"summary": "Hide an item from every result at once", "security": _SECURITY,
                        "parameters": [_ITEM_ID],
                        "responses": {**_ok("ItemDeleted"), **_errors(404, *_WRITE_ERRORS)}},
@@ -318,6 +326,9 @@ def document() -> dict:
                                  "match them from the next read", "security": _SECURITY, "parameters": [_ITEM_ID],
                       "requestBody": _body(AttributesIn),
                       "responses": {**_ok("Item"), **_errors(404, *_WRITE_ERRORS)}}},
+        "/v1/items/{item_id}/release": {"post": {
+            "summary": "Serve a put item that a check held out of reads", "security": _SECURITY,
+            "parameters": [_ITEM_ID], "responses": {**_ok("Item"), **_errors(400, 404, *_WRITE_ERRORS)}}},
         **_rule_paths(),
         **_experiment_paths(),
         **_admin_paths(),

@@ -119,6 +119,22 @@ def _frame(item_id: str, fields: dict) -> pd.DataFrame:
     return pd.DataFrame([{S.ITEM_ID: item_id, **{k: v for k, v in fields.items() if v is not None}}])
 
 
+@bp.post("/v1/items/<item_id>/release")
+def release_item(item_id: str):
+    """Serve a put item that a check held out of reads (docs/curation.md)."""
+    require_key()
+    check_id(item_id, "item")
+    serving = current_serving()
+    recommender = use(serving.synced())
+    if not recommender.knows(item_id):
+        raise NotFound(f"unknown item_id {item_id!r} (not in bundle {recommender.version} and "
+                       "not put since)", item_id=item_id)
+    if not writes.release_item(serving, item_id):
+        raise InvalidRequest(f"item {item_id!r} is not held: nothing to release", item_id=item_id)
+    recommender = use(serving.recommender())
+    return json_response({"version": recommender.version, "item": recommender.item(item_id)})
+
+
 @bp.delete("/v1/items/<item_id>")
 def delete_item(item_id: str):
     require_key()

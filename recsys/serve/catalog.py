@@ -43,15 +43,18 @@ class Catalog:
 
     def item(self, item_id: str, changes: ItemChanges) -> dict:
         """An item's attributes (a put item's latest ones, and values set since the bundle) with
-        ``fresh``: whether it was put since the bundle.
+        ``fresh``: whether it was put since the bundle (and then ``held``: whether a check holds
+        it out of reads).
 
         Raises:
             NotFound: unknown or deleted item.
         """
         attributes = changes.attributes.get(item_id, {})
         if item_id in changes.ids:
-            item = plain_row(changes.items.iloc[changes.ids.row(item_id)])
-            return {**item, **attributes, "image": image_path(item_id, item_id in changes.thumbnails), "fresh": True}
+            row = changes.ids.row(item_id)
+            item = plain_row(changes.items.iloc[row])
+            return {**item, **attributes, "image": image_path(item_id, item_id in changes.thumbnails), "fresh": True,
+                    "held": bool(changes.held is not None and changes.held[row])}
         if item_id in changes.deleted_ids:
             raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
         row = self.bundle.item_ids.row(item_id)

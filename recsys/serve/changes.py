@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
@@ -79,6 +79,11 @@ class ItemChanges:
         rules: the merchandising rules, matched against the bundle's items, the put items and
             ``attributes``.
         experiments: the experiments (the worker assigns reads to their variants).
+        held: ``(put items,)`` bool: put items a check held out of reads until released
+            (:mod:`recsys.worker.arrival`).
+        duplicate_groups: a group key per item id, for the put items found to duplicate a served
+            item and the items they duplicate: reads that dedupe show one listing of a group, as
+            for the bundle's own groups (:mod:`recsys.serve.dedupe`).
     """
 
     gen: int
@@ -95,6 +100,8 @@ class ItemChanges:
     attributes: dict[str, dict]
     rules: RuleBook
     experiments: tuple[Experiment, ...] = ()
+    held: np.ndarray | None = None
+    duplicate_groups: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -140,9 +147,12 @@ class ItemChanges:
         factors, placed = _places(bundle, ids, vectors)
         attributes = attributes or {}
         book = RuleBook(tuple(rules), rules_version, bundle.item_ids, bundle.items, ids, items, attributes)
+        held = np.array([bool((entries or {})[i].get("held")) for i in ids.ids], bool)
+        placed &= ~held
         return cls(gen=gen, ids=ids, items=items, vectors=vectors, columns=FilterColumns(items, ids),
                    hidden=hidden, deleted=gone, deleted_ids=frozenset(deleted), thumbnails=thumbnails,
-                   factors=factors, placed=placed, attributes=attributes, rules=book, experiments=tuple(experiments))
+                   factors=factors, placed=placed, attributes=attributes, rules=book, experiments=tuple(experiments),
+                   held=held, duplicate_groups=_duplicate_groups(bundle, ids, entries or {}, gone))
 
     def query(self, item_id: str) -> dict[str, np.ndarray | None]:
         """A put item's unit vector per modality (``None`` where it lacks one)."""
@@ -152,7 +162,8 @@ class ItemChanges:
     def matching(self, filters: ItemFilter | None, bundle_ids: IdMap) -> np.ndarray:
         """The rows of the put items that ``filters`` keeps (``include`` may name bundle items)."""
         keep = self.columns.mask(without_include(filters), known_elsewhere=bundle_ids)
-        rows = np.flatnonzero(np.ones(len(self), bool) if keep is None else keep)
+        keep = np.ones(len(self), bool) if keep is None else keep
+        rows = np.flatnonzero(keep & ~self.held if self.held is not None else keep)
         if filters is not None and filters.include:
             rows = rows[np.isin(self.ids.ids[rows], filters.include)]
         return rows
@@ -174,6 +185,29 @@ class ItemChanges:
         rows, scores = best(k, rows, scores)
         found = found + scored_list(self.ids.ids[rows].tolist(), scores, [cold] * len(rows))
         return sorted(found, key=lambda x: -x.score)[:k]
+
+
+def _duplicate_groups(bundle: Bundle, ids: IdMap, entries: dict[str, dict], deleted: np.ndarray) -> dict[str, int]:
+    """:attr:`ItemChanges.duplicate_groups` from the put items' duplicate checks: a put item joins
+    the bundle group of the first served item it duplicates (that item's row names the group when
+    it has none), or the group of a put item it duplicates."""
+    groups: dict[str, int] = {}
+    n = len(bundle.item_ids)
+    for item_id in ids.ids:
+        found = (entries[item_id].get("checks") or {}).get("duplicate") or {}
+        for other in found.get("of", []):
+            other_id = other["item_id"]
+            if other_id in bundle.item_ids and not deleted[bundle.item_ids.row(other_id)]:
+                other_row = bundle.item_ids.row(other_id)
+                group = (int(bundle.duplicate_of[other_row]) if bundle.duplicate_of is not None
+                         and bundle.duplicate_of[other_row] >= 0 else other_row)
+            elif other_id in ids:
+                group = groups.get(other_id, n + ids.row(other_id))
+            else:
+                continue
+            groups[item_id] = groups.setdefault(other_id, group)
+            break
+    return groups
 
 
 def _places(bundle: Bundle, ids: IdMap, vectors: ItemVectors) -> tuple[np.ndarray, np.ndarray]:

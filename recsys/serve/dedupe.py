@@ -14,18 +14,23 @@ __all__ = ["first_k", "first_distinct"]
 
 
 def first_k(bundle: Bundle, find: Callable[[int], list | None], k: int, dedupe: bool,
-            query_id: str | None = None) -> Recommendations | None:
+            query_id: str | None = None, changes=None) -> Recommendations | None:
     """``find(n)``'s first ``k`` items, with the bundle's duplicate listings collapsed when
-    ``dedupe`` (:func:`first_distinct`); ``None`` when ``find`` says ``None``."""
+    ``dedupe`` (:func:`first_distinct`), and those of the put items of ``changes``
+    (:class:`~recsys.serve.changes.ItemChanges`) found to duplicate a served item; ``None`` when
+    ``find`` says ``None``."""
     groups = bundle.duplicate_of if dedupe else None
-    if groups is None:
+    extra = changes.duplicate_groups if dedupe and changes is not None else {}
+    if groups is None and not extra:
         found = find(k)
         return found if found is None or isinstance(found, Recommendations) else Recommendations(found)
-    return first_distinct(find, k, groups, bundle.item_ids, query_id)
+    if groups is None:
+        groups = np.full(len(bundle.item_ids), -1, np.int32)
+    return first_distinct(find, k, groups, bundle.item_ids, query_id, extra)
 
 
 def first_distinct(find: Callable[[int], list | None], k: int, groups: np.ndarray, ids: IdMap,
-                   query_id: str | None = None) -> Recommendations | None:
+                   query_id: str | None = None, extra: dict[str, int] | None = None) -> Recommendations | None:
     """``find(n)``'s first ``k`` items, an item in the same group of duplicates as ``query_id``
     or as a better item left out; more items are asked for until ``k`` remain or ``find`` runs
     out. ``None`` when ``find`` says ``None`` (it cannot tell).
@@ -34,8 +39,16 @@ def first_distinct(find: Callable[[int], list | None], k: int, groups: np.ndarra
         find: the best ``n`` items (a list of :class:`~recsys.serve.rows.Scored`), or ``None``.
         groups: per bundle row, the row naming its group (its first item), ``-1`` for none.
         ids: the bundle's id map.
+        extra: group keys by item id that override ``groups`` (put items and what they duplicate).
     """
-    query_group = groups[ids.row(query_id)] if query_id and query_id in ids else -1
+    extra = extra or {}
+
+    def group_of(item_id: str) -> int:
+        if item_id in extra:
+            return extra[item_id]
+        return groups[ids.row(item_id)] if item_id in ids else -1
+
+    query_group = group_of(query_id) if query_id else -1
     ask = k  # most answers hold no duplicate: the same call as without dedupe (a list lookup)
     while True:
         found = find(ask)
@@ -43,7 +56,7 @@ def first_distinct(find: Callable[[int], list | None], k: int, groups: np.ndarra
             return None
         kept, seen = [], {query_group} - {-1}
         for scored in found:
-            group = groups[ids.row(scored.item_id)] if scored.item_id in ids else -1
+            group = group_of(scored.item_id)
             if group >= 0:
                 if group in seen:
                     continue

@@ -183,7 +183,8 @@ class Recommender:
 
     def _first(self, query: SimilarQuery | FeedQuery, find, shaped: Shaper | None) -> Recommendations | None:
         item_id = query.item_id if isinstance(query, SimilarQuery) else None
-        return self._shapes.first(shaped, query.k, lambda n: first_k(self.bundle, find, n, query.dedupe, item_id),
+        return self._shapes.first(shaped, query.k, lambda n: first_k(self.bundle, find, n, query.dedupe, item_id,
+                                                                       self.changes),
                                   self.changes, query.filters, item_id)
 
     def similar_items(self, item_id: str | Sequence[str], k: int = SIMILAR_K,
@@ -295,7 +296,7 @@ class Recommender:
         k = check_k(k)
         query = self._search.photo_query(photo)
         found = self._shapes.read(self.changes, "search", shaping, k, filters, lambda n, f: first_k(
-            self.bundle, lambda m: self._search.photo(query, m, f, self.changes), n, dedupe))
+            self.bundle, lambda m: self._search.photo(query, m, f, self.changes), n, dedupe, changes=self.changes))
         return self._catalog.explained(found, filters, self.changes)
 
     # -- the catalog -------------------------------------------------------------------------------

@@ -196,4 +196,3 @@ def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = Fal
 def dump_json(body) -> bytes:
     """A response body as JSON bytes (orjson: insertion order kept, NaN and infinities as null)."""
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-

@@ -303,6 +303,24 @@ class RedisStore:
             pipe.sadd(self.keys.deleted, item_id)
         return self._moved(pipe)
 
+    def release_item(self, item_id: str) -> int | None:
+        """Serve a put item that a check held (its checks stay on record, the held ones as
+        ``released``): the new generation, or ``None`` when no put item of that id is held."""
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self.keys.fresh)
+                    raw = pipe.hget(self.keys.fresh, item_id)
+                    entry = json.loads(raw) if raw is not None else {}
+                    if not entry.get("held"):
+                        return None
+                    entry["released"] = entry.pop("held")
+                    pipe.multi()
+                    pipe.hset(self.keys.fresh, item_id, json.dumps(entry, separators=(",", ":")))
+                    return self._moved(pipe)
+                except redis.WatchError:  # another put came first: read again
+                    continue
+
     def set_attributes(self, item_id: str, values: dict) -> int:
         """Set catalog attribute values of one item (``None`` unsets one); returns the new generation."""
         pipe = self.client.pipeline(transaction=True)

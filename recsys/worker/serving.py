@@ -29,6 +29,7 @@ from recsys.store.connection import Breaker, connect
 from recsys.store.messages import Activated, ActivityPosted, ItemsChanged, decode
 from recsys.store.redis import RedisStore
 from recsys.store.results import ResultStore
+from recsys.worker.arrival import arrival_checks
 from recsys.worker.cache import ResultCache
 from recsys.worker.images import ImageFetches
 from recsys.worker.impressions import ImpressionLog
@@ -269,12 +270,14 @@ class Serving:
         logger.info("serving bundle %s (%d items)", bundle.version, len(bundle.item_ids))
         self.on_change(recommender)
 
-    @staticmethod
-    def _warm(recommender: Recommender) -> None:
+    def _warm(self, recommender: Recommender) -> None:
+        """What a put needs, made before the first one: the encoders, and what its checks compare with."""
         try:
             recommender.embedder.warm()
+            if self.settings.checks.enabled:
+                arrival_checks(recommender, self.settings.seed)
         except Exception:  # a put will report the problem to its caller
-            logger.exception("loading the item encoders failed")
+            logger.exception("preparing for puts failed")
 
     def _load_version(self, version: str) -> None:
         bundle = self._download(version)

@@ -19,10 +19,11 @@ from recsys.serve.changes import ITEM_FIELDS, make_entry
 from recsys.serve.rows import plain_value
 from recsys.store.activity import Event
 from recsys.store.messages import FeedList
+from recsys.worker.arrival import check_put
 from recsys.worker.images import PreparedImage
 from recsys.worker.serving import Serving
 
-__all__ = ["post_interactions", "store_item", "delete_item", "redis_down"]
+__all__ = ["post_interactions", "store_item", "release_item", "delete_item", "redis_down"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,11 +108,16 @@ def store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: Pr
     """Embed a put item with the bundle's encoders and store it in Redis; every worker serves it
     from its next request. Runs in the request or in the image pool, never in Flask's context.
 
+    The item is checked first (:func:`recsys.worker.arrival.check_put`): its checks are stored
+    with it, and a check whose policy holds it keeps it out of reads until it is released.
+
     Returns:
-        ``{"created", "modalities", "warnings"}``.
+        ``{"created", "modalities", "warnings", "checks", "held"}`` (``held``: the checks that
+        hold it, empty when it is served).
 
     Raises:
-        InvalidRequest: nothing to embed. Unavailable: Redis is down (nothing was stored).
+        InvalidRequest: nothing to embed. Conflict: a check's policy refuses it (nothing was
+        stored). Unavailable: Redis is down (nothing was stored).
     """
     recommender = serving.recommender()
     source = frame[S.IMAGE].iloc[0] if S.IMAGE in frame.columns else ""
@@ -127,10 +133,29 @@ def store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: Pr
     item = {k: plain_value(frame.iloc[0][k]) for k in ITEM_FIELDS if k in frame.columns}
     # a URL stays on record; a data: URL's bytes live on only as the thumbnail
     item[S.IMAGE] = source if source.startswith(("http://", "https://")) else ""
-    entry = make_entry(item, outputs, prepared.thumbnail if prepared is not None else None)
+    thumbnail = prepared.thumbnail if prepared is not None else None
+    checks, held = check_put(serving.settings, recommender, item_id, item, outputs, thumbnail)
+    entry = make_entry(item, outputs, thumbnail)
+    if checks:
+        entry["checks"] = checks
+    if held:
+        entry["held"] = held
     changed(serving, write(serving, "the item", lambda: serving.store.put_item(item_id, entry)))
     return {"created": not existed, "modalities": [m for m, o in outputs.items() if o.mask[0]],
-            "warnings": [str(w.message) for w in seen]}
+            "warnings": [str(w.message) for w in seen], "checks": checks, "held": held}
+
+
+def release_item(serving: Serving, item_id: str) -> bool:
+    """Serve a put item a check held, on every worker from its next request; False when no put
+    item of that id is held.
+
+    Raises:
+        Unavailable: Redis is down (nothing was stored).
+    """
+    gen = write(serving, "the release", lambda: serving.store.release_item(item_id))
+    if gen is not None:
+        changed(serving, gen)
+    return gen is not None
 
 
 def delete_item(serving: Serving, item_id: str) -> None:
