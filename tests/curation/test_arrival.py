@@ -44,7 +44,8 @@ def alone(shop, truth) -> pd.Series:
 def outside(shop, category_prefix: str, n: int = 0) -> pd.Series:
     """A fashion-products item not in the shop, of a category starting with ``category_prefix``."""
     catalog = pd.read_csv(FASHION / "catalog.csv", dtype=str)
-    rows = catalog[catalog["category"].str.startswith(category_prefix) & ~catalog["item_id"].isin(shop.items["item_id"])]
+    new = ~catalog["item_id"].isin(shop.items["item_id"])
+    rows = catalog[catalog["category"].str.startswith(category_prefix) & new]
     return rows.iloc[n]
 
 
