@@ -119,16 +119,22 @@ def _frame(item_id: str, fields: dict) -> pd.DataFrame:
     return pd.DataFrame([{S.ITEM_ID: item_id, **{k: v for k, v in fields.items() if v is not None}}])
 
 
+def _known(serving: Serving, item_id: str) -> None:
+    """NotFound unless ``item_id`` is served (in the bundle or put since, and not deleted), as of
+    Redis's item generation."""
+    recommender = use(serving.synced())
+    if not recommender.knows(item_id):
+        raise NotFound(f"unknown item_id {item_id!r} (not in bundle {recommender.version} and "
+                       "not put since)", item_id=item_id)
+
+
 @bp.post("/v1/items/<item_id>/release")
 def release_item(item_id: str):
     """Serve a put item that a check held out of reads (docs/curation.md)."""
     require_key()
     check_id(item_id, "item")
     serving = current_serving()
-    recommender = use(serving.synced())
-    if not recommender.knows(item_id):
-        raise NotFound(f"unknown item_id {item_id!r} (not in bundle {recommender.version} and "
-                       "not put since)", item_id=item_id)
+    _known(serving, item_id)
     if not writes.release_item(serving, item_id):
         raise InvalidRequest(f"item {item_id!r} is not held: nothing to release", item_id=item_id)
     recommender = use(serving.recommender())
@@ -140,10 +146,7 @@ def delete_item(item_id: str):
     require_key()
     check_id(item_id, "item")
     serving = current_serving()
-    recommender = use(serving.synced())
-    if not recommender.knows(item_id):
-        raise NotFound(f"unknown item_id {item_id!r} (not in bundle {recommender.version} and "
-                       "not put since)", item_id=item_id)
+    _known(serving, item_id)
     writes.delete_item(serving, item_id)
     recommender = use(serving.recommender())
     return json_response({"version": recommender.version, "item_id": item_id, "deleted": True})
@@ -157,10 +160,7 @@ def set_attributes(item_id: str):
     check_id(item_id, "item")
     serving = current_serving()
     body = parse_body(AttributesIn, json_body())
-    recommender = use(serving.synced())
-    if not recommender.knows(item_id):
-        raise NotFound(f"unknown item_id {item_id!r} (not in bundle {recommender.version} and "
-                       "not put since)", item_id=item_id)
+    _known(serving, item_id)
     writes.set_attributes(serving, item_id, body.attributes)
     recommender = use(serving.recommender())
     return json_response({"version": recommender.version, "item": recommender.item(item_id)})

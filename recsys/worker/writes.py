@@ -152,10 +152,7 @@ def release_item(serving: Serving, item_id: str) -> bool:
     Raises:
         Unavailable: Redis is down (nothing was stored).
     """
-    gen = write(serving, "the release", lambda: serving.store.release_item(item_id))
-    if gen is not None:
-        changed(serving, gen)
-    return gen is not None
+    return _changed_if(serving, "the release", lambda: serving.store.release_item(item_id))
 
 
 def delete_item(serving: Serving, item_id: str) -> None:
@@ -195,7 +192,13 @@ def delete_rule(serving: Serving, rule_id: str) -> bool:
     Raises:
         Unavailable: Redis is down (nothing was removed).
     """
-    gen = write(serving, "the rule's removal", lambda: serving.store.delete_rule(rule_id))
+    return _changed_if(serving, "the rule's removal", lambda: serving.store.delete_rule(rule_id))
+
+
+def _changed_if(serving: Serving, what: str, call: Callable[[], int | None]) -> bool:
+    """Run a write that moves the generation when it finds what it acts on (``None`` when not);
+    whether it did."""
+    gen = write(serving, what, call)
     if gen is not None:
         changed(serving, gen)
     return gen is not None
