@@ -12,7 +12,8 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from recsys.data import schema as S
 
-__all__ = ["TRANSFORMS", "MILD", "PHOTO_FAULTS", "inject_copies", "inject_photo_faults"]
+__all__ = ["TRANSFORMS", "MILD", "PHOTO_FAULTS", "inject_copies", "inject_photo_faults", "inject_resellers",
+           "reword"]
 
 
 def _crop(image: Image.Image, rng: np.random.Generator, keep: float = 0.85) -> Image.Image:
@@ -85,6 +86,66 @@ def inject_copies(catalog: pd.DataFrame, copies: int, out_dir: str | Path, *, se
         truth.append((str(source[S.ITEM_ID]), copy_id, name))
     faulty = pd.concat([catalog, pd.DataFrame(rows)], ignore_index=True)
     return faulty, pd.DataFrame(truth, columns=["source", "copy", "transform"])
+
+
+def reword(title: str, rng: np.random.Generator) -> str:
+    """The same product's title as another seller writes it: the same words (brand, gender,
+    colour, kind), the brand moved to the end or dropped, the rest in another order at a random
+    cut, and one of a few seller phrases added."""
+    words = title.split()
+    if len(words) < 2:
+        return f"{title} - new"
+    brand, rest = words[0], words[1:]
+    cut = int(rng.integers(0, len(rest)))
+    rest = rest[cut:] + rest[:cut]
+    phrase = ["", "new", "original", "free delivery", "best price"][int(rng.integers(5))]
+    form = int(rng.integers(3))
+    text = (f"{' '.join(rest)} by {brand}" if form == 0 else
+            f"{brand.upper()} {' '.join(rest).lower()}" if form == 1 else " ".join(rest))
+    return f"{text} {phrase}".strip()
+
+
+def _restage(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Another seller's photo of the same product: a crop keeping 80-92% of the area, set on a
+    plain background of another tone with a margin, at another size."""
+    cropped = _crop(image, rng, keep=float(rng.uniform(0.80, 0.92)))
+    margin = float(rng.uniform(0.04, 0.12))
+    tone = tuple(int(v) for v in rng.integers(215, 256, 3))
+    w, h = cropped.size
+    canvas = Image.new("RGB", (round(w * (1 + 2 * margin)), round(h * (1 + 2 * margin))), tone)
+    canvas.paste(cropped, (round(w * margin), round(h * margin)))
+    scale = float(rng.uniform(0.6, 1.2))
+    return canvas.resize((max(1, round(canvas.width * scale)), max(1, round(canvas.height * scale))),
+                         Image.Resampling.BICUBIC)
+
+
+def inject_resellers(catalog: pd.DataFrame, copies: int, out_dir: str | Path, *,
+                     seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Add ``copies`` listings of items drawn at random as a second seller would list them: the
+    title reworded (:func:`reword`), the photo cropped, set on another background and resized,
+    JPEG at quality 80; category, colour and tags kept.
+
+    Returns:
+        (catalog with the listings appended, truth): ``source``, ``copy`` and ``transform``
+        (``"reseller"``).
+    """
+    rng = np.random.default_rng(seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with_image = np.flatnonzero(catalog[S.IMAGE].fillna("").astype(str) != "")
+    rows, truth = [], []
+    for k, index in enumerate(rng.choice(with_image, size=copies, replace=False)):
+        source = catalog.iloc[int(index)]
+        copy_id = f"seller2-{k}-{source[S.ITEM_ID]}"
+        path = out / f"{copy_id}.jpg"
+        with Image.open(source[S.IMAGE]) as image:
+            _restage(image.convert("RGB"), rng).save(path, quality=80)
+        row = source.copy()
+        row[S.ITEM_ID], row[S.IMAGE], row[S.TITLE] = copy_id, str(path), reword(str(source[S.TITLE]), rng)
+        rows.append(row)
+        truth.append((str(source[S.ITEM_ID]), copy_id, "reseller"))
+    return (pd.concat([catalog, pd.DataFrame(rows)], ignore_index=True),
+            pd.DataFrame(truth, columns=["source", "copy", "transform"]))
 
 
 PHOTO_FAULTS = ("blank", "noise", "swapped")

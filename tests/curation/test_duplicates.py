@@ -84,3 +84,28 @@ def test_the_cli_prints_the_groups_as_json(faulty):
     assert payload["groups"] == find_duplicates(bundle).groups
     bad = CliRunner().invoke(cli, ["curate", "duplicates", "--bundle", str(bundle.path), "--threshold", "2"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_a_second_sellers_listing_rewords_the_title_and_restages_the_photo(tmp_path):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    from recsys.curation.faults import inject_resellers, reword
+
+    rng = np.random.default_rng(0)
+    for title in ["Nike Men Blue T20 Indian Cricket Jersey", "Puma Women Black Running Shoes"]:
+        words = {w.lower() for w in title.split()[1:]}
+        for _ in range(10):
+            again = reword(title, rng)
+            assert again != title and words <= {w.lower() for w in again.split()}
+    photo = tmp_path / "a.jpg"
+    Image.new("RGB", (60, 80), (200, 30, 30)).save(photo)
+    catalog = pd.DataFrame({"item_id": ["a", "b"], "title": ["Nike Men Red Tee", "Puma Blue Cap"],
+                            "colour": ["red", "blue"], "image": [str(photo), ""]})
+    frame, truth = inject_resellers(catalog, 1, tmp_path / "out", seed=3)
+    copy = frame.iloc[-1]
+    assert truth.values.tolist() == [["a", copy["item_id"], "reseller"]] and copy["colour"] == "red"
+    assert copy["title"] != "Nike Men Red Tee" and Image.open(copy["image"]).size != (60, 80)
+    again, _ = inject_resellers(catalog, 1, tmp_path / "again", seed=3)
+    assert again.iloc[-1]["title"] == copy["title"]  # seeded
