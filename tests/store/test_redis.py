@@ -262,3 +262,13 @@ def test_a_workers_impressions_are_written_in_batches_and_kept_while_redis_is_do
         ["r1.e1.a", "u1", "a", "I1,I2", 2], ["r2.e1.b", "u2", "b", "I3", 1]]
     assert (shown["at"] > 1.7e9).all()
 
+
+
+def test_shown_counts_add_up_in_one_script_call_and_expire_with_the_recent_items(redis_url, redis_prefix):
+    activity = ActivityStore(connect(redis_url), prefix=redis_prefix, recent_ttl=3600)
+    activity.count_shown([("u1", ["a", "b"]), ("u2", ["a"]), ("u1", ["a", 'c"d'])])
+    activity.count_shown([])
+    assert activity.shown("u1") == {"a": 2, "b": 1, 'c"d': 1} and activity.shown("u2") == {"a": 1}
+    assert 3500 < activity.client.ttl(activity.keys.shown("u1")) <= 3600
+    activity.append([Event("u1", "a", "click", 1.0)])
+    assert activity.shown("u1") == {"b": 1, 'c"d': 1}  # a clicked item is not a miss
