@@ -21,7 +21,7 @@ _SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"),
 
 
 __all__ = ["current_serving", "use", "json_body", "json_response", "require_key", "check_read_access",
-           "api_headers"]
+           "api_headers", "actor"]
 
 
 def api_headers(version: str | None) -> list[tuple[str, str]]:
@@ -68,6 +68,20 @@ def require_key() -> None:
                            "'X-API-Key: KEY'")
     if not hmac.compare_digest(presented.encode(), configured.get_secret_value().encode()):
         raise Unauthorized("the API key is not valid")
+
+
+def actor() -> str:
+    """Who acts, for the audit log: the ``X-Recsys-Actor`` header (a reviewer's name, checked like
+    an id), or ``api`` without one."""
+    from recsys.data.schema import id_problem
+
+    name = request.headers.get("X-Recsys-Actor")
+    if name is None:
+        return "api"
+    problem = id_problem(name)
+    if problem is not None:
+        raise InvalidRequest(f"the X-Recsys-Actor header {problem}")
+    return name
 
 
 def check_read_access() -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 from flask import Blueprint, request
 
 from recsys._lru import Lru
-from recsys.api.context import current_serving, json_body, json_response, require_key, use
+from recsys.api.context import actor, current_serving, json_body, json_response, require_key, use
 from recsys.api.params import parse
 from recsys.errors import InvalidRequest
 
@@ -150,3 +150,49 @@ def labels():
     confident = found.items.sort_values("confidence", ascending=False, kind="stable").groupby("label").head(8)
     return json_response({"version": found.version, "method": found.method, "items": items,
                           "catalog": _catalog(confident["item_id"])})
+
+
+@bp.get("/v1/admin/queue")
+def queue():
+    """The review queue: put items a check flagged, with their evidence (docs/curation.md)."""
+    require_key()
+    from recsys.worker.review import review_queue
+
+    serving = current_serving()
+    use(serving.recommender())
+    rows = review_queue(serving, parse("queue", request.args)["limit"])
+    shown = [row["item_id"] for row in rows] + [d["item_id"] for row in rows
+                                                for d in row["checks"].get("duplicate", {}).get("of", [])]
+    recommender = serving.recommender()
+    return json_response({"version": recommender.version, "items": rows,
+                          "catalog": _catalog(i for i in shown if recommender.knows(i))})
+
+
+@bp.post("/v1/admin/queue/<item_id>/dismiss")
+def dismiss(item_id: str):
+    """Body (optional): ``{"checks": ["duplicate", ...]}``; all the item's flagged checks without it."""
+    require_key()
+    from recsys.api.schemas import check_id
+    from recsys.worker import writes
+    from recsys.worker.review import checks_to_dismiss, queue_row
+
+    check_id(item_id, "item")
+    serving = current_serving()
+    use(serving.recommender())
+    body = json_body() if request.get_data() else {}
+    asked = body.get("checks") if isinstance(body, dict) else None
+    if asked is not None and not (isinstance(asked, list) and asked and all(isinstance(c, str) for c in asked)):
+        raise InvalidRequest('send {"checks": ["duplicate", ...]} (a non-empty list of check names) or no body')
+    checks = checks_to_dismiss(queue_row(serving, item_id), asked)
+    writes.dismiss(serving, item_id, checks, actor())
+    return json_response({"item_id": item_id, "dismissed": checks, "item": use(serving.recommender()).item(item_id)})
+
+
+@bp.get("/v1/admin/audit")
+def audit():
+    """The newest curation actions: who, when, what, before and after."""
+    require_key()
+    from recsys.worker.review import audit_log
+
+    serving = current_serving()
+    return json_response({"entries": audit_log(serving, parse("audit", request.args)["limit"])})

@@ -225,6 +225,15 @@ def _admin_paths() -> dict:
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/LabelsIn"}}}},
             "responses": {**_ok("Labels"), **errors, **_errors(413)}}},
+        "/v1/admin/queue": read("The review queue: put items a check flagged, with their evidence", "Queue", "queue"),
+        "/v1/admin/queue/{item_id}/dismiss": {"post": {
+            "summary": "Dismiss flagged checks of a put item (remembered); one held only by them is served",
+            "security": _SECURITY, "parameters": [_ITEM_ID],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"checks": {"type": "array", "minItems": 1,
+                                                            "items": {"type": "string"}}}}}}},
+            "responses": {**_ok("Dismissed"), **errors, **_errors(413)}}},
+        "/v1/admin/audit": read("The newest curation actions: who, when, what, before and after", "Audit", "audit"),
     }
 
 
@@ -234,6 +243,15 @@ def _curation_schemas() -> dict:
     catalog = {"type": "object", "description": "display rows of the items shown first, by id"}
     labelled = {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "object"}}
     return {
+        "Queue": {"type": "object", "required": ["version", "items"], "properties": {
+            "version": version, "catalog": catalog, "items": {"type": "array", "items": {
+                "type": "object", "required": ["item_id", "held", "checks"],
+                "properties": {"item_id": {"type": "string"}, "updated": {"type": ["string", "null"]},
+                               "held": ids, "checks": {"type": "object"}}}}}},
+        "Dismissed": {"type": "object", "required": ["item_id", "dismissed", "item"], "properties": {
+            "item_id": {"type": "string"}, "dismissed": ids, "item": {"type": "object"}}},
+        "Audit": {"type": "object", "required": ["entries"], "properties": {"entries": {"type": "array", "items": {
+            "type": "object", "required": ["at", "actor", "action", "item_id"]}}}},
         "Duplicates": {"type": "object", "required": ["version", "threshold", "groups"], "properties": {
             "version": version, "threshold": {"type": "number"}, "groups": {"type": "array", "items": ids},
             "catalog": catalog}},

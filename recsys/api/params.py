@@ -215,6 +215,8 @@ ENDPOINTS: dict[str, Params] = {
     "duplicates": Params(Param("threshold", {"type": "number", "minimum": 0, "maximum": 1},
                                "image cosine of a duplicate", IMAGE_THRESHOLD, parser=_fraction)),
     "outliers": Params(_integer_param("top", "how many items; 0 for all", 50, 0, 10**9)),
+    "queue": Params(_integer_param("limit", "how many flagged items", 100, 1, 10_000)),
+    "audit": Params(_integer_param("limit", "how many entries, newest first", 100, 1, 10_000)),
     "clusters": Params(_integer_param("k", "how many clusters (0 or absent: chosen from the size)", None, 0, 1000),
                        _MODALITY, Param("map", {"type": "boolean"}, "add a 2-D position per item (a sample of "
                                         "at most 3,000)", False, parser=_flag)),

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pandas as pd
 from flask import Blueprint, current_app, request
 
-from recsys.api.context import current_serving, json_body, json_response, require_key, use
+from recsys.api.context import actor, current_serving, json_body, json_response, require_key, use
 from recsys.api.schemas import AttributesIn, InteractionsIn, ItemIn, check_id, parse_body
 from recsys.data import schema as S
 from recsys.data.images import IMAGE_ERRORS
@@ -74,6 +74,7 @@ def put_item(item_id: str):
     require_key()
     check_id(item_id, "item")
     serving = current_serving()
+    who = actor()
     body = parse_body(ItemIn, json_body())
     use(serving.recommender())
     if serving.store is None or serving.breaker.open:  # refuse before the costly embedding
@@ -85,9 +86,9 @@ def put_item(item_id: str):
             prepared = prepare_image(source, serving.settings.images) if source else None
         except IMAGE_ERRORS as exc:
             raise InvalidRequest(f"the image cannot be used: {exc}") from None
-        return _item_answer(serving, item_id, writes.store_item(serving, item_id, frame, prepared))
+        return _item_answer(serving, item_id, writes.store_item(serving, item_id, frame, prepared, who))
     # a URL: downloaded in this worker's bounded pool, so a slow host never holds the request
-    future = serving.images.submit(source, lambda prepared: writes.store_item(serving, item_id, frame, prepared))
+    future = serving.images.submit(source, lambda prepared: writes.store_item(serving, item_id, frame, prepared, who))
     try:
         stored = future.result(timeout=serving.settings.images.fetch_wait)
     except FutureTimeout:
@@ -135,7 +136,7 @@ def release_item(item_id: str):
     check_id(item_id, "item")
     serving = current_serving()
     _known(serving, item_id)
-    if not writes.release_item(serving, item_id):
+    if not writes.release_item(serving, item_id, actor()):
         raise InvalidRequest(f"item {item_id!r} is not held: nothing to release", item_id=item_id)
     recommender = use(serving.recommender())
     return json_response({"version": recommender.version, "item": recommender.item(item_id)})
@@ -147,7 +148,7 @@ def delete_item(item_id: str):
     check_id(item_id, "item")
     serving = current_serving()
     _known(serving, item_id)
-    writes.delete_item(serving, item_id)
+    writes.delete_item(serving, item_id, actor())
     recommender = use(serving.recommender())
     return json_response({"version": recommender.version, "item_id": item_id, "deleted": True})
 
@@ -161,6 +162,6 @@ def set_attributes(item_id: str):
     serving = current_serving()
     body = parse_body(AttributesIn, json_body())
     _known(serving, item_id)
-    writes.set_attributes(serving, item_id, body.attributes)
+    writes.set_attributes(serving, item_id, body.attributes, actor())
     recommender = use(serving.recommender())
     return json_response({"version": recommender.version, "item": recommender.item(item_id)})

@@ -15,6 +15,10 @@ Layout (``P`` is the prefix, ``recsys`` by default)::
     P:items:gen                     string  counter bumped by every item write (result cache epoch)
     P:items:fresh                   hash    item_id -> JSON of an item put since the bundle
     P:items:deleted                 set     item ids hidden from every result
+    P:items:dismissed               hash    item_id -> JSON list of the checks a reviewer dismissed for
+                                            it (they flag it no more, put again or not)
+    P:audit                         stream  the curation actions (put, release, dismiss, delete,
+                                            attributes): who, when, what, before and after (JSON)
     P:items:attributes              hash    JSON [item_id, attribute] -> JSON value set since the
                                             bundle (``in_stock``); kept across bundles until unset
     P:rules                         hash    rule id -> the merchandising rule's JSON (recsys.control)
@@ -107,6 +111,14 @@ class Keys:
     @property
     def rules_version(self) -> str:
         return self._key("rules", "version")
+
+    @property
+    def dismissed(self) -> str:
+        return self._key("items", "dismissed")
+
+    @property
+    def audit(self) -> str:
+        return self._key("audit")
 
     @property
     def experiments(self) -> str:

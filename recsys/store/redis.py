@@ -55,6 +55,16 @@ class Changes(NamedTuple):
     experiments: tuple[Experiment, ...]
 
 
+AUDIT_KEPT = 1_000_000  # audit entries kept (the oldest go first)
+
+
+def _released(entry: dict) -> dict:
+    """A put item's entry with its held checks moved to ``released``: served."""
+    entry = dict(entry)
+    entry["released"] = entry.pop("held")
+    return entry
+
+
 class RedisStore:
     """Published bundles and item changes under one key namespace.
 
@@ -284,15 +294,19 @@ class RedisStore:
 
     # -- item changes since the bundle ----------------------------------------------------------
 
-    def put_item(self, item_id: str, entry: dict) -> int:
+    # An ``audit`` given to a write is an entry of the audit log (who, action, item, before,
+    # after), written in the write's own transaction: an action is logged if and only if it
+    # happened.
+
+    def put_item(self, item_id: str, entry: dict, audit: dict | None = None) -> int:
         """Store a new or changed item (JSON-serialisable ``entry``); returns the new generation."""
-        return self._change_item(item_id, entry)
+        return self._change_item(item_id, entry, audit)
 
-    def delete_item(self, item_id: str) -> int:
+    def delete_item(self, item_id: str, audit: dict | None = None) -> int:
         """Hide an item from every result; returns the new generation."""
-        return self._change_item(item_id, None)
+        return self._change_item(item_id, None, audit)
 
-    def _change_item(self, item_id: str, entry: dict | None) -> int:
+    def _change_item(self, item_id: str, entry: dict | None, audit: dict | None) -> int:
         """Put (``entry``) or delete an item, move the generation, and tell the workers."""
         pipe = self.client.pipeline(transaction=True)
         if entry is not None:
@@ -301,27 +315,56 @@ class RedisStore:
         else:
             pipe.hdel(self.keys.fresh, item_id)
             pipe.sadd(self.keys.deleted, item_id)
-        return self._moved(pipe)
+        return self._moved(pipe, audit)
 
-    def release_item(self, item_id: str) -> int | None:
+    def release_item(self, item_id: str, audit: dict | None = None) -> int | None:
         """Serve a put item that a check held (its checks stay on record, the held ones as
         ``released``): the new generation, or ``None`` when no put item of that id is held."""
+        return self._edit_entry(item_id, lambda entry: _released(entry) if entry.get("held") else None, audit)
+
+    def dismiss(self, item_id: str, checks: list[str], audit: dict | None = None) -> int | None:
+        """Dismiss flagged checks of a put item: they flag it no more (put again or not), and an
+        item held only by dismissed checks is released. The new generation, or ``None`` when no
+        put item of that id is stored."""
+        def dismissed(entry: dict) -> dict | None:
+            if not entry:
+                return None
+            gone = set(entry.get("dismissed", [])) | set(checks)
+            entry = {**entry, "dismissed": sorted(gone)}
+            return _released(entry) if entry.get("held") and set(entry["held"]) <= gone else entry
+
+        return self._edit_entry(item_id, dismissed, audit, also=lambda pipe: pipe.hset(
+            self.keys.dismissed, item_id, json.dumps(sorted(self.dismissed(item_id) | set(checks)))))
+
+    def dismissed(self, item_id: str) -> set[str]:
+        """The checks a reviewer dismissed for ``item_id``."""
+        raw = self.client.hget(self.keys.dismissed, item_id)
+        return set(json.loads(raw)) if raw is not None else set()
+
+    def _edit_entry(self, item_id: str, edit, audit: dict | None, also=None) -> int | None:
+        """Replace a put item's stored entry by ``edit(entry)`` (``{}`` when none is stored) in a
+        transaction that a concurrent put restarts; ``None`` (nothing written) when ``edit`` says so."""
         while True:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(self.keys.fresh)
+                    pipe.watch(self.keys.fresh, self.keys.dismissed)
                     raw = pipe.hget(self.keys.fresh, item_id)
-                    entry = json.loads(raw) if raw is not None else {}
-                    if not entry.get("held"):
+                    entry = edit(json.loads(raw) if raw is not None else {})
+                    if entry is None:
                         return None
-                    entry["released"] = entry.pop("held")
                     pipe.multi()
                     pipe.hset(self.keys.fresh, item_id, json.dumps(entry, separators=(",", ":")))
-                    return self._moved(pipe)
-                except redis.WatchError:  # another put came first: read again
+                    if also is not None:
+                        also(pipe)
+                    return self._moved(pipe, audit)
+                except redis.WatchError:  # another write came first: read again
                     continue
 
-    def set_attributes(self, item_id: str, values: dict) -> int:
+    def audit_log(self, limit: int = 100) -> list[dict]:
+        """The newest ``limit`` curation actions, newest first."""
+        return [json.loads(fields[b"entry"]) for _, fields in self.client.xrevrange(self.keys.audit, count=limit)]
+
+    def set_attributes(self, item_id: str, values: dict, audit: dict | None = None) -> int:
         """Set catalog attribute values of one item (``None`` unsets one); returns the new generation."""
         pipe = self.client.pipeline(transaction=True)
         for name, value in values.items():
@@ -330,10 +373,13 @@ class RedisStore:
                 pipe.hdel(self.keys.attributes, field)
             else:
                 pipe.hset(self.keys.attributes, field, json.dumps(value))
-        return self._moved(pipe)
+        return self._moved(pipe, audit)
 
-    def _moved(self, pipe) -> int:
-        """Run ``pipe`` with the generation moved, and tell the workers."""
+    def _moved(self, pipe, audit: dict | None = None) -> int:
+        """Run ``pipe`` with the generation moved (and ``audit`` logged), and tell the workers."""
+        if audit is not None:
+            pipe.xadd(self.keys.audit, {"entry": json.dumps({"at": time.time(), **audit}, separators=(",", ":"))},
+                      maxlen=AUDIT_KEPT, approximate=True)
         pipe.incr(self.keys.items_gen)
         gen = int(pipe.execute()[-1])
         self.client.publish(self.keys.events, encode(ItemsChanged(gen)))

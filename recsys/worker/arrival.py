@@ -32,9 +32,11 @@ def arrival_checks(recommender: Recommender, seed: int = 0) -> ArrivalChecks:
 
 
 def check_put(settings: Settings, recommender: Recommender, item_id: str, item: dict,
-              outputs: dict[str, TowerOutput], thumbnail: bytes | None) -> tuple[dict, list[str]]:
+              outputs: dict[str, TowerOutput], thumbnail: bytes | None,
+              dismissed: set[str] = frozenset()) -> tuple[dict, list[str]]:
     """The put item's checks (``{}`` when they are off), and the flagged checks whose policy holds
-    the item.
+    the item. A check a reviewer ``dismissed`` for this item is reported (``"dismissed": true``)
+    and neither holds nor refuses it.
 
     Raises:
         Conflict: a flagged check's policy is ``refuse``; the message names what was found.
@@ -49,7 +51,9 @@ def check_put(settings: Settings, recommender: Recommender, item_id: str, item: 
     except Exception:  # a check that breaks on an odd item must not lose the item: stored unchecked
         logger.exception("checking put item %r failed; it is stored unchecked", item_id)
         return {}, []
-    flagged = [name for name, found in checks.items() if found["flagged"]]
+    for name in dismissed & checks.keys():
+        checks[name]["dismissed"] = True
+    flagged = [name for name, found in checks.items() if found["flagged"] and name not in dismissed]
     refused = [name for name in flagged if getattr(policy, name) == "refuse"]
     if refused:
         raise Conflict(f"item {item_id!r} was not stored: {'; '.join(_said(name, checks[name]) for name in refused)}",

@@ -23,7 +23,7 @@ from recsys.worker.arrival import check_put
 from recsys.worker.images import PreparedImage
 from recsys.worker.serving import Serving
 
-__all__ = ["post_interactions", "store_item", "release_item", "delete_item", "redis_down"]
+__all__ = ["post_interactions", "store_item", "release_item", "dismiss", "delete_item", "redis_down"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def _post_lists(serving: Serving, recommender: Recommender, events: Sequence[Eve
     return lists
 
 
-def store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: PreparedImage | None) -> dict:
+def store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: PreparedImage | None,
+               actor: str = "api") -> dict:
     """Embed a put item with the bundle's encoders and store it in Redis; every worker serves it
     from its next request. Runs in the request or in the image pool, never in Flask's context.
 
@@ -134,44 +135,65 @@ def store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: Pr
     # a URL stays on record; a data: URL's bytes live on only as the thumbnail
     item[S.IMAGE] = source if source.startswith(("http://", "https://")) else ""
     thumbnail = prepared.thumbnail if prepared is not None else None
-    checks, held = check_put(serving.settings, recommender, item_id, item, outputs, thumbnail)
+    dismissed = (write(serving, "the item", lambda: serving.store.dismissed(item_id))
+                 if serving.settings.checks.enabled else set())
+    checks, held = check_put(serving.settings, recommender, item_id, item, outputs, thumbnail, dismissed)
     entry = make_entry(item, outputs, thumbnail)
     if checks:
         entry["checks"] = checks
     if held:
         entry["held"] = held
-    changed(serving, write(serving, "the item", lambda: serving.store.put_item(item_id, entry)))
+    audit = {"actor": actor, "action": "put", "item_id": item_id, "before": {"existed": existed},
+             "after": {"flagged": [n for n, c in checks.items() if c["flagged"] and n not in dismissed],
+                       "held": held}}
+    changed(serving, write(serving, "the item", lambda: serving.store.put_item(item_id, entry, audit)))
     return {"created": not existed, "modalities": [m for m, o in outputs.items() if o.mask[0]],
             "warnings": [str(w.message) for w in seen], "checks": checks, "held": held}
 
 
-def release_item(serving: Serving, item_id: str) -> bool:
+def release_item(serving: Serving, item_id: str, actor: str = "api") -> bool:
     """Serve a put item a check held, on every worker from its next request; False when no put
     item of that id is held.
 
     Raises:
         Unavailable: Redis is down (nothing was stored).
     """
-    return _changed_if(serving, "the release", lambda: serving.store.release_item(item_id))
+    audit = {"actor": actor, "action": "release", "item_id": item_id}
+    return _changed_if(serving, "the release", lambda: serving.store.release_item(item_id, audit))
 
 
-def delete_item(serving: Serving, item_id: str) -> None:
+def dismiss(serving: Serving, item_id: str, checks: list[str], actor: str = "api") -> bool:
+    """Dismiss flagged checks of a put item (remembered: they flag it no more, put again or not);
+    one held only by them is served. False when no put item of that id is stored.
+
+    Raises:
+        Unavailable: Redis is down (nothing was stored).
+    """
+    audit = {"actor": actor, "action": "dismiss", "item_id": item_id, "after": {"dismissed": checks}}
+    return _changed_if(serving, "the dismissal", lambda: serving.store.dismiss(item_id, checks, audit))
+
+
+def delete_item(serving: Serving, item_id: str, actor: str = "api") -> None:
     """Hide an item from every result, on every worker from its next request.
 
     Raises:
         Unavailable: Redis is down (nothing was stored).
     """
-    changed(serving, write(serving, "the deletion", lambda: serving.store.delete_item(item_id)))
+    audit = {"actor": actor, "action": "delete", "item_id": item_id}
+    changed(serving, write(serving, "the deletion", lambda: serving.store.delete_item(item_id, audit)))
 
 
-def set_attributes(serving: Serving, item_id: str, values: dict) -> None:
+def set_attributes(serving: Serving, item_id: str, values: dict, actor: str = "api") -> None:
     """Set catalog attribute values of an item (rules match them), on every worker from its next
     request.
 
     Raises:
         Unavailable: Redis is down (nothing was stored).
     """
-    changed(serving, write(serving, "the attributes", lambda: serving.store.set_attributes(item_id, values)))
+    before = serving.recommender().changes.attributes.get(item_id, {})
+    audit = {"actor": actor, "action": "attributes", "item_id": item_id,
+             "before": {name: before.get(name) for name in values}, "after": values}
+    changed(serving, write(serving, "the attributes", lambda: serving.store.set_attributes(item_id, values, audit)))
 
 
 def put_rule(serving: Serving, rule: Rule) -> Rule:

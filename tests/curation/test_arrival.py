@@ -122,3 +122,34 @@ def test_policies_refuse_a_duplicate_and_hold_a_blank_photo_until_released(stric
     assert "blank" in [row["item_id"] for row in listed["items"]]
     assert_error(strict_client.post("/v1/items/blank/release", headers=WRITE), 400, "invalid_request", "not held")
     assert_error(strict_client.post("/v1/items/nope/release", headers=WRITE), 404, "not_found", "nope")
+
+
+def test_the_review_queue_dismisses_a_flag_for_good_and_the_audit_log_says_who_did_what(strict_client, faulty):
+    shop, truth = faulty
+    source = alone(shop, truth)
+    reviewer = {**WRITE, "X-Recsys-Actor": "ana"}
+    blank = {"title": "Plain white tee", "category": source["category"],
+             "image": data_url(Image.new("RGB", (300, 400), (250, 250, 250)))}
+    assert put(strict_client, "blank-2", **blank).json["held"] == ["quality"]
+    queue = strict_client.get("/v1/admin/queue", headers=WRITE).json
+    [row] = [r for r in queue["items"] if r["item_id"] == "blank-2"]
+    assert row["held"] == ["quality"] and row["checks"]["quality"]["reasons"] and "blank-2" in queue["catalog"]
+    assert_error(strict_client.post("/v1/admin/queue/blank-2/dismiss", json={"checks": ["duplicate"]}, headers=WRITE),
+                 400, "invalid_request", "not flagged on this item: duplicate")
+    dismissed = strict_client.post("/v1/admin/queue/blank-2/dismiss", headers=reviewer)
+    assert dismissed.status_code == 200 and dismissed.json["dismissed"] == sorted(row["checks"])  # all flagged
+    assert dismissed.json["item"]["held"] is False  # held only by the dismissed check: served
+    assert "blank-2" not in [r["item_id"] for r in strict_client.get("/v1/admin/queue", headers=WRITE).json["items"]]
+    # put again: still reported, but neither held nor queued (the dismissal is remembered)
+    again = put(strict_client, "blank-2", **blank).json
+    assert again["held"] == [] and again["checks"]["quality"]["dismissed"] is True
+    assert "blank-2" not in [r["item_id"] for r in strict_client.get("/v1/admin/queue", headers=WRITE).json["items"]]
+    assert_error(strict_client.post("/v1/admin/queue/blank-2/dismiss", headers=WRITE), 400, "invalid_request",
+                 "no flagged check")
+    log = strict_client.get("/v1/admin/audit?limit=3", headers=WRITE).json["entries"]
+    assert [(e["action"], e["actor"], e["item_id"]) for e in log] == [
+        ("put", "api", "blank-2"), ("dismiss", "ana", "blank-2"), ("put", "api", "blank-2")]
+    assert log[0]["before"] == {"existed": True} and log[0]["after"] == {"flagged": [], "held": []}
+    assert log[1]["after"] == {"dismissed": sorted(row["checks"])} and log[0]["at"] >= log[1]["at"]
+    assert log[2]["after"]["held"] == ["quality"] and set(log[2]["after"]["flagged"]) == set(row["checks"])
+    assert strict_client.get("/v1/admin/audit").status_code == 401
