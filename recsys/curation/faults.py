@@ -51,6 +51,14 @@ TRANSFORMS: dict[str, tuple[Callable, int | None]] = {
 MILD = [name for name in TRANSFORMS if name not in ("mirror", "rotate 90 degrees")]
 
 
+def _drawn(catalog: pd.DataFrame, n: int, out: Path, rng: np.random.Generator):
+    """``n`` rows with a photo drawn at random, ``(k, row)`` each (``out`` made for their files)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with_image = np.flatnonzero(catalog[S.IMAGE].fillna("").astype(str) != "")
+    for k, index in enumerate(rng.choice(with_image, size=n, replace=False)):
+        yield k, catalog.iloc[int(index)]
+
+
 def inject_copies(catalog: pd.DataFrame, copies: int, out_dir: str | Path, *, seed: int = 0,
                   transforms: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Add ``copies`` re-uploads of items drawn at random: each a new row with the source's fields
@@ -66,11 +74,8 @@ def inject_copies(catalog: pd.DataFrame, copies: int, out_dir: str | Path, *, se
     rng = np.random.default_rng(seed)
     names = transforms or list(TRANSFORMS)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with_image = np.flatnonzero(catalog[S.IMAGE].fillna("").astype(str) != "")
     rows, truth = [], []
-    for k, index in enumerate(rng.choice(with_image, size=copies, replace=False)):
-        source = catalog.iloc[int(index)]
+    for k, source in _drawn(catalog, copies, out, rng):
         name = names[k % len(names)]
         transform, quality = TRANSFORMS[name]
         copy_id = f"copy-{k}-{source[S.ITEM_ID]}"
@@ -131,11 +136,8 @@ def inject_resellers(catalog: pd.DataFrame, copies: int, out_dir: str | Path, *,
     """
     rng = np.random.default_rng(seed)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with_image = np.flatnonzero(catalog[S.IMAGE].fillna("").astype(str) != "")
     rows, truth = [], []
-    for k, index in enumerate(rng.choice(with_image, size=copies, replace=False)):
-        source = catalog.iloc[int(index)]
+    for k, source in _drawn(catalog, copies, out, rng):
         copy_id = f"seller2-{k}-{source[S.ITEM_ID]}"
         path = out / f"{copy_id}.jpg"
         with Image.open(source[S.IMAGE]) as image:
