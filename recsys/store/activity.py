@@ -262,8 +262,8 @@ class ActivityStore:
         rows = [fields for _, fields in self.read_log()]
         columns = [S.USER_ID, S.ITEM_ID, S.EVENT, S.VALUE, S.TIMESTAMP] + ([REQUEST_ID] if requests else [])
         frame = pd.DataFrame(rows, columns=columns)
-        if requests:
-            frame[REQUEST_ID] = frame[REQUEST_ID].fillna("")
+        if requests:  # "" where none (a column of no ids at all would be float NaN)
+            frame[REQUEST_ID] = [r if isinstance(r, str) else "" for r in frame[REQUEST_ID]]
         frame[S.VALUE] = pd.to_numeric(frame[S.VALUE])
         frame[S.TIMESTAMP] = pd.to_numeric(frame[S.TIMESTAMP])
         return frame

@@ -154,6 +154,7 @@ def test_activity_log_and_recent_items(redis_url, redis_prefix):
     assert activity.recent("u2") == ["i9"]
     frame = activity.log_frame()
     assert frame["item_id"].tolist() == [e.item_id for e in events]
+    assert activity.log_frame(requests=True)["request_id"].tolist() == [""] * 6  # no read's id on any
     assert frame["timestamp"].tolist() == pytest.approx([e.timestamp for e in events])
 
 
