@@ -1,6 +1,7 @@
 // The admin page: plain JavaScript over the admin API (docs/curation.md, docs/rules.md,
 // docs/experiments.md), no build step.
-// Views by URL hash: #/outliers, #/duplicates, #/clusters, #/subset, #/labels, #/rules, #/experiments.
+// Views by URL hash: #/review, #/outliers, #/duplicates, #/clusters, #/subset, #/labels, #/rules,
+// #/experiments.
 "use strict";
 
 const KEY = "recsys-admin-key";
@@ -23,7 +24,8 @@ function status(text, error = false) {
 }
 
 async function admin(path, options = {}) {
-  const headers = { "Content-Type": "application/json", "X-API-Key": sessionStorage.getItem(KEY) || "" };
+  const headers = { "Content-Type": "application/json", "X-API-Key": sessionStorage.getItem(KEY) || "",
+                    "X-Recsys-Actor": "admin page" };
   const response = await fetch(path, { ...options, headers });
   const body = await response.json().catch(() => ({}));
   if (body.version) document.getElementById("version").textContent = body.version;
@@ -46,7 +48,38 @@ function colour(cluster) {
   return `hsl(${(cluster * 137.508) % 360}, 65%, 50%)`;
 }
 
+// a flagged check in words, with its evidence
+function flagged(name, check) {
+  const z = check.z == null ? "" : ` (z ${check.z.toFixed(1)})`;
+  if (name === "duplicate") {
+    return check.of.map((d) => `duplicate of ${d.item_id}: image ${d.image ?? "–"}, pixels ${d.pixels ?? "–"}, ` +
+                                `text ${d.text ?? "–"}${d.exact ? ", the same photo" : ""}`).join("; ");
+  }
+  if (name === "quality") return `photo: ${check.reasons.join(", ")}`;
+  return (check.reason || name) + z;
+}
+
 const views = {
+  async review(view) {
+    const body = await admin("/v1/admin/queue?limit=50");
+    status(`${body.items.length} put items flagged by their checks, newest first: beside each, the listing ` +
+           "it duplicates. A dismissed flag does not come back; a held item is out of every read until released.");
+    const act = (label, path) => el("button", { onclick: async () => {
+      try { await admin(path, { method: "POST" }); await views.review(view); }
+      catch (error) { status(error.message, true); }
+    } }, label);
+    view.replaceChildren(el("div", { class: "rows", id: "review" }, ...body.items.map((row) => {
+      const source = row.checks.duplicate ? [card(row.checks.duplicate.of[0].item_id, body.catalog)] : [];
+      const id = encodeURIComponent(row.item_id);
+      return el("div", { class: "row", "data-item-id": row.item_id }, card(row.item_id, body.catalog), ...source,
+        el("div", { class: "facts" },
+          el("div", { class: "score" }, row.held.length ? `held by ${row.held.join(", ")}` : "served"),
+          el("ul", {}, ...Object.entries(row.checks).map(([name, check]) => el("li", {}, flagged(name, check)))),
+          act("Dismiss", `/v1/admin/queue/${id}/dismiss`),
+          row.held.length ? act("Release", `/v1/items/${id}/release`) : ""));
+    })));
+  },
+
   async outliers(view) {
     const body = await admin("/v1/admin/outliers?top=50");
     status(`The 50 items most likely to be wrong, highest score first (${body.items.length} shown).`);
