@@ -6,6 +6,9 @@ the 8 most confident items of each label).
 
 An answer is computed from the bundle alone (items put through the API since it was built are not
 in it) and kept per bundle version and parameters, so the admin page's repeated reads are free.
+
+The review queue is the exception: the put items a check flagged, read from Redis each time, a
+dismissal of their flags, and the audit log of curation actions (:mod:`recsys.worker.review`).
 """
 from __future__ import annotations
 
@@ -180,7 +183,7 @@ def dismiss(item_id: str):
     serving = current_serving()
     use(serving.recommender())
     body = json_body() if request.get_data() else {}
-    asked = body.get("checks") if isinstance(body, dict) else None
+    asked = body.get("checks") if isinstance(body, dict) else []
     if asked is not None and not (isinstance(asked, list) and asked and all(isinstance(c, str) for c in asked)):
         raise InvalidRequest('send {"checks": ["duplicate", ...]} (a non-empty list of check names) or no body')
     checks = checks_to_dismiss(queue_row(serving, item_id), asked)

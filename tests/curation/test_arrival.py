@@ -136,6 +136,8 @@ def test_the_review_queue_dismisses_a_flag_for_good_and_the_audit_log_says_who_d
     assert row["held"] == ["quality"] and row["checks"]["quality"]["reasons"] and "blank-2" in queue["catalog"]
     assert_error(strict_client.post("/v1/admin/queue/blank-2/dismiss", json={"checks": ["duplicate"]}, headers=WRITE),
                  400, "invalid_request", "not flagged on this item: duplicate")
+    assert_error(strict_client.post("/v1/admin/queue/blank-2/dismiss", json=["quality"], headers=WRITE),
+                 400, "invalid_request", "a non-empty list of check names")
     dismissed = strict_client.post("/v1/admin/queue/blank-2/dismiss", headers=reviewer)
     assert dismissed.status_code == 200 and dismissed.json["dismissed"] == sorted(row["checks"])  # all flagged
     assert dismissed.json["item"]["held"] is False  # held only by the dismissed check: served
