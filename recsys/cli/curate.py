@@ -157,3 +157,28 @@ def label(bundle: Path, examples: Path | None, prompts: Path | None, as_json: bo
     click.echo("item_id,label,confidence")
     for r in found.items.itertuples():
         click.echo(f"{r.item_id},{r.label if r.label is not None else ''},{r.confidence:.3f}")
+
+
+@curate.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path), help=_BUNDLE_HELP)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="the CSV to write")
+@click.pass_context
+def export(ctx: click.Context, bundle: Path, out: Path) -> None:
+    """Write the catalog as served: the bundle's items with the puts, deletions and attribute
+    values stored in Redis since, and each put item's flags, hold and duplicate (docs/curation.md)."""
+    from recsys.bundle import read_bundle
+    from recsys.cli._context import RedisSession, which_redis
+    from recsys.curation.export import served_catalog
+    from recsys.store import RedisStore
+
+    settings = settings_of(ctx)
+    built = read_bundle(bundle)
+    click.echo(f"using {which_redis(settings)}", err=True)
+    with RedisSession(settings) as client:
+        changes = RedisStore.from_settings(client, settings.redis).item_changes()
+    table = served_catalog(built, changes.fresh, changes.deleted, changes.attributes)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    click.echo(f"wrote {len(table):,} items to {out} ({(table['source'] == 'put').sum():,} put since bundle "
+               f"{built.version}, {len(changes.deleted):,} deleted left out, "
+               f"{(table['flags'] != '').sum():,} with flags)")

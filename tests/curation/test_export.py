@@ -1,0 +1,34 @@
+"""``recsys curate export``: the catalog as served, from a bundle and what Redis holds since."""
+import pandas as pd
+from click.testing import CliRunner
+
+from recsys.cli import cli
+from recsys.store import RedisStore, connect
+
+
+def test_the_export_is_the_catalog_as_served_with_each_put_items_flags(tmp_path, monkeypatch, redis_url,
+                                                                       redis_prefix, served_bundle):
+    monkeypatch.setenv("RECSYS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("RECSYS_REDIS__URL", redis_url)
+    monkeypatch.setenv("RECSYS_REDIS__PREFIX", redis_prefix)
+    store = RedisStore(connect(redis_url), prefix=redis_prefix)
+    ids = [str(i) for i in served_bundle.item_ids.ids]
+    store.put_item("new-1", {"item": {"title": "A new tee", "category": "tops"}, "vectors": {},
+                             "checks": {"duplicate": {"flagged": True, "of": [{"item_id": ids[0]}]},
+                                        "quality": {"flagged": True}, "image_text": {"flagged": False}},
+                             "held": ["quality"]})
+    store.put_item(ids[1], {"item": {"title": "Renamed"}, "vectors": {}})
+    store.delete_item(ids[2])
+    store.set_attributes(ids[3], {"in_stock": False})
+    out = tmp_path / "served.csv"
+    result = CliRunner().invoke(cli, ["curate", "export", "--bundle", str(served_bundle.path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "1 deleted left out" in result.output and "2 put since bundle" in result.output
+    table = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("item_id")
+    assert len(table) == len(ids) and ids[2] not in table.index  # one deleted, one new
+    new = table.loc["new-1"]
+    assert (new["source"], new["held"], new["flags"], new["duplicate_of"]) == ("put", "quality", "duplicate;quality",
+                                                                                ids[0])
+    assert table.loc[ids[1], "title"] == "Renamed" and table.loc[ids[1], "flags"] == ""
+    assert table.loc[ids[3], "in_stock"] == "False" and table.loc[ids[4], "in_stock"] == ""
+    assert (table.loc[ids[4], "source"], table.loc[ids[4], "title"]) == ("bundle", served_bundle.items["title"].iloc[4])
