@@ -175,8 +175,9 @@ def export(ctx: click.Context, bundle: Path, out: Path) -> None:
     built = read_bundle(bundle)
     click.echo(f"using {which_redis(settings)}", err=True)
     with RedisSession(settings) as client:
-        changes = RedisStore.from_settings(client, settings.redis).item_changes()
-    table = served_catalog(built, changes.fresh, changes.deleted, changes.attributes)
+        store = RedisStore.from_settings(client, settings.redis)
+        changes, dismissed = store.item_changes(), store.review.dismissed()
+    table = served_catalog(built, changes.fresh, changes.deleted, changes.attributes, dismissed)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     click.echo(f"wrote {len(table):,} items to {out} ({(table['source'] == 'put').sum():,} put since bundle "

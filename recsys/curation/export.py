@@ -12,8 +12,8 @@ from recsys.data import schema as S
 __all__ = ["served_catalog"]
 
 
-def served_catalog(bundle: Bundle, fresh: dict[str, dict], deleted: set[str],
-                   attributes: dict[str, dict]) -> pd.DataFrame:
+def served_catalog(bundle: Bundle, fresh: dict[str, dict], deleted: set[str], attributes: dict[str, dict],
+                   dismissed: dict[str, set[str]]) -> pd.DataFrame:
     """One row per served item: the bundle's catalog columns, ``source`` (``bundle`` or ``put``),
     one column per attribute set since the bundle (its value where set, overriding a catalog
     column of that name), and for put items ``held`` (the checks that
@@ -23,19 +23,18 @@ def served_catalog(bundle: Bundle, fresh: dict[str, dict], deleted: set[str],
     Args:
         fresh: the put items' stored entries by id (``RedisStore.item_changes().fresh``).
         deleted: deleted item ids. attributes: values set per item id, by attribute.
+        dismissed: the checks reviewers dismissed, by item id.
     """
     kept = bundle.items[~bundle.items[S.ITEM_ID].isin(deleted | fresh.keys())]
     rows = [kept.assign(source="bundle")]
     if fresh:
         put = pd.DataFrame([{**entry["item"], S.ITEM_ID: item_id} for item_id, entry in fresh.items()])
         checks = [entry.get("checks") or {} for entry in fresh.values()]
-        dismissed = [set(entry.get("dismissed", [])) for entry in fresh.values()]
         put = put.assign(
             source="put", held=[";".join(entry.get("held", [])) for entry in fresh.values()],
             flags=[";".join(n for n, c in found.items() if c.get("flagged") and n not in gone)
-                   for found, gone in zip(checks, dismissed)],
-            duplicate_of=[(found.get("duplicate") or {}).get("of", [{}])[0].get(S.ITEM_ID, "")
-                          if (found.get("duplicate") or {}).get("of") else "" for found in checks])
+                   for found, gone in zip(checks, (dismissed.get(item_id, set()) for item_id in fresh))],
+            duplicate_of=[_first_duplicate(found) for found in checks])
         rows.append(put[~put[S.ITEM_ID].isin(deleted)])
     table = pd.concat(rows, ignore_index=True)
     for column in ("held", "flags", "duplicate_of"):
@@ -44,3 +43,9 @@ def served_catalog(bundle: Bundle, fresh: dict[str, dict], deleted: set[str],
         before = table[name] if name in table else pd.Series(np.nan, index=table.index, dtype=object)
         table[name] = [attributes.get(item, {}).get(name, old) for item, old in zip(table[S.ITEM_ID], before)]
     return table.sort_values(S.ITEM_ID, kind="stable").reset_index(drop=True)
+
+
+def _first_duplicate(checks: dict) -> str:
+    """The listing a put item's duplicate check named first, ``""`` for none."""
+    named = (checks.get("duplicate") or {}).get("of") or []
+    return named[0][S.ITEM_ID] if named else ""

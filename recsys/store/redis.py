@@ -33,6 +33,7 @@ from recsys.manifest import check_manifest, check_name
 from recsys.store.experiments import ExperimentStore, parse_experiments
 from recsys.store.keys import Keys
 from recsys.store.messages import Activated, ItemsChanged, encode
+from recsys.store.review import ReviewStore
 
 if TYPE_CHECKING:
     from recsys.settings import RedisSettings
@@ -56,13 +57,6 @@ class Changes(NamedTuple):
 
 
 AUDIT_KEPT = 1_000_000  # audit entries kept (the oldest go first)
-
-
-def _released(entry: dict) -> dict:
-    """A put item's entry with its held checks moved to ``released``: served."""
-    entry = dict(entry)
-    entry["released"] = entry.pop("held")
-    return entry
 
 
 class RedisStore:
@@ -317,52 +311,11 @@ class RedisStore:
             pipe.sadd(self.keys.deleted, item_id)
         return self._moved(pipe, audit)
 
-    def release_item(self, item_id: str, audit: dict | None = None) -> int | None:
-        """Serve a put item that a check held (its checks stay on record, the held ones as
-        ``released``): the new generation, or ``None`` when no put item of that id is held."""
-        return self._edit_entry(item_id, lambda entry: _released(entry) if entry.get("held") else None, audit)
-
-    def dismiss(self, item_id: str, checks: list[str], audit: dict | None = None) -> int | None:
-        """Dismiss flagged checks of a put item: they flag it no more (put again or not), and an
-        item held only by dismissed checks is released. The new generation, or ``None`` when no
-        put item of that id is stored."""
-        def dismissed(entry: dict) -> dict | None:
-            if not entry:
-                return None
-            gone = set(entry.get("dismissed", [])) | set(checks)
-            entry = {**entry, "dismissed": sorted(gone)}
-            return _released(entry) if entry.get("held") and set(entry["held"]) <= gone else entry
-
-        return self._edit_entry(item_id, dismissed, audit, also=lambda pipe: pipe.hset(
-            self.keys.dismissed, item_id, json.dumps(sorted(self.dismissed(item_id) | set(checks)))))
-
-    def dismissed(self, item_id: str) -> set[str]:
-        """The checks a reviewer dismissed for ``item_id``."""
-        raw = self.client.hget(self.keys.dismissed, item_id)
-        return set(json.loads(raw)) if raw is not None else set()
-
-    def _edit_entry(self, item_id: str, edit, audit: dict | None, also=None) -> int | None:
-        """Replace a put item's stored entry by ``edit(entry)`` (``{}`` when none is stored) in a
-        transaction that a concurrent put restarts; ``None`` (nothing written) when ``edit`` says so."""
-        while True:
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(self.keys.fresh, self.keys.dismissed)
-                    raw = pipe.hget(self.keys.fresh, item_id)
-                    entry = edit(json.loads(raw) if raw is not None else {})
-                    if entry is None:
-                        return None
-                    pipe.multi()
-                    pipe.hset(self.keys.fresh, item_id, json.dumps(entry, separators=(",", ":")))
-                    if also is not None:
-                        also(pipe)
-                    return self._moved(pipe, audit)
-                except redis.WatchError:  # another write came first: read again
-                    continue
-
-    def audit_log(self, limit: int = 100) -> list[dict]:
-        """The newest ``limit`` curation actions, newest first."""
-        return [json.loads(fields[b"entry"]) for _, fields in self.client.xrevrange(self.keys.audit, count=limit)]
+    @property
+    def review(self) -> ReviewStore:
+        """Releases, dismissed flags and the audit log (a decision reaches the workers as item
+        changes do)."""
+        return ReviewStore(self.client, self.keys, self._moved)
 
     def set_attributes(self, item_id: str, values: dict, audit: dict | None = None) -> int:
         """Set catalog attribute values of one item (``None`` unsets one); returns the new generation."""

@@ -19,7 +19,9 @@ def review_queue(serving: Serving, limit: int) -> list[dict]:
     """
     store = _store(serving, "the review queue")
     fresh = writes.write(serving, "the review queue", lambda: store.client.hgetall(store.keys.fresh))
-    queue = [row for item_id, raw in fresh.items() if (row := _row(item_id.decode(), raw)) is not None]
+    dismissed = writes.write(serving, "the review queue", store.review.dismissed)
+    queue = [row for item_id, raw in fresh.items()
+             if (row := _row(item_id.decode(), raw, dismissed.get(item_id.decode(), set()))) is not None]
     queue.sort(key=lambda row: (row["updated"] or "", row["item_id"]), reverse=True)
     return queue[:limit]
 
@@ -30,14 +32,15 @@ def queue_row(serving: Serving, item_id: str) -> dict | None:
     ``None`` when it is not in the queue."""
     store = _store(serving, "the review queue")
     raw = writes.write(serving, "the review queue", lambda: store.client.hget(store.keys.fresh, item_id))
-    return _row(item_id, raw) if raw is not None else None
+    if raw is None:
+        return None
+    return _row(item_id, raw, writes.write(serving, "the review queue", lambda: store.review.dismissed(item_id)))
 
 
-def _row(item_id: str, raw: bytes) -> dict | None:
+def _row(item_id: str, raw: bytes, dismissed: set[str]) -> dict | None:
     entry = json.loads(raw)
-    dismissed = set(entry.get("dismissed", []))
     flagged = {name: found for name, found in (entry.get("checks") or {}).items()
-               if found.get("flagged") and name not in dismissed and not found.get("dismissed")}
+               if found.get("flagged") and name not in dismissed}
     if not flagged:
         return None
     return {"item_id": item_id, "updated": entry.get("updated"), "held": entry.get("held", []), "checks": flagged}
@@ -69,4 +72,4 @@ def checks_to_dismiss(row: dict | None, asked: list[str] | None) -> list[str]:
 def audit_log(serving: Serving, limit: int) -> list[dict]:
     """The newest ``limit`` curation actions (who, when, what, before, after), newest first."""
     store = _store(serving, "the audit log")
-    return writes.write(serving, "the audit log", lambda: store.audit_log(limit))
+    return writes.write(serving, "the audit log", lambda: store.review.audit_log(limit))

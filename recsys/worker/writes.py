@@ -135,7 +135,7 @@ def store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: Pr
     # a URL stays on record; a data: URL's bytes live on only as the thumbnail
     item[S.IMAGE] = source if source.startswith(("http://", "https://")) else ""
     thumbnail = prepared.thumbnail if prepared is not None else None
-    dismissed = (write(serving, "the item", lambda: serving.store.dismissed(item_id))
+    dismissed = (write(serving, "the item", lambda: serving.store.review.dismissed(item_id))
                  if serving.settings.checks.enabled else set())
     checks, held = check_put(serving.settings, recommender, item_id, item, outputs, thumbnail, dismissed)
     entry = make_entry(item, outputs, thumbnail)
@@ -159,7 +159,7 @@ def release_item(serving: Serving, item_id: str, actor: str = "api") -> bool:
         Unavailable: Redis is down (nothing was stored).
     """
     audit = {"actor": actor, "action": "release", "item_id": item_id}
-    return _changed_if(serving, "the release", lambda: serving.store.release_item(item_id, audit))
+    return _changed_if(serving, "the release", lambda: serving.store.review.release(item_id, audit))
 
 
 def dismiss(serving: Serving, item_id: str, checks: list[str], actor: str = "api") -> bool:
@@ -170,7 +170,7 @@ def dismiss(serving: Serving, item_id: str, checks: list[str], actor: str = "api
         Unavailable: Redis is down (nothing was stored).
     """
     audit = {"actor": actor, "action": "dismiss", "item_id": item_id, "after": {"dismissed": checks}}
-    return _changed_if(serving, "the dismissal", lambda: serving.store.dismiss(item_id, checks, audit))
+    return _changed_if(serving, "the dismissal", lambda: serving.store.review.dismiss(item_id, checks, audit))
 
 
 def delete_item(serving: Serving, item_id: str, actor: str = "api") -> None:

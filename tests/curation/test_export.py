@@ -17,15 +17,19 @@ def test_the_export_is_the_catalog_as_served_with_each_put_items_flags(tmp_path,
                              "checks": {"duplicate": {"flagged": True, "of": [{"item_id": ids[0]}]},
                                         "quality": {"flagged": True}, "image_text": {"flagged": False}},
                              "held": ["quality"]})
+    store.put_item("new-2", {"item": {"title": "Another tee"}, "vectors": {},
+                             "checks": {"duplicate": {"flagged": True, "of": [{"item_id": ids[5]}]}}})
+    assert store.review.dismiss("new-2", ["duplicate"]) is not None  # a reviewer said it is no duplicate
     store.put_item(ids[1], {"item": {"title": "Renamed"}, "vectors": {}})
     store.delete_item(ids[2])
     store.set_attributes(ids[3], {"in_stock": False})
     out = tmp_path / "served.csv"
     result = CliRunner().invoke(cli, ["curate", "export", "--bundle", str(served_bundle.path), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "1 deleted left out" in result.output and "2 put since bundle" in result.output
+    assert "1 deleted left out" in result.output and "3 put since bundle" in result.output
     table = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("item_id")
-    assert len(table) == len(ids) and ids[2] not in table.index  # one deleted, one new
+    assert len(table) == len(ids) + 1 and ids[2] not in table.index  # one deleted, two new
+    assert (table.loc["new-2", "flags"], table.loc["new-2", "duplicate_of"]) == ("", ids[5])
     new = table.loc["new-1"]
     assert (new["source"], new["held"], new["flags"], new["duplicate_of"]) == ("put", "quality", "duplicate;quality",
                                                                                 ids[0])
