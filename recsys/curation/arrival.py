@@ -90,9 +90,10 @@ class ArrivalChecks:
         self.categories: pd.Index | None = None
         self.scales: dict[str, tuple[float, float]] = {}
         if "image" in blocks and S.CATEGORY in bundle.items.columns:
-            margins, _ = outliers.off_category_margins(bundle)
+            categories = outliers.image_categories(bundle)
+            margins, _ = outliers.off_category_margins(bundle, categories)
             self.scales["off_category"] = outliers.robust_scale(margins.astype(np.float64))
-            self.categories, _, _, sums, self.counts = outliers.image_categories(bundle)
+            self.categories, _, _, sums, self.counts = categories
             self.centroids = (sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         if "image" in blocks and "text" in blocks:
             self.scales["image_text"] = outliers.robust_scale(_sampled_image_text(bundle, seed))

@@ -199,14 +199,15 @@ def image_categories(bundle: Bundle) -> tuple[pd.Index, np.ndarray, np.ndarray, 
     return pd.Index(names), codes, usable, sums, np.bincount(codes[rows], minlength=len(names))
 
 
-def off_category_margins(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+def off_category_margins(bundle: Bundle, categories=None) -> tuple[np.ndarray, np.ndarray]:
     """(margin, suggestion): per item with a photo and a category, the best other category
     centroid's cosine minus its own (leave-one-out) centroid's, and the name of that other
-    category (NaN and None where not measured)."""
+    category (NaN and None where not measured). ``categories``: :func:`image_categories` of the
+    bundle, when the caller has them."""
     n = len(bundle.item_ids)
     margin, best = np.full(n, np.nan, np.float32), np.full(n, -1, np.int64)
     unmeasured = np.full(n, None, object)
-    names, codes, usable, sums, counts = image_categories(bundle)
+    names, codes, usable, sums, counts = categories or image_categories(bundle)
     if len(names) < 2 or not usable.any():
         return margin, unmeasured
     vectors = np.asarray(bundle.vectors.blocks["image"].vectors, np.float32)

@@ -288,10 +288,6 @@ class RedisStore:
 
     # -- item changes since the bundle ----------------------------------------------------------
 
-    # An ``audit`` given to a write is an entry of the audit log (who, action, item, before,
-    # after), written in the write's own transaction: an action is logged if and only if it
-    # happened.
-
     def put_item(self, item_id: str, entry: dict, audit: dict | None = None) -> int:
         """Store a new or changed item (JSON-serialisable ``entry``); returns the new generation."""
         return self._change_item(item_id, entry, audit)
@@ -311,12 +307,6 @@ class RedisStore:
             pipe.sadd(self.keys.deleted, item_id)
         return self._moved(pipe, audit)
 
-    @property
-    def review(self) -> ReviewStore:
-        """Releases, dismissed flags and the audit log (a decision reaches the workers as item
-        changes do)."""
-        return ReviewStore(self.client, self.keys, self._moved)
-
     def set_attributes(self, item_id: str, values: dict, audit: dict | None = None) -> int:
         """Set catalog attribute values of one item (``None`` unsets one); returns the new generation."""
         pipe = self.client.pipeline(transaction=True)
@@ -329,7 +319,9 @@ class RedisStore:
         return self._moved(pipe, audit)
 
     def _moved(self, pipe, audit: dict | None = None) -> int:
-        """Run ``pipe`` with the generation moved (and ``audit`` logged), and tell the workers."""
+        """Run ``pipe`` with the generation moved, and tell the workers. An ``audit`` entry (who,
+        action, item, before, after) goes to the audit log in the same transaction: an action is
+        logged if and only if it happened."""
         if audit is not None:
             pipe.xadd(self.keys.audit, {"entry": json.dumps({"at": time.time(), **audit}, separators=(",", ":"))},
                       maxlen=AUDIT_KEPT, approximate=True)
@@ -388,6 +380,12 @@ class RedisStore:
     def experiments(self) -> ExperimentStore:
         """The experiments and their impressions (a change reaches the workers as item changes do)."""
         return ExperimentStore(self.client, self.keys, self._moved)
+
+    @property
+    def review(self) -> ReviewStore:
+        """Releases, dismissed flags and the audit log (a decision reaches the workers as item
+        changes do)."""
+        return ReviewStore(self.client, self.keys, self._moved)
 
     def _drop_superseded(self, bundle) -> None:
         """Fresh entries of items the new bundle holds, written before it was built, are stale."""
