@@ -21,7 +21,7 @@ pairs found with a copy in them, the share that is the copy's source):
   attributes) scores above a threshold, fitted on the validation half.
 
 Each rule's thresholds are chosen on half of the second-seller listings (validation: the most
-recall at precision 0.9 or more) and reported on the other half (test).
+recall at precision 0.9 or more) and reported on the other half (test), with 95% Wilson intervals.
 
 Pairs found between two original items are counted apart: nobody labelled the catalog's own
 duplicates, so they are not errors, and a rule that finds many more of them deserves a look.
@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -80,13 +81,23 @@ def labelled(items: int, resellers: int, copies: int, work: Path):
 
 
 def scored(found: set[frozenset], truth: pd.DataFrame) -> dict:
-    """Recall and precision of ``found`` pairs on the copies of ``truth``."""
+    """Recall and precision of ``found`` pairs on the copies of ``truth``, each with its 95%
+    interval (Wilson's, over the copies and over the pairs found with a copy in them)."""
     copies = set(truth["copy"])
     true_pairs = {frozenset(p) for p in zip(truth["source"], truth["copy"])}
     involving = [p for p in found if p & copies]
-    return {"copies": len(truth), "recall": round(len(true_pairs & found) / max(1, len(true_pairs)), 3),
-            "precision": round(sum(p in true_pairs for p in involving) / max(1, len(involving)), 3),
+    hits, right = len(true_pairs & found), sum(p in true_pairs for p in involving)
+    return {"copies": len(truth), "recall": round(hits / max(1, len(true_pairs)), 3),
+            "recall_95": _wilson(hits, len(true_pairs)),
+            "precision": round(right / max(1, len(involving)), 3), "precision_95": _wilson(right, len(involving)),
             "pairs_with_a_copy": len(involving)}
+
+
+def _wilson(k: int, n: int) -> list[float] | None:
+    if n == 0:
+        return None
+    low, high = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return [round(float(low), 3), round(float(high), 3)]
 
 
 def either_pairs(bundle) -> pd.DataFrame:
