@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     from recsys.api.errors import register_error_handlers
     from recsys.api.experiments import bp as experiments
     from recsys.api.metrics import Metrics
+    from recsys.api.review import bp as review
     from recsys.api.routes import bp
     from recsys.api.rules import bp as rules
     from recsys.api.writes import bp as writes
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, start: bool = True) -> Flask
     app.register_blueprint(rules)
     app.register_blueprint(experiments)
     app.register_blueprint(curation)
+    app.register_blueprint(review)
     if settings.api.web:
         from recsys.web import bp as web
 

@@ -7,8 +7,7 @@ the 8 most confident items of each label).
 An answer is computed from the bundle alone (items put through the API since it was built are not
 in it) and kept per bundle version and parameters, so the admin page's repeated reads are free.
 
-The review queue is the exception: the put items a check flagged, read from Redis each time, a
-dismissal of their flags, and the audit log of curation actions (:mod:`recsys.worker.review`).
+The review queue and its fixes, read from Redis each time, are in :mod:`recsys.api.review`.
 """
 from __future__ import annotations
 
@@ -19,11 +18,11 @@ import pandas as pd
 from flask import Blueprint, request
 
 from recsys._lru import Lru
-from recsys.api.context import actor, current_serving, json_body, json_response, require_key, use
+from recsys.api.context import current_serving, json_body, json_response, require_key, use
 from recsys.api.params import parse
 from recsys.errors import InvalidRequest
 
-__all__ = ["bp"]
+__all__ = ["bp", "catalog_rows"]
 
 bp = Blueprint("recsys_curation", __name__)
 _answers = Lru(16)
@@ -34,7 +33,7 @@ _SHOWN_GROUPS = 100
 _SHOWN_ITEMS = 200
 
 
-def _catalog(item_ids) -> dict[str, dict]:
+def catalog_rows(item_ids) -> dict[str, dict]:
     """The display rows (title, category, image URL, ...) of the named items, by id."""
     from recsys.serve.rows import Scored
 
@@ -62,7 +61,7 @@ def duplicates():
     threshold = parse("duplicates", request.args)["threshold"]
     found = _kept(("duplicates", threshold), lambda b: dup.find_duplicates(b, threshold=threshold))
     return json_response({"version": found.version, "threshold": found.threshold, "groups": found.groups,
-                          "catalog": _catalog(i for group in found.groups[:_SHOWN_GROUPS] for i in group)})
+                          "catalog": catalog_rows(i for group in found.groups[:_SHOWN_GROUPS] for i in group)})
 
 
 @bp.get("/v1/admin/outliers")
@@ -75,7 +74,7 @@ def outliers():
     items = [{"item_id": r.item_id, "score": float(r.score), "reasons": list(r.reasons),
               "suggested_category": r.suggested_category} for r in found.top(top).itertuples()]
     return json_response({"version": found.version, "items": items,
-                          "catalog": _catalog(item["item_id"] for item in items[:_SHOWN_ITEMS])})
+                          "catalog": catalog_rows(item["item_id"] for item in items[:_SHOWN_ITEMS])})
 
 
 @bp.get("/v1/admin/clusters")
@@ -89,7 +88,7 @@ def clusters():
     found = _kept(("clusters", k, modality), lambda b: find_clusters(b, k=k, modality=modality, seed=seed))
     body = {"version": found.version, "modality": found.modality,
             "clusters": [dataclasses.asdict(c) for c in found.clusters],
-            "catalog": _catalog(i for c in found.clusters for i in c.representatives)}
+            "catalog": catalog_rows(i for c in found.clusters for i in c.representatives)}
     if values["map"]:
         body["map"] = _map_points(found)
     return json_response(body)
@@ -122,7 +121,7 @@ def subset():
 
     chosen = _kept(("subset", n, balance, quota, seed, modality), compute)
     return json_response({"version": chosen.version, "items": chosen.items, "radius": chosen.radius,
-                          "catalog": _catalog(chosen.items[:_SHOWN_ITEMS])})
+                          "catalog": catalog_rows(chosen.items[:_SHOWN_ITEMS])})
 
 
 @bp.post("/v1/admin/labels")
@@ -152,50 +151,4 @@ def labels():
              for r in found.items.itertuples()]
     confident = found.items.sort_values("confidence", ascending=False, kind="stable").groupby("label").head(8)
     return json_response({"version": found.version, "method": found.method, "items": items,
-                          "catalog": _catalog(confident["item_id"])})
-
-
-@bp.get("/v1/admin/queue")
-def queue():
-    """The review queue: put items a check flagged, with their evidence (docs/curation.md)."""
-    require_key()
-    from recsys.worker.review import review_queue
-
-    serving = current_serving()
-    use(serving.recommender())
-    rows = review_queue(serving, parse("queue", request.args)["limit"])
-    shown = [row["item_id"] for row in rows] + [d["item_id"] for row in rows
-                                                for d in row["checks"].get("duplicate", {}).get("of", [])]
-    recommender = serving.recommender()
-    return json_response({"version": recommender.version, "items": rows,
-                          "catalog": _catalog(i for i in shown if recommender.knows(i))})
-
-
-@bp.post("/v1/admin/queue/<item_id>/dismiss")
-def dismiss(item_id: str):
-    """Body (optional): ``{"checks": ["duplicate", ...]}``; all the item's flagged checks without it."""
-    require_key()
-    from recsys.api.schemas import check_id
-    from recsys.worker import writes
-    from recsys.worker.review import checks_to_dismiss, queue_row
-
-    check_id(item_id, "item")
-    serving = current_serving()
-    use(serving.recommender())
-    body = json_body() if request.get_data() else {}
-    asked = body.get("checks") if isinstance(body, dict) else []
-    if asked is not None and not (isinstance(asked, list) and asked and all(isinstance(c, str) for c in asked)):
-        raise InvalidRequest('send {"checks": ["duplicate", ...]} (a non-empty list of check names) or no body')
-    checks = checks_to_dismiss(queue_row(serving, item_id), asked)
-    writes.dismiss(serving, item_id, checks, actor())
-    return json_response({"item_id": item_id, "dismissed": checks, "item": use(serving.recommender()).item(item_id)})
-
-
-@bp.get("/v1/admin/audit")
-def audit():
-    """The newest curation actions: who, when, what, before and after."""
-    require_key()
-    from recsys.worker.review import audit_log
-
-    serving = current_serving()
-    return json_response({"entries": audit_log(serving, parse("audit", request.args)["limit"])})
+                          "catalog": catalog_rows(confident["item_id"])})

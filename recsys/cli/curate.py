@@ -164,8 +164,9 @@ def label(bundle: Path, examples: Path | None, prompts: Path | None, as_json: bo
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="the CSV to write")
 @click.pass_context
 def export(ctx: click.Context, bundle: Path, out: Path) -> None:
-    """Write the catalog as served: the bundle's items with the puts, deletions and attribute
-    values stored in Redis since, and each put item's flags, hold and duplicate (docs/curation.md)."""
+    """Write the catalog as served: the bundle's items with the puts, deletions, attribute values
+    and merges stored in Redis since, and each put item's flags, hold and duplicate
+    (docs/curation.md)."""
     from recsys.bundle import read_bundle
     from recsys.cli._context import RedisSession, which_redis
     from recsys.curation.export import served_catalog
@@ -177,9 +178,9 @@ def export(ctx: click.Context, bundle: Path, out: Path) -> None:
     with RedisSession(settings) as client:
         store = RedisStore.from_settings(client, settings.redis)
         changes, dismissed = store.item_changes(), store.review.dismissed()
-    table = served_catalog(built, changes.fresh, changes.deleted, changes.attributes, dismissed)
+    table = served_catalog(built, changes.fresh, changes.deleted, changes.attributes, dismissed, changes.merged)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     click.echo(f"wrote {len(table):,} items to {out} ({(table['source'] == 'put').sum():,} put since bundle "
                f"{built.version}, {len(changes.deleted):,} deleted left out, "
-               f"{(table['flags'] != '').sum():,} with flags)")
+               f"{(table['flags'] != '').sum():,} with flags, {(table['merged_into'] != '').sum():,} merged)")

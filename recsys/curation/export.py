@@ -1,6 +1,7 @@
 """The catalog as it is served, for the shop's own systems (``recsys curate export``): the
 bundle's items with what happened since (items put through the API, deleted ones left out,
-attribute values set), and what the checks and the reviewers said of each put item."""
+attribute values set, duplicate listings merged), and what the checks and the reviewers said of
+each put item."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,17 +14,19 @@ __all__ = ["served_catalog"]
 
 
 def served_catalog(bundle: Bundle, fresh: dict[str, dict], deleted: set[str], attributes: dict[str, dict],
-                   dismissed: dict[str, set[str]]) -> pd.DataFrame:
-    """One row per served item: the bundle's catalog columns, ``source`` (``bundle`` or ``put``),
-    one column per attribute set since the bundle (its value where set, overriding a catalog
-    column of that name), and for put items ``held`` (the checks that
-    hold it out of reads), ``flags`` (flagged checks no reviewer dismissed) and ``duplicate_of``
-    (the first listing its duplicate check named), each ``;``-joined, ``""`` where none.
+                   dismissed: dict[str, set[str]], merged: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per item not deleted: the bundle's catalog columns, ``source`` (``bundle`` or
+    ``put``), ``merged_into`` (the listing a reviewer merged it into, ``""`` where none), one
+    column per attribute set since the bundle (its value where set, overriding a catalog column of
+    that name), and for put items ``held`` (the checks that hold it out of reads), ``flags``
+    (flagged checks no reviewer dismissed) and ``duplicate_of`` (the first listing its duplicate
+    check named), each ``;``-joined, ``""`` where none.
 
     Args:
         fresh: the put items' stored entries by id (``RedisStore.item_changes().fresh``).
         deleted: deleted item ids. attributes: values set per item id, by attribute.
         dismissed: the checks reviewers dismissed, by item id.
+        merged: merged listings by id, and the listing each redirects to.
     """
     kept = bundle.items[~bundle.items[S.ITEM_ID].isin(deleted | fresh.keys())]
     rows = [kept.assign(source="bundle")]
@@ -39,6 +42,7 @@ def served_catalog(bundle: Bundle, fresh: dict[str, dict], deleted: set[str], at
     table = pd.concat(rows, ignore_index=True)
     for column in ("held", "flags", "duplicate_of"):
         table[column] = table[column].fillna("") if column in table else ""
+    table["merged_into"] = [(merged or {}).get(item, "") for item in table[S.ITEM_ID]]
     for name in sorted({name for values in attributes.values() for name in values}):
         before = table[name] if name in table else pd.Series(np.nan, index=table.index, dtype=object)
         table[name] = [attributes.get(item, {}).get(name, old) for item, old in zip(table[S.ITEM_ID], before)]

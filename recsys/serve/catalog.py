@@ -38,17 +38,22 @@ class Catalog:
         return result_rows(self.row_templates, changes, scored, cold=cold, score=score)
 
     def knows(self, item_id: str, changes: ItemChanges) -> bool:
-        """Whether ``item_id`` can be served (in the bundle or put since, and not deleted)."""
+        """Whether ``item_id`` can be served (in the bundle or put since, and not deleted; a merged
+        listing is served as the one it redirects to)."""
+        item_id = changes.redirect(item_id)
         return item_id in changes.ids or (item_id in self.bundle.item_ids and item_id not in changes.deleted_ids)
 
     def item(self, item_id: str, changes: ItemChanges) -> dict:
         """An item's attributes (a put item's latest ones, and values set since the bundle) with
         ``fresh``: whether it was put since the bundle (and then ``held``: whether a check holds
-        it out of reads).
+        it out of reads). A merged listing answers with the listing it redirects to, and
+        ``redirected_from``: its own id.
 
         Raises:
             NotFound: unknown or deleted item.
         """
+        if item_id in changes.merged:
+            return {**self.item(changes.merged[item_id], changes), "redirected_from": item_id}
         attributes = changes.attributes.get(item_id, {})
         if item_id in changes.ids:
             row = changes.ids.row(item_id)
@@ -69,6 +74,7 @@ class Catalog:
         Raises:
             NotFound: unknown or deleted item.
         """
+        item_id = changes.redirect(item_id)
         if item_id in changes.ids:
             return changes.thumbnails.get(item_id)
         if item_id in changes.deleted_ids:

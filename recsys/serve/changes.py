@@ -84,6 +84,9 @@ class ItemChanges:
         duplicate_groups: a group key per item id, for the put items found to duplicate a served
             item and the items they duplicate: reads that dedupe show one listing of a group, as
             for the bundle's own groups (:mod:`recsys.serve.dedupe`).
+        merged: listings a reviewer merged into another, by id: the listing each redirects to.
+            They are hidden like deleted items (their ids are in ``deleted_ids``), and a read
+            naming one answers for the listing it redirects to.
     """
 
     gen: int
@@ -102,6 +105,7 @@ class ItemChanges:
     experiments: tuple[Experiment, ...] = ()
     held: np.ndarray | None = None
     duplicate_groups: dict[str, int] = field(default_factory=dict)
+    merged: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -110,7 +114,7 @@ class ItemChanges:
     def build(cls, bundle: Bundle, gen: int = 0, entries: dict[str, dict] | None = None,
               deleted: set[str] | frozenset[str] = frozenset(), attributes: dict[str, dict] | None = None,
               rules: tuple[Rule, ...] = (), rules_version: int = 0,
-              experiments: tuple[Experiment, ...] = ()) -> ItemChanges:
+              experiments: tuple[Experiment, ...] = (), merged: dict[str, str] | None = None) -> ItemChanges:
         """Assemble the changes from Redis entries (entries whose vectors do not fit the bundle's
         spaces, e.g. embedded for an older bundle with other encoders, are skipped with a log line)."""
         blocks_meta = bundle.vectors.blocks
@@ -139,6 +143,8 @@ class ItemChanges:
         vectors = combine(blocks, bundle.vectors.weights)
         ids = IdMap(items[S.ITEM_ID])
         n = len(bundle.item_ids)
+        merged = merged or {}
+        deleted = set(deleted) | merged.keys()
         gone = np.zeros(n, bool)
         known_deleted = [i for i in deleted if i in bundle.item_ids]
         gone[bundle.item_ids.rows(known_deleted)] = True
@@ -147,12 +153,16 @@ class ItemChanges:
         factors, placed = _places(bundle, ids, vectors)
         attributes = attributes or {}
         book = RuleBook(tuple(rules), rules_version, bundle.item_ids, bundle.items, ids, items, attributes)
-        held = np.array([bool((entries or {})[i].get("held")) for i in ids.ids], bool)
+        held = np.array([bool((entries or {})[i].get("held")) or i in merged for i in ids.ids], bool)
         placed &= ~held
         return cls(gen=gen, ids=ids, items=items, vectors=vectors, columns=FilterColumns(items, ids),
                    hidden=hidden, deleted=gone, deleted_ids=frozenset(deleted), thumbnails=thumbnails,
                    factors=factors, placed=placed, attributes=attributes, rules=book, experiments=tuple(experiments),
-                   held=held, duplicate_groups=_duplicate_groups(bundle, ids, entries or {}, gone))
+                   held=held, duplicate_groups=_duplicate_groups(bundle, ids, entries or {}, gone), merged=merged)
+
+    def redirect(self, item_id: str) -> str:
+        """The listing a read naming ``item_id`` answers for: the one it was merged into, or itself."""
+        return self.merged.get(item_id, item_id)
 
     def query(self, item_id: str) -> dict[str, np.ndarray | None]:
         """A put item's unit vector per modality (``None`` where it lacks one)."""

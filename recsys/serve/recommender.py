@@ -159,6 +159,7 @@ class Recommender:
                                      query.shaping, query.k)
         query = query._replace(filters=hide(query.filters, shaped))
         if isinstance(query, SimilarQuery):
+            query = query._replace(item_id=changes.redirect(query.item_id))
             inputs = self._similar.resolve(query, changes)
             found = self._first(query, lambda n: self._similar.listed(inputs, n, changes), shaped)
             return Plan(query, "compute" if found is None else "lookup", found, inputs, shaper=shaped)

@@ -167,9 +167,11 @@ def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = Fal
 
     A bundle item's row is a copy of its template (:func:`row_templates`), and the scores are
     rounded all at once: a dict built per row and Python's ``round`` per score cost more than most
-    lookups. A put item's row comes from its latest attributes.
+    lookups. A put item's row comes from its latest attributes. Display attributes set since the
+    bundle (a category a reviewer fixed) override the catalog's.
     """
     fresh = len(changes) > 0
+    set_since = changes.attributes
     # what np.round(scores, 5) computes, without its Python-level dispatch
     scores = (np.rint(np.fromiter(map(itemgetter(1), scored), np.float64, len(scored)) * 1e5) / 1e5).tolist()
     out = []
@@ -181,6 +183,8 @@ def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = Fal
                    "image": image_path(s.item_id, s.item_id in changes.thumbnails)}
         else:
             row = templates[s.item_id].copy()
+        if set_since and (values := set_since.get(s.item_id)):
+            row.update((k, v) for k, v in values.items() if k in DISPLAY_COLUMNS)
         if score:
             row["score"] = rounded
         else:

@@ -117,6 +117,10 @@ class Keys:
         return self._key("items", "dismissed")
 
     @property
+    def merged(self) -> str:
+        return self._key("items", "merged")
+
+    @property
     def audit(self) -> str:
         return self._key("audit")
 

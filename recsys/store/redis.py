@@ -33,7 +33,7 @@ from recsys.manifest import check_manifest, check_name
 from recsys.store.experiments import ExperimentStore, parse_experiments
 from recsys.store.keys import Keys
 from recsys.store.messages import Activated, ItemsChanged, encode
-from recsys.store.review import ReviewStore
+from recsys.store.review import ReviewStore, write_attributes
 
 if TYPE_CHECKING:
     from recsys.settings import RedisSettings
@@ -54,6 +54,7 @@ class Changes(NamedTuple):
     rules: tuple[Rule, ...]
     rules_version: int
     experiments: tuple[Experiment, ...]
+    merged: dict[str, str]
 
 
 AUDIT_KEPT = 1_000_000  # audit entries kept (the oldest go first)
@@ -310,12 +311,7 @@ class RedisStore:
     def set_attributes(self, item_id: str, values: dict, audit: dict | None = None) -> int:
         """Set catalog attribute values of one item (``None`` unsets one); returns the new generation."""
         pipe = self.client.pipeline(transaction=True)
-        for name, value in values.items():
-            field = json.dumps([item_id, name])
-            if value is None:
-                pipe.hdel(self.keys.attributes, field)
-            else:
-                pipe.hset(self.keys.attributes, field, json.dumps(value))
+        write_attributes(pipe, self.keys.attributes, item_id, values)
         return self._moved(pipe, audit)
 
     def _moved(self, pipe, audit: dict | None = None) -> int:
@@ -359,7 +355,8 @@ class RedisStore:
         pipe.hgetall(self.keys.rules)
         pipe.get(self.keys.rules_version)
         pipe.hgetall(self.keys.experiments)
-        gen, fresh, deleted, attributes, rules, version, experiments = pipe.execute()
+        pipe.hgetall(self.keys.merged)
+        gen, fresh, deleted, attributes, rules, version, experiments, merged = pipe.execute()
         by_item: dict[str, dict] = {}
         for field, value in attributes.items():
             item_id, name = json.loads(field)
@@ -374,7 +371,7 @@ class RedisStore:
         parsed.sort(key=lambda r: (len(r.id or ""), r.id or ""))
         return Changes(int(gen or 0), {k.decode(): json.loads(v) for k, v in fresh.items()},
                        {d.decode() for d in deleted}, by_item, tuple(parsed), int(version or 0),
-                       tuple(parse_experiments(experiments)))
+                       tuple(parse_experiments(experiments)), {k.decode(): v.decode() for k, v in merged.items()})
 
     @property
     def experiments(self) -> ExperimentStore:
@@ -383,8 +380,8 @@ class RedisStore:
 
     @property
     def review(self) -> ReviewStore:
-        """Releases, dismissed flags and the audit log (a decision reaches the workers as item
-        changes do)."""
+        """Releases, dismissed flags, merges and the audit log (a decision reaches the workers as
+        item changes do)."""
         return ReviewStore(self.client, self.keys, self._moved)
 
     def _drop_superseded(self, bundle) -> None:

@@ -1,4 +1,4 @@
-"""What reviewers decided about put items, in Redis: releases of held items, dismissed flags, and
+"""What reviewers decided, in Redis: releases of held items, dismissed flags, merged listings, and
 the audit log every curation write adds to (docs/curation.md#the-review-queue)."""
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ import redis
 
 from recsys.store.keys import Keys
 
-__all__ = ["ReviewStore"]
+__all__ = ["ReviewStore", "write_attributes"]
+
+
+def write_attributes(pipe, key: str, item_id: str, values: dict) -> None:
+    """Queue the writes of an item's attribute values (``None`` unsets one) on ``pipe``: one hash
+    field per (item, attribute), so that setting one never rewrites another."""
+    for name, value in values.items():
+        field = json.dumps([item_id, name])
+        if value is None:
+            pipe.hdel(key, field)
+        else:
+            pipe.hset(key, field, json.dumps(value))
 
 
 class ReviewStore:
@@ -43,14 +54,50 @@ class ReviewStore:
             return set(json.loads(raw)) if raw is not None else set()
         return {k.decode(): set(json.loads(v)) for k, v in self.client.hgetall(self.keys.dismissed).items()}
 
+    def accept_category(self, item_id: str, category: str, audit: dict | None = None) -> int | None:
+        """Set a put item's ``category`` attribute to ``category`` and dismiss its off-category
+        check (serving it if that check alone held it), in one transaction: the new generation, or
+        ``None`` when no put item of that id is stored."""
+        return self._decide(item_id, {"off_category"}, audit, attributes={"category": category})
+
+    def merges(self) -> dict[str, str]:
+        """Every merged listing, by id: the listing it redirects to."""
+        return {k.decode(): v.decode() for k, v in self.client.hgetall(self.keys.merged).items()}
+
+    def merge(self, keep: str, items: list[str], audit: dict | None = None) -> int:
+        """Merge ``items`` into ``keep``: they redirect to it, and listings merged into them before
+        now redirect to ``keep`` too (one hop, always). Returns the new generation."""
+        gone = set(items)
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self.keys.merged)
+                    moved = {item: keep for item, into in self.merges().items() if into in gone}
+                    pipe.multi()
+                    pipe.hset(self.keys.merged, mapping={**moved, **{item: keep for item in items}})
+                    return self._moved(pipe, audit)
+                except redis.WatchError:  # another merge came first: read again
+                    continue
+
+    def unmerge(self, item_id: str, audit: dict | None = None) -> int | None:
+        """Serve a merged listing on its own again: the new generation, or ``None`` when it is not
+        merged."""
+        if not self.client.hexists(self.keys.merged, item_id):
+            return None
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self.keys.merged, item_id)
+        return self._moved(pipe, audit)
+
     def audit_log(self, limit: int = 100) -> list[dict]:
         """The newest ``limit`` curation actions, newest first."""
         return [json.loads(fields[b"entry"]) for _, fields in self.client.xrevrange(self.keys.audit, count=limit)]
 
-    def _decide(self, item_id: str, dismiss: set[str], audit: dict | None, required: str | None = None) -> int | None:
+    def _decide(self, item_id: str, dismiss: set[str], audit: dict | None, required: str | None = None,
+                attributes: dict | None = None) -> int | None:
         """Add ``dismiss`` to the item's dismissed checks and serve it if they cover its hold (all
-        of it with none given), in one transaction that a concurrent write restarts; ``None``
-        (nothing written) when no put item is stored, or it lacks the ``required`` field."""
+        of it with none given), and set ``attributes``, in one transaction that a concurrent write
+        restarts; ``None`` (nothing written) when no put item is stored, or it lacks the
+        ``required`` field."""
         while True:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
@@ -61,6 +108,7 @@ class ReviewStore:
                         return None
                     gone = self.dismissed(item_id) | dismiss
                     pipe.multi()
+                    write_attributes(pipe, self.keys.attributes, item_id, attributes or {})
                     if dismiss:
                         pipe.hset(self.keys.dismissed, item_id, json.dumps(sorted(gone)))
                     held = entry.get("held")

@@ -1,5 +1,6 @@
-"""The review queue (docs/curation.md#the-review-queue): the put items a check flagged and no
-reviewer dismissed, with their evidence, and the audit log of what reviewers and writers did."""
+"""The review queue (docs/curation.md#the-review-queue): the put items a check flagged, that no
+reviewer dismissed or merged into another listing, with their evidence, and the audit log of what
+reviewers and writers did."""
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ def review_queue(serving: Serving, limit: int) -> list[dict]:
     store = _store(serving, "the review queue")
     fresh = writes.write(serving, "the review queue", lambda: store.client.hgetall(store.keys.fresh))
     dismissed = writes.write(serving, "the review queue", store.review.dismissed)
-    queue = [row for item_id, raw in fresh.items()
-             if (row := _row(item_id.decode(), raw, dismissed.get(item_id.decode(), set()))) is not None]
+    merged = writes.write(serving, "the review queue", store.review.merges)
+    queue = [row for item_id, raw in fresh.items() if item_id.decode() not in merged
+             and (row := _row(item_id.decode(), raw, dismissed.get(item_id.decode(), set()))) is not None]
     queue.sort(key=lambda row: (row["updated"] or "", row["item_id"]), reverse=True)
     return queue[:limit]
 

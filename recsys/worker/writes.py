@@ -23,7 +23,10 @@ from recsys.worker.arrival import check_put
 from recsys.worker.images import PreparedImage
 from recsys.worker.serving import Serving
 
-__all__ = ["post_interactions", "store_item", "release_item", "dismiss", "delete_item", "redis_down"]
+__all__ = ["post_interactions", "store_item", "release_item", "dismiss", "merge", "unmerge", "accept_category",
+           "delete_item", "redis_down"]
+
+MAX_MERGED = 100  # listings merged in one action
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +174,54 @@ def dismiss(serving: Serving, item_id: str, checks: list[str], actor: str = "api
     """
     audit = {"actor": actor, "action": "dismiss", "item_id": item_id, "after": {"dismissed": checks}}
     return _changed_if(serving, "the dismissal", lambda: serving.store.review.dismiss(item_id, checks, audit))
+
+
+def merge(serving: Serving, keep: str, items: list[str], actor: str = "api") -> None:
+    """Merge duplicate listings into ``keep``: they leave every result, and reads naming one
+    answer for ``keep`` (docs/curation.md#fixes), on every worker from its next request.
+
+    Raises:
+        InvalidRequest: ``keep`` is itself merged, is among ``items``, or a listing is not served;
+            more than :data:`MAX_MERGED` listings. Unavailable: Redis is down (nothing was stored).
+    """
+    recommender = serving.synced()
+    merged = recommender.changes.merged
+    if keep in merged:
+        raise InvalidRequest(f"{keep!r} is merged into {merged[keep]!r}: keep that one instead", item_id=keep)
+    if not 1 <= len(items) <= MAX_MERGED or keep in items:
+        raise InvalidRequest(f"merge 1 to {MAX_MERGED} listings other than the one kept")
+    unknown = [i for i in (keep, *items) if i not in merged and not recommender.knows(i)]
+    if unknown:
+        raise InvalidRequest(f"not served: {', '.join(map(repr, unknown))}")
+    audit = {"actor": actor, "action": "merge", "item_id": keep,
+             "before": {item: merged.get(item) for item in items}, "after": {"merged": items}}
+    changed(serving, write(serving, "the merge", lambda: serving.store.review.merge(keep, items, audit)))
+
+
+def unmerge(serving: Serving, item_id: str, actor: str = "api") -> bool:
+    """Serve a merged listing on its own again; False when it is not merged.
+
+    Raises:
+        Unavailable: Redis is down (nothing was stored).
+    """
+    audit = {"actor": actor, "action": "unmerge", "item_id": item_id,
+             "before": {"merged_into": serving.recommender().changes.merged.get(item_id)}}
+    return _changed_if(serving, "the unmerge", lambda: serving.store.review.unmerge(item_id, audit))
+
+
+def accept_category(serving: Serving, item_id: str, category: str, actor: str = "api") -> bool:
+    """Give a put item the category its off-category check suggested (the ``category``
+    attribute, which rules, rows and the export read) and dismiss that check, in one transaction;
+    False when no put item of that id is stored.
+
+    Raises:
+        Unavailable: Redis is down (nothing was stored).
+    """
+    before = serving.recommender().item(item_id).get(S.CATEGORY)
+    audit = {"actor": actor, "action": "category", "item_id": item_id,
+             "before": {S.CATEGORY: before}, "after": {S.CATEGORY: category}}
+    return _changed_if(serving, "the category", lambda: serving.store.review.accept_category(
+        item_id, category, audit))
 
 
 def delete_item(serving: Serving, item_id: str, actor: str = "api") -> None:

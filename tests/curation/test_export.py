@@ -23,6 +23,7 @@ def test_the_export_is_the_catalog_as_served_with_each_put_items_flags(tmp_path,
     store.put_item(ids[1], {"item": {"title": "Renamed"}, "vectors": {}})
     store.delete_item(ids[2])
     store.set_attributes(ids[3], {"in_stock": False})
+    store.review.merge(ids[0], [ids[6]])
     out = tmp_path / "served.csv"
     result = CliRunner().invoke(cli, ["curate", "export", "--bundle", str(served_bundle.path), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -36,3 +37,32 @@ def test_the_export_is_the_catalog_as_served_with_each_put_items_flags(tmp_path,
     assert table.loc[ids[1], "title"] == "Renamed" and table.loc[ids[1], "flags"] == ""
     assert table.loc[ids[3], "in_stock"] == "False" and table.loc[ids[4], "in_stock"] == ""
     assert (table.loc[ids[4], "source"], table.loc[ids[4], "title"]) == ("bundle", served_bundle.items["title"].iloc[4])
+    assert table.loc[ids[6], "merged_into"] == ids[0] and table.loc[ids[7], "merged_into"] == ""
+    assert "1 merged" in result.output
+
+
+def test_a_fixed_category_is_in_the_next_build_from_the_export(tmp_path, monkeypatch, redis_url, redis_prefix,
+                                                               served_bundle, _text_tower):
+    from recsys.bundle import read_bundle
+    from recsys.data import validate_catalog
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.towers import create_tower
+
+    from tests.conftest import make_settings
+
+    monkeypatch.setenv("RECSYS_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("RECSYS_REDIS__URL", redis_url)
+    monkeypatch.setenv("RECSYS_REDIS__PREFIX", redis_prefix)
+    store = RedisStore(connect(redis_url), prefix=redis_prefix)
+    ids = [str(i) for i in served_bundle.item_ids.ids]
+    store.set_attributes(ids[0], {"category": "fixed/by/a/reviewer"})
+    out = tmp_path / "served.csv"
+    result = CliRunner().invoke(cli, ["curate", "export", "--bundle", str(served_bundle.path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    catalog = validate_catalog(pd.read_csv(out, dtype={"item_id": str}), source=str(out))
+    report = build_item_bundle(catalog, make_settings(tmp_path), tmp_path / "next", show_progress=False,
+                               towers={"text": _text_tower, "tabular": create_tower("tabular")})
+    rebuilt = read_bundle(report.path)
+    row = rebuilt.item_ids.row(ids[0])
+    assert rebuilt.items["category"].iloc[row] == "fixed/by/a/reviewer"
+    assert len(rebuilt.item_ids) == len(ids)

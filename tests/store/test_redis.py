@@ -95,8 +95,9 @@ def test_activate_and_remove(store, served_bundle):
 
 
 def test_item_changes_bump_the_generation(store):
-    gen0, fresh, deleted, attributes, rules, rules_version, experiments = store.item_changes()
-    assert (gen0, fresh, deleted, attributes, rules, rules_version, experiments) == (0, {}, set(), {}, (), 0, ())
+    gen0, fresh, deleted, attributes, rules, rules_version, experiments, merged = store.item_changes()
+    assert (gen0, fresh, deleted, attributes, rules, rules_version, experiments, merged) == (0, {}, set(), {}, (), 0,
+                                                                                             (), {})
     g1 = store.put_item("NEW-1", {"item": {"title": "a"}, "vectors": {}, "updated": "x"})
     g2 = store.delete_item("SKU-1")
     assert g2 == g1 + 1 > gen0

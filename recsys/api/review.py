@@ -1,0 +1,119 @@
+"""The review queue and the fixes a reviewer applies from it (docs/curation.md#the-review-queue):
+the put items a check flagged, dismissals of their flags, an accepted category, merged duplicate
+listings, and the audit log of every curation action. Each needs the API key, and is read from
+Redis each time (:mod:`recsys.worker.review`); a fix reaches every worker's reads within a second.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from recsys.api.context import actor, current_serving, json_body, json_response, require_key, use
+from recsys.api.curation import catalog_rows
+from recsys.api.params import parse
+from recsys.api.schemas import check_id
+from recsys.errors import InvalidRequest, NotFound
+from recsys.worker import writes
+from recsys.worker.review import audit_log, checks_to_dismiss, queue_row, review_queue
+
+__all__ = ["bp"]
+
+bp = Blueprint("recsys_review", __name__)
+
+
+@bp.get("/v1/admin/queue")
+def queue():
+    """The review queue: put items a check flagged, with their evidence."""
+    require_key()
+    serving = current_serving()
+    use(serving.recommender())
+    rows = review_queue(serving, parse("queue", request.args)["limit"])
+    shown = [row["item_id"] for row in rows] + [d["item_id"] for row in rows
+                                                for d in row["checks"].get("duplicate", {}).get("of", [])]
+    recommender = serving.recommender()
+    return json_response({"version": recommender.version, "items": rows,
+                          "catalog": catalog_rows(i for i in shown if recommender.knows(i))})
+
+
+def _optional_body() -> dict:
+    body = json_body() if request.get_data() else {}
+    if not isinstance(body, dict):
+        raise InvalidRequest("send a JSON object or no body")
+    return body
+
+
+@bp.post("/v1/admin/queue/<item_id>/dismiss")
+def dismiss(item_id: str):
+    """Body (optional): ``{"checks": ["duplicate", ...]}``; all the item's flagged checks without it."""
+    require_key()
+    check_id(item_id, "item")
+    serving = current_serving()
+    use(serving.recommender())
+    asked = _optional_body().get("checks")
+    if asked is not None and not (isinstance(asked, list) and asked and all(isinstance(c, str) for c in asked)):
+        raise InvalidRequest('send {"checks": ["duplicate", ...]} (a non-empty list of check names) or no body')
+    checks = checks_to_dismiss(queue_row(serving, item_id), asked)
+    writes.dismiss(serving, item_id, checks, actor())
+    return json_response({"item_id": item_id, "dismissed": checks, "item": use(serving.recommender()).item(item_id)})
+
+
+@bp.post("/v1/admin/queue/<item_id>/category")
+def accept_category(item_id: str):
+    """Give a flagged put item the category its off-category check suggested (body, optional:
+    ``{"category": "..."}``, another one), and dismiss that check."""
+    require_key()
+    check_id(item_id, "item")
+    serving = current_serving()
+    use(serving.recommender())
+    row = queue_row(serving, item_id)
+    flagged = (row or {}).get("checks", {}).get("off_category")
+    if flagged is None:
+        raise InvalidRequest("the item has no off-category flag to act on", item_id=item_id)
+    category = _optional_body().get("category", flagged.get("suggested_category"))
+    if not isinstance(category, str) or not category.strip() or len(category) > 200:
+        raise InvalidRequest('"category" must be a non-empty string of at most 200 characters', item_id=item_id)
+    writes.accept_category(serving, item_id, category.strip(), actor())
+    return json_response({"item_id": item_id, "category": category.strip(),
+                          "item": use(serving.recommender()).item(item_id)})
+
+
+@bp.get("/v1/admin/merges")
+def merges():
+    """Every merged listing and the listing it redirects to."""
+    require_key()
+    serving = current_serving()
+    return json_response({"merged": use(serving.synced()).changes.merged})
+
+
+@bp.post("/v1/admin/merges")
+def merge():
+    """Body: ``{"keep": "A", "merge": ["B", ...]}``: B leaves every result and reads naming it
+    answer for A."""
+    require_key()
+    body = json_body()
+    keep, items = (body.get("keep"), body.get("merge")) if isinstance(body, dict) else (None, None)
+    if not isinstance(keep, str) or not (isinstance(items, list) and all(isinstance(i, str) for i in items)):
+        raise InvalidRequest('send {"keep": "<item_id>", "merge": ["<item_id>", ...]}')
+    for item_id in (keep, *items):
+        check_id(item_id, "item")
+    serving = current_serving()
+    writes.merge(serving, keep, list(dict.fromkeys(items)), actor())
+    recommender = use(serving.recommender())
+    return json_response({"keep": keep, "merged": list(dict.fromkeys(items)), "item": recommender.item(keep)})
+
+
+@bp.delete("/v1/admin/merges/<item_id>")
+def unmerge(item_id: str):
+    """Serve a merged listing on its own again."""
+    require_key()
+    check_id(item_id, "item")
+    serving = current_serving()
+    if not writes.unmerge(serving, item_id, actor()):
+        raise NotFound(f"{item_id!r} is not merged", item_id=item_id)
+    return json_response({"item_id": item_id, "item": use(serving.recommender()).item(item_id)})
+
+
+@bp.get("/v1/admin/audit")
+def audit():
+    """The newest curation actions: who, when, what, before and after."""
+    require_key()
+    return json_response({"entries": audit_log(current_serving(), parse("audit", request.args)["limit"])})
