@@ -233,6 +233,28 @@ def _admin_paths() -> dict:
                 "type": "object", "properties": {"checks": {"type": "array", "minItems": 1,
                                                             "items": {"type": "string"}}}}}}},
             "responses": {**_ok("Dismissed"), **errors, **_errors(413)}}},
+        "/v1/admin/queue/{item_id}/category": {"post": {
+            "summary": "Give a flagged put item the category its off-category check suggested (or the one "
+                       "given), and dismiss that check",
+            "security": _SECURITY, "parameters": [_ITEM_ID],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"category": {"type": "string", "minLength": 1,
+                                                              "maxLength": 200}}}}}},
+            "responses": {**_ok("CategoryFixed"), **errors, **_errors(413)}}},
+        "/v1/admin/merges": {
+            "get": {"summary": "Every merged listing and the listing it redirects to", "security": _SECURITY,
+                    "responses": {**_ok("Merges"), **errors}},
+            "post": {"summary": "Merge duplicate listings into one: they leave every result, and reads naming "
+                                "them answer for the kept one", "security": _SECURITY,
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                         "type": "object", "required": ["keep", "merge"], "properties": {
+                             "keep": {"type": "string"},
+                             "merge": {"type": "array", "minItems": 1, "maxItems": 100,
+                                       "items": {"type": "string"}}}}}}},
+                     "responses": {**_ok("Merged"), **errors, **_errors(413)}}},
+        "/v1/admin/merges/{item_id}": {"delete": {
+            "summary": "Serve a merged listing on its own again", "security": _SECURITY, "parameters": [_ITEM_ID],
+            "responses": {**_ok("Unmerged"), **errors, **_errors(404)}}},
         "/v1/admin/audit": read("The newest curation actions: who, when, what, before and after", "Audit", "audit"),
     }
 
@@ -250,6 +272,14 @@ def _curation_schemas() -> dict:
                                "held": ids, "checks": {"type": "object"}}}}}},
         "Dismissed": {"type": "object", "required": ["item_id", "dismissed", "item"], "properties": {
             "item_id": {"type": "string"}, "dismissed": ids, "item": {"type": "object"}}},
+        "CategoryFixed": {"type": "object", "required": ["item_id", "category", "item"], "properties": {
+            "item_id": {"type": "string"}, "category": {"type": "string"}, "item": {"type": "object"}}},
+        "Merges": {"type": "object", "required": ["merged"], "properties": {"merged": {
+            "type": "object", "additionalProperties": {"type": "string"}}}},
+        "Merged": {"type": "object", "required": ["keep", "merged", "item"], "properties": {
+            "keep": {"type": "string"}, "merged": ids, "item": {"type": "object"}}},
+        "Unmerged": {"type": "object", "required": ["item_id", "item"], "properties": {
+            "item_id": {"type": "string"}, "item": {"type": "object"}}},
         "Audit": {"type": "object", "required": ["entries"], "properties": {"entries": {"type": "array", "items": {
             "type": "object", "required": ["at", "actor", "action", "item_id"]}}}},
         "Duplicates": {"type": "object", "required": ["version", "threshold", "groups"], "properties": {

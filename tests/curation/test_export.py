@@ -47,7 +47,6 @@ def test_a_fixed_category_is_in_the_next_build_from_the_export(tmp_path, monkeyp
     from recsys.data import validate_catalog
     from recsys.pipeline.build import build_item_bundle
     from recsys.towers import create_tower
-
     from tests.conftest import make_settings
 
     monkeypatch.setenv("RECSYS_STATE_DIR", str(tmp_path / "state"))

@@ -172,8 +172,9 @@ def test_the_admin_page_manages_rules_and_shows_an_experiment(browser, live, hm_
 
 def test_the_review_view_shows_a_flagged_put_beside_its_source_and_dismisses_a_flag(browser, live, hm_shop):
     """A re-upload of a real article and a blank photo, put over HTTP, are queued with their
-    evidence; a flag dismissed in the view leaves the queue, and the audit log names the page
-    (screenshot: test-artifacts/browser/admin_review.png)."""
+    evidence; a flag dismissed in the view leaves the queue, the re-upload merged into its source
+    from the view leaves it too and redirects, and the audit log names the page (screenshot:
+    test-artifacts/browser/admin_review.png)."""
     import base64
     import io
     import json
@@ -214,5 +215,15 @@ def test_the_review_view_shows_a_flagged_put_beside_its_source_and_dismisses_a_f
     wait_for(browser, lambda d: list(d.execute_script(queued)) == ["reupload"], "the dismissed item leaves the queue")
     entry = json.loads(request(live.port, "GET", "/v1/admin/audit?limit=1", headers=key)[2])["entries"][0]
     assert (entry["action"], entry["actor"], entry["item_id"]) == ("dismiss", "admin page", "blank")
+    merge = [b for b in browser.find_elements(By.CSS_SELECTOR, '#review .row[data-item-id="reupload"] button')
+             if b.text == f"Merge into {source['item_id']}"]
+    assert merge, "the duplicate's row offers the merge"
+    merge[0].click()
+    wait_for(browser, lambda d: d.execute_script(queued) == {}, "the merged listing leaves the queue")
+    entry = json.loads(request(live.port, "GET", "/v1/admin/audit?limit=1", headers=key)[2])["entries"][0]
+    assert (entry["action"], entry["actor"], entry["item_id"]) == ("merge", "admin page", source["item_id"])
+    redirected = json.loads(request(live.port, "GET", "/v1/items/reupload")[2])["item"]
+    assert (redirected["item_id"], redirected["redirected_from"]) == (source["item_id"], "reupload")
+    assert request(live.port, "DELETE", "/v1/admin/merges/reupload", headers=key)[0] == 200
     for item in ("reupload", "blank"):
         assert request(live.port, "DELETE", f"/v1/items/{item}", headers=key)[0] == 200

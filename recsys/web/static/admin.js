@@ -63,10 +63,13 @@ const views = {
   async review(view) {
     const body = await admin("/v1/admin/queue?limit=50");
     status(`${body.items.length} put items flagged by their checks, newest first: beside each, the listing ` +
-           "it duplicates. A dismissed flag does not come back; a held item is out of every read until released.");
-    const act = (label, path) => el("button", { onclick: async () => {
-      try { await admin(path, { method: "POST" }); await views.review(view); }
-      catch (error) { status(error.message, true); }
+           "it duplicates. A dismissed flag does not come back; a held item is out of every read until released; " +
+           "a merged listing leaves every result and its reads answer for the one kept.");
+    const act = (label, path, method = "POST", payload = undefined) => el("button", { onclick: async () => {
+      try {
+        await admin(path, { method, body: payload === undefined ? undefined : JSON.stringify(payload) });
+        await views.review(view);
+      } catch (error) { status(error.message, true); }
     } }, label);
     view.replaceChildren(el("div", { class: "rows", id: "review" }, ...body.items.map((row) => {
       const source = row.checks.duplicate ? [card(row.checks.duplicate.of[0].item_id, body.catalog)] : [];
@@ -76,7 +79,12 @@ const views = {
           el("div", { class: "score" }, row.held.length ? `held by ${row.held.join(", ")}` : "served"),
           el("ul", {}, ...Object.entries(row.checks).map(([name, check]) => el("li", {}, flagged(name, check)))),
           act("Dismiss", `/v1/admin/queue/${id}/dismiss`),
-          row.held.length ? act("Release", `/v1/items/${id}/release`) : ""));
+          row.held.length ? act("Release", `/v1/items/${id}/release`) : "",
+          row.checks.duplicate ? act(`Merge into ${row.checks.duplicate.of[0].item_id}`, "/v1/admin/merges", "POST",
+                                     { keep: row.checks.duplicate.of[0].item_id, merge: [row.item_id] }) : "",
+          row.checks.off_category && row.checks.off_category.suggested_category
+            ? act(`Set category ${row.checks.off_category.suggested_category}`, `/v1/admin/queue/${id}/category`) : "",
+          act("Hide", `/v1/items/${id}`, "DELETE")));
     })));
   },
 
