@@ -24,6 +24,8 @@ Layout of ``models/<name>/<version>/``::
     curation/duplicate_of.npy  (n,) int32: the row of the first item of each item's group of
                                duplicate listings, -1 for none (:mod:`recsys.curation.duplicates`;
                                optional)
+    taggers/<name>.json        a saved tagger: labels, weights, temperature, the confidence under
+                               which it says none (:mod:`recsys.curation.tagger`; optional)
 
 A trained version (``recsys train``) adds the user tower beside a byte-identical copy of the item side:
 
@@ -76,8 +78,8 @@ from recsys.towers.item import ItemVectors
 from recsys.towers.joint import JointSpace
 
 __all__ = ["Bundle", "Collab", "RankerFiles", "ItemIndex", "TopLists", "ListCosines", "Thumbnails", "write_bundle",
-           "write_user_tower", "write_joint_space", "read_bundle", "resolve_bundle_path", "FORMAT", "TRAINED",
-           "PROJECTED"]
+           "write_user_tower", "write_joint_space", "write_tagger", "read_bundle", "resolve_bundle_path", "FORMAT",
+           "TRAINED", "PROJECTED"]
 
 logger = logging.getLogger(__name__)
 # the item spaces' serving index, chosen by index.backend
@@ -254,6 +256,7 @@ class Bundle:
     thumbnails: Thumbnails | None = None
     duplicate_of: np.ndarray | None = None
     joint: JointSpace | None = None
+    taggers: dict[str, dict] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -433,6 +436,27 @@ def write_joint_space(source: Bundle, joint: JointSpace) -> Path:
     return path
 
 
+def write_tagger(source: Bundle, name: str, tagger: dict) -> Path:
+    """Write a new version beside ``source`` with everything it has (hard-linked, as in
+    :func:`write_user_tower`) and ``tagger`` (JSON-ready) saved as ``taggers/<name>.json`` (one of
+    that name is replaced).
+
+    Returns:
+        Path: the new version directory.
+    """
+    rel = f"taggers/{name}.json"
+
+    def fill(tmp: Path) -> None:
+        _link_files(source, tmp, skip=lambda r: r == rel)
+        (tmp / "taggers").mkdir(exist_ok=True)
+        (tmp / rel).write_text(json.dumps(tagger))
+
+    keep = {k: v for k, v in source.manifest.items() if k not in ("format", "name", "version", "created", "files")}
+    path = _write_version(source.path.parent, fill, {**keep, "parent": source.version})
+    logger.info("bundle written: %s (tagger %s, parent %s)", path, name, source.version)
+    return path
+
+
 def _link_files(source: Bundle, tmp: Path, skip) -> None:
     """Hard-link (copy across file systems) ``source``'s files into ``tmp``, but those ``skip(rel)``
     names, so that they stay byte-identical and nothing is recomputed."""
@@ -557,7 +581,8 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
                   list_cosines=_load_list_cosines(path / "precomputed"),
                   thumbnails=_load_thumbnails(path / "images"),
                   duplicate_of=_load_duplicate_of(path / "curation" / "duplicate_of.npy", len(items)),
-                  joint=_load_joint(path / "joint", manifest))
+                  joint=_load_joint(path / "joint", manifest),
+                  taggers=_load_taggers(path, manifest, vectors, IdMap(items[ITEM_ID])))
 
 
 def load_index(folder: Path, name: str, dim: int, meta: dict) -> ItemIndex:
@@ -576,6 +601,28 @@ def _load_joint(folder: Path, manifest: dict) -> JointSpace | None:
     if image.shape != (dims["image"], manifest["joint"]["dim"]) or text.shape != (dims["text"], image.shape[1]):
         raise BundleError(f"{folder}: the joint space's heads do not fit the image and text dimensions")
     return JointSpace(image, text, float(manifest["joint"]["temperature"]), manifest["joint"].get("validation", {}))
+
+
+def _load_taggers(path: Path, manifest: dict, vectors: ItemVectors, item_ids: IdMap) -> dict[str, dict]:
+    """The saved taggers' JSON by name, their weights and intercepts as float32 arrays that fit
+    the vectors each reads."""
+    taggers = {}
+    for rel in sorted(r for r in manifest["files"] if r.startswith("taggers/")):
+        try:
+            data = json.loads((path / rel).read_text())
+            modality = data["modality"]
+            dim = (vectors.combined.shape[1] if modality == "combined" else
+                   vectors.blocks[modality].vectors.shape[1] if modality in vectors.blocks else -1)
+            weights, intercepts = np.asarray(data["weights"], np.float32), np.asarray(data["intercepts"], np.float32)
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"bundle {path}: tagger {rel} cannot be loaded: {exc}") from exc
+        if weights.shape != (len(data["labels"]), dim) or intercepts.shape != (len(data["labels"]),):
+            raise BundleError(f"bundle {path}: tagger {rel} does not fit the bundle's {modality} vectors")
+        examples = [str(i) for i in data.get("examples") or []]
+        if not examples or not all(i in item_ids for i in examples):
+            raise BundleError(f"bundle {path}: tagger {rel} names examples the bundle does not hold")
+        taggers[Path(rel).stem] = {**data, "weights": weights, "intercepts": intercepts}
+    return taggers
 
 
 def _load_duplicate_of(file: Path, n: int) -> np.ndarray | None:

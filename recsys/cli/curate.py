@@ -127,8 +127,13 @@ def clusters(ctx: click.Context, bundle: Path, k: int | None, modality: str, see
               help="a CSV with the columns label,item_id: a few items of each label")
 @click.option("--prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="a CSV with the columns label,text: one description per label (zero-shot)")
+@click.option("--save", "save_as", default=None, metavar="NAME",
+              help="keep a tagger from the examples in a new version of the bundle under NAME: reads show "
+                   "its tag, and items put later are tagged (docs/curation.md#a-tagger-that-stays)")
+@click.option("--modality", default="combined", show_default=True, help="with --save: combined, image, text or tabular")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def label(bundle: Path, examples: Path | None, prompts: Path | None, as_json: bool) -> None:
+def label(bundle: Path, examples: Path | None, prompts: Path | None, save_as: str | None, modality: str,
+          as_json: bool) -> None:
     """Label every item from a few examples per label, or from a description per label."""
     import pandas as pd
 
@@ -138,6 +143,11 @@ def label(bundle: Path, examples: Path | None, prompts: Path | None, as_json: bo
     if (examples is None) == (prompts is None):
         raise click.UsageError("give one of --examples or --prompts")
     loaded = read_bundle(bundle)
+    if save_as is not None:
+        if examples is None:
+            raise click.UsageError("--save keeps a tagger learned from --examples")
+        _save_tagger(loaded, pd.read_csv(examples, dtype=str, keep_default_na=False), save_as, modality, as_json)
+        return
     if examples is not None:
         found = label_from_examples(loaded, pd.read_csv(examples, dtype=str, keep_default_na=False))
     else:
@@ -157,6 +167,30 @@ def label(bundle: Path, examples: Path | None, prompts: Path | None, as_json: bo
     click.echo("item_id,label,confidence")
     for r in found.items.itertuples():
         click.echo(f"{r.item_id},{r.label if r.label is not None else ''},{r.confidence:.3f}")
+
+
+def _save_tagger(loaded, examples, name: str, modality: str, as_json: bool) -> None:
+    from recsys.bundle import write_tagger
+    from recsys.curation.tagger import fit_tagger, tagger_summary
+
+    tagger = fit_tagger(loaded, examples, name, modality=modality)
+    path = write_tagger(loaded, name, tagger.to_json())
+    summary = {"bundle": str(path), **tagger_summary(tagger)}
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    report = tagger.report
+    click.echo(f"tagger {name!r} ({len(tagger.labels)} labels, {len(tagger.example_ids)} examples, {modality}) "
+               f"saved in {path}")
+    if report["calibrated"]:
+        click.echo(f"  held-out examples: accuracy {report['held_out_accuracy']:.3f}, calibration error "
+                   f"{report['held_out_ece_before']:.3f} -> {report['held_out_ece_after']:.3f} "
+                   f"(temperature {tagger.temperature}); 'none' under cosine {tagger.min_similarity:.3f} to the "
+                   f"nearest example or confidence {tagger.min_confidence:.2f}")
+    else:
+        click.echo("  one example of some label: nothing to hold out, so the confidences are not calibrated and "
+                   "every item gets a label; give two or more per label")
+    click.echo(f"publish it to serve it: recsys publish --bundle {path}")
 
 
 @curate.command()

@@ -27,7 +27,7 @@ from recsys.data import schema as S
 from recsys.errors import InvalidRequest
 from recsys.towers.joint import text_query_scores
 
-__all__ = ["Labels", "label_from_examples", "label_from_prompts", "TEMPERATURE"]
+__all__ = ["Labels", "example_rows", "label_from_examples", "label_from_prompts", "TEMPERATURE"]
 
 TEMPERATURE = 0.05
 _BLOCK = 1 << 14
@@ -70,12 +70,12 @@ def _assign(vectors: np.ndarray, mask: np.ndarray, probabilities, names: list[st
                          "confidence": confidence.round(4)})
 
 
-def label_from_examples(bundle: Bundle, examples: pd.DataFrame, *, modality: str = "combined") -> Labels:
-    """Label every item but the examples from ``examples`` (columns ``label``, ``item_id``).
+def example_rows(bundle: Bundle, examples: pd.DataFrame, modality: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(label names in the order given, the examples' bundle rows, their label codes)``.
 
     Raises:
         InvalidRequest: no examples, fewer than two labels, unknown items, an item with two labels,
-            or examples without a vector.
+            or examples without a ``modality`` vector.
     """
     if not {"label", S.ITEM_ID} <= set(examples.columns):
         raise InvalidRequest("examples need the columns label and item_id "
@@ -92,12 +92,22 @@ def label_from_examples(bundle: Bundle, examples: pd.DataFrame, *, modality: str
     if unknown:
         raise InvalidRequest(f"{len(unknown)} example items are not in bundle {bundle.version}, "
                              f"e.g. {', '.join(map(repr, unknown[:3]))}")
-    vectors, mask = item_vectors(bundle, modality)
+    mask = item_vectors(bundle, modality)[1]
     rows = bundle.item_ids.rows(examples[S.ITEM_ID].tolist())
     if not mask[rows].all():
         missing = examples[S.ITEM_ID].to_numpy()[~mask[rows]]
         raise InvalidRequest(f"example items without {modality} vectors: {', '.join(map(repr, missing[:3]))}")
-    codes = pd.Categorical(examples["label"], categories=names).codes
+    return names, rows, np.asarray(pd.Categorical(examples["label"], categories=names).codes)
+
+
+def label_from_examples(bundle: Bundle, examples: pd.DataFrame, *, modality: str = "combined") -> Labels:
+    """Label every item but the examples from ``examples`` (columns ``label``, ``item_id``).
+
+    Raises:
+        InvalidRequest: as :func:`example_rows`.
+    """
+    names, rows, codes = example_rows(bundle, examples, modality)
+    vectors, mask = item_vectors(bundle, modality)
     model = LogisticRegression(C=10.0, max_iter=2000).fit(vectors[rows], codes)  # classes_: 0..labels-1
     others = np.setdiff1d(np.arange(len(vectors)), rows)
     return Labels(bundle.version, "examples", names,

@@ -8,6 +8,7 @@ from functools import cached_property
 import numpy as np
 
 from recsys.bundle import Bundle
+from recsys.curation.tagger import bundle_taggers, tag_items
 from recsys.errors import NotFound
 from recsys.serve.changes import ItemChanges
 from recsys.serve.filters import FilterColumns, ItemFilter
@@ -30,8 +31,10 @@ class Catalog:
 
     @cached_property
     def row_templates(self) -> dict[str, dict]:
-        """A result row per bundle item (:func:`~recsys.serve.rows.row_templates`), built once."""
-        return row_templates(self.bundle)
+        """A result row per bundle item (:func:`~recsys.serve.rows.row_templates`), with the saved
+        taggers' tags, built once."""
+        bundle = self.bundle
+        return row_templates(bundle, tag_items(bundle_taggers(bundle), bundle.vectors) if bundle.taggers else None)
 
     def rows(self, scored, changes: ItemChanges, *, cold: bool = False, score: bool = True) -> list[dict]:
         """Plain result rows (:func:`~recsys.serve.rows.result_rows`)."""
@@ -59,14 +62,16 @@ class Catalog:
             row = changes.ids.row(item_id)
             item = plain_row(changes.items.iloc[row])
             return {**item, **attributes, "image": image_path(item_id, item_id in changes.thumbnails), "fresh": True,
-                    "held": bool(changes.held is not None and changes.held[row])}
+                    "held": bool(changes.held is not None and changes.held[row]),
+                    **({"labels": changes.labels[item_id]} if changes.labels else {})}
         if item_id in changes.deleted_ids:
             raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
         row = self.bundle.item_ids.row(item_id)
         item = plain_row(self.bundle.items.iloc[row])
         thumbnails = self.bundle.thumbnails
+        labels = self.row_templates[item_id].get("labels")
         return {**item, **attributes, "image": image_path(item_id, thumbnails is not None and thumbnails.has(row)),
-                "fresh": False}
+                "fresh": False, **({"labels": labels} if labels is not None else {})}
 
     def image(self, item_id: str, changes: ItemChanges) -> bytes | None:
         """An item's JPEG thumbnail (a put item's latest), or ``None`` when it has none.

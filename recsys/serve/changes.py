@@ -20,6 +20,7 @@ import pandas as pd
 from recsys.bundle import Bundle
 from recsys.control.experiments import Experiment
 from recsys.control.rules import Rule, RuleBook
+from recsys.curation.tagger import bundle_taggers, tag_items
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.data.validate import validate_catalog
@@ -87,6 +88,8 @@ class ItemChanges:
         merged: listings a reviewer merged into another, by id: the listing each redirects to.
             They are hidden like deleted items (their ids are in ``deleted_ids``), and a read
             naming one answers for the listing it redirects to.
+        labels: per put item id, each of the bundle's saved taggers' tag of it
+            (:mod:`recsys.curation.tagger`); empty when the bundle has no tagger.
     """
 
     gen: int
@@ -106,6 +109,7 @@ class ItemChanges:
     held: np.ndarray | None = None
     duplicate_groups: dict[str, int] = field(default_factory=dict)
     merged: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, dict] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -158,7 +162,8 @@ class ItemChanges:
         return cls(gen=gen, ids=ids, items=items, vectors=vectors, columns=FilterColumns(items, ids),
                    hidden=hidden, deleted=gone, deleted_ids=frozenset(deleted), thumbnails=thumbnails,
                    factors=factors, placed=placed, attributes=attributes, rules=book, experiments=tuple(experiments),
-                   held=held, duplicate_groups=_duplicate_groups(bundle, ids, entries or {}, gone), merged=merged)
+                   held=held, duplicate_groups=_duplicate_groups(bundle, ids, entries or {}, gone), merged=merged,
+                   labels=_labels(bundle, ids, vectors))
 
     def redirect(self, item_id: str) -> str:
         """The listing a read naming ``item_id`` answers for: the one it was merged into, or itself."""
@@ -218,6 +223,14 @@ def _duplicate_groups(bundle: Bundle, ids: IdMap, entries: dict[str, dict], dele
             groups[item_id] = groups.setdefault(other_id, group)
             break
     return groups
+
+
+def _labels(bundle: Bundle, ids: IdMap, vectors: ItemVectors) -> dict[str, dict]:
+    """:attr:`ItemChanges.labels`: the bundle's taggers' tags of the put items."""
+    if not bundle.taggers or not len(ids):
+        return {}
+    tags = tag_items(bundle_taggers(bundle), vectors)
+    return {item_id: {name: found[row] for name, found in tags.items()} for row, item_id in enumerate(ids.ids)}
 
 
 def _places(bundle: Bundle, ids: IdMap, vectors: ItemVectors) -> tuple[np.ndarray, np.ndarray]:

@@ -145,17 +145,22 @@ def plain_row(row) -> dict:
     return {key: plain_value(value) for key, value in row.items() if not key.startswith("true_")}
 
 
-def row_templates(bundle: Bundle) -> dict[str, dict]:
+def row_templates(bundle: Bundle, labels: dict[str, np.ndarray] | None = None) -> dict[str, dict]:
     """A result row per bundle item, by id: ``{"item_id", "score": None, the display attributes
-    (:data:`DISPLAY_COLUMNS` and the image path)}``, to be copied, never changed."""
+    (:data:`DISPLAY_COLUMNS` and the image path)}``, and ``labels`` (each saved tagger's tag of
+    the item, ``{name: label or None}``) where ``labels`` has any; to be copied, never changed."""
     items = bundle.items
     columns = [c for c in DISPLAY_COLUMNS if c in items.columns]
     frame = items[["item_id", *columns]].astype(object)
     frame = frame.where(frame.notna(), None)
     images = bundle.thumbnails.present() if bundle.thumbnails is not None else np.zeros(len(items), bool)
-    return {r["item_id"]: {"item_id": r["item_id"], "score": None, **{c: r[c] for c in columns},
+    rows = {r["item_id"]: {"item_id": r["item_id"], "score": None, **{c: r[c] for c in columns},
                            "image": image_path(r["item_id"], images[i])}
             for i, r in enumerate(frame.to_dict("records"))}
+    if labels:
+        for i, row in enumerate(rows.values()):
+            row["labels"] = {name: tags[i] for name, tags in labels.items()}
+    return rows
 
 
 def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = False,
@@ -181,6 +186,8 @@ def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = Fal
             row = {"item_id": s.item_id, "score": None,
                    **{k: v for k, v in item.items() if k in DISPLAY_COLUMNS},
                    "image": image_path(s.item_id, s.item_id in changes.thumbnails)}
+            if changes.labels:
+                row["labels"] = changes.labels[s.item_id]
         else:
             row = templates[s.item_id].copy()
         if set_since and (values := set_since.get(s.item_id)):

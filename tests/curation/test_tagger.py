@@ -1,0 +1,101 @@
+"""A tagger that stays: learned from a few examples of real photos (the ``faulty`` shop of
+fashion-products), saved in the bundle with ``recsys curate label --save``, shown on reads over
+the API and given to an item as it is put."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from recsys.bundle import read_bundle
+from recsys.cli import cli
+from recsys.curation.tagger import fit_tagger
+from recsys.errors import InvalidRequest
+from tests.api.conftest import WRITE, api_settings
+from tests.curation.test_arrival import data_url, outside, put
+from tests.real_shops import FASHION
+
+KINDS = ("apparel", "footwear")
+
+
+def kind_of(items: pd.DataFrame) -> pd.Series:
+    return items["category"].fillna("").str.split("/").str[0]
+
+
+def examples(shop, per_kind: int) -> pd.DataFrame:
+    items = shop.items[shop.items["item_id"].str.fullmatch(r"\d+")]  # originals, not injected copies
+    kind = kind_of(items)
+    rows = [items[kind == k].head(per_kind) for k in KINDS]
+    return pd.DataFrame({"label": [k for k, r in zip(KINDS, rows) for _ in range(len(r))],
+                         "item_id": pd.concat(rows)["item_id"].tolist()})
+
+
+@pytest.fixture
+def tagged(tmp_path, faulty):
+    """A copy of the ``faulty`` bundle with a tagger of the photo's kind saved by the CLI."""
+    copy = tmp_path / "models" / "faulty" / faulty[0].version
+    shutil.copytree(faulty[0].path, copy)
+    ex = tmp_path / "examples.csv"
+    examples(faulty[0], 6).to_csv(ex, index=False)
+    result = CliRunner().invoke(cli, ["curate", "label", "--bundle", str(copy), "--examples", str(ex),
+                                      "--save", "kind", "--modality", "image"])
+    assert result.exit_code == 0, result.output
+    assert "saved in" in result.output and "held-out examples: accuracy" in result.output
+    return read_bundle(result.output.split("saved in ")[1].split("\n")[0].strip())
+
+
+def test_a_saved_tagger_tags_its_kinds_and_leaves_other_kinds_as_none(tagged):
+    assert set(tagged.taggers) == {"kind"}
+    from recsys.serve import Recommender
+
+    rec = Recommender(tagged)
+    kinds = kind_of(tagged.items).to_numpy()
+    tags = np.array([rec.item(i)["labels"]["kind"] for i in tagged.items["item_id"]], object)
+    inside = np.isin(kinds, KINDS)
+    given = np.array([t is not None for t in tags])
+    assert (tags[inside & given] == kinds[inside & given]).mean() >= 0.9  # the labelled kinds are told apart
+    none_outside, none_inside = 1 - given[~inside].mean(), 1 - given[inside].mean()
+    assert none_inside <= 0.4, none_inside
+    assert none_outside > none_inside + 0.2, (none_outside, none_inside)  # bags, watches: mostly "none"
+    # result rows carry the tag too
+    row = rec.rows(rec.similar_items(tagged.items["item_id"].iloc[0], k=3))[0]
+    assert set(row["labels"]) == {"kind"}
+
+
+def test_an_item_put_into_a_tagged_bundle_is_tagged_as_it_arrives(tmp_path, redis_url, redis_prefix, tagged, faulty):
+    from recsys.api import create_app
+    from recsys.store import RedisStore, connect
+
+    RedisStore(connect(redis_url), prefix=redis_prefix).publish(tagged.path)
+    app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
+    deadline = time.monotonic() + 10
+    while app.extensions["recsys"].current is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        client = app.test_client()
+        shoe = outside(faulty[0], "footwear/shoes")
+        r = put(client, "new-shoe", title=shoe["title"], image=data_url(Image.open(FASHION / shoe["image"])))
+        assert r.status_code == 201, r.json
+        assert client.get("/v1/items/new-shoe").json["item"]["labels"] == {"kind": "footwear"}
+        near = client.get("/v1/items/new-shoe/similar?k=3").json["items"][0]["item_id"]
+        rows = {r["item_id"]: r for r in client.get(f"/v1/items/{near}/similar?k=200&dedupe=false").json["items"]}
+        assert rows["new-shoe"]["labels"] == {"kind": "footwear"}
+        assert client.delete("/v1/items/new-shoe", headers=WRITE).status_code == 200
+    finally:
+        app.extensions["recsys"].stop()
+
+
+def test_one_example_per_label_is_not_calibrated_and_bad_names_are_refused(faulty):
+    shop = faulty[0]
+    one = fit_tagger(shop, examples(shop, 1), "kind", modality="image")
+    assert one.report["calibrated"] is False and one.min_similarity == -1.0 and one.min_confidence == 0.0
+    assert all(t is not None for t in one.tag(shop.vectors.blocks["image"].vectors)[0])  # always a guess
+    three = fit_tagger(shop, examples(shop, 3), "kind", modality="image")
+    assert three.report["calibrated"] is True and three.temperature > 0 and three.min_similarity > 0
+    with pytest.raises(InvalidRequest, match="a tagger's name"):
+        fit_tagger(shop, examples(shop, 3), "Bad Name!")
