@@ -34,10 +34,11 @@ def queue():
                           "catalog": catalog_rows(i for i in shown if recommender.knows(i))})
 
 
-def _optional_body() -> dict:
+def _optional_body(usage: str) -> dict:
+    """The request's JSON object, ``{}`` without a body; ``usage`` says what to send otherwise."""
     body = json_body() if request.get_data() else {}
     if not isinstance(body, dict):
-        raise InvalidRequest("send a JSON object or no body")
+        raise InvalidRequest(usage)
     return body
 
 
@@ -48,9 +49,10 @@ def dismiss(item_id: str):
     check_id(item_id, "item")
     serving = current_serving()
     use(serving.recommender())
-    asked = _optional_body().get("checks")
+    usage = 'send {"checks": ["duplicate", ...]} (a non-empty list of check names) or no body'
+    asked = _optional_body(usage).get("checks")
     if asked is not None and not (isinstance(asked, list) and asked and all(isinstance(c, str) for c in asked)):
-        raise InvalidRequest('send {"checks": ["duplicate", ...]} (a non-empty list of check names) or no body')
+        raise InvalidRequest(usage)
     checks = checks_to_dismiss(queue_row(serving, item_id), asked)
     writes.dismiss(serving, item_id, checks, actor())
     return json_response({"item_id": item_id, "dismissed": checks, "item": use(serving.recommender()).item(item_id)})
@@ -68,7 +70,8 @@ def accept_category(item_id: str):
     flagged = (row or {}).get("checks", {}).get("off_category")
     if flagged is None:
         raise InvalidRequest("the item has no off-category flag to act on", item_id=item_id)
-    category = _optional_body().get("category", flagged.get("suggested_category"))
+    category = _optional_body('send {"category": "..."} or no body (the suggested one)').get(
+        "category", flagged.get("suggested_category"))
     if not isinstance(category, str) or not category.strip() or len(category) > 200:
         raise InvalidRequest('"category" must be a non-empty string of at most 200 characters', item_id=item_id)
     writes.accept_category(serving, item_id, category.strip(), actor())
