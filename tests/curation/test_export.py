@@ -1,17 +1,22 @@
 """``recsys curate export``: the catalog as served, from a bundle and what Redis holds since."""
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from recsys.cli import cli
 from recsys.store import RedisStore, connect
 
 
-def test_the_export_is_the_catalog_as_served_with_each_put_items_flags(tmp_path, monkeypatch, redis_url,
-                                                                       redis_prefix, served_bundle):
+@pytest.fixture
+def store(tmp_path, monkeypatch, redis_url, redis_prefix) -> RedisStore:
+    """The Redis namespace the CLI reads, as its environment names it."""
     monkeypatch.setenv("RECSYS_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("RECSYS_REDIS__URL", redis_url)
     monkeypatch.setenv("RECSYS_REDIS__PREFIX", redis_prefix)
-    store = RedisStore(connect(redis_url), prefix=redis_prefix)
+    return RedisStore(connect(redis_url), prefix=redis_prefix)
+
+
+def test_the_export_is_the_catalog_as_served_with_each_put_items_flags(tmp_path, store, served_bundle):
     ids = [str(i) for i in served_bundle.item_ids.ids]
     store.put_item("new-1", {"item": {"title": "A new tee", "category": "tops"}, "vectors": {},
                              "checks": {"duplicate": {"flagged": True, "of": [{"item_id": ids[0]}]},
@@ -41,18 +46,13 @@ def test_the_export_is_the_catalog_as_served_with_each_put_items_flags(tmp_path,
     assert "1 merged" in result.output
 
 
-def test_a_fixed_category_is_in_the_next_build_from_the_export(tmp_path, monkeypatch, redis_url, redis_prefix,
-                                                               served_bundle, _text_tower):
+def test_a_fixed_category_is_in_the_next_build_from_the_export(tmp_path, store, served_bundle, _text_tower):
     from recsys.bundle import read_bundle
     from recsys.data import validate_catalog
     from recsys.pipeline.build import build_item_bundle
     from recsys.towers import create_tower
     from tests.conftest import make_settings
 
-    monkeypatch.setenv("RECSYS_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("RECSYS_REDIS__URL", redis_url)
-    monkeypatch.setenv("RECSYS_REDIS__PREFIX", redis_prefix)
-    store = RedisStore(connect(redis_url), prefix=redis_prefix)
     ids = [str(i) for i in served_bundle.item_ids.ids]
     store.set_attributes(ids[0], {"category": "fixed/by/a/reviewer"})
     out = tmp_path / "served.csv"
