@@ -31,6 +31,16 @@ def write_results(name: str, results: dict, tag: str | None = None) -> Path:
     return path
 
 
+def wilson(k: int, n: int) -> list[float] | None:
+    """The 95% Wilson interval of a proportion of ``k`` in ``n`` (``None`` for none judged)."""
+    from scipy import stats
+
+    if n == 0:
+        return None
+    low, high = stats.binomtest(int(k), int(n)).proportion_ci(0.95, method="wilson")
+    return [round(float(low), 3), round(float(high), 3)]
+
+
 def best_of(fn, repeat: int = 3) -> float:
     """Fastest of ``repeat`` wall-clock runs of ``fn()`` in seconds (after one warm-up run)."""
     fn()

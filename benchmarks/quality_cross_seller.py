@@ -40,11 +40,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import wilson, write_results  # noqa: E402
 
 from recsys.bundle import read_bundle  # noqa: E402
 from recsys.curation.duplicates import (  # noqa: E402
@@ -88,16 +87,9 @@ def scored(found: set[frozenset], truth: pd.DataFrame) -> dict:
     involving = [p for p in found if p & copies]
     hits, right = len(true_pairs & found), sum(p in true_pairs for p in involving)
     return {"copies": len(truth), "recall": round(hits / max(1, len(true_pairs)), 3),
-            "recall_95": _wilson(hits, len(true_pairs)),
-            "precision": round(right / max(1, len(involving)), 3), "precision_95": _wilson(right, len(involving)),
+            "recall_95": wilson(hits, len(true_pairs)),
+            "precision": round(right / max(1, len(involving)), 3), "precision_95": wilson(right, len(involving)),
             "pairs_with_a_copy": len(involving)}
-
-
-def _wilson(k: int, n: int) -> list[float] | None:
-    if n == 0:
-        return None
-    low, high = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
-    return [round(float(low), 3), round(float(high), 3)]
 
 
 def either_pairs(bundle) -> pd.DataFrame:

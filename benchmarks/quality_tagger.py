@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import wilson, write_results  # noqa: E402
 from quality_curation import built, sample  # noqa: E402
 
 from recsys.curation.tagger import SIMILARITY_QUANTILE, Tagger, fit_tagger, reliability  # noqa: E402
@@ -44,6 +44,7 @@ from recsys.curation.tagger import SIMILARITY_QUANTILE, Tagger, fit_tagger, reli
 LABELS = 10
 MIN_ITEMS = 40
 SHOTS = (1, 5, 20)
+TEST_SEEDS = (2, 3, 4, 5, 6)  # five test label sets; 1 is the validation one
 # the photo alone: the catalog's text and tabular features name the category being guessed
 MODALITY = "image"
 MAX_NONE_INSIDE = 0.15
@@ -56,19 +57,24 @@ def draw_labels(leaf: pd.Series, first: np.ndarray, seed: int) -> list[str]:
     return sorted(np.random.default_rng(seed).choice(sorted(eligible), LABELS, replace=False).tolist())
 
 
+def share(hits: np.ndarray, of: np.ndarray, name: str) -> dict:
+    """``{name: hits' share of the judged rows, name_95: its Wilson interval}``."""
+    k, n = int((hits & of).sum()), int(of.sum())
+    return {name: round(k / n, 4) if n else None, f"{name}_95": wilson(k, n)}
+
+
 def judged(tagger: Tagger, bundle, rows: np.ndarray, truth: np.ndarray, inside: np.ndarray) -> dict:
-    """The figures of one tagger on the judged rows (``truth``: their leaf category)."""
+    """The figures of one tagger on the judged rows (``truth``: their leaf category), each share
+    with its 95% Wilson interval."""
     x = np.asarray(bundle.vectors.blocks[MODALITY].vectors, np.float32)[rows]
     tags, _ = tagger.tag(x)
-    given = tags != None  # noqa: E711 (an object array)
-    right = np.where(inside, tags == truth, ~given)
+    given = np.array([t is not None for t in tags])
+    correct = tags == truth
     codes = pd.Categorical(truth[inside], categories=tagger.labels).codes
     raw = dataclasses.replace(tagger, temperature=1.0)
-    return {"accuracy_inside": round(float((tags[inside] == truth[inside]).mean()), 4),
-            "none_inside": round(float((~given[inside]).mean()), 4),
-            "none_outside": round(float((~given[~inside]).mean()), 4),
-            "precision": round(float((tags[given] == truth[given]).mean()), 4) if given.any() else None,
-            "right_overall": round(float(right.mean()), 4),
+    return {**share(correct, inside, "accuracy_inside"), **share(~given, inside, "none_inside"),
+            **share(~given, ~inside, "none_outside"), **share(correct, given, "precision"),
+            **share(np.where(inside, correct, ~given), np.ones(len(rows), bool), "right_overall"),
             "ece": round(reliability(tagger.probabilities(x[inside]), codes)["ece"], 4),
             "ece_uncalibrated": round(reliability(raw.probabilities(x[inside]), codes)["ece"], 4)}
 
@@ -85,17 +91,28 @@ def run(bundle, seed: int, shots: int, quantiles) -> tuple[dict, dict]:
     examples = pd.DataFrame({"label": drawn["category"].to_numpy(), "item_id": drawn["item_id"].to_numpy()})
     rows = np.flatnonzero(~first & has & (leaf != ""))
     inside = np.isin(leaf[rows], labels)
-    out = {}
-    for q in quantiles:
-        tagger = fit_tagger(bundle, examples, "leaf", modality=MODALITY, quantile=q or 0.0, seed=seed)
-        if q is None:
-            tagger = tagger.with_bars(-1.0, 0.0)
-        out[q] = {**judged(tagger, bundle, rows, leaf[rows], inside), "min_similarity": tagger.min_similarity}
+    taggers = {q: fit_tagger(bundle, examples, "leaf", modality=MODALITY, quantile=q, seed=seed)
+               for q in quantiles if q is not None}
+    tagger = next(iter(taggers.values()))
+    if None in quantiles:  # the same model with no bar: every item gets its best label
+        taggers[None] = tagger.with_bars(-1.0, 0.0)
+    out = {q: {**judged(t, bundle, rows, leaf[rows], inside), "min_similarity": t.min_similarity}
+           for q, t in taggers.items()}
     x = np.asarray(bundle.vectors.blocks[MODALITY].vectors, np.float32)[rows[inside]]
     codes = pd.Categorical(leaf[rows][inside], categories=tagger.labels).codes
     return out, {"labels": labels, "inside": int(inside.sum()), "outside": int((~inside).sum()),
                  "temperature": tagger.temperature, "report": tagger.report,
                  "reliability": reliability(tagger.probabilities(x), codes)["bins"]}
+
+
+def spread(figures: list[dict]) -> dict:
+    """Each figure's mean and [min, max] over label sets."""
+    out = {}
+    for name in ("accuracy_inside", "none_inside", "none_outside", "precision", "right_overall", "ece",
+                 "ece_uncalibrated"):
+        values = [f[name] for f in figures if f[name] is not None]
+        out[name] = [round(float(np.mean(values)), 3), round(min(values), 3), round(max(values), 3)]
+    return out
 
 
 def main() -> None:
@@ -115,11 +132,14 @@ def main() -> None:
         print(f"chosen: {chosen} (the library's default: {SIMILARITY_QUANTILE})")
         test = {}
         for shots in SHOTS:
-            found, facts = run(bundle, 2, shots, (None, SIMILARITY_QUANTILE))
-            test[f"{shots}-shot"] = {"no_bar": found[None], "default": found[SIMILARITY_QUANTILE], **facts}
-            print(f"test, {shots} per label (temperature {facts['temperature']}):")
-            print(f"  no bar (always a guess): {found[None]}")
-            print(f"  default bars: {found[SIMILARITY_QUANTILE]}")
+            runs = [run(bundle, seed, shots, (None, SIMILARITY_QUANTILE)) for seed in TEST_SEEDS]
+            test[f"{shots}-shot"] = {"label_sets": [{"no_bar": found[None], "default": found[SIMILARITY_QUANTILE],
+                                                     **facts} for found, facts in runs],
+                                     "no_bar": spread([found[None] for found, _ in runs]),
+                                     "default": spread([found[SIMILARITY_QUANTILE] for found, _ in runs])}
+            print(f"test, {shots} per label, mean [min, max] over {len(TEST_SEEDS)} label sets:")
+            print(f"  no bar (always a guess): {test[f'{shots}-shot']['no_bar']}")
+            print(f"  default bars: {test[f'{shots}-shot']['default']}")
     write_results("quality_tagger", {"items": 6000, "labels": LABELS, "modality": MODALITY,
                                      "validation": {str(q): v for q, v in validation.items()},
                                      "chosen_quantile": chosen, "default_quantile": SIMILARITY_QUANTILE,
