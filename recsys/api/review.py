@@ -34,6 +34,16 @@ def queue():
                           "catalog": catalog_rows(i for i in shown if recommender.knows(i))})
 
 
+def _reviewed(item_id: str):
+    """The serving state for a reviewer's action on ``item_id``: 401/403 without the key, 400
+    for a bad id, NotReady before a bundle is loaded."""
+    require_key()
+    check_id(item_id, "item")
+    serving = current_serving()
+    use(serving.recommender())
+    return serving
+
+
 def _optional_body(usage: str) -> dict:
     """The request's JSON object, ``{}`` without a body; ``usage`` says what to send otherwise."""
     body = json_body() if request.get_data() else {}
@@ -45,10 +55,7 @@ def _optional_body(usage: str) -> dict:
 @bp.post("/v1/admin/queue/<item_id>/dismiss")
 def dismiss(item_id: str):
     """Body (optional): ``{"checks": ["duplicate", ...]}``; all the item's flagged checks without it."""
-    require_key()
-    check_id(item_id, "item")
-    serving = current_serving()
-    use(serving.recommender())
+    serving = _reviewed(item_id)
     usage = 'send {"checks": ["duplicate", ...]} (a non-empty list of check names) or no body'
     asked = _optional_body(usage).get("checks")
     if asked is not None and not (isinstance(asked, list) and asked and all(isinstance(c, str) for c in asked)):
@@ -62,10 +69,7 @@ def dismiss(item_id: str):
 def accept_category(item_id: str):
     """Give a flagged put item the category its off-category check suggested (body, optional:
     ``{"category": "..."}``, another one), and dismiss that check."""
-    require_key()
-    check_id(item_id, "item")
-    serving = current_serving()
-    use(serving.recommender())
+    serving = _reviewed(item_id)
     row = queue_row(serving, item_id)
     flagged = (row or {}).get("checks", {}).get("off_category")
     if flagged is None:
@@ -107,9 +111,7 @@ def merge():
 @bp.delete("/v1/admin/merges/<item_id>")
 def unmerge(item_id: str):
     """Serve a merged listing on its own again."""
-    require_key()
-    check_id(item_id, "item")
-    serving = current_serving()
+    serving = _reviewed(item_id)
     if not writes.unmerge(serving, item_id, actor()):
         raise NotFound(f"{item_id!r} is not merged", item_id=item_id)
     return json_response({"item_id": item_id, "item": use(serving.recommender()).item(item_id)})

@@ -120,22 +120,24 @@ def _frame(item_id: str, fields: dict) -> pd.DataFrame:
     return pd.DataFrame([{S.ITEM_ID: item_id, **{k: v for k, v in fields.items() if v is not None}}])
 
 
-def _known(serving: Serving, item_id: str) -> None:
-    """NotFound unless ``item_id`` is served (in the bundle or put since, and not deleted), as of
-    Redis's item generation."""
+def _known_item(item_id: str) -> Serving:
+    """The serving state for a keyed write to a served item: 401/403 without the key, 400 for a
+    bad id, NotFound unless the item is served (in the bundle or put since, and not deleted) as
+    of Redis's item generation."""
+    require_key()
+    check_id(item_id, "item")
+    serving = current_serving()
     recommender = use(serving.synced())
     if not recommender.knows(item_id):
         raise NotFound(f"unknown item_id {item_id!r} (not in bundle {recommender.version} and "
                        "not put since)", item_id=item_id)
+    return serving
 
 
 @bp.post("/v1/items/<item_id>/release")
 def release_item(item_id: str):
     """Serve a put item that a check held out of reads (docs/curation.md)."""
-    require_key()
-    check_id(item_id, "item")
-    serving = current_serving()
-    _known(serving, item_id)
+    serving = _known_item(item_id)
     if not writes.release_item(serving, item_id, actor()):
         raise InvalidRequest(f"item {item_id!r} is not held: nothing to release", item_id=item_id)
     recommender = use(serving.recommender())
@@ -144,10 +146,7 @@ def release_item(item_id: str):
 
 @bp.delete("/v1/items/<item_id>")
 def delete_item(item_id: str):
-    require_key()
-    check_id(item_id, "item")
-    serving = current_serving()
-    _known(serving, item_id)
+    serving = _known_item(item_id)
     writes.delete_item(serving, item_id, actor())
     recommender = use(serving.recommender())
     return json_response({"version": recommender.version, "item_id": item_id, "deleted": True})
@@ -157,11 +156,8 @@ def delete_item(item_id: str):
 def set_attributes(item_id: str):
     """Set catalog attributes of an item without a rebuild (``{"attributes": {"in_stock": false}}``):
     rules match them from the next read on every worker (docs/rules.md)."""
-    require_key()
-    check_id(item_id, "item")
-    serving = current_serving()
+    serving = _known_item(item_id)
     body = parse_body(AttributesIn, json_body())
-    _known(serving, item_id)
     writes.set_attributes(serving, item_id, body.attributes, actor())
     recommender = use(serving.recommender())
     return json_response({"version": recommender.version, "item": recommender.item(item_id)})
