@@ -404,10 +404,8 @@ def write_user_tower(source: Bundle, collab: Collab, collab_manifest: dict) -> P
             if collab.ranker.feed is not None:
                 _save_lists(tmp / "collab", "ranker_feed", collab.ranker.feed)
 
-    keep = {k: v for k, v in source.manifest.items()
-            if k not in ("format", "name", "version", "created", "files", "collab")}
-    manifest = {**keep, "parent": source.version,
-                "counts": {**keep.get("counts", {}), "users": len(collab.user_ids)},
+    keep = _derived_manifest(source, "collab")
+    manifest = {**keep, "counts": {**keep.get("counts", {}), "users": len(collab.user_ids)},
                 "collab": {**collab_manifest, "factors": int(collab.item_factors.shape[1]),
                            "index": {"items": len(collab.index), "n_trees": collab.index.n_trees,
                                      **collab_manifest.get("index", {})}}}
@@ -429,9 +427,7 @@ def write_joint_space(source: Bundle, joint: JointSpace) -> Path:
         _link_files(source, tmp, skip=lambda rel: rel.startswith("joint/"))
         _save_joint(tmp, joint)
 
-    keep = {k: v for k, v in source.manifest.items()
-            if k not in ("format", "name", "version", "created", "files", "joint")}
-    path = _write_version(source.path.parent, fill, {**keep, "parent": source.version, **_joint_manifest(joint)})
+    path = _write_version(source.path.parent, fill, {**_derived_manifest(source, "joint"), **_joint_manifest(joint)})
     logger.info("bundle written: %s (a joint space, parent %s)", path, source.version)
     return path
 
@@ -451,10 +447,16 @@ def write_tagger(source: Bundle, name: str, tagger: dict) -> Path:
         (tmp / "taggers").mkdir(exist_ok=True)
         (tmp / rel).write_text(json.dumps(tagger))
 
-    keep = {k: v for k, v in source.manifest.items() if k not in ("format", "name", "version", "created", "files")}
-    path = _write_version(source.path.parent, fill, {**keep, "parent": source.version})
+    path = _write_version(source.path.parent, fill, _derived_manifest(source))
     logger.info("bundle written: %s (tagger %s, parent %s)", path, name, source.version)
     return path
+
+
+def _derived_manifest(source: Bundle, *replaced: str) -> dict:
+    """The manifest of a version made from ``source``: its sections but those every version has
+    of its own and the ``replaced`` ones, with ``parent`` naming it."""
+    own = {"format", "name", "version", "created", "files", *replaced}
+    return {**{k: v for k, v in source.manifest.items() if k not in own}, "parent": source.version}
 
 
 def _link_files(source: Bundle, tmp: Path, skip) -> None:

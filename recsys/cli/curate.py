@@ -211,7 +211,7 @@ def export(ctx: click.Context, bundle: Path, out: Path) -> None:
     click.echo(f"using {which_redis(settings)}", err=True)
     with RedisSession(settings) as client:
         store = RedisStore.from_settings(client, settings.redis)
-        changes, dismissed = store.item_changes(), store.review.dismissed()
+        changes, dismissed = store.changes.read(), store.review.dismissed()
     table = served_catalog(built, changes.fresh, changes.deleted, changes.attributes, dismissed, changes.merged)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)

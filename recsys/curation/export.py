@@ -23,7 +23,7 @@ def served_catalog(bundle: Bundle, fresh: dict[str, dict], deleted: set[str], at
     check named), each ``;``-joined, ``""`` where none.
 
     Args:
-        fresh: the put items' stored entries by id (``RedisStore.item_changes().fresh``).
+        fresh: the put items' stored entries by id (``RedisStore.changes.read().fresh``).
         deleted: deleted item ids. attributes: values set per item id, by attribute.
         dismissed: the checks reviewers dismissed, by item id.
         merged: merged listings by id, and the listing each redirects to.

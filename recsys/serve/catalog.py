@@ -69,7 +69,7 @@ class Catalog:
         row = self.bundle.item_ids.row(item_id)
         item = plain_row(self.bundle.items.iloc[row])
         thumbnails = self.bundle.thumbnails
-        labels = self.row_templates[item_id].get("labels")
+        labels = self.row_templates[item_id].get("labels") if self.bundle.taggers else None
         return {**item, **attributes, "image": image_path(item_id, thumbnails is not None and thumbnails.has(row)),
                 "fresh": False, **({"labels": labels} if labels is not None else {})}
 

@@ -3,9 +3,9 @@ own encoders, :mod:`recsys.serve.embedder`) are searched exactly beside the bund
 deleted items are hidden; attribute values set per item (``in_stock``) and the merchandising rules
 (:mod:`recsys.control.rules`) are matched against the whole catalog.
 
-An item change lives in Redis (``RedisStore.put_item`` / ``delete_item``) until a bundle built
-after it is published; attributes and rules stay until changed. Every worker rebuilds its
-:class:`ItemChanges` when the item generation moves (every such write moves it).
+An item change lives in Redis (:class:`~recsys.store.changes.ChangeStore`) until a bundle built
+after it is published; attributes, rules and a reviewer's merges stay until changed. Every worker
+rebuilds its :class:`ItemChanges` when the item generation moves (every such write moves it).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Step 6 of the flow: bundles, item changes (put, deleted, attributes), merchandising rules and
-cached results in Redis.
+"""Step 6 of the flow: published bundles in Redis, and the namespace's stores of what changed
+since (:mod:`recsys.store.changes`), the experiments and the reviewers' decisions.
 
 Nothing read from Redis is unpickled: manifests and item entries are JSON, bundle files are the
 bundle's own bytes checked against the manifest's sha256, vectors are raw float32.
@@ -20,48 +20,30 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import redis
-from pydantic import ValidationError
 
 from recsys.bundle import MANIFEST, read_bundle
-from recsys.control.experiments import Experiment
-from recsys.control.rules import Rule
 from recsys.errors import BundleError, NotFound
 from recsys.manifest import check_manifest, check_name
-from recsys.store.experiments import ExperimentStore, parse_experiments
+from recsys.store.changes import ChangeStore
+from recsys.store.experiments import ExperimentStore
 from recsys.store.keys import Keys
-from recsys.store.messages import Activated, ItemsChanged, encode
-from recsys.store.review import ReviewStore, write_attributes
+from recsys.store.messages import Activated, encode
+from recsys.store.review import ReviewStore
 
 if TYPE_CHECKING:
     from recsys.settings import RedisSettings
 
-__all__ = ["RedisStore", "Changes"]
+__all__ = ["RedisStore"]
 
 logger = logging.getLogger(__name__)
 
 
-class Changes(NamedTuple):
-    """What changed since the bundle, read in one transaction (the arguments of
-    :meth:`recsys.serve.changes.ItemChanges.build` after the bundle)."""
-
-    gen: int
-    fresh: dict[str, dict]
-    deleted: set[str]
-    attributes: dict[str, dict]
-    rules: tuple[Rule, ...]
-    rules_version: int
-    experiments: tuple[Experiment, ...]
-    merged: dict[str, str]
-
-
-AUDIT_KEPT = 1_000_000  # audit entries kept (the oldest go first)
-
-
 class RedisStore:
-    """Published bundles and item changes under one key namespace.
+    """Published bundles under one key namespace, and (``changes``, ``experiments``, ``review``)
+    the stores of what changed since.
 
     Args:
         client: a redis-py client (see :func:`connect`).
@@ -82,6 +64,7 @@ class RedisStore:
         self.keys = Keys(prefix)
         self.chunk_bytes = chunk_bytes
         self.bundle_files = Path(bundle_files) if bundle_files else None
+        self.changes = ChangeStore(client, self.keys)
 
     @classmethod
     def from_settings(cls, client: redis.Redis, settings: RedisSettings) -> RedisStore:
@@ -127,7 +110,7 @@ class RedisStore:
         self.client.zadd(keys.versions, {version: time.time()})
         if activate:
             self.activate(version)
-            self._drop_superseded(bundle)
+            self.changes.drop_superseded(bundle)
         return version
 
     def _copy_to_folder(self, bundle) -> Path:
@@ -287,115 +270,16 @@ class RedisStore:
             self.remove(version)
         return removed
 
-    # -- item changes since the bundle ----------------------------------------------------------
-
-    def put_item(self, item_id: str, entry: dict, audit: dict | None = None) -> int:
-        """Store a new or changed item (JSON-serialisable ``entry``); returns the new generation."""
-        return self._change_item(item_id, entry, audit)
-
-    def delete_item(self, item_id: str, audit: dict | None = None) -> int:
-        """Hide an item from every result; returns the new generation."""
-        return self._change_item(item_id, None, audit)
-
-    def _change_item(self, item_id: str, entry: dict | None, audit: dict | None) -> int:
-        """Put (``entry``) or delete an item, move the generation, and tell the workers."""
-        pipe = self.client.pipeline(transaction=True)
-        if entry is not None:
-            pipe.hset(self.keys.fresh, item_id, json.dumps(entry, separators=(",", ":")))
-            pipe.srem(self.keys.deleted, item_id)
-        else:
-            pipe.hdel(self.keys.fresh, item_id)
-            pipe.sadd(self.keys.deleted, item_id)
-        return self._moved(pipe, audit)
-
-    def set_attributes(self, item_id: str, values: dict, audit: dict | None = None) -> int:
-        """Set catalog attribute values of one item (``None`` unsets one); returns the new generation."""
-        pipe = self.client.pipeline(transaction=True)
-        write_attributes(pipe, self.keys.attributes, item_id, values)
-        return self._moved(pipe, audit)
-
-    def _moved(self, pipe, audit: dict | None = None) -> int:
-        """Run ``pipe`` with the generation moved, and tell the workers. An ``audit`` entry (who,
-        action, item, before, after) goes to the audit log in the same transaction: an action is
-        logged if and only if it happened."""
-        if audit is not None:
-            pipe.xadd(self.keys.audit, {"entry": json.dumps({"at": time.time(), **audit}, separators=(",", ":"))},
-                      maxlen=AUDIT_KEPT, approximate=True)
-        pipe.incr(self.keys.items_gen)
-        gen = int(pipe.execute()[-1])
-        self.client.publish(self.keys.events, encode(ItemsChanged(gen)))
-        return gen
-
-    def put_rule(self, rule: Rule) -> tuple[Rule, int]:
-        """Store a rule (a new one is named ``r<version>``): it as stored, and the new generation.
-        Every worker applies it from its next read (the item generation moves)."""
-        version = int(self.client.incr(self.keys.rules_version))
-        stored = rule if rule.id is not None else rule.model_copy(update={"id": f"r{version}"})
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.keys.rules, stored.id, stored.model_dump_json())
-        return stored, self._moved(pipe)
-
-    def delete_rule(self, rule_id: str) -> int | None:
-        """Remove a rule: the new generation, or ``None`` if there was none of that id."""
-        if not self.client.hexists(self.keys.rules, rule_id):
-            return None
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(self.keys.rules, rule_id)
-        pipe.incr(self.keys.rules_version)
-        return self._moved(pipe)
-
-    def item_changes(self) -> Changes:
-        """Everything changed since the bundle, read in one transaction; a stored rule that no
-        longer validates is left out with a log line (it cannot act, and must not stop reads)."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.get(self.keys.items_gen)
-        pipe.hgetall(self.keys.fresh)
-        pipe.smembers(self.keys.deleted)
-        pipe.hgetall(self.keys.attributes)
-        pipe.hgetall(self.keys.rules)
-        pipe.get(self.keys.rules_version)
-        pipe.hgetall(self.keys.experiments)
-        pipe.hgetall(self.keys.merged)
-        gen, fresh, deleted, attributes, rules, version, experiments, merged = pipe.execute()
-        by_item: dict[str, dict] = {}
-        for field, value in attributes.items():
-            item_id, name = json.loads(field)
-            by_item.setdefault(item_id, {})[name] = json.loads(value)
-        parsed = []
-        for rule_id, text in rules.items():
-            try:
-                parsed.append(Rule.model_validate_json(text))
-            except ValidationError as exc:
-                logger.warning("stored rule %s is left out: %s", rule_id.decode(), exc)
-        # rules apply in the order they were made (r2 before r10)
-        parsed.sort(key=lambda r: (len(r.id or ""), r.id or ""))
-        return Changes(int(gen or 0), {k.decode(): json.loads(v) for k, v in fresh.items()},
-                       {d.decode() for d in deleted}, by_item, tuple(parsed), int(version or 0),
-                       tuple(parse_experiments(experiments)), {k.decode(): v.decode() for k, v in merged.items()})
-
     @property
     def experiments(self) -> ExperimentStore:
         """The experiments and their impressions (a change reaches the workers as item changes do)."""
-        return ExperimentStore(self.client, self.keys, self._moved)
+        return ExperimentStore(self.client, self.keys, self.changes.moved)
 
     @property
     def review(self) -> ReviewStore:
         """Releases, dismissed flags, merges and the audit log (a decision reaches the workers as
         item changes do)."""
-        return ReviewStore(self.client, self.keys, self._moved)
-
-    def _drop_superseded(self, bundle) -> None:
-        """Fresh entries of items the new bundle holds, written before it was built, are stale."""
-        created = bundle.manifest.get("created", "")
-        fresh = self.item_changes().fresh
-        stale = [item_id for item_id, entry in fresh.items()
-                 if item_id in bundle.item_ids and entry.get("updated", "") < created]
-        if stale:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hdel(self.keys.fresh, *stale)
-            pipe.incr(self.keys.items_gen)
-            pipe.execute()
-            logger.info("%d fresh items superseded by bundle %s", len(stale), bundle.version)
+        return ReviewStore(self.client, self.keys, self.changes.moved)
 
     def clear(self) -> int:
         """Delete every key of this namespace (tests and `recsys` resets); returns how many."""

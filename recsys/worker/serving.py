@@ -132,7 +132,7 @@ class Serving:
             current = self.current
             held = [current, *self.variant_bundles.values()] if current is not None else []
             if any(gen != r.changes.gen for r in held) and self.store is not None:
-                changes = self.breaker.call(self.store.item_changes)
+                changes = self.breaker.call(self.store.changes.read)
                 if changes is not None:
                     self.current = _changed(current, changes)
                     self.variant_bundles = {v: _changed(r, changes) for v, r in self.variant_bundles.items()}
@@ -255,7 +255,7 @@ class Serving:
         kept = set(recommender.warm().scan_keys()).union(*(r.scan_keys() for r in keep))
         prune_scans(self.scan_dir, kept)
         if self.store is not None:
-            changes = self.breaker.call(self.store.item_changes)
+            changes = self.breaker.call(self.store.changes.read)
             if changes is not None:
                 recommender = _changed(recommender, changes)
         return recommender

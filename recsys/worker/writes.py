@@ -149,7 +149,7 @@ def store_item(serving: Serving, item_id: str, frame: pd.DataFrame, prepared: Pr
     audit = {"actor": actor, "action": "put", "item_id": item_id, "before": {"existed": existed},
              "after": {"flagged": [n for n, c in checks.items() if c["flagged"] and n not in dismissed],
                        "held": held}}
-    changed(serving, write(serving, "the item", lambda: serving.store.put_item(item_id, entry, audit)))
+    changed(serving, write(serving, "the item", lambda: serving.store.changes.put_item(item_id, entry, audit)))
     return {"created": not existed, "modalities": [m for m, o in outputs.items() if o.mask[0]],
             "warnings": [str(w.message) for w in seen], "checks": checks, "held": held}
 
@@ -231,7 +231,7 @@ def delete_item(serving: Serving, item_id: str, actor: str = "api") -> None:
         Unavailable: Redis is down (nothing was stored).
     """
     audit = {"actor": actor, "action": "delete", "item_id": item_id}
-    changed(serving, write(serving, "the deletion", lambda: serving.store.delete_item(item_id, audit)))
+    changed(serving, write(serving, "the deletion", lambda: serving.store.changes.delete_item(item_id, audit)))
 
 
 def set_attributes(serving: Serving, item_id: str, values: dict, actor: str = "api") -> None:
@@ -244,7 +244,8 @@ def set_attributes(serving: Serving, item_id: str, values: dict, actor: str = "a
     before = serving.recommender().changes.attributes.get(item_id, {})
     audit = {"actor": actor, "action": "attributes", "item_id": item_id,
              "before": {name: before.get(name) for name in values}, "after": values}
-    changed(serving, write(serving, "the attributes", lambda: serving.store.set_attributes(item_id, values, audit)))
+    changed(serving, write(serving, "the attributes",
+                           lambda: serving.store.changes.set_attributes(item_id, values, audit)))
 
 
 def put_rule(serving: Serving, rule: Rule) -> Rule:
@@ -254,7 +255,7 @@ def put_rule(serving: Serving, rule: Rule) -> Rule:
     Raises:
         Unavailable: Redis is down (nothing was stored).
     """
-    stored, gen = write(serving, "the rule", lambda: serving.store.put_rule(rule))
+    stored, gen = write(serving, "the rule", lambda: serving.store.changes.put_rule(rule))
     changed(serving, gen)
     return stored
 
@@ -265,7 +266,7 @@ def delete_rule(serving: Serving, rule_id: str) -> bool:
     Raises:
         Unavailable: Redis is down (nothing was removed).
     """
-    return _changed_if(serving, "the rule's removal", lambda: serving.store.delete_rule(rule_id))
+    return _changed_if(serving, "the rule's removal", lambda: serving.store.changes.delete_rule(rule_id))
 
 
 def _changed_if(serving: Serving, what: str, call: Callable[[], int | None]) -> bool:

@@ -18,16 +18,16 @@ def store(tmp_path, monkeypatch, redis_url, redis_prefix) -> RedisStore:
 
 def test_the_export_is_the_catalog_as_served_with_each_put_items_flags(tmp_path, store, served_bundle):
     ids = [str(i) for i in served_bundle.item_ids.ids]
-    store.put_item("new-1", {"item": {"title": "A new tee", "category": "tops"}, "vectors": {},
+    store.changes.put_item("new-1", {"item": {"title": "A new tee", "category": "tops"}, "vectors": {},
                              "checks": {"duplicate": {"flagged": True, "of": [{"item_id": ids[0]}]},
                                         "quality": {"flagged": True}, "image_text": {"flagged": False}},
                              "held": ["quality"]})
-    store.put_item("new-2", {"item": {"title": "Another tee"}, "vectors": {},
+    store.changes.put_item("new-2", {"item": {"title": "Another tee"}, "vectors": {},
                              "checks": {"duplicate": {"flagged": True, "of": [{"item_id": ids[5]}]}}})
     assert store.review.dismiss("new-2", ["duplicate"]) is not None  # a reviewer said it is no duplicate
-    store.put_item(ids[1], {"item": {"title": "Renamed"}, "vectors": {}})
-    store.delete_item(ids[2])
-    store.set_attributes(ids[3], {"in_stock": False})
+    store.changes.put_item(ids[1], {"item": {"title": "Renamed"}, "vectors": {}})
+    store.changes.delete_item(ids[2])
+    store.changes.set_attributes(ids[3], {"in_stock": False})
     store.review.merge(ids[0], [ids[6]])
     out = tmp_path / "served.csv"
     result = CliRunner().invoke(cli, ["curate", "export", "--bundle", str(served_bundle.path), "--out", str(out)])
@@ -54,7 +54,7 @@ def test_a_fixed_category_is_in_the_next_build_from_the_export(tmp_path, store, 
     from tests.conftest import make_settings
 
     ids = [str(i) for i in served_bundle.item_ids.ids]
-    store.set_attributes(ids[0], {"category": "fixed/by/a/reviewer"})
+    store.changes.set_attributes(ids[0], {"category": "fixed/by/a/reviewer"})
     out = tmp_path / "served.csv"
     result = CliRunner().invoke(cli, ["curate", "export", "--bundle", str(served_bundle.path), "--out", str(out)])
     assert result.exit_code == 0, result.output

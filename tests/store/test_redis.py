@@ -95,36 +95,37 @@ def test_activate_and_remove(store, served_bundle):
 
 
 def test_item_changes_bump_the_generation(store):
-    gen0, fresh, deleted, attributes, rules, rules_version, experiments, merged = store.item_changes()
+    gen0, fresh, deleted, attributes, rules, rules_version, experiments, merged = store.changes.read()
     assert (gen0, fresh, deleted, attributes, rules, rules_version, experiments, merged) == (0, {}, set(), {}, (), 0,
                                                                                              (), {})
-    g1 = store.put_item("NEW-1", {"item": {"title": "a"}, "vectors": {}, "updated": "x"})
-    g2 = store.delete_item("SKU-1")
+    g1 = store.changes.put_item("NEW-1", {"item": {"title": "a"}, "vectors": {}, "updated": "x"})
+    g2 = store.changes.delete_item("SKU-1")
     assert g2 == g1 + 1 > gen0
-    changes = store.item_changes()
+    changes = store.changes.read()
     assert changes.gen == g2 and set(changes.fresh) == {"NEW-1"} and changes.deleted == {"SKU-1"}
-    store.put_item("SKU-1", {"item": {}, "vectors": {}, "updated": "y"})  # put again: un-deleted
-    assert store.item_changes().deleted == set()
+    store.changes.put_item("SKU-1", {"item": {}, "vectors": {}, "updated": "y"})  # put again: un-deleted
+    assert store.changes.read().deleted == set()
 
 
 def test_rules_and_attributes_are_stored_beside_the_item_changes(store):
     from recsys.control import Rule
 
-    gen0 = store.item_changes().gen
-    first, g1 = store.put_rule(Rule.model_validate({"action": "bury", "match": {"category": "women"}}))
-    second, g2 = store.put_rule(Rule.model_validate({"action": "pin", "match": {"item_ids": ["A"]}, "position": 2}))
-    g3 = store.set_attributes("A", {"in_stock": False, "season": "summer"})
-    g4 = store.set_attributes("A", {"season": None})  # unset
+    gen0 = store.changes.read().gen
+    first, g1 = store.changes.put_rule(Rule.model_validate({"action": "bury", "match": {"category": "women"}}))
+    second, g2 = store.changes.put_rule(Rule.model_validate({"action": "pin", "match": {"item_ids": ["A"]},
+                                                             "position": 2}))
+    g3 = store.changes.set_attributes("A", {"in_stock": False, "season": "summer"})
+    g4 = store.changes.set_attributes("A", {"season": None})  # unset
     assert (first.id, second.id) == ("r1", "r2") and gen0 < g1 < g2 < g3 < g4
-    changes = store.item_changes()
+    changes = store.changes.read()
     assert [r.id for r in changes.rules] == ["r1", "r2"] and changes.rules[1].position == 2
     assert changes.attributes == {"A": {"in_stock": False}} and changes.rules_version == 2
-    store.put_rule(first.model_copy(update={"note": "sale"}))  # replaced under its id
-    assert store.delete_rule("r2") is not None and store.delete_rule("r2") is None
-    changes = store.item_changes()
+    store.changes.put_rule(first.model_copy(update={"note": "sale"}))  # replaced under its id
+    assert store.changes.delete_rule("r2") is not None and store.changes.delete_rule("r2") is None
+    changes = store.changes.read()
     assert [(r.id, r.note) for r in changes.rules] == [("r1", "sale")] and changes.rules_version == 4
     store.client.hset(store.keys.rules, "r9", b'{"action": "explode"}')  # a bad stored rule is left out
-    assert [r.id for r in store.item_changes().rules] == ["r1"]
+    assert [r.id for r in store.changes.read().rules] == ["r1"]
 
 
 def test_result_cache_entries_expire_and_are_read_in_one_round_trip(store):
@@ -138,7 +139,7 @@ def test_result_cache_entries_expire_and_are_read_in_one_round_trip(store):
     snap = results.read("item", "SKU-1", "v1|0|q")
     assert (snap.gen, snap.cached, snap.recent) == (0, b'{"items": []}', None)
     assert results.read("item", "SKU-1", "v1|0|other").cached is None
-    store.put_item("NEW-1", {"item": {}, "vectors": {}, "updated": "x"})
+    store.changes.put_item("NEW-1", {"item": {}, "vectors": {}, "updated": "x"})
     ActivityStore(store.client, prefix=store.keys.prefix, recent_items=3).append([Event("u1", "i1", "click", 1e9)])
     snap = results.read("user", "u1", None, "u1")
     assert (snap.gen, snap.cached, snap.recent, snap.activity) == (1, None, ["i1"], 1) == (results.gen(), None,
@@ -252,7 +253,7 @@ def test_a_workers_impressions_are_written_in_batches_and_kept_while_redis_is_do
     from recsys.store.experiments import ExperimentStore
     from recsys.worker.impressions import ImpressionLog
 
-    down = ExperimentStore(connect("redis://127.0.0.1:1", socket_timeout=0.2), store.keys, store._moved)
+    down = ExperimentStore(connect("redis://127.0.0.1:1", socket_timeout=0.2), store.keys, store.changes.moved)
     log = ImpressionLog(down, interval=3600)  # flushed by hand here
     log.add("e1", "r1.e1.a", "u1", "a", ["I1", "I2"])
     log.add("e1", "r2.e1.b", "u2", "b", ["I3"])
