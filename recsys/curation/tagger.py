@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.special import log_softmax, softmax
 
 from recsys.bundle import Bundle
 from recsys.errors import InvalidRequest
@@ -75,7 +76,7 @@ class Tagger:
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """``(n, labels)``: each row's calibrated probability of each label."""
         logits = (np.asarray(vectors, np.float32) @ self.weights.T + self.intercepts) / self.temperature
-        return _softmax(logits)
+        return softmax(logits, axis=1)
 
     def tag(self, vectors: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Each row's tag (``None`` where it is unlike its best label's examples, under
@@ -145,7 +146,7 @@ def fit_tagger(bundle: Bundle, examples: pd.DataFrame, name: str, *, modality: s
     if counts.min() >= 2:
         logits = _held_out_logits(x, codes, min(_FOLDS, int(counts.min())), seed)
         temperature = _fit_temperature(logits, codes)
-        before, after = _softmax(logits), _softmax(logits / temperature)
+        before, after = softmax(logits, axis=1), softmax(logits / temperature, axis=1)
         min_similarity = float(np.quantile(_nearest_other(x, codes), quantile))
         report.update(calibrated=True, held_out_accuracy=round(float((before.argmax(1) == codes).mean()), 4),
                       held_out_ece_before=round(reliability(before, codes)["ece"], 4),
@@ -222,16 +223,9 @@ def _fit_temperature(logits: np.ndarray, codes: np.ndarray) -> float:
     from scipy.optimize import minimize_scalar
 
     def loss(log_t: float) -> float:
-        scaled = logits / np.exp(log_t)
-        scaled = scaled - scaled.max(axis=1, keepdims=True)
-        return float(-(scaled[np.arange(len(codes)), codes] - np.log(np.exp(scaled).sum(axis=1))).mean())
+        return float(-log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(codes)), codes].mean())
 
     return float(np.exp(minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def bundle_taggers(bundle: Bundle) -> dict[str, Tagger]:
