@@ -45,6 +45,7 @@ class ImpressionLog:
         self._shown: deque = deque(maxlen=limit)
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._thread: threading.Thread | None = None
         self.written = 0
 
@@ -76,12 +77,16 @@ class ImpressionLog:
 
     def flush(self) -> int:
         """Write everything queued now; how many impressions were written. On a Redis error what
-        was taken stays queued for the next try."""
-        if self.activity is not None:
-            self._write(self._shown, self.activity.count_shown)
-        written = self._write(self._queue, self.store.log_many)
-        self.written += written
-        return written
+        was taken stays queued for the next try.
+
+        One flush at a time: a caller that reads the log next (a report) waits for a batch the
+        background thread has taken from the queue and not written yet."""
+        with self._flushing:
+            if self.activity is not None:
+                self._write(self._shown, self.activity.count_shown)
+            written = self._write(self._queue, self.store.log_many)
+            self.written += written
+            return written
 
     @staticmethod
     def _write(queue: deque, write, chunk: int = 200) -> int:
