@@ -319,6 +319,13 @@ class CheckSettings(_Section):
     image_text: Policy = Field("accept", description="a photo and a text that disagree: as `duplicate`")
 
 
+class DuplicateSettings(_Section):
+    calibration_copies: int = Field(
+        256, ge=0, description="photos copied with mild random edits at build to set the duplicate finder's image "
+        "threshold for the image backbone (docs/curation.md); 0, or fewer than 50 readable photos, keeps the "
+        "fixed threshold (0.90, set for EfficientNet-Lite0)")
+
+
 class RedisSettings(_Section):
     url: str | None = Field(
         None, description="redis:// or unix:// URL of the shared Redis; unset starts an embedded "
@@ -448,6 +455,7 @@ class Settings(BaseSettings):
     shaping: ShapingSettings = Field(default_factory=ShapingSettings)
     experiments: ExperimentSettings = Field(default_factory=ExperimentSettings)
     checks: CheckSettings = Field(default_factory=CheckSettings)
+    duplicates: DuplicateSettings = Field(default_factory=DuplicateSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     images: ImageSettings = Field(default_factory=ImageSettings)

@@ -72,8 +72,12 @@ def make_settings(tmp: Path, *, joint: bool = False, **overrides):
     # the learned ranker is fitted where a test asks for it (tests/rank): the feed and API tests
     # read the blend, and a ranker per training would cost them seconds each
     rank = {"rank": {"enabled": False}}
+    # the duplicate threshold is calibrated on the real-photo shops (tests/real_shops.py) and in
+    # tests/curation/test_calibration.py; the synthetic shops keep the fixed one
+    duplicates = {"duplicates": {"calibration_copies": 0}}
     return load_settings(state_dir=tmp / "state", models_dir=tmp / "models",
-                         index={"n_trees": 20, "recall_sample": 100}, **{**towers, **rank, **overrides})
+                         index={"n_trees": 20, "recall_sample": 100},
+                         **{**towers, **rank, **duplicates, **overrides})
 
 
 def use_session_state(monkeypatch, session_dir: Path) -> None:

@@ -86,6 +86,6 @@ def _build(frame: pd.DataFrame, tmp: Path, name: str, image_tower, text_tower):
 
     catalog = validate_catalog(frame, source=f"{name} fashion sample")
     towers = {"image": image_tower, "text": text_tower, "tabular": create_tower("tabular")}
-    report = build_item_bundle(catalog, make_settings(tmp, joint=True), tmp / "models" / name, show_progress=False,
-                               towers=towers)
+    settings = make_settings(tmp, joint=True, duplicates={"calibration_copies": 256})
+    report = build_item_bundle(catalog, settings, tmp / "models" / name, show_progress=False, towers=towers)
     return read_bundle(report.path)

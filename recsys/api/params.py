@@ -16,7 +16,6 @@ import orjson
 
 from recsys.api.schemas import check_id, parse_rules
 from recsys.control.shaping import NO_SHAPING, ROTATIONS, Shaping
-from recsys.curation.duplicates import IMAGE_THRESHOLD
 from recsys.errors import InvalidRequest
 from recsys.serve import FEED_K, MAX_K, SEARCH_K, SIMILAR_K
 from recsys.serve.filters import ItemFilter
@@ -213,7 +212,8 @@ ENDPOINTS: dict[str, Params] = {
     "item": Params(),
     "item_image": Params(),
     "duplicates": Params(Param("threshold", {"type": "number", "minimum": 0, "maximum": 1},
-                               "image cosine of a duplicate", IMAGE_THRESHOLD, parser=_fraction)),
+                               "image cosine of a duplicate; default: the bundle's own, calibrated at build for "
+                               "its image backbone", None, parser=_fraction)),
     "outliers": Params(_integer_param("top", "how many items; 0 for all", 50, 0, 10**9)),
     "queue": Params(_integer_param("limit", "how many flagged items", 100, 1, 10_000)),
     "audit": Params(_integer_param("limit", "how many entries, newest first", 100, 1, 10_000)),

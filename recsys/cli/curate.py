@@ -22,7 +22,8 @@ _BUNDLE_HELP = "a bundle version directory, or models/NAME for the newest"
 @curate.command()
 @click.option("--bundle", required=True, type=click.Path(path_type=Path), help=_BUNDLE_HELP)
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="image-block cosine at which two photos are the same (default: the calibrated 0.90)")
+              help="image-block cosine at which two photos are the same (default: the bundle's own, calibrated at "
+              "build for its image backbone)")
 @click.option("--progress/--no-progress", default=True, help="progress bars")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def duplicates(bundle: Path, threshold: float | None, progress: bool, as_json: bool) -> None:
@@ -30,8 +31,7 @@ def duplicates(bundle: Path, threshold: float | None, progress: bool, as_json: b
     from recsys.bundle import read_bundle
     from recsys.curation import duplicates as dup
 
-    found = dup.find_duplicates(read_bundle(bundle), threshold=dup.IMAGE_THRESHOLD if threshold is None else threshold,
-                                show_progress=progress)
+    found = dup.find_duplicates(read_bundle(bundle), threshold=threshold, show_progress=progress)
     if as_json:
         click.echo(json.dumps({"version": found.version, "threshold": found.threshold, "groups": found.groups}))
         return

@@ -31,6 +31,7 @@ from recsys.curation.duplicates import (
     colour_distances,
     colour_names,
     duplicate_rule,
+    image_threshold,
     pixel_descriptor,
 )
 from recsys.curation.outliers import NEIGHBOURS, REASON_Z, SIGNAL_LABELS
@@ -86,6 +87,7 @@ class ArrivalChecks:
 
     def __init__(self, bundle: Bundle, seed: int = 0):
         self.version = bundle.version
+        self.image_threshold = image_threshold(bundle)
         blocks = bundle.vectors.blocks
         self.categories: pd.Index | None = None
         self.scales: dict[str, tuple[float, float]] = {}
@@ -159,7 +161,7 @@ class ArrivalChecks:
         colours = colour_distances(labs, np.zeros(len(table), np.int64), np.arange(1, len(table) + 1))
         same = duplicate_rule(table["image"].to_numpy(np.float64), table["pixels"].to_numpy(np.float64),
                               table["text"].to_numpy(np.float64), np.full(len(table), colour, object),
-                              table["colour"].to_numpy(object), colours)
+                              table["colour"].to_numpy(object), colours, threshold=self.image_threshold)
         found = table[same | table["exact"].to_numpy(bool)]
         found = found.assign(strength=np.fmax(found["image"], found["pixels"]).fillna(0) + found["exact"])
         found = found.sort_values(["strength", "item_id"], ascending=[False, True], kind="stable")

@@ -15,15 +15,16 @@ reaches ``text_threshold`` (where both have text), their colour attributes match
 have one), and the product's colour in the two photos (the mean CIELAB colour of the pixels that
 stand out from the background, lightness at half weight) is within ``colour_threshold``: a
 catalog that names two washes of the same jeans "blue" under one title still shows them apart
-when their shades differ enough. Candidates are each item's nearest neighbours by image (the
-bundle's precomputed lists, no ``n x n`` matrix).
+when their shades differ enough. Candidates are each item's nearest neighbours by image and by
+text (the bundle's precomputed lists, no ``n x n`` matrix).
 
 Groups are stars, not connected components: the item with the most (and closest) duplicates
 leads a group of its own duplicates, then the next item not yet grouped, and so on. Every item of
 a group is a duplicate of its first item. Connected components chain look-alikes instead: a
 catalog with forty different striped shirts under the same title, each photographed alike, would
 become one group of forty though no shirt is a copy of the last.
-``benchmarks/quality_curation.py`` calibrates the thresholds on real photos with injected copies.
+``benchmarks/quality_curation.py`` calibrates the thresholds on real photos with injected copies;
+a build then measures the image threshold for its own backbone (:mod:`recsys.curation.calibration`).
 """
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ from recsys.errors import InvalidRequest
 from recsys.index.exact import nearest
 from recsys.towers._colour import rgb_to_lab
 
-__all__ = ["Duplicates", "find_duplicates", "duplicate_rows", "pixel_descriptors", "pixel_descriptor",
-           "duplicate_rule", "colour_names", "colour_distances",
+__all__ = ["Duplicates", "find_duplicates", "image_threshold", "duplicate_rows", "pixel_descriptors",
+           "pixel_descriptor", "duplicate_rule", "colour_names", "colour_distances",
            "IMAGE_THRESHOLD", "PIXEL_THRESHOLD", "TEXT_THRESHOLD", "COLOUR_THRESHOLD"]
 
 IMAGE_THRESHOLD = 0.90
@@ -54,6 +55,7 @@ TEXT_THRESHOLD = 0.95
 COLOUR_THRESHOLD = 10.0
 PIXEL_SIDE = 16
 _CANDIDATES = 50  # neighbours per item when the bundle has no precomputed image lists
+_TEXT_CANDIDATES = 20  # nearest by text per item, besides the image neighbours
 _PAIR_VALUES = 1 << 24  # floats gathered per side of a block of pairs: 64 MB, whatever the dimension
 
 
@@ -168,22 +170,30 @@ def _exact_pairs(thumbnails: Thumbnails | None, n: int) -> set[tuple[int, int]]:
 
 
 def _candidates(bundle: Bundle, show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Unique pairs ``(a < b)`` of items that are among each other's nearest by image."""
-    block = bundle.vectors.blocks["image"]
-    lists = bundle.similar.get("image")
-    if lists is not None:
-        rows = lists.rows
-    else:
-        rows, _ = nearest(block.vectors, block.mask, _CANDIDATES, desc="image neighbours",
-                          show_progress=show_progress, only_with=True)
-    n = len(rows)
-    a = np.repeat(np.arange(n, dtype=np.int64), rows.shape[1])
-    b = rows.ravel().astype(np.int64)
-    keep = b >= 0
-    a, b = a[keep], b[keep]
-    # one int64 key per pair: unique keys are one sort, where unique rows of pairs take several
-    # times the memory (gigabytes at a million items)
-    keys = np.unique(np.minimum(a, b) * n + np.maximum(a, b))
+    """Unique pairs ``(a < b)`` of items among each other's nearest by image, or among the
+    ``_TEXT_CANDIDATES`` nearest by text: a backbone that scores every pair of photos alike (a
+    randomly initialised one) orders image neighbours by noise, and the same listing text still
+    brings a re-upload next to its source."""
+    n = len(bundle.item_ids)
+    keys = []
+    for modality, k in (("image", _CANDIDATES), ("text", _TEXT_CANDIDATES)):
+        block = bundle.vectors.blocks.get(modality)
+        if block is None:
+            continue
+        lists = bundle.similar.get(modality)
+        if lists is not None:
+            rows = lists.rows if modality == "image" else lists.rows[:, :k]
+        else:
+            rows, _ = nearest(block.vectors, block.mask, k, desc=f"{modality} neighbours",
+                              show_progress=show_progress, only_with=True)
+        a = np.repeat(np.arange(n, dtype=np.int64), rows.shape[1])
+        b = rows.ravel().astype(np.int64)
+        keep = b >= 0
+        a, b = a[keep], b[keep]
+        # one int64 key per pair: unique keys are one sort, where unique rows of pairs take several
+        # times the memory (gigabytes at a million items)
+        keys.append(np.minimum(a, b) * n + np.maximum(a, b))
+    keys = np.unique(np.concatenate(keys))
     return keys // n, keys % n
 
 
@@ -198,14 +208,22 @@ def _cosines(matrix: np.ndarray, mask: np.ndarray, a: np.ndarray, b: np.ndarray)
     return out
 
 
-def find_duplicates(bundle: Bundle, *, threshold: float = IMAGE_THRESHOLD,
+def image_threshold(bundle: Bundle) -> float:
+    """The image threshold of the bundle's duplicates: the one its build calibrated for its image
+    backbone (:mod:`recsys.curation.calibration`), else :data:`IMAGE_THRESHOLD`."""
+    return float(bundle.manifest.get("duplicates", {}).get("threshold", IMAGE_THRESHOLD))
+
+
+def find_duplicates(bundle: Bundle, *, threshold: float | None = None,
                     pixel_threshold: float = PIXEL_THRESHOLD, text_threshold: float = TEXT_THRESHOLD,
                     colour_threshold: float = COLOUR_THRESHOLD, show_progress: bool = False) -> Duplicates:
-    """Duplicate groups of a bundle's items (see the module docstring for the rule).
+    """Duplicate groups of a bundle's items (see the module docstring for the rule); ``threshold``
+    (the image cosine) defaults to the bundle's own (:func:`image_threshold`).
 
     Raises:
         InvalidRequest: the bundle has no image modality, or a threshold is outside [0, 1].
     """
+    threshold = image_threshold(bundle) if threshold is None else threshold
     for name, value in (("threshold", threshold), ("pixel_threshold", pixel_threshold),
                         ("text_threshold", text_threshold)):
         if not 0.0 <= value <= 1.0:

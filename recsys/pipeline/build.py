@@ -13,7 +13,8 @@ import pandas as pd
 
 from recsys._hashing import sha256_bytes
 from recsys.bundle import Bundle, ItemIndex, TopLists, write_bundle
-from recsys.curation.duplicates import find_duplicates
+from recsys.curation.calibration import CROWDED, calibrate_image_threshold
+from recsys.curation.duplicates import IMAGE_THRESHOLD, find_duplicates
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.data.vectors import load_vectors
@@ -124,6 +125,24 @@ def _serving_index(vectors: np.ndarray, rows: np.ndarray, index: IndexSettings) 
 
 def _mapped_block(block: TowerOutput, folder: Path) -> TowerOutput:
     return TowerOutput(mapped_copy(block.vectors, folder), block.mask)
+
+
+def _calibrate_duplicates(tower, catalog: pd.DataFrame, block: TowerOutput, similar: dict | None,
+                          settings: Settings, show_progress: bool) -> dict:
+    """The duplicate finder's image threshold for this backbone (:mod:`recsys.curation.calibration`),
+    or why the fixed one is kept."""
+    copies = settings.duplicates.calibration_copies
+    if not copies:
+        return {"threshold": None, "reason": "calibration turned off (duplicates.calibration_copies = 0)"}
+    if tower is None or S.IMAGE not in catalog.columns:
+        return {"threshold": None, "reason": "image vectors given, not encoded: no tower to copy photos through"}
+    nearest = None
+    if similar and "image" in similar:
+        lists = similar["image"]
+        nearest = np.where(lists.rows[:, 0] >= 0, lists.scores[:, 0], np.nan)
+    return calibrate_image_threshold(tower, catalog[S.IMAGE].fillna("").astype(str).tolist(), block.vectors,
+                                     block.mask, copies=copies, seed=settings.seed, nearest=nearest,
+                                     show_progress=show_progress)
 
 
 def data_fingerprint(frame: pd.DataFrame) -> str:
@@ -264,10 +283,16 @@ def build_item_bundle(
         building = Bundle(path=Path(out_dir), manifest={"version": "(being built)"}, items=catalog,
                           item_ids=IdMap(catalog[S.ITEM_ID]), vectors=vectors, indexes=indexes, tabular_state=None,
                           similar=similar or {}, thumbnails=thumbnails)
-        found = find_duplicates(building, show_progress=show_progress)
+        calibration = _calibrate_duplicates(towers.get("image"), catalog, blocks["image"], similar, settings,
+                                            show_progress)
+        if calibration.get("neighbours_passing", 0) > CROWDED:
+            caught.append(f"the image backbone puts {calibration['neighbours_passing']:.0%} of items' nearest "
+                          "neighbours above its duplicate threshold: duplicates rest on the pixel and text checks")
+        found = find_duplicates(building, threshold=calibration.get("threshold") or IMAGE_THRESHOLD,
+                                show_progress=show_progress)
         duplicate_of = found.first_rows(building.item_ids)
         manifest["duplicates"] = {**found.settings, "groups": len(found.groups),
-                                  "items": int((duplicate_of >= 0).sum())}
+                                  "items": int((duplicate_of >= 0).sum()), "calibration": calibration}
     laps.lap("thumbnails and duplicates")
     joint = fit_joint_space(blocks, settings, show_progress=show_progress) if settings.towers.joint.enabled else None
     laps.lap("joint space")

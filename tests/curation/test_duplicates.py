@@ -8,7 +8,6 @@ from click.testing import CliRunner
 
 from recsys.cli import cli
 from recsys.curation import find_duplicates
-from recsys.curation.duplicates import IMAGE_THRESHOLD
 from recsys.curation.faults import MILD
 from recsys.errors import InvalidRequest
 
@@ -80,7 +79,7 @@ def test_the_cli_prints_the_groups_as_json(faulty):
                                       "--no-progress"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
-    assert payload["version"] == bundle.version and payload["threshold"] == IMAGE_THRESHOLD
+    assert payload["version"] == bundle.version and payload["threshold"] == bundle.manifest["duplicates"]["threshold"]
     assert payload["groups"] == find_duplicates(bundle).groups
     bad = CliRunner().invoke(cli, ["curate", "duplicates", "--bundle", str(bundle.path), "--threshold", "2"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
