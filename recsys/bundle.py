@@ -24,6 +24,8 @@ Layout of ``models/<name>/<version>/``::
     curation/duplicate_of.npy  (n,) int32: the row of the first item of each item's group of
                                duplicate listings, -1 for none (:mod:`recsys.curation.duplicates`;
                                optional)
+    curation/flags.json        the items the build's duplicate and outlier reads flagged, with their
+                               evidence, for the review queue (:mod:`recsys.curation.flags`; optional)
     taggers/<name>.json        a saved tagger: labels, weights, temperature, the confidence under
                                which it says none (:mod:`recsys.curation.tagger`; optional)
 
@@ -241,7 +243,8 @@ class Bundle:
     name, empty if the bundle has none; ``list_cosines``: the cosines between each item and those
     listed for it, ``None`` if the bundle has none; ``duplicate_of``: per item the row of the first item
     of its group of duplicate listings (the one kept), ``-1`` for none, ``None`` if the bundle was
-    written without them)."""
+    written without them; ``flags``: the items the build's batch reads flagged, by id, their checks'
+    evidence, empty if it kept none)."""
 
     path: Path
     manifest: dict
@@ -257,6 +260,7 @@ class Bundle:
     duplicate_of: np.ndarray | None = None
     joint: JointSpace | None = None
     taggers: dict[str, dict] = field(default_factory=dict)
+    flags: dict[str, dict] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -311,6 +315,7 @@ def write_bundle(
     thumbnails: Thumbnails | None = None,
     duplicate_of: np.ndarray | None = None,
     joint: JointSpace | None = None,
+    flags: dict[str, dict] | None = None,
 ) -> Path:
     """Write a new item-side version under ``out_dir`` (``models/<name>``); returns its directory."""
 
@@ -337,9 +342,12 @@ def write_bundle(
             (tmp / "images").mkdir()
             np.save(tmp / "images" / "thumbnails.npy", thumbnails.data, allow_pickle=False)
             np.save(tmp / "images" / "thumbnails.offsets.npy", thumbnails.offsets, allow_pickle=False)
-        if duplicate_of is not None:
+        if duplicate_of is not None or flags is not None:
             (tmp / "curation").mkdir()
+        if duplicate_of is not None:
             np.save(tmp / "curation" / "duplicate_of.npy", duplicate_of.astype(np.int32), allow_pickle=False)
+        if flags is not None:
+            (tmp / "curation" / "flags.json").write_text(json.dumps(flags, separators=(",", ":")))
         if joint is not None:
             _save_joint(tmp, joint)
 
@@ -584,7 +592,8 @@ def read_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
                   thumbnails=_load_thumbnails(path / "images"),
                   duplicate_of=_load_duplicate_of(path / "curation" / "duplicate_of.npy", len(items)),
                   joint=_load_joint(path / "joint", manifest),
-                  taggers=_load_taggers(path, manifest, vectors, IdMap(items[ITEM_ID])))
+                  taggers=_load_taggers(path, manifest, vectors, IdMap(items[ITEM_ID])),
+                  flags=_load_flags(path / "curation" / "flags.json"))
 
 
 def load_index(folder: Path, name: str, dim: int, meta: dict) -> ItemIndex:
@@ -625,6 +634,15 @@ def _load_taggers(path: Path, manifest: dict, vectors: ItemVectors, item_ids: Id
             raise BundleError(f"bundle {path}: tagger {rel} names examples the bundle does not hold")
         taggers[Path(rel).stem] = {**data, "weights": weights, "intercepts": intercepts}
     return taggers
+
+
+def _load_flags(file: Path) -> dict[str, dict]:
+    if not file.is_file():
+        return {}
+    flags = json.loads(file.read_text())
+    if not isinstance(flags, dict) or not all(isinstance(checks, dict) for checks in flags.values()):
+        raise BundleError(f"{file} is not an object of flagged items' checks")
+    return flags
 
 
 def _load_duplicate_of(file: Path, n: int) -> np.ndarray | None:

@@ -317,6 +317,9 @@ class CheckSettings(_Section):
     off_category: Policy = Field(
         "accept", description="a photo that looks like another category (suggested in the answer): as `duplicate`")
     image_text: Policy = Field("accept", description="a photo and a text that disagree: as `duplicate`")
+    at_build: bool = Field(
+        True, description="`recsys build` runs the same checks over the whole catalog (duplicate groups and "
+        "outliers) and keeps the flagged items in the bundle for the review queue (docs/curation.md)")
 
 
 class DuplicateSettings(_Section):

@@ -225,16 +225,17 @@ def _admin_paths() -> dict:
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": "#/components/schemas/LabelsIn"}}}},
             "responses": {**_ok("Labels"), **errors, **_errors(413)}}},
-        "/v1/admin/queue": read("The review queue: put items a check flagged, with their evidence", "Queue", "queue"),
+        "/v1/admin/queue": read("The review queue: the items a check flagged (put since the bundle, then found "
+                                "at build), with their evidence", "Queue", "queue"),
         "/v1/admin/queue/{item_id}/dismiss": {"post": {
-            "summary": "Dismiss flagged checks of a put item (remembered); one held only by them is served",
+            "summary": "Dismiss flagged checks of an item (remembered); a put item held only by them is served",
             "security": _SECURITY, "parameters": [_ITEM_ID],
             "requestBody": {"required": False, "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"checks": {"type": "array", "minItems": 1,
                                                             "items": {"type": "string"}}}}}}},
             "responses": {**_ok("Dismissed"), **errors, **_errors(413)}}},
         "/v1/admin/queue/{item_id}/category": {"post": {
-            "summary": "Give a flagged put item the category its off-category check suggested (or the one "
+            "summary": "Give a flagged item the category its off-category check suggested (or the one "
                        "given), and dismiss that check",
             "security": _SECURITY, "parameters": [_ITEM_ID],
             "requestBody": {"required": False, "content": {"application/json": {"schema": {
@@ -267,9 +268,10 @@ def _curation_schemas() -> dict:
     return {
         "Queue": {"type": "object", "required": ["version", "items"], "properties": {
             "version": version, "catalog": catalog, "items": {"type": "array", "items": {
-                "type": "object", "required": ["item_id", "held", "checks"],
-                "properties": {"item_id": {"type": "string"}, "updated": {"type": ["string", "null"]},
-                               "held": ids, "checks": {"type": "object"}}}}}},
+                "type": "object", "required": ["item_id", "source", "held", "checks"],
+                "properties": {"item_id": {"type": "string"}, "source": {"type": "string", "enum": ["put", "build"]},
+                               "updated": {"type": ["string", "null"]}, "held": ids,
+                               "checks": {"type": "object"}}}}}},
         "Dismissed": {"type": "object", "required": ["item_id", "dismissed", "item"], "properties": {
             "item_id": {"type": "string"}, "dismissed": ids, "item": {"type": "object"}}},
         "CategoryFixed": {"type": "object", "required": ["item_id", "category", "item"], "properties": {

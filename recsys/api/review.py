@@ -1,7 +1,8 @@
 """The review queue and the fixes a reviewer applies from it (docs/curation.md#the-review-queue):
-the put items a check flagged, dismissals of their flags, an accepted category, merged duplicate
-listings, and the audit log of every curation action. Each needs the API key, and is read from
-Redis each time (:mod:`recsys.worker.review`); a fix reaches every worker's reads within a second.
+the items a check flagged (put since the bundle, or found by the build), dismissals of their
+flags, an accepted category, merged duplicate listings, and the audit log of every curation
+action. Each needs the API key, and is read from Redis each time (:mod:`recsys.worker.review`); a
+fix reaches every worker's reads within a second.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ bp = Blueprint("recsys_review", __name__)
 
 @bp.get("/v1/admin/queue")
 def queue():
-    """The review queue: put items a check flagged, with their evidence."""
+    """The review queue: the items a check flagged, with their evidence."""
     require_key()
     serving = current_serving()
     use(serving.recommender())
@@ -67,7 +68,7 @@ def dismiss(item_id: str):
 
 @bp.post("/v1/admin/queue/<item_id>/category")
 def accept_category(item_id: str):
-    """Give a flagged put item the category its off-category check suggested (body, optional:
+    """Give a flagged item the category its off-category check suggested (body, optional:
     ``{"category": "..."}``, another one), and dismiss that check."""
     serving = _reviewed(item_id)
     row = queue_row(serving, item_id)

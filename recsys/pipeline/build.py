@@ -15,6 +15,8 @@ from recsys._hashing import sha256_bytes
 from recsys.bundle import Bundle, ItemIndex, TopLists, write_bundle
 from recsys.curation.calibration import CROWDED, calibrate_image_threshold
 from recsys.curation.duplicates import IMAGE_THRESHOLD, find_duplicates
+from recsys.curation.flags import catalog_flags, flag_counts
+from recsys.curation.outliers import find_outliers
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.data.vectors import load_vectors
@@ -277,7 +279,7 @@ def build_item_bundle(
     if thumbnails is not None:
         manifest["thumbnails"] = {"items": int(thumbnails.present().sum()),
                                   "size": settings.images.thumbnail_size}
-    duplicate_of = None
+    duplicate_of, flags = None, None
     if "image" in blocks:
         # built in memory: the duplicate finder reads a bundle's parts before it is written
         building = Bundle(path=Path(out_dir), manifest={"version": "(being built)"}, items=catalog,
@@ -293,14 +295,17 @@ def build_item_bundle(
         duplicate_of = found.first_rows(building.item_ids)
         manifest["duplicates"] = {**found.settings, "groups": len(found.groups),
                                   "items": int((duplicate_of >= 0).sum()), "calibration": calibration}
-    laps.lap("thumbnails and duplicates")
+        if settings.checks.at_build:
+            flags = catalog_flags(found, find_outliers(building, show_progress=show_progress))
+            manifest["flags"] = flag_counts(flags)
+    laps.lap("thumbnails, duplicates and outliers")
     joint = fit_joint_space(blocks, settings, show_progress=show_progress) if settings.towers.joint.enabled else None
     laps.lap("joint space")
     fitted_tabular = "tabular" in towers and "tabular" in blocks  # not when its vectors were given
     path = write_bundle(out_dir, items=catalog, vectors=vectors, indexes=indexes,
                         tabular_state=towers["tabular"].get_state() if fitted_tabular else None,
                         manifest=manifest, similar=similar, list_cosines=cosines, thumbnails=thumbnails,
-                        duplicate_of=duplicate_of, joint=joint)
+                        duplicate_of=duplicate_of, joint=joint, flags=flags)
     laps.lap("write")
     return BuildReport(
         path=path, items=len(catalog), modalities={m: int(b.mask.sum()) for m, b in blocks.items()},

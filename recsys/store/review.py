@@ -41,10 +41,10 @@ class ReviewStore:
         ``released``): the new generation, or ``None`` when no put item of that id is held."""
         return self._decide(item_id, set(), audit, required="held")
 
-    def dismiss(self, item_id: str, checks: list[str], audit: dict | None = None) -> int | None:
-        """Dismiss checks of a put item: they flag it no more, put again or not, and an item held
-        only by dismissed checks is served. The new generation, or ``None`` when no put item of
-        that id is stored."""
+    def dismiss(self, item_id: str, checks: list[str], audit: dict | None = None) -> int:
+        """Dismiss checks of an item, put or flagged at build (the caller knows it is flagged):
+        they flag it no more, put again or rebuilt, and a put item held only by dismissed checks
+        is served. Returns the new generation."""
         return self._decide(item_id, set(checks), audit)
 
     def dismissed(self, item_id: str | None = None) -> set[str] | dict[str, set[str]]:
@@ -54,10 +54,9 @@ class ReviewStore:
             return set(json.loads(raw)) if raw is not None else set()
         return {k.decode(): set(json.loads(v)) for k, v in self.client.hgetall(self.keys.dismissed).items()}
 
-    def accept_category(self, item_id: str, category: str, audit: dict | None = None) -> int | None:
-        """Set a put item's ``category`` attribute to ``category`` and dismiss its off-category
-        check (serving it if that check alone held it), in one transaction: the new generation, or
-        ``None`` when no put item of that id is stored."""
+    def accept_category(self, item_id: str, category: str, audit: dict | None = None) -> int:
+        """Set an item's ``category`` attribute to ``category`` and dismiss its off-category check
+        (serving a put item if that check alone held it), in one transaction: the new generation."""
         return self._decide(item_id, {"off_category"}, audit, attributes={"category": category})
 
     def merges(self) -> dict[str, str]:
@@ -94,24 +93,24 @@ class ReviewStore:
 
     def _decide(self, item_id: str, dismiss: set[str], audit: dict | None, required: str | None = None,
                 attributes: dict | None = None) -> int | None:
-        """Add ``dismiss`` to the item's dismissed checks and serve it if they cover its hold (all
-        of it with none given), and set ``attributes``, in one transaction that a concurrent write
-        restarts; ``None`` (nothing written) when no put item is stored, or it lacks the
-        ``required`` field."""
+        """Add ``dismiss`` to the item's dismissed checks and serve a put item if they cover its
+        hold (all of it with none given), and set ``attributes``, in one transaction that a
+        concurrent write restarts; ``None`` (nothing written) when ``required`` names a field the
+        item's put entry lacks (or it has none)."""
         while True:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
                     pipe.watch(self.keys.fresh, self.keys.dismissed)
                     raw = pipe.hget(self.keys.fresh, item_id)
                     entry = json.loads(raw) if raw is not None else None
-                    if entry is None or (required and not entry.get(required)):
+                    if required and not (entry or {}).get(required):
                         return None
                     gone = self.dismissed(item_id) | dismiss
                     pipe.multi()
                     write_attributes(pipe, self.keys.attributes, item_id, attributes or {})
                     if dismiss:
                         pipe.hset(self.keys.dismissed, item_id, json.dumps(sorted(gone)))
-                    held = entry.get("held")
+                    held = (entry or {}).get("held")
                     if held and (not dismiss or set(held) <= gone):
                         entry["released"] = entry.pop("held")
                         pipe.hset(self.keys.fresh, item_id, json.dumps(entry, separators=(",", ":")))

@@ -89,6 +89,7 @@ def load_backbone(model: str, weights: str | None = None) -> torch.nn.Module:
             pretrained download), ``"random"`` (no weights; for tests), or a local checkpoint
             file (a state dict as saved by ``torch.save(model.state_dict())`` or timm's
             ``.safetensors``); ``None`` picks 'offline' or 'hub' (see :func:`resolve_weights`).
+            The random weights are the same on every call (seed 0).
 
     Raises:
         ConfigError: unknown model name, unreachable hub, missing or mismatched checkpoint.
@@ -105,7 +106,10 @@ def load_backbone(model: str, weights: str | None = None) -> torch.nn.Module:
         net.load_state_dict(_offline_state_dict(net), strict=True)
         net.reset_classifier(0)
     elif weights == "random":
-        net = timm.create_model(model, pretrained=False, num_classes=0)
+        # seeded, so that "random" names one set of weights: the embedding cache keys vectors by it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = timm.create_model(model, pretrained=False, num_classes=0)
     elif weights == "hub":
         try:
             net = timm.create_model(model, pretrained=True, num_classes=0)
@@ -239,6 +243,8 @@ class ImageTower:
             return "offline:" + file_fingerprint(_weights_file())
         if Path(self.weights).is_file():
             return "file:" + file_fingerprint(self.weights)
+        if self.weights == "random":
+            return "random:seed0"  # load_backbone's seed
         return self.weights
 
     def encoder_id(self) -> str:

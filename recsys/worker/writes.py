@@ -166,8 +166,8 @@ def release_item(serving: Serving, item_id: str, actor: str = "api") -> bool:
 
 
 def dismiss(serving: Serving, item_id: str, checks: list[str], actor: str = "api") -> bool:
-    """Dismiss flagged checks of a put item (remembered: they flag it no more, put again or not);
-    one held only by them is served. False when no put item of that id is stored.
+    """Dismiss flagged checks of an item, put or flagged at build (remembered: they flag it no
+    more, put again or rebuilt); a put item held only by them is served.
 
     Raises:
         Unavailable: Redis is down (nothing was stored).
@@ -210,9 +210,8 @@ def unmerge(serving: Serving, item_id: str, actor: str = "api") -> bool:
 
 
 def accept_category(serving: Serving, item_id: str, category: str, actor: str = "api") -> bool:
-    """Give a put item the category its off-category check suggested (the ``category``
-    attribute, which rules, rows and the export read) and dismiss that check, in one transaction;
-    False when no put item of that id is stored.
+    """Give an item the category its off-category check suggested (the ``category`` attribute,
+    which rules, rows and the export read) and dismiss that check, in one transaction.
 
     Raises:
         Unavailable: Redis is down (nothing was stored).

@@ -62,7 +62,7 @@ def test_labels_from_examples_and_prompts(faulty_client, faulty_shop):
 
 def test_duplicates_are_the_groups_the_bundle_keeps(faulty_client, faulty_shop):
     body = faulty_client.get("/v1/admin/duplicates", headers=WRITE).json
-    assert body["threshold"] == 0.9 and len(body["groups"]) >= 10
+    assert body["threshold"] == faulty_shop.manifest["duplicates"]["threshold"] and len(body["groups"]) >= 10
     kept = faulty_shop.duplicate_of
     for group in body["groups"]:
         assert set(kept[faulty_shop.item_ids.rows(group)]) == {faulty_shop.item_ids.row(group[0])}

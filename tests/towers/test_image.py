@@ -119,3 +119,9 @@ def test_the_input_size_can_be_set(shop_sample):
     assert small.describe()["resolution"] == 96
     with pytest.raises(ConfigError, match="resolution must be from 32 to 1024"):
         ImageTower(resolution=8)
+
+
+def test_random_weights_are_one_set_of_weights_the_cache_can_name():
+    first, second = load_backbone("resnet18", "random"), load_backbone("resnet18", "random")
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert ImageTower("resnet18", weights="random").encoder_id().startswith("image:resnet18:random:seed0:")

@@ -172,9 +172,9 @@ def test_the_admin_page_manages_rules_and_shows_an_experiment(browser, live, hm_
 
 def test_the_review_view_shows_a_flagged_put_beside_its_source_and_dismisses_a_flag(browser, live, hm_shop):
     """A re-upload of a real article and a blank photo, put over HTTP, are queued with their
-    evidence; a flag dismissed in the view leaves the queue, the re-upload merged into its source
-    from the view leaves it too and redirects, and the audit log names the page (screenshot:
-    test-artifacts/browser/admin_review.png)."""
+    evidence, above what the build's checks flagged in the catalog; a flag dismissed in the view
+    leaves the queue, the re-upload merged into its source from the view leaves it too and
+    redirects, and the audit log names the page (screenshot: test-artifacts/browser/admin_review.png)."""
     import base64
     import io
     import json
@@ -203,10 +203,14 @@ def test_the_review_view_shows_a_flagged_put_beside_its_source_and_dismisses_a_f
     browser.get(f"http://127.0.0.1:{live.port}/admin#/review")
     browser.find_element(By.ID, "key-input").send_keys(ADMIN_KEY)
     browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
-    queued = """return Object.fromEntries([...document.querySelectorAll('#review .row')].map(r => [r.dataset.itemId,
-        {cards: [...r.querySelectorAll('.card')].map(c => c.dataset.itemId), text: r.innerText}]))"""
+    queued = """return Object.fromEntries([...document.querySelectorAll('#review .row[data-source="put"]')].map(
+        r => [r.dataset.itemId, {cards: [...r.querySelectorAll('.card')].map(c => c.dataset.itemId),
+                                 text: r.innerText}]))"""
     wait_for(browser, lambda d: len(d.execute_script(queued)) == 2, "both puts are queued")
     rows = browser.execute_script(queued)  # one read: the view may render again meanwhile
+    # below them, what the build's checks found in the catalog (H&M lists colours of a style alike)
+    built = browser.find_elements(By.CSS_SELECTOR, '#review .row[data-source="build"]')
+    assert built and all("found at build" in row.text for row in built[:5])
     assert rows["reupload"]["cards"] == ["reupload", source["item_id"]], rows
     assert f"duplicate of {source['item_id']}" in rows["reupload"]["text"]
     assert "blank or nearly uniform photo" in rows["blank"]["text"]

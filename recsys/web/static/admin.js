@@ -62,9 +62,10 @@ function flagged(name, check) {
 const views = {
   async review(view) {
     const body = await admin("/v1/admin/queue?limit=50");
-    status(`${body.items.length} put items flagged by their checks, newest first: beside each, the listing ` +
-           "it duplicates. A dismissed flag does not come back; a held item is out of every read until released; " +
-           "a merged listing leaves every result and its reads answer for the one kept.");
+    status(`${body.items.length} flagged items: put items, newest first, then what the build's checks found in ` +
+           "the whole catalog; beside each, the listing it duplicates. A dismissed flag does not come back; a held " +
+           "item is out of every read until released; a merged listing leaves every result and its reads answer " +
+           "for the one kept.");
     const act = (label, path, method = "POST", payload = undefined) => el("button", { onclick: async () => {
       try {
         await admin(path, { method, body: payload === undefined ? undefined : JSON.stringify(payload) });
@@ -74,9 +75,11 @@ const views = {
     view.replaceChildren(el("div", { class: "rows", id: "review" }, ...body.items.map((row) => {
       const source = row.checks.duplicate ? [card(row.checks.duplicate.of[0].item_id, body.catalog)] : [];
       const id = encodeURIComponent(row.item_id);
-      return el("div", { class: "row", "data-item-id": row.item_id }, card(row.item_id, body.catalog), ...source,
+      return el("div", { class: "row", "data-item-id": row.item_id, "data-source": row.source },
+        card(row.item_id, body.catalog), ...source,
         el("div", { class: "facts" },
-          el("div", { class: "score" }, row.held.length ? `held by ${row.held.join(", ")}` : "served"),
+          el("div", { class: "score" }, row.source === "build" ? "found at build"
+            : row.held.length ? `put, held by ${row.held.join(", ")}` : "put, served"),
           el("ul", {}, ...Object.entries(row.checks).map(([name, check]) => el("li", {}, flagged(name, check)))),
           act("Dismiss", `/v1/admin/queue/${id}/dismiss`),
           row.held.length ? act("Release", `/v1/items/${id}/release`) : "",
