@@ -13,6 +13,7 @@ from recsys.api.params import ENDPOINTS
 from recsys.api.schemas import ID_PATTERN, AttributesIn, EventIn, InteractionsIn, ItemIn, SessionIn
 from recsys.control.experiments import Experiment
 from recsys.control.rules import Rule
+from recsys.curation.tagger import NAME_PATTERN as TAGGER_NAME
 from recsys.data.schema import MAX_ID_LENGTH
 
 __all__ = ["document"]
@@ -32,6 +33,7 @@ def _query(endpoint: str) -> list[dict]:
 
 _ITEM_ID = _param("item_id", "path", _ID, "catalog item id")
 _USER_ID = _param("user_id", "path", _ID, "user id")
+_TAGGER = _param("tagger", "path", {"type": "string", "pattern": TAGGER_NAME}, "a saved tagger's name")
 
 
 def _ok(schema_ref: str, description: str = "OK", status: str = "200") -> dict:
@@ -256,6 +258,15 @@ def _admin_paths() -> dict:
         "/v1/admin/merges/{item_id}": {"delete": {
             "summary": "Serve a merged listing on its own again", "security": _SECURITY, "parameters": [_ITEM_ID],
             "responses": {**_ok("Unmerged"), **errors, **_errors(404)}}},
+        "/v1/admin/labels/{item_id}/{tagger}": {
+            "put": {"summary": "A reviewer's label of the item under a saved tagger (null: none of these), shown in "
+                               "place of the tagger's tag", "security": _SECURITY, "parameters": [_ITEM_ID, _TAGGER],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["label"],
+                        "properties": {"label": {"type": ["string", "null"]}}}}}},
+                    "responses": {**_ok("Labelled"), **errors, **_errors(404, 413)}},
+            "delete": {"summary": "Drop a reviewer's label: the tagger's own tag shows again", "security": _SECURITY,
+                       "parameters": [_ITEM_ID, _TAGGER], "responses": {**_ok("Labelled"), **errors, **_errors(404)}}},
         "/v1/admin/audit": read("The newest curation actions: who, when, what, before and after", "Audit", "audit"),
     }
 
@@ -266,8 +277,11 @@ def _curation_schemas() -> dict:
     catalog = {"type": "object", "description": "display rows of the items shown first, by id"}
     labelled = {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "object"}}
     return {
-        "Queue": {"type": "object", "required": ["version", "items"], "properties": {
-            "version": version, "catalog": catalog, "items": {"type": "array", "items": {
+        "Queue": {"type": "object", "required": ["version", "items", "taggers"], "properties": {
+            "version": version, "catalog": catalog,
+            "taggers": {"type": "object", "description": "each saved tagger's labels, by name",
+                        "additionalProperties": ids},
+            "items": {"type": "array", "items": {
                 "type": "object", "required": ["item_id", "source", "held", "checks"],
                 "properties": {"item_id": {"type": "string"}, "source": {"type": "string", "enum": ["put", "build"]},
                                "updated": {"type": ["string", "null"]}, "held": ids,
@@ -282,6 +296,9 @@ def _curation_schemas() -> dict:
             "keep": {"type": "string"}, "merged": ids, "item": {"type": "object"}}},
         "Unmerged": {"type": "object", "required": ["item_id", "item"], "properties": {
             "item_id": {"type": "string"}, "item": {"type": "object"}}},
+        "Labelled": {"type": "object", "required": ["item_id", "tagger", "item"], "properties": {
+            "item_id": {"type": "string"}, "tagger": {"type": "string"}, "label": {"type": ["string", "null"]},
+            "item": {"type": "object"}}},
         "Audit": {"type": "object", "required": ["entries"], "properties": {"entries": {"type": "array", "items": {
             "type": "object", "required": ["at", "actor", "action", "item_id"]}}}},
         "Duplicates": {"type": "object", "required": ["version", "threshold", "groups"], "properties": {

@@ -1,6 +1,6 @@
 """The review queue and the fixes a reviewer applies from it (docs/curation.md#the-review-queue):
 the items a check flagged (put since the bundle, or found by the build), dismissals of their
-flags, an accepted category, merged duplicate listings, and the audit log of every curation
+flags, an accepted category, labels set by hand, merged duplicate listings, and the audit log of every curation
 action. Each needs the API key, and is read from Redis each time (:mod:`recsys.worker.review`); a
 fix reaches every worker's reads within a second.
 """
@@ -12,6 +12,7 @@ from recsys.api.context import actor, current_serving, json_body, json_response,
 from recsys.api.curation import catalog_rows
 from recsys.api.params import parse
 from recsys.api.schemas import check_id
+from recsys.api.writes import known_item
 from recsys.errors import InvalidRequest, NotFound
 from recsys.worker import writes
 from recsys.worker.review import audit_log, checks_to_dismiss, queue_row, review_queue
@@ -23,7 +24,8 @@ bp = Blueprint("recsys_review", __name__)
 
 @bp.get("/v1/admin/queue")
 def queue():
-    """The review queue: the items a check flagged, with their evidence."""
+    """The review queue: the items a check flagged, with their evidence, and the saved taggers'
+    labels (a reviewer may set one by hand)."""
     require_key()
     serving = current_serving()
     use(serving.recommender())
@@ -31,7 +33,8 @@ def queue():
     shown = [row["item_id"] for row in rows] + [d["item_id"] for row in rows
                                                 for d in row["checks"].get("duplicate", {}).get("of", [])]
     recommender = serving.recommender()
-    return json_response({"version": recommender.version, "items": rows,
+    taggers = {name: tagger["labels"] for name, tagger in recommender.bundle.taggers.items()}
+    return json_response({"version": recommender.version, "items": rows, "taggers": taggers,
                           "catalog": catalog_rows(i for i in shown if recommender.knows(i))})
 
 
@@ -82,6 +85,29 @@ def accept_category(item_id: str):
     writes.accept_category(serving, item_id, category.strip(), actor())
     return json_response({"item_id": item_id, "category": category.strip(),
                           "item": use(serving.recommender()).item(item_id)})
+
+
+@bp.put("/v1/admin/labels/<item_id>/<tagger>")
+def set_label(item_id: str, tagger: str):
+    """Body: ``{"label": "..."}``, or ``{"label": null}`` for none of these: a reviewer's label of
+    the item under a saved tagger, shown in place of the tagger's tag."""
+    serving = known_item(item_id)
+    body = json_body()
+    if not (isinstance(body, dict) and "label" in body and (body["label"] is None or isinstance(body["label"], str))):
+        raise InvalidRequest('send {"label": "<one of the tagger\'s labels>"} or {"label": null} (none of these)')
+    label = body["label"]
+    writes.set_label(serving, item_id, tagger, label, actor())
+    return json_response({"item_id": item_id, "tagger": tagger, "label": label,
+                          "item": use(serving.recommender()).item(item_id)})
+
+
+@bp.delete("/v1/admin/labels/<item_id>/<tagger>")
+def clear_label(item_id: str, tagger: str):
+    """Drop a reviewer's label: the tagger's own tag shows again."""
+    serving = known_item(item_id)
+    if not writes.clear_label(serving, item_id, tagger, actor()):
+        raise NotFound(f"{item_id!r} has no label of tagger {tagger!r} set by hand", item_id=item_id)
+    return json_response({"item_id": item_id, "tagger": tagger, "item": use(serving.recommender()).item(item_id)})
 
 
 @bp.get("/v1/admin/merges")

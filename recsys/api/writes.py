@@ -20,7 +20,7 @@ from recsys.store.activity import Event
 from recsys.worker import Serving, writes
 from recsys.worker.images import prepare_image
 
-__all__ = ["bp"]
+__all__ = ["bp", "known_item"]
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("recsys_writes", __name__)
@@ -120,7 +120,7 @@ def _frame(item_id: str, fields: dict) -> pd.DataFrame:
     return pd.DataFrame([{S.ITEM_ID: item_id, **{k: v for k, v in fields.items() if v is not None}}])
 
 
-def _known_item(item_id: str) -> Serving:
+def known_item(item_id: str) -> Serving:
     """The serving state for a keyed write to a served item: 401/403 without the key, 400 for a
     bad id, NotFound unless the item is served (in the bundle or put since, and not deleted) as
     of Redis's item generation."""
@@ -137,7 +137,7 @@ def _known_item(item_id: str) -> Serving:
 @bp.post("/v1/items/<item_id>/release")
 def release_item(item_id: str):
     """Serve a put item that a check held out of reads (docs/curation.md)."""
-    serving = _known_item(item_id)
+    serving = known_item(item_id)
     if not writes.release_item(serving, item_id, actor()):
         raise InvalidRequest(f"item {item_id!r} is not held: nothing to release", item_id=item_id)
     recommender = use(serving.recommender())
@@ -146,7 +146,7 @@ def release_item(item_id: str):
 
 @bp.delete("/v1/items/<item_id>")
 def delete_item(item_id: str):
-    serving = _known_item(item_id)
+    serving = known_item(item_id)
     writes.delete_item(serving, item_id, actor())
     recommender = use(serving.recommender())
     return json_response({"version": recommender.version, "item_id": item_id, "deleted": True})
@@ -156,7 +156,7 @@ def delete_item(item_id: str):
 def set_attributes(item_id: str):
     """Set catalog attributes of an item without a rebuild (``{"attributes": {"in_stock": false}}``):
     rules match them from the next read on every worker (docs/rules.md)."""
-    serving = _known_item(item_id)
+    serving = known_item(item_id)
     body = parse_body(AttributesIn, json_body())
     writes.set_attributes(serving, item_id, body.attributes, actor())
     recommender = use(serving.recommender())

@@ -4,6 +4,8 @@ attribute values set, duplicate listings merged), and what the checks and the re
 each put item."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -18,9 +20,10 @@ def served_catalog(bundle: Bundle, fresh: dict[str, dict], deleted: set[str], at
     """One row per item not deleted: the bundle's catalog columns, ``source`` (``bundle`` or
     ``put``), ``merged_into`` (the listing a reviewer merged it into, ``""`` where none), one
     column per attribute set since the bundle (its value where set, overriding a catalog column of
-    that name), and for put items ``held`` (the checks that hold it out of reads), ``flags``
-    (flagged checks no reviewer dismissed) and ``duplicate_of`` (the first listing its duplicate
-    check named), each ``;``-joined, ``""`` where none.
+    that name; the labels reviewers set are the ``labels`` column, JSON by tagger), and for put
+    items ``held`` (the checks that hold it out of reads), ``flags`` (flagged checks no reviewer
+    dismissed) and ``duplicate_of`` (the first listing its duplicate check named), each
+    ``;``-joined, ``""`` where none.
 
     Args:
         fresh: the put items' stored entries by id (``RedisStore.changes.read().fresh``).
@@ -45,8 +48,15 @@ def served_catalog(bundle: Bundle, fresh: dict[str, dict], deleted: set[str], at
     table["merged_into"] = [(merged or {}).get(item, "") for item in table[S.ITEM_ID]]
     for name in sorted({name for values in attributes.values() for name in values}):
         before = table[name] if name in table else pd.Series(np.nan, index=table.index, dtype=object)
-        table[name] = [attributes.get(item, {}).get(name, old) for item, old in zip(table[S.ITEM_ID], before)]
+        table[name] = [_cell(attributes[item][name]) if name in attributes.get(item, {}) else old
+                       for item, old in zip(table[S.ITEM_ID], before)]
     return table.sort_values(S.ITEM_ID, kind="stable").reset_index(drop=True)
+
+
+def _cell(value):
+    """An attribute's value as a CSV cell: JSON for a structured one (the ``labels`` a reviewer set:
+    ``{"kind": "footwear"}``)."""
+    return json.dumps(value) if isinstance(value, (dict, list)) else value
 
 
 def _first_duplicate(checks: dict) -> str:

@@ -12,7 +12,7 @@ from recsys.curation.tagger import bundle_taggers, tag_items
 from recsys.errors import NotFound
 from recsys.serve.changes import ItemChanges
 from recsys.serve.filters import FilterColumns, ItemFilter
-from recsys.serve.rows import Recommendations, image_path, plain_row, result_rows, row_templates
+from recsys.serve.rows import Recommendations, image_path, plain_row, result_rows, row_templates, shown_labels
 
 __all__ = ["Catalog"]
 
@@ -61,15 +61,16 @@ class Catalog:
         if item_id in changes.ids:
             row = changes.ids.row(item_id)
             item = plain_row(changes.items.iloc[row])
+            labels = shown_labels(changes.labels[item_id] if changes.labels else None, attributes)
             return {**item, **attributes, "image": image_path(item_id, item_id in changes.thumbnails), "fresh": True,
                     "held": bool(changes.held is not None and changes.held[row]),
-                    **({"labels": changes.labels[item_id]} if changes.labels else {})}
+                    **({"labels": labels} if labels is not None else {})}
         if item_id in changes.deleted_ids:
             raise NotFound(f"item_id {item_id!r} was deleted", item_id=item_id)
         row = self.bundle.item_ids.row(item_id)
         item = plain_row(self.bundle.items.iloc[row])
         thumbnails = self.bundle.thumbnails
-        labels = self.row_templates[item_id].get("labels") if self.bundle.taggers else None
+        labels = shown_labels(self.row_templates[item_id].get("labels") if self.bundle.taggers else None, attributes)
         return {**item, **attributes, "image": image_path(item_id, thumbnails is not None and thumbnails.has(row)),
                 "fresh": False, **({"labels": labels} if labels is not None else {})}
 

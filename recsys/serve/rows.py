@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from recsys.bundle import Bundle
 
 __all__ = ["Scored", "Recommendations", "MAX_K", "check_k", "DISPLAY_COLUMNS", "image_path",
-           "plain_value", "plain_row", "row_templates", "result_rows", "scored_list", "dump_json", "Batch",
-           "batch_arrays", "batch_feeds"]
+           "plain_value", "plain_row", "row_templates", "shown_labels", "result_rows", "scored_list", "dump_json",
+           "Batch", "batch_arrays", "batch_feeds"]
 
 MAX_K = 1000
 # item attributes every result carries, so a widget can render it without another call
@@ -163,6 +163,13 @@ def row_templates(bundle: Bundle, labels: dict[str, np.ndarray] | None = None) -
     return rows
 
 
+def shown_labels(tags: dict | None, attributes: dict) -> dict | None:
+    """An item's labels as shown: each saved tagger's tag, with a reviewer's label (the item's
+    ``labels`` attribute, ``{tagger: label or None}``) in its place; ``None`` where neither is."""
+    by_hand = attributes.get("labels")
+    return {**(tags or {}), **by_hand} if by_hand else tags
+
+
 def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = False,
                 score: bool = True) -> list[dict]:
     """Result rows: ``{"item_id", "score", the display attributes, "image", "cold", "why"}`` per
@@ -173,7 +180,8 @@ def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = Fal
     A bundle item's row is a copy of its template (:func:`row_templates`), and the scores are
     rounded all at once: a dict built per row and Python's ``round`` per score cost more than most
     lookups. A put item's row comes from its latest attributes. Display attributes set since the
-    bundle (a category a reviewer fixed) override the catalog's.
+    bundle (a category a reviewer fixed) override the catalog's, and a reviewer's labels the
+    taggers' tags.
     """
     fresh = len(changes) > 0
     set_since = changes.attributes
@@ -192,6 +200,8 @@ def result_rows(templates: dict[str, dict], changes, scored, *, cold: bool = Fal
             row = templates[s.item_id].copy()
         if set_since and (values := set_since.get(s.item_id)):
             row.update((k, v) for k, v in values.items() if k in DISPLAY_COLUMNS)
+            if "labels" in values:
+                row["labels"] = shown_labels(row.get("labels"), values)
         if score:
             row["score"] = rounded
         else:

@@ -59,6 +59,35 @@ class ReviewStore:
         (serving a put item if that check alone held it), in one transaction: the new generation."""
         return self._decide(item_id, {"off_category"}, audit, attributes={"category": category})
 
+    def set_label(self, item_id: str, tagger: str, label: str | None, audit: dict | None = None) -> int:
+        """A reviewer's label of ``item_id`` under the saved tagger ``tagger`` (``None``: none of
+        these), shown in place of the tagger's tag: the item's ``labels`` attribute, one entry per
+        tagger. Returns the new generation."""
+        return self._labels(item_id, lambda labels: {**labels, tagger: label}, audit)
+
+    def clear_label(self, item_id: str, tagger: str, audit: dict | None = None) -> int | None:
+        """Drop a reviewer's label, so the tagger's own tag shows again: the new generation, or
+        ``None`` when the item has no label of that tagger set by hand."""
+        return self._labels(item_id, lambda labels: {k: v for k, v in labels.items() if k != tagger}, audit,
+                            required=tagger)
+
+    def _labels(self, item_id: str, change: Callable[[dict], dict], audit: dict | None,
+                required: str | None = None) -> int | None:
+        field = json.dumps([item_id, "labels"])
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self.keys.attributes)
+                    raw = pipe.hget(self.keys.attributes, field)
+                    labels = json.loads(raw) if raw is not None else {}
+                    if required is not None and required not in labels:
+                        return None
+                    pipe.multi()
+                    write_attributes(pipe, self.keys.attributes, item_id, {"labels": change(labels) or None})
+                    return self._moved(pipe, audit)
+                except redis.WatchError:  # another write came first: read again
+                    continue
+
     def merges(self) -> dict[str, str]:
         """Every merged listing, by id: the listing it redirects to."""
         return {k.decode(): v.decode() for k, v in self.client.hgetall(self.keys.merged).items()}

@@ -223,6 +223,44 @@ def accept_category(serving: Serving, item_id: str, category: str, actor: str = 
         item_id, category, audit))
 
 
+def set_label(serving: Serving, item_id: str, tagger: str, label: str | None, actor: str = "api") -> None:
+    """A reviewer's label of a served item under a saved tagger (``None``: none of these), shown in
+    place of the tagger's tag on every worker from its next request.
+
+    Raises:
+        InvalidRequest: the served bundle has no tagger of that name, or it has no such label.
+        Unavailable: Redis is down (nothing was stored).
+    """
+    recommender = serving.synced()
+    _tagger_labels(recommender, tagger, label)
+    before = (recommender.item(item_id).get("labels") or {}).get(tagger)
+    audit = {"actor": actor, "action": "label", "item_id": item_id, "before": {tagger: before},
+             "after": {tagger: label}}
+    changed(serving, write(serving, "the label", lambda: serving.store.review.set_label(item_id, tagger, label, audit)))
+
+
+def clear_label(serving: Serving, item_id: str, tagger: str, actor: str = "api") -> bool:
+    """Drop a reviewer's label, so the tagger's own tag shows again; False when none was set.
+
+    Raises:
+        Unavailable: Redis is down (nothing was stored).
+    """
+    audit = {"actor": actor, "action": "unlabel", "item_id": item_id, "before": {tagger: "set by hand"}}
+    return _changed_if(serving, "the label", lambda: serving.store.review.clear_label(item_id, tagger, audit))
+
+
+def _tagger_labels(recommender: Recommender, tagger: str, label: str | None) -> None:
+    """Refuse a tagger the served bundle does not hold, or a label that tagger does not know."""
+    taggers = recommender.bundle.taggers
+    if tagger not in taggers:
+        saved = ", ".join(sorted(taggers)) or "none"
+        raise InvalidRequest(f"bundle {recommender.version} has no saved tagger {tagger!r} (saved: {saved})")
+    labels = taggers[tagger]["labels"]
+    if label is not None and label not in labels:
+        raise InvalidRequest(f"{label!r} is not a label of tagger {tagger!r}: one of {', '.join(labels)}, "
+                             "or null for none of these")
+
+
 def delete_item(serving: Serving, item_id: str, actor: str = "api") -> None:
     """Hide an item from every result, on every worker from its next request.
 

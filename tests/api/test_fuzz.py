@@ -28,7 +28,7 @@ def test_the_api_answers_every_generated_request_as_documented(tmp_path, served_
         app = create_app(api_settings(tmp_path, server.url, "recsys"))
         schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 37  # every path but /openapi.json itself
+        assert len(operations) == 39  # every path but /openapi.json itself
         checks = [check for check in schemathesis.checks.CHECKS.get_all() if check.__name__ in CHECKS]
         assert len(checks) == len(CHECKS)
         for operation in operations:

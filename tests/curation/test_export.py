@@ -1,4 +1,6 @@
 """``recsys curate export``: the catalog as served, from a bundle and what Redis holds since."""
+import json
+
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -29,6 +31,8 @@ def test_the_export_is_the_catalog_as_served_with_each_put_items_flags(tmp_path,
     store.changes.delete_item(ids[2])
     store.changes.set_attributes(ids[3], {"in_stock": False})
     store.review.merge(ids[0], [ids[6]])
+    store.review.set_label(ids[4], "kind", "footwear")
+    store.review.set_label(ids[4], "fit", None)  # "none of these"
     out = tmp_path / "served.csv"
     result = CliRunner().invoke(cli, ["curate", "export", "--bundle", str(served_bundle.path), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -43,6 +47,8 @@ def test_the_export_is_the_catalog_as_served_with_each_put_items_flags(tmp_path,
     assert table.loc[ids[3], "in_stock"] == "False" and table.loc[ids[4], "in_stock"] == ""
     assert (table.loc[ids[4], "source"], table.loc[ids[4], "title"]) == ("bundle", served_bundle.items["title"].iloc[4])
     assert table.loc[ids[6], "merged_into"] == ids[0] and table.loc[ids[7], "merged_into"] == ""
+    assert json.loads(table.loc[ids[4], "labels"]) == {"kind": "footwear", "fit": None}
+    assert table.loc[ids[5], "labels"] == ""
     assert "1 merged" in result.output
 
 

@@ -99,3 +99,57 @@ def test_one_example_per_label_is_not_calibrated_and_bad_names_are_refused(fault
     assert three.report["calibrated"] is True and three.temperature > 0 and three.min_similarity > 0
     with pytest.raises(InvalidRequest, match="a tagger's name"):
         fit_tagger(shop, examples(shop, 3), "Bad Name!")
+
+
+@pytest.fixture
+def tagged_client(tmp_path, redis_url, redis_prefix, tagged):
+    """A Flask test client over the tagged bundle, published to a real Redis."""
+    from recsys.api import create_app
+    from recsys.store import RedisStore, connect
+
+    RedisStore(connect(redis_url), prefix=redis_prefix).publish(tagged.path)
+    app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
+    deadline = time.monotonic() + 10
+    while app.extensions["recsys"].current is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield app.test_client()
+    app.extensions["recsys"].stop()
+
+
+def test_a_reviewer_sets_a_label_by_hand_and_it_shows_in_place_of_the_tag(tagged_client, tagged):
+    from tests.api.test_routes import assert_error
+
+    client = tagged_client
+    # a bag: outside the tagger's kinds, so whatever it guessed, a reviewer says "none of these"
+    bag = tagged.items[kind_of(tagged.items) == "accessories"]["item_id"].iloc[0]
+    guessed = client.get(f"/v1/items/{bag}").json["item"]["labels"]["kind"]
+    reviewer = {**WRITE, "X-Recsys-Actor": "ana"}
+    r = client.put(f"/v1/admin/labels/{bag}/kind", json={"label": None}, headers=reviewer)
+    assert r.status_code == 200 and r.json["item"]["labels"] == {"kind": None}, r.json
+    shoe = tagged.items[kind_of(tagged.items) == "footwear"]["item_id"].iloc[0]
+    assert client.put(f"/v1/admin/labels/{shoe}/kind", json={"label": "apparel"}, headers=WRITE).status_code == 200
+    rows = {row["item_id"]: row for row in client.get(f"/v1/items/{shoe}/similar?k=200&dedupe=false").json["items"]}
+    assert rows[bag]["labels"] == {"kind": None}  # result rows show the reviewer's label
+    assert client.get(f"/v1/items/{shoe}").json["item"]["labels"] == {"kind": "apparel"}
+    log = client.get("/v1/admin/audit?limit=2", headers=WRITE).json["entries"]
+    assert [(e["action"], e["actor"], e["item_id"]) for e in log] == [("label", "api", shoe), ("label", "ana", bag)]
+    assert log[1]["before"] == {"kind": guessed} and log[1]["after"] == {"kind": None}
+    # undone: the tagger's own tag shows again
+    assert client.delete(f"/v1/admin/labels/{shoe}/kind", headers=WRITE).status_code == 200
+    assert client.get(f"/v1/items/{shoe}").json["item"]["labels"] == tagged_labels(tagged, shoe)
+    assert_error(client.delete(f"/v1/admin/labels/{shoe}/kind", headers=WRITE), 404, "not_found", "set by hand")
+    assert_error(client.put(f"/v1/admin/labels/{shoe}/colour", json={"label": "red"}, headers=WRITE), 400,
+                 "invalid_request", "no saved tagger 'colour' (saved: kind)")
+    assert_error(client.put(f"/v1/admin/labels/{shoe}/kind", json={"label": "hat"}, headers=WRITE), 400,
+                 "invalid_request", "one of apparel, footwear, or null")
+    assert_error(client.put(f"/v1/admin/labels/{shoe}/kind", json={"tag": "apparel"}, headers=WRITE), 400,
+                 "invalid_request", '{"label": null}')
+    assert_error(client.put("/v1/admin/labels/nope/kind", json={"label": None}, headers=WRITE), 404, "not_found",
+                 "nope")
+    assert client.put(f"/v1/admin/labels/{shoe}/kind", json={"label": None}).status_code == 401
+
+
+def tagged_labels(bundle, item_id: str) -> dict:
+    from recsys.serve import Recommender
+
+    return Recommender(bundle).item(item_id)["labels"]

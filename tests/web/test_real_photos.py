@@ -231,3 +231,63 @@ def test_the_review_view_shows_a_flagged_put_beside_its_source_and_dismisses_a_f
     assert request(live.port, "DELETE", "/v1/admin/merges/reupload", headers=key)[0] == 200
     for item in ("reupload", "blank"):
         assert request(live.port, "DELETE", f"/v1/items/{item}", headers=key)[0] == 200
+
+
+def test_a_reviewer_sets_a_saved_tagger_s_label_from_the_review_view(browser, live, hm_shop):
+    """A tagger of the department (ladieswear, menswear, ...) saved into the served bundle and
+    published: each queued row offers its labels, and one chosen in Chromium is the item's label on
+    every read, logged under the page's name (screenshot: test-artifacts/browser/admin_label.png)."""
+    import json
+    import time
+
+    import pandas as pd
+    from selenium.webdriver.common.by import By
+
+    from recsys.bundle import read_bundle, write_tagger
+    from recsys.curation.tagger import fit_tagger
+    from recsys.store import RedisStore, connect
+    from tests.api.live import request
+
+    key = {"X-API-Key": ADMIN_KEY}
+    items = hm_shop.items
+    department = items["category"].str.split("/").str[0]
+    kinds = department.value_counts().index[:3]
+    examples = pd.concat([pd.DataFrame({"label": kind, "item_id": items["item_id"][department == kind].head(5)})
+                          for kind in kinds])
+    tagged = read_bundle(write_tagger(hm_shop, "department", fit_tagger(hm_shop, examples, "department",
+                                                                        modality="image").to_json()))
+    RedisStore(connect(live.redis_url), prefix=live.prefix).publish(tagged.path)
+    deadline = time.monotonic() + 30
+    while json.loads(request(live.port, "GET", "/v1/admin/queue?limit=1", headers=key)[2]).get("version") \
+            != tagged.version and time.monotonic() < deadline:
+        time.sleep(0.2)
+    browser.get(f"http://127.0.0.1:{live.port}/admin#/review")
+    browser.refresh()
+    if browser.find_elements(By.ID, "key-input") and browser.find_element(By.ID, "key-input").is_displayed():
+        browser.find_element(By.ID, "key-input").send_keys(ADMIN_KEY)
+        browser.find_element(By.CSS_SELECTOR, "#key-form button").click()
+    selects = '#review .row[data-source="build"] select[data-tagger="department"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, selects), "the rows offer the tagger's labels")
+    # one script, so that a view rendering again meanwhile cannot leave stale references
+    item, choice = browser.execute_script("""
+        const row = document.querySelector('#review .row[data-source="build"]');
+        const select = row.querySelector('select[data-tagger="department"]');
+        const choice = [...select.options].map((o) => o.value).find((v) => v !== select.value && v !== arguments[0]);
+        select.value = choice;
+        [...row.querySelectorAll("button")].find((b) => b.textContent === "Set department").click();
+        return [row.dataset.itemId, choice];""", "(none of these)")
+    assert choice in kinds
+
+    def labelled(_):
+        return json.loads(request(live.port, "GET", f"/v1/items/{item}")[2])["item"].get("labels") == \
+            {"department": choice}
+
+    wait_for(browser, labelled, "the item carries the chosen label")
+    selected = f'#review .row[data-item-id="{item}"] select[data-tagger="department"]'
+    shown = f"const s = document.querySelector('{selected}'); return s && s.value;"
+    wait_for(browser, lambda d: d.execute_script(shown) == choice, "the view shows the chosen label")
+    browser.save_screenshot(str(ARTIFACTS / "admin_label.png"))
+    entry = json.loads(request(live.port, "GET", "/v1/admin/audit?limit=1", headers=key)[2])["entries"][0]
+    assert (entry["action"], entry["actor"], entry["item_id"], entry["after"]) == (
+        "label", "admin page", item, {"department": choice})
+    assert request(live.port, "DELETE", f"/v1/admin/labels/{item}/department", headers=key)[0] == 200

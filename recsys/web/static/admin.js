@@ -59,6 +59,21 @@ function flagged(name, check) {
   return (check.reason || name) + z;
 }
 
+// a saved tagger's label of a queued item, and a reviewer's choice among its labels or none of them
+function labelControl(id, name, labels, current, refresh) {
+  const none = "(none of these)";
+  const select = el("select", { "data-tagger": name },
+    ...[...labels, none].map((label) => el("option", { value: label }, label)));
+  select.value = current ?? none;
+  return el("div", { class: "label-control" }, `${name}: `, select, el("button", { onclick: async () => {
+    try {
+      await admin(`/v1/admin/labels/${id}/${encodeURIComponent(name)}`,
+                  { method: "PUT", body: JSON.stringify({ label: select.value === none ? null : select.value }) });
+      await refresh();
+    } catch (error) { status(error.message, true); }
+  } }, `Set ${name}`));
+}
+
 const views = {
   async review(view) {
     const body = await admin("/v1/admin/queue?limit=50");
@@ -87,7 +102,9 @@ const views = {
                                      { keep: row.checks.duplicate.of[0].item_id, merge: [row.item_id] }) : "",
           row.checks.off_category && row.checks.off_category.suggested_category
             ? act(`Set category ${row.checks.off_category.suggested_category}`, `/v1/admin/queue/${id}/category`) : "",
-          act("Hide", `/v1/items/${id}`, "DELETE")));
+          act("Hide", `/v1/items/${id}`, "DELETE"),
+          ...Object.entries(body.taggers).map(([name, labels]) => labelControl(id, name, labels,
+            ((body.catalog[row.item_id] || {}).labels || {})[name], () => views.review(view)))));
     })));
   },
 
