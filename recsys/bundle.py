@@ -27,7 +27,8 @@ Layout of ``models/<name>/<version>/``::
     curation/flags.json        the items the build's duplicate and outlier reads flagged, with their
                                evidence, for the review queue (:mod:`recsys.curation.flags`; optional)
     taggers/<name>.json        a saved tagger: labels, weights, temperature, the confidence under
-                               which it says none (:mod:`recsys.curation.tagger`; optional)
+                               which it says none (:mod:`recsys.curation.tagger`; optional; a
+                               build refits the newest version's taggers)
 
 A trained version (``recsys train``) adds the user tower beside a byte-identical copy of the item side:
 
@@ -316,6 +317,7 @@ def write_bundle(
     duplicate_of: np.ndarray | None = None,
     joint: JointSpace | None = None,
     flags: dict[str, dict] | None = None,
+    taggers: dict[str, dict] | None = None,
 ) -> Path:
     """Write a new item-side version under ``out_dir`` (``models/<name>``); returns its directory."""
 
@@ -348,6 +350,10 @@ def write_bundle(
             np.save(tmp / "curation" / "duplicate_of.npy", duplicate_of.astype(np.int32), allow_pickle=False)
         if flags is not None:
             (tmp / "curation" / "flags.json").write_text(json.dumps(flags, separators=(",", ":")))
+        if taggers:
+            (tmp / "taggers").mkdir()
+            for name, tagger in taggers.items():
+                (tmp / "taggers" / f"{name}.json").write_text(json.dumps(tagger))
         if joint is not None:
             _save_joint(tmp, joint)
 

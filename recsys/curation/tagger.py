@@ -19,6 +19,7 @@ examples' item ids, stored as JSON in the bundle whose vectors it reads: no pick
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -30,8 +31,8 @@ from recsys.bundle import Bundle
 from recsys.errors import InvalidRequest
 from recsys.towers.item import ItemVectors
 
-__all__ = ["Tagger", "fit_tagger", "reliability", "tagger_summary", "bundle_taggers", "tag_items", "MIN_CONFIDENCE",
-           "SIMILARITY_QUANTILE", "NAME_PATTERN"]
+__all__ = ["Tagger", "fit_tagger", "refit_tagger", "labels_by_hand", "reliability", "tagger_summary",
+           "bundle_taggers", "tag_items", "MIN_CONFIDENCE", "SIMILARITY_QUANTILE", "NAME_PATTERN"]
 
 # the calibrated confidence under which the tag is "none of these": the label is no likelier than not
 MIN_CONFIDENCE = 0.5
@@ -157,6 +158,54 @@ def fit_tagger(bundle: Bundle, examples: pd.DataFrame, name: str, *, modality: s
     ids = [str(i) for i in bundle.item_ids.ids[rows]]
     return Tagger(name, names, modality, weights, intercepts, round(float(temperature), 4), x.astype(np.float32),
                   codes.astype(np.int64), ids, round(min_similarity, 4), min_confidence, report)
+
+
+def refit_tagger(bundle: Bundle, saved: dict, by_hand: dict[str, str | None] | None = None,
+                 seed: int = 0) -> tuple[Tagger, dict]:
+    """A saved tagger (the JSON :meth:`Tagger.to_json` wrote) fitted again on another bundle's
+    vectors, as a new build carries it: from its examples still in the catalog and the labels
+    reviewers set by hand (``by_hand``: item id to label; ``None``, none of these, leaves an
+    example out), with its confidence bar; and what it was fitted from: ``examples``, ``gone``
+    (examples no longer in the catalog), ``by_hand``.
+
+    Raises:
+        InvalidRequest: no example of some label is left.
+    """
+    labels = list(saved["labels"])
+    examples = dict(zip(saved["examples"], (labels[code] for code in saved["example_labels"])))
+    kept = {item: label for item, label in examples.items() if item in bundle.item_ids}
+    hand = {item: label for item, label in (by_hand or {}).items()
+            if item in bundle.item_ids and (label is None or label in labels)}
+    for item, label in hand.items():
+        if label is None:
+            kept.pop(item, None)
+        else:
+            kept[item] = label
+    missing = sorted(set(labels) - set(kept.values()))
+    if missing:
+        raise InvalidRequest(f"no example of {', '.join(map(repr, missing))} is left in the catalog")
+    frame = pd.DataFrame({"label": list(kept.values()), "item_id": list(kept)})
+    tagger = fit_tagger(bundle, frame, saved["name"], modality=saved["modality"],
+                        min_confidence=float(saved["min_confidence"]), seed=seed)
+    return tagger, {"examples": len(kept), "gone": sum(item not in bundle.item_ids for item in examples),
+                    "by_hand": len(hand)}
+
+
+def labels_by_hand(items: pd.DataFrame, name: str) -> dict[str, str | None]:
+    """The labels reviewers set under the tagger ``name``, by item id, from a catalog's ``labels``
+    column (JSON by tagger, as ``recsys curate export`` writes it); a cell that is not such JSON
+    is skipped."""
+    if "labels" not in items.columns:
+        return {}
+    out = {}
+    for item, cell in zip(items["item_id"], items["labels"]):
+        try:
+            labels = json.loads(cell) if isinstance(cell, str) and cell else None
+        except ValueError:
+            continue
+        if isinstance(labels, dict) and name in labels and (labels[name] is None or isinstance(labels[name], str)):
+            out[str(item)] = labels[name]
+    return out
 
 
 def _nearest_other(x: np.ndarray, codes: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 import warnings
@@ -12,15 +13,16 @@ import numpy as np
 import pandas as pd
 
 from recsys._hashing import sha256_bytes
-from recsys.bundle import Bundle, ItemIndex, TopLists, write_bundle
+from recsys.bundle import MANIFEST, Bundle, ItemIndex, TopLists, resolve_bundle_path, write_bundle
 from recsys.curation.calibration import CROWDED, calibrate_image_threshold
 from recsys.curation.duplicates import IMAGE_THRESHOLD, find_duplicates
 from recsys.curation.flags import catalog_flags, flag_counts
 from recsys.curation.outliers import find_outliers
+from recsys.curation.tagger import labels_by_hand, refit_tagger
 from recsys.data import schema as S
 from recsys.data.ids import IdMap
 from recsys.data.vectors import load_vectors
-from recsys.errors import DataError, RecsysWarning
+from recsys.errors import BundleError, DataError, InvalidRequest, RecsysWarning
 from recsys.index.annoy import AnnIndex, candidates_for, measure_recall, tune_search_effort
 from recsys.index.hnsw import HnswIndex
 from recsys.manifest import check_name
@@ -65,6 +67,7 @@ class BuildReport:
     lists_recall: dict[str, dict] = field(default_factory=dict)
     index_backend: str = "Annoy"
     search_effort: dict[str, float] = field(default_factory=dict)
+    taggers: dict[str, dict] = field(default_factory=dict)
 
     def summary(self) -> str:
         lines = [f"bundle    {self.path}", f"items     {self.items:,}"]
@@ -82,6 +85,9 @@ class BuildReport:
         lines.append("embedded  " + ", ".join(
             f"{m}: {s['given']:,} given" if "given" in s else f"{m}: {s['encoded']:,} new, {s['cached']:,} cached"
             for m, s in self.cache.items()))
+        for name, fitted in self.taggers.items():
+            lines.append(f"tagger    {name}: carried from {fitted['from']}, refitted on {fitted['examples']} examples "
+                         f"({fitted['gone']} gone from the catalog, {fitted['by_hand']} labels set by hand)")
         if self.unreadable_images:
             lines.append(f"images    {self.unreadable_images:,} unreadable (those items have no image modality)")
         lines.append(f"time      {self.seconds:.1f} s ("
@@ -145,6 +151,30 @@ def _calibrate_duplicates(tower, catalog: pd.DataFrame, block: TowerOutput, simi
     return calibrate_image_threshold(tower, catalog[S.IMAGE].fillna("").astype(str).tolist(), block.vectors,
                                      block.mask, copies=copies, seed=settings.seed, nearest=nearest,
                                      show_progress=show_progress)
+
+
+def _carried_taggers(out_dir: Path, building: Bundle, seed: int, caught: list[str]) -> tuple[dict, dict]:
+    """The taggers saved in the newest version under ``out_dir``, fitted again on this build's
+    vectors (:func:`~recsys.curation.tagger.refit_tagger`: their examples still in the catalog, and
+    the labels set by hand that the catalog's ``labels`` column carries): ``(JSON by name, what
+    each was fitted from)``; one that cannot be is left out with a warning."""
+    try:
+        previous = resolve_bundle_path(out_dir)
+    except BundleError:
+        return {}, {}
+    manifest = json.loads((previous / MANIFEST).read_text())
+    taggers, carried = {}, {}
+    for rel in sorted(r for r in manifest["files"] if r.startswith("taggers/")):
+        saved = json.loads((previous / rel).read_text())
+        name = saved["name"]
+        try:
+            tagger, fitted = refit_tagger(building, saved, labels_by_hand(building.items, name), seed=seed)
+        except InvalidRequest as exc:
+            caught.append(f"tagger {name!r} of {previous.name} is not carried into this build: {exc}")
+            continue
+        taggers[name] = tagger.to_json()
+        carried[name] = {"from": previous.name, **fitted}
+    return taggers, carried
 
 
 def data_fingerprint(frame: pd.DataFrame) -> str:
@@ -279,12 +309,13 @@ def build_item_bundle(
     if thumbnails is not None:
         manifest["thumbnails"] = {"items": int(thumbnails.present().sum()),
                                   "size": settings.images.thumbnail_size}
+    # built in memory: the duplicate finder, the outliers and the taggers read a bundle's parts
+    # before it is written
+    building = Bundle(path=Path(out_dir), manifest={"version": "(being built)"}, items=catalog,
+                      item_ids=IdMap(catalog[S.ITEM_ID]), vectors=vectors, indexes=indexes, tabular_state=None,
+                      similar=similar or {}, thumbnails=thumbnails)
     duplicate_of, flags = None, None
     if "image" in blocks:
-        # built in memory: the duplicate finder reads a bundle's parts before it is written
-        building = Bundle(path=Path(out_dir), manifest={"version": "(being built)"}, items=catalog,
-                          item_ids=IdMap(catalog[S.ITEM_ID]), vectors=vectors, indexes=indexes, tabular_state=None,
-                          similar=similar or {}, thumbnails=thumbnails)
         calibration = _calibrate_duplicates(towers.get("image"), catalog, blocks["image"], similar, settings,
                                             show_progress)
         if calibration.get("neighbours_passing", 0) > CROWDED:
@@ -301,11 +332,15 @@ def build_item_bundle(
     laps.lap("thumbnails, duplicates and outliers")
     joint = fit_joint_space(blocks, settings, show_progress=show_progress) if settings.towers.joint.enabled else None
     laps.lap("joint space")
+    taggers, carried = _carried_taggers(Path(out_dir), building, settings.seed, caught)
+    if carried:
+        manifest["taggers"] = carried
+    laps.lap("taggers")
     fitted_tabular = "tabular" in towers and "tabular" in blocks  # not when its vectors were given
     path = write_bundle(out_dir, items=catalog, vectors=vectors, indexes=indexes,
                         tabular_state=towers["tabular"].get_state() if fitted_tabular else None,
                         manifest=manifest, similar=similar, list_cosines=cosines, thumbnails=thumbnails,
-                        duplicate_of=duplicate_of, joint=joint, flags=flags)
+                        duplicate_of=duplicate_of, joint=joint, flags=flags, taggers=taggers)
     laps.lap("write")
     return BuildReport(
         path=path, items=len(catalog), modalities={m: int(b.mask.sum()) for m, b in blocks.items()},
@@ -315,4 +350,5 @@ def build_item_bundle(
         lists_recall=manifest.get("lists", {}).get("recall", {}),
         index_backend="HNSW" if index_settings.backend == "hnsw" else "Annoy",
         search_effort={name: ix.search_effort for name, ix in indexes.items() if isinstance(ix, AnnIndex)},
+        taggers=carried,
     )

@@ -153,3 +153,44 @@ def tagged_labels(bundle, item_id: str) -> dict:
     from recsys.serve import Recommender
 
     return Recommender(bundle).item(item_id)["labels"]
+
+
+def test_a_fresh_build_carries_the_saved_tagger_and_the_labels_set_by_hand(tmp_path, tagged, faulty,
+                                                                            _image_tower, _text_tower):
+    """A new build into the tagged bundle's folder refits its tagger: from the examples still in
+    the catalog, and the labels reviewers set, as an export's ``labels`` column carries them."""
+    import json
+
+    from recsys.data import validate_catalog
+    from recsys.pipeline.build import build_item_bundle
+    from recsys.towers import create_tower
+    from tests.conftest import make_settings
+
+    saved = tagged.taggers["kind"]
+    gone = saved["examples"][:2]  # sold out: not in the new catalog
+    catalog = tagged.items[~tagged.items["item_id"].isin(gone)].copy()
+    apparel = catalog[(kind_of(catalog) == "apparel") & ~catalog["item_id"].isin(saved["examples"])]["item_id"]
+    hand = {apparel.iloc[0]: "apparel", saved["examples"][-1]: None}  # a new example; an example unsaid
+    catalog["labels"] = [json.dumps({"kind": hand[i]}) if i in hand else "" for i in catalog["item_id"]]
+    towers = {"image": _image_tower, "text": _text_tower, "tabular": create_tower("tabular")}
+    report = build_item_bundle(validate_catalog(catalog, source="export"), make_settings(tmp_path),
+                               tagged.path.parent, show_progress=False, towers=towers)
+    assert report.taggers == {"kind": {"from": tagged.version, "examples": len(saved["examples"]) - 2,
+                                       "gone": 2, "by_hand": 2}}
+    assert "carried from" in report.summary()
+    fresh = read_bundle(report.path)
+    refitted = fresh.taggers["kind"]
+    assert apparel.iloc[0] in refitted["examples"] and saved["examples"][-1] not in refitted["examples"]
+    from recsys.serve import Recommender
+
+    before, after = Recommender(tagged), Recommender(fresh)
+    same = [before.item(i)["labels"] == after.item(i)["labels"] for i in fresh.items["item_id"]]
+    assert np.mean(same) >= 0.9, np.mean(same)  # the same photos, nearly the same examples: the same tags
+    # a build that cannot keep a label's examples says so, and leaves the tagger out
+    none_left = tagged.items[~tagged.items["item_id"].isin(saved["examples"])]
+    again = build_item_bundle(validate_catalog(none_left, source="no examples"), make_settings(tmp_path),
+                              tmp_path / "models" / "other", show_progress=False, towers=towers)
+    assert again.taggers == {}
+    other = build_item_bundle(validate_catalog(none_left, source="no examples"), make_settings(tmp_path),
+                              tagged.path.parent, show_progress=False, towers=towers)
+    assert other.taggers == {} and any("not carried" in w for w in other.warnings), other.warnings
