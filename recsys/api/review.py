@@ -1,8 +1,8 @@
 """The review queue and the fixes a reviewer applies from it (docs/curation.md#the-review-queue):
 the items a check flagged (put since the bundle, or found by the build), dismissals of their
-flags, an accepted category, labels set by hand, merged duplicate listings, and the audit log of every curation
-action. Each needs the API key, and is read from Redis each time (:mod:`recsys.worker.review`); a
-fix reaches every worker's reads within a second.
+flags, an accepted category, labels set by hand, merged duplicate listings, and the audit log of
+every curation action. Each needs the API key, and is read from Redis each time
+(:mod:`recsys.worker.review`); a fix reaches every worker's reads within a second.
 """
 from __future__ import annotations
 

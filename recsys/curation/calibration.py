@@ -7,8 +7,8 @@ nearly every pair of photos above 0.9. A fixed image threshold is right for one 
 
 At build, a seeded sample of the catalog's photos is copied with a random mild edit each, the kind
 a re-upload makes (a rescale, a crop, a slight rotation or a brightness change, then JPEG
-re-encoding), and the copies go through the same image tower. The image threshold is the cosine that all but
-``COPY_QUANTILE`` of the copies reach to their originals. The edits are drawn from ranges, not the
+re-encoding), and the copies go through the same image tower. The image threshold is the cosine
+that all but ``COPY_QUANTILE`` of the copies reach to their originals. The edits are drawn from ranges, not the
 fixed transforms of :mod:`recsys.curation.faults`, so that the benchmark that injects those
 (``benchmarks/quality_thresholds.py``) measures the threshold on copies it was not set from.
 

@@ -228,11 +228,14 @@ def set_label(serving: Serving, item_id: str, tagger: str, label: str | None, ac
     place of the tagger's tag on every worker from its next request.
 
     Raises:
-        InvalidRequest: the served bundle has no tagger of that name, or it has no such label.
-        Unavailable: Redis is down (nothing was stored).
+        InvalidRequest: the served bundle has no tagger of that name, or it has no such label; the
+            item is merged into another listing. Unavailable: Redis is down (nothing was stored).
     """
     recommender = serving.synced()
     _tagger_labels(recommender, tagger, label)
+    merged = recommender.changes.merged
+    if item_id in merged:
+        raise InvalidRequest(f"{item_id!r} is merged into {merged[item_id]!r}: label that one", item_id=item_id)
     before = (recommender.item(item_id).get("labels") or {}).get(tagger)
     audit = {"actor": actor, "action": "label", "item_id": item_id, "before": {tagger: before},
              "after": {tagger: label}}
