@@ -4,6 +4,7 @@ tests: re-uploads (``faulty``; its bundle, ``faulty_shop``; an API client over i
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -41,20 +42,32 @@ def faulty_shop(faulty):
     return faulty[0]
 
 
-@pytest.fixture
-def faulty_client(tmp_path, redis_url, redis_prefix, faulty):
-    """A Flask test client over the ``faulty`` shop, published to a real Redis."""
+@contextmanager
+def served(bundle: Path, tmp_path: Path, redis_url: str, redis_prefix: str, **settings):
+    """A Flask test client over ``bundle``, published to a real Redis, once its worker loaded it;
+    ``settings`` override the test API's (``checks={"duplicate": "refuse"}``)."""
     from recsys.api import create_app
+    from recsys.settings import load_settings
     from recsys.store import RedisStore, connect
     from tests.api.conftest import api_settings
 
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(faulty[0].path)
-    app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
+    RedisStore(connect(redis_url), prefix=redis_prefix).publish(bundle)
+    base = api_settings(tmp_path, redis_url, redis_prefix)
+    app = create_app(load_settings(**{**base.model_dump(exclude={"config_file"}), **settings}) if settings else base)
     deadline = time.monotonic() + 10
     while app.extensions["recsys"].current is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    yield app.test_client()
-    app.extensions["recsys"].stop()
+    try:
+        yield app.test_client()
+    finally:
+        app.extensions["recsys"].stop()
+
+
+@pytest.fixture
+def faulty_client(tmp_path, redis_url, redis_prefix, faulty):
+    """A Flask test client over the ``faulty`` shop, published to a real Redis."""
+    with served(faulty[0].path, tmp_path, redis_url, redis_prefix) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

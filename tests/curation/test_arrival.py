@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 
 import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
 
-from tests.api.conftest import WRITE, api_settings
+from tests.api.conftest import WRITE
 from tests.api.test_routes import assert_error, ids_of
-from tests.real_shops import FASHION
+from tests.real_shops import FASHION, served
 
 
 def data_url(image: Image.Image) -> str:
@@ -88,20 +87,9 @@ def test_a_new_product_passes_and_a_blank_or_off_category_photo_is_reported(faul
 @pytest.fixture
 def strict_client(tmp_path, redis_url, redis_prefix, faulty):
     """The ``faulty`` shop served with duplicates refused and bad photos held."""
-    from recsys.api import create_app
-    from recsys.settings import load_settings
-    from recsys.store import RedisStore, connect
-
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(faulty[0].path)
-    base = api_settings(tmp_path, redis_url, redis_prefix)
-    settings = load_settings(**{**base.model_dump(exclude={"config_file"}),
-                                "checks": {"duplicate": "refuse", "quality": "hold"}})
-    app = create_app(settings)
-    deadline = time.monotonic() + 10
-    while app.extensions["recsys"].current is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield app.test_client()
-    app.extensions["recsys"].stop()
+    with served(faulty[0].path, tmp_path, redis_url, redis_prefix,
+                checks={"duplicate": "refuse", "quality": "hold"}) as client:
+        yield client
 
 
 def test_policies_refuse_a_duplicate_and_hold_a_blank_photo_until_released(strict_client, faulty):

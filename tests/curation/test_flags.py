@@ -2,28 +2,19 @@
 beside the put items (real photos with injected faults, real encoders, a real Redis)."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from tests.api.conftest import WRITE, api_settings
+from tests.api.conftest import WRITE
 from tests.api.test_routes import assert_error
+from tests.real_shops import served
 
 
 @pytest.fixture
 def broken_client(tmp_path, redis_url, redis_prefix, broken):
     """A Flask test client over the ``broken`` shop (blank, noise and swapped photos), published to
     a real Redis."""
-    from recsys.api import create_app
-    from recsys.store import RedisStore, connect
-
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(broken[0].path)
-    app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
-    deadline = time.monotonic() + 10
-    while app.extensions["recsys"].current is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield app.test_client()
-    app.extensions["recsys"].stop()
+    with served(broken[0].path, tmp_path, redis_url, redis_prefix) as client:
+        yield client
 
 
 def _queue(client, limit: int = 1000) -> dict[str, dict]:

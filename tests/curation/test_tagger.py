@@ -4,7 +4,6 @@ the API and given to an item as it is put."""
 from __future__ import annotations
 
 import shutil
-import time
 
 import numpy as np
 import pandas as pd
@@ -16,9 +15,9 @@ from recsys.bundle import read_bundle
 from recsys.cli import cli
 from recsys.curation.tagger import fit_tagger
 from recsys.errors import InvalidRequest
-from tests.api.conftest import WRITE, api_settings
+from tests.api.conftest import WRITE
 from tests.curation.test_arrival import data_url, outside, put
-from tests.real_shops import FASHION
+from tests.real_shops import FASHION, served
 
 KINDS = ("apparel", "footwear")
 
@@ -49,6 +48,13 @@ def tagged(tmp_path, faulty):
     return read_bundle(result.output.split("saved in ")[1].split("\n")[0].strip())
 
 
+@pytest.fixture
+def tagged_client(tmp_path, redis_url, redis_prefix, tagged):
+    """A Flask test client over the tagged bundle, published to a real Redis."""
+    with served(tagged.path, tmp_path, redis_url, redis_prefix) as client:
+        yield client
+
+
 def test_a_saved_tagger_tags_its_kinds_and_leaves_other_kinds_as_none(tagged):
     assert set(tagged.taggers) == {"kind"}
     from recsys.serve import Recommender
@@ -67,27 +73,16 @@ def test_a_saved_tagger_tags_its_kinds_and_leaves_other_kinds_as_none(tagged):
     assert set(row["labels"]) == {"kind"}
 
 
-def test_an_item_put_into_a_tagged_bundle_is_tagged_as_it_arrives(tmp_path, redis_url, redis_prefix, tagged, faulty):
-    from recsys.api import create_app
-    from recsys.store import RedisStore, connect
-
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(tagged.path)
-    app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
-    deadline = time.monotonic() + 10
-    while app.extensions["recsys"].current is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        client = app.test_client()
-        shoe = outside(faulty[0], "footwear/shoes")
-        r = put(client, "new-shoe", title=shoe["title"], image=data_url(Image.open(FASHION / shoe["image"])))
-        assert r.status_code == 201, r.json
-        assert client.get("/v1/items/new-shoe").json["item"]["labels"] == {"kind": "footwear"}
-        near = client.get("/v1/items/new-shoe/similar?k=3").json["items"][0]["item_id"]
-        rows = {r["item_id"]: r for r in client.get(f"/v1/items/{near}/similar?k=200&dedupe=false").json["items"]}
-        assert rows["new-shoe"]["labels"] == {"kind": "footwear"}
-        assert client.delete("/v1/items/new-shoe", headers=WRITE).status_code == 200
-    finally:
-        app.extensions["recsys"].stop()
+def test_an_item_put_into_a_tagged_bundle_is_tagged_as_it_arrives(tagged_client, faulty):
+    client = tagged_client
+    shoe = outside(faulty[0], "footwear/shoes")
+    r = put(client, "new-shoe", title=shoe["title"], image=data_url(Image.open(FASHION / shoe["image"])))
+    assert r.status_code == 201, r.json
+    assert client.get("/v1/items/new-shoe").json["item"]["labels"] == {"kind": "footwear"}
+    near = client.get("/v1/items/new-shoe/similar?k=3").json["items"][0]["item_id"]
+    rows = {r["item_id"]: r for r in client.get(f"/v1/items/{near}/similar?k=200&dedupe=false").json["items"]}
+    assert rows["new-shoe"]["labels"] == {"kind": "footwear"}
+    assert client.delete("/v1/items/new-shoe", headers=WRITE).status_code == 200
 
 
 def test_one_example_per_label_is_not_calibrated_and_bad_names_are_refused(faulty):
@@ -99,21 +94,6 @@ def test_one_example_per_label_is_not_calibrated_and_bad_names_are_refused(fault
     assert three.report["calibrated"] is True and three.temperature > 0 and three.min_similarity > 0
     with pytest.raises(InvalidRequest, match="a tagger's name"):
         fit_tagger(shop, examples(shop, 3), "Bad Name!")
-
-
-@pytest.fixture
-def tagged_client(tmp_path, redis_url, redis_prefix, tagged):
-    """A Flask test client over the tagged bundle, published to a real Redis."""
-    from recsys.api import create_app
-    from recsys.store import RedisStore, connect
-
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(tagged.path)
-    app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
-    deadline = time.monotonic() + 10
-    while app.extensions["recsys"].current is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield app.test_client()
-    app.extensions["recsys"].stop()
 
 
 def test_a_reviewer_sets_a_label_by_hand_and_it_shows_in_place_of_the_tag(tagged_client, tagged):
