@@ -62,6 +62,7 @@ def _logs(rng, experiment, users: int, ctr: dict, buy: dict, drop: dict | None =
     return impressions, events
 
 
+@pytest.mark.slow  # 200 simulated experiments: `make check` leaves it out
 def test_an_aa_test_flags_a_difference_at_about_its_nominal_rate():
     rng = np.random.default_rng(0)
     flagged = {"ctr": 0, "conversion": 0, "revenue_per_user": 0}

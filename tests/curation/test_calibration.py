@@ -54,6 +54,7 @@ def test_the_build_calibrates_the_threshold_near_the_one_tuned_for_its_backbone(
     assert find_duplicates(bundle).threshold == calibration["threshold"] == bundle.manifest["duplicates"]["threshold"]
 
 
+@pytest.mark.slow  # a second backbone, built and run: `make check` leaves it out
 def test_another_backbone_gets_its_own_threshold_and_keeps_finding_re_uploads(faulty, random_backbone):
     (lite0, truth), (random, report) = faulty, random_backbone
     threshold = random.manifest["duplicates"]["calibration"]["threshold"]
