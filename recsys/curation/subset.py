@@ -75,13 +75,11 @@ def item_vectors(bundle: Bundle, modality: str) -> tuple[np.ndarray, np.ndarray]
     Raises:
         InvalidRequest: an unknown modality.
     """
-    if modality == "combined":
-        return np.asarray(bundle.vectors.combined, np.float32), bundle.vectors.mask
-    if modality not in bundle.vectors.blocks:
+    if modality != "combined" and modality not in bundle.vectors.blocks:
         raise InvalidRequest(f"unknown modality {modality!r}; bundle {bundle.version} has "
                              f"{', '.join(['combined', *bundle.vectors.blocks])}")
-    block = bundle.vectors.blocks[modality]
-    return np.asarray(block.vectors, np.float32), block.mask
+    vectors, mask = bundle.vectors.space(modality)
+    return np.asarray(vectors, np.float32), mask
 
 
 def coverage_radius(matrix: np.ndarray, mask: np.ndarray, chosen: np.ndarray) -> float:

@@ -113,7 +113,7 @@ class Tagger:
     def from_json(cls, data: dict, vectors: ItemVectors, ids) -> Tagger:
         """The tagger ``to_json`` wrote, its examples' vectors read from ``vectors`` (rows by ``ids``,
         an :class:`~recsys.data.ids.IdMap`)."""
-        x = _input(vectors, data["modality"])[0]
+        x = vectors.space(data["modality"])[0]
         return cls(data["name"], list(data["labels"]), data["modality"], np.asarray(data["weights"], np.float32),
                    np.asarray(data["intercepts"], np.float32), float(data["temperature"]),
                    np.asarray(x[ids.rows(list(data["examples"]))], np.float32),
@@ -140,7 +140,7 @@ def fit_tagger(bundle: Bundle, examples: pd.DataFrame, name: str, *, modality: s
     if not 0.0 <= min_confidence <= 1.0:
         raise InvalidRequest(f"min_confidence must be from 0 to 1 (got {min_confidence})")
     names, rows, codes = example_rows(bundle, examples, modality)
-    x = _input(bundle.vectors, modality)[0][rows]
+    x = bundle.vectors.space(modality)[0][rows]
     counts = np.bincount(codes, minlength=len(names))
     report = {"examples_per_label": {n: int(c) for n, c in zip(names, counts)}, "calibrated": False}
     temperature, min_similarity = 1.0, -1.0
@@ -216,12 +216,6 @@ def _nearest_other(x: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return cosines.max(axis=1)
 
 
-def _input(vectors: ItemVectors, modality: str) -> tuple[np.ndarray, np.ndarray]:
-    if modality == "combined":
-        return vectors.combined, vectors.mask
-    return vectors.blocks[modality].vectors, vectors.blocks[modality].mask
-
-
 def reliability(probabilities: np.ndarray, truth: np.ndarray, bins: int = 10) -> dict:
     """The reliability of confidences: per confidence bin (of the most probable label) the items,
     their mean confidence and their accuracy, and the expected calibration error (the items'
@@ -286,7 +280,7 @@ def tag_items(taggers: dict[str, Tagger], vectors: ItemVectors) -> dict[str, np.
     """Each tagger's tag (``None`` for "none of these") of every row of ``vectors``."""
     out = {}
     for name, tagger in taggers.items():
-        x, mask = _input(vectors, tagger.modality)
+        x, mask = vectors.space(tagger.modality)
         out[name] = np.concatenate([tagger.tag(x[start:start + _BLOCK], mask[start:start + _BLOCK])[0]
                                     for start in range(0, len(x), _BLOCK)]) if len(x) else np.array([], object)
     return out

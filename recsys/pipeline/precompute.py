@@ -125,8 +125,7 @@ def exact_lists_seconds(vectors: ItemVectors, k: int, *, sample: int = 512, seed
 
 def _spaces(vectors: ItemVectors) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each list's vectors and which items have them: the combined space, then each modality."""
-    return {"combined": (vectors.combined, vectors.mask),
-            **{m: (b.vectors, b.mask) for m, b in vectors.blocks.items()}}
+    return {name: vectors.space(name) for name in ("combined", *vectors.blocks)}
 
 
 def lists_recall(vectors: ItemVectors, lists: dict[str, TopLists], *, sample: int,

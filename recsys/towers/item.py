@@ -79,6 +79,12 @@ class ItemVectors:
     combined: np.ndarray
     mask: np.ndarray
 
+    def space(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors, mask)`` of ``"combined"`` or of one modality (KeyError for another name)."""
+        if name == "combined":
+            return self.combined, self.mask
+        return self.blocks[name].vectors, self.blocks[name].mask
+
 
 def combine(blocks: dict[str, TowerOutput], weights: dict[str, float]) -> ItemVectors:
     """Join modality blocks with ``weights`` (modalities missing from ``blocks`` are ignored).
