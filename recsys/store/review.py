@@ -74,19 +74,17 @@ class ReviewStore:
     def _labels(self, item_id: str, change: Callable[[dict], dict], audit: dict | None,
                 required: str | None = None) -> int | None:
         field = json.dumps([item_id, "labels"])
-        while True:
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(self.keys.attributes)
-                    raw = pipe.hget(self.keys.attributes, field)
-                    labels = json.loads(raw) if raw is not None else {}
-                    if required is not None and required not in labels:
-                        return None
-                    pipe.multi()
-                    write_attributes(pipe, self.keys.attributes, item_id, {"labels": change(labels) or None})
-                    return self._moved(pipe, audit)
-                except redis.WatchError:  # another write came first: read again
-                    continue
+
+        def act(pipe) -> int | None:
+            raw = pipe.hget(self.keys.attributes, field)
+            labels = json.loads(raw) if raw is not None else {}
+            if required is not None and required not in labels:
+                return None
+            pipe.multi()
+            write_attributes(pipe, self.keys.attributes, item_id, {"labels": change(labels) or None})
+            return self._moved(pipe, audit)
+
+        return self._watched((self.keys.attributes,), act)
 
     def merges(self) -> dict[str, str]:
         """Every merged listing, by id: the listing it redirects to."""
@@ -96,16 +94,14 @@ class ReviewStore:
         """Merge ``items`` into ``keep``: they redirect to it, and listings merged into them before
         now redirect to ``keep`` too (one hop, always). Returns the new generation."""
         gone = set(items)
-        while True:
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(self.keys.merged)
-                    moved = {item: keep for item, into in self.merges().items() if into in gone}
-                    pipe.multi()
-                    pipe.hset(self.keys.merged, mapping={**moved, **{item: keep for item in items}})
-                    return self._moved(pipe, audit)
-                except redis.WatchError:  # another merge came first: read again
-                    continue
+
+        def act(pipe) -> int:
+            moved = {item: keep for item, into in self.merges().items() if into in gone}
+            pipe.multi()
+            pipe.hset(self.keys.merged, mapping={**moved, **{item: keep for item in items}})
+            return self._moved(pipe, audit)
+
+        return self._watched((self.keys.merged,), act)
 
     def unmerge(self, item_id: str, audit: dict | None = None) -> int | None:
         """Serve a merged listing on its own again: the new generation, or ``None`` when it is not
@@ -126,23 +122,33 @@ class ReviewStore:
         hold (all of it with none given), and set ``attributes``, in one transaction that a
         concurrent write restarts; ``None`` (nothing written) when ``required`` names a field the
         item's put entry lacks (or it has none)."""
+
+        def act(pipe) -> int | None:
+            raw = pipe.hget(self.keys.fresh, item_id)
+            entry = json.loads(raw) if raw is not None else None
+            if required and not (entry or {}).get(required):
+                return None
+            gone = self.dismissed(item_id) | dismiss
+            pipe.multi()
+            write_attributes(pipe, self.keys.attributes, item_id, attributes or {})
+            if dismiss:
+                pipe.hset(self.keys.dismissed, item_id, json.dumps(sorted(gone)))
+            held = (entry or {}).get("held")
+            if held and (not dismiss or set(held) <= gone):
+                entry["released"] = entry.pop("held")
+                pipe.hset(self.keys.fresh, item_id, json.dumps(entry, separators=(",", ":")))
+            return self._moved(pipe, audit)
+
+        return self._watched((self.keys.fresh, self.keys.dismissed), act)
+
+    def _watched(self, keys: tuple[str, ...], act: Callable) -> int | None:
+        """``act(pipe)`` on a pipeline watching ``keys``: it reads, then queues its writes after
+        ``pipe.multi()`` and runs them through ``moved``; run again from the start when another
+        write changed a watched key first."""
         while True:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(self.keys.fresh, self.keys.dismissed)
-                    raw = pipe.hget(self.keys.fresh, item_id)
-                    entry = json.loads(raw) if raw is not None else None
-                    if required and not (entry or {}).get(required):
-                        return None
-                    gone = self.dismissed(item_id) | dismiss
-                    pipe.multi()
-                    write_attributes(pipe, self.keys.attributes, item_id, attributes or {})
-                    if dismiss:
-                        pipe.hset(self.keys.dismissed, item_id, json.dumps(sorted(gone)))
-                    held = (entry or {}).get("held")
-                    if held and (not dismiss or set(held) <= gone):
-                        entry["released"] = entry.pop("held")
-                        pipe.hset(self.keys.fresh, item_id, json.dumps(entry, separators=(",", ":")))
-                    return self._moved(pipe, audit)
+                    pipe.watch(*keys)
+                    return act(pipe)
                 except redis.WatchError:  # another write came first: read again
                     continue
