@@ -11,7 +11,7 @@ import pytest
 from recsys.data import validate_catalog
 from recsys.data.synthetic import make_catalog
 from recsys.settings import load_settings
-from tests.real_shops import broken, faulty, faulty_client, faulty_shop  # noqa: F401  (the real-photo shops, session fixtures)
+from tests.real_shops import broken, faulty, faulty_client, faulty_shop, resold  # noqa: F401  (the real-photo shops, session fixtures)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
 

@@ -1,6 +1,7 @@
 """Real-photo shops with injected faults, built once per session for the curation and search
 tests: re-uploads (``faulty``; its bundle, ``faulty_shop``; an API client over it,
-``faulty_client``) and broken or swapped photos (``broken``). A conftest imports them."""
+``faulty_client``), broken or swapped photos (``broken``) and second sellers' listings
+(``resold``). A conftest imports them."""
 from __future__ import annotations
 
 import time
@@ -80,6 +81,25 @@ def broken(tmp_path_factory, _image_tower, _text_tower):
     tmp = tmp_path_factory.mktemp("broken")
     frame, truth = inject_photo_faults(_sample(150, 11), 3, tmp / "photos", seed=11)
     return _build(frame, tmp, "broken", _image_tower, _text_tower), truth
+
+
+@pytest.fixture(scope="session")
+def resold(tmp_path_factory, _image_tower, _text_tower):
+    """(bundle, truth): 150 real products (a third seeded sample) and 30 listings of them by a second
+    seller (``inject_resellers``: the title reworded, the photo restaged), plus one more second
+    seller's listing of the first source that names another colour, under the item id
+    "other-colour" (its truth row's transform: "colour variant")."""
+    from recsys.curation.faults import inject_resellers
+
+    tmp = tmp_path_factory.mktemp("resold")
+    frame, truth = inject_resellers(_sample(150, 13), 30, tmp / "resellers", seed=13)
+    source = frame[frame["item_id"] == truth["source"].iloc[0]]
+    again, _ = inject_resellers(source, 1, tmp / "variant", seed=14)
+    colour = "red" if str(source["colour"].iloc[0]).lower() == "green" else "green"
+    other = again.iloc[[-1]].assign(item_id="other-colour", colour=colour)
+    truth = pd.concat([truth, pd.DataFrame({"source": [truth["source"].iloc[0]], "copy": ["other-colour"],
+                                            "transform": ["colour variant"]})], ignore_index=True)
+    return _build(pd.concat([frame, other], ignore_index=True), tmp, "resold", _image_tower, _text_tower), truth
 
 
 def _sample(n: int, seed: int) -> pd.DataFrame:

@@ -58,9 +58,12 @@ def duplicates():
     require_key()
     from recsys.curation import duplicates as dup
 
-    threshold = parse("duplicates", request.args)["threshold"]
-    found = _kept(("duplicates", threshold), lambda b: dup.find_duplicates(b, threshold=threshold))
-    return json_response({"version": found.version, "threshold": found.threshold, "groups": found.groups,
+    args = parse("duplicates", request.args)
+    threshold, sellers = args["threshold"], args["sellers"]
+    found = _kept(("duplicates", threshold, sellers),
+                  lambda b: dup.find_duplicates(b, threshold=threshold, sellers=sellers))
+    return json_response({"version": found.version, "threshold": found.threshold, "sellers": sellers,
+                          "groups": found.groups,
                           "catalog": catalog_rows(i for group in found.groups[:_SHOWN_GROUPS] for i in group)})
 
 

@@ -301,8 +301,9 @@ def _curation_schemas() -> dict:
             "item": {"type": "object"}}},
         "Audit": {"type": "object", "required": ["entries"], "properties": {"entries": {"type": "array", "items": {
             "type": "object", "required": ["at", "actor", "action", "item_id"]}}}},
-        "Duplicates": {"type": "object", "required": ["version", "threshold", "groups"], "properties": {
-            "version": version, "threshold": {"type": "number"}, "groups": {"type": "array", "items": ids},
+        "Duplicates": {"type": "object", "required": ["version", "threshold", "sellers", "groups"], "properties": {
+            "version": version, "threshold": {"type": "number"}, "sellers": {"type": "boolean"},
+            "groups": {"type": "array", "items": ids},
             "catalog": catalog}},
         "Outliers": {"type": "object", "required": ["version", "items"], "properties": {
             "version": version, "catalog": catalog, "items": {"type": "array", "items": {

@@ -213,7 +213,11 @@ ENDPOINTS: dict[str, Params] = {
     "item_image": Params(),
     "duplicates": Params(Param("threshold", {"type": "number", "minimum": 0, "maximum": 1},
                                "image cosine of a duplicate; default: the bundle's own, calibrated at build for "
-                               "its image backbone", None, parser=_fraction)),
+                               "its image backbone", None, parser=_fraction),
+                         Param("sellers", {"type": "boolean"}, "also the same product listed by another seller, "
+                               "with other words and another photo: pairs that are each other's best match "
+                               "(for review; about two in three such pairs are right, docs/curation.md)",
+                               False, parser=_flag)),
     "outliers": Params(_integer_param("top", "how many items; 0 for all", 50, 0, 10**9)),
     "queue": Params(_integer_param("limit", "how many flagged items", 100, 1, 10_000)),
     "audit": Params(_integer_param("limit", "how many entries, newest first", 100, 1, 10_000)),

@@ -24,19 +24,24 @@ _BUNDLE_HELP = "a bundle version directory, or models/NAME for the newest"
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="image-block cosine at which two photos are the same (default: the bundle's own, calibrated at "
               "build for its image backbone)")
+@click.option("--sellers", is_flag=True,
+              help="also the same product listed by another seller, with other words and another photo (for "
+              "review: about two in three such pairs are right, docs/curation.md)")
 @click.option("--progress/--no-progress", default=True, help="progress bars")
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def duplicates(bundle: Path, threshold: float | None, progress: bool, as_json: bool) -> None:
-    """Duplicate listings: groups of items whose photos are the same picture."""
+def duplicates(bundle: Path, threshold: float | None, sellers: bool, progress: bool, as_json: bool) -> None:
+    """Duplicate listings: groups of items whose photos are the same picture (with --sellers, also the
+    same product from another seller)."""
     from recsys.bundle import read_bundle
     from recsys.curation import duplicates as dup
 
-    found = dup.find_duplicates(read_bundle(bundle), threshold=threshold, show_progress=progress)
+    found = dup.find_duplicates(read_bundle(bundle), threshold=threshold, sellers=sellers, show_progress=progress)
     if as_json:
-        click.echo(json.dumps({"version": found.version, "threshold": found.threshold, "groups": found.groups}))
+        click.echo(json.dumps({"version": found.version, "threshold": found.threshold, "sellers": sellers,
+                               "groups": found.groups}))
         return
     click.echo(f"{len(found.groups):,} groups of duplicates ({sum(map(len, found.groups)):,} items) in "
-               f"{found.version}, threshold {found.threshold:g}")
+               f"{found.version}, threshold {found.threshold:g}{', other sellers too' if sellers else ''}")
     for group in found.groups:
         click.echo("  " + " ".join(group))
 

@@ -18,6 +18,14 @@ catalog that names two washes of the same jeans "blue" under one title still sho
 when their shades differ enough. Candidates are each item's nearest neighbours by image and by
 text (the bundle's precomputed lists, no ``n x n`` matrix).
 
+The same product from a **second seller** comes with other words and another photo, so it passes
+neither test. ``sellers=True`` (a read for review, never the build's groups that hide listings)
+also accepts a pair of listings that are each other's best match: no other candidate of either
+item scores a higher sum of image and text cosines among those whose colour attributes agree,
+and the two cosines reach ``SELLER_IMAGE_THRESHOLD`` and ``SELLER_TEXT_THRESHOLD``. A look-alike
+from the same studio is often as close as a second seller's photo; being each other's best match
+is what keeps most of them out (``benchmarks/quality_cross_seller.py``, docs/curation.md).
+
 Groups are stars, not connected components: the item with the most (and closest) duplicates
 leads a group of its own duplicates, then the next item not yet grouped, and so on. Every item of
 a group is a duplicate of its first item. Connected components chain look-alikes instead: a
@@ -45,14 +53,18 @@ from recsys.errors import InvalidRequest
 from recsys.index.exact import nearest
 from recsys.towers._colour import rgb_to_lab
 
-__all__ = ["Duplicates", "find_duplicates", "image_threshold", "duplicate_rows", "pixel_descriptors",
-           "pixel_descriptor", "duplicate_rule", "colour_names", "colour_distances",
-           "IMAGE_THRESHOLD", "PIXEL_THRESHOLD", "TEXT_THRESHOLD", "COLOUR_THRESHOLD"]
+__all__ = ["Duplicates", "find_duplicates", "candidate_pairs", "pair_cosines", "image_threshold", "duplicate_rows",
+           "pixel_descriptors", "pixel_descriptor", "duplicate_rule", "colour_names", "colour_distances",
+           "best_partners", "seller_rule", "IMAGE_THRESHOLD", "PIXEL_THRESHOLD", "TEXT_THRESHOLD",
+           "COLOUR_THRESHOLD", "SELLER_IMAGE_THRESHOLD", "SELLER_TEXT_THRESHOLD"]
 
 IMAGE_THRESHOLD = 0.90
 PIXEL_THRESHOLD = 0.97
 TEXT_THRESHOLD = 0.95
 COLOUR_THRESHOLD = 10.0
+# chosen on the validation half of benchmarks/quality_cross_seller.py's second-seller listings
+SELLER_IMAGE_THRESHOLD = 0.75
+SELLER_TEXT_THRESHOLD = 0.75
 PIXEL_SIDE = 16
 _CANDIDATES = 50  # neighbours per item when the bundle has no precomputed image lists
 _TEXT_CANDIDATES = 20  # nearest by text per item, besides the image neighbours
@@ -169,7 +181,7 @@ def _exact_pairs(thumbnails: Thumbnails | None, n: int) -> set[tuple[int, int]]:
     return {(rows[0], other) for rows in by_hash.values() for other in rows[1:]}
 
 
-def _candidates(bundle: Bundle, show_progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def candidate_pairs(bundle: Bundle, show_progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Unique pairs ``(a < b)`` of items among each other's nearest by image, or among the
     ``_TEXT_CANDIDATES`` nearest by text: a backbone that scores every pair of photos alike (a
     randomly initialised one) orders image neighbours by noise, and the same listing text still
@@ -197,7 +209,7 @@ def _candidates(bundle: Bundle, show_progress: bool) -> tuple[np.ndarray, np.nda
     return keys // n, keys % n
 
 
-def _cosines(matrix: np.ndarray, mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def pair_cosines(matrix: np.ndarray, mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise cosines of pairs, in blocks; NaN where either row has no vector."""
     out = np.full(len(a), np.nan, np.float32)
     block = max(1024, _PAIR_VALUES // matrix.shape[1])
@@ -216,9 +228,11 @@ def image_threshold(bundle: Bundle) -> float:
 
 def find_duplicates(bundle: Bundle, *, threshold: float | None = None,
                     pixel_threshold: float = PIXEL_THRESHOLD, text_threshold: float = TEXT_THRESHOLD,
-                    colour_threshold: float = COLOUR_THRESHOLD, show_progress: bool = False) -> Duplicates:
+                    colour_threshold: float = COLOUR_THRESHOLD, sellers: bool = False,
+                    show_progress: bool = False) -> Duplicates:
     """Duplicate groups of a bundle's items (see the module docstring for the rule); ``threshold``
-    (the image cosine) defaults to the bundle's own (:func:`image_threshold`).
+    (the image cosine) defaults to the bundle's own (:func:`image_threshold`); ``sellers`` adds
+    the listings of the same product by another seller (:func:`seller_rule`).
 
     Raises:
         InvalidRequest: the bundle has no image modality, or a threshold is outside [0, 1].
@@ -233,10 +247,10 @@ def find_duplicates(bundle: Bundle, *, threshold: float | None = None,
     if "image" not in bundle.vectors.blocks:
         raise InvalidRequest(f"bundle {bundle.version} has no image modality to find duplicates by")
     n = len(bundle.item_ids)
-    a, b = _candidates(bundle, show_progress)
-    image = _cosines(bundle.vectors.blocks["image"].vectors, bundle.vectors.blocks["image"].mask, a, b)
+    a, b = candidate_pairs(bundle, show_progress)
+    image = pair_cosines(bundle.vectors.blocks["image"].vectors, bundle.vectors.blocks["image"].mask, a, b)
     text_block = bundle.vectors.blocks.get("text")
-    text = (_cosines(text_block.vectors, text_block.mask, a, b) if text_block is not None
+    text = (pair_cosines(text_block.vectors, text_block.mask, a, b) if text_block is not None
             else np.full(len(a), np.nan, np.float32))
     pixels = np.full(len(a), np.nan, np.float32)
     colours = np.full(len(a), np.nan, np.float32)
@@ -247,7 +261,7 @@ def find_duplicates(bundle: Bundle, *, threshold: float | None = None,
         full_ok = np.zeros(n, bool)
         full_lab = np.full((n, 3), np.nan, np.float32)
         full[involved], full_ok[involved], full_lab[involved] = desc, ok, lab
-        pixels = _cosines(full, full_ok, a, b)
+        pixels = pair_cosines(full, full_ok, a, b)
         colours = colour_distances(full_lab, a, b)
     colour = (colour_names(bundle.items) if S.COLOUR in bundle.items.columns
               else np.full(n, "", object))
@@ -256,6 +270,8 @@ def find_duplicates(bundle: Bundle, *, threshold: float | None = None,
     accepted = is_exact | duplicate_rule(image, pixels, text, colour[a], colour[b], colours, threshold=threshold,
                                          pixel_threshold=pixel_threshold, text_threshold=text_threshold,
                                          colour_threshold=colour_threshold)
+    if sellers:
+        accepted |= seller_rule(a, b, image, text, colour[a], colour[b], n)
     extra = sorted(exact - set(zip(a[is_exact].tolist(), b[is_exact].tolist())))  # exact copies not listed
     ids = bundle.item_ids.ids
     pairs = pd.DataFrame({
@@ -270,7 +286,9 @@ def find_duplicates(bundle: Bundle, *, threshold: float | None = None,
     pairs.insert(0, "item_a", [str(ids[i]) for i in pairs.pop("a")])
     pairs.insert(1, "item_b", [str(ids[i]) for i in pairs.pop("b")])
     settings = {"threshold": threshold, "pixel_threshold": pixel_threshold, "text_threshold": text_threshold,
-                "colour_threshold": colour_threshold}
+                "colour_threshold": colour_threshold, "sellers": sellers}
+    if sellers:
+        settings |= {"seller_image_threshold": SELLER_IMAGE_THRESHOLD, "seller_text_threshold": SELLER_TEXT_THRESHOLD}
     return Duplicates(bundle.version, threshold, settings, groups, pairs)
 
 
@@ -292,6 +310,28 @@ def duplicate_rule(image: np.ndarray, pixels: np.ndarray, text: np.ndarray, colo
     agree &= np.isnan(colours) | (colours <= colour_threshold)  # the product's own colour in the photos
     looks = (np.nan_to_num(image, nan=-1) >= threshold) | (np.nan_to_num(pixels, nan=-1) >= pixel_threshold)
     return looks & agree
+
+
+def seller_rule(a: np.ndarray, b: np.ndarray, image: np.ndarray, text: np.ndarray, colour_a: np.ndarray,
+                colour_b: np.ndarray, n: int, *, image_threshold: float = SELLER_IMAGE_THRESHOLD,
+                text_threshold: float = SELLER_TEXT_THRESHOLD) -> np.ndarray:
+    """Which candidate pairs ``(a, b)`` of ``n`` items are the same product from two sellers: their
+    colour attributes agree, they are each other's best match by the sum of their image and text
+    cosines (:func:`best_partners`, among the pairs whose colours agree), and each cosine reaches
+    its threshold. A pair without text or without photos is never one: it needs both to be scored."""
+    agree = (colour_a == "") | (colour_b == "") | (colour_a == colour_b)
+    image, text = np.nan_to_num(image, nan=-1.0), np.nan_to_num(text, nan=-1.0)
+    score = np.where(agree, image + text, -np.inf)
+    return agree & best_partners(a, b, score, n) & (image >= image_threshold) & (text >= text_threshold)
+
+
+def best_partners(a: np.ndarray, b: np.ndarray, score: np.ndarray, n: int) -> np.ndarray:
+    """Which pairs ``(a, b)`` of ``n`` items are each other's best: no other pair of ``a`` or of
+    ``b`` scores higher (ties keep both)."""
+    best = np.full(n, -np.inf)
+    np.maximum.at(best, a, score)
+    np.maximum.at(best, b, score)
+    return np.isfinite(score) & (score >= best[a]) & (score >= best[b])
 
 
 def _groups(pairs: pd.DataFrame, n: int, ids) -> list[list[str]]:

@@ -83,6 +83,15 @@ def test_the_admin_page_shows_the_catalog_s_curation(browser, live, hm_shop):
         browser.save_screenshot(str(ARTIFACTS / f"admin_{view}.png"))
     names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#clusters .facts .score")]
     assert len(names) == len(set(names)) > 5 and all(names), names  # named clusters, each its own name
+    browser.get(f"http://127.0.0.1:{live.port}/admin#/duplicates")
+    wait_for(browser, lambda d: "groups of duplicate listings" in d.find_element(By.ID, "status").text,
+             "the duplicate groups")
+    groups = int(browser.find_element(By.ID, "status").text.split()[0])
+    browser.find_element(By.CSS_SELECTOR, '#view input[name="sellers"]').click()
+    wait_for(browser, lambda d: "other sellers' listings too" in d.find_element(By.ID, "status").text,
+             "the groups with other sellers' listings")
+    assert int(browser.find_element(By.ID, "status").text.split()[0]) >= groups
+    browser.save_screenshot(str(ARTIFACTS / "admin_duplicates_sellers.png"))
     browser.get(f"http://127.0.0.1:{live.port}/admin#/labels")
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#view textarea"), "the labels form")
     browser.find_element(By.CSS_SELECTOR, "#view form button").click()

@@ -120,12 +120,23 @@ const views = {
   },
 
   async duplicates(view) {
-    const body = await admin("/v1/admin/duplicates");
-    const shown = body.groups.slice(0, 50);
-    status(`${body.groups.length} groups of duplicate listings at threshold ${body.threshold}; ` +
-           `the ${shown.length} strongest are shown, the first item of each group is the one to keep.`);
-    view.replaceChildren(el("div", { class: "rows", id: "duplicates" }, ...shown.map((group) =>
-      el("div", { class: "row strip" }, ...group.map((id) => card(id, body.catalog))))));
+    const sellers = el("input", { type: "checkbox", name: "sellers" });
+    const form = el("form", { class: "controls" },
+      el("label", {}, sellers, " also the same product from another seller (other words, another photo; " +
+         "about one pair in three is a look-alike)"));
+    const out = el("div", { class: "rows", id: "duplicates" });
+    const run = async () => {
+      const body = await admin(`/v1/admin/duplicates?sellers=${sellers.checked}`);
+      const shown = body.groups.slice(0, 50);
+      status(`${body.groups.length} groups of duplicate listings at threshold ${body.threshold}` +
+             `${body.sellers ? ", other sellers' listings too" : ""}; the ${shown.length} strongest are shown, ` +
+             "the first item of each group is the one to keep.");
+      out.replaceChildren(...shown.map((group) => el("div", { class: "row strip" },
+        ...group.map((id) => card(id, body.catalog)))));
+    };
+    sellers.addEventListener("change", () => run().catch((e) => status(e.message, true)));
+    view.replaceChildren(form, out);
+    await run();
   },
 
   async clusters(view) {
