@@ -342,3 +342,25 @@ def test_a_bundle_without_the_content_map_leaves_put_items_out_of_feeds(feeds, m
     blind = Recommender(older.bundle, content_weight=0.0).with_changes(with_put.changes)
     feed = blind.recommend("nobody", 5, recent_items=recent)
     assert feed.strategy == "popular" and "no recent item the model knows" in feed.message
+
+
+def test_a_feed_computed_per_request_is_computed_once_when_dedupe_asks_for_more():
+    from recsys.data.ids import IdMap
+    from recsys.serve.dedupe import computed_once, first_distinct
+    from recsys.serve.rows import Recommendations, Scored
+
+    ids = IdMap([f"I{i}" for i in range(100)])
+    groups = np.full(100, -1, np.int32)
+    groups[:20] = 0  # the twenty best items are one product listed twenty times
+    asked = []
+
+    def ranking(n: int) -> Recommendations:
+        asked.append(n)
+        return Recommendations([Scored(f"I{i}", 1.0 - i / 100) for i in range(min(n, 100))], "ranked")
+
+    found = first_distinct(computed_once(ranking), 10, groups, ids)
+    assert [s.item_id for s in found] == ["I0", *[f"I{i}" for i in range(20, 29)]]
+    assert found.strategy == "ranked" and asked == [30]  # one ranking, 30 deep, sliced for the second ask
+    asked.clear()
+    first_distinct(computed_once(ranking), 10, np.where(np.arange(100) < 60, 0, -1).astype(np.int32), ids)
+    assert asked == [30, 150]  # asked deeper than the first computation: computed again, 2n + 10 deep

@@ -23,7 +23,7 @@ from recsys.serve.batch import ranked_batch
 from recsys.serve.candidates import Candidates
 from recsys.serve.catalog import Catalog
 from recsys.serve.changes import ItemChanges
-from recsys.serve.dedupe import first_k
+from recsys.serve.dedupe import computed_once, first_k
 from recsys.serve.embedder import ItemEmbedder
 from recsys.serve.feeds import Feeds
 from recsys.serve.filters import FilterColumns, ItemFilter
@@ -178,8 +178,8 @@ class Recommender:
             found = self._first(query, lambda n: self._similar.computed(plan.inputs, n, changes), plan.shaper)
         elif found is None:
             make = plan.source == "list"
-            found = self._first(query, lambda n: self._feeds.computed(plan.inputs, n, changes, make_list=make),
-                                plan.shaper)
+            found = self._first(query, computed_once(lambda n: self._feeds.computed(plan.inputs, n, changes,
+                                                                                   make_list=make)), plan.shaper)
         return self._catalog.explained(found, query.filters, changes)
 
     def _first(self, query: SimilarQuery | FeedQuery, find, shaped: Shaper | None) -> Recommendations | None:
