@@ -154,20 +154,21 @@ def taste_vectors(vectors: np.ndarray, history: np.ndarray) -> np.ndarray:
 class Taste(Source):
     """Looks like what the user had: cosine of each item to their taste in the item tower.
 
-    Every item is scored in the combined vectors' leading ``dims`` directions (an uncentred
-    randomised SVD of a seeded sample), the ``pool`` times ``n`` best of those are scored exactly,
-    and the best ``n`` of them are proposed with their exact cosines: the full scan of a
-    two-thousand-dimension catalog is a memory-bound pass over every vector, the reduced one a
-    sixteenth of it (docs/ranking.md measures both). Vectors of at most ``2 * dims`` dimensions
-    are scanned as they are."""
+    A block of users scores every item in all the dimensions: one matrix product, bound by
+    arithmetic. A feed of a few users (a request) would spend its time reading the vectors
+    instead, so below ``few`` users every item is scored in the combined vectors' leading
+    ``dims`` directions (an uncentred randomised SVD of a seeded sample), the ``pool`` times
+    ``n`` best of those are scored exactly, and the best ``n`` are proposed with their exact
+    cosines: a sixteenth of the memory read, and nearly the same items (docs/ranking.md measures
+    both). Vectors of at most ``2 * dims`` dimensions are always scanned as they are."""
 
     name = "taste"
 
-    def __init__(self, n: int, bundle: Bundle, block: int = 1024, dims: int = 128, pool: int = 8,
+    def __init__(self, n: int, bundle: Bundle, block: int = 1024, dims: int = 128, pool: int = 8, few: int = 8,
                  sample: int = 4096, seed: int = 0):
         super().__init__(n)
         self.vectors = np.asarray(bundle.vectors.combined, np.float32)
-        self.block, self.pool = block, pool
+        self.block, self.pool, self.few = block, pool, few
         self.axes = self.reduced = None
         if self.vectors.shape[1] > 2 * dims and len(self.vectors) > pool * n:
             from sklearn.utils.extmath import randomized_svd
@@ -182,7 +183,8 @@ class Taste(Source):
         parts = []
         for start in range(0, len(audience), self.block):
             taste = taste_vectors(self.vectors, audience.history[start:start + self.block])
-            parts.append(self._best(taste) if self.reduced is not None else top_per_row(self._all(taste), self.n))
+            reduced = self.reduced is not None and len(taste) < self.few
+            parts.append(self._best(taste) if reduced else top_per_row(self._all(taste), self.n))
         return sp.vstack(parts).tocsr() if parts else sp.csr_matrix((0, state.n_items))
 
     def _all(self, taste: np.ndarray) -> np.ndarray:

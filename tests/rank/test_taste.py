@@ -25,7 +25,7 @@ def _histories(n_items: int, users: int, seed: int = 0) -> np.ndarray:
 
 
 def test_the_reduced_scan_proposes_the_exact_best_with_exact_cosines(market):
-    fast = Taste(50, market, dims=64)
+    fast = Taste(50, market, dims=64, few=1000)  # every block of users a few: the reduced scan
     assert fast.reduced is not None and fast.reduced.shape == (len(market.item_ids), 64)
     exact = Taste(50, market)
     exact.reduced = None  # every item scored in all the dimensions
@@ -39,6 +39,8 @@ def test_the_reduced_scan_proposes_the_exact_best_with_exact_cosines(market):
         mine, right = dict(zip(found[u].indices, found[u].data)), dict(zip(truth[u].indices, truth[u].data))
         assert all(abs(mine[i] - right[i]) < 1e-4 for i in set(mine) & set(right))
     assert found[len(history) - 1].nnz == truth[len(history) - 1].nnz == 0
+    many = Taste(50, market, dims=64)  # a block of 200 users scans every item in all dimensions
+    assert (many.propose(state, audience) != truth).nnz == 0
 
 
 def test_narrow_vectors_are_scanned_as_they_are(plain_shop):
