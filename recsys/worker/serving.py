@@ -66,6 +66,9 @@ class Serving:
         self.cache_dir = Path(settings.state_dir) / "bundles"
         self.scan_dir = Path(settings.state_dir) / "scans"
         self._swap_lock = threading.Lock()
+        # one refresh at a time: a slow download of a version activated before another must not
+        # finish last and leave the older one installed, or its refusal as the reason said
+        self._refresh_lock = threading.RLock()
         self._stop = threading.Event()
         self.subscribed = False  # the follower thread is receiving invalidations
         self.shared_gen = None  # the item generation the workers of one server share (RawValue)
@@ -214,19 +217,20 @@ class Serving:
 
     def refresh(self) -> None:
         """Switch to the active version if it changed; reload item changes if they moved."""
-        active = self.breaker.call(self.store.active_version) if self.store is not None else None
-        current = self.current
-        if active is not None and (current is None or active != current.version) \
-                and active not in self.failed:
-            self._load_version(active)
-        elif current is None and self.settings.api.bundle is not None:
-            self._load_local(self.settings.api.bundle)
-        if self.current is not None and self._results is not None:
-            gen = self.breaker.call(self._results.gen)
-            if gen is not None:
-                self.at_generation(gen)
-                self.announce(gen)
-        self._hold_variant_bundles()
+        with self._refresh_lock:
+            active = self.breaker.call(self.store.active_version) if self.store is not None else None
+            current = self.current
+            if active is not None and (current is None or active != current.version) \
+                    and active not in self.failed:
+                self._load_version(active)
+            elif current is None and self.settings.api.bundle is not None:
+                self._load_local(self.settings.api.bundle)
+            if self.current is not None and self._results is not None:
+                gen = self.breaker.call(self._results.gen)
+                if gen is not None:
+                    self.at_generation(gen)
+                    self.announce(gen)
+            self._hold_variant_bundles()
 
     def _hold_variant_bundles(self) -> None:
         """Load the bundles the running experiments' variants name and this worker does not hold;
