@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from recsys.curation.duplicates import Duplicates
-from recsys.curation.outliers import QUALITY_STATS, REASON_Z, SIGNAL_LABELS, Outliers, quality_problems, robust_scale
+from recsys.curation.outliers import REASON_Z, SIGNAL_LABELS, Outliers
 
 __all__ = ["catalog_flags", "flag_counts"]
 
@@ -40,28 +40,20 @@ def catalog_flags(duplicates: Duplicates | None, outliers: Outliers | None) -> d
                     "item_id": first, "image": _rounded(pair.image), "pixels": _rounded(pair.pixels),
                     "text": _rounded(pair.text), "exact": bool(pair.exact)}]}
     if outliers is not None:
-        table = outliers.items
-        severity, problems = quality_problems(table[list(QUALITY_STATS)])
-        z = {}
-        for column in ("off_category", "image_text"):
-            values = table[column].to_numpy(np.float64)
-            median, spread = robust_scale(values)
-            z[column] = np.nan_to_num((values - median) / spread, nan=0.0)
-        for row, item in enumerate(table["item_id"]):
+        for row in outliers.items.itertuples():
             checks = {}
-            if problems[row]:
-                checks["quality"] = {"flagged": True, "reasons": problems[row],
-                                     "severity": round(float(severity[row]), 3)}
-            suggested = table["suggested_category"].iat[row]
-            if z["off_category"][row] >= REASON_Z and suggested:
-                checks["off_category"] = {"flagged": True, "z": round(float(z["off_category"][row]), 2),
-                                          "suggested_category": suggested,
-                                          "reason": f"{SIGNAL_LABELS['off_category']}: {suggested}"}
-            if z["image_text"][row] >= REASON_Z:
-                checks["image_text"] = {"flagged": True, "z": round(float(z["image_text"][row]), 2),
+            if row.quality_problems:
+                checks["quality"] = {"flagged": True, "reasons": row.quality_problems,
+                                     "severity": round(float(row.quality_severity), 3)}
+            if row.off_category_z >= REASON_Z and row.suggested_category:
+                checks["off_category"] = {"flagged": True, "z": round(float(row.off_category_z), 2),
+                                          "suggested_category": row.suggested_category,
+                                          "reason": f"{SIGNAL_LABELS['off_category']}: {row.suggested_category}"}
+            if row.image_text_z >= REASON_Z:
+                checks["image_text"] = {"flagged": True, "z": round(float(row.image_text_z), 2),
                                         "reason": SIGNAL_LABELS["image_text"]}
             if checks:
-                flags.setdefault(str(item), {}).update(checks)
+                flags.setdefault(str(row.item_id), {}).update(checks)
     return flags
 
 

@@ -72,7 +72,9 @@ class Outliers:
         items: one row per item, highest score first: ``item_id``, ``score``, ``reasons`` (list of
             str), ``suggested_category`` (None unless the photo looks like another category), and
             each signal's raw value (``uniqueness``, ``off_category``, ``image_text``,
-            ``contrast``, ``brightness``, ``detail``, ``noise``; NaN where not measured).
+            ``contrast``, ``brightness``, ``detail``, ``noise``; NaN where not measured), the
+            robust z of each of the first three (``uniqueness_z``...; 0 where not measured), and
+            the photo's ``quality_severity`` (0 to 1) and ``quality_problems`` (list of str).
     """
 
     version: str
@@ -255,11 +257,13 @@ def find_outliers(bundle: Bundle, *, show_progress: bool = False) -> Outliers:
     suggested = np.where(signals["off_category"].to_numpy() > 0, suggested, None)
     for column, label in SIGNAL_LABELS.items():
         z = np.nan_to_num(_robust_z(signals[column].to_numpy(np.float64)), nan=0.0)
+        signals[f"{column}_z"] = z
         np.maximum(unusual, z, out=unusual)
         for row in np.flatnonzero(z >= REASON_Z):
             like = f": {suggested[row]}" if column == "off_category" and suggested[row] else ""
             reasons[row].append(f"{label}{like} (z {z[row]:.1f})")
     worst, problems = quality_problems(signals[list(QUALITY_STATS)])
+    signals["quality_severity"], signals["quality_problems"] = worst, pd.Series(problems, dtype=object)
     for row, found in enumerate(problems):
         reasons[row].extend(found)
     scores = (np.maximum(unusual, 0.0) + QUALITY_Z * worst).astype(np.float32)
