@@ -1,9 +1,13 @@
 """Helpers for benchmark scripts: results files and timing."""
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import platform
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -18,6 +22,26 @@ def cpu() -> dict:
     names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
              if line.startswith("model name")]
     return {"cpu": names[0] if names else platform.processor(), "cores": len(names), "native_bf16": cpu_has_bf16()}
+
+
+def sample_parser(doc: str, items: int, copies: int) -> argparse.ArgumentParser:
+    """The arguments of a quality benchmark over a seeded catalog sample with injected copies:
+    ``--items``, ``--copies`` and ``--work`` (where the built bundles stay between runs)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=items)
+    parser.add_argument("--copies", type=int, default=copies)
+    parser.add_argument("--work", type=Path, default=None, help="keep the built bundles here")
+    return parser
+
+
+@contextlib.contextmanager
+def work_dir(work: Path | None) -> Iterator[Path]:
+    """``work``, or a temporary directory removed afterwards."""
+    if work is not None:
+        yield work
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp)
 
 
 def write_results(name: str, results: dict, tag: str | None = None) -> Path:

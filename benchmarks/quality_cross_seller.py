@@ -46,11 +46,9 @@ Writes benchmarks/results/quality_cross_seller.json.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +56,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import wilson, write_results  # noqa: E402
+from _common import sample_parser, wilson, work_dir, write_results  # noqa: E402
 
 from recsys.bundle import read_bundle  # noqa: E402
 from recsys.curation import duplicates as dup  # noqa: E402
@@ -173,14 +171,16 @@ def group_pairs(found: dup.Duplicates) -> set[frozenset]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1500)
+    parser = sample_parser(__doc__, items=1500, copies=90)
     parser.add_argument("--resellers", type=int, default=300)
-    parser.add_argument("--copies", type=int, default=90)
-    parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="quality-cross-seller-"))
-    bundle, truth = labelled(args.items, args.resellers, args.copies, work)
+    with work_dir(args.work) as work:
+        bundle, truth = labelled(args.items, args.resellers, args.copies, work)
+        measure(bundle, truth, args)
+
+
+def measure(bundle, truth: pd.DataFrame, args) -> None:
+    """Score every rule on the labelled set and write the results."""
     sellers, uploads = truth[truth["transform"] == "reseller"], truth[truth["transform"] != "reseller"]
     order = np.random.default_rng(0).permutation(len(sellers))
     validation, test = sellers.iloc[order[: len(order) // 2]], sellers.iloc[order[len(order) // 2:]]

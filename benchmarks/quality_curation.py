@@ -34,10 +34,8 @@ Writes benchmarks/results/quality_curation.json and prints the tables.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +44,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results  # noqa: E402
+from _common import sample_parser, work_dir, write_results  # noqa: E402
 
 from recsys.bundle import read_bundle  # noqa: E402
 from recsys.curation import diverse_subset, find_duplicates  # noqa: E402
@@ -231,13 +229,8 @@ def clusters(bundle, seed: int = 0) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=5000)
-    parser.add_argument("--copies", type=int, default=500)
-    parser.add_argument("--work", type=Path, default=None, help="keep the built bundles here")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.work or Path(tmp)
+    args = sample_parser(__doc__, items=5000, copies=500).parse_args()
+    with work_dir(args.work) as work:
         found_outliers = outliers(args.items, args.copies // 10, 3, work)
         print("outliers:", found_outliers)
         validation, validation_truth = faulty_bundle(args.items, args.copies, 1, work)

@@ -30,15 +30,13 @@ Writes benchmarks/results/quality_thresholds.json and prints the tables.
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import wilson, write_results  # noqa: E402
+from _common import sample_parser, wilson, work_dir, write_results  # noqa: E402
 from quality_curation import group_pairs, sample  # noqa: E402
 
 from recsys.bundle import read_bundle  # noqa: E402
@@ -102,13 +100,8 @@ def backbone(name: str, items: int, copies: int, work: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=3000)
-    parser.add_argument("--copies", type=int, default=300)
-    parser.add_argument("--work", type=Path, default=None, help="keep the built bundles here")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.work or Path(tmp)
+    args = sample_parser(__doc__, items=3000, copies=300).parse_args()
+    with work_dir(args.work) as work:
         checked = validation(args.items)
         print("validation:", checked)
         results = {name: backbone(name, args.items, args.copies, work) for name in BACKBONES}
