@@ -246,13 +246,17 @@ def evaluate(ctx: click.Context, data: str, catalog: str | None, bundle: Path | 
     report.info["data"] = data
     top = cut_offs[-1]
     columns = [f"{m}@{k}" for k in cut_offs for m in ("precision", "recall", "ndcg", "map")]
-    columns += [f"{m}_new@{k}" for k in cut_offs for m in ("ndcg", "map") if f"{m}_new@{k}" in report.metrics]
+    columns += [f"{m}{part}@{k}" for part in ("_new", "_newcomers") for k in cut_offs for m in ("ndcg", "map")
+                if f"{m}{part}@{k}" in report.metrics]
     columns += [f"{m}@{top}" for m in ("hitrate", "mrr", "coverage", "novelty", "popularity", "gini",
                                        "diversity")]
     info = report.info
     seen = "known items left out" if info["exclude_seen"] else "known items may come back (_new: new to the user)"
     click.echo(f"{info['split']}: {info['train_events']:,} training events, {info['test_events']:,} "
                f"held out, {info['test_users']:,} test users, {info['items']:,} items; {seen}")
+    if info["newcomers"]:
+        click.echo(f"{info['newcomers']:,} test users with no history are scored apart (_newcomers): "
+                   "each model's feed for nobody")
     click.echo(report.table(columns))
     if not report.gains.empty:
         click.echo(report.gains_table())

@@ -24,6 +24,7 @@ from recsys.evaluation import metrics as M
 from recsys.evaluation.models import EvalData, Model
 from recsys.evaluation.registry import create_model
 from recsys.evaluation.splits import make_split
+from recsys.evaluation.tuning import Tuned
 from recsys.settings import Settings, load_settings
 
 __all__ = ["Report", "prepare", "evaluate", "item_bundle", "sample_users", "segments_of"]
@@ -42,10 +43,14 @@ class Report:
     Attributes:
         metrics: one row per model: accuracy metrics ``<name>@<k>`` (means over test users),
             ``coverage``, ``novelty``, ``popularity`` (mean popularity percentile), ``gini`` (of
-            exposure) and ``diversity`` (intra-list, content space) at each k, and seconds.
+            exposure) and ``diversity`` (intra-list, content space) at each k, and seconds. With
+            repurchases allowed, ``<name>_new@<k>`` against what was new to each user; where the
+            split has test users with no history, ``<name>_newcomers@<k>`` over them alone.
         segments: long format: model, breakdown, segment, users, and recall/NDCG at each k.
         per_user: per model, a frame of per-user accuracy metrics (for distributions).
         info: data, split and sizes.
+        gains: each of our models' gain over the best baseline per metric, with its interval.
+        newcomers: per model, the per-user metrics of the test users with no history.
     """
 
     metrics: pd.DataFrame
@@ -53,6 +58,7 @@ class Report:
     per_user: dict[str, pd.DataFrame] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     gains: pd.DataFrame = field(default_factory=pd.DataFrame)
+    newcomers: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def gains_table(self) -> str:
         """A markdown table of each of our models' gain over the best baseline, with its 95%
@@ -216,12 +222,17 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
     segments = segments_of(data)
     vectors, mask = data.bundle.vectors.combined, data.bundle.vectors.mask
     n_items, n_users = len(data.bundle.item_ids), len(data.train.user_ids)
-    rows, seg_rows, per_user = [], [], {}
+    rows, seg_rows, per_user, per_newcomer, tuned = [], [], {}, {}, {}
+    # users with no history: every model's feed for nobody, scored apart from the main test
+    newcomers = EvalData.build(data.bundle, data.split.of_newcomers(), data.settings) \
+        if len(data.split.newcomers) else None
     objects = [create_model(m, data.settings) if isinstance(m, str) else m for m in models]
     for model in tqdm(objects, desc="models", unit="model", disable=not show_progress):
         started = time.perf_counter()
         model.fit(data)
         fitted = time.perf_counter()
+        if isinstance(model, Tuned):
+            tuned[model.name] = {"chosen": str(model.chosen), "validation_ndcg@10": model.scores}
         deep = model.rank(data, depth)
         ranked_at = time.perf_counter()
         ranked = deep[:, :n]
@@ -245,6 +256,10 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
             row[f"popularity@{k}"] = M.popularity_percentile(ranked, data.item_users, k)
             row[f"gini@{k}"] = M.exposure_gini(ranked, n_items, k)
             row[f"diversity@{k}"] = M.intra_list_diversity(ranked, vectors, mask, k)
+        if newcomers is not None:
+            row_new, per_newcomer[model.name] = _scored(model.rank(newcomers, n), newcomers.truth, ks,
+                                                        newcomers.users, "_newcomers")
+            row.update(row_new)
         row["fit_seconds"] = round(fitted - started, 3)
         row["rank_seconds"] = round(ranked_at - fitted, 3)
         rows.append({"model": model.name, **row})
@@ -256,20 +271,40 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
             "test_users": int(has_truth.sum()), "dropped_users": data.split.dropped_users,
             "items": n_items, "bundle": str(data.bundle.path), "ks": list(ks),
             "exclude_seen": not repeats,
-            "users_with_new_items": int((new_truth.sizes > 0).sum()) if new_truth is not None else None}
-    gains = _gains(metrics, per_user, ks, repeats)
-    return Report(metrics=metrics, segments=pd.DataFrame(seg_rows), per_user=per_user, info=info, gains=gains)
-
-
-def _gains(metrics: pd.DataFrame, per_user: dict[str, pd.DataFrame], ks: tuple[int, ...],
-           repeats: bool) -> pd.DataFrame:
-    """Each of :data:`OURS`' gain over the best baseline (by its mean), per metric, with the 95%
-    paired bootstrap interval over the users who have held-out items."""
-    ours = [m for m in metrics.index if m in OURS]
-    baselines = [m for m in metrics.index if m not in OURS and m != "random" and not m.startswith("bundle:")]
+            "users_with_new_items": int((new_truth.sizes > 0).sum()) if new_truth is not None else None,
+            "newcomers": len(newcomers.users) if newcomers is not None else 0,
+            "newcomer_events": len(data.split.newcomers), "tuned": tuned}
     names = [f"{metric}@{k}" for k in ks for metric in ("ndcg", "map", "recall")]
     if repeats:
         names += [f"{metric}_new@{k}" for k in ks for metric in ("ndcg", "map")]
+    gains = _gains(metrics, per_user, names)
+    if newcomers is not None:
+        gains = pd.concat([gains, _gains(metrics, per_newcomer, [f"{metric}_newcomers@{k}" for k in ks
+                                                                  for metric in ("ndcg", "map", "recall")])],
+                          ignore_index=True)
+    return Report(metrics=metrics, segments=pd.DataFrame(seg_rows), per_user=per_user, info=info, gains=gains,
+                  newcomers=per_newcomer)
+
+
+def _scored(ranked: np.ndarray, truth: M.Truth, ks: tuple[int, ...], users: list,
+            suffix: str) -> tuple[dict, pd.DataFrame]:
+    """Mean recall, NDCG and MAP at each k (named ``<metric><suffix>@<k>``) over the users with
+    held-out items, and their values per user."""
+    has_truth = truth.sizes > 0
+    row, frame = {}, {"user_id": users, "has_truth": has_truth}
+    for k in ks:
+        acc = M.accuracy(ranked, truth, k)
+        for name in ("recall", "ndcg", "map"):
+            row[f"{name}{suffix}@{k}"] = float(acc[name][has_truth].mean()) if has_truth.any() else float("nan")
+            frame[f"{name}{suffix}@{k}"] = acc[name]
+    return row, pd.DataFrame(frame)
+
+
+def _gains(metrics: pd.DataFrame, per_user: dict[str, pd.DataFrame], names: list[str]) -> pd.DataFrame:
+    """Each of :data:`OURS`' gain over the best baseline (by its mean), per metric in ``names``,
+    with the 95% paired bootstrap interval over the users of ``per_user`` who have held-out items."""
+    ours = [m for m in metrics.index if m in OURS]
+    baselines = [m for m in metrics.index if m not in OURS and m != "random" and not m.startswith("bundle:")]
     rows = []
     for metric in names:
         if not baselines or metric not in metrics:

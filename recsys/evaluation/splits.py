@@ -2,12 +2,13 @@
 
 Every split returns a :class:`Split`. ``given`` holds events a model may see at query time without
 training on them: a cold user's first events (their session so far). Test users without any
-training or given event are dropped, since no model can rank for them; ``dropped_users`` says how
-many were.
+training or given event are kept apart as ``newcomers``: they are not in the main test (no model
+knows anything about them), and an evaluation scores every model's feed for nobody on them alone;
+``dropped_users`` says how many there are.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,8 @@ class Split:
         test: held-out events; their items are the relevant ones.
         given: events shown at query time but not trained on (cold users' first events).
         cold_items: items withheld from training (cold-item split).
-        dropped_users: test users dropped because nothing about them is known.
+        dropped_users: test users left out of ``test`` because nothing about them is known.
+        newcomers: those users' held-out events.
     """
 
     name: str
@@ -39,10 +41,16 @@ class Split:
     given: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[S.USER_ID, S.ITEM_ID]))
     cold_items: frozenset = frozenset()
     dropped_users: int = 0
+    newcomers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[S.USER_ID, S.ITEM_ID]))
 
     @property
     def test_users(self) -> list:
         return sorted(set(self.test[S.USER_ID]))
+
+    def of_newcomers(self) -> Split:
+        """The same training part, tested on the newcomers alone (nothing given)."""
+        return replace(self, name=f"{self.name}, users with no history", test=self.newcomers,
+                       given=self.train.iloc[:0], dropped_users=0, newcomers=self.newcomers.iloc[:0])
 
 
 def _check_fraction(name: str, value: float) -> None:
@@ -71,7 +79,8 @@ def _finish(name: str, train: pd.DataFrame, test: pd.DataFrame, given: pd.DataFr
         raise DataError(f"the {name} split leaves no test user with anything known about them")
     given = train.iloc[:0] if given is None else given  # nothing given, with the same columns
     return Split(name=name, train=train.reset_index(drop=True), test=test[keep].reset_index(drop=True),
-                 given=given.reset_index(drop=True), cold_items=cold_items, dropped_users=int(dropped))
+                 given=given.reset_index(drop=True), cold_items=cold_items, dropped_users=int(dropped),
+                 newcomers=test[~keep].reset_index(drop=True))
 
 
 def random_split(interactions: pd.DataFrame, *, test_fraction: float = 0.2, seed: int = 0) -> Split:
@@ -103,7 +112,8 @@ def temporal_split(interactions: pd.DataFrame, *, test_fraction: float = 0.2, la
 
 def cutoff_split(interactions: pd.DataFrame, *, cutoff: float | str | None = None,
                  quantile: float = 0.8) -> Split:
-    """Train on everything up to one moment, test on everything after (users seen before only).
+    """Train on everything up to one moment, test on everything after (users seen before; the
+    others are the newcomers).
 
     Args:
         cutoff: epoch seconds or a date (``"2018-01-01"``, UTC); default: the ``quantile`` of all

@@ -30,11 +30,14 @@ def test_splits_partition_the_events_and_repeat_for_a_seed(events, kind, options
     split = make_split(kind, events, **options)
     again = make_split(kind, events, **options)
     assert key(split.test) == key(again.test) and key(split.train) == key(again.train)
-    parts = [split.train, split.test, split.given]
-    assert sum(map(len, parts)) <= len(events)  # test users nothing is known about are dropped
+    parts = [split.train, split.test, split.given, split.newcomers]
+    assert sum(map(len, parts)) == len(events)
     assert not key(split.train) & key(split.test) and not key(split.given) & key(split.test)
     known = set(split.train["user_id"]) | set(split.given["user_id"])
     assert set(split.test["user_id"]) <= known and len(split.test) > 0
+    # test users nothing is known about are kept apart, and counted
+    assert not set(split.newcomers["user_id"]) & known
+    assert split.dropped_users == split.newcomers["user_id"].nunique()
 
 
 def test_temporal_and_cutoff_test_only_the_future(events):
