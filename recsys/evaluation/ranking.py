@@ -1,5 +1,5 @@
 """The models #48's evaluation adds: the simple baselines a shop would try first (recent best
-sellers, buy again, bought together), EASE^R and ALS tuned on a validation cut
+sellers, buy again, bought together), item-kNN, EASE^R and ALS tuned on a validation cut
 (:mod:`~recsys.evaluation.tuning`), and the learned ranker.
 
 The source-based models and the ranker read the training events as an :class:`~recsys.rank.log.EventLog` and rank at the
@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recsys.evaluation.models import ALSModel, EvalData, Model
+from recsys.evaluation.models import ALSModel, EvalData, ItemKNNModel, Model
 from recsys.evaluation.tuning import Tuned
 from recsys.rank.log import EventLog
 from recsys.rank.ranker import Ranker
@@ -133,9 +133,11 @@ RANKING_MODELS = {
     "recent-popular": lambda: SourcesModel("recent-popular", ["trending"]),
     "repurchase": lambda: SourcesModel("repurchase", ["repurchase", "trending"]),
     "repurchase-copurchase": lambda: SourcesModel("repurchase-copurchase", ["repurchase", "copurchase", "trending"]),
-    "ease": lambda: Tuned("ease", EASEModel, (100, 300, 1000, 3000)),
+    "itemknn-tuned": lambda: Tuned("itemknn-tuned", lambda p: ItemKNNModel(**p), [
+        {"neighbours": k, "shrinkage": s} for k in (20, 100, None) for s in (0.0, 10.0, 100.0)]),
+    "ease": lambda: Tuned("ease", EASEModel, (10, 30, 100, 300, 1000, 3000)),
     "als-tuned": lambda: Tuned("als-tuned", lambda p: ALSModel(**p), [
-        {"factors": f, "regularization": r, "alpha": a} for f in (64, 128) for r in (0.01, 0.1, 1.0)
-        for a in (1.0, 10.0)]),
+        {"factors": f, "regularization": r, "alpha": a} for f in (64, 128, 256) for r in (0.01, 0.1, 1.0)
+        for a in (1.0, 10.0, 40.0)]),
     "ranker": RankerModel,
 }

@@ -43,6 +43,18 @@ def test_every_model_ranks_unseen_items_only(temporal):
             assert len(set(listed.tolist())) == len(listed)
 
 
+def test_item_knn_keeps_its_nearest_neighbours_and_shrinks_rare_pairs(temporal):
+    from recsys.evaluation.models import ItemKNNModel
+
+    every, near, shrunk = ItemKNNModel(), ItemKNNModel(neighbours=5), ItemKNNModel(shrinkage=100.0)
+    for model in (every, near, shrunk):
+        model.fit(temporal)
+    assert np.diff(near._sim.indptr).max() == 5 < np.diff(every._sim.indptr).max()
+    assert (shrunk._sim.data < every._sim.data).all()  # the same pairs, each counting less
+    ranked = near.rank(temporal, 10)
+    assert ranked.shape == (len(temporal.users), 10) and (ranked[:, 0] >= 0).all()
+
+
 def test_a_tuned_baseline_picks_its_setting_on_the_validation_part(temporal):
     from recsys.evaluation.models import PopularModel, RandomModel
     from recsys.evaluation.tuning import Tuned, validation_part
@@ -54,6 +66,10 @@ def test_a_tuned_baseline_picks_its_setting_on_the_validation_part(temporal):
     tuned.fit(temporal)
     assert tuned.chosen == "popular" and tuned.scores["popular"] > tuned.scores["random"]
     assert tuned.rank(temporal, 10).shape == (len(temporal.users), 10)
+    # the report says what each tuned model chose, and on what
+    info = evaluate(temporal, [tuned], ks=(10,), show_progress=False).info
+    assert info["tuned"]["t"]["chosen"] == "popular" and set(info["tuned"]["t"]["validation_ndcg@10"]) == {
+        "random", "popular"}
 
 
 @end_to_end
@@ -135,6 +151,28 @@ def test_cold_users_are_placed_by_their_given_events(market, market_events, sett
     m = evaluate(data, ["random", "content", "hybrid"], ks=(10,), show_progress=False).metrics
     assert m.loc["hybrid", "ndcg@10"] > 2 * m.loc["random", "ndcg@10"]
     assert m.loc["content", "ndcg@10"] > 2 * m.loc["random", "ndcg@10"]
+
+
+def test_users_with_no_history_are_scored_apart_with_intervals(market, market_events, settings):
+    events = market_events[0]
+    moment = events["timestamp"].quantile(0.8)
+    users = np.array(sorted(events["user_id"].unique()))
+    newcomers = set(users[::5])  # a fifth of the users: their events before the cutoff are taken out
+    kept = events[~(events["user_id"].isin(newcomers) & (events["timestamp"] <= moment))]
+    split = make_split("cutoff", kept, cutoff=moment)
+    later = set(kept.loc[kept["timestamp"] > moment, "user_id"])
+    assert newcomers & later <= set(split.newcomers["user_id"]) and not set(split.test["user_id"]) & newcomers
+    data = EvalData.build(market, split, settings)
+    report = evaluate(data, ["random", "popular", "hybrid"], ks=(10,), show_progress=False)
+    assert report.info["newcomers"] == split.newcomers["user_id"].nunique() > 100
+    assert len(report.newcomers["hybrid"]) == report.info["newcomers"]
+    m = report.metrics
+    assert m.loc["popular", "recall_newcomers@10"] > 2 * m.loc["random", "recall_newcomers@10"]
+    assert m.loc["hybrid", "recall_newcomers@10"] > 2 * m.loc["random", "recall_newcomers@10"]  # its popular feed
+    row = report.gains.set_index(["model", "metric"]).loc[("hybrid", "ndcg_newcomers@10")]
+    assert row["baseline"] == "popular" and row["users"] > 100 and row["low"] <= row["gain"] <= row["high"]
+    # the main test is the users with history, as before
+    assert len(data.users) == split.test["user_id"].nunique()
 
 
 @end_to_end
