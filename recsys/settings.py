@@ -240,7 +240,7 @@ class CollabSettings(_Section):
 
 def _default_sources() -> dict[str, int]:
     return {"repurchase": 50, "copurchase": 50, "trending": 50, "category_trending": 20, "taste": 50,
-            "neighbours": 50}
+            "neighbours": 50, "als": 0}
 
 
 class RankSettings(_Section):
@@ -254,7 +254,8 @@ class RankSettings(_Section):
     sources: dict[str, int] = Field(
         default_factory=_default_sources,
         description="items each candidate source proposes per user (0 leaves it out; a source not "
-        "named keeps its default): repurchase, copurchase, trending, category_trending, taste, neighbours")
+        "named keeps its default): repurchase, copurchase, trending, category_trending, taste, neighbours, "
+        "als (the user tower, off by default)")
     label_days: float = Field(
         7.0, gt=0, description="length of the ranker's label periods: the last one before the newest "
         "event validates, the ones before it train; each period's features come from everything before it")

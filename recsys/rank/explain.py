@@ -20,6 +20,7 @@ __all__ = ["Reason", "Why", "explain", "REASONS"]
 REASONS = {
     "bought": ("repurchase_", "user_item_", "days_since_item", "repurchase_rate"),
     "together": ("copurchase_",),
+    "shoppers": ("als_",),
     "trending": ("trending", "sales_", "trend", "item_age_days"),
     "category": ("category_trending_", "category_share", "group_share", "days_since_category"),
     "looks": ("taste_", "cos_image", "cos_max", "neighbours_"),
@@ -109,6 +110,8 @@ def _text(reason: str, features: dict[str, float], item: int, state: ShopState) 
         return "you bought it before"
     if reason == "together":
         return "often bought with items you bought"
+    if reason == "shoppers":
+        return "chosen by shoppers who buy what you buy"
     if reason == "trending":
         return f"a best seller: {int(features.get('sales_7d', 0))} sold in the last 7 days"
     if reason == "category":

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from recsys.bundle import Bundle
 from recsys.rank.log import DAY
-from recsys.rank.sources import Audience, Source, taste_vectors
+from recsys.rank.sources import Audience, Source, taste_vectors, user_factors
 from recsys.rank.sparse import pair_values, ranks_in_rows
 from recsys.rank.state import POPULARITY_DAYS, ShopState
 
@@ -91,7 +91,8 @@ def feature_names(sources: list[str], modalities: list[str]) -> list[str]:
             + [f"sales_{d}d" for d in POPULARITY_DAYS]
             + ["trend", "trending", "item_age_days", "repurchase_rate", "price", "price_ratio", "price_z",
                "category_share", "group_share", "user_events", "user_days_since", "user_item_strength",
-               "user_item_count", "days_since_item", "days_since_category"])
+               "user_item_count", "days_since_item", "days_since_category"]
+            + (["als_dot"] if "als" in sources else []))
 
 
 def features(state: ShopState, bundle: Bundle, audience: Audience, cands: Candidates) -> np.ndarray:
@@ -126,6 +127,10 @@ def features(state: ShopState, bundle: Bundle, audience: Audience, cands: Candid
     cols.append(_user_lookup(state.count, row, i)[None])
     cols.append(_days_since(state, state.last_seen, row, i)[None])
     cols.append(_days_since(state, state.last_in_category, row, cat)[None])
+    if "als" in cands.sources:  # the user tower's score of every pair, not only of those it proposed
+        users = user_factors(state, audience)
+        items = np.asarray(state.user_tower.item_factors, np.float32)
+        cols.append(np.einsum("pf,pf->p", users[u], items[i])[None])
     return np.concatenate([np.asarray(c, np.float32) for c in cols], axis=0).T.copy()
 
 

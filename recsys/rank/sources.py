@@ -19,7 +19,7 @@ from recsys.rank.sparse import max_matrix, top_per_row
 from recsys.rank.state import HISTORY, ShopState
 
 __all__ = ["Audience", "Source", "Repurchase", "CoPurchase", "Trending", "CategoryTrending", "Taste",
-           "Neighbours", "SOURCES", "create_sources", "taste_vectors"]
+           "Neighbours", "UserTower", "SOURCES", "create_sources", "taste_vectors"]
 
 _POSITION_DECAY = 0.8  # a user's taste: each older item of their history weighs 0.8 of the next
 
@@ -203,6 +203,41 @@ class Taste(Source):
         return sp.csr_matrix((values[keep], (rows[keep], cols[keep])), shape=(len(taste), len(self.vectors)))
 
 
+class UserTower(Source):
+    """Liked by users like this one: the dot product of the user's ALS factors
+    (:attr:`~recsys.rank.state.ShopState.user_tower`) with each item's. A user the state does not
+    know, or one with items since, is solved from their events (a session's items)."""
+
+    name = "als"
+
+    def __init__(self, n: int, block: int = 1024):
+        super().__init__(n)
+        self.block = block
+
+    def propose(self, state, audience):
+        users = user_factors(state, audience)
+        items = np.asarray(state.user_tower.item_factors, np.float32)
+        parts = [top_per_row(users[start:start + self.block] @ items.T, self.n)
+                 for start in range(0, len(audience), self.block)]
+        return sp.vstack(parts).tocsr() if parts else sp.csr_matrix((0, state.n_items))
+
+
+def user_factors(state: ShopState, audience: Audience) -> np.ndarray:
+    """``(users, factors)`` each user's ALS factors: a known user's from the state, a user it does
+    not know solved from their session's items (zero without any)."""
+    model = state.user_tower
+    users = np.zeros((len(audience), model.factors), np.float32)
+    known = audience.rows >= 0
+    users[known] = np.asarray(model.user_factors, np.float32)[audience.rows[known]]
+    extra = np.flatnonzero(~known & (np.diff(audience.bought.indptr) > 0))
+    if len(extra):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):
+            users[extra] = model.recalculate_user(extra, audience.bought[extra].astype(np.float32))
+    return users
+
+
 class Neighbours(Source):
     """Close to one of the user's latest items (another colour or size of the same product, a
     near twin): the bundle's precomputed similar lists of each history item, best cosine kept."""
@@ -228,12 +263,13 @@ class Neighbours(Source):
         return top_per_row(m, self.n)
 
 
-SOURCES = ("repurchase", "copurchase", "trending", "category_trending", "taste", "neighbours")
+SOURCES = ("repurchase", "copurchase", "trending", "category_trending", "taste", "neighbours", "als")
 
 
 def create_sources(bundle: Bundle, counts: dict[str, int]) -> list[Source]:
     """The sources named in ``counts`` (name to items proposed per user; 0 leaves one out)."""
     made = {"repurchase": lambda n: Repurchase(n), "copurchase": lambda n: CoPurchase(n),
             "trending": lambda n: Trending(n), "category_trending": lambda n: CategoryTrending(n),
-            "taste": lambda n: Taste(n, bundle), "neighbours": lambda n: Neighbours(n, bundle)}
+            "taste": lambda n: Taste(n, bundle), "neighbours": lambda n: Neighbours(n, bundle),
+            "als": lambda n: UserTower(n)}
     return [made[name](n) for name, n in counts.items() if n > 0]

@@ -22,6 +22,9 @@ POPULARITY_DAYS = (1, 7, 30)
 HISTORY = 20  # the latest distinct items per user that taste and neighbour features read
 _HALF_LIFE_DAYS = 7.0  # how fast a purchase fades from a user's taste and from co-purchase counts
 _BASKET = 50  # co-purchase pairs are counted among a user's latest 50 items only
+# the user tower the ranker reads (implicit's ALS on decayed strengths): chosen on hm-week's
+# validation cut (benchmarks/quality_ranker_sources.py)
+ALS_FACTORS, ALS_REGULARIZATION, ALS_ALPHA, ALS_ITERATIONS = 64, 0.1, 10.0, 15
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,21 @@ class ShopState:
         out[users[keep], position[keep]] = items[keep]
         return out
 
+    @cached_property
+    def user_tower(self):
+        """implicit's ALS fitted on :attr:`bought` (confidence ``1 + alpha * strength``), seeded:
+        ``user_factors`` per user of the state, ``item_factors`` per item, and
+        ``recalculate_user`` for a user it does not know."""
+        from implicit.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):  # implicit's own threads do the work
+            model = AlternatingLeastSquares(factors=ALS_FACTORS, regularization=ALS_REGULARIZATION,
+                                            alpha=ALS_ALPHA, iterations=ALS_ITERATIONS, random_state=0,
+                                            use_gpu=False)
+            model.fit(self.bought.astype(np.float32), show_progress=False)
+        return model
+
     # -- per item ------------------------------------------------------------------------------
 
     @cached_property
@@ -199,9 +217,12 @@ class ShopState:
             out[days] = np.bincount(self.log.items[lo:], minlength=self.n_items).astype(np.float32)
         return out
 
-    def warm(self) -> ShopState:
+    def warm(self, user_tower: bool = False) -> ShopState:
         """Compute now every summary a ranking reads (a server does it once per bundle, not on
-        its first request). Returns self."""
+        its first request), and the :attr:`user_tower` where the ranker's sources use it.
+        Returns self."""
+        if user_tower:
+            self.user_tower  # noqa: B018 - fitted now, kept for the requests
         for name in ("bought", "count", "last_seen", "last_in_category", "category_share", "group_share",
                      "user_events", "user_last", "user_price", "history", "sales", "trending", "best_sellers",
                      "category_best_sellers", "first_sold", "repurchase_rate", "copurchase"):

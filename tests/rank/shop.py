@@ -48,11 +48,11 @@ def small_store(tmp: Path):
     return read_bundle(report.path)
 
 
-def ranked_shop(tmp: Path, store=None, n_users: int = 1500):
+def ranked_shop(tmp: Path, store=None, n_users: int = 1500, **rank):
     """The store trained on ``n_users`` rebuyers, with a ranker (the pointwise objective alone, to
-    be quick): the train report."""
+    be quick, and the ``rank`` settings given): the train report."""
     from recsys.pipeline.train import train_user_tower
 
-    settings = make_settings(tmp, rank={"enabled": True, "label_days": 1.0, "objectives": ["binary"]})
+    settings = make_settings(tmp, rank={"enabled": True, "label_days": 1.0, "objectives": ["binary"], **rank})
     return train_user_tower(store if store is not None else small_store(tmp), rebuyers(n_users), settings,
                             show_progress=False)

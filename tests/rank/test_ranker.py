@@ -15,7 +15,7 @@ from recsys.evaluation.splits import cutoff_split
 from recsys.rank.features import feature_names, features, gather
 from recsys.rank.log import DAY, EventLog
 from recsys.rank.ranker import Ranker
-from recsys.rank.sources import Audience, CoPurchase, Repurchase, Trending, create_sources
+from recsys.rank.sources import Audience, CoPurchase, Repurchase, Trending, UserTower, create_sources
 from recsys.rank.state import ItemFacts, ShopState
 from recsys.settings import RankSettings
 from tests.conftest import make_settings
@@ -57,11 +57,33 @@ def test_sources_propose_what_each_is_for(store):
     assert rows(["I003"])[0] in CoPurchase(10).propose(state, anonymous)[0].indices
 
 
-def test_features_have_one_column_per_name_and_no_future(store):
+def test_the_user_tower_proposes_what_shoppers_like_them_bought(store):
+    # two kinds of shoppers: the even ones buy among I000..I009, the odd ones among I010..I019
+    rng = np.random.default_rng(0)
+    rows = [(f"U{u:03d}", f"I{item + 10 * (u % 2):03d}", day) for u in range(200)
+            for day, item in enumerate(rng.choice(10, 4, replace=False))]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "day"])
+    frame["event"] = "purchase"
+    frame["timestamp"] = pd.to_datetime(START + frame.pop("day") * DAY, unit="s", utc=True)
+    log = EventLog.from_frame(validate_interactions(frame, source="test"), store.item_ids, WEIGHTS)
+    state = ShopState(log, ItemFacts.from_items(store.items))
+    rows_of = store.item_ids.rows
+    kind = {0: set(rows_of([f"I{i:03d}" for i in range(10)])), 1: set(rows_of([f"I{i:03d}" for i in range(10, 20)]))}
+    users = ["U000", "U001", "U002", "U003"]
+    proposed = UserTower(5).propose(state, Audience.of(state, log.users_of(users)))
+    for u, user in enumerate(users):
+        assert set(proposed[u].indices) <= kind[u % 2], user
+    # a session the state does not know is solved from its items
+    session = Audience.of(state, np.array([-1]), [list(rows_of(["I011", "I012", "I013"]))])
+    assert set(UserTower(5).propose(state, session)[0].indices) <= kind[1]
+
+
+@pytest.mark.parametrize("als", [0, 20])
+def test_features_have_one_column_per_name_and_no_future(store, als):
     events = rebuyers(80, days=5)
     log = EventLog.from_frame(events, store.item_ids, WEIGHTS)
     facts = ItemFacts.from_items(store.items)
-    settings = RankSettings()
+    settings = RankSettings(sources={"als": als})
     sources = create_sources(store, settings.sources)
     moment = START + 3 * DAY
     state = ShopState(log.window(stop=moment), facts, now=moment)
