@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from recsys.serve.changes import ItemChanges
-from recsys.serve.dedupe import first_k
+from recsys.serve.dedupe import computed_depth, first_k
 from recsys.serve.feeds import Feeds
 from recsys.serve.filters import ItemFilter
 from recsys.serve.rows import Recommendations
@@ -30,7 +30,9 @@ def ranked_batch(feeds: Feeds, users: list[str | None], recents: list[Sequence[s
         return [None] * len(users)
     inputs = [feeds.resolve(user, recent, exclude_seen, filters, changes) for user, recent in zip(users, recents)]
     allowed = feeds.columns.allowed(filters, known_elsewhere=changes.ids) & ~changes.deleted
-    depth = 2 * k + 10 if dedupe and feeds.bundle.duplicate_of is not None else k
+    # as deep as a single call ranks: a list short of it is filled from the blend, which may
+    # bring better candidates than the sources' own
+    depth = computed_depth(k)
     lists = feeds.ranked.batch(inputs, depth, allowed)
     out: list[Recommendations | None] = []
     for made, given in zip(lists, inputs):

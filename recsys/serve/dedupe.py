@@ -10,7 +10,7 @@ from recsys.bundle import Bundle
 from recsys.data.ids import IdMap
 from recsys.serve.rows import Recommendations
 
-__all__ = ["first_k", "first_distinct", "computed_once"]
+__all__ = ["first_k", "first_distinct", "computed_once", "computed_depth"]
 
 
 def first_k(bundle: Bundle, find: Callable[[int], list | None], k: int, dedupe: bool,
@@ -69,16 +69,22 @@ def first_distinct(find: Callable[[int], list | None], k: int, groups: np.ndarra
         ask = 2 * ask + 10
 
 
+def computed_depth(n: int) -> int:
+    """How deep a feed of ``n`` is computed (:func:`computed_once`; a batch ranks as deep, so
+    that its answers are the single calls')."""
+    return 2 * n + 10
+
+
 def computed_once(find: Callable[[int], list | None]) -> Callable[[int], list | None]:
     """``find`` for a result computed per request whose cost hardly depends on ``n`` (a ranking
-    scores every candidate it has): the first ask is computed ``2n + 10`` deep and every later ask
-    within that depth is a slice of it, so that leaving out duplicates (:func:`first_distinct`
-    asks again for more) does not compute the feed twice."""
+    scores every candidate it has): the first ask is computed :func:`computed_depth` deep and
+    every later ask within that depth is a slice of it, so that leaving out duplicates
+    (:func:`first_distinct` asks again for more) does not compute the feed twice."""
     kept: list = []  # [depth, found]
 
     def once(n: int) -> list | None:
         if not kept or (kept[1] is not None and n > kept[0] and len(kept[1]) >= kept[0]):
-            depth = 2 * n + 10
+            depth = computed_depth(n)
             kept[:] = [depth, find(depth)]
         found = kept[1]
         if found is None or not isinstance(found, Recommendations):

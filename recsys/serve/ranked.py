@@ -76,7 +76,7 @@ class RankedFeeds:
 
     def warm(self) -> None:
         """Summarise the shop now rather than on the first feed."""
-        self.state.warm()
+        self.state.warm(user_tower=self.ranker.settings.sources.get("als", 0) > 0)
 
     def top(self, history: History, n: int, allowed: np.ndarray, *, explain_items: bool,
             blended: Callable[[], list[Scored]], put: bool) -> list[Scored]:

@@ -81,7 +81,11 @@ def test_sessions_and_new_users_are_ranked_from_their_recent_items(shop):
     before = rec.recommend("U00007", 10)
     after = rec.recommend("U00007", 10, recent_items=["I250", "I251", "I252"])
     assert before.ids != after.ids
-    assert rec.recommend(None, 10).strategy == "popular"  # nothing to rank from
+    # nothing known: the ranker orders the best sellers, and says so
+    nobody = rec.recommend(None, 10, explain=True)
+    assert nobody.strategy == "ranked" and len(nobody) == 10 and "popular" in nobody.message
+    assert all("trending" in s.why["sources"] for s in nobody)
+    assert nobody.ids == rec.recommend("nobody-yet", 10).ids
 
 
 def test_put_items_take_the_place_the_blend_gives_them(shop):
@@ -181,3 +185,16 @@ def test_the_cli_writes_a_batch_of_feeds_and_explains_one(shop, tmp_path):
     assert feeds[feeds["user_id"] == "U00002"]["item_id"].tolist() == rec.recommend("U00002", 6).ids
     shown = CliRunner().invoke(cli, ["recommend", "--bundle", str(bundle.path), "U00001", "--k", "4", "--explain"])
     assert shown.exit_code == 0 and "why:" in shown.output and "(ranked)" in shown.output, shown.output
+
+
+@pytest.mark.slow  # trains a ranker: about 5 seconds
+def test_a_ranker_with_the_user_tower_serves_users_and_sessions(store, tmp_path):
+    from recsys.bundle import read_bundle
+
+    bundle = read_bundle(ranked_shop(tmp_path, store, n_users=600, sources={"als": 20}).path)
+    rec = Recommender(bundle)
+    feed = rec.recommend("U00001", 5, explain=True)
+    assert feed.strategy == "ranked" and len(feed) == 5
+    assert any("als" in s.why["sources"] for s in rec.recommend("U00001", 40, explain=True))
+    session = rec.recommend(None, 5, recent_items=["I010", "I020"])
+    assert session.strategy == "ranked" and len(session) == 5
