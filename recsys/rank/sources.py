@@ -206,7 +206,7 @@ class Taste(Source):
 class UserTower(Source):
     """Liked by users like this one: the dot product of the user's ALS factors
     (:attr:`~recsys.rank.state.ShopState.user_tower`) with each item's. A user the state does not
-    know, or one with items since, is solved from their events (a session's items)."""
+    know is solved from their session's items."""
 
     name = "als"
 

@@ -22,8 +22,8 @@ POPULARITY_DAYS = (1, 7, 30)
 HISTORY = 20  # the latest distinct items per user that taste and neighbour features read
 _HALF_LIFE_DAYS = 7.0  # how fast a purchase fades from a user's taste and from co-purchase counts
 _BASKET = 50  # co-purchase pairs are counted among a user's latest 50 items only
-# the user tower the ranker reads (implicit's ALS on decayed strengths): chosen on hm-week's
-# validation cut (benchmarks/quality_ranker_sources.py)
+# the user tower the ranker's `als` source reads (implicit's ALS on decayed strengths): fixed
+# settings, not tuned, since the source is off by default (benchmarks/quality_ranker_validation.py)
 ALS_FACTORS, ALS_REGULARIZATION, ALS_ALPHA, ALS_ITERATIONS = 64, 0.1, 10.0, 15
 
 
