@@ -19,16 +19,18 @@ needed:
 A trained user without activity since the bundle reads their feed from the bundle's precomputed
 ranked feeds (``collab/ranker_feed.*``, made by ``recsys train``) while no item is put and no
 explanation is asked for: the list holds the user's own items too, so ``exclude_seen`` and the
-filters only leave items out of it.
+filters only leave items out of it. A visitor with no history at all reads the one list every such
+visitor gets, ranked when the bundle is loaded, the same way.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.bundle import Bundle
+from recsys.bundle import Bundle, TopLists
 from recsys.rank.explain import Why, explain
 from recsys.rank.ranker import Ranker
 from recsys.rank.sources import Audience
@@ -37,6 +39,8 @@ from recsys.serve.history import History
 from recsys.serve.rows import Scored, scored_list
 
 __all__ = ["RankedFeeds"]
+
+_NOBODY_DEPTH = 100  # the list every visitor with no history reads (filters leave items out of it)
 
 _PUT_WHY = {"sources": ["new"], "reasons": [{"reason": "new", "contribution": None,
                                              "text": "new in the shop, close to what you like"}]}
@@ -64,12 +68,20 @@ class RankedFeeds:
         self.sources = self.ranker.sources(bundle)
         self.feed = collab.ranker.feed
 
+    @cached_property
+    def nobody(self) -> TopLists:
+        """The feed of a visitor with no history (one list: the same for all of them)."""
+        ranked = self._rank(Audience.of(self.state, np.array([-1])), _NOBODY_DEPTH, None)
+        return TopLists(ranked.rows.astype(np.int32), np.nan_to_num(ranked.scores, nan=0.0))
+
     def listed(self, history: History, n: int, allowed: np.ndarray) -> list[Scored] | None:
-        """A trained user's first ``n`` allowed items of their precomputed ranked feed when it
-        answers (no recent items, and ``n`` allowed items in it), else ``None``."""
-        if self.feed is None or history.user_row is None or history.recent.ids:
+        """A trained user's first ``n`` allowed items of their precomputed ranked feed, or a
+        visitor's with no history of :attr:`nobody`, when it answers (no recent items, and ``n``
+        allowed items in it), else ``None``."""
+        if history.recent.ids or (history.user_row is not None and self.feed is None):
             return None
-        found = self.feed.first(history.user_row, n, allowed)
+        lists, owner = (self.nobody, 0) if history.user_row is None else (self.feed, history.user_row)
+        found = lists.first(owner, n, allowed)
         if found is None or len(found[0]) < n:
             return None
         return scored_list(self.bundle.item_ids.ids[found[0]].tolist(), found[1])
@@ -77,6 +89,7 @@ class RankedFeeds:
     def warm(self) -> None:
         """Summarise the shop now rather than on the first feed."""
         self.state.warm(user_tower=self.ranker.settings.sources.get("als", 0) > 0)
+        self.nobody  # noqa: B018 - ranked now, read by every visitor with no history
 
     def top(self, history: History, n: int, allowed: np.ndarray, *, explain_items: bool,
             blended: Callable[[], list[Scored]], put: bool) -> list[Scored]:

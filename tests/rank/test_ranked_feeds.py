@@ -86,6 +86,12 @@ def test_sessions_and_new_users_are_ranked_from_their_recent_items(shop):
     assert nobody.strategy == "ranked" and len(nobody) == 10 and "popular" in nobody.message
     assert all("trending" in s.why["sources"] for s in nobody)
     assert nobody.ids == rec.recommend("nobody-yet", 10).ids
+    # read from the one list ranked at load, as the computed feed would be, filters included
+    assert rec.plan(FeedQuery(None, 10)).source == "lookup"
+    assert rec.plan(FeedQuery(None, 10, explain=True)).source == "compute"
+    cheap = ItemFilter.create(max_price=30)
+    assert rec.plan(FeedQuery(None, 5, filters=cheap)).source == "lookup"
+    assert rec.recommend(None, 5, filters=cheap).ids == rec.recommend(None, 5, filters=cheap, explain=True).ids
 
 
 def test_put_items_take_the_place_the_blend_gives_them(shop):
