@@ -33,6 +33,8 @@ class Split:
         cold_items: items withheld from training (cold-item split).
         dropped_users: test users left out of ``test`` because nothing about them is known.
         newcomers: those users' held-out events.
+        kind: the :data:`SPLITS` name that made it (a validation cut inside its training part is
+            made the same way).
     """
 
     name: str
@@ -42,6 +44,7 @@ class Split:
     cold_items: frozenset = frozenset()
     dropped_users: int = 0
     newcomers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[S.USER_ID, S.ITEM_ID]))
+    kind: str = ""
 
     @property
     def test_users(self) -> list:
@@ -70,7 +73,7 @@ def _in_time_order(interactions: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[np.lexsort((np.arange(len(frame)), frame[S.TIMESTAMP].to_numpy()))]
 
 
-def _finish(name: str, train: pd.DataFrame, test: pd.DataFrame, given: pd.DataFrame | None = None,
+def _finish(kind: str, name: str, train: pd.DataFrame, test: pd.DataFrame, given: pd.DataFrame | None = None,
             cold_items: frozenset = frozenset()) -> Split:
     known = set(train[S.USER_ID]) | (set(given[S.USER_ID]) if given is not None else set())
     keep = test[S.USER_ID].isin(known)
@@ -80,14 +83,14 @@ def _finish(name: str, train: pd.DataFrame, test: pd.DataFrame, given: pd.DataFr
     given = train.iloc[:0] if given is None else given  # nothing given, with the same columns
     return Split(name=name, train=train.reset_index(drop=True), test=test[keep].reset_index(drop=True),
                  given=given.reset_index(drop=True), cold_items=cold_items, dropped_users=int(dropped),
-                 newcomers=test[~keep].reset_index(drop=True))
+                 newcomers=test[~keep].reset_index(drop=True), kind=kind)
 
 
 def random_split(interactions: pd.DataFrame, *, test_fraction: float = 0.2, seed: int = 0) -> Split:
     """Hold out a random ``test_fraction`` of all events."""
     _check_fraction("test_fraction", test_fraction)
     is_test = np.random.default_rng(seed).random(len(interactions)) < test_fraction
-    return _finish(f"random {test_fraction:.0%}", interactions[~is_test], interactions[is_test])
+    return _finish("random", f"random {test_fraction:.0%}", interactions[~is_test], interactions[is_test])
 
 
 def temporal_split(interactions: pd.DataFrame, *, test_fraction: float = 0.2, last_n: int | None = None,
@@ -107,7 +110,7 @@ def temporal_split(interactions: pd.DataFrame, *, test_fraction: float = 0.2, la
     order = _in_time_order(interactions)
     is_test = latest_events(order, fraction=test_fraction, last_n=last_n, min_train=min_train)
     name = f"temporal, last {last_n} per user" if last_n else f"temporal, last {test_fraction:.0%} per user"
-    return _finish(name, order[~is_test], order[is_test])
+    return _finish("temporal", name, order[~is_test], order[is_test])
 
 
 def cutoff_split(interactions: pd.DataFrame, *, cutoff: float | str | None = None,
@@ -133,7 +136,7 @@ def cutoff_split(interactions: pd.DataFrame, *, cutoff: float | str | None = Non
     is_test = (times > moment).to_numpy()
     if not is_test.any() or is_test.all():
         raise DataError(f"cutoff {moment} leaves nothing to train on or to test")
-    return _finish(f"time cutoff {moment:%Y-%m-%d %H:%M}", interactions[~is_test], interactions[is_test])
+    return _finish("cutoff", f"time cutoff {moment:%Y-%m-%d %H:%M}", interactions[~is_test], interactions[is_test])
 
 
 def cold_item_split(interactions: pd.DataFrame, *, item_fraction: float = 0.2, seed: int = 0) -> Split:
@@ -147,7 +150,7 @@ def cold_item_split(interactions: pd.DataFrame, *, item_fraction: float = 0.2, s
     chosen = np.random.default_rng(seed).random(len(items)) < item_fraction
     cold = frozenset(items[chosen].tolist())
     is_test = interactions[S.ITEM_ID].isin(cold).to_numpy()
-    return _finish(f"cold items, {item_fraction:.0%} withheld", interactions[~is_test],
+    return _finish("cold-items", f"cold items, {item_fraction:.0%} withheld", interactions[~is_test],
                    interactions[is_test], cold_items=cold)
 
 
@@ -170,7 +173,7 @@ def cold_user_split(interactions: pd.DataFrame, *, user_fraction: float = 0.2, g
     cold = frame[S.USER_ID].isin(chosen).to_numpy()
     position = frame.groupby(S.USER_ID, sort=False).cumcount().to_numpy()
     shown = cold & (position < given)
-    return _finish(f"cold users, {user_fraction:.0%} withheld, {given} events given", frame[~cold],
+    return _finish("cold-users", f"cold users, {user_fraction:.0%} withheld, {given} events given", frame[~cold],
                    frame[cold & ~shown], given=frame[shown])
 
 

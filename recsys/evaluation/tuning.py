@@ -1,8 +1,10 @@
 """Baselines tuned on a validation cut of the training part, never on the test.
 
 :class:`Tuned` wraps a model family: for each candidate setting it fits the model on the training
-part's first 80% (by time) and ranks its last 20%, keeps the setting with the best NDCG@10, and
-fits that one on the whole training part.
+part less a held-out part, made as the test was (a temporal split holds out each user's latest 20%
+of their training events; any other split the training part's last 20% by time), ranks the
+held-out part, keeps the setting with the best NDCG@10, and fits that one on the whole training
+part.
 """
 from __future__ import annotations
 
@@ -12,15 +14,19 @@ import numpy as np
 
 from recsys.evaluation.metrics import accuracy
 from recsys.evaluation.models import EvalData, Model
-from recsys.evaluation.splits import cutoff_split
+from recsys.evaluation.splits import cutoff_split, temporal_split
 
 __all__ = ["Tuned", "validation_part"]
 
 
 def validation_part(data: EvalData) -> EvalData:
-    """The training part split again at its 80% time quantile: fit on the first part, rank the
-    users of the second."""
-    return EvalData.build(data.bundle, cutoff_split(data.split.train, quantile=0.8), data.settings)
+    """The training part split again as the test was: each user's latest 20% held out for a
+    temporal split (a validation protocol unlike the test's chooses settings that do not carry
+    over), else at its 80% time quantile."""
+    train = data.split.train
+    inner = temporal_split(train, test_fraction=0.2) if data.split.kind == "temporal" \
+        else cutoff_split(train, quantile=0.8)
+    return EvalData.build(data.bundle, inner, data.settings)
 
 
 class Tuned(Model):

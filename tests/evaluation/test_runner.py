@@ -60,8 +60,11 @@ def test_a_tuned_baseline_picks_its_setting_on_the_validation_part(temporal):
     from recsys.evaluation.tuning import Tuned, validation_part
 
     inner = validation_part(temporal)
-    # the validation part lies inside the training part: the test is never read
+    # the validation part lies inside the training part, made as the test was: the test is never read
     assert len(inner.split.train) + len(inner.split.test) <= len(temporal.split.train)
+    assert inner.split.kind == temporal.split.kind == "temporal"
+    latest = inner.split.train.groupby("user_id")["timestamp"].max()
+    assert (inner.split.test.groupby("user_id")["timestamp"].min() >= latest[inner.split.test_users]).all()
     tuned = Tuned("t", lambda s: RandomModel() if s == "random" else PopularModel(), ["random", "popular"])
     tuned.fit(temporal)
     assert tuned.chosen == "popular" and tuned.scores["popular"] > tuned.scores["random"]
