@@ -33,6 +33,7 @@ BEYOND = ("coverage", "novelty", "popularity", "gini", "diversity")
 # the models whose gain over the best baseline a report measures; every other model but random
 # (and a bundle evaluated as it is) is a baseline
 OURS = ("hybrid", "ranker")
+NEWCOMER_SPLITS = ("cutoff", "random")  # the splits whose test users with no history are scored apart
 _DISCOVERY_DEPTH = 20  # with repurchases allowed, lists are ranked this much deeper for the new-items metrics
 
 
@@ -223,9 +224,10 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
     vectors, mask = data.bundle.vectors.combined, data.bundle.vectors.mask
     n_items, n_users = len(data.bundle.item_ids), len(data.train.user_ids)
     rows, seg_rows, per_user, per_newcomer, tuned = [], [], {}, {}, {}
-    # users with no history: every model's feed for nobody, scored apart from the main test
+    # users with no history: every model's feed for nobody, scored apart from the main test where
+    # they are shoppers who arrived later (not a cold-items split's buyers of withheld items only)
     newcomers = EvalData.build(data.bundle, data.split.of_newcomers(), data.settings) \
-        if len(data.split.newcomers) else None
+        if len(data.split.newcomers) and data.split.kind in NEWCOMER_SPLITS else None
     objects = [create_model(m, data.settings) if isinstance(m, str) else m for m in models]
     for model in tqdm(objects, desc="models", unit="model", disable=not show_progress):
         started = time.perf_counter()

@@ -176,6 +176,12 @@ def test_users_with_no_history_are_scored_apart_with_intervals(market, market_ev
     assert row["baseline"] == "popular" and row["users"] > 100 and row["low"] <= row["gain"] <= row["high"]
     # the main test is the users with history, as before
     assert len(data.users) == split.test["user_id"].nunique()
+    # in a cold-items split, users who bought only withheld items are not shoppers new to the shop
+    from dataclasses import replace
+
+    cold = EvalData.build(market, replace(split, kind="cold-items"), settings)
+    info = evaluate(cold, ["popular"], ks=(10,), show_progress=False).info
+    assert info["newcomers"] == 0
 
 
 @end_to_end
