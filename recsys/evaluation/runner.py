@@ -35,6 +35,7 @@ BEYOND = ("coverage", "novelty", "popularity", "gini", "diversity")
 OURS = ("hybrid", "ranker")
 NEWCOMER_SPLITS = ("cutoff", "random")  # the splits whose test users with no history are scored apart
 _DISCOVERY_DEPTH = 20  # with repurchases allowed, lists are ranked this much deeper for the new-items metrics
+_CORE = ("recall", "ndcg", "map")  # the metrics measured on items new to the user and on newcomers
 
 
 @dataclass
@@ -238,20 +239,11 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
         deep = model.rank(data, depth)
         ranked_at = time.perf_counter()
         ranked = deep[:, :n]
-        row: dict = {}
-        users_frame = {"user_id": data.users, "has_truth": has_truth}
-        for k in ks:
-            acc = M.accuracy(ranked, data.truth, k)
-            for name in M.ACCURACY:
-                row[f"{name}@{k}"] = float(acc[name][has_truth].mean())
-                users_frame[f"{name}@{k}"] = acc[name]
+        row, users_frame = _scored(ranked, data.truth, ks, M.ACCURACY)
         if new_truth is not None:  # the same lists with what the user had taken out, against what was new to them
-            fresh, has_new = M.drop_known(deep, data.known), new_truth.sizes > 0
-            for k in ks:
-                acc = M.accuracy(fresh, new_truth, k)
-                for name in ("recall", "ndcg", "map"):
-                    row[f"{name}_new@{k}"] = float(acc[name][has_new].mean()) if has_new.any() else float("nan")
-                    users_frame[f"{name}_new@{k}"] = np.where(has_new, acc[name], np.nan)
+            row_new, frame_new = _scored(M.drop_known(deep, data.known), new_truth, ks, _CORE, "_new")
+            row.update(row_new)
+            users_frame.update(frame_new)
         for k in ks:
             row[f"coverage@{k}"] = M.coverage(ranked, n_items, k)
             row[f"novelty@{k}"] = M.novelty(ranked, data.item_users, n_users, k)
@@ -259,13 +251,14 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
             row[f"gini@{k}"] = M.exposure_gini(ranked, n_items, k)
             row[f"diversity@{k}"] = M.intra_list_diversity(ranked, vectors, mask, k)
         if newcomers is not None:
-            row_new, per_newcomer[model.name] = _scored(model.rank(newcomers, n), newcomers.truth, ks,
-                                                        newcomers.users, "_newcomers")
+            row_new, frame_new = _scored(model.rank(newcomers, n), newcomers.truth, ks, _CORE, "_newcomers")
             row.update(row_new)
+            per_newcomer[model.name] = pd.DataFrame({"user_id": newcomers.users,
+                                                     "has_truth": newcomers.truth.sizes > 0, **frame_new})
         row["fit_seconds"] = round(fitted - started, 3)
         row["rank_seconds"] = round(ranked_at - fitted, 3)
         rows.append({"model": model.name, **row})
-        per_user[model.name] = pd.DataFrame(users_frame)
+        per_user[model.name] = pd.DataFrame({"user_id": data.users, "has_truth": has_truth, **users_frame})
         seg_rows += _segment_rows(model.name, ranked, data, segments, ks)
     metrics = pd.DataFrame(rows).set_index("model")
     info = {"split": data.split.name, "train_events": len(data.split.train),
@@ -288,18 +281,18 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
                   newcomers=per_newcomer)
 
 
-def _scored(ranked: np.ndarray, truth: M.Truth, ks: tuple[int, ...], users: list,
-            suffix: str) -> tuple[dict, pd.DataFrame]:
-    """Mean recall, NDCG and MAP at each k (named ``<metric><suffix>@<k>``) over the users with
-    held-out items, and their values per user."""
+def _scored(ranked: np.ndarray, truth: M.Truth, ks: tuple[int, ...], names,
+            suffix: str = "") -> tuple[dict, dict]:
+    """Each metric of ``names`` at each k (named ``<metric><suffix>@<k>``): its mean over the users
+    with held-out items, and its value per user (NaN for a user without any)."""
     has_truth = truth.sizes > 0
-    row, frame = {}, {"user_id": users, "has_truth": has_truth}
+    row, columns = {}, {}
     for k in ks:
         acc = M.accuracy(ranked, truth, k)
-        for name in ("recall", "ndcg", "map"):
+        for name in names:
             row[f"{name}{suffix}@{k}"] = float(acc[name][has_truth].mean()) if has_truth.any() else float("nan")
-            frame[f"{name}{suffix}@{k}"] = acc[name]
-    return row, pd.DataFrame(frame)
+            columns[f"{name}{suffix}@{k}"] = np.where(has_truth, acc[name], np.nan)
+    return row, columns
 
 
 def _gains(metrics: pd.DataFrame, per_user: dict[str, pd.DataFrame], names: list[str]) -> pd.DataFrame:
