@@ -49,10 +49,10 @@ def served(bundle: Path, tmp_path: Path, redis_url: str, redis_prefix: str, **se
     ``settings`` override the test API's (``checks={"duplicate": "refuse"}``)."""
     from recsys.api import create_app
     from recsys.settings import load_settings
-    from recsys.store import RedisStore, connect
     from tests.api.conftest import api_settings
+    from tests.api.live import publish
 
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(bundle)
+    publish(redis_url, bundle, redis_prefix)
     base = api_settings(tmp_path, redis_url, redis_prefix)
     app = create_app(load_settings(**{**base.model_dump(exclude={"config_file"}), **settings}) if settings else base)
     deadline = time.monotonic() + 10

@@ -31,9 +31,9 @@ def bundle_copy(bundle, tmp_path, version: str):
 @pytest.fixture
 def app(tmp_path, redis_url, redis_prefix, served_bundle):
     from recsys.api import create_app
-    from recsys.store import RedisStore, connect
+    from tests.api.live import publish
 
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(served_bundle.path)
+    publish(redis_url, served_bundle.path, redis_prefix)
     app = create_app(api_settings(tmp_path, redis_url, redis_prefix))
     deadline = time.monotonic() + 10
     while not app.extensions["recsys"].subscribed and time.monotonic() < deadline:

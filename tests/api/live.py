@@ -22,6 +22,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def publish(redis_url: str, bundle, prefix: str = "recsys") -> str:
+    """Publish ``bundle`` (a path) as ``recsys publish`` does: with its 30 s socket timeout, since
+    uploading megabytes into a Redis busy with a test run can take longer than a request's 0.5 s."""
+    from recsys.store import RedisStore, connect
+
+    return RedisStore(connect(redis_url, socket_timeout=30), prefix=prefix).publish(bundle)
+
+
 def request(port: int, method: str, path: str, body: dict | list | None = None,
             headers: dict | None = None, timeout: float = 10) -> tuple[int, dict, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)

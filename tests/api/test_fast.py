@@ -15,9 +15,9 @@ from tests.api.test_routes import same_answer
 def _app(tmp_path, redis_url, redis_prefix, served_bundle, **api):
     """An app whose Flask part counts the requests it sees (a hook of Flask's own)."""
     from recsys.api import create_app
-    from recsys.store import RedisStore, connect
+    from tests.api.live import publish
 
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(served_bundle.path)
+    publish(redis_url, served_bundle.path, redis_prefix)
     app = create_app(api_settings(tmp_path, redis_url, redis_prefix, **api))
     app.flask_saw = []
     app.before_request(lambda: app.flask_saw.append(request.full_path.rstrip("?")))

@@ -21,10 +21,11 @@ CHECKS = {"not_a_server_error", "status_code_conformance", "content_type_conform
 
 def test_the_api_answers_every_generated_request_as_documented(tmp_path, served_bundle):
     from recsys.api import create_app
-    from recsys.store import EmbeddedRedis, RedisStore, connect
+    from recsys.store import EmbeddedRedis
+    from tests.api.live import publish
 
     with EmbeddedRedis(tmp_path / "redis") as server:
-        RedisStore(connect(server.url)).publish(served_bundle.path)
+        publish(server.url, served_bundle.path)
         app = create_app(api_settings(tmp_path, server.url, "recsys"))
         schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]

@@ -19,9 +19,9 @@ def host():
 
 def _app(tmp_path, redis_url, redis_prefix, served_bundle, **images):
     from recsys.api import create_app
-    from recsys.store import RedisStore, connect
+    from tests.api.live import publish
 
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(served_bundle.path)
+    publish(redis_url, served_bundle.path, redis_prefix)
     settings = load_settings(state_dir=tmp_path / "state", redis={"url": redis_url, "prefix": redis_prefix},
                              api={"api_key": API_KEY, "warm_embedder": False}, images=images)
     return create_app(settings)

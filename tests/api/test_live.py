@@ -10,7 +10,7 @@ import pytest
 
 from recsys.store import ActivityStore, RedisStore, connect
 from tests.api.conftest import API_KEY, WRITE
-from tests.api.live import LiveServer, RedisProcess, read_paths, request, run_load
+from tests.api.live import LiveServer, RedisProcess, publish, read_paths, request, run_load
 from tests.conftest import LOCAL_REDIS, _local_redis_up, train
 
 pytestmark = pytest.mark.slow  # end to end: `make check` leaves it out
@@ -89,7 +89,7 @@ def test_publishing_during_load_switches_every_worker_without_a_failure(tmp_path
     try:
         time.sleep(1.0)
         # the CLI's timeout: a publish under load waits for a busy Redis longer than a read does
-        RedisStore(connect(live.redis_url, socket_timeout=30), prefix=live.prefix).publish(newer.path)
+        publish(live.redis_url, newer.path, live.prefix)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:  # every worker serves the new version
             seen = {json.loads(request(live.port, "GET", "/healthz")[2])["version"] for _ in range(10)}

@@ -215,10 +215,10 @@ def test_writes_need_the_api_key(client, served_bundle):
 
 def test_without_a_configured_key_writes_are_disabled(tmp_path, redis_url, redis_prefix, served_bundle):
     from recsys.api import create_app
-    from recsys.store import RedisStore, connect
     from tests.api.conftest import api_settings
+    from tests.api.live import publish
 
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(served_bundle.path)
+    publish(redis_url, served_bundle.path, redis_prefix)
     app = create_app(api_settings(tmp_path, redis_url, redis_prefix, api_key=None, cors_origins=["https://shop.example"]))
     client = app.test_client()
     assert_error(client.post("/v1/interactions", json={}, headers=WRITE), 403, "forbidden", "RECSYS_API_KEY")
@@ -525,10 +525,10 @@ def test_the_shop_page_and_the_widget_script(client, served_bundle):
 
 def test_public_interactions_need_no_key(tmp_path, redis_url, redis_prefix, served_bundle):
     from recsys.api import create_app
-    from recsys.store import RedisStore, connect
     from tests.api.conftest import api_settings
+    from tests.api.live import publish
 
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(served_bundle.path)
+    publish(redis_url, served_bundle.path, redis_prefix)
     app = create_app(api_settings(tmp_path, redis_url, redis_prefix, public_interactions=True))
     client = app.test_client()
     event = {"user_id": "visitor-x", "item_id": first_items(served_bundle)[0], "event": "click"}

@@ -88,10 +88,10 @@ def test_a_photo_over_the_size_limit_is_413(tmp_path, redis_url, redis_prefix, f
     from werkzeug.test import encode_multipart
 
     from recsys.api import create_app
-    from recsys.store import RedisStore, connect
     from tests.api.conftest import api_settings
+    from tests.api.live import publish
 
-    RedisStore(connect(redis_url), prefix=redis_prefix).publish(faulty_shop.path)
+    publish(redis_url, faulty_shop.path, redis_prefix)
     settings = api_settings(tmp_path, redis_url, redis_prefix)
     settings.images.max_bytes = 50_000
     app = create_app(settings)

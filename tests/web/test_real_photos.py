@@ -254,8 +254,7 @@ def test_a_reviewer_sets_a_saved_tagger_s_label_from_the_review_view(browser, li
 
     from recsys.bundle import read_bundle, write_tagger
     from recsys.curation.tagger import fit_tagger
-    from recsys.store import RedisStore, connect
-    from tests.api.live import request
+    from tests.api.live import publish, request
 
     key = {"X-API-Key": ADMIN_KEY}
     items = hm_shop.items
@@ -265,7 +264,7 @@ def test_a_reviewer_sets_a_saved_tagger_s_label_from_the_review_view(browser, li
                           for kind in kinds])
     tagged = read_bundle(write_tagger(hm_shop, "department", fit_tagger(hm_shop, examples, "department",
                                                                         modality="image").to_json()))
-    RedisStore(connect(live.redis_url), prefix=live.prefix).publish(tagged.path)
+    publish(live.redis_url, tagged.path, live.prefix)
     deadline = time.monotonic() + 30
     while json.loads(request(live.port, "GET", "/v1/admin/queue?limit=1", headers=key)[2]).get("version") \
             != tagged.version and time.monotonic() < deadline:
