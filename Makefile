@@ -35,15 +35,17 @@ browser:
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null) || \
 	  echo "warning: could not install chromium and chromium-driver; the browser tests will be skipped"
 
-# the fast loop: lint, the import layers, and every test but the end-to-end ones (a minute or so):
-# the test shops' embeddings and the converted networks are kept in .venv between runs;
-# two pytest processes, one per core, each with one BLAS thread so that they do not fight; whole
-# files to a process, so that a file's module fixtures (a shop, a model) are made once; without the
-# plugins of schemathesis (only the fuzz test, in make test, uses it) and hydra (lightly brings it)
+# the fast loop, under a minute: lint, the import layers, and every test but the end-to-end ones
+# and those over about a second (both marked slow); the test shops' embeddings and the converted
+# networks are kept in .venv between runs; two pytest processes, one per core, each with one BLAS
+# thread so that they do not fight; whole files to a process, so that a file's module fixtures (a
+# shop, a model) are made once; without the plugins of schemathesis (only the fuzz test, in make
+# test, uses it) and hydra (lightly brings it); bytecode is written even where the environment
+# says not to, since compiling the tests and recsys again costs each process seconds
 check: install
 	$(VENV)/bin/ruff check recsys tests benchmarks
 	$(VENV)/bin/lint-imports
-	OMP_NUM_THREADS=1 TESTS_EMBEDDING_CACHE=$(VENV)/test-embeddings RECSYS_MODEL_CACHE=$(VENV)/test-models $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile -p no:schemathesis -p no:hydra_pytest
+	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 TESTS_EMBEDDING_CACHE=$(VENV)/test-embeddings RECSYS_MODEL_CACHE=$(VENV)/test-models $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile -p no:schemathesis -p no:hydra_pytest
 
 # the full suite, as CI runs it: two processes with whole files each, as in check
 test: install browser

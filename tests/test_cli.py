@@ -17,6 +17,7 @@ def runner(session_dir, monkeypatch):
     return CliRunner()
 
 
+@pytest.mark.slow  # a build through the CLI: about 2 seconds
 def test_build_then_similar(runner, tmp_path):
     out = tmp_path / "models" / "cli"
     result = runner.invoke(cli, ["build", "--catalog", "synthetic:120", "--out", str(out), "--no-progress"])

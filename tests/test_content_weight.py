@@ -57,6 +57,7 @@ def test_the_training_chooses_the_weight_whose_feeds_find_the_later_events_best(
     assert feeds.content_weight == chosen == collab.params["feed"]["content_weight"]
 
 
+@pytest.mark.slow  # trains a shop: about 1.5 seconds
 def test_a_set_content_weight_is_used_as_it_is(market, market_events, tmp_path):
     bundle = train(market, market_events[0], tmp_path, content_weight=0.3)
     assert bundle.collab.params["content_weight"] == 0.3

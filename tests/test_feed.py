@@ -64,6 +64,7 @@ def test_a_feed_does_not_depend_on_the_length_of_the_users_factors(feeds):
         np.testing.assert_allclose([s.score for s in a.items], [s.score for s in b.items], rtol=1e-4)
 
 
+@pytest.mark.slow  # trains twice: about 1.5 seconds
 def test_new_items_reach_users_who_like_their_kind(market, market_events, tmp_path):
     """Hold every interaction with one unseen item per user's favourite (category, colour, band)
     cell: those items are new to the model, placed only by their content."""
@@ -229,6 +230,7 @@ def test_recent_items_are_known_by_the_item_changes_asked_with(feeds):
     assert alone.items != first.items  # the put item counted while it was put
 
 
+@pytest.mark.slow  # trains a second user tower: about 2 seconds
 def test_bpr_user_tower(market, market_events, tmp_path):
     events, users = market_events
     trained = train(market, events, tmp_path, model="bpr", num_threads=1)
@@ -239,6 +241,7 @@ def test_bpr_user_tower(market, market_events, tmp_path):
     assert got[0] > 3 * chance[0]
 
 
+@pytest.mark.slow  # trains again: about 1.5 seconds
 def test_training_measures_the_user_towers_recall_as_the_service_asks(market, market_events, tmp_path):
     """The inner-product index's recall@10 is measured with the candidates a feed asks it for (100
     for 10, re-scored exactly), so the report says what the service gets."""

@@ -391,6 +391,7 @@ def test_feeds_with_recent_items_are_kept_as_lists_and_equal_the_computed_ones(f
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.slow  # 4,000 rows listed three ways, twice: about 2 seconds
 def test_cell_lists_score_the_rows_of_the_cells_they_probe_exactly(precision):
     """Each row is scored exactly against the rows of the k-means cells its own cell probes: with
     every cell probed the lists are the exact ones; with a few, the near neighbours are still

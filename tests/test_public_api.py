@@ -25,6 +25,7 @@ def shop_frame(shop, session_dir, monkeypatch):
     return shop.head(200)
 
 
+@pytest.mark.slow  # builds and trains a shop from a frame: about 4 seconds
 def test_build_train_and_query_with_plain_arguments(shop_frame, tmp_path, built):
     items = recsys.build(shop_frame, tmp_path / "models" / "shop", weights={"image": 1.0, "text": 1.0},
                          show_progress=False)

@@ -148,6 +148,7 @@ def test_filters_hold_and_fill_k(built, shop, budget):
     assert [s.item_id for s in excluded][:3] == plain[2:]
 
 
+@pytest.mark.slow  # a second build: about 2 seconds
 def test_a_bundle_with_the_hnsw_backend_serves_from_its_graphs(session_dir, shop, _image_tower, _text_tower):
     from recsys.bundle import read_bundle
     from recsys.index.hnsw import HnswIndex
@@ -180,6 +181,7 @@ def test_a_bundle_with_the_hnsw_backend_serves_from_its_graphs(session_dir, shop
     assert len(recommender.similar_items(ids.ids[0], k=K, weights={"image": 1.0})) == K
 
 
+@pytest.mark.slow  # a second build: about 2 seconds
 def test_the_build_tunes_annoys_search_effort_and_the_service_searches_with_it(session_dir, shop, _image_tower,
                                                                                _text_tower):
     """One tree over the few tabular dimensions inspects too few nodes at Annoy's default search

@@ -306,6 +306,7 @@ def test_a_slow_redis_answers_503_that_does_not_claim_nothing_was_stored(client,
     assert len(logged) == 1  # stored exactly once, whichever way the first attempt ended
 
 
+@pytest.mark.slow  # embeds a photo and a text: about 2 seconds
 def test_a_put_item_is_findable_at_once_and_a_deleted_one_disappears(client, served_bundle):
     items = served_bundle.items
     source = items.iloc[10]

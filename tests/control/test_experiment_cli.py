@@ -1,11 +1,13 @@
 """``recsys experiment create | list | stop | report`` against Redis (the embedded server)."""
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from recsys.cli import cli
 
 
+@pytest.mark.slow  # builds a shop through the CLI: about a second
 def test_the_cli_creates_lists_reports_and_stops_an_experiment(tmp_path, monkeypatch):
     monkeypatch.setenv("RECSYS_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("RECSYS_REDIS__URL", raising=False)

@@ -78,6 +78,7 @@ def test_an_aa_test_flags_a_difference_at_about_its_nominal_rate():
     assert all(0.015 <= r <= 0.10 for r in rates.values()), rates
 
 
+@pytest.mark.slow  # simulates a whole experiment's traffic: about 6 seconds
 def test_an_ab_test_finds_a_set_effect_with_its_sign():
     rng = np.random.default_rng(1)
     found, seeds = 0, 50

@@ -135,6 +135,7 @@ def tagged_labels(bundle, item_id: str) -> dict:
     return Recommender(bundle).item(item_id)["labels"]
 
 
+@pytest.mark.slow  # a second build: about 1.5 seconds
 def test_a_fresh_build_carries_the_saved_tagger_and_the_labels_set_by_hand(tmp_path, tagged, faulty,
                                                                             _image_tower, _text_tower):
     """A new build into the tagged bundle's folder refits its tagger: from the examples still in

@@ -30,6 +30,7 @@ def report(temporal):
     return evaluate(temporal, list(MODELS), ks=(5, 10), show_progress=False)
 
 
+@pytest.mark.slow  # fits every model: about 2 seconds
 def test_every_model_ranks_unseen_items_only(temporal):
     for name in MODELS:
         model = create_model(name, temporal.settings)
@@ -55,6 +56,7 @@ def test_item_knn_keeps_its_nearest_neighbours_and_shrinks_rare_pairs(temporal):
     assert ranked.shape == (len(temporal.users), 10) and (ranked[:, 0] >= 0).all()
 
 
+@pytest.mark.slow  # fits every setting on a validation cut: about 2 seconds
 def test_a_tuned_baseline_picks_its_setting_on_the_validation_part(temporal):
     from recsys.evaluation.models import PopularModel, RandomModel
     from recsys.evaluation.tuning import Tuned, validation_part
@@ -147,6 +149,7 @@ def test_the_report_is_saved_as_csv_and_json(report, tmp_path):
     assert "| hybrid |" in report.table()
 
 
+@pytest.mark.slow  # fits every model once per given count: about 2 seconds
 def test_cold_users_are_placed_by_their_given_events(market, market_events, settings):
     split = make_split("cold-users", market_events[0], user_fraction=0.2, given=3, seed=0)
     data = EvalData.build(market, split, settings)
@@ -156,6 +159,7 @@ def test_cold_users_are_placed_by_their_given_events(market, market_events, sett
     assert m.loc["content", "ndcg@10"] > 2 * m.loc["random", "ndcg@10"]
 
 
+@pytest.mark.slow  # a whole evaluation with bootstrap intervals: about 2 seconds
 def test_users_with_no_history_are_scored_apart_with_intervals(market, market_events, settings):
     events = market_events[0]
     moment = events["timestamp"].quantile(0.8)

@@ -70,6 +70,7 @@ def _linear(seed: int) -> torch.nn.Module:
     return torch.nn.Linear(4, 3).eval()
 
 
+@pytest.mark.slow  # converts a network: about 1.5 seconds
 def test_a_converted_network_is_kept_and_read_back_by_its_key(tmp_path, monkeypatch):
     monkeypatch.setenv("RECSYS_MODEL_CACHE", str(tmp_path))
     x = np.ones((2, 4), dtype=np.float32)
@@ -112,6 +113,7 @@ def test_threads_may_share_one_compiled_network():
         np.testing.assert_array_equal(got[i], want)
 
 
+@pytest.mark.slow  # converts a network twice: about 1.5 seconds
 def test_a_damaged_kept_network_is_converted_again(tmp_path, monkeypatch):
     monkeypatch.setenv("RECSYS_MODEL_CACHE", str(tmp_path))
     CompiledNet(_linear(0), torch.zeros(1, 4), [(-1, 4)], "fp32", key="linear")
