@@ -47,10 +47,11 @@ check: install
 	$(VENV)/bin/lint-imports
 	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 TESTS_EMBEDDING_CACHE=$(VENV)/test-embeddings RECSYS_MODEL_CACHE=$(VENV)/test-models $(PY) -m pytest -q -m "not slow" -n 2 --dist loadfile -p no:schemathesis -p no:hydra_pytest
 
-# the full suite, as CI runs it: two processes with whole files each, as in check
+# the full suite, as CI runs it: two processes with whole files each, and bytecode written, as in
+# check (the servers, notebooks and CLI runs it starts each import recsys again)
 test: install browser
 	$(VENV)/bin/ruff check recsys tests benchmarks
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile
+	PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile
 
 bench: install
 	cd benchmarks && ../$(PY) bench_towers.py && ../$(PY) bench_annoy.py && ../$(PY) bench_collab.py && ../$(PY) bench_api.py && ../$(PY) bench_instructions.py
