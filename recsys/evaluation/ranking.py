@@ -133,11 +133,10 @@ RANKING_MODELS = {
     "recent-popular": lambda: SourcesModel("recent-popular", ["trending"]),
     "repurchase": lambda: SourcesModel("repurchase", ["repurchase", "trending"]),
     "repurchase-copurchase": lambda: SourcesModel("repurchase-copurchase", ["repurchase", "copurchase", "trending"]),
-    "itemknn-tuned": lambda: Tuned("itemknn-tuned", lambda p: ItemKNNModel(**p), [
-        {"neighbours": k, "shrinkage": s} for k in (20, 100, None) for s in (0.0, 10.0, 100.0)]),
-    "ease": lambda: Tuned("ease", EASEModel, (10, 30, 100, 300, 1000, 3000)),
-    "als-tuned": lambda: Tuned("als-tuned", lambda p: ALSModel(**p), [
-        {"factors": f, "regularization": r, "alpha": a} for f in (64, 128, 256) for r in (0.01, 0.1, 1.0)
-        for a in (1.0, 10.0, 40.0)]),
+    "itemknn-tuned": lambda: Tuned("itemknn-tuned", lambda p: ItemKNNModel(**p), axes={
+        "neighbours": (20, 100, None), "shrinkage": (0.0, 10.0, 100.0)}),
+    "ease": lambda: Tuned("ease", lambda p: EASEModel(**p), axes={"lam": (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)}),
+    "als-tuned": lambda: Tuned("als-tuned", lambda p: ALSModel(**p), axes={
+        "factors": (64, 128, 256), "regularization": (0.01, 0.1, 1.0), "alpha": (1.0, 10.0, 40.0)}),
     "ranker": RankerModel,
 }

@@ -235,7 +235,8 @@ def evaluate(data: EvalData, models: list[str | Model], *, ks: tuple[int, ...] =
         model.fit(data)
         fitted = time.perf_counter()
         if isinstance(model, Tuned):
-            tuned[model.name] = {"chosen": str(model.chosen), "validation_ndcg@10": model.scores}
+            tuned[model.name] = {"chosen": str(model.chosen), "validation_ndcg@10": model.scores,
+                                 "past_the_grid": model.edges}
         deep = model.rank(data, depth)
         ranked_at = time.perf_counter()
         ranked = deep[:, :n]

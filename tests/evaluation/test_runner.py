@@ -75,7 +75,38 @@ def test_a_tuned_baseline_picks_its_setting_on_the_validation_part(temporal):
     info = evaluate(temporal, [tuned], ks=(10,), show_progress=False).info
     assert info["tuned"]["t"]["chosen"] == "popular" and set(info["tuned"]["t"]["validation_ndcg@10"]) == {
         "random", "popular"}
+    assert info["tuned"]["t"]["past_the_grid"] == []  # a list of settings has no axes to step along
 
+
+
+@pytest.mark.slow  # fits five settings on a validation cut: about 2 seconds
+def test_a_grid_whose_best_sits_on_its_edge_is_tried_one_step_past_it(temporal):
+    """Popular lists with each user's top ``depth`` shuffled: the less shuffled, the better. From
+    depths 4 and 16 the tuning steps past 4 to 1 (4 x 4 / 16) and keeps it; a 0 at the edge is a
+    bound, tried no further."""
+    from recsys.evaluation.models import Model, PopularModel
+    from recsys.evaluation.tuning import Tuned
+
+    class Shuffled(Model):
+        def __init__(self, depth: int):
+            self.depth = depth
+
+        def rank(self, data, n):
+            ranked = PopularModel().rank(data, max(n, self.depth))
+            order = np.random.default_rng(0).permuted(np.tile(np.arange(self.depth), (len(ranked), 1)), axis=1)
+            ranked[:, :self.depth] = np.take_along_axis(ranked[:, :self.depth], order, axis=1)
+            return ranked[:, :n]
+
+    stepped = Tuned("shuffled", lambda p: Shuffled(**p), axes={"depth": (4, 16)})
+    stepped.fit(temporal)
+    assert set(stepped.scores) == {"{'depth': 4}", "{'depth': 16}", "{'depth': 1}"}
+    assert stepped.chosen == {"depth": 1} and stepped.edges == ["depth"]
+    assert stepped.scores["{'depth': 1}"] > stepped.scores["{'depth': 4}"] > stepped.scores["{'depth': 16}"]
+    bounded = Tuned("shuffled", lambda p: Shuffled(**p), axes={"depth": (0, 4, 16)})
+    bounded.fit(temporal)
+    assert bounded.chosen == {"depth": 0} and len(bounded.scores) == 3 and bounded.edges == []
+    with pytest.raises(ValueError, match="not both"):
+        Tuned("t", Shuffled, [1], axes={"depth": (1,)})
 
 @end_to_end
 def test_a_report_records_exclude_seen_new_items_and_gains_with_intervals(temporal):
