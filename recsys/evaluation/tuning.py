@@ -49,7 +49,7 @@ class Tuned(Model):
     def __init__(self, name: str, make: Callable[[object], Model], settings: Sequence | None = None, *,
                  axes: Mapping[str, Sequence] | None = None):
         if (settings is None) == (axes is None):
-            raise ValueError("give settings or axes, not both")
+            raise ValueError("give either settings or axes, one of the two")
         self.name, self.make, self.axes = name, make, dict(axes or {})
         self.settings = list(settings) if settings is not None else \
             [dict(zip(self.axes, values)) for values in itertools.product(*self.axes.values())]

@@ -105,7 +105,7 @@ def test_a_grid_whose_best_sits_on_its_edge_is_tried_one_step_past_it(temporal):
     bounded = Tuned("shuffled", lambda p: Shuffled(**p), axes={"depth": (0, 4, 16)})
     bounded.fit(temporal)
     assert bounded.chosen == {"depth": 0} and len(bounded.scores) == 3 and bounded.edges == []
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="one of the two"):
         Tuned("t", Shuffled, [1], axes={"depth": (1,)})
 
 @end_to_end
