@@ -7,10 +7,7 @@ user with paired bootstrap intervals:
 
 - the ranker with its default sources against the ranker with the user tower (``als``) added;
 - for newcomers, the ranker ordering the best sellers against the popular list and recent best
-  sellers (what a ranked bundle serves a visitor with no history);
-- the ranker's label window: its labels from the last 2 days (as long as the test) against the
-  last day, on a validation window as long as the test: trained on 09-16..18, scored on
-  09-19..20.
+  sellers (what a ranked bundle serves a visitor with no history).
 
     python benchmarks/quality_ranker_validation.py [--catalog ...] [--interactions ...]
 
@@ -50,8 +47,6 @@ def main() -> None:
     parser.add_argument("--interactions", default="../shared/data/hm-week/interactions.csv")
     parser.add_argument("--outer", default="2020-09-20 12:00", help="the evaluation's cutoff (its test is never read)")
     parser.add_argument("--inner", default="2020-09-19 12:00", help="the validation cut inside the training part")
-    parser.add_argument("--two-days", default="2020-09-18 12:00",
-                        help="the cut that leaves the training part's last two days to score, for the label window")
     args = parser.parse_args()
     base = load_settings()
     settings = base.model_copy(update={"collab": base.collab.model_copy(update={"exclude_seen": False}),
@@ -64,27 +59,17 @@ def main() -> None:
     sources = {**settings.rank.sources, "als": 50}  # model_copy does not validate: every source named
     with_als = settings.model_copy(update={"rank": settings.rank.model_copy(update={"sources": sources})})
     als = evaluate(EvalData.build(inner.bundle, inner.split, with_als), [RankerModel()], ks=(10, 12))
-    two_days = cutoff_split(outer.split.train, cutoff=args.two_days)
-    windows = {days: evaluate(EvalData.build(outer.bundle, two_days, settings.model_copy(
-        update={"rank": settings.rank.model_copy(update={"label_days": days})})), [RankerModel()], ks=(10, 12))
-        for days in (1.0, 2.0)}
     results = {
         "split": {"train_until": args.inner, "scored_until": args.outer, "users": len(inner.users),
                   "newcomers": int(inner.split.newcomers["user_id"].nunique())},
         "als_source": {m: _gain(als, "ranker", plain, "ranker", m) for m in METRICS},
         "newcomers": {base_name: {m: _gain(plain, "ranker", plain, base_name, m, newcomers=True)
                                   for m in NEWCOMER_METRICS} for base_name in ("popular", "recent-popular")},
-        "label_days": {"train_until": args.two_days, "scored_until": args.outer,
-                       "two_against_one": {m: _gain(windows[2.0], "ranker", windows[1.0], "ranker", m)
-                                           for m in METRICS}},
         "fit_seconds": {"ranker": float(plain.metrics.loc["ranker", "fit_seconds"]),
                         "ranker with als": float(als.metrics.loc["ranker", "fit_seconds"])},
     }
     for metric, row in results["als_source"].items():
         print(f"ranker + als against ranker, {metric}: {row['a']:.4f} vs {row['b']:.4f}, "
-              f"{row['gain']:+.1%} [{row['low']:+.1%}, {row['high']:+.1%}]")
-    for metric, row in results["label_days"]["two_against_one"].items():
-        print(f"labels of 2 days against 1, {metric}: {row['a']:.4f} vs {row['b']:.4f}, "
               f"{row['gain']:+.1%} [{row['low']:+.1%}, {row['high']:+.1%}]")
     for name, rows in results["newcomers"].items():
         for metric, row in rows.items():
