@@ -121,15 +121,18 @@ async function setupUsers() {
 async function loadFeed() {
   const feed = document.getElementById("feed");
   const note = document.getElementById("feed-note");
+  const user = state.user;
   try {
     let body;
     const recent = recentLocal();
-    if (state.user.startsWith("visitor-") && localStorage.getItem("recsys-logged") === "0" && recent.length) {
+    if (user.startsWith("visitor-") && localStorage.getItem("recsys-logged") === "0" && recent.length) {
       body = await api("/v1/recommendations", { method: "POST",
         body: JSON.stringify({ recent_items: recent, k: K_FEED, explain: true }) });
     } else {
-      body = await api(`/v1/users/${encodeURIComponent(state.user)}/recommendations?k=${K_FEED}&explain=true`);
+      body = await api(`/v1/users/${encodeURIComponent(user)}/recommendations?k=${K_FEED}&explain=true`);
     }
+    if (user !== state.user) return;  // another shopper was chosen meanwhile: their feed is on its way
+    feed.dataset.user = user;
     feed.dataset.strategy = body.strategy;
     feed.dataset.recent = body.recent ?? recent.length;
     note.textContent = {
