@@ -78,7 +78,6 @@ def test_a_tuned_baseline_picks_its_setting_on_the_validation_part(temporal):
     assert info["tuned"]["t"]["past_the_grid"] == []  # a list of settings has no axes to step along
 
 
-
 @pytest.mark.slow  # fits five settings on a validation cut: about 2 seconds
 def test_a_grid_whose_best_sits_on_its_edge_is_tried_one_step_past_it(temporal):
     """Popular lists with each user's top ``depth`` shuffled: the less shuffled, the better. From
@@ -107,6 +106,7 @@ def test_a_grid_whose_best_sits_on_its_edge_is_tried_one_step_past_it(temporal):
     assert bounded.chosen == {"depth": 0} and len(bounded.scores) == 3 and bounded.edges == []
     with pytest.raises(ValueError, match="one of the two"):
         Tuned("t", Shuffled, [1], axes={"depth": (1,)})
+
 
 @end_to_end
 def test_a_report_records_exclude_seen_new_items_and_gains_with_intervals(temporal):
