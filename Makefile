@@ -35,7 +35,7 @@ browser:
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null) || \
 	  echo "warning: could not install chromium and chromium-driver; the browser tests will be skipped"
 
-# the fast loop, under a minute: lint, the import layers, and every test but the end-to-end ones
+# the fast loop, about a minute: lint, the import layers, and every test but the end-to-end ones
 # and those over about a second (both marked slow); the test shops' embeddings and the converted
 # networks are kept in .venv between runs; two pytest processes, one per core, each with one BLAS
 # thread so that they do not fight; whole files to a process, so that a file's module fixtures (a
