@@ -19,6 +19,14 @@ of every kind that is not measured.
     apt-get install wrk
     python benchmarks/bench_scale.py --items 100000 [--users 20000] [--memory-limit 16] [--exact]
 
+With ``--users``, each user's events are spread over ``DAYS`` days (a purchase in ``PURCHASE_SHARE``
+of them, views otherwise), and the user tower is trained on them with the learned ranker
+(``rank.label_days`` 1: the last day validates, the three before it train). What ranking costs
+at that size is then measured: the ranker's training and the trained users' precomputed ranked
+feeds (the train's ``ranker`` phase), a computed ranked feed in the process (a trained user who
+clicked since training, so that no precomputed feed answers), and the precomputed ranked feeds
+over HTTP.
+
 ``--exact`` also builds with exact precomputed lists at the same size, for the time they cost.
 Writes ``benchmarks/results/scale_<items>.json`` (``--tag T``: ``scale_<items>_T.json``).
 """
@@ -71,18 +79,21 @@ from recsys.settings import load_settings
 version, interactions, out = sys.argv[1:4]
 bundle = read_bundle(version)
 report = train_user_tower(bundle, load_interactions(interactions, catalog=bundle.items),
-                          load_settings(state_dir=out + "/state"), show_progress=False)
+                          load_settings(state_dir=out + "/state", rank={"label_days": 1}), show_progress=False)
 print(json.dumps({"path": str(report.path), "seconds": report.seconds, "phases": report.phases,
-                  "fit_seconds": report.fit_seconds, "users": report.users, "events": report.events}))
+                  "fit_seconds": report.fit_seconds, "users": report.users, "events": report.events,
+                  "ranker": report.ranker}))
 """
 EVENTS_PER_USER = 10
+DAYS = 8
+PURCHASE_SHARE = 0.3
 PER_REQUEST = "weights=image:0.5,text:0.3,tabular:0.2"
 
 
 def make_data(n: int, folder: Path, users: int, seed: int = 0) -> tuple[Path, Path, Path | None]:
     """A catalog CSV and a vectors folder of ``n`` items in ``n / 50`` clusters, and the
-    interactions of ``users`` users: each views ``EVENTS_PER_USER`` items, most of them from one
-    cluster of their own taste."""
+    interactions of ``users`` users: each has ``EVENTS_PER_USER`` events at random moments of
+    ``DAYS`` days, most of them on items of one cluster of their own taste."""
     rng = np.random.default_rng(seed)
     cluster = rng.integers(0, max(1, n // ITEMS_PER_CLUSTER), n)
     vectors = folder / "vectors"
@@ -109,8 +120,10 @@ def make_data(n: int, folder: Path, users: int, seed: int = 0) -> tuple[Path, Pa
         for u, c in enumerate(taste):
             own = members[starts[c]:starts[c + 1]]
             picks = rng.choice(own, min(len(own), EVENTS_PER_USER - 2), replace=False) if len(own) else []
-            for j, item in enumerate([*picks, *rng.integers(0, n, 2)]):
-                f.write(f"U{u:07d},{ids[item]},view,{1_700_000_000 + 60 * j}\n")
+            moments = np.sort(rng.integers(0, DAYS * 86_400, EVENTS_PER_USER))
+            bought = rng.random(EVENTS_PER_USER) < PURCHASE_SHARE
+            for item, moment, buy in zip(rng.permutation([*picks, *rng.integers(0, n, 2)]), moments, bought):
+                f.write(f"U{u:07d},{ids[item]},{'purchase' if buy else 'view'},{1_700_000_000 + moment}\n")
     return catalog, vectors, interactions
 
 
@@ -203,17 +216,36 @@ def _anon_kib(pid: int) -> int:
     return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("RssAnon:")), 0)
 
 
-def latency(version: str, queries: int = 2000, past_lists: int = 200, seed: int = 0) -> dict:
+def latency(version: str, queries: int = 2000, past_lists: int = 200, ranked_feeds: int = 500,
+            seed: int = 0) -> dict:
     """In-process similar-items latency (ms) for the default weights (a list lookup), for
     per-request weights (re-scored from the listed cosines), and for ``k`` past the lists (150:
     candidates from the serving index, re-scored), with that answer's recall against scoring
-    every item, on ``past_lists`` items."""
+    every item, on ``past_lists`` items. With a ranker, also ``ranked_feeds`` computed ranked
+    feeds of 20 (trained users who clicked one item since), on one thread as in a server worker."""
+    from threadpoolctl import threadpool_limits
+
     from recsys.serve import Recommender
 
     rec = Recommender.from_bundle(version).warm()
+    out = {}
+    if rec.bundle.collab is not None and rec.bundle.collab.ranker is not None:
+        rng = np.random.default_rng(seed + 1)
+        users = rec.bundle.collab.user_ids.ids[rng.permutation(len(rec.bundle.collab.user_ids))[:ranked_feeds]]
+        clicked = rec.bundle.item_ids.ids[rng.integers(0, len(rec.bundle.item_ids), len(users))]
+        times = []
+        with threadpool_limits(1):
+            for user, item in zip(users, clicked):
+                start = time.perf_counter()
+                found = rec.recommend(str(user), 20, recent_items=[str(item)])
+                times.append((time.perf_counter() - start) * 1000)
+                assert found.strategy == "ranked", found.strategy
+        # the first feed also loads what the ranker reads (the shop's state, the taste source's reduced space)
+        out["ranked feed after a click (computed)"] = {"first_ms": round(times[0], 1),
+                                                       "p50_ms": round(float(np.percentile(times[1:], 50)), 3),
+                                                       "p99_ms": round(float(np.percentile(times[1:], 99)), 3)}
     rng = np.random.default_rng(seed)
     items = rec.bundle.item_ids.ids[rng.integers(0, len(rec.bundle.item_ids), queries)]
-    out = {}
     cases = {"default weights": ({}, items),
              "per-request weights": ({"weights": {"image": 2, "text": 1, "tabular": 1}}, items),
              "k 150, past the lists": ({"k": 150}, items[:past_lists])}
@@ -296,7 +328,9 @@ def http_latency(version: str, folder: Path, seed: int = 0) -> dict:
                  "similar items, per-request weights": [
                      f"/v1/items/{i}/similar?k=10&{PER_REQUEST}" for i in items[2 * part:3 * part]]}
         if users:
-            cases["feed, no activity since training"] = [f"/v1/users/{u}/recommendations?k=10" for u in users[half:]]
+            name = "ranked feed, no activity since training (precomputed)" if bundle.collab.ranker is not None \
+                else "feed, no activity since training"
+            cases[name] = [f"/v1/users/{u}/recommendations?k=10" for u in users[half:]]
         # last: the slowest, whose requests still queued when wrk stops would delay the next case's
         cases["similar items, k 150 (serving index)"] = [f"/v1/items/{i}/similar?k=150" for i in items[3 * part:]]
         out = {}
