@@ -1,0 +1,123 @@
+"""How many events a shop needs before its learned ranker beats the blend: ``rank.min_groups``,
+chosen on hm-week's validation cut (its test days are never read).
+
+The validation cut of ``quality_ranker_validation.py`` (train on 09-16..19, score 09-20, with
+``label_days`` 1) is cut again into smaller shops: its customers are dealt at random into
+``s`` shards of equal size, and each shard is a shop of its own, with only its own customers'
+events (so its sales, co-purchases and training groups shrink together). In each shard the
+ranker is trained with no threshold at all and scored against the blend (``hybrid``, what a
+bundle without a ranker serves) on that shard's customers, and against "buy it again, then bought
+together, then best sellers" (the best simple baseline on hm-week). The shards' customers are then pooled,
+so that every customer of the cut is scored once per ``s``, and the gain comes with a 95% paired
+bootstrap interval over all of them (at most ``--max-shops`` shards are scored per ``s``, so
+the smallest shops pool fewer customers). A shard whose ranker cannot train at all (no validation
+group) serves the blend, as the product does.
+
+    python benchmarks/quality_ranker_threshold.py [--shards 1,16,64,256] [--max-shops 64]
+
+Writes ``benchmarks/results/quality_ranker_threshold.json``: per ``s``, the training groups of the
+shards' rankers and the pooled gains.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import pandas as pd
+from _common import write_results
+
+from recsys.data import schema as S
+from recsys.errors import DataError
+from recsys.evaluation import EvalData, evaluate, prepare
+from recsys.evaluation.metrics import paired_gain
+from recsys.evaluation.models import HybridModel
+from recsys.evaluation.ranking import RankerModel
+from recsys.evaluation.splits import cutoff_split
+from recsys.settings import load_settings
+
+METRICS = ("ndcg@10", "map@12", "recall@12", "ndcg_new@10")
+
+
+class RankerOrBlend(RankerModel):
+    """The ranker, or the blend where not even one validation group lets it train (its groups are
+    then 0)."""
+
+    def fit(self, data: EvalData) -> None:
+        try:
+            super().fit(data)
+            self.groups = self.ranker.report["train_groups"]
+        except DataError:
+            self.ranker, self.groups = None, 0
+            self.blend = HybridModel()
+            self.blend.fit(data)
+
+    def rank(self, data: EvalData, n: int) -> np.ndarray:
+        return super().rank(data, n) if self.ranker is not None else self.blend.rank(data, n)
+
+
+def shards(split, s: int, seed: int = 0) -> list:
+    """``split`` as ``s`` shops of their own: its users dealt at random into ``s`` parts, each
+    with only its users' events (newcomers left out: this is about customers with history)."""
+    users = np.array(sorted(set(split.train[S.USER_ID]) | set(split.test[S.USER_ID])), dtype=object)
+    part = dict(zip(np.random.default_rng(seed).permutation(users), np.arange(len(users)) % s))
+    out = []
+    for p in range(s):
+        mine = {u for u, q in part.items() if q == p}
+        out.append(dataclasses.replace(split, train=split.train[split.train[S.USER_ID].isin(mine)],
+                                       test=split.test[split.test[S.USER_ID].isin(mine)],
+                                       newcomers=split.newcomers.iloc[:0]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--catalog", default="../shared/data/hm-week/catalog.csv")
+    parser.add_argument("--interactions", default="../shared/data/hm-week/interactions.csv")
+    parser.add_argument("--outer", default="2020-09-20 12:00", help="the evaluation's cutoff (its test is never read)")
+    parser.add_argument("--inner", default="2020-09-19 12:00", help="the validation cut inside the training part")
+    parser.add_argument("--shards", default="1,16,64,256", help="shop sizes: the cut dealt into this many shops")
+    parser.add_argument("--max-shops", type=int, default=64, help="shops scored at most per size (the first ones)")
+    args = parser.parse_args()
+    base = load_settings()
+    settings = base.model_copy(update={"collab": base.collab.model_copy(update={"exclude_seen": False}),
+                                       "rank": base.rank.model_copy(update={"label_days": 1.0, "min_groups": 1})})
+    outer = prepare(args.interactions, catalog=args.catalog, split="cutoff", cutoff=args.outer, settings=settings)
+    inner = cutoff_split(outer.split.train, cutoff=args.inner)
+    results = {"split": {"train_until": args.inner, "scored_until": args.outer}, "shops": {}}
+    for s in [int(x) for x in args.shards.split(",")]:
+        started = time.perf_counter()
+        frames, groups = {"hybrid": [], "repurchase-copurchase": [], "ranker": []}, []
+        for shop in shards(inner, s)[:args.max_shops]:
+            data = EvalData.build(outer.bundle, shop, settings)
+            ranker = RankerOrBlend()
+            report = evaluate(data, [HybridModel(), "repurchase-copurchase", ranker], ks=(10, 12),
+                              show_progress=False)
+            groups.append(ranker.groups)
+            for name in frames:
+                frames[name].append(report.per_user[name])
+        pooled = {name: pd.concat(f, ignore_index=True) for name, f in frames.items()}
+        ok = pooled["ranker"]["has_truth"].to_numpy()
+        row = {"shops": s, "scored": len(groups), "customers": int(ok.sum()),
+               "seconds": round(time.perf_counter() - started, 1),
+               "train_groups": {"min": int(min(groups)), "median": float(np.median(groups)),
+                                "max": int(max(groups))},
+               "shops_without_ranker": int(sum(g == 0 for g in groups))}
+        print(f"{s} shops ({row['customers']:,} customers, training groups per shop {row['train_groups']}):")
+        for against in ("hybrid", "repurchase-copurchase"):
+            row[f"against {against}"] = {}
+            for metric in METRICS:
+                a, b = pooled["ranker"][metric].to_numpy(), pooled[against][metric].to_numpy()
+                both = ok & np.isfinite(a) & np.isfinite(b)
+                gain, low, high = paired_gain(a[both], b[both])
+                row[f"against {against}"][metric] = {"ranker": float(a[both].mean()), against: float(b[both].mean()),
+                                                    "gain": gain, "low": low, "high": high}
+                print(f"  {metric} ranker {a[both].mean():.4f}, {against} {b[both].mean():.4f}: "
+                      f"{gain:+.1%} [{low:+.1%}, {high:+.1%}]", flush=True)
+        results["shops"][str(s)] = row
+    write_results("quality_ranker_threshold", results)
+
+
+if __name__ == "__main__":
+    main()
