@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--outer", default="2020-09-20 12:00", help="the evaluation's cutoff (its test is never read)")
     parser.add_argument("--inner", default="2020-09-19 12:00", help="the validation cut inside the training part")
     parser.add_argument("--shards", default="1,16,64,256", help="shop sizes: the cut dealt into this many shops")
+    parser.add_argument("--tag", default="", help="results file quality_ranker_threshold_<tag>.json")
     parser.add_argument("--max-shops", type=int, default=64, help="shops scored at most per size (the first ones)")
     args = parser.parse_args()
     base = load_settings()
@@ -116,7 +117,7 @@ def main() -> None:
                 print(f"  {metric} ranker {a[both].mean():.4f}, {against} {b[both].mean():.4f}: "
                       f"{gain:+.1%} [{low:+.1%}, {high:+.1%}]", flush=True)
         results["shops"][str(s)] = row
-    write_results("quality_ranker_threshold", results)
+        write_results("quality_ranker_threshold", results, args.tag)  # after each size: the small ones take long
 
 
 if __name__ == "__main__":

@@ -264,8 +264,10 @@ class RankSettings(_Section):
         "validation period (those the log reaches back to)")
     max_users: int = Field(30_000, gt=0, description="users sampled per label period for training")
     min_groups: int = Field(
-        200, gt=0, description="users with a bought candidate the training periods need (a quarter "
-        "of it the validation period); with fewer there is no ranker")
+        25, gt=0, description="users with a bought candidate the training periods need (a quarter "
+        "of it the validation period); with fewer there is no ranker, and feeds are the blend. Chosen "
+        "on hm-week cut into small shops: down to 28 groups, the ranker beat the blend "
+        "(benchmarks/quality_ranker_threshold.py)")
     rounds: int = Field(300, gt=0, description="boosting rounds at most (early stopping picks fewer)")
     objectives: list[Literal["lambdarank", "rank_xendcg", "binary"]] = Field(
         default_factory=lambda: ["lambdarank", "binary"], min_length=1,

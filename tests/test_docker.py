@@ -121,7 +121,7 @@ def test_the_images_install_steps_give_a_cli_that_builds_trains_and_serves(tmp_p
         status, headers, body = request(port, "GET", "/v1/items/SKU-000002/similar?k=5")
         assert status == 200 and len(json.loads(body)["items"]) == 5 and headers["X-Recsys-Version"]
         status, _, body = request(port, "GET", "/v1/users/U000001/recommendations?k=5")
-        assert status == 200 and json.loads(body)["strategy"] == "collaborative"
+        assert status == 200 and json.loads(body)["strategy"] == "ranked"
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # gunicorn and its workers, which this test started
         server.wait(timeout=60)

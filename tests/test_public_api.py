@@ -114,5 +114,5 @@ def test_the_readmes_python_example_runs_as_written(tmp_path, session_dir):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "collaborative None" in done.stdout and "unknown item_id 'no-such-item'" in done.stdout
+    assert "ranked None" in done.stdout and "unknown item_id 'no-such-item'" in done.stdout
     assert len(list((tmp_path / "models" / "demo").iterdir())) == 2  # the item side, then the trained version

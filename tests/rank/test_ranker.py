@@ -156,10 +156,11 @@ def test_train_without_enough_events_keeps_the_blend_and_says_why(store, tmp_pat
     from recsys.serve import Recommender
 
     settings = make_settings(tmp_path, rank={"enabled": True, "label_days": 1.0})
-    report = train_user_tower(store, rebuyers(30, days=4), settings, show_progress=False)
+    # 8 shoppers over 4 days: at most 8 groups in each of the 3 training days, fewer than rank.min_groups
+    report = train_user_tower(store, rebuyers(8, days=4), settings, show_progress=False)
     trained = read_bundle(report.path)
     assert trained.collab.ranker is None
-    assert "needs 200" in trained.manifest["collab"]["ranker"]["skipped"]
+    assert f"needs {settings.rank.min_groups}" in trained.manifest["collab"]["ranker"]["skipped"]
     assert "no ranker in this bundle" in report.summary()
     assert Recommender(trained).recommend("U00001", 5).strategy == "collaborative"  # the blend serves
 
