@@ -280,6 +280,11 @@ def publish_and_swap(version: str, folder: Path) -> dict:
             out[name] = {"skipped": f"the bundle ({size / 2**30:.1f} GiB) would take more than a third of the "
                                     f"machine's available memory ({available / 2**30:.1f} GiB) in Redis"}
             continue
+        free = shutil.disk_usage(folder).free
+        if files is not None and 2 * size > 0.9 * free:  # the file store's copy, and the worker's download
+            out[name] = {"skipped": f"the bundle ({size / 2**30:.1f} GiB) twice would not fit on the free "
+                                    f"disk ({free / 2**30:.1f} GiB)"}
+            continue
         store = RedisStore(client, prefix=f"bench-scale-{os.getpid()}", bundle_files=files)
         before = client.info("memory")["used_memory"]
         try:
@@ -359,6 +364,9 @@ def main() -> None:
         result = {"items": args.items, "dims": DIMS, "clusters": args.items // ITEMS_PER_CLUSTER,
                   "users": args.users, "events_per_user": EVENTS_PER_USER if args.users else 0,
                   "data_seconds": round(time.perf_counter() - started, 1)}
+
+        def save() -> None:
+            write_results(f"scale_{args.items}", result, args.tag)
         # the lists of a large catalog (index.exact_lists_max 0): k-means cells, and HNSW in few dimensions
         large = result["approximate_lists"] = build(catalog, vectors, folder / "approximate", exact_max=0,
                                                     memory_gib=args.memory_limit)
@@ -366,15 +374,18 @@ def main() -> None:
         if interactions is not None:
             large["train"] = train(version, interactions, folder / "approximate")
             version = large["train"].pop("version")
+        save()  # after each stage: a large run takes an hour, and a later stage may fail
         large["latency"] = latency(version)
+        save()
         large["publish_and_swap"] = publish_and_swap(version, folder)
+        save()
         large["http"] = http_latency(version, folder)
         if args.exact:
             result["exact_lists"] = build(catalog, vectors, folder / "exact", exact_max=args.items)
             result["exact_lists"].pop("version")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    write_results(f"scale_{args.items}", result, args.tag)
+    save()
     print(json.dumps(result, indent=1))
 
 
