@@ -34,6 +34,32 @@ def sample_parser(doc: str, items: int, copies: int) -> argparse.ArgumentParser:
     return parser
 
 
+def validation_cut_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark on hm-week's validation cut: ``--catalog``, ``--interactions``,
+    ``--outer`` (the evaluation's cutoff) and ``--inner`` (the cut inside its training part)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--catalog", default="../shared/data/hm-week/catalog.csv")
+    parser.add_argument("--interactions", default="../shared/data/hm-week/interactions.csv")
+    parser.add_argument("--outer", default="2020-09-20 12:00", help="the evaluation's cutoff (its test is never read)")
+    parser.add_argument("--inner", default="2020-09-19 12:00", help="the validation cut inside the training part")
+    return parser
+
+
+def validation_cut(args: argparse.Namespace, **rank):
+    """The settings of hm-week's evaluation (known items allowed, 1-day label periods; ``rank``
+    overrides more), its data cut at ``args.outer``, and that training part cut again at
+    ``args.inner`` (a split: the test days after ``args.outer`` are never read)."""
+    from recsys.evaluation import prepare
+    from recsys.evaluation.splits import cutoff_split
+    from recsys.settings import load_settings
+
+    base = load_settings()
+    settings = base.model_copy(update={"collab": base.collab.model_copy(update={"exclude_seen": False}),
+                                       "rank": base.rank.model_copy(update={"label_days": 1.0, **rank})})
+    outer = prepare(args.interactions, catalog=args.catalog, split="cutoff", cutoff=args.outer, settings=settings)
+    return settings, outer, cutoff_split(outer.split.train, cutoff=args.inner)
+
+
 @contextlib.contextmanager
 def work_dir(work: Path | None) -> Iterator[Path]:
     """``work``, or a temporary directory removed afterwards."""

@@ -20,22 +20,19 @@ shards' rankers and the pooled gains.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 
 import numpy as np
 import pandas as pd
-from _common import write_results
+from _common import validation_cut, validation_cut_parser, write_results
 
 from recsys.data import schema as S
 from recsys.errors import DataError
-from recsys.evaluation import EvalData, evaluate, prepare
+from recsys.evaluation import EvalData, evaluate
 from recsys.evaluation.metrics import paired_gain
 from recsys.evaluation.models import HybridModel
 from recsys.evaluation.ranking import RankerModel
-from recsys.evaluation.splits import cutoff_split
-from recsys.settings import load_settings
 
 METRICS = ("ndcg@10", "map@12", "recall@12", "ndcg_new@10")
 
@@ -72,20 +69,12 @@ def shards(split, s: int, seed: int = 0) -> list:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", default="../shared/data/hm-week/catalog.csv")
-    parser.add_argument("--interactions", default="../shared/data/hm-week/interactions.csv")
-    parser.add_argument("--outer", default="2020-09-20 12:00", help="the evaluation's cutoff (its test is never read)")
-    parser.add_argument("--inner", default="2020-09-19 12:00", help="the validation cut inside the training part")
+    parser = validation_cut_parser(__doc__)
     parser.add_argument("--shards", default="1,16,64,256", help="shop sizes: the cut dealt into this many shops")
     parser.add_argument("--tag", default="", help="results file quality_ranker_threshold_<tag>.json")
     parser.add_argument("--max-shops", type=int, default=64, help="shops scored at most per size (the first ones)")
     args = parser.parse_args()
-    base = load_settings()
-    settings = base.model_copy(update={"collab": base.collab.model_copy(update={"exclude_seen": False}),
-                                       "rank": base.rank.model_copy(update={"label_days": 1.0, "min_groups": 1})})
-    outer = prepare(args.interactions, catalog=args.catalog, split="cutoff", cutoff=args.outer, settings=settings)
-    inner = cutoff_split(outer.split.train, cutoff=args.inner)
+    settings, outer, inner = validation_cut(args, min_groups=1)
     results = {"split": {"train_until": args.inner, "scored_until": args.outer}, "shops": {}}
     for s in [int(x) for x in args.shards.split(",")]:
         started = time.perf_counter()

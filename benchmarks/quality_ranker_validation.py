@@ -15,16 +15,12 @@ Writes ``benchmarks/results/quality_ranker_validation.json``.
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from _common import write_results
+from _common import validation_cut, validation_cut_parser, write_results
 
-from recsys.evaluation import EvalData, evaluate, prepare
+from recsys.evaluation import EvalData, evaluate
 from recsys.evaluation.metrics import paired_gain
 from recsys.evaluation.ranking import RankerModel
-from recsys.evaluation.splits import cutoff_split
-from recsys.settings import load_settings
 
 METRICS = ("ndcg@10", "map@12", "recall@12", "ndcg_new@10", "map_new@12")
 NEWCOMER_METRICS = ("ndcg_newcomers@10", "map_newcomers@12", "recall_newcomers@12")
@@ -42,17 +38,9 @@ def _gain(report_a, name_a, report_b, name_b, metric, newcomers=False) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalog", default="../shared/data/hm-week/catalog.csv")
-    parser.add_argument("--interactions", default="../shared/data/hm-week/interactions.csv")
-    parser.add_argument("--outer", default="2020-09-20 12:00", help="the evaluation's cutoff (its test is never read)")
-    parser.add_argument("--inner", default="2020-09-19 12:00", help="the validation cut inside the training part")
-    args = parser.parse_args()
-    base = load_settings()
-    settings = base.model_copy(update={"collab": base.collab.model_copy(update={"exclude_seen": False}),
-                                       "rank": base.rank.model_copy(update={"label_days": 1.0})})
-    outer = prepare(args.interactions, catalog=args.catalog, split="cutoff", cutoff=args.outer, settings=settings)
-    inner = EvalData.build(outer.bundle, cutoff_split(outer.split.train, cutoff=args.inner), settings)
+    args = validation_cut_parser(__doc__).parse_args()
+    settings, outer, cut = validation_cut(args)
+    inner = EvalData.build(outer.bundle, cut, settings)
     print(f"validation cut: {len(inner.users):,} customers with history, "
           f"{inner.split.newcomers['user_id'].nunique():,} newcomers")
     plain = evaluate(inner, ["popular", "recent-popular", "ranker"], ks=(10, 12))
