@@ -38,8 +38,11 @@ METRICS = ("ndcg@10", "map@12", "recall@12", "ndcg_new@10")
 
 
 class RankerOrBlend(RankerModel):
-    """The ranker, or the blend where not even one validation group lets it train (its groups are
-    then 0)."""
+    """The ranker, or ``blend`` (fitted already, as the same evaluation's other model) where not
+    even one validation group lets it train (its groups are then 0)."""
+
+    def __init__(self, blend: HybridModel):
+        self.blend = blend
 
     def fit(self, data: EvalData) -> None:
         try:
@@ -47,25 +50,20 @@ class RankerOrBlend(RankerModel):
             self.groups = self.ranker.report["train_groups"]
         except DataError:
             self.ranker, self.groups = None, 0
-            self.blend = HybridModel()
-            self.blend.fit(data)
 
     def rank(self, data: EvalData, n: int) -> np.ndarray:
         return super().rank(data, n) if self.ranker is not None else self.blend.rank(data, n)
 
 
-def shards(split, s: int, seed: int = 0) -> list:
-    """``split`` as ``s`` shops of their own: its users dealt at random into ``s`` parts, each
-    with only its users' events (newcomers left out: this is about customers with history)."""
-    users = np.array(sorted(set(split.train[S.USER_ID]) | set(split.test[S.USER_ID])), dtype=object)
-    part = dict(zip(np.random.default_rng(seed).permutation(users), np.arange(len(users)) % s))
-    out = []
-    for p in range(s):
-        mine = {u for u, q in part.items() if q == p}
-        out.append(dataclasses.replace(split, train=split.train[split.train[S.USER_ID].isin(mine)],
-                                       test=split.test[split.test[S.USER_ID].isin(mine)],
-                                       newcomers=split.newcomers.iloc[:0]))
-    return out
+def shards(split, s: int, limit: int, seed: int = 0) -> list:
+    """The first ``limit`` of ``split`` as ``s`` shops of their own: its users dealt at random into
+    ``s`` parts, each with only its users' events (newcomers left out: this is about customers
+    with history)."""
+    users = sorted(set(split.train[S.USER_ID]) | set(split.test[S.USER_ID]))
+    part = pd.Series(np.arange(len(users)) % s, index=np.random.default_rng(seed).permutation(users))
+    train_part, test_part = split.train[S.USER_ID].map(part), split.test[S.USER_ID].map(part)
+    return [dataclasses.replace(split, train=split.train[train_part == p], test=split.test[test_part == p],
+                                newcomers=split.newcomers.iloc[:0]) for p in range(min(s, limit))]
 
 
 def main() -> None:
@@ -79,11 +77,11 @@ def main() -> None:
     for s in [int(x) for x in args.shards.split(",")]:
         started = time.perf_counter()
         frames, groups = {"hybrid": [], "repurchase-copurchase": [], "ranker": []}, []
-        for shop in shards(inner, s)[:args.max_shops]:
+        for shop in shards(inner, s, args.max_shops):
             data = EvalData.build(outer.bundle, shop, settings)
-            ranker = RankerOrBlend()
-            report = evaluate(data, [HybridModel(), "repurchase-copurchase", ranker], ks=(10, 12),
-                              show_progress=False)
+            blend = HybridModel()
+            ranker = RankerOrBlend(blend)
+            report = evaluate(data, [blend, "repurchase-copurchase", ranker], ks=(10, 12), show_progress=False)
             groups.append(ranker.groups)
             for name in frames:
                 frames[name].append(report.per_user[name])
